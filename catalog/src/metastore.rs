@@ -1,0 +1,247 @@
+//! The metastore: one single-row Parquet file per entry, laid out and shaped
+//! as Python nuthatch writes it (inventory §3.1–3.2), so either implementation
+//! can read the other's store.
+//!
+//! ```text
+//! nuthatch_metadata.nut/exists.nut
+//! nuthatch_metadata.nut/<key>[/<namespace>]/<backend>.parquet   metadata row
+//! [<namespace>/]<key>.<ext>                                      data
+//! ```
+
+use std::sync::Arc;
+
+use arrow::array::{Array, Float64Array, RecordBatch, StringArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Schema};
+use bytes::Bytes;
+use datafusion::common::{DataFusionError, Result};
+use nuthatch_backends::BackendKind;
+use object_store::path::Path;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+
+use crate::key::CacheKey;
+
+pub const METASTORE_DIR: &str = "nuthatch_metadata.nut";
+/// Python's metastore creates this marker when it first opens a store, and
+/// fails on read-only stores that lack it; writing it keeps those readers happy.
+pub const EXISTS_MARKER: &str = "nuthatch_metadata.nut/exists.nut";
+pub const CONFIRMED: &str = "confirmed";
+
+/// Where the metadata row of an entry lives.
+pub fn metadata_path(key: &CacheKey, namespace: Option<&str>, backend: BackendKind) -> Path {
+    let mut path = format!("{METASTORE_DIR}/{}", key.as_str().trim_end_matches('/'));
+    if let Some(ns) = namespace {
+        path.push('/');
+        path.push_str(ns);
+    }
+    Path::from(format!("{path}/{}.parquet", backend.name()))
+}
+
+/// Where the data of an entry lives. Namespaces come first for data and
+/// after the key for metadata, as in Python.
+pub fn data_path(key: &CacheKey, namespace: Option<&str>, backend: BackendKind) -> Path {
+    let file = format!("{}.{}", key.as_str(), backend.extension());
+    match namespace {
+        Some(ns) => Path::from(format!("{ns}/{file}")),
+        None => Path::from(file),
+    }
+}
+
+/// The metadata row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetadataRow {
+    pub cache_key: String,
+    pub namespace: Option<String>,
+    pub version: Option<String>,
+    pub backend: String,
+    pub state: String,
+    /// UTC epoch microseconds.
+    pub last_modified: f64,
+    pub commit_hash: String,
+    pub user: String,
+    pub path: String,
+}
+
+impl MetadataRow {
+    /// Is this row a committed entry of `version`?
+    pub fn is_valid_for(&self, version: Option<&str>) -> bool {
+        self.state == CONFIRMED && self.version.as_deref() == version
+    }
+
+    fn schema() -> Arc<Schema> {
+        let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+        Arc::new(Schema::new(vec![
+            text("cache_key", false),
+            text("namespace", true),
+            text("version", true),
+            text("backend", false),
+            text("state", false),
+            Field::new("last_modified", DataType::Float64, false),
+            text("commit_hash", false),
+            text("user", false),
+            text("path", false),
+        ]))
+    }
+
+    pub fn encode(&self) -> Result<Bytes> {
+        let text = |v: Option<&str>| Arc::new(StringArray::from(vec![v])) as Arc<dyn Array>;
+        let batch = RecordBatch::try_new(
+            MetadataRow::schema(),
+            vec![
+                text(Some(&self.cache_key)),
+                text(self.namespace.as_deref()),
+                text(self.version.as_deref()),
+                text(Some(&self.backend)),
+                text(Some(&self.state)),
+                Arc::new(Float64Array::from(vec![self.last_modified])),
+                text(Some(&self.commit_hash)),
+                text(Some(&self.user)),
+                text(Some(&self.path)),
+            ],
+        )?;
+        let mut buffer = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), None)?;
+        writer.write(&batch)?;
+        writer.close()?;
+        Ok(Bytes::from(buffer))
+    }
+
+    /// Reads a row written by either implementation. Polars writes strings
+    /// as large strings and all-null columns with the Null type; both are
+    /// accepted.
+    pub fn decode(bytes: Bytes) -> std::result::Result<MetadataRow, String> {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|b| b.build())
+            .map_err(|e| e.to_string())?;
+        let batch = reader
+            .into_iter()
+            .next()
+            .ok_or("it has no rows")?
+            .map_err(|e| e.to_string())?;
+        if batch.num_rows() != 1 {
+            return Err(format!("it has {} rows instead of one", batch.num_rows()));
+        }
+        let text = |name: &str| -> std::result::Result<Option<String>, String> {
+            let Some(column) = batch.column_by_name(name) else {
+                return Err(format!("column '{name}' is missing"));
+            };
+            let strings = cast(column, &DataType::Utf8).map_err(|e| format!("column '{name}': {e}"))?;
+            let strings = strings.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
+            Ok(strings.is_valid(0).then(|| strings.value(0).to_string()))
+        };
+        let required = |name: &str| text(name)?.ok_or_else(|| format!("column '{name}' is null"));
+        let last_modified = match batch.column_by_name("last_modified") {
+            Some(column) => {
+                let floats = cast(column, &DataType::Float64).map_err(|e| e.to_string())?;
+                let floats = floats.as_any().downcast_ref::<Float64Array>().expect("cast to Float64");
+                if floats.is_valid(0) { floats.value(0) } else { 0.0 }
+            }
+            None => 0.0,
+        };
+        Ok(MetadataRow {
+            cache_key: required("cache_key")?,
+            namespace: text("namespace")?,
+            version: text("version")?,
+            backend: required("backend")?,
+            state: required("state")?,
+            last_modified,
+            commit_hash: text("commit_hash")?.unwrap_or_default(),
+            user: text("user")?.unwrap_or_default(),
+            path: text("path")?.unwrap_or_default(),
+        })
+    }
+}
+
+/// The commit of the git repository around the working directory, or
+/// `no_git_repo`, as Python nuthatch records it.
+pub fn current_commit_hash() -> String {
+    let Ok(cwd) = std::env::current_dir() else {
+        return "no_git_repo".into();
+    };
+    for dir in cwd.ancestors() {
+        let git = dir.join(".git");
+        if git.is_dir() {
+            return read_head(&git).unwrap_or_else(|| "no_git_repo".into());
+        }
+    }
+    "no_git_repo".into()
+}
+
+fn read_head(git: &std::path::Path) -> Option<String> {
+    let head = std::fs::read_to_string(git.join("HEAD")).ok()?;
+    let head = head.trim();
+    let Some(reference) = head.strip_prefix("ref: ") else {
+        return Some(head.to_string());
+    };
+    if let Ok(hash) = std::fs::read_to_string(git.join(reference)) {
+        return Some(hash.trim().to_string());
+    }
+    let packed = std::fs::read_to_string(git.join("packed-refs")).ok()?;
+    packed
+        .lines()
+        .find_map(|line| line.strip_suffix(reference).map(|hash| hash.trim().to_string()))
+}
+
+/// The user name Python's `getpass.getuser()` would give.
+pub fn current_user() -> String {
+    ["LOGNAME", "USER", "LNAME", "USERNAME"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+pub(crate) fn io_error(context: String) -> impl FnOnce(object_store::Error) -> DataFusionError {
+    move |e| DataFusionError::Execution(format!("{context}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::{cache_key, KeyValue};
+    use std::collections::BTreeMap;
+
+    fn key(value: &str) -> CacheKey {
+        let mut args = BTreeMap::new();
+        args.insert("n".to_string(), KeyValue::Scalar(value.to_string()));
+        cache_key("f", &args).unwrap()
+    }
+
+    #[test]
+    fn paths_follow_the_python_layout() {
+        let k = key("1");
+        assert_eq!(
+            metadata_path(&k, None, BackendKind::Parquet).as_ref(),
+            "nuthatch_metadata.nut/f/1/parquet.parquet"
+        );
+        assert_eq!(
+            metadata_path(&k, Some("ns1"), BackendKind::Parquet).as_ref(),
+            "nuthatch_metadata.nut/f/1/ns1/parquet.parquet"
+        );
+        assert_eq!(data_path(&k, Some("ns1"), BackendKind::Parquet).as_ref(), "ns1/f/1.parquet");
+        let zero = cache_key("tk", &BTreeMap::new()).unwrap();
+        assert_eq!(data_path(&zero, None, BackendKind::Parquet).as_ref(), "tk/.parquet");
+        assert_eq!(
+            metadata_path(&zero, None, BackendKind::Parquet).as_ref(),
+            "nuthatch_metadata.nut/tk/parquet.parquet"
+        );
+    }
+
+    #[test]
+    fn a_row_survives_a_round_trip_and_garbage_is_reported() {
+        let row = MetadataRow {
+            cache_key: "f/1".into(),
+            namespace: None,
+            version: Some("0.1.0".into()),
+            backend: "parquet".into(),
+            state: CONFIRMED.into(),
+            last_modified: 1.7e15,
+            commit_hash: "no_git_repo".into(),
+            user: "me".into(),
+            path: "/x/f/1.parquet".into(),
+        };
+        assert_eq!(MetadataRow::decode(row.encode().unwrap()).unwrap(), row);
+        assert!(row.is_valid_for(Some("0.1.0")) && !row.is_valid_for(None));
+        assert!(MetadataRow::decode(Bytes::from_static(b"not parquet")).is_err());
+    }
+}

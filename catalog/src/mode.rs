@@ -1,0 +1,118 @@
+//! Cache modes: which tiers a call may read and write.
+//!
+//! The names and flags are Python nuthatch's (inventory §2.4). The modes that
+//! need a local tier are recognised but refused until that tier exists.
+
+use std::fmt;
+use std::str::FromStr;
+
+use datafusion::common::{DataFusionError, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheMode {
+    /// Read root; compute and write root on a miss.
+    Write,
+    /// Like `write`, but a recomputed result replaces an existing entry.
+    Overwrite,
+    /// Read only; compute on a miss without storing.
+    ReadOnly,
+    /// Read only; a miss is an error.
+    ReadOnlyStrict,
+    /// Neither read nor write: always compute.
+    Off,
+    Local,
+    LocalOverwrite,
+    LocalSync,
+    LocalStrict,
+    LocalApi,
+}
+
+impl CacheMode {
+    pub const ALL: [CacheMode; 10] = [
+        CacheMode::Write,
+        CacheMode::Overwrite,
+        CacheMode::ReadOnly,
+        CacheMode::ReadOnlyStrict,
+        CacheMode::Off,
+        CacheMode::Local,
+        CacheMode::LocalOverwrite,
+        CacheMode::LocalSync,
+        CacheMode::LocalStrict,
+        CacheMode::LocalApi,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CacheMode::Write => "write",
+            CacheMode::Overwrite => "overwrite",
+            CacheMode::ReadOnly => "read_only",
+            CacheMode::ReadOnlyStrict => "read_only_strict",
+            CacheMode::Off => "off",
+            CacheMode::Local => "local",
+            CacheMode::LocalOverwrite => "local_overwrite",
+            CacheMode::LocalSync => "local_sync",
+            CacheMode::LocalStrict => "local_strict",
+            CacheMode::LocalApi => "local_api",
+        }
+    }
+
+    /// May the root tier be read?
+    pub fn reads_root(self) -> bool {
+        !matches!(self, CacheMode::Off)
+    }
+
+    /// May a computed result be written to root?
+    pub fn writes_root(self) -> bool {
+        matches!(self, CacheMode::Write | CacheMode::Overwrite)
+    }
+
+    /// May a recomputed result replace a valid entry? (`write` keeps the old
+    /// entry: the Python package would ask, and we never prompt.)
+    pub fn replaces_existing(self) -> bool {
+        matches!(self, CacheMode::Overwrite)
+    }
+
+    /// Is computing forbidden?
+    pub fn fails_on_miss(self) -> bool {
+        matches!(self, CacheMode::ReadOnlyStrict)
+    }
+
+    /// Refuses the modes this build cannot honour yet.
+    pub fn check_supported(self) -> Result<Self> {
+        match self {
+            CacheMode::Local
+            | CacheMode::LocalOverwrite
+            | CacheMode::LocalSync
+            | CacheMode::LocalStrict
+            | CacheMode::LocalApi => Err(DataFusionError::Plan(format!(
+                "cache_mode '{}' needs a local tier, which nuthatch does not have yet; use one of \
+                 write, overwrite, read_only, read_only_strict, off",
+                self.name()
+            ))),
+            mode => Ok(mode),
+        }
+    }
+}
+
+impl fmt::Display for CacheMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for CacheMode {
+    type Err = DataFusionError;
+
+    fn from_str(text: &str) -> Result<Self> {
+        CacheMode::ALL
+            .into_iter()
+            .find(|mode| mode.name().eq_ignore_ascii_case(text.trim()))
+            .ok_or_else(|| {
+                let names: Vec<_> = CacheMode::ALL.iter().map(|m| m.name()).collect();
+                DataFusionError::Plan(format!(
+                    "invalid cache_mode '{text}': use one of {}",
+                    names.join(", ")
+                ))
+            })
+    }
+}

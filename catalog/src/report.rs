@@ -1,0 +1,86 @@
+//! One line per cached call: what happened, where, and how much was read.
+//!
+//! Calls append their report when their result stream ends; front ends (the
+//! `nuthatch` binary, the README example, tests) drain the log after each
+//! statement.
+
+use std::fmt;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// How a call was served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Read from a stored entry.
+    Hit,
+    /// Computed and stored.
+    Computed,
+    /// Computed and not stored (mode `off`/`read_only`, or `write` keeping an
+    /// existing entry).
+    ComputedNotStored,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Computed => "computed",
+            Outcome::ComputedNotStored => "computed (not stored)",
+        }
+    }
+}
+
+/// The report of one cached call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallReport {
+    pub function: String,
+    pub outcome: Outcome,
+    /// The tier read or written, if any.
+    pub tier: Option<String>,
+    pub backend: String,
+    pub key: String,
+    pub namespace: Option<String>,
+    /// Rows the call returned (after clipping and filters).
+    pub rows: usize,
+    /// Row groups of the entry that the scan read, and how many it has.
+    pub row_groups_read: Option<(usize, usize)>,
+    /// Bytes the scan read from the store.
+    pub bytes_scanned: Option<usize>,
+    pub elapsed: Duration,
+}
+
+impl fmt::Display for CallReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.function, self.outcome.name())?;
+        if let Some(tier) = &self.tier {
+            write!(f, " {tier}")?;
+        }
+        write!(f, " {} {}", self.backend, self.key)?;
+        if let Some(ns) = &self.namespace {
+            write!(f, " namespace={ns}")?;
+        }
+        write!(f, " rows={}", self.rows)?;
+        if let Some((read, total)) = self.row_groups_read {
+            write!(f, " row_groups={read}/{total}")?;
+        }
+        write!(f, " in {:.3}s", self.elapsed.as_secs_f64())
+    }
+}
+
+/// The reports of calls not yet drained.
+#[derive(Debug, Default)]
+pub struct ReportLog {
+    reports: Mutex<Vec<CallReport>>,
+}
+
+impl ReportLog {
+    pub fn push(&self, report: CallReport) {
+        tracing::info!(target: "nuthatch::call", "{report}");
+        self.reports.lock().expect("report log poisoned").push(report);
+    }
+
+    /// Takes every report logged so far.
+    pub fn drain(&self) -> Vec<CallReport> {
+        std::mem::take(&mut *self.reports.lock().expect("report log poisoned"))
+    }
+}

@@ -1,0 +1,157 @@
+//! Tiers: the stores a catalog reads entries from and writes them to.
+//!
+//! A tier wraps one object store rooted at the tier's location, so every path
+//! inside it is relative (`nuthatch_metadata.nut/...`, `<key>.parquet`). Each
+//! tier is registered in DataFusion's runtime under a URL of its own, which is
+//! how Parquet scans find it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use datafusion::common::{DataFusionError, Result};
+use datafusion::datasource::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use object_store::local::LocalFileSystem;
+use object_store::prefix::PrefixStore;
+use object_store::ObjectStore;
+use url::Url;
+
+use crate::config::TierConfig;
+
+/// Tells apart the store URLs of catalogs that share one runtime.
+static NEXT_STORE_ID: AtomicUsize = AtomicUsize::new(1);
+
+/// The role a tier plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierRole {
+    /// The shared store every computed entry is written to.
+    Root,
+}
+
+impl TierRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            TierRole::Root => "root",
+        }
+    }
+}
+
+/// An opened tier.
+#[derive(Debug, Clone)]
+pub struct Tier {
+    role: TierRole,
+    store: Arc<dyn ObjectStore>,
+    store_url: ObjectStoreUrl,
+    location: String,
+    read_only: bool,
+}
+
+impl Tier {
+    /// Opens the store a tier config names. A local folder is created if it
+    /// is missing, as Python nuthatch does.
+    pub fn open(role: TierRole, config: &TierConfig) -> Result<Tier> {
+        let location = redact(&config.filesystem);
+        let unreachable = |detail: String| {
+            DataFusionError::Configuration(format!(
+                "the {} tier at {location} is unreachable: {detail}. Point it at a folder or \
+                 object-store URL you can reach (filesystem in nuthatch.toml, or \
+                 NUTHATCH_ROOT_FILESYSTEM)",
+                role.name()
+            ))
+        };
+        let store: Arc<dyn ObjectStore> = match Url::parse(&config.filesystem) {
+            Ok(url) if url.scheme() == "file" => {
+                let path = url
+                    .to_file_path()
+                    .map_err(|_| unreachable("not a local path".into()))?;
+                Arc::new(local_store(&path).map_err(unreachable)?)
+            }
+            // One letter before ':' is a Windows drive, not a scheme.
+            Ok(url) if url.scheme().len() > 1 => {
+                let (store, prefix) = object_store::parse_url_opts(&url, config.options.iter())
+                    .map_err(|e| unreachable(e.to_string()))?;
+                if prefix.as_ref().is_empty() {
+                    Arc::from(store)
+                } else {
+                    Arc::new(PrefixStore::new(store, prefix))
+                }
+            }
+            _ => Arc::new(local_store(std::path::Path::new(&config.filesystem)).map_err(unreachable)?),
+        };
+        let id = NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed);
+        let store_url = ObjectStoreUrl::parse(format!("nuthatch://{}-{id}", role.name()))?;
+        Ok(Tier { role, store, store_url, location, read_only: config.read_only })
+    }
+
+    pub fn role(&self) -> TierRole {
+        self.role
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.role.name()
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The URL under which [`Tier::register`] makes the store known.
+    pub fn store_url(&self) -> &ObjectStoreUrl {
+        &self.store_url
+    }
+
+    /// Where the tier is, safe to print (no credentials).
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Makes the tier's store reachable from scans run in `runtime`.
+    pub fn register(&self, runtime: &RuntimeEnv) {
+        runtime.register_object_store(self.store_url.as_ref(), Arc::clone(&self.store));
+    }
+}
+
+fn local_store(path: &std::path::Path) -> std::result::Result<LocalFileSystem, String> {
+    std::fs::create_dir_all(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    LocalFileSystem::new_with_prefix(path).map_err(|e| e.to_string())
+}
+
+/// Drops user info and query strings, where URLs may carry credentials.
+pub fn redact(filesystem: &str) -> String {
+    match Url::parse(filesystem) {
+        Ok(mut url) if url.scheme().len() > 1 => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            url.to_string()
+        }
+        _ => filesystem.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_not_shown() {
+        let shown = redact("s3://AKIA:hunter2@bucket/caches?token=abc");
+        assert!(!shown.contains("hunter2") && !shown.contains("AKIA") && !shown.contains("abc"));
+        assert!(shown.starts_with("s3://bucket/caches"), "{shown}");
+    }
+
+    #[test]
+    fn a_root_under_a_regular_file_is_unreachable_with_the_fix_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain-file");
+        std::fs::write(&file, b"x").unwrap();
+        let config = TierConfig::new(file.join("root").display().to_string());
+        let err = Tier::open(TierRole::Root, &config).unwrap_err().to_string();
+        assert!(err.contains("root tier") && err.contains("unreachable"), "{err}");
+        assert!(err.contains("NUTHATCH_ROOT_FILESYSTEM"), "{err}");
+    }
+}

@@ -1,0 +1,173 @@
+//! The `nuthatch` command-line program.
+//!
+//! It runs SQL against a [`Nuthatch`] session the way datafusion-cli does:
+//! `-c "SQL"` and `-f file.sql` run statements and exit (non-zero on the
+//! first error); with neither, an interactive prompt reads statements ending
+//! in `;`. After each statement it prints the result, one line per cached
+//! call (hit or computed, tier, backend, key, rows, time), and a footer.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use arrow::util::pretty::pretty_format_batches;
+use clap::Parser;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::error::{DataFusionError, Result};
+use nuthatch::{split_statements, Config, Nuthatch};
+
+#[derive(Debug, Parser)]
+#[command(name = "nuthatch", version, about = "Run SQL over nuthatch cached functions")]
+pub struct Args {
+    /// Execute the given SQL and exit (may be repeated).
+    #[arg(short = 'c', long = "command")]
+    pub commands: Vec<String>,
+    /// Execute the SQL in the given file and exit (may be repeated).
+    #[arg(short = 'f', long = "file")]
+    pub files: Vec<PathBuf>,
+    /// Root tier: a folder or object-store URL, overriding nuthatch.toml and
+    /// NUTHATCH_ROOT_FILESYSTEM.
+    #[arg(long)]
+    pub root: Option<String>,
+    /// Output format of results.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Rows of a result to print in table format (0: all).
+    #[arg(long, default_value_t = 40)]
+    pub maxrows: usize,
+    /// Print only results: no call reports and no footer.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+}
+
+/// Opens the session the arguments describe and loads the project's
+/// definitions files.
+pub async fn open(args: &Args) -> Result<Nuthatch> {
+    let mut config = Config::discover()?;
+    if let Some(root) = &args.root {
+        config.root = nuthatch::TierConfig { filesystem: root.clone(), ..config.root };
+    }
+    let nuthatch = Nuthatch::new(&config)?;
+    for path in &config.definitions {
+        let count = nuthatch.load_definitions(path).await?;
+        tracing::info!(path = %path.display(), count, "loaded definitions");
+    }
+    Ok(nuthatch)
+}
+
+/// Runs one statement and prints what it produced.
+pub async fn run_statement(nuthatch: &Nuthatch, sql: &str, args: &Args, out: &mut impl Write) -> Result<()> {
+    let started = Instant::now();
+    let batches = nuthatch.sql(sql).await?.collect().await?;
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    print_batches(&batches, args, out)?;
+    if !args.quiet {
+        for report in nuthatch.take_reports() {
+            writeln!(out, "nuthatch: {report}")?;
+        }
+        writeln!(
+            out,
+            "{rows} row(s) fetched. Elapsed {:.3} seconds.\n",
+            started.elapsed().as_secs_f64()
+        )?;
+    } else {
+        nuthatch.take_reports();
+    }
+    Ok(())
+}
+
+fn print_batches(batches: &[RecordBatch], args: &Args, out: &mut impl Write) -> Result<()> {
+    if batches.iter().all(|b| b.num_rows() == 0) && batches.first().is_none_or(|b| b.num_columns() == 0) {
+        return Ok(());
+    }
+    match args.format {
+        Format::Table => {
+            let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            let shown = limit_rows(batches, if args.maxrows == 0 { total } else { args.maxrows });
+            writeln!(out, "{}", pretty_format_batches(&shown)?)?;
+            if shown.iter().map(RecordBatch::num_rows).sum::<usize>() < total {
+                writeln!(out, "Showing {} of {total} rows (--maxrows {}).", args.maxrows, args.maxrows)?;
+            }
+        }
+        Format::Csv => {
+            let mut writer = arrow::csv::Writer::new(&mut *out);
+            for batch in batches {
+                writer.write(batch)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn limit_rows(batches: &[RecordBatch], mut left: usize) -> Vec<RecordBatch> {
+    let mut shown = Vec::new();
+    for batch in batches {
+        if left == 0 {
+            break;
+        }
+        let take = batch.num_rows().min(left);
+        shown.push(batch.slice(0, take));
+        left -= take;
+    }
+    shown
+}
+
+/// Runs `-c` and `-f` statements in order, stopping at the first error.
+pub async fn run_batch(nuthatch: &Nuthatch, args: &Args, out: &mut impl Write) -> Result<()> {
+    for command in &args.commands {
+        for statement in split_statements(command) {
+            run_statement(nuthatch, &statement, args, out).await?;
+        }
+    }
+    for file in &args.files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| DataFusionError::Execution(format!("cannot read {}: {e}", file.display())))?;
+        for statement in split_statements(&text) {
+            run_statement(nuthatch, &statement, args, out).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The interactive prompt: statements end with `;`, `\q` quits.
+pub async fn run_interactive(nuthatch: &Nuthatch, args: &Args) -> Result<()> {
+    let mut editor = rustyline::DefaultEditor::new()
+        .map_err(|e| DataFusionError::Execution(format!("cannot start the prompt: {e}")))?;
+    let history = PathBuf::from(".history");
+    let _ = editor.load_history(&history);
+    let mut buffer = String::new();
+    loop {
+        let prompt = if buffer.is_empty() { "nuthatch> " } else { "       -> " };
+        match editor.readline(prompt) {
+            Ok(line) => {
+                if buffer.is_empty() && matches!(line.trim(), "\\q" | "quit" | "exit") {
+                    break;
+                }
+                buffer.push_str(&line);
+                buffer.push('\n');
+                if !line.trim_end().ends_with(';') {
+                    continue;
+                }
+                let _ = editor.add_history_entry(buffer.trim());
+                let mut stdout = std::io::stdout();
+                for statement in split_statements(&buffer) {
+                    if let Err(e) = run_statement(nuthatch, &statement, args, &mut stdout).await {
+                        eprintln!("Error: {e}");
+                    }
+                }
+                buffer.clear();
+            }
+            Err(rustyline::error::ReadlineError::Interrupted) => buffer.clear(),
+            Err(rustyline::error::ReadlineError::Eof) => break,
+            Err(e) => return Err(DataFusionError::Execution(format!("prompt failed: {e}"))),
+        }
+    }
+    let _ = editor.save_history(&history);
+    Ok(())
+}

@@ -1,0 +1,30 @@
+//! Entry point of the `nuthatch` binary; see the `nuthatch_repl` crate docs.
+
+use clap::Parser;
+use nuthatch_repl::{open, run_batch, run_interactive, Args};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("NUTHATCH_LOG").unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let result = async {
+        let nuthatch = open(&args).await?;
+        if args.commands.is_empty() && args.files.is_empty() {
+            run_interactive(&nuthatch, &args).await
+        } else {
+            run_batch(&nuthatch, &args, &mut std::io::stdout()).await
+        }
+    }
+    .await;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Bad input gets a clear error that names the fix, and leaves nothing behind.
+
+use nuthatch::{Config, Outcome, TierConfig};
+
+use crate::support::{assert_outcome, Fixture};
+
+async fn assert_error(fixture: &Fixture, sql: &str, expected: &[&str]) {
+    let error = fixture.error(sql).await;
+    for part in expected {
+        assert!(error.contains(part), "{sql}\nerror: {error}\nmissing: {part}");
+    }
+    assert_eq!(fixture.files(), Vec::<String>::new(), "{sql} left files behind");
+    assert_eq!(fixture.computes(), 0, "{sql} computed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argument_errors_name_the_parameter_and_its_type() {
+    let f = Fixture::new();
+    assert_error(&f, "SELECT * FROM sereis('2020-01-01', '2020-01-02')", &["sereis", "not found"]).await;
+    assert_error(
+        &f,
+        "SELECT * FROM series('2020-01-01', '2020-01-02', statoin => 'x')",
+        &["has no parameter 'statoin'", "start_time TIMESTAMP, end_time TIMESTAMP, station VARCHAR, scale DOUBLE"],
+    )
+    .await;
+    assert_error(&f, "SELECT * FROM series('2020-01-01')", &["missing argument 'end_time' (TIMESTAMP)"]).await;
+    assert_error(
+        &f,
+        "SELECT * FROM series('2020-01-01', '2020-01-02', station => 'a', station => 'b')",
+        &["argument 'station' of series is given twice"],
+    )
+    .await;
+    assert_error(
+        &f,
+        "SELECT * FROM series('2020-01-01', '2020-01-02', 'south', station => 'b')",
+        &["argument 'station' of series is given twice"],
+    )
+    .await;
+    assert_error(
+        &f,
+        "SELECT * FROM series('2020-01-01', '2020-01-02', scale => 'big')",
+        &["argument 'scale' of series expects a number", "big"],
+    )
+    .await;
+    assert_error(
+        &f,
+        "SELECT * FROM series('2020-01-01', '2020-01-02', 'a', 2.0, 'extra')",
+        &["at most 4 positional arguments, got 5"],
+    )
+    .await;
+    assert_error(
+        &f,
+        "SELECT * FROM series('2020-02-30', '2020-03-01')",
+        &["argument 'start_time' of series expects a timestamp such as '2013-01-01'", "2020-02-30"],
+    )
+    .await;
+    assert_error(
+        &f,
+        "SELECT * FROM series('2020-03-01', '2020-02-01')",
+        &["end_time 2020-02-01T00:00:00 is before start_time 2020-03-01T00:00:00"],
+    )
+    .await;
+    assert_error(
+        &f,
+        "SELECT * FROM series('2020-01-01', '2020-01-02', cache_mode => 'sometimes')",
+        &["invalid cache_mode 'sometimes'", "overwrite"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_that_would_leave_the_store_are_refused() {
+    let f = Fixture::new();
+    for station in ["../../etc", "..", "a/b", "/abs", "a\\\\b"] {
+        assert_error(
+            &f,
+            &format!("SELECT * FROM series('2020-01-01', '2020-01-02', station => '{station}')"),
+            &["station", "cannot be part of a cache key"],
+        )
+        .await;
+    }
+    let long = "x".repeat(201);
+    assert_error(
+        &f,
+        &format!("SELECT * FROM series('2020-01-01', '2020-01-02', station => '{long}')"),
+        &["'station' is 201 characters long", "at most 200"],
+    )
+    .await;
+    assert_error(
+        &f,
+        "SELECT * FROM series('2020-01-01', '2020-01-02', namespace => '../up')",
+        &["namespace '../up' cannot be used"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_compute_commits_nothing_and_the_next_call_computes_again() {
+    let f = Fixture::new();
+    let sql = "SELECT count(*) FROM series('2020-01-01', '2020-01-02', station => 'broken')";
+    let error = f.error(sql).await;
+    assert!(error.contains("the station feed is down"), "{error}");
+    assert!(error.contains("nothing was stored"), "{error}");
+    assert_eq!(f.files(), Vec::<String>::new());
+    let _ = f.error(sql).await;
+    assert_eq!(f.computes(), 2, "a failed compute must not be cached");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_root_is_reported_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("not-a-folder");
+    std::fs::write(&blocker, b"x").unwrap();
+    let config = Config::with_root(blocker.join("root").display().to_string());
+    let error = nuthatch::Nuthatch::new(&config).err().expect("root under a file cannot open").to_string();
+    assert!(error.contains("root tier") && error.contains("unreachable"), "{error}");
+    assert!(error.contains("NUTHATCH_ROOT_FILESYSTEM"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_root_serves_hits_and_refuses_writes_without_leaving_files() {
+    let f = Fixture::new();
+    let sql = "SELECT count(*) FROM series('2020-01-01', '2020-01-02')";
+    assert_eq!(f.int(sql).await, 25);
+    let stored = f.files();
+    let read_only = Fixture::with_config(f.dir, |root| Config {
+        root: TierConfig::new(root.display().to_string()).read_only(true),
+        ..Config::with_root("unused")
+    });
+    assert_eq!(read_only.int(sql).await, 25);
+    assert_outcome(&read_only.report(), Outcome::Hit);
+    let error = read_only
+        .error("SELECT count(*) FROM series('2020-01-01', '2020-01-02', station => 'south')")
+        .await;
+    assert!(error.contains("read-only") && error.contains("cache_mode => 'read_only'"), "{error}");
+    assert_eq!(read_only.files(), stored);
+    assert_eq!(
+        read_only.int("SELECT count(*) FROM series('2020-01-01', '2020-01-02', station => 'south', cache_mode => 'read_only')").await,
+        25
+    );
+    assert_outcome(&read_only.report(), Outcome::ComputedNotStored);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_strict_refuses_to_compute() {
+    let f = Fixture::new();
+    assert_error(
+        &f,
+        "SELECT * FROM series('2020-01-01', '2020-01-02', cache_mode => 'read_only_strict')",
+        &["no cache entry series/scale_1.0/station_north", "cache_mode => 'write'"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_metadata_is_reported_with_its_path_and_the_fix() {
+    let f = Fixture::new();
+    let sql = "SELECT count(*) FROM series('2020-01-01', '2020-01-02')";
+    f.int(sql).await;
+    let metadata = f.root().join("nuthatch_metadata.nut/series/1.0_north/parquet.parquet");
+    std::fs::write(&metadata, b"garbage").unwrap();
+    let error = f.error(sql).await;
+    assert!(error.contains("nuthatch_metadata.nut/series/1.0_north/parquet.parquet"), "{error}");
+    assert!(error.contains("is corrupt") && error.contains("recompute => true"), "{error}");
+    // The fix it names works.
+    let fixed = "SELECT count(*) FROM series('2020-01-01', '2020-01-02', recompute => true, cache_mode => 'overwrite')";
+    assert_eq!(f.int(fixed).await, 25);
+    f.reports();
+    assert_eq!(f.int(sql).await, 25);
+    assert_outcome(&f.report(), Outcome::Hit);
+}

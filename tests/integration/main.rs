@@ -1,0 +1,10 @@
+//! Integration tests of the nuthatch library, as users drive it: SQL through
+//! a `Nuthatch` session over a real local root tier.
+
+mod support;
+
+mod compat;
+mod errors;
+mod pushdown;
+mod readme;
+mod sql_functions;

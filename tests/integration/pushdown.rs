@@ -1,0 +1,82 @@
+//! Planning does no work; windows and WHERE filters reach the scan; calls
+//! work anywhere a table can stand.
+
+use nuthatch::Outcome;
+
+use crate::support::{assert_outcome, Fixture};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planning_reads_and_computes_nothing() {
+    let f = Fixture::new();
+    let frame = f
+        .nuthatch
+        .sql("SELECT * FROM series('2020-01-05', '2020-01-06', station => 'west') WHERE value > 3")
+        .await
+        .unwrap();
+    let plan = frame.create_physical_plan().await.unwrap();
+    let shown = datafusion::physical_plan::displayable(plan.as_ref()).indent(true).to_string();
+    assert!(shown.contains("CachedCallExec: function=series, key=series/1.0_west"), "{shown}");
+    assert!(shown.contains("value@2 > 3"), "the WHERE filter is pushed: {shown}");
+    assert!(shown.contains("time@0 >= 1578182400000000000"), "the window is pushed: {shown}");
+    assert_eq!(f.computes(), 0);
+    assert_eq!(f.files(), Vec::<String>::new());
+    let explain = f.query("EXPLAIN SELECT * FROM series('2020-01-05', '2020-01-06')").await.unwrap();
+    assert!(!explain.is_empty());
+    assert_eq!(f.computes(), 0);
+    assert_eq!(f.files(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_are_inclusive_and_date_only_ends_keep_their_day() {
+    let f = Fixture::new();
+    // Hourly data: a date-only end keeps all 24 hours of 2020-01-02.
+    assert_eq!(f.int("SELECT count(*) FROM series('2020-01-01', '2020-01-02')").await, 48);
+    assert_outcome(&f.report(), Outcome::Computed);
+    // An exact end is exact and inclusive.
+    assert_eq!(f.int("SELECT count(*) FROM series('2020-01-01', '2020-01-02T00:00:00')").await, 25);
+    assert_outcome(&f.report(), Outcome::Hit);
+    assert_eq!(f.int("SELECT count(*) FROM series('2020-01-01 06:00', '2020-01-01T06:00:00')").await, 1);
+    // NULL bounds are open.
+    assert_eq!(f.int("SELECT count(*) FROM series(NULL, NULL)").await, 1440);
+    assert_eq!(f.int("SELECT count(*) FROM series('2020-02-29', NULL)").await, 24);
+    assert_eq!(f.computes(), 1, "the window is not part of the key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projections_filters_and_limits_give_the_right_rows() {
+    let f = Fixture::new();
+    // The window needs `time`, which the query does not select.
+    let batches = f.query("SELECT value FROM series('2020-01-01T10:00:00', '2020-01-01T12:00:00') ORDER BY value").await.unwrap();
+    assert_eq!(batches[0].num_columns(), 1);
+    let shown = arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string();
+    assert!(shown.contains("| 10.0  |") && shown.contains("| 12.0  |") && !shown.contains("13.0"), "{shown}");
+    assert_eq!(f.int("SELECT count(*) FROM (SELECT * FROM series(NULL, NULL) LIMIT 7)").await, 7);
+    assert_eq!(f.int("SELECT count(*) FROM series(NULL, NULL) WHERE value >= 1000 AND station = 'north'").await, 440);
+    assert_eq!(
+        f.int("SELECT count(*) FROM series(NULL, NULL) WHERE time >= '2020-02-01' AND time < '2020-02-02'").await,
+        24
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_work_in_joins_ctes_subqueries_and_together() {
+    let f = Fixture::new();
+    let joined = "SELECT count(*) FROM series('2020-01-01', '2020-01-01', station => 'a') AS a \
+                  JOIN series('2020-01-01', '2020-01-01', station => 'b') AS b ON a.time = b.time";
+    assert_eq!(f.int(joined).await, 24);
+    let mut reports = f.reports();
+    reports.sort_by(|x, y| x.key.cmp(&y.key));
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    assert_eq!(reports[0].key, "series/1.0_a");
+    assert_eq!(reports[1].key, "series/1.0_b");
+    let cte = "WITH s AS (SELECT * FROM series('2020-01-01', '2020-01-01', station => 'a')) \
+               SELECT count(*) FROM s WHERE value < 5";
+    assert_eq!(f.int(cte).await, 5);
+    let subquery = "SELECT count(*) FROM series(NULL, NULL, station => 'b') \
+                    WHERE value > (SELECT max(value) FROM series('2020-01-01', '2020-01-01', station => 'a'))";
+    assert_eq!(f.int(subquery).await, 1440 - 24);
+    let lateral_free_union = "SELECT count(*) FROM (SELECT time FROM series('2020-01-01', '2020-01-01', 'a') \
+                              UNION ALL SELECT time FROM series('2020-01-01', '2020-01-01', station => 'a'))";
+    assert_eq!(f.int(lateral_free_union).await, 48);
+    assert_eq!(f.computes(), 2);
+}

@@ -1,0 +1,107 @@
+//! Cached functions defined in SQL, session settings, and SQL injection.
+
+use nuthatch::Outcome;
+
+use crate::support::{assert_outcome, Fixture};
+
+const DEFINE_ROLLING: &str = "
+    CREATE CACHED FUNCTION rolling(start_time TIMESTAMP, end_time TIMESTAMP, steps BIGINT DEFAULT 3, label VARCHAR DEFAULT 'r')
+    WITH (cache_args = (steps, label), version = '2', timeseries = 'time')
+    AS
+    SELECT time, $label AS label,
+           CASE WHEN count(value) OVER (ORDER BY time ROWS BETWEEN $steps - 1 PRECEDING AND CURRENT ROW) = $steps
+                THEN avg(value) OVER (ORDER BY time ROWS BETWEEN $steps - 1 PRECEDING AND CURRENT ROW) END AS mean
+    FROM series(NULL, NULL)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sql_function_binds_parameters_in_window_frames_and_caches_by_its_keys() {
+    let f = Fixture::new();
+    f.query(DEFINE_ROLLING).await.unwrap();
+    let error = f.error(DEFINE_ROLLING).await;
+    assert!(error.contains("already exists") && error.contains("CREATE OR REPLACE"), "{error}");
+
+    // values are 0,1,2,... so the mean of 3 steps ending at hour h is h-1.
+    let sql = "SELECT mean FROM rolling('2020-01-01T05:00:00', '2020-01-01T05:00:00')";
+    let batches = f.query(sql).await.unwrap();
+    let shown = arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string();
+    assert!(shown.contains("| 4.0  |"), "{shown}");
+    let outcomes: Vec<(String, Outcome)> = f.reports().iter().map(|r| (r.key.clone(), r.outcome)).collect();
+    assert_eq!(
+        outcomes,
+        vec![("series/1.0_north".into(), Outcome::Computed), ("rolling/r_3".into(), Outcome::Computed)]
+    );
+    assert_eq!(f.int("SELECT count(*) FROM rolling(NULL, NULL, 5) WHERE mean IS NULL").await, 4);
+    assert_eq!(f.int("SELECT count(*) FROM rolling(NULL, NULL, steps => 3) WHERE mean IS NULL").await, 2);
+    let last: Vec<Outcome> = f.reports().iter().map(|r| r.outcome).collect();
+    assert_eq!(last.last(), Some(&Outcome::Hit));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arguments_cannot_inject_sql_into_a_body() {
+    let f = Fixture::new();
+    f.query(DEFINE_ROLLING).await.unwrap();
+    let evil = "x''; DROP TABLE t; --";
+    let sql = format!("SELECT DISTINCT label FROM rolling(NULL, NULL, label => '{evil}')");
+    let batches = f.query(&sql).await.unwrap();
+    let shown = arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string();
+    assert!(shown.contains("x'; DROP TABLE t; --"), "the argument stays one value: {shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definitions_with_mistakes_are_refused_clearly() {
+    let f = Fixture::new();
+    let cases = [
+        ("CREATE CACHED FUNCTION g(a INT) AS SELECT $b AS x", "uses $b, which is not a parameter"),
+        ("CREATE CACHED FUNCTION g(a INT) WITH (cache_args = (z)) AS SELECT $a AS x", "cache_args names 'z'"),
+        ("CREATE CACHED FUNCTION g(a BLOB) AS SELECT 1 AS x", "do not take"),
+        ("CREATE CACHED FUNCTION g(a INT DEFAULT 'x') AS SELECT 1 AS x", "default of a must be an integer"),
+        ("CREATE CACHED FUNCTION g(a INT) AS SELECT * FROM missing_table", "the body does not plan"),
+        ("CREATE CACHED FUNCTION g(cache_mode VARCHAR) AS SELECT 1 AS x", "reserved"),
+        (
+            "CREATE CACHED FUNCTION g(start_time TIMESTAMP, end_time TIMESTAMP) WITH (timeseries = 'when') AS SELECT 1 AS x",
+            "no timeseries column 'when'",
+        ),
+    ];
+    for (sql, expected) in cases {
+        let error = f.error(sql).await;
+        assert!(error.contains(expected), "{sql}\n{error}");
+    }
+    assert!(f.nuthatch.function("g").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_cache_mode_applies_until_a_call_overrides_it() {
+    let f = Fixture::new();
+    f.query("SET nuthatch.cache_mode = 'off'").await.unwrap();
+    let sql = "SELECT count(*) FROM series('2020-01-01', '2020-01-01')";
+    assert_eq!(f.int(sql).await, 24);
+    assert_outcome(&f.report(), Outcome::ComputedNotStored);
+    assert_eq!(f.files(), Vec::<String>::new());
+    assert_eq!(f.int("SELECT count(*) FROM series('2020-01-01', '2020-01-01', cache_mode => 'write')").await, 24);
+    assert_outcome(&f.report(), Outcome::Computed);
+    f.query("SET nuthatch.cache_mode = 'read_only'").await.unwrap();
+    assert_eq!(f.int(sql).await, 24);
+    assert_outcome(&f.report(), Outcome::Hit);
+    f.query("SET nuthatch.cache_mode = 'whenever'").await.unwrap();
+    let error = f.error(sql).await;
+    assert!(error.contains("SET nuthatch.cache_mode") && error.contains("invalid cache_mode 'whenever'"), "{error}");
+    assert_eq!(f.computes(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedding_program_installs_nuthatch_into_its_own_context() {
+    let f = Fixture::new();
+    let ctx = datafusion::prelude::SessionContext::new();
+    f.nuthatch.install(&ctx).unwrap();
+    let batches = ctx
+        .sql("SELECT count(*) FROM series('2020-01-01', '2020-01-01', station => 'mine')")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(batches[0].num_rows(), 1);
+    assert_outcome(&f.report(), Outcome::Computed);
+    ctx.sql("SET nuthatch.cache_mode = 'off'").await.unwrap().collect().await.unwrap();
+    assert!(f.files().contains(&"series/1.0_mine.parquet".to_string()));
+}

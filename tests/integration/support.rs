@@ -1,0 +1,148 @@
+//! A session over a fresh temporary root, with a small timeseries function
+//! whose computations are counted.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use arrow::array::{Array, Float64Array, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::error::{DataFusionError, Result};
+use nuthatch::{CachedFunction, CallReport, Config, Nuthatch, Outcome, ParamType, Value};
+use tempfile::TempDir;
+
+pub struct Fixture {
+    pub dir: TempDir,
+    pub nuthatch: Nuthatch,
+    pub computes: Arc<AtomicUsize>,
+}
+
+/// Hourly readings from 2020-01-01T00 for 60 days.
+pub const SERIES_ROWS: usize = 60 * 24;
+
+pub fn series_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("time", DataType::Timestamp(TimeUnit::Nanosecond, None), true),
+        Field::new("station", DataType::Utf8, true),
+        Field::new("value", DataType::Float64, true),
+    ]))
+}
+
+/// `series(start_time, end_time, station => 'north', scale => 1.0)`,
+/// keyed by station and scale.
+pub fn series(computes: Arc<AtomicUsize>) -> CachedFunction {
+    CachedFunction::builder("series")
+        .param("start_time", ParamType::Timestamp)
+        .param("end_time", ParamType::Timestamp)
+        .param_default("station", ParamType::String, Value::String("north".into()))
+        .param_default("scale", ParamType::Float, Value::Float(1.0))
+        .cache_args(["station", "scale"])
+        .version("1")
+        .timeseries("time")
+        .returns(series_schema())
+        .compute(move |_ctx, args| {
+            let computes = Arc::clone(&computes);
+            async move {
+                computes.fetch_add(1, Ordering::SeqCst);
+                let station = args.str("station")?.to_string();
+                if station == "broken" {
+                    return Err(DataFusionError::Execution("the station feed is down".into()));
+                }
+                let scale = args.f64("scale")?;
+                let start = 1_577_836_800_i64 * 1_000_000_000;
+                let hour = 3_600_000_000_000_i64;
+                let times: Vec<i64> = (0..SERIES_ROWS as i64).map(|i| start + i * hour).collect();
+                let values: Vec<f64> = (0..SERIES_ROWS).map(|i| i as f64 * scale).collect();
+                let batch = RecordBatch::try_new(
+                    series_schema(),
+                    vec![
+                        Arc::new(TimestampNanosecondArray::from(times)),
+                        Arc::new(StringArray::from(vec![station.as_str(); SERIES_ROWS])),
+                        Arc::new(Float64Array::from(values)),
+                    ],
+                )?;
+                Ok(vec![batch])
+            }
+        })
+        .build()
+        .expect("series is a valid definition")
+}
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Fixture::with_config(dir, |root| Config::with_root(root.display().to_string()))
+    }
+
+    pub fn with_config(dir: TempDir, config: impl FnOnce(&Path) -> Config) -> Fixture {
+        let root = dir.path().join("root");
+        let nuthatch = Nuthatch::new(&config(&root)).expect("session opens");
+        let computes = Arc::new(AtomicUsize::new(0));
+        nuthatch.register(series(Arc::clone(&computes))).expect("register series");
+        Fixture { dir, nuthatch, computes }
+    }
+
+    pub fn root(&self) -> std::path::PathBuf {
+        self.dir.path().join("root")
+    }
+
+    pub fn computes(&self) -> usize {
+        self.computes.load(Ordering::SeqCst)
+    }
+
+    pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        self.nuthatch.sql(sql).await?.collect().await
+    }
+
+    /// The single integer a query returns.
+    pub async fn int(&self, sql: &str) -> i64 {
+        let batches = self.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let column = batches[0].column(0);
+        let column = arrow::compute::cast(column, &DataType::Int64).unwrap();
+        let ints = column.as_any().downcast_ref::<Int64Array>().unwrap();
+        assert!(ints.is_valid(0), "{sql} returned NULL");
+        ints.value(0)
+    }
+
+    pub async fn error(&self, sql: &str) -> String {
+        match self.query(sql).await {
+            Ok(_) => panic!("{sql} should fail"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    pub fn reports(&self) -> Vec<CallReport> {
+        self.nuthatch.take_reports()
+    }
+
+    /// The one report of the last statement's only cached call.
+    pub fn report(&self) -> CallReport {
+        let mut reports = self.reports();
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        reports.remove(0)
+    }
+
+    /// Every file under the root, relative and sorted.
+    pub fn files(&self) -> Vec<String> {
+        let root = self.root();
+        let mut files = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    files.push(path.strip_prefix(&root).unwrap().display().to_string());
+                }
+            }
+        }
+        files.sort();
+        files
+    }
+}
+
+pub fn assert_outcome(report: &CallReport, outcome: Outcome) {
+    assert_eq!(report.outcome, outcome, "{report}");
+}

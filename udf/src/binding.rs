@@ -1,0 +1,169 @@
+//! Binding the arguments of a table-function call to a function's parameters.
+//!
+//! DataFusion hands a table function its arguments as folded literals, in
+//! order. Named arguments (`agg_days => 7`) reach us packed by
+//! [`crate::planner`] into one trailing struct literal whose first field is
+//! [`NAMED_MARKER`]. Per-call cache options use reserved names.
+
+use std::collections::BTreeMap;
+
+use arrow::array::{Array, StructArray};
+use datafusion::common::{plan_err, DataFusionError, Result, ScalarValue};
+use datafusion::logical_expr::Expr;
+use nuthatch_catalog::CacheMode;
+
+use crate::function::{param_list, Args, CachedFunction};
+use crate::value::{ParamType, Value};
+
+/// Named arguments that set cache options instead of parameters.
+pub const RESERVED_ARGUMENTS: [&str; 3] = ["cache_mode", "recompute", "namespace"];
+
+/// First field of the struct that carries named arguments.
+pub const NAMED_MARKER: &str = "__nuthatch_named__";
+
+/// Per-call cache options.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallOptions {
+    pub cache_mode: Option<CacheMode>,
+    pub recompute: bool,
+    pub namespace: Option<String>,
+}
+
+/// A call with every parameter bound.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoundCall {
+    pub args: Args,
+    pub options: CallOptions,
+}
+
+/// Binds `exprs` to `function`'s parameters.
+pub fn bind(function: &CachedFunction, exprs: &[Expr]) -> Result<BoundCall> {
+    let name = function.name();
+    let (positional, named) = split_named(exprs)?;
+    let params = function.params();
+    if positional.len() > params.len() {
+        return plan_err!(
+            "{name} takes at most {} positional arguments, got {}; signature: {}",
+            params.len(),
+            positional.len(),
+            function.signature()
+        );
+    }
+    let mut values: BTreeMap<String, Value> = BTreeMap::new();
+    for (i, expr) in positional.iter().enumerate() {
+        let Expr::Literal(scalar, _) = expr else {
+            return plan_err!(
+                "argument {} of {name} must be a constant, got {expr}; compute it in the query \
+                 that uses the result instead",
+                i + 1
+            );
+        };
+        let param = &params[i];
+        values.insert(param.name.clone(), coerce(name, &param.name, param.ty, scalar)?);
+    }
+    let mut options = CallOptions::default();
+    for (arg, scalar) in named {
+        if RESERVED_ARGUMENTS.contains(&arg.as_str()) {
+            apply_option(name, &mut options, &arg, &scalar)?;
+            continue;
+        }
+        let Some(param) = params.iter().find(|p| p.name == arg) else {
+            return plan_err!(
+                "{name} has no parameter '{arg}'; its parameters are {} (and the cache options {})",
+                param_list(params),
+                RESERVED_ARGUMENTS.join(", ")
+            );
+        };
+        if values.contains_key(&arg) {
+            return plan_err!("argument '{arg}' of {name} is given twice");
+        }
+        values.insert(arg.clone(), coerce(name, &arg, param.ty, &scalar)?);
+    }
+    for param in params {
+        if values.contains_key(&param.name) {
+            continue;
+        }
+        match &param.default {
+            Some(default) => {
+                values.insert(param.name.clone(), default.clone());
+            }
+            None => {
+                return plan_err!(
+                    "{name} is missing argument '{}' ({}); signature: {}",
+                    param.name,
+                    param.ty,
+                    function.signature()
+                )
+            }
+        }
+    }
+    Ok(BoundCall { args: Args::new(values), options })
+}
+
+fn coerce(function: &str, param: &str, ty: ParamType, scalar: &ScalarValue) -> Result<Value> {
+    ty.coerce(scalar).map_err(|got| {
+        DataFusionError::Plan(format!(
+            "argument '{param}' of {function} expects {}; {got}",
+            ty.describe()
+        ))
+    })
+}
+
+fn apply_option(function: &str, options: &mut CallOptions, arg: &str, scalar: &ScalarValue) -> Result<()> {
+    match arg {
+        "cache_mode" => {
+            let Value::String(text) = coerce(function, arg, ParamType::String, scalar)? else {
+                return plan_err!("cache_mode of {function} must be a string such as 'overwrite'");
+            };
+            options.cache_mode = Some(text.parse::<CacheMode>()?);
+        }
+        "recompute" => match coerce(function, arg, ParamType::Bool, scalar)? {
+            Value::Bool(b) => options.recompute = b,
+            _ => return plan_err!("recompute of {function} must be true or false"),
+        },
+        "namespace" => match coerce(function, arg, ParamType::String, scalar)? {
+            Value::String(ns) => options.namespace = Some(check_namespace(&ns)?),
+            _ => options.namespace = None,
+        },
+        _ => unreachable!("only reserved names reach here"),
+    }
+    Ok(())
+}
+
+/// A namespace is a folder name on the store.
+pub fn check_namespace(namespace: &str) -> Result<String> {
+    let bad = namespace.is_empty()
+        || namespace == "."
+        || namespace == ".."
+        || namespace.contains(['/', '\\'])
+        || namespace.chars().any(char::is_control);
+    if bad {
+        return plan_err!(
+            "namespace '{namespace}' cannot be used: it names a folder in the store, so it must \
+             be non-empty, not '.' or '..', and free of '/' and '\\'"
+        );
+    }
+    Ok(namespace.to_string())
+}
+
+/// Separates the positional arguments from the packed named ones.
+fn split_named(exprs: &[Expr]) -> Result<(&[Expr], Vec<(String, ScalarValue)>)> {
+    let Some((Expr::Literal(ScalarValue::Struct(array), _), positional)) = exprs.split_last() else {
+        return Ok((exprs, Vec::new()));
+    };
+    let fields = array.fields();
+    if fields.first().map(|f| f.name().as_str()) != Some(NAMED_MARKER) {
+        return Ok((exprs, Vec::new()));
+    }
+    let array: &StructArray = array;
+    let mut named = Vec::new();
+    for (field, column) in fields.iter().zip(array.columns()).skip(1) {
+        let value = if column.is_null(0) {
+            ScalarValue::Null
+        } else {
+            ScalarValue::try_from_array(column, 0)?
+        };
+        named.push((field.name().clone(), value));
+    }
+    Ok((positional, named))
+}

@@ -1,0 +1,371 @@
+//! Cached-function definitions and the Rust builder.
+//!
+//! A definition says what a function is called, what it takes, which of its
+//! arguments key the cache, what it returns, and how to compute it. The
+//! declared return schema lets a call be planned without computing or
+//! reading anything.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::{plan_err, DataFusionError, Result};
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::context::SessionContext;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use nuthatch_backends::BackendKind;
+use nuthatch_catalog::key::check_function_name;
+
+use crate::binding::RESERVED_ARGUMENTS;
+use crate::sql_function::SqlBody;
+use crate::value::{ParamType, Value};
+
+/// What a compute body returns.
+pub enum Computed {
+    /// A DataFrame, executed by nuthatch.
+    Frame(DataFrame),
+    /// Batches already in memory.
+    Batches(Vec<RecordBatch>),
+}
+
+impl From<DataFrame> for Computed {
+    fn from(frame: DataFrame) -> Self {
+        Computed::Frame(frame)
+    }
+}
+
+impl From<Vec<RecordBatch>> for Computed {
+    fn from(batches: Vec<RecordBatch>) -> Self {
+        Computed::Batches(batches)
+    }
+}
+
+/// The bound arguments a body receives, by parameter name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Args {
+    values: BTreeMap<String, Value>,
+}
+
+impl Args {
+    pub(crate) fn new(values: BTreeMap<String, Value>) -> Self {
+        Args { values }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.values.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
+        self.values.iter()
+    }
+
+    fn typed<T>(&self, name: &str, what: &str, read: impl Fn(&Value) -> Option<T>) -> Result<T> {
+        let value = self.values.get(name).ok_or_else(|| {
+            DataFusionError::Execution(format!("the function has no argument '{name}'"))
+        })?;
+        read(value).ok_or_else(|| {
+            DataFusionError::Execution(format!("argument '{name}' is {value:?}, not {what}"))
+        })
+    }
+
+    pub fn i64(&self, name: &str) -> Result<i64> {
+        self.typed(name, "an integer", Value::as_i64)
+    }
+
+    pub fn f64(&self, name: &str) -> Result<f64> {
+        self.typed(name, "a number", Value::as_f64)
+    }
+
+    pub fn str(&self, name: &str) -> Result<&str> {
+        let value = self.values.get(name);
+        match value.and_then(Value::as_str) {
+            Some(s) => Ok(s),
+            None => Err(DataFusionError::Execution(format!("argument '{name}' is not a string"))),
+        }
+    }
+
+    pub fn bool(&self, name: &str) -> Result<bool> {
+        self.typed(name, "a boolean", Value::as_bool)
+    }
+
+    /// A timestamp or date argument; `None` when it was passed as NULL.
+    pub fn timestamp(&self, name: &str) -> Result<Option<chrono::NaiveDateTime>> {
+        match self.values.get(name) {
+            Some(Value::Null) => Ok(None),
+            _ => self.typed(name, "a timestamp", Value::as_timestamp).map(Some),
+        }
+    }
+}
+
+type RustBody = Arc<dyn Fn(SessionContext, Args) -> BoxFuture<'static, Result<Computed>> + Send + Sync>;
+
+/// How a function computes its result.
+#[derive(Clone)]
+pub enum Body {
+    Rust(RustBody),
+    Sql(SqlBody),
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Body::Rust(_) => f.write_str("Body::Rust"),
+            Body::Sql(body) => write!(f, "Body::Sql({})", body.text()),
+        }
+    }
+}
+
+/// One parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Param {
+    pub name: String,
+    pub ty: ParamType,
+    /// `None` makes the parameter required.
+    pub default: Option<Value>,
+}
+
+/// A cached function.
+#[derive(Debug, Clone)]
+pub struct CachedFunction {
+    pub(crate) name: String,
+    pub(crate) params: Vec<Param>,
+    pub(crate) cache_args: Vec<String>,
+    pub(crate) version: Option<String>,
+    pub(crate) namespace: Option<String>,
+    pub(crate) timeseries: Option<String>,
+    pub(crate) backend: BackendKind,
+    pub(crate) schema: SchemaRef,
+    pub(crate) body: Body,
+}
+
+impl CachedFunction {
+    pub fn builder(name: impl Into<String>) -> CachedFunctionBuilder {
+        CachedFunctionBuilder {
+            name: name.into(),
+            params: Vec::new(),
+            cache_args: Vec::new(),
+            version: None,
+            namespace: None,
+            timeseries: None,
+            backend: BackendKind::Parquet,
+            schema: None,
+            body: None,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn params(&self) -> &[Param] {
+        &self.params
+    }
+
+    pub fn cache_args(&self) -> &[String] {
+        &self.cache_args
+    }
+
+    pub fn version(&self) -> Option<&str> {
+        self.version.as_deref()
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    pub fn timeseries(&self) -> Option<&str> {
+        self.timeseries.as_deref()
+    }
+
+    pub fn backend(&self) -> BackendKind {
+        self.backend
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    pub fn body(&self) -> &Body {
+        &self.body
+    }
+
+    /// `name(p1 TYPE, p2 TYPE DEFAULT v)`, for messages.
+    pub fn signature(&self) -> String {
+        let params: Vec<String> = self
+            .params
+            .iter()
+            .map(|p| match &p.default {
+                Some(d) => format!("{} {} DEFAULT {}", p.name, p.ty, d.sql_literal()),
+                None => format!("{} {}", p.name, p.ty),
+            })
+            .collect();
+        format!("{}({})", self.name, params.join(", "))
+    }
+}
+
+/// Builds a [`CachedFunction`]; `build` checks the definition as a whole.
+pub struct CachedFunctionBuilder {
+    name: String,
+    params: Vec<Param>,
+    cache_args: Vec<String>,
+    version: Option<String>,
+    namespace: Option<String>,
+    timeseries: Option<String>,
+    backend: BackendKind,
+    schema: Option<SchemaRef>,
+    body: Option<Body>,
+}
+
+impl CachedFunctionBuilder {
+    /// A required parameter.
+    pub fn param(mut self, name: impl Into<String>, ty: ParamType) -> Self {
+        self.params.push(Param { name: name.into(), ty, default: None });
+        self
+    }
+
+    /// A parameter with a default value.
+    pub fn param_default(mut self, name: impl Into<String>, ty: ParamType, default: Value) -> Self {
+        self.params.push(Param { name: name.into(), ty, default: Some(default) });
+        self
+    }
+
+    /// The parameters whose values key the cache.
+    pub fn cache_args<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.cache_args = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// Names the time column; calls are clipped to `[start_time, end_time]`.
+    pub fn timeseries(mut self, column: impl Into<String>) -> Self {
+        self.timeseries = Some(column.into());
+        self
+    }
+
+    pub fn backend(mut self, backend: BackendKind) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// The schema of the result.
+    pub fn returns(mut self, schema: SchemaRef) -> Self {
+        self.schema = Some(schema);
+        self
+    }
+
+    /// The compute body: an async function of a DataFusion context (through
+    /// which other cached functions can be called) and the bound arguments.
+    pub fn compute<F, Fut, R>(mut self, body: F) -> Self
+    where
+        F: Fn(SessionContext, Args) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R>> + Send + 'static,
+        R: Into<Computed>,
+    {
+        let body = Arc::new(move |ctx, args| body(ctx, args).map(|r| r.map(Into::into)).boxed());
+        self.body = Some(Body::Rust(body));
+        self
+    }
+
+    pub(crate) fn sql_body(mut self, body: SqlBody) -> Self {
+        self.body = Some(Body::Sql(body));
+        self
+    }
+
+    pub fn build(self) -> Result<CachedFunction> {
+        let name = self.name;
+        check_function_name(&name).map_err(|e| DataFusionError::Plan(e.to_string()))?;
+        let Some(schema) = self.schema else {
+            return plan_err!("cached function {name} needs a return schema: call .returns(schema)");
+        };
+        let Some(body) = self.body else {
+            return plan_err!("cached function {name} needs a body: call .compute(...)");
+        };
+        for (i, param) in self.params.iter().enumerate() {
+            if check_function_name(&param.name).is_err() {
+                return plan_err!("{name}: '{}' is not a valid parameter name", param.name);
+            }
+            if RESERVED_ARGUMENTS.contains(&param.name.as_str()) {
+                return plan_err!(
+                    "{name}: '{}' is reserved for per-call cache options and cannot be a parameter",
+                    param.name
+                );
+            }
+            if self.params[..i].iter().any(|p| p.name == param.name) {
+                return plan_err!("{name}: parameter '{}' is declared twice", param.name);
+            }
+        }
+        for arg in &self.cache_args {
+            if !self.params.iter().any(|p| &p.name == arg) {
+                return plan_err!(
+                    "{name}: cache_args names '{arg}', which is not a parameter; parameters are {}",
+                    param_list(&self.params)
+                );
+            }
+        }
+        if let Some(column) = &self.timeseries {
+            for bound in ["start_time", "end_time"] {
+                let ok = self.params.iter().any(|p| {
+                    p.name == bound && matches!(p.ty, ParamType::Timestamp | ParamType::Date)
+                });
+                if !ok {
+                    return plan_err!(
+                        "{name}: a timeseries function needs timestamp parameters 'start_time' \
+                         and 'end_time'"
+                    );
+                }
+            }
+            match schema.field_with_name(column) {
+                Ok(field) if matches!(field.data_type(), DataType::Timestamp(..) | DataType::Date32 | DataType::Date64) => {}
+                Ok(field) => {
+                    return plan_err!(
+                        "{name}: timeseries column '{column}' is {}, not a timestamp",
+                        field.data_type()
+                    )
+                }
+                Err(_) => {
+                    return plan_err!("{name}: the result has no timeseries column '{column}'")
+                }
+            }
+        }
+        // Every column may hold nulls: results computed by different bodies,
+        // and files written by Python, disagree on nullability.
+        let schema = Arc::new(arrow::datatypes::Schema::new(
+            schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>(),
+        ));
+        Ok(CachedFunction {
+            name,
+            params: self.params,
+            cache_args: self.cache_args,
+            version: self.version,
+            namespace: self.namespace,
+            timeseries: self.timeseries,
+            backend: self.backend,
+            schema,
+            body,
+        })
+    }
+}
+
+pub(crate) fn param_list(params: &[Param]) -> String {
+    if params.is_empty() {
+        return "(none)".into();
+    }
+    params.iter().map(|p| format!("{} {}", p.name, p.ty)).collect::<Vec<_>>().join(", ")
+}

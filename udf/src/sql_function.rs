@@ -1,0 +1,449 @@
+//! Cached functions defined in SQL.
+//!
+//! ```sql
+//! CREATE [OR REPLACE] CACHED FUNCTION name(
+//!     param TYPE [DEFAULT literal], ...
+//! )
+//! [WITH (cache_args = (p1, p2), version = '0.1.0', timeseries = 'time',
+//!        namespace = 'x', backend = 'parquet')]
+//! AS <query>
+//! ```
+//!
+//! The body refers to parameters as `$param`, anywhere a literal may stand,
+//! window frame bounds included (`ROWS BETWEEN $days - 1 PRECEDING AND
+//! CURRENT ROW`). At each call the placeholders are replaced in the syntax
+//! tree by literal nodes parsed from [`Value::sql_literal`], so an argument
+//! is always one quoted literal and never SQL text. Integer arithmetic in
+//! frame bounds is folded, since DataFusion accepts only literals there.
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use datafusion::common::{plan_err, DataFusionError, Result, ScalarValue};
+use datafusion::execution::context::SessionState;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{
+    visit_expressions_mut, BinaryOperator, Expr as SqlExpr, Query, Statement, UnaryOperator,
+    Value as SqlValue, WindowFrameBound, WindowType,
+};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::Token;
+use nuthatch_backends::BackendKind;
+
+use crate::function::{Args, CachedFunction, Param};
+use crate::value::{ParamType, Value};
+
+/// A parsed SQL body.
+#[derive(Debug, Clone)]
+pub struct SqlBody {
+    query: Arc<Query>,
+}
+
+impl SqlBody {
+    /// The body as SQL text.
+    pub fn text(&self) -> String {
+        self.query.to_string()
+    }
+
+    /// The body with every `$param` replaced by its argument.
+    pub fn instantiate(&self, args: &Args) -> Result<Query> {
+        let literals: BTreeMap<String, String> =
+            args.iter().map(|(name, value)| (name.clone(), value.sql_literal())).collect();
+        substitute(&self.query, &literals)
+    }
+
+    /// Plans the body for `args` in `state`; no data is read.
+    pub async fn plan(&self, state: &SessionState, args: &Args) -> Result<datafusion::logical_expr::LogicalPlan> {
+        let query = self.instantiate(args)?;
+        state
+            .statement_to_plan(DFStatement::Statement(Box::new(Statement::Query(Box::new(query)))))
+            .await
+    }
+}
+
+/// A parsed `CREATE CACHED FUNCTION` statement.
+#[derive(Debug, Clone)]
+pub struct CreateCachedFunction {
+    pub or_replace: bool,
+    pub name: String,
+    pub params: Vec<Param>,
+    pub cache_args: Vec<String>,
+    pub version: Option<String>,
+    pub namespace: Option<String>,
+    pub timeseries: Option<String>,
+    pub backend: BackendKind,
+    pub body: SqlBody,
+}
+
+impl CreateCachedFunction {
+    /// Parses `sql` if it is a `CREATE CACHED FUNCTION` statement; `None`
+    /// for any other statement.
+    pub fn parse(sql: &str) -> Result<Option<CreateCachedFunction>> {
+        let dialect = GenericDialect {};
+        let mut parser = Parser::new(&dialect).try_with_sql(sql)?;
+        if !parser.parse_keyword(Keyword::CREATE) {
+            return Ok(None);
+        }
+        let or_replace = parser.parse_keywords(&[Keyword::OR, Keyword::REPLACE]);
+        if !is_word(&parser.peek_token().token, "CACHED") {
+            return Ok(None);
+        }
+        parser.next_token();
+        parser.expect_keyword(Keyword::FUNCTION)?;
+        let name = parser.parse_identifier()?.value.to_ascii_lowercase();
+        parser.expect_token(&Token::LParen)?;
+        let mut params = Vec::new();
+        if !parser.consume_token(&Token::RParen) {
+            loop {
+                let param = parser.parse_identifier()?.value.to_ascii_lowercase();
+                let type_name = parser.parse_data_type()?.to_string();
+                let ty = ParamType::from_sql_name(&type_name).ok_or_else(|| {
+                    DataFusionError::Plan(format!(
+                        "{name}: parameter {param} has type {type_name}, which cached functions \
+                         do not take; use VARCHAR, BIGINT, DOUBLE, BOOLEAN, DATE or TIMESTAMP"
+                    ))
+                })?;
+                let default = if parser.parse_keyword(Keyword::DEFAULT) {
+                    let expr = parser.parse_expr()?;
+                    let scalar = literal_scalar(&expr).ok_or_else(|| {
+                        DataFusionError::Plan(format!(
+                            "{name}: the default of {param} must be a literal, got {expr}"
+                        ))
+                    })?;
+                    Some(ty.coerce(&scalar).map_err(|got| {
+                        DataFusionError::Plan(format!(
+                            "{name}: the default of {param} must be {}; {got}",
+                            ty.describe()
+                        ))
+                    })?)
+                } else {
+                    None
+                };
+                params.push(Param { name: param, ty, default });
+                if parser.consume_token(&Token::RParen) {
+                    break;
+                }
+                parser.expect_token(&Token::Comma)?;
+            }
+        }
+        let mut definition = CreateCachedFunction {
+            or_replace,
+            name: name.clone(),
+            params,
+            cache_args: Vec::new(),
+            version: None,
+            namespace: None,
+            timeseries: None,
+            backend: BackendKind::Parquet,
+            body: SqlBody { query: Arc::new(Query::clone(&*empty_query()?)) },
+        };
+        if parser.parse_keyword(Keyword::WITH) {
+            parser.expect_token(&Token::LParen)?;
+            loop {
+                let option = parser.parse_identifier()?.value.to_ascii_lowercase();
+                parser.expect_token(&Token::Eq)?;
+                let values = if parser.consume_token(&Token::LParen) {
+                    let mut items = Vec::new();
+                    if !parser.consume_token(&Token::RParen) {
+                        loop {
+                            items.push(option_text(&parser.parse_expr()?)?);
+                            if parser.consume_token(&Token::RParen) {
+                                break;
+                            }
+                            parser.expect_token(&Token::Comma)?;
+                        }
+                    }
+                    items
+                } else {
+                    vec![option_text(&parser.parse_expr()?)?]
+                };
+                definition.set_option(&option, values)?;
+                if parser.consume_token(&Token::RParen) {
+                    break;
+                }
+                parser.expect_token(&Token::Comma)?;
+            }
+        }
+        parser.expect_keyword(Keyword::AS)?;
+        let query = parser.parse_query()?;
+        parser.consume_token(&Token::SemiColon);
+        if parser.peek_token().token != Token::EOF {
+            return plan_err!(
+                "{name}: unexpected {} after the function body; end the statement with ';'",
+                parser.peek_token().token
+            );
+        }
+        let placeholders = placeholders(&query);
+        for placeholder in placeholders {
+            if !definition.params.iter().any(|p| p.name == placeholder) {
+                return plan_err!(
+                    "{name}: the body uses ${placeholder}, which is not a parameter of the function"
+                );
+            }
+        }
+        definition.body = SqlBody { query: Arc::new(*query) };
+        Ok(Some(definition))
+    }
+
+    fn set_option(&mut self, option: &str, values: Vec<String>) -> Result<()> {
+        let single = |values: &[String]| -> Result<String> {
+            match values {
+                [one] => Ok(one.clone()),
+                _ => plan_err!("{}: option {option} takes one value", self.name),
+            }
+        };
+        match option {
+            "cache_args" => {
+                self.cache_args = values
+                    .iter()
+                    .flat_map(|v| v.split(','))
+                    .map(|v| v.trim().to_ascii_lowercase())
+                    .filter(|v| !v.is_empty())
+                    .collect()
+            }
+            "version" => self.version = Some(single(&values)?),
+            "namespace" => self.namespace = Some(single(&values)?),
+            "timeseries" => self.timeseries = Some(single(&values)?),
+            "backend" => {
+                let name = single(&values)?;
+                self.backend = BackendKind::parse(&name).ok_or_else(|| {
+                    DataFusionError::Plan(format!(
+                        "{}: unknown backend '{name}'; available: parquet",
+                        self.name
+                    ))
+                })?;
+            }
+            other => {
+                return plan_err!(
+                    "{}: unknown option '{other}'; options are cache_args, version, namespace, \
+                     timeseries, backend",
+                    self.name
+                )
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the function, planning the body once with sample arguments to
+    /// learn its result schema.
+    pub async fn build(self, state: &SessionState) -> Result<CachedFunction> {
+        let samples: BTreeMap<String, Value> = self
+            .params
+            .iter()
+            .map(|p| (p.name.clone(), p.default.clone().unwrap_or_else(|| sample(p.ty))))
+            .collect();
+        let plan = self.body.plan(state, &Args::new(samples)).await.map_err(|e| {
+            DataFusionError::Plan(format!("{}: the body does not plan: {e}", self.name))
+        })?;
+        let schema = Arc::new(plan.schema().as_arrow().clone());
+        let mut builder = CachedFunction::builder(self.name).returns(schema).sql_body(self.body);
+        for param in self.params {
+            builder = match param.default {
+                Some(default) => builder.param_default(param.name, param.ty, default),
+                None => builder.param(param.name, param.ty),
+            };
+        }
+        builder = builder.cache_args(self.cache_args).backend(self.backend);
+        if let Some(version) = self.version {
+            builder = builder.version(version);
+        }
+        if let Some(namespace) = self.namespace {
+            builder = builder.namespace(namespace);
+        }
+        if let Some(column) = self.timeseries {
+            builder = builder.timeseries(column);
+        }
+        builder.build()
+    }
+}
+
+fn is_word(token: &Token, word: &str) -> bool {
+    matches!(token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
+}
+
+fn empty_query() -> Result<Box<Query>> {
+    Ok(Parser::new(&GenericDialect {}).try_with_sql("SELECT 1")?.parse_query()?)
+}
+
+/// A typed stand-in used only to learn the body's schema.
+fn sample(ty: ParamType) -> Value {
+    let day = chrono::NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid date");
+    match ty {
+        ParamType::String => Value::String(String::new()),
+        ParamType::Int => Value::Int(1),
+        ParamType::Float => Value::Float(1.0),
+        ParamType::Bool => Value::Bool(true),
+        ParamType::Date => Value::Date(day),
+        ParamType::Timestamp => Value::Timestamp { at: day.and_time(chrono::NaiveTime::MIN), date_only: true },
+    }
+}
+
+fn option_text(expr: &SqlExpr) -> Result<String> {
+    match expr {
+        SqlExpr::Identifier(ident) => Ok(ident.value.clone()),
+        SqlExpr::Value(v) => match &v.value {
+            SqlValue::SingleQuotedString(s) | SqlValue::DoubleQuotedString(s) => Ok(s.clone()),
+            SqlValue::Number(n, _) => Ok(n.clone()),
+            other => plan_err!("option values must be names or strings, got {other}"),
+        },
+        other => plan_err!("option values must be names or strings, got {other}"),
+    }
+}
+
+/// A literal default as a scalar.
+fn literal_scalar(expr: &SqlExpr) -> Option<ScalarValue> {
+    match expr {
+        SqlExpr::Value(v) => match &v.value {
+            SqlValue::Number(n, _) => Some(match n.parse::<i64>() {
+                Ok(i) => ScalarValue::Int64(Some(i)),
+                Err(_) => ScalarValue::Float64(Some(n.parse().ok()?)),
+            }),
+            SqlValue::SingleQuotedString(s) => Some(ScalarValue::Utf8(Some(s.clone()))),
+            SqlValue::Boolean(b) => Some(ScalarValue::Boolean(Some(*b))),
+            SqlValue::Null => Some(ScalarValue::Null),
+            _ => None,
+        },
+        SqlExpr::UnaryOp { op: UnaryOperator::Minus, expr } => match literal_scalar(expr)? {
+            ScalarValue::Int64(Some(i)) => Some(ScalarValue::Int64(Some(-i))),
+            ScalarValue::Float64(Some(f)) => Some(ScalarValue::Float64(Some(-f))),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The parameter names a query refers to as `$name`.
+fn placeholders(query: &Query) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut copy = query.clone();
+    let _ = visit_expressions_mut(&mut copy, |expr| {
+        if let SqlExpr::Value(v) = expr {
+            if let SqlValue::Placeholder(p) = &v.value {
+                names.push(p.trim_start_matches('$').to_ascii_lowercase());
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    names
+}
+
+fn substitute(query: &Query, literals: &BTreeMap<String, String>) -> Result<Query> {
+    let mut query = query.clone();
+    let dialect = GenericDialect {};
+    let flow = visit_expressions_mut(&mut query, |expr| {
+        if let SqlExpr::Value(v) = expr {
+            if let SqlValue::Placeholder(p) = &v.value {
+                let name = p.trim_start_matches('$').to_ascii_lowercase();
+                let Some(literal) = literals.get(&name) else {
+                    return ControlFlow::Break(format!("${name} is not a parameter"));
+                };
+                match Parser::new(&dialect).try_with_sql(literal).and_then(|mut p| p.parse_expr()) {
+                    Ok(parsed) => *expr = parsed,
+                    Err(e) => return ControlFlow::Break(e.to_string()),
+                }
+            }
+        }
+        if let SqlExpr::Function(function) = expr {
+            if let Some(WindowType::WindowSpec(spec)) = &mut function.over {
+                if let Some(frame) = &mut spec.window_frame {
+                    fold_bound(&mut frame.start_bound);
+                    if let Some(end) = &mut frame.end_bound {
+                        fold_bound(end);
+                    }
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    if let ControlFlow::Break(reason) = flow {
+        return plan_err!("cannot bind the function body: {reason}");
+    }
+    Ok(query)
+}
+
+fn fold_bound(bound: &mut WindowFrameBound) {
+    if let WindowFrameBound::Preceding(Some(expr)) | WindowFrameBound::Following(Some(expr)) = bound {
+        if let Some(n) = fold_integer(expr) {
+            let text = n.max(0).to_string();
+            if let Ok(parsed) = Parser::new(&GenericDialect {}).try_with_sql(&text).and_then(|mut p| p.parse_expr()) {
+                **expr = parsed;
+            }
+        }
+    }
+}
+
+fn fold_integer(expr: &SqlExpr) -> Option<i64> {
+    match expr {
+        SqlExpr::Value(v) => match &v.value {
+            SqlValue::Number(n, _) => n.parse().ok(),
+            _ => None,
+        },
+        SqlExpr::Nested(inner) => fold_integer(inner),
+        SqlExpr::UnaryOp { op: UnaryOperator::Minus, expr } => fold_integer(expr).map(|n| -n),
+        SqlExpr::BinaryOp { left, op, right } => {
+            let (l, r) = (fold_integer(left)?, fold_integer(right)?);
+            match op {
+                BinaryOperator::Plus => l.checked_add(r),
+                BinaryOperator::Minus => l.checked_sub(r),
+                BinaryOperator::Multiply => l.checked_mul(r),
+                BinaryOperator::Divide if r != 0 => Some(l / r),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEFINITION: &str = "CREATE OR REPLACE CACHED FUNCTION Rolling(
+            start_time TIMESTAMP, end_time TIMESTAMP, days INT DEFAULT 7, label VARCHAR DEFAULT 'x')
+        WITH (cache_args = (days, label), version = '0.1.0', timeseries = 'time')
+        AS SELECT $label AS label, avg(v) OVER (ORDER BY t ROWS BETWEEN $days - 1 PRECEDING AND CURRENT ROW) AS a
+           FROM src WHERE t >= $start_time;";
+
+    #[test]
+    fn parses_the_definition() {
+        let def = CreateCachedFunction::parse(DEFINITION).unwrap().unwrap();
+        assert!(def.or_replace);
+        assert_eq!(def.name, "rolling");
+        assert_eq!(def.cache_args, vec!["days", "label"]);
+        assert_eq!(def.version.as_deref(), Some("0.1.0"));
+        assert_eq!(def.params[2].default, Some(Value::Int(7)));
+        assert!(CreateCachedFunction::parse("SELECT 1").unwrap().is_none());
+        assert!(CreateCachedFunction::parse("CREATE TABLE t (a INT)").unwrap().is_none());
+    }
+
+    #[test]
+    fn substitution_folds_frame_bounds_and_quotes_strings() {
+        let def = CreateCachedFunction::parse(DEFINITION).unwrap().unwrap();
+        let mut values = BTreeMap::new();
+        values.insert("days".to_string(), Value::Int(7));
+        values.insert("label".to_string(), Value::String("a'); DROP TABLE src; --".into()));
+        values.insert(
+            "start_time".to_string(),
+            ParamType::Timestamp.coerce(&ScalarValue::Utf8(Some("2013-01-01".into()))).unwrap(),
+        );
+        let text = def.body.instantiate(&Args::new(values)).unwrap().to_string();
+        assert!(text.contains("ROWS BETWEEN 6 PRECEDING AND CURRENT ROW"), "{text}");
+        assert!(text.contains("'a''); DROP TABLE src; --' AS label"), "{text}");
+        assert!(text.contains("TIMESTAMP '2013-01-01T00:00:00'"), "{text}");
+    }
+
+    #[test]
+    fn unknown_placeholders_and_options_are_refused() {
+        let err = CreateCachedFunction::parse("CREATE CACHED FUNCTION f(a INT) AS SELECT $b")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("$b"), "{err}");
+        let err = CreateCachedFunction::parse("CREATE CACHED FUNCTION f(a INT) WITH (versoin = '1') AS SELECT 1")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown option 'versoin'"), "{err}");
+    }
+}
