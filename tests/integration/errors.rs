@@ -121,13 +121,13 @@ async fn an_unreachable_root_is_reported_with_the_fix() {
 async fn a_read_only_root_serves_hits_and_refuses_writes_without_leaving_files() {
     let f = Fixture::new();
     let sql = "SELECT count(*) FROM series('2020-01-01', '2020-01-02')";
-    assert_eq!(f.int(sql).await, 25);
+    assert_eq!(f.int(sql).await, 48);
     let stored = f.files();
     let read_only = Fixture::with_config(f.dir, |root| Config {
         root: TierConfig::new(root.display().to_string()).read_only(true),
         ..Config::with_root("unused")
     });
-    assert_eq!(read_only.int(sql).await, 25);
+    assert_eq!(read_only.int(sql).await, 48);
     assert_outcome(&read_only.report(), Outcome::Hit);
     let error = read_only
         .error("SELECT count(*) FROM series('2020-01-01', '2020-01-02', station => 'south')")
@@ -136,7 +136,7 @@ async fn a_read_only_root_serves_hits_and_refuses_writes_without_leaving_files()
     assert_eq!(read_only.files(), stored);
     assert_eq!(
         read_only.int("SELECT count(*) FROM series('2020-01-01', '2020-01-02', station => 'south', cache_mode => 'read_only')").await,
-        25
+        48
     );
     assert_outcome(&read_only.report(), Outcome::ComputedNotStored);
 }
@@ -164,8 +164,8 @@ async fn corrupt_metadata_is_reported_with_its_path_and_the_fix() {
     assert!(error.contains("is corrupt") && error.contains("recompute => true"), "{error}");
     // The fix it names works.
     let fixed = "SELECT count(*) FROM series('2020-01-01', '2020-01-02', recompute => true, cache_mode => 'overwrite')";
-    assert_eq!(f.int(fixed).await, 25);
+    assert_eq!(f.int(fixed).await, 48);
     f.reports();
-    assert_eq!(f.int(sql).await, 25);
+    assert_eq!(f.int(sql).await, 48);
     assert_outcome(&f.report(), Outcome::Hit);
 }

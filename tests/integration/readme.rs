@@ -78,10 +78,15 @@ async fn the_readme_workflow() {
     let recompute = "SELECT count(*) FROM agg_and_clip('2013-01-01', '2013-01-01', agg_days => 7, \
                      recompute => true, cache_mode => 'overwrite')";
     assert_eq!(f.int(recompute).await, 4 * GRID);
-    assert_outcome(&f.report(), Outcome::Computed);
+    let outcomes: Vec<(String, Outcome)> = f.reports().iter().map(|r| (r.key.clone(), r.outcome)).collect();
+    assert_eq!(
+        outcomes,
+        vec![("my_first_cache/".to_string(), Outcome::Hit), ("agg_and_clip/7".to_string(), Outcome::Computed)],
+        "recompute reaches only the called function, as in nuthatch"
+    );
     let namespaced = "SELECT count(*) FROM agg_and_clip('2013-01-01', '2013-01-01', agg_days => 7, namespace => 'experiment')";
     assert_eq!(f.int(namespaced).await, 4 * GRID);
-    let report = f.report();
+    let report = f.reports().pop().unwrap();
     assert_outcome(&report, Outcome::Computed);
     assert_eq!(report.namespace.as_deref(), Some("experiment"));
     assert!(f.files().contains(&"experiment/agg_and_clip/7.parquet".to_string()));
@@ -90,5 +95,5 @@ async fn the_readme_workflow() {
     // `write` with recompute keeps the existing entry (nuthatch would ask).
     let keep = "SELECT count(*) FROM agg_and_clip('2013-01-01', '2013-01-01', agg_days => 7, recompute => true)";
     assert_eq!(f.int(keep).await, 4 * GRID);
-    assert_outcome(&f.report(), Outcome::ComputedNotStored);
+    assert_outcome(&f.reports().pop().unwrap(), Outcome::ComputedNotStored);
 }

@@ -64,7 +64,7 @@ impl Nuthatch {
             }
         }
         for function in self.registry.all() {
-            ctx.register_udtf(function.name(), Arc::new(CachedTableFunction::new(function, Arc::clone(&self.catalog))));
+            self.register_in(ctx, function);
         }
         Ok(())
     }
@@ -73,8 +73,13 @@ impl Nuthatch {
     pub fn register(&self, function: CachedFunction) -> Result<()> {
         let function = Arc::new(function);
         self.registry.insert(Arc::clone(&function));
-        self.ctx.register_udtf(function.name(), Arc::new(CachedTableFunction::new(function, Arc::clone(&self.catalog))));
+        self.register_in(&self.ctx, function);
         Ok(())
+    }
+
+    fn register_in(&self, ctx: &SessionContext, function: Arc<CachedFunction>) {
+        let name = function.name().to_string();
+        ctx.register_udtf(&name, Arc::new(CachedTableFunction::new(function, Arc::clone(&self.catalog))));
     }
 
     pub fn function(&self, name: &str) -> Option<Arc<CachedFunction>> {

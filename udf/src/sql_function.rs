@@ -169,7 +169,7 @@ impl CreateCachedFunction {
         }
         parser.expect_keyword(Keyword::AS)?;
         let query = parser.parse_query()?;
-        parser.consume_token(&Token::SemiColon);
+        let _ = parser.consume_token(&Token::SemiColon);
         if parser.peek_token().token != Token::EOF {
             return plan_err!(
                 "{name}: unexpected {} after the function body; end the statement with ';'",
