@@ -39,32 +39,62 @@ async fn main() -> Result<()> {
         nuthatch.register(function)?;
     }
     // Fill the cache once.
-    count_rows(nuthatch.sql("SELECT * FROM agg_and_clip(NULL, NULL, agg_days => 1)").await?).await?;
+    count_rows(
+        nuthatch
+            .sql("SELECT * FROM agg_and_clip(NULL, NULL, agg_days => 1)")
+            .await?,
+    )
+    .await?;
     nuthatch.take_reports();
 
     let file = dir.path().join("my_first_cache/.parquet");
     let direct = SessionContext::new();
-    direct.register_parquet("direct", file.display().to_string(), ParquetReadOptions::default()).await?;
+    direct
+        .register_parquet(
+            "direct",
+            file.display().to_string(),
+            ParquetReadOptions::default(),
+        )
+        .await?;
     let (direct_time, direct_rows) =
         median_time(async || count_rows(direct.sql("SELECT * FROM direct").await?).await).await?;
-    let (hit_time, hit_rows) =
-        median_time(async || count_rows(nuthatch.sql("SELECT * FROM my_first_cache()").await?).await).await?;
+    let (hit_time, hit_rows) = median_time(async || {
+        count_rows(nuthatch.sql("SELECT * FROM my_first_cache()").await?).await
+    })
+    .await?;
     assert_eq!(direct_rows, hit_rows);
     println!("hit path: {hit_rows} rows");
-    println!("  direct parquet read  {:>8.1} ms", direct_time.as_secs_f64() * 1e3);
-    println!("  cached function hit  {:>8.1} ms", hit_time.as_secs_f64() * 1e3);
-    println!("  ratio hit/direct     {:>8.3}  (target <= 1.10)", hit_time.as_secs_f64() / direct_time.as_secs_f64());
+    println!(
+        "  direct parquet read  {:>8.1} ms",
+        direct_time.as_secs_f64() * 1e3
+    );
+    println!(
+        "  cached function hit  {:>8.1} ms",
+        hit_time.as_secs_f64() * 1e3
+    );
+    println!(
+        "  ratio hit/direct     {:>8.3}  (target <= 1.10)",
+        hit_time.as_secs_f64() / direct_time.as_secs_f64()
+    );
 
     let full_sql = "SELECT * FROM agg_and_clip(NULL, NULL, agg_days => 1)";
     let month_sql = "SELECT * FROM agg_and_clip('2013-03-01', '2013-03-31', agg_days => 1)";
     nuthatch.take_reports();
-    let (full_time, _) = median_time(async || count_rows(nuthatch.sql(full_sql).await?).await).await?;
-    let (month_time, month_rows) = median_time(async || count_rows(nuthatch.sql(month_sql).await?).await).await?;
+    let (full_time, _) =
+        median_time(async || count_rows(nuthatch.sql(full_sql).await?).await).await?;
+    let (month_time, month_rows) =
+        median_time(async || count_rows(nuthatch.sql(month_sql).await?).await).await?;
     let reports = nuthatch.take_reports();
     let last = reports.last().expect("the window call reported");
     let (read, total) = last.row_groups_read.unwrap_or((0, 0));
     println!("one-month window: {month_rows} rows");
-    println!("  row groups read      {read} of {total} ({:.1}%, target < 10%)", 100.0 * read as f64 / total.max(1) as f64);
-    println!("  ratio month/full     {:>8.3}", month_time.as_secs_f64() / full_time.as_secs_f64());
+    println!(
+        "  row groups read      {read} of {total} ({:.1}%, target < 10%)",
+        100.0 * read as f64 / total.max(1) as f64
+    );
+    println!(
+        "  ratio month/full     {:>8.3}",
+        month_time.as_secs_f64() / full_time.as_secs_f64()
+    );
     Ok(())
 }

@@ -29,7 +29,11 @@ const START_NS: i64 = 1_356_998_400 * 1_000_000_000;
 
 pub fn air_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
-        Field::new("time", DataType::Timestamp(TimeUnit::Nanosecond, None), true),
+        Field::new(
+            "time",
+            DataType::Timestamp(TimeUnit::Nanosecond, None),
+            true,
+        ),
         Field::new("lat", DataType::Float32, true),
         Field::new("lon", DataType::Float32, true),
         Field::new("air", DataType::Float32, true),
@@ -44,8 +48,12 @@ pub fn air_temperature(steps: usize) -> Result<Vec<RecordBatch>> {
     for first in (0..steps).step_by(per_batch) {
         let last = (first + per_batch).min(steps);
         let rows = (last - first) * LATS * LONS;
-        let (mut time, mut lat, mut lon, mut air) =
-            (Vec::with_capacity(rows), Vec::with_capacity(rows), Vec::with_capacity(rows), Vec::with_capacity(rows));
+        let (mut time, mut lat, mut lon, mut air) = (
+            Vec::with_capacity(rows),
+            Vec::with_capacity(rows),
+            Vec::with_capacity(rows),
+            Vec::with_capacity(rows),
+        );
         for step in first..last {
             let t = START_NS + step as i64 * SIX_HOURS_NS;
             let day_of_year = (step / 4) as f64 % 365.25;
@@ -54,9 +62,13 @@ pub fn air_temperature(steps: usize) -> Result<Vec<RecordBatch>> {
                 let la = 75.0 - 2.5 * i as f64;
                 for j in 0..LONS {
                     let lo = 200.0 + 2.5 * j as f64;
-                    let seasonal = -18.0 * la.to_radians().sin() * (2.0 * std::f64::consts::PI * (day_of_year - 15.0) / 365.25).cos();
+                    let seasonal = -18.0
+                        * la.to_radians().sin()
+                        * (2.0 * std::f64::consts::PI * (day_of_year - 15.0) / 365.25).cos();
                     let daily = 2.5 * (2.0 * std::f64::consts::PI * (hour - 14.0) / 24.0).cos();
-                    let value = 273.15 + 32.0 * la.to_radians().cos() - 8.0 + seasonal + daily
+                    let value = 273.15 + 32.0 * la.to_radians().cos() - 8.0
+                        + seasonal
+                        + daily
                         + 3.0 * (3.0 * lo.to_radians()).sin()
                         + noise(step, i, j);
                     time.push(t);

@@ -27,12 +27,12 @@ pub mod demo;
 
 pub use nuthatch_backends::BackendKind;
 pub use nuthatch_catalog::{
-    cache_key, CacheKey, CacheMode, CallReport, Catalog, Config, KeyValue, MetadataRow, Outcome, Tier,
-    TierConfig,
+    cache_key, CacheKey, CacheMode, CallReport, Catalog, Config, KeyValue, MetadataRow, Outcome,
+    Tier, TierConfig,
 };
 pub use nuthatch_udf::{
-    split_statements, Args, CachedFunction, CachedFunctionBuilder, Computed, Nuthatch, NuthatchOptions,
-    ParamType, Value,
+    split_statements, Args, CachedFunction, CachedFunctionBuilder, Computed, Nuthatch,
+    NuthatchOptions, ParamType, Value,
 };
 
 /// The workspace crates, for what the re-exports above leave out.

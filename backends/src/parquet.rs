@@ -232,8 +232,16 @@ mod tests {
             })
             .collect();
         covered.sort();
-        let a: i64 = covered.iter().filter(|c| c.0 == "a.parquet").map(|c| c.2 - c.1).sum();
-        let b: i64 = covered.iter().filter(|c| c.0 == "b.parquet").map(|c| c.2 - c.1).sum();
+        let a: i64 = covered
+            .iter()
+            .filter(|c| c.0 == "a.parquet")
+            .map(|c| c.2 - c.1)
+            .sum();
+        let b: i64 = covered
+            .iter()
+            .filter(|c| c.0 == "b.parquet")
+            .map(|c| c.2 - c.1)
+            .sum();
         assert_eq!((a, b), (1000, 10));
     }
 }

@@ -34,7 +34,11 @@ pub struct TierConfig {
 
 impl TierConfig {
     pub fn new(filesystem: impl Into<String>) -> Self {
-        TierConfig { filesystem: filesystem.into(), options: BTreeMap::new(), read_only: false }
+        TierConfig {
+            filesystem: filesystem.into(),
+            options: BTreeMap::new(),
+            read_only: false,
+        }
     }
 
     pub fn with_option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
@@ -72,7 +76,11 @@ pub struct Config {
 impl Config {
     /// A root at `filesystem` and nothing else.
     pub fn with_root(filesystem: impl Into<String>) -> Self {
-        Config { root: TierConfig::new(filesystem), definitions: Vec::new(), source: None }
+        Config {
+            root: TierConfig::new(filesystem),
+            definitions: Vec::new(),
+            source: None,
+        }
     }
 
     /// The embedded default: a `.nuthatch` folder in the working directory.
@@ -98,9 +106,8 @@ impl Config {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let section = parse_section(&text, path)?;
-        let mut config = Config::from_table(&section, base).map_err(|e| {
-            DataFusionError::Configuration(format!("{}: {e}", path.display()))
-        })?;
+        let mut config = Config::from_table(&section, base)
+            .map_err(|e| DataFusionError::Configuration(format!("{}: {e}", path.display())))?;
         config.source = Some(path.to_path_buf());
         Ok(config)
     }
@@ -112,7 +119,11 @@ impl Config {
             None => None,
         };
         // An explicit [root] key beats a top-level one, as in Python.
-        let lookup = |key: &str| root_table.and_then(|t| t.get(key)).or_else(|| table.get(key));
+        let lookup = |key: &str| {
+            root_table
+                .and_then(|t| t.get(key))
+                .or_else(|| table.get(key))
+        };
         let mut root = TierConfig::new(EMBEDDED_ROOT);
         if let Some(value) = lookup("filesystem") {
             let text = value.as_str().ok_or("'filesystem' must be a string")?;
@@ -121,7 +132,9 @@ impl Config {
             root.filesystem = base.join(EMBEDDED_ROOT).display().to_string();
         }
         if let Some(value) = lookup("filesystem_options") {
-            let options = value.as_table().ok_or("'filesystem_options' must be a table")?;
+            let options = value
+                .as_table()
+                .ok_or("'filesystem_options' must be a table")?;
             for (k, v) in options {
                 let text = match v {
                     toml::Value::String(s) => s.clone(),
@@ -145,7 +158,11 @@ impl Config {
             }
             Some(_) => return Err("'definitions' must be a file name or a list of them".into()),
         }
-        Ok(Config { root, definitions, source: None })
+        Ok(Config {
+            root,
+            definitions,
+            source: None,
+        })
     }
 
     /// Applies `NUTHATCH_ROOT_FILESYSTEM` and
@@ -236,7 +253,10 @@ mod tests {
         let config = Config::from_table(&table, Path::new("/project")).unwrap();
         assert_eq!(config.root.filesystem, "/project/caches");
         assert!(config.root.read_only);
-        assert_eq!(config.definitions, vec![PathBuf::from("/project/functions.sql")]);
+        assert_eq!(
+            config.definitions,
+            vec![PathBuf::from("/project/functions.sql")]
+        );
         let shown = format!("{config:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
     }
@@ -245,8 +265,14 @@ mod tests {
     fn environment_overrides_the_file() {
         let mut config = Config::with_root("/a");
         config.apply_env([
-            ("NUTHATCH_ROOT_FILESYSTEM".to_string(), "memory://".to_string()),
-            ("NUTHATCH_ROOT_FILESYSTEM_OPTIONS_REGION".to_string(), "eu".to_string()),
+            (
+                "NUTHATCH_ROOT_FILESYSTEM".to_string(),
+                "memory://".to_string(),
+            ),
+            (
+                "NUTHATCH_ROOT_FILESYSTEM_OPTIONS_REGION".to_string(),
+                "eu".to_string(),
+            ),
         ]);
         assert_eq!(config.root.filesystem, "memory://");
         assert_eq!(config.root.options["region"], "eu");

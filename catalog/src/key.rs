@@ -138,7 +138,10 @@ fn sorted(mut items: Vec<String>) -> Vec<String> {
 fn check_value(argument: &str, value: &str) -> Result<(), KeyError> {
     let chars = value.chars().count();
     if chars > MAX_VALUE_CHARS {
-        return Err(KeyError::TooLong { argument: argument.to_string(), chars });
+        return Err(KeyError::TooLong {
+            argument: argument.to_string(),
+            chars,
+        });
     }
     let escapes = value.contains(['/', '\\'])
         || value.chars().any(char::is_control)
@@ -165,7 +168,11 @@ pub fn python_float(value: f64) -> String {
         return "nan".into();
     }
     if value.is_infinite() {
-        return if value > 0.0 { "inf".into() } else { "-inf".into() };
+        return if value > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        };
     }
     let magnitude = value.abs();
     if magnitude != 0.0 && !(1e-4..1e16).contains(&magnitude) {
@@ -191,7 +198,10 @@ mod tests {
     use super::*;
 
     fn args(pairs: &[(&str, KeyValue)]) -> BTreeMap<String, KeyValue> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
     }
 
     fn scalar(s: &str) -> KeyValue {
@@ -204,8 +214,14 @@ mod tests {
         let key = cache_key(
             "f",
             &args(&[
-                ("b", KeyValue::List(vec!["3".into(), "1".into(), "2".into()])),
-                ("a", KeyValue::Map(vec![("y".into(), "1".into()), ("x".into(), "2".into())])),
+                (
+                    "b",
+                    KeyValue::List(vec!["3".into(), "1".into(), "2".into()]),
+                ),
+                (
+                    "a",
+                    KeyValue::Map(vec![("y".into(), "1".into()), ("x".into(), "2".into())]),
+                ),
                 ("c", scalar("None")),
             ]),
         )
@@ -248,7 +264,10 @@ mod tests {
     fn the_200_character_limit_names_the_argument() {
         let long = "x".repeat(201);
         let err = cache_key("f", &args(&[("region", scalar(&long))])).unwrap_err();
-        assert!(err.to_string().contains("'region' is 201 characters"), "{err}");
+        assert!(
+            err.to_string().contains("'region' is 201 characters"),
+            "{err}"
+        );
         assert!(cache_key("f", &args(&[("region", scalar(&long[..200]))])).is_ok());
     }
 

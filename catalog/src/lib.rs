@@ -60,7 +60,10 @@ impl Catalog {
     pub fn open(config: &Config) -> Result<Arc<Catalog>> {
         let root = Tier::open(TierRole::Root, &config.root)?;
         tracing::debug!(root = root.location(), "opened catalog");
-        Ok(Arc::new(Catalog { root, reports: ReportLog::default() }))
+        Ok(Arc::new(Catalog {
+            root,
+            reports: ReportLog::default(),
+        }))
     }
 
     pub fn root(&self) -> &Tier {
@@ -131,7 +134,12 @@ impl Catalog {
         }
         let path = data_path(&id.key, id.namespace.as_deref(), kind);
         match parquet::locate(tier.store().as_ref(), &path).await? {
-            Some(files) => Ok(Some(Entry { tier: tier.clone(), backend: kind, files, metadata })),
+            Some(files) => Ok(Some(Entry {
+                tier: tier.clone(),
+                backend: kind,
+                files,
+                metadata,
+            })),
             None => {
                 tracing::warn!(key = %id.key, "metadata found without data; treating as a miss");
                 Ok(None)
@@ -180,10 +188,16 @@ impl Catalog {
             Err(e) => return Err(unwritable(&meta_path)(e)),
         }
         let (bytes, written) = parquet::encode(schema, batches, sort_by)?;
-        store.put(&path, PutPayload::from(bytes)).await.map_err(unwritable(&path))?;
+        store
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map_err(unwritable(&path))?;
         let marker = Path::from(EXISTS_MARKER);
         if let Err(object_store::Error::NotFound { .. }) = store.head(&marker).await {
-            store.put(&marker, PutPayload::new()).await.map_err(unwritable(&marker))?;
+            store
+                .put(&marker, PutPayload::new())
+                .await
+                .map_err(unwritable(&marker))?;
         }
         let row = MetadataRow {
             cache_key: id.key.as_str().to_string(),

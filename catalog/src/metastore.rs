@@ -126,16 +126,27 @@ impl MetadataRow {
             let Some(column) = batch.column_by_name(name) else {
                 return Err(format!("column '{name}' is missing"));
             };
-            let strings = cast(column, &DataType::Utf8).map_err(|e| format!("column '{name}': {e}"))?;
-            let strings = strings.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
+            let strings =
+                cast(column, &DataType::Utf8).map_err(|e| format!("column '{name}': {e}"))?;
+            let strings = strings
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("cast to Utf8");
             Ok(strings.is_valid(0).then(|| strings.value(0).to_string()))
         };
         let required = |name: &str| text(name)?.ok_or_else(|| format!("column '{name}' is null"));
         let last_modified = match batch.column_by_name("last_modified") {
             Some(column) => {
                 let floats = cast(column, &DataType::Float64).map_err(|e| e.to_string())?;
-                let floats = floats.as_any().downcast_ref::<Float64Array>().expect("cast to Float64");
-                if floats.is_valid(0) { floats.value(0) } else { 0.0 }
+                let floats = floats
+                    .as_any()
+                    .downcast_ref::<Float64Array>()
+                    .expect("cast to Float64");
+                if floats.is_valid(0) {
+                    floats.value(0)
+                } else {
+                    0.0
+                }
             }
             None => 0.0,
         };
@@ -178,9 +189,10 @@ fn read_head(git: &std::path::Path) -> Option<String> {
         return Some(hash.trim().to_string());
     }
     let packed = std::fs::read_to_string(git.join("packed-refs")).ok()?;
-    packed
-        .lines()
-        .find_map(|line| line.strip_suffix(reference).map(|hash| hash.trim().to_string()))
+    packed.lines().find_map(|line| {
+        line.strip_suffix(reference)
+            .map(|hash| hash.trim().to_string())
+    })
 }
 
 /// The user name Python's `getpass.getuser()` would give.
@@ -218,9 +230,15 @@ mod tests {
             metadata_path(&k, Some("ns1"), BackendKind::Parquet).as_ref(),
             "nuthatch_metadata.nut/f/1/ns1/parquet.parquet"
         );
-        assert_eq!(data_path(&k, Some("ns1"), BackendKind::Parquet).as_ref(), "ns1/f/1.parquet");
+        assert_eq!(
+            data_path(&k, Some("ns1"), BackendKind::Parquet).as_ref(),
+            "ns1/f/1.parquet"
+        );
         let zero = cache_key("tk", &BTreeMap::new()).unwrap();
-        assert_eq!(data_path(&zero, None, BackendKind::Parquet).as_ref(), "tk/.parquet");
+        assert_eq!(
+            data_path(&zero, None, BackendKind::Parquet).as_ref(),
+            "tk/.parquet"
+        );
         assert_eq!(
             metadata_path(&zero, None, BackendKind::Parquet).as_ref(),
             "nuthatch_metadata.nut/tk/parquet.parquet"

@@ -76,7 +76,10 @@ pub struct ReportLog {
 impl ReportLog {
     pub fn push(&self, report: CallReport) {
         tracing::info!(target: "nuthatch::call", "{report}");
-        self.reports.lock().expect("report log poisoned").push(report);
+        self.reports
+            .lock()
+            .expect("report log poisoned")
+            .push(report);
     }
 
     /// Takes every report logged so far.

@@ -76,11 +76,19 @@ impl Tier {
                     Arc::new(PrefixStore::new(store, prefix))
                 }
             }
-            _ => Arc::new(local_store(std::path::Path::new(&config.filesystem)).map_err(unreachable)?),
+            _ => Arc::new(
+                local_store(std::path::Path::new(&config.filesystem)).map_err(unreachable)?,
+            ),
         };
         let id = NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed);
         let store_url = ObjectStoreUrl::parse(format!("nuthatch://{}-{id}", role.name()))?;
-        Ok(Tier { role, store, store_url, location, read_only: config.read_only })
+        Ok(Tier {
+            role,
+            store,
+            store_url,
+            location,
+            read_only: config.read_only,
+        })
     }
 
     pub fn role(&self) -> TierRole {
@@ -151,7 +159,10 @@ mod tests {
         std::fs::write(&file, b"x").unwrap();
         let config = TierConfig::new(file.join("root").display().to_string());
         let err = Tier::open(TierRole::Root, &config).unwrap_err().to_string();
-        assert!(err.contains("root tier") && err.contains("unreachable"), "{err}");
+        assert!(
+            err.contains("root tier") && err.contains("unreachable"),
+            "{err}"
+        );
         assert!(err.contains("NUTHATCH_ROOT_FILESYSTEM"), "{err}");
     }
 }

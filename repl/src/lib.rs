@@ -17,7 +17,11 @@ use datafusion::error::{DataFusionError, Result};
 use nuthatch::{split_statements, Config, Nuthatch};
 
 #[derive(Debug, Parser)]
-#[command(name = "nuthatch", version, about = "Run SQL over nuthatch cached functions")]
+#[command(
+    name = "nuthatch",
+    version,
+    about = "Run SQL over nuthatch cached functions"
+)]
 pub struct Args {
     /// Execute the given SQL and exit (may be repeated).
     #[arg(short = 'c', long = "command")]
@@ -51,7 +55,10 @@ pub enum Format {
 pub async fn open(args: &Args) -> Result<Nuthatch> {
     let mut config = Config::discover()?;
     if let Some(root) = &args.root {
-        config.root = nuthatch::TierConfig { filesystem: root.clone(), ..config.root };
+        config.root = nuthatch::TierConfig {
+            filesystem: root.clone(),
+            ..config.root
+        };
     }
     let nuthatch = Nuthatch::new(&config)?;
     for path in &config.definitions {
@@ -62,7 +69,12 @@ pub async fn open(args: &Args) -> Result<Nuthatch> {
 }
 
 /// Runs one statement and prints what it produced.
-pub async fn run_statement(nuthatch: &Nuthatch, sql: &str, args: &Args, out: &mut impl Write) -> Result<()> {
+pub async fn run_statement(
+    nuthatch: &Nuthatch,
+    sql: &str,
+    args: &Args,
+    out: &mut impl Write,
+) -> Result<()> {
     let started = Instant::now();
     let batches = nuthatch.sql(sql).await?.collect().await?;
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
@@ -83,16 +95,29 @@ pub async fn run_statement(nuthatch: &Nuthatch, sql: &str, args: &Args, out: &mu
 }
 
 fn print_batches(batches: &[RecordBatch], args: &Args, out: &mut impl Write) -> Result<()> {
-    if batches.iter().all(|b| b.num_rows() == 0) && batches.first().is_none_or(|b| b.num_columns() == 0) {
+    if batches.iter().all(|b| b.num_rows() == 0)
+        && batches.first().is_none_or(|b| b.num_columns() == 0)
+    {
         return Ok(());
     }
     match args.format {
         Format::Table => {
             let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
-            let shown = limit_rows(batches, if args.maxrows == 0 { total } else { args.maxrows });
+            let shown = limit_rows(
+                batches,
+                if args.maxrows == 0 {
+                    total
+                } else {
+                    args.maxrows
+                },
+            );
             writeln!(out, "{}", pretty_format_batches(&shown)?)?;
             if shown.iter().map(RecordBatch::num_rows).sum::<usize>() < total {
-                writeln!(out, "Showing {} of {total} rows (--maxrows {}).", args.maxrows, args.maxrows)?;
+                writeln!(
+                    out,
+                    "Showing {} of {total} rows (--maxrows {}).",
+                    args.maxrows, args.maxrows
+                )?;
             }
         }
         Format::Csv => {
@@ -126,8 +151,9 @@ pub async fn run_batch(nuthatch: &Nuthatch, args: &Args, out: &mut impl Write) -
         }
     }
     for file in &args.files {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| DataFusionError::Execution(format!("cannot read {}: {e}", file.display())))?;
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            DataFusionError::Execution(format!("cannot read {}: {e}", file.display()))
+        })?;
         for statement in split_statements(&text) {
             run_statement(nuthatch, &statement, args, out).await?;
         }
@@ -143,7 +169,11 @@ pub async fn run_interactive(nuthatch: &Nuthatch, args: &Args) -> Result<()> {
     let _ = editor.load_history(&history);
     let mut buffer = String::new();
     loop {
-        let prompt = if buffer.is_empty() { "nuthatch> " } else { "       -> " };
+        let prompt = if buffer.is_empty() {
+            "nuthatch> "
+        } else {
+            "       -> "
+        };
         match editor.readline(prompt) {
             Ok(line) => {
                 if buffer.is_empty() && matches!(line.trim(), "\\q" | "quit" | "exit") {

@@ -31,20 +31,33 @@ AS SELECT t.value AS time, $step AS step
 fn definitions_from_the_project_file_are_cached_in_the_embedded_root() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("functions.sql"), FUNCTIONS).unwrap();
-    std::fs::write(dir.path().join("nuthatch.toml"), "[nuthatch]\ndefinitions = [\"functions.sql\"]\n").unwrap();
+    std::fs::write(
+        dir.path().join("nuthatch.toml"),
+        "[nuthatch]\ndefinitions = [\"functions.sql\"]\n",
+    )
+    .unwrap();
     let sql = "SELECT count(*) AS n FROM hourly('2020-01-02', '2020-01-03', step => 2)";
 
     let first = nuthatch(dir.path(), &["-c", sql]);
     assert!(first.status.success(), "{}", stderr(&first));
     let out = stdout(&first);
     assert!(out.contains("| 48 |"), "{out}");
-    assert!(out.contains("nuthatch: hourly: computed root parquet hourly/2 rows=48"), "{out}");
+    assert!(
+        out.contains("nuthatch: hourly: computed root parquet hourly/2 rows=48"),
+        "{out}"
+    );
     assert!(out.contains("1 row(s) fetched."), "{out}");
-    assert!(dir.path().join(".nuthatch/hourly/2.parquet").is_file(), "embedded root in the working directory");
+    assert!(
+        dir.path().join(".nuthatch/hourly/2.parquet").is_file(),
+        "embedded root in the working directory"
+    );
 
     let second = nuthatch(dir.path(), &["-c", sql]);
     let out = stdout(&second);
-    assert!(out.contains("nuthatch: hourly: hit root parquet hourly/2 rows=48"), "{out}");
+    assert!(
+        out.contains("nuthatch: hourly: hit root parquet hourly/2 rows=48"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -56,18 +69,35 @@ fn files_run_in_order_and_the_first_error_stops_with_a_failure_code() {
         "SELECT count(*) FROM hourly(NULL, NULL);\nSELECT * FROM hourly(NULL, NULL, stpe => 3);\nSELECT 'never';",
     )
     .unwrap();
-    let output = nuthatch(dir.path(), &["-f", "functions.sql", "-f", "queries.sql", "--root", "cache"]);
+    let output = nuthatch(
+        dir.path(),
+        &[
+            "-f",
+            "functions.sql",
+            "-f",
+            "queries.sql",
+            "--root",
+            "cache",
+        ],
+    );
     assert!(!output.status.success());
     assert!(stdout(&output).contains("| 240 "), "{}", stdout(&output));
     assert!(!stdout(&output).contains("never"));
-    assert!(stderr(&output).contains("hourly has no parameter 'stpe'"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("hourly has no parameter 'stpe'"),
+        "{}",
+        stderr(&output)
+    );
     assert!(dir.path().join("cache/hourly/1.parquet").is_file());
 }
 
 #[test]
 fn csv_output_and_quiet_mode() {
     let dir = tempfile::tempdir().unwrap();
-    let output = nuthatch(dir.path(), &["-q", "--format", "csv", "-c", "SELECT 1 AS a, 'x' AS b"]);
+    let output = nuthatch(
+        dir.path(),
+        &["-q", "--format", "csv", "-c", "SELECT 1 AS a, 'x' AS b"],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(stdout(&output), "a,b\n1,x\n");
 }

@@ -12,13 +12,17 @@ use crate::support::{assert_outcome, Fixture};
 
 fn read_parquet(path: &std::path::Path) -> RecordBatch {
     let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
     let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
     arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
 }
 
 fn text(batch: &RecordBatch, name: &str) -> Option<String> {
-    let column = arrow::compute::cast(batch.column_by_name(name).unwrap(), &DataType::Utf8).unwrap();
+    let column =
+        arrow::compute::cast(batch.column_by_name(name).unwrap(), &DataType::Utf8).unwrap();
     let strings = column.as_any().downcast_ref::<StringArray>().unwrap();
     strings.is_valid(0).then(|| strings.value(0).to_string())
 }
@@ -26,8 +30,12 @@ fn text(batch: &RecordBatch, name: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_are_written_in_pythons_layout_with_its_metadata_row() {
     let f = Fixture::new();
-    f.int("SELECT count(*) FROM series('2020-01-01', '2020-01-02', station => 'south', scale => 2)").await;
-    f.int("SELECT count(*) FROM series('2020-01-01', '2020-01-02', namespace => 'trial')").await;
+    f.int(
+        "SELECT count(*) FROM series('2020-01-01', '2020-01-02', station => 'south', scale => 2)",
+    )
+    .await;
+    f.int("SELECT count(*) FROM series('2020-01-01', '2020-01-02', namespace => 'trial')")
+        .await;
     assert_eq!(
         f.files(),
         vec![
@@ -38,34 +46,70 @@ async fn entries_are_written_in_pythons_layout_with_its_metadata_row() {
             "trial/series/1.0_north.parquet",
         ]
     );
-    let row = read_parquet(&f.root().join("nuthatch_metadata.nut/series/2.0_south/parquet.parquet"));
+    let row = read_parquet(
+        &f.root()
+            .join("nuthatch_metadata.nut/series/2.0_south/parquet.parquet"),
+    );
     assert_eq!(row.num_rows(), 1);
     let schema = row.schema();
     let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     assert_eq!(
         columns,
-        ["cache_key", "namespace", "version", "backend", "state", "last_modified", "commit_hash", "user", "path"]
+        [
+            "cache_key",
+            "namespace",
+            "version",
+            "backend",
+            "state",
+            "last_modified",
+            "commit_hash",
+            "user",
+            "path"
+        ]
     );
     assert_eq!(text(&row, "cache_key").as_deref(), Some("series/2.0_south"));
     assert_eq!(text(&row, "namespace"), None);
     assert_eq!(text(&row, "version").as_deref(), Some("1"));
     assert_eq!(text(&row, "backend").as_deref(), Some("parquet"));
     assert_eq!(text(&row, "state").as_deref(), Some("confirmed"));
-    assert!(text(&row, "path").unwrap().ends_with("series/2.0_south.parquet"));
+    assert!(text(&row, "path")
+        .unwrap()
+        .ends_with("series/2.0_south.parquet"));
     let modified = row.column_by_name("last_modified").unwrap();
-    let micros = modified.as_any().downcast_ref::<Float64Array>().unwrap().value(0);
+    let micros = modified
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .unwrap()
+        .value(0);
     let now = chrono::Utc::now().timestamp_micros() as f64;
-    assert!((now - micros).abs() < 600e6, "last_modified is epoch microseconds: {micros}");
-    let namespaced = read_parquet(&f.root().join("nuthatch_metadata.nut/series/1.0_north/trial/parquet.parquet"));
+    assert!(
+        (now - micros).abs() < 600e6,
+        "last_modified is epoch microseconds: {micros}"
+    );
+    let namespaced = read_parquet(
+        &f.root()
+            .join("nuthatch_metadata.nut/series/1.0_north/trial/parquet.parquet"),
+    );
     assert_eq!(text(&namespaced, "namespace").as_deref(), Some("trial"));
     // Data is sorted by time, zstd-compressed.
     let data = std::fs::File::open(f.root().join("series/2.0_south.parquet")).unwrap();
     let builder = ParquetRecordBatchReaderBuilder::try_new(data).unwrap();
     let column = builder.metadata().row_group(0).column(0);
-    assert!(matches!(column.compression(), parquet::basic::Compression::ZSTD(_)), "{:?}", column.compression());
+    assert!(
+        matches!(column.compression(), parquet::basic::Compression::ZSTD(_)),
+        "{:?}",
+        column.compression()
+    );
     let times = builder.build().unwrap().next().unwrap().unwrap();
-    let times = times.column(0).as_any().downcast_ref::<arrow::array::TimestampNanosecondArray>().unwrap();
-    assert!(times.values().windows(2).all(|w| w[0] <= w[1]), "sorted by time");
+    let times = times
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::TimestampNanosecondArray>()
+        .unwrap();
+    assert!(
+        times.values().windows(2).all(|w| w[0] <= w[1]),
+        "sorted by time"
+    );
 }
 
 /// Writes an entry the way Python nuthatch (polars for metadata, pandas for
@@ -74,8 +118,14 @@ fn write_python_entry(root: &std::path::Path, version: Option<&str>) {
     let meta_dir = root.join("nuthatch_metadata.nut/series/1.0_east");
     std::fs::create_dir_all(&meta_dir).unwrap();
     let large = |v: &str| Arc::new(LargeStringArray::from(vec![v])) as Arc<dyn Array>;
-    let mut fields = vec![Field::new("cache_key", DataType::LargeUtf8, true), Field::new("namespace", DataType::Null, true)];
-    let mut columns = vec![large("series/1.0_east"), Arc::new(NullArray::new(1)) as Arc<dyn Array>];
+    let mut fields = vec![
+        Field::new("cache_key", DataType::LargeUtf8, true),
+        Field::new("namespace", DataType::Null, true),
+    ];
+    let mut columns = vec![
+        large("series/1.0_east"),
+        Arc::new(NullArray::new(1)) as Arc<dyn Array>,
+    ];
     match version {
         Some(v) => {
             fields.push(Field::new("version", DataType::LargeUtf8, true));
@@ -92,19 +142,32 @@ fn write_python_entry(root: &std::path::Path, version: Option<&str>) {
     }
     fields.push(Field::new("last_modified", DataType::Float64, true));
     columns.push(Arc::new(Float64Array::from(vec![1.7e15])));
-    for (name, value) in [("commit_hash", "no_git_repo"), ("user", "py"), ("path", "/somewhere/else/series/1.0_east.parquet")] {
+    for (name, value) in [
+        ("commit_hash", "no_git_repo"),
+        ("user", "py"),
+        ("path", "/somewhere/else/series/1.0_east.parquet"),
+    ] {
         fields.push(Field::new(name, DataType::LargeUtf8, true));
         columns.push(large(value));
     }
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
-    let mut writer = ArrowWriter::try_new(std::fs::File::create(meta_dir.join("parquet.parquet")).unwrap(), batch.schema(), None).unwrap();
+    let mut writer = ArrowWriter::try_new(
+        std::fs::File::create(meta_dir.join("parquet.parquet")).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
     writer.write(&batch).unwrap();
     writer.close().unwrap();
     std::fs::write(root.join("nuthatch_metadata.nut/exists.nut"), b"").unwrap();
 
     // pandas writes microsecond timestamps, large strings and an index-free table.
     let schema = Arc::new(Schema::new(vec![
-        Field::new("time", DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None), true),
+        Field::new(
+            "time",
+            DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+            true,
+        ),
         Field::new("station", DataType::LargeUtf8, true),
         Field::new("value", DataType::Float64, true),
     ]));
@@ -112,14 +175,23 @@ fn write_python_entry(root: &std::path::Path, version: Option<&str>) {
     let data = RecordBatch::try_new(
         Arc::clone(&schema),
         vec![
-            Arc::new(arrow::array::TimestampMicrosecondArray::from(vec![start, start + 3_600_000_000, start + 7_200_000_000])),
+            Arc::new(arrow::array::TimestampMicrosecondArray::from(vec![
+                start,
+                start + 3_600_000_000,
+                start + 7_200_000_000,
+            ])),
             Arc::new(LargeStringArray::from(vec!["east"; 3])),
             Arc::new(Float64Array::from(vec![10.0, 11.0, 12.0])),
         ],
     )
     .unwrap();
     std::fs::create_dir_all(root.join("series")).unwrap();
-    let mut writer = ArrowWriter::try_new(std::fs::File::create(root.join("series/1.0_east.parquet")).unwrap(), schema, None).unwrap();
+    let mut writer = ArrowWriter::try_new(
+        std::fs::File::create(root.join("series/1.0_east.parquet")).unwrap(),
+        schema,
+        None,
+    )
+    .unwrap();
     writer.write(&data).unwrap();
     writer.close().unwrap();
 }

@@ -7,23 +7,43 @@ use crate::support::{assert_outcome, Fixture};
 async fn assert_error(fixture: &Fixture, sql: &str, expected: &[&str]) {
     let error = fixture.error(sql).await;
     for part in expected {
-        assert!(error.contains(part), "{sql}\nerror: {error}\nmissing: {part}");
+        assert!(
+            error.contains(part),
+            "{sql}\nerror: {error}\nmissing: {part}"
+        );
     }
-    assert_eq!(fixture.files(), Vec::<String>::new(), "{sql} left files behind");
+    assert_eq!(
+        fixture.files(),
+        Vec::<String>::new(),
+        "{sql} left files behind"
+    );
     assert_eq!(fixture.computes(), 0, "{sql} computed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn argument_errors_name_the_parameter_and_its_type() {
     let f = Fixture::new();
-    assert_error(&f, "SELECT * FROM sereis('2020-01-01', '2020-01-02')", &["sereis", "not found"]).await;
+    assert_error(
+        &f,
+        "SELECT * FROM sereis('2020-01-01', '2020-01-02')",
+        &["sereis", "not found"],
+    )
+    .await;
     assert_error(
         &f,
         "SELECT * FROM series('2020-01-01', '2020-01-02', statoin => 'x')",
-        &["has no parameter 'statoin'", "start_time TIMESTAMP, end_time TIMESTAMP, station VARCHAR, scale DOUBLE"],
+        &[
+            "has no parameter 'statoin'",
+            "start_time TIMESTAMP, end_time TIMESTAMP, station VARCHAR, scale DOUBLE",
+        ],
     )
     .await;
-    assert_error(&f, "SELECT * FROM series('2020-01-01')", &["missing argument 'end_time' (TIMESTAMP)"]).await;
+    assert_error(
+        &f,
+        "SELECT * FROM series('2020-01-01')",
+        &["missing argument 'end_time' (TIMESTAMP)"],
+    )
+    .await;
     assert_error(
         &f,
         "SELECT * FROM series('2020-01-01', '2020-01-02', station => 'a', station => 'b')",
@@ -51,7 +71,10 @@ async fn argument_errors_name_the_parameter_and_its_type() {
     assert_error(
         &f,
         "SELECT * FROM series('2020-02-30', '2020-03-01')",
-        &["argument 'start_time' of series expects a timestamp such as '2013-01-01'", "2020-02-30"],
+        &[
+            "argument 'start_time' of series expects a timestamp such as '2013-01-01'",
+            "2020-02-30",
+        ],
     )
     .await;
     assert_error(
@@ -112,8 +135,14 @@ async fn an_unreachable_root_is_reported_with_the_fix() {
     let blocker = dir.path().join("not-a-folder");
     std::fs::write(&blocker, b"x").unwrap();
     let config = Config::with_root(blocker.join("root").display().to_string());
-    let error = nuthatch::Nuthatch::new(&config).err().expect("root under a file cannot open").to_string();
-    assert!(error.contains("root tier") && error.contains("unreachable"), "{error}");
+    let error = nuthatch::Nuthatch::new(&config)
+        .err()
+        .expect("root under a file cannot open")
+        .to_string();
+    assert!(
+        error.contains("root tier") && error.contains("unreachable"),
+        "{error}"
+    );
     assert!(error.contains("NUTHATCH_ROOT_FILESYSTEM"), "{error}");
 }
 
@@ -132,7 +161,10 @@ async fn a_read_only_root_serves_hits_and_refuses_writes_without_leaving_files()
     let error = read_only
         .error("SELECT count(*) FROM series('2020-01-01', '2020-01-02', station => 'south')")
         .await;
-    assert!(error.contains("read-only") && error.contains("cache_mode => 'read_only'"), "{error}");
+    assert!(
+        error.contains("read-only") && error.contains("cache_mode => 'read_only'"),
+        "{error}"
+    );
     assert_eq!(read_only.files(), stored);
     assert_eq!(
         read_only.int("SELECT count(*) FROM series('2020-01-01', '2020-01-02', station => 'south', cache_mode => 'read_only')").await,
@@ -147,7 +179,10 @@ async fn read_only_strict_refuses_to_compute() {
     assert_error(
         &f,
         "SELECT * FROM series('2020-01-01', '2020-01-02', cache_mode => 'read_only_strict')",
-        &["no cache entry series/scale_1.0/station_north", "cache_mode => 'write'"],
+        &[
+            "no cache entry series/scale_1.0/station_north",
+            "cache_mode => 'write'",
+        ],
     )
     .await;
 }
@@ -157,11 +192,19 @@ async fn corrupt_metadata_is_reported_with_its_path_and_the_fix() {
     let f = Fixture::new();
     let sql = "SELECT count(*) FROM series('2020-01-01', '2020-01-02')";
     f.int(sql).await;
-    let metadata = f.root().join("nuthatch_metadata.nut/series/1.0_north/parquet.parquet");
+    let metadata = f
+        .root()
+        .join("nuthatch_metadata.nut/series/1.0_north/parquet.parquet");
     std::fs::write(&metadata, b"garbage").unwrap();
     let error = f.error(sql).await;
-    assert!(error.contains("nuthatch_metadata.nut/series/1.0_north/parquet.parquet"), "{error}");
-    assert!(error.contains("is corrupt") && error.contains("recompute => true"), "{error}");
+    assert!(
+        error.contains("nuthatch_metadata.nut/series/1.0_north/parquet.parquet"),
+        "{error}"
+    );
+    assert!(
+        error.contains("is corrupt") && error.contains("recompute => true"),
+        "{error}"
+    );
     // The fix it names works.
     let fixed = "SELECT count(*) FROM series('2020-01-01', '2020-01-02', recompute => true, cache_mode => 'overwrite')";
     assert_eq!(f.int(fixed).await, 48);

@@ -14,13 +14,27 @@ async fn planning_reads_and_computes_nothing() {
         .await
         .unwrap();
     let plan = frame.create_physical_plan().await.unwrap();
-    let shown = datafusion::physical_plan::displayable(plan.as_ref()).indent(true).to_string();
-    assert!(shown.contains("CachedCallExec: function=series, key=series/1.0_west"), "{shown}");
-    assert!(shown.contains("value@2 > 3"), "the WHERE filter is pushed: {shown}");
-    assert!(shown.contains("time@0 >= 1578182400000000000"), "the window is pushed: {shown}");
+    let shown = datafusion::physical_plan::displayable(plan.as_ref())
+        .indent(true)
+        .to_string();
+    assert!(
+        shown.contains("CachedCallExec: function=series, key=series/1.0_west"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("value@2 > 3"),
+        "the WHERE filter is pushed: {shown}"
+    );
+    assert!(
+        shown.contains("time@0 >= 1578182400000000000"),
+        "the window is pushed: {shown}"
+    );
     assert_eq!(f.computes(), 0);
     assert_eq!(f.files(), Vec::<String>::new());
-    let explain = f.query("EXPLAIN SELECT * FROM series('2020-01-05', '2020-01-06')").await.unwrap();
+    let explain = f
+        .query("EXPLAIN SELECT * FROM series('2020-01-05', '2020-01-06')")
+        .await
+        .unwrap();
     assert!(!explain.is_empty());
     assert_eq!(f.computes(), 0);
     assert_eq!(f.files(), Vec::<String>::new());
@@ -30,15 +44,31 @@ async fn planning_reads_and_computes_nothing() {
 async fn windows_are_inclusive_and_date_only_ends_keep_their_day() {
     let f = Fixture::new();
     // Hourly data: a date-only end keeps all 24 hours of 2020-01-02.
-    assert_eq!(f.int("SELECT count(*) FROM series('2020-01-01', '2020-01-02')").await, 48);
+    assert_eq!(
+        f.int("SELECT count(*) FROM series('2020-01-01', '2020-01-02')")
+            .await,
+        48
+    );
     assert_outcome(&f.report(), Outcome::Computed);
     // An exact end is exact and inclusive.
-    assert_eq!(f.int("SELECT count(*) FROM series('2020-01-01', '2020-01-02T00:00:00')").await, 25);
+    assert_eq!(
+        f.int("SELECT count(*) FROM series('2020-01-01', '2020-01-02T00:00:00')")
+            .await,
+        25
+    );
     assert_outcome(&f.report(), Outcome::Hit);
-    assert_eq!(f.int("SELECT count(*) FROM series('2020-01-01 06:00', '2020-01-01T06:00:00')").await, 1);
+    assert_eq!(
+        f.int("SELECT count(*) FROM series('2020-01-01 06:00', '2020-01-01T06:00:00')")
+            .await,
+        1
+    );
     // NULL bounds are open.
     assert_eq!(f.int("SELECT count(*) FROM series(NULL, NULL)").await, 1440);
-    assert_eq!(f.int("SELECT count(*) FROM series('2020-02-29', NULL)").await, 24);
+    assert_eq!(
+        f.int("SELECT count(*) FROM series('2020-02-29', NULL)")
+            .await,
+        24
+    );
     assert_eq!(f.computes(), 1, "the window is not part of the key");
 }
 
@@ -46,12 +76,30 @@ async fn windows_are_inclusive_and_date_only_ends_keep_their_day() {
 async fn projections_filters_and_limits_give_the_right_rows() {
     let f = Fixture::new();
     // The window needs `time`, which the query does not select.
-    let batches = f.query("SELECT value FROM series('2020-01-01T10:00:00', '2020-01-01T12:00:00') ORDER BY value").await.unwrap();
+    let batches = f
+        .query(
+            "SELECT value FROM series('2020-01-01T10:00:00', '2020-01-01T12:00:00') ORDER BY value",
+        )
+        .await
+        .unwrap();
     assert_eq!(batches[0].num_columns(), 1);
-    let shown = arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string();
-    assert!(shown.contains("| 10.0  |") && shown.contains("| 12.0  |") && !shown.contains("13.0"), "{shown}");
-    assert_eq!(f.int("SELECT count(*) FROM (SELECT * FROM series(NULL, NULL) LIMIT 7)").await, 7);
-    assert_eq!(f.int("SELECT count(*) FROM series(NULL, NULL) WHERE value >= 1000 AND station = 'north'").await, 440);
+    let shown = arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    assert!(
+        shown.contains("| 10.0  |") && shown.contains("| 12.0  |") && !shown.contains("13.0"),
+        "{shown}"
+    );
+    assert_eq!(
+        f.int("SELECT count(*) FROM (SELECT * FROM series(NULL, NULL) LIMIT 7)")
+            .await,
+        7
+    );
+    assert_eq!(
+        f.int("SELECT count(*) FROM series(NULL, NULL) WHERE value >= 1000 AND station = 'north'")
+            .await,
+        440
+    );
     assert_eq!(
         f.int("SELECT count(*) FROM series(NULL, NULL) WHERE time >= '2020-02-01' AND time < '2020-02-02'").await,
         24

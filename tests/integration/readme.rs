@@ -15,18 +15,28 @@ async fn the_readme_workflow() {
     }
 
     // Daily means for 2013: computes agg_and_clip, and my_first_cache inside it.
-    let year = "SELECT count(DISTINCT time) FROM agg_and_clip('2013-01-01', '2014-01-01', agg_days => 1)";
-    assert_eq!(f.int(year).await, 365 * 4 + 4, "2013 plus all of 2014-01-01");
+    let year =
+        "SELECT count(DISTINCT time) FROM agg_and_clip('2013-01-01', '2014-01-01', agg_days => 1)";
+    assert_eq!(
+        f.int(year).await,
+        365 * 4 + 4,
+        "2013 plus all of 2014-01-01"
+    );
     let reports = f.reports();
-    let summary: Vec<(String, Outcome)> = reports.iter().map(|r| (r.key.clone(), r.outcome)).collect();
+    let summary: Vec<(String, Outcome)> =
+        reports.iter().map(|r| (r.key.clone(), r.outcome)).collect();
     assert_eq!(
         summary,
-        vec![("my_first_cache/".to_string(), Outcome::Computed), ("agg_and_clip/1".to_string(), Outcome::Computed)]
+        vec![
+            ("my_first_cache/".to_string(), Outcome::Computed),
+            ("agg_and_clip/1".to_string(), Outcome::Computed)
+        ]
     );
     assert_eq!(reports[1].rows, (365 * 4 + 4) * GRID as usize);
 
     // Clipped to 2013-01-01..2013-06-01: the whole end day (608 steps), from the cache.
-    let spring = "SELECT count(DISTINCT time) FROM agg_and_clip('2013-01-01', '2013-06-01', agg_days => 1)";
+    let spring =
+        "SELECT count(DISTINCT time) FROM agg_and_clip('2013-01-01', '2013-06-01', agg_days => 1)";
     assert_eq!(f.int(spring).await, 608);
     assert_outcome(&f.report(), Outcome::Hit);
     // An exact end stops at midnight, as nuthatch's DataFrame path does (605).
@@ -39,9 +49,14 @@ async fn the_readme_workflow() {
     assert_eq!(f.int(month).await, 31 * 4 * GRID);
     let report = f.report();
     assert_outcome(&report, Outcome::Hit);
-    let (read, total) = report.row_groups_read.expect("the window prunes row groups");
+    let (read, total) = report
+        .row_groups_read
+        .expect("the window prunes row groups");
     assert!(total >= 50, "{report}");
-    assert!(read * 10 < total, "a month should read under 10% of the row groups: {report}");
+    assert!(
+        read * 10 < total,
+        "a month should read under 10% of the row groups: {report}"
+    );
 
     // A WHERE on time prunes the same way, without window arguments.
     let filtered = "SELECT count(*) FROM agg_and_clip(NULL, NULL, agg_days => 1) \
@@ -58,11 +73,22 @@ async fn the_readme_workflow() {
 
     // Weekly means: a new key; the grid comes from the cache.
     let week = "SELECT count(*) FROM agg_and_clip(NULL, NULL, agg_days => 7) WHERE air IS NULL";
-    assert_eq!(f.int(week).await, 6 * GRID, "the first agg_days - 1 steps are null");
-    let outcomes: Vec<(String, Outcome)> = f.reports().iter().map(|r| (r.key.clone(), r.outcome)).collect();
+    assert_eq!(
+        f.int(week).await,
+        6 * GRID,
+        "the first agg_days - 1 steps are null"
+    );
+    let outcomes: Vec<(String, Outcome)> = f
+        .reports()
+        .iter()
+        .map(|r| (r.key.clone(), r.outcome))
+        .collect();
     assert_eq!(
         outcomes,
-        vec![("my_first_cache/".to_string(), Outcome::Hit), ("agg_and_clip/7".to_string(), Outcome::Computed)]
+        vec![
+            ("my_first_cache/".to_string(), Outcome::Hit),
+            ("agg_and_clip/7".to_string(), Outcome::Computed)
+        ]
     );
     // The rolling mean is the mean of the last 7 steps.
     let check = "SELECT CAST(round(abs(a.air - m.mean) * 1000) AS BIGINT) FROM \
@@ -78,10 +104,17 @@ async fn the_readme_workflow() {
     let recompute = "SELECT count(*) FROM agg_and_clip('2013-01-01', '2013-01-01', agg_days => 7, \
                      recompute => true, cache_mode => 'overwrite')";
     assert_eq!(f.int(recompute).await, 4 * GRID);
-    let outcomes: Vec<(String, Outcome)> = f.reports().iter().map(|r| (r.key.clone(), r.outcome)).collect();
+    let outcomes: Vec<(String, Outcome)> = f
+        .reports()
+        .iter()
+        .map(|r| (r.key.clone(), r.outcome))
+        .collect();
     assert_eq!(
         outcomes,
-        vec![("my_first_cache/".to_string(), Outcome::Hit), ("agg_and_clip/7".to_string(), Outcome::Computed)],
+        vec![
+            ("my_first_cache/".to_string(), Outcome::Hit),
+            ("agg_and_clip/7".to_string(), Outcome::Computed)
+        ],
         "recompute reaches only the called function, as in nuthatch"
     );
     let namespaced = "SELECT count(*) FROM agg_and_clip('2013-01-01', '2013-01-01', agg_days => 7, namespace => 'experiment')";
@@ -89,8 +122,12 @@ async fn the_readme_workflow() {
     let report = f.reports().pop().unwrap();
     assert_outcome(&report, Outcome::Computed);
     assert_eq!(report.namespace.as_deref(), Some("experiment"));
-    assert!(f.files().contains(&"experiment/agg_and_clip/7.parquet".to_string()));
-    assert!(f.files().contains(&"nuthatch_metadata.nut/agg_and_clip/7/experiment/parquet.parquet".to_string()));
+    assert!(f
+        .files()
+        .contains(&"experiment/agg_and_clip/7.parquet".to_string()));
+    assert!(f
+        .files()
+        .contains(&"nuthatch_metadata.nut/agg_and_clip/7/experiment/parquet.parquet".to_string()));
 
     // `write` with recompute keeps the existing entry (nuthatch would ask).
     let keep = "SELECT count(*) FROM agg_and_clip('2013-01-01', '2013-01-01', agg_days => 7, recompute => true)";

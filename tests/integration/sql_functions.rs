@@ -18,20 +18,40 @@ async fn a_sql_function_binds_parameters_in_window_frames_and_caches_by_its_keys
     let f = Fixture::new();
     f.query(DEFINE_ROLLING).await.unwrap();
     let error = f.error(DEFINE_ROLLING).await;
-    assert!(error.contains("already exists") && error.contains("CREATE OR REPLACE"), "{error}");
+    assert!(
+        error.contains("already exists") && error.contains("CREATE OR REPLACE"),
+        "{error}"
+    );
 
     // values are 0,1,2,... so the mean of 3 steps ending at hour h is h-1.
     let sql = "SELECT mean FROM rolling('2020-01-01T05:00:00', '2020-01-01T05:00:00')";
     let batches = f.query(sql).await.unwrap();
-    let shown = arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string();
+    let shown = arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
     assert!(shown.contains("| 4.0  |"), "{shown}");
-    let outcomes: Vec<(String, Outcome)> = f.reports().iter().map(|r| (r.key.clone(), r.outcome)).collect();
+    let outcomes: Vec<(String, Outcome)> = f
+        .reports()
+        .iter()
+        .map(|r| (r.key.clone(), r.outcome))
+        .collect();
     assert_eq!(
         outcomes,
-        vec![("series/1.0_north".into(), Outcome::Computed), ("rolling/r_3".into(), Outcome::Computed)]
+        vec![
+            ("series/1.0_north".into(), Outcome::Computed),
+            ("rolling/r_3".into(), Outcome::Computed)
+        ]
     );
-    assert_eq!(f.int("SELECT count(*) FROM rolling(NULL, NULL, 5) WHERE mean IS NULL").await, 4);
-    assert_eq!(f.int("SELECT count(*) FROM rolling(NULL, NULL, steps => 3) WHERE mean IS NULL").await, 2);
+    assert_eq!(
+        f.int("SELECT count(*) FROM rolling(NULL, NULL, 5) WHERE mean IS NULL")
+            .await,
+        4
+    );
+    assert_eq!(
+        f.int("SELECT count(*) FROM rolling(NULL, NULL, steps => 3) WHERE mean IS NULL")
+            .await,
+        2
+    );
     let last: Vec<Outcome> = f.reports().iter().map(|r| r.outcome).collect();
     assert_eq!(last.last(), Some(&Outcome::Hit));
 }
@@ -43,8 +63,13 @@ async fn arguments_cannot_inject_sql_into_a_body() {
     let evil = "x''; DROP TABLE t; --";
     let sql = format!("SELECT DISTINCT label FROM rolling(NULL, NULL, label => '{evil}')");
     let batches = f.query(&sql).await.unwrap();
-    let shown = arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string();
-    assert!(shown.contains("x'; DROP TABLE t; --"), "the argument stays one value: {shown}");
+    let shown = arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    assert!(
+        shown.contains("x'; DROP TABLE t; --"),
+        "the argument stays one value: {shown}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,14 +102,26 @@ async fn the_session_cache_mode_applies_until_a_call_overrides_it() {
     assert_eq!(f.int(sql).await, 24);
     assert_outcome(&f.report(), Outcome::ComputedNotStored);
     assert_eq!(f.files(), Vec::<String>::new());
-    assert_eq!(f.int("SELECT count(*) FROM series('2020-01-01', '2020-01-01', cache_mode => 'write')").await, 24);
+    assert_eq!(
+        f.int("SELECT count(*) FROM series('2020-01-01', '2020-01-01', cache_mode => 'write')")
+            .await,
+        24
+    );
     assert_outcome(&f.report(), Outcome::Computed);
-    f.query("SET nuthatch.cache_mode = 'read_only'").await.unwrap();
+    f.query("SET nuthatch.cache_mode = 'read_only'")
+        .await
+        .unwrap();
     assert_eq!(f.int(sql).await, 24);
     assert_outcome(&f.report(), Outcome::Hit);
-    f.query("SET nuthatch.cache_mode = 'whenever'").await.unwrap();
+    f.query("SET nuthatch.cache_mode = 'whenever'")
+        .await
+        .unwrap();
     let error = f.error(sql).await;
-    assert!(error.contains("SET nuthatch.cache_mode") && error.contains("invalid cache_mode 'whenever'"), "{error}");
+    assert!(
+        error.contains("SET nuthatch.cache_mode")
+            && error.contains("invalid cache_mode 'whenever'"),
+        "{error}"
+    );
     assert_eq!(f.computes(), 2);
 }
 
@@ -102,6 +139,11 @@ async fn an_embedding_program_installs_nuthatch_into_its_own_context() {
         .unwrap();
     assert_eq!(batches[0].num_rows(), 1);
     assert_outcome(&f.report(), Outcome::Computed);
-    ctx.sql("SET nuthatch.cache_mode = 'off'").await.unwrap().collect().await.unwrap();
+    ctx.sql("SET nuthatch.cache_mode = 'off'")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
     assert!(f.files().contains(&"series/1.0_mine.parquet".to_string()));
 }

@@ -5,7 +5,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use arrow::array::{Array, Float64Array, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray};
+use arrow::array::{
+    Array, Float64Array, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::error::{DataFusionError, Result};
 use nuthatch::{CachedFunction, CallReport, Config, Nuthatch, Outcome, ParamType, Value};
@@ -22,7 +24,11 @@ pub const SERIES_ROWS: usize = 60 * 24;
 
 pub fn series_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
-        Field::new("time", DataType::Timestamp(TimeUnit::Nanosecond, None), true),
+        Field::new(
+            "time",
+            DataType::Timestamp(TimeUnit::Nanosecond, None),
+            true,
+        ),
         Field::new("station", DataType::Utf8, true),
         Field::new("value", DataType::Float64, true),
     ]))
@@ -46,7 +52,9 @@ pub fn series(computes: Arc<AtomicUsize>) -> CachedFunction {
                 computes.fetch_add(1, Ordering::SeqCst);
                 let station = args.str("station")?.to_string();
                 if station == "broken" {
-                    return Err(DataFusionError::Execution("the station feed is down".into()));
+                    return Err(DataFusionError::Execution(
+                        "the station feed is down".into(),
+                    ));
                 }
                 let scale = args.f64("scale")?;
                 let start = 1_577_836_800_i64 * 1_000_000_000;
@@ -78,8 +86,14 @@ impl Fixture {
         let root = dir.path().join("root");
         let nuthatch = Nuthatch::new(&config(&root)).expect("session opens");
         let computes = Arc::new(AtomicUsize::new(0));
-        nuthatch.register(series(Arc::clone(&computes))).expect("register series");
-        Fixture { dir, nuthatch, computes }
+        nuthatch
+            .register(series(Arc::clone(&computes)))
+            .expect("register series");
+        Fixture {
+            dir,
+            nuthatch,
+            computes,
+        }
     }
 
     pub fn root(&self) -> std::path::PathBuf {
@@ -96,7 +110,10 @@ impl Fixture {
 
     /// The single integer a query returns.
     pub async fn int(&self, sql: &str) -> i64 {
-        let batches = self.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let batches = self
+            .query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
         let column = batches[0].column(0);
         let column = arrow::compute::cast(column, &DataType::Int64).unwrap();
         let ints = column.as_any().downcast_ref::<Int64Array>().unwrap();
@@ -128,7 +145,9 @@ impl Fixture {
         let mut files = Vec::new();
         let mut stack = vec![root.clone()];
         while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for entry in entries.flatten() {
                 let path = entry.path();
                 if path.is_dir() {

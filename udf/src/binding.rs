@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use arrow::array::{Array, StructArray};
+use arrow::array::StructArray;
 use datafusion::common::{plan_err, DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::Expr;
 use nuthatch_catalog::CacheMode;
@@ -59,7 +59,10 @@ pub fn bind(function: &CachedFunction, exprs: &[Expr]) -> Result<BoundCall> {
             );
         };
         let param = &params[i];
-        values.insert(param.name.clone(), coerce(name, &param.name, param.ty, scalar)?);
+        values.insert(
+            param.name.clone(),
+            coerce(name, &param.name, param.ty, scalar)?,
+        );
     }
     let mut options = CallOptions::default();
     for (arg, scalar) in named {
@@ -97,7 +100,10 @@ pub fn bind(function: &CachedFunction, exprs: &[Expr]) -> Result<BoundCall> {
             }
         }
     }
-    Ok(BoundCall { args: Args::new(values), options })
+    Ok(BoundCall {
+        args: Args::new(values),
+        options,
+    })
 }
 
 fn coerce(function: &str, param: &str, ty: ParamType, scalar: &ScalarValue) -> Result<Value> {
@@ -109,7 +115,12 @@ fn coerce(function: &str, param: &str, ty: ParamType, scalar: &ScalarValue) -> R
     })
 }
 
-fn apply_option(function: &str, options: &mut CallOptions, arg: &str, scalar: &ScalarValue) -> Result<()> {
+fn apply_option(
+    function: &str,
+    options: &mut CallOptions,
+    arg: &str,
+    scalar: &ScalarValue,
+) -> Result<()> {
     match arg {
         "cache_mode" => {
             let Value::String(text) = coerce(function, arg, ParamType::String, scalar)? else {
@@ -146,9 +157,13 @@ pub fn check_namespace(namespace: &str) -> Result<String> {
     Ok(namespace.to_string())
 }
 
+/// Named arguments in the order they were written.
+type NamedArgs = Vec<(String, ScalarValue)>;
+
 /// Separates the positional arguments from the packed named ones.
-fn split_named(exprs: &[Expr]) -> Result<(&[Expr], Vec<(String, ScalarValue)>)> {
-    let Some((Expr::Literal(ScalarValue::Struct(array), _), positional)) = exprs.split_last() else {
+fn split_named(exprs: &[Expr]) -> Result<(&[Expr], NamedArgs)> {
+    let Some((Expr::Literal(ScalarValue::Struct(array), _), positional)) = exprs.split_last()
+    else {
         return Ok((exprs, Vec::new()));
     };
     let fields = array.fields();
@@ -158,12 +173,10 @@ fn split_named(exprs: &[Expr]) -> Result<(&[Expr], Vec<(String, ScalarValue)>)> 
     let array: &StructArray = array;
     let mut named = Vec::new();
     for (field, column) in fields.iter().zip(array.columns()).skip(1) {
-        let value = if column.is_null(0) {
-            ScalarValue::Null
-        } else {
-            ScalarValue::try_from_array(column, 0)?
-        };
-        named.push((field.name().clone(), value));
+        named.push((
+            field.name().clone(),
+            ScalarValue::try_from_array(column, 0)?,
+        ));
     }
     Ok((positional, named))
 }

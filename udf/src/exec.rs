@@ -31,7 +31,9 @@ use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::metrics::{MetricValue, MetricsSet};
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PhysicalExpr, PlanProperties};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, PhysicalExpr, PlanProperties,
+};
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use nuthatch_backends::parquet::{scan_plan, ScanRequest};
@@ -65,7 +67,8 @@ struct Prepared {
     started: Instant,
 }
 
-type PreparedFuture = Shared<BoxFuture<'static, std::result::Result<Arc<Prepared>, Arc<DataFusionError>>>>;
+type PreparedFuture =
+    Shared<BoxFuture<'static, std::result::Result<Arc<Prepared>, Arc<DataFusionError>>>>;
 
 pub struct CachedCallExec {
     call: Arc<Call>,
@@ -109,9 +112,14 @@ impl CachedCallExec {
             let call = Arc::clone(&self.call);
             let state = Arc::clone(&self.state);
             let shape = self.shape.clone();
-            async move { prepare(call, state, shape).await.map(Arc::new).map_err(Arc::new) }
-                .boxed()
-                .shared()
+            async move {
+                prepare(call, state, shape)
+                    .await
+                    .map(Arc::new)
+                    .map_err(Arc::new)
+            }
+            .boxed()
+            .shared()
         })
         .clone()
     }
@@ -119,14 +127,21 @@ impl CachedCallExec {
 
 impl fmt::Debug for CachedCallExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CachedCallExec").field("key", &self.call.id.key).finish()
+        f.debug_struct("CachedCallExec")
+            .field("key", &self.call.id.key)
+            .finish()
     }
 }
 
 impl DisplayAs for CachedCallExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         let call = &self.call;
-        write!(f, "CachedCallExec: function={}, key={}", call.function.name(), call.id.key)?;
+        write!(
+            f,
+            "CachedCallExec: function={}, key={}",
+            call.function.name(),
+            call.id.key
+        )?;
         if let Some(ns) = &call.id.namespace {
             write!(f, ", namespace={ns}")?;
         }
@@ -158,15 +173,24 @@ impl ExecutionPlan for CachedCallExec {
         Ok(TreeNodeRecursion::Continue)
     }
 
-    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         if children.is_empty() {
             Ok(self)
         } else {
-            Err(DataFusionError::Internal("CachedCallExec has no children".into()))
+            Err(DataFusionError::Internal(
+                "CachedCallExec has no children".into(),
+            ))
         }
     }
 
-    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
         let prepared = self.prepared();
         let tracker = Arc::clone(&self.tracker);
         let stream = futures::stream::once(async move {
@@ -175,8 +199,15 @@ impl ExecutionPlan for CachedCallExec {
             prepared.plan.execute(partition, context)
         })
         .try_flatten();
-        let counted = Counted { inner: Box::pin(stream), tracker: Arc::clone(&self.tracker), finished: false };
-        Ok(Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&self.schema), counted)))
+        let counted = Counted {
+            inner: Box::pin(stream),
+            tracker: Arc::clone(&self.tracker),
+            finished: false,
+        };
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            counted,
+        )))
     }
 
     /// The inner scan's metrics (row groups pruned, bytes scanned), once run.
@@ -199,7 +230,12 @@ async fn prepare(call: Arc<Call>, state: Arc<SessionState>, shape: ScanShape) ->
     if call.mode.reads_root() && !recompute {
         if let Some(entry) = catalog.find(&call.id, backend).await? {
             let plan = scan_entry(&state, &call, &shape, entry.clone())?;
-            return Ok(Prepared { plan, outcome: Outcome::Hit, tier: Some(entry.tier.name().into()), started });
+            return Ok(Prepared {
+                plan,
+                outcome: Outcome::Hit,
+                tier: Some(entry.tier.name().into()),
+                started,
+            });
         }
     }
     if call.mode.fails_on_miss() {
@@ -220,7 +256,11 @@ async fn prepare(call: Arc<Call>, state: Arc<SessionState>, shape: ScanShape) ->
         ))
     })?;
     let mut store = call.mode.writes_root();
-    if store && recompute && !call.mode.replaces_existing() && catalog.find(&call.id, backend).await?.is_some() {
+    if store
+        && recompute
+        && !call.mode.replaces_existing()
+        && catalog.find(&call.id, backend).await?.is_some()
+    {
         tracing::warn!(
             "{}: recomputed, but cache_mode 'write' keeps the existing entry; use \
              cache_mode => 'overwrite' to replace it",
@@ -230,23 +270,53 @@ async fn prepare(call: Arc<Call>, state: Arc<SessionState>, shape: ScanShape) ->
     }
     if store {
         let schema = function.schema();
-        catalog.commit(&call.id, function.backend(), schema, &batches, function.timeseries()).await?;
+        catalog
+            .commit(
+                &call.id,
+                function.backend(),
+                schema,
+                &batches,
+                function.timeseries(),
+            )
+            .await?;
         let entry = catalog.find(&call.id, backend).await?.ok_or_else(|| {
-            DataFusionError::Execution(format!("entry {} vanished right after it was stored", call.id.key))
+            DataFusionError::Execution(format!(
+                "entry {} vanished right after it was stored",
+                call.id.key
+            ))
         })?;
         let plan = scan_entry(&state, &call, &shape, entry)?;
-        return Ok(Prepared { plan, outcome: Outcome::Computed, tier: Some("root".into()), started });
+        return Ok(Prepared {
+            plan,
+            outcome: Outcome::Computed,
+            tier: Some("root".into()),
+            started,
+        });
     }
     let mut partitions: Vec<Vec<RecordBatch>> = vec![Vec::new(); shape.partitions];
     for (i, batch) in batches.into_iter().enumerate() {
         partitions[i % shape.partitions].push(batch);
     }
-    let source = MemorySourceConfig::try_new_exec(&partitions, Arc::clone(function.schema()), shape.scan_indices.clone())?;
+    let source = MemorySourceConfig::try_new_exec(
+        &partitions,
+        Arc::clone(function.schema()),
+        shape.scan_indices.clone(),
+    )?;
     let plan = clip(source, &shape)?;
-    Ok(Prepared { plan, outcome: Outcome::ComputedNotStored, tier: None, started })
+    Ok(Prepared {
+        plan,
+        outcome: Outcome::ComputedNotStored,
+        tier: None,
+        started,
+    })
 }
 
-fn scan_entry(state: &SessionState, call: &Call, shape: &ScanShape, entry: Entry) -> Result<Arc<dyn ExecutionPlan>> {
+fn scan_entry(
+    state: &SessionState,
+    call: &Call,
+    shape: &ScanShape,
+    entry: Entry,
+) -> Result<Arc<dyn ExecutionPlan>> {
     let scan = scan_plan(ScanRequest {
         store_url: entry.tier.store_url().clone(),
         files: entry.files,
@@ -273,7 +343,10 @@ fn clip(input: Arc<dyn ExecutionPlan>, shape: &ScanShape) -> Result<Arc<dyn Exec
             .iter()
             .map(|&i| {
                 let name = schema.field(i).name().clone();
-                (Arc::new(Column::new(&name, i)) as Arc<dyn PhysicalExpr>, name)
+                (
+                    Arc::new(Column::new(&name, i)) as Arc<dyn PhysicalExpr>,
+                    name,
+                )
             })
             .collect();
         plan = Arc::new(ProjectionExec::try_new(exprs, plan)?);
@@ -287,7 +360,10 @@ async fn compute(call: &Call, state: &SessionState) -> Result<Vec<RecordBatch>> 
     let args = call.bound.args.clone();
     let computed = match function.body() {
         Body::Rust(body) => body(SessionContext::new_with_state(state.clone()), args).await?,
-        Body::Sql(body) => Computed::Frame(DataFrame::new(state.clone(), body.plan(state, &args).await?)),
+        Body::Sql(body) => Computed::Frame(DataFrame::new(
+            state.clone(),
+            body.plan(state, &args).await?,
+        )),
     };
     let schema = function.schema();
     let missing = |have: Vec<String>, want: &str| {
@@ -299,7 +375,12 @@ async fn compute(call: &Call, state: &SessionState) -> Result<Vec<RecordBatch>> 
     };
     match computed {
         Computed::Frame(frame) => {
-            let have: Vec<String> = frame.schema().fields().iter().map(|f| f.name().clone()).collect();
+            let have: Vec<String> = frame
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
             let mut columns = Vec::new();
             for field in schema.fields() {
                 if !have.contains(field.name()) {
@@ -313,10 +394,17 @@ async fn compute(call: &Call, state: &SessionState) -> Result<Vec<RecordBatch>> 
         Computed::Batches(batches) => batches
             .into_iter()
             .map(|batch| {
-                let have: Vec<String> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
+                let have: Vec<String> = batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect();
                 let mut columns = Vec::new();
                 for field in schema.fields() {
-                    let column = batch.column_by_name(field.name()).ok_or_else(|| missing(have.clone(), field.name()))?;
+                    let column = batch
+                        .column_by_name(field.name())
+                        .ok_or_else(|| missing(have.clone(), field.name()))?;
                     columns.push(cast(column, field.data_type())?);
                 }
                 Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
@@ -325,7 +413,10 @@ async fn compute(call: &Call, state: &SessionState) -> Result<Vec<RecordBatch>> 
     }
 }
 
-fn collect_metrics(plan: &Arc<dyn ExecutionPlan>, sink: &mut dyn FnMut(&Arc<datafusion::physical_plan::metrics::Metric>)) {
+fn collect_metrics(
+    plan: &Arc<dyn ExecutionPlan>,
+    sink: &mut dyn FnMut(&Arc<datafusion::physical_plan::metrics::Metric>),
+) {
     if let Some(metrics) = plan.metrics() {
         for metric in metrics.iter() {
             sink(metric);
@@ -346,17 +437,27 @@ struct Tracker {
 
 impl Tracker {
     fn new(call: Arc<Call>, partitions: usize) -> Self {
-        Tracker { call, remaining: AtomicUsize::new(partitions), rows: AtomicUsize::new(0), prepared: OnceLock::new() }
+        Tracker {
+            call,
+            remaining: AtomicUsize::new(partitions),
+            rows: AtomicUsize::new(0),
+            prepared: OnceLock::new(),
+        }
     }
 
     fn partition_done(&self) {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }
-        let Some(prepared) = self.prepared.get() else { return };
+        let Some(prepared) = self.prepared.get() else {
+            return;
+        };
         let (mut pruned, mut matched, mut bytes, mut pruning_seen) = (0, 0, 0, false);
         collect_metrics(&prepared.plan, &mut |metric| match metric.value() {
-            MetricValue::PruningMetrics { name, pruning_metrics } if name == "row_groups_pruned_statistics" => {
+            MetricValue::PruningMetrics {
+                name,
+                pruning_metrics,
+            } if name == "row_groups_pruned_statistics" => {
                 pruning_seen = true;
                 pruned += pruning_metrics.pruned();
                 matched += pruning_metrics.matched();
@@ -395,7 +496,9 @@ impl Stream for Counted {
         let polled = self.inner.poll_next_unpin(cx);
         match &polled {
             Poll::Ready(Some(Ok(batch))) => {
-                self.tracker.rows.fetch_add(batch.num_rows(), Ordering::AcqRel);
+                self.tracker
+                    .rows
+                    .fetch_add(batch.num_rows(), Ordering::AcqRel);
             }
             Poll::Ready(None) if !self.finished => {
                 self.finished = true;

@@ -84,7 +84,9 @@ impl Args {
         let value = self.values.get(name);
         match value.and_then(Value::as_str) {
             Some(s) => Ok(s),
-            None => Err(DataFusionError::Execution(format!("argument '{name}' is not a string"))),
+            None => Err(DataFusionError::Execution(format!(
+                "argument '{name}' is not a string"
+            ))),
         }
     }
 
@@ -96,12 +98,15 @@ impl Args {
     pub fn timestamp(&self, name: &str) -> Result<Option<chrono::NaiveDateTime>> {
         match self.values.get(name) {
             Some(Value::Null) => Ok(None),
-            _ => self.typed(name, "a timestamp", Value::as_timestamp).map(Some),
+            _ => self
+                .typed(name, "a timestamp", Value::as_timestamp)
+                .map(Some),
         }
     }
 }
 
-type RustBody = Arc<dyn Fn(SessionContext, Args) -> BoxFuture<'static, Result<Computed>> + Send + Sync>;
+type RustBody =
+    Arc<dyn Fn(SessionContext, Args) -> BoxFuture<'static, Result<Computed>> + Send + Sync>;
 
 /// How a function computes its result.
 #[derive(Clone)]
@@ -223,13 +228,21 @@ pub struct CachedFunctionBuilder {
 impl CachedFunctionBuilder {
     /// A required parameter.
     pub fn param(mut self, name: impl Into<String>, ty: ParamType) -> Self {
-        self.params.push(Param { name: name.into(), ty, default: None });
+        self.params.push(Param {
+            name: name.into(),
+            ty,
+            default: None,
+        });
         self
     }
 
     /// A parameter with a default value.
     pub fn param_default(mut self, name: impl Into<String>, ty: ParamType, default: Value) -> Self {
-        self.params.push(Param { name: name.into(), ty, default: Some(default) });
+        self.params.push(Param {
+            name: name.into(),
+            ty,
+            default: Some(default),
+        });
         self
     }
 
@@ -292,7 +305,9 @@ impl CachedFunctionBuilder {
         let name = self.name;
         check_function_name(&name).map_err(|e| DataFusionError::Plan(e.to_string()))?;
         let Some(schema) = self.schema else {
-            return plan_err!("cached function {name} needs a return schema: call .returns(schema)");
+            return plan_err!(
+                "cached function {name} needs a return schema: call .returns(schema)"
+            );
         };
         let Some(body) = self.body else {
             return plan_err!("cached function {name} needs a body: call .compute(...)");
@@ -332,7 +347,11 @@ impl CachedFunctionBuilder {
                 }
             }
             match schema.field_with_name(column) {
-                Ok(field) if matches!(field.data_type(), DataType::Timestamp(..) | DataType::Date32 | DataType::Date64) => {}
+                Ok(field)
+                    if matches!(
+                        field.data_type(),
+                        DataType::Timestamp(..) | DataType::Date32 | DataType::Date64
+                    ) => {}
                 Ok(field) => {
                     return plan_err!(
                         "{name}: timeseries column '{column}' is {}, not a timestamp",
@@ -347,7 +366,11 @@ impl CachedFunctionBuilder {
         // Every column may hold nulls: results computed by different bodies,
         // and files written by Python, disagree on nullability.
         let schema = Arc::new(arrow::datatypes::Schema::new(
-            schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>(),
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
         ));
         Ok(CachedFunction {
             name,
@@ -367,5 +390,9 @@ pub(crate) fn param_list(params: &[Param]) -> String {
     if params.is_empty() {
         return "(none)".into();
     }
-    params.iter().map(|p| format!("{} {}", p.name, p.ty)).collect::<Vec<_>>().join(", ")
+    params
+        .iter()
+        .map(|p| format!("{} {}", p.name, p.ty))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -11,8 +11,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::common::{plan_err, Result};
-use datafusion::logical_expr::planner::{RelationPlanner, RelationPlannerContext, RelationPlanning};
-use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, FunctionArg, FunctionArgExpr, Ident, ObjectName, TableFactor};
+use datafusion::logical_expr::planner::{
+    RelationPlanner, RelationPlannerContext, RelationPlanning,
+};
+use datafusion::sql::sqlparser::ast::{
+    Expr as SqlExpr, FunctionArg, FunctionArgExpr, Ident, ObjectName, TableFactor,
+};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
@@ -31,7 +35,9 @@ impl NamedArgumentPlanner {
 
     fn is_ours(&self, name: &ObjectName) -> bool {
         name.0.len() == 1
-            && name.0[0].as_ident().is_some_and(|ident| self.registry.contains(&normalize(ident)))
+            && name.0[0]
+                .as_ident()
+                .is_some_and(|ident| self.registry.contains(&normalize(ident)))
     }
 }
 
@@ -42,7 +48,11 @@ impl RelationPlanner for NamedArgumentPlanner {
         _context: &mut dyn RelationPlannerContext,
     ) -> Result<RelationPlanning> {
         match &mut relation {
-            TableFactor::Table { name, args: Some(args), .. } if self.is_ours(name) => {
+            TableFactor::Table {
+                name,
+                args: Some(args),
+                ..
+            } if self.is_ours(name) => {
                 args.args = pack_named(&name.to_string(), std::mem::take(&mut args.args))?;
             }
             TableFactor::Function { name, args, .. } if self.is_ours(name) => {
@@ -69,9 +79,15 @@ fn pack_named(function: &str, args: Vec<FunctionArg>) -> Result<Vec<FunctionArg>
     for arg in args {
         let (name, value) = match arg {
             FunctionArg::Named { name, arg, .. } => (normalize(&name), arg),
-            FunctionArg::ExprNamed { name: SqlExpr::Identifier(name), arg, .. } => (normalize(&name), arg),
+            FunctionArg::ExprNamed {
+                name: SqlExpr::Identifier(name),
+                arg,
+                ..
+            } => (normalize(&name), arg),
             FunctionArg::ExprNamed { name, .. } => {
-                return plan_err!("argument names of {function} must be plain identifiers, got {name}")
+                return plan_err!(
+                    "argument names of {function} must be plain identifiers, got {name}"
+                )
             }
             FunctionArg::Unnamed(value) => {
                 if !named.is_empty() {
@@ -100,7 +116,9 @@ fn pack_named(function: &str, args: Vec<FunctionArg>) -> Result<Vec<FunctionArg>
         text.push_str(&format!(", '{}', {value}", name.replace('\'', "''")));
     }
     text.push(')');
-    let packed = Parser::new(&GenericDialect {}).try_with_sql(&text)?.parse_expr()?;
+    let packed = Parser::new(&GenericDialect {})
+        .try_with_sql(&text)?
+        .parse_expr()?;
     positional.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(packed)));
     Ok(positional)
 }

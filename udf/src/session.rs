@@ -29,8 +29,14 @@ impl Nuthatch {
     /// A session over the tiers `config` names.
     pub fn new(config: &Config) -> Result<Nuthatch> {
         let catalog = Catalog::open(config)?;
-        let ctx = SessionContext::new_with_config(SessionConfig::new().with_option_extension(NuthatchOptions::default()));
-        let nuthatch = Nuthatch { catalog, registry: Arc::new(Registry::default()), ctx };
+        let ctx = SessionContext::new_with_config(
+            SessionConfig::new().with_option_extension(NuthatchOptions::default()),
+        );
+        let nuthatch = Nuthatch {
+            catalog,
+            registry: Arc::new(Registry::default()),
+            ctx,
+        };
         nuthatch.install(&nuthatch.ctx)?;
         Ok(nuthatch)
     }
@@ -54,7 +60,9 @@ impl Nuthatch {
     /// `nuthatch.` settings and one table function per cached function.
     pub fn install(&self, ctx: &SessionContext) -> Result<()> {
         self.catalog.register_stores(ctx.runtime_env().as_ref());
-        ctx.register_relation_planner(Arc::new(NamedArgumentPlanner::new(Arc::clone(&self.registry))))?;
+        ctx.register_relation_planner(Arc::new(NamedArgumentPlanner::new(Arc::clone(
+            &self.registry,
+        ))))?;
         {
             let state = ctx.state_ref();
             let mut state = state.write();
@@ -79,7 +87,13 @@ impl Nuthatch {
 
     fn register_in(&self, ctx: &SessionContext, function: Arc<CachedFunction>) {
         let name = function.name().to_string();
-        ctx.register_udtf(&name, Arc::new(CachedTableFunction::new(function, Arc::clone(&self.catalog))));
+        ctx.register_udtf(
+            &name,
+            Arc::new(CachedTableFunction::new(
+                function,
+                Arc::clone(&self.catalog),
+            )),
+        );
     }
 
     pub fn function(&self, name: &str) -> Option<Arc<CachedFunction>> {
@@ -117,7 +131,10 @@ impl Nuthatch {
     /// Loads a definitions file.
     pub async fn load_definitions(&self, path: &Path) -> Result<usize> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            DataFusionError::Configuration(format!("cannot read definitions {}: {e}", path.display()))
+            DataFusionError::Configuration(format!(
+                "cannot read definitions {}: {e}",
+                path.display()
+            ))
         })?;
         self.run_script(&text)
             .await

@@ -50,16 +50,24 @@ impl SqlBody {
 
     /// The body with every `$param` replaced by its argument.
     pub fn instantiate(&self, args: &Args) -> Result<Query> {
-        let literals: BTreeMap<String, String> =
-            args.iter().map(|(name, value)| (name.clone(), value.sql_literal())).collect();
+        let literals: BTreeMap<String, String> = args
+            .iter()
+            .map(|(name, value)| (name.clone(), value.sql_literal()))
+            .collect();
         substitute(&self.query, &literals)
     }
 
     /// Plans the body for `args` in `state`; no data is read.
-    pub async fn plan(&self, state: &SessionState, args: &Args) -> Result<datafusion::logical_expr::LogicalPlan> {
+    pub async fn plan(
+        &self,
+        state: &SessionState,
+        args: &Args,
+    ) -> Result<datafusion::logical_expr::LogicalPlan> {
         let query = self.instantiate(args)?;
         state
-            .statement_to_plan(DFStatement::Statement(Box::new(Statement::Query(Box::new(query)))))
+            .statement_to_plan(DFStatement::Statement(Box::new(Statement::Query(
+                Box::new(query),
+            ))))
             .await
     }
 }
@@ -122,7 +130,11 @@ impl CreateCachedFunction {
                 } else {
                     None
                 };
-                params.push(Param { name: param, ty, default });
+                params.push(Param {
+                    name: param,
+                    ty,
+                    default,
+                });
                 if parser.consume_token(&Token::RParen) {
                     break;
                 }
@@ -138,7 +150,9 @@ impl CreateCachedFunction {
             namespace: None,
             timeseries: None,
             backend: BackendKind::Parquet,
-            body: SqlBody { query: Arc::new(Query::clone(&*empty_query()?)) },
+            body: SqlBody {
+                query: Arc::new(Query::clone(&*empty_query()?)),
+            },
         };
         if parser.parse_keyword(Keyword::WITH) {
             parser.expect_token(&Token::LParen)?;
@@ -184,7 +198,9 @@ impl CreateCachedFunction {
                 );
             }
         }
-        definition.body = SqlBody { query: Arc::new(*query) };
+        definition.body = SqlBody {
+            query: Arc::new(*query),
+        };
         Ok(Some(definition))
     }
 
@@ -233,13 +249,24 @@ impl CreateCachedFunction {
         let samples: BTreeMap<String, Value> = self
             .params
             .iter()
-            .map(|p| (p.name.clone(), p.default.clone().unwrap_or_else(|| sample(p.ty))))
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    p.default.clone().unwrap_or_else(|| sample(p.ty)),
+                )
+            })
             .collect();
-        let plan = self.body.plan(state, &Args::new(samples)).await.map_err(|e| {
-            DataFusionError::Plan(format!("{}: the body does not plan: {e}", self.name))
-        })?;
+        let plan = self
+            .body
+            .plan(state, &Args::new(samples))
+            .await
+            .map_err(|e| {
+                DataFusionError::Plan(format!("{}: the body does not plan: {e}", self.name))
+            })?;
         let schema = Arc::new(plan.schema().as_arrow().clone());
-        let mut builder = CachedFunction::builder(self.name).returns(schema).sql_body(self.body);
+        let mut builder = CachedFunction::builder(self.name)
+            .returns(schema)
+            .sql_body(self.body);
         for param in self.params {
             builder = match param.default {
                 Some(default) => builder.param_default(param.name, param.ty, default),
@@ -265,7 +292,9 @@ fn is_word(token: &Token, word: &str) -> bool {
 }
 
 fn empty_query() -> Result<Box<Query>> {
-    Ok(Parser::new(&GenericDialect {}).try_with_sql("SELECT 1")?.parse_query()?)
+    Ok(Parser::new(&GenericDialect {})
+        .try_with_sql("SELECT 1")?
+        .parse_query()?)
 }
 
 /// A typed stand-in used only to learn the body's schema.
@@ -277,7 +306,10 @@ fn sample(ty: ParamType) -> Value {
         ParamType::Float => Value::Float(1.0),
         ParamType::Bool => Value::Bool(true),
         ParamType::Date => Value::Date(day),
-        ParamType::Timestamp => Value::Timestamp { at: day.and_time(chrono::NaiveTime::MIN), date_only: true },
+        ParamType::Timestamp => Value::Timestamp {
+            at: day.and_time(chrono::NaiveTime::MIN),
+            date_only: true,
+        },
     }
 }
 
@@ -306,7 +338,10 @@ fn literal_scalar(expr: &SqlExpr) -> Option<ScalarValue> {
             SqlValue::Null => Some(ScalarValue::Null),
             _ => None,
         },
-        SqlExpr::UnaryOp { op: UnaryOperator::Minus, expr } => match literal_scalar(expr)? {
+        SqlExpr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => match literal_scalar(expr)? {
             ScalarValue::Int64(Some(i)) => Some(ScalarValue::Int64(Some(-i))),
             ScalarValue::Float64(Some(f)) => Some(ScalarValue::Float64(Some(-f))),
             _ => None,
@@ -340,7 +375,10 @@ fn substitute(query: &Query, literals: &BTreeMap<String, String>) -> Result<Quer
                 let Some(literal) = literals.get(&name) else {
                     return ControlFlow::Break(format!("${name} is not a parameter"));
                 };
-                match Parser::new(&dialect).try_with_sql(literal).and_then(|mut p| p.parse_expr()) {
+                match Parser::new(&dialect)
+                    .try_with_sql(literal)
+                    .and_then(|mut p| p.parse_expr())
+                {
                     Ok(parsed) => *expr = parsed,
                     Err(e) => return ControlFlow::Break(e.to_string()),
                 }
@@ -365,10 +403,14 @@ fn substitute(query: &Query, literals: &BTreeMap<String, String>) -> Result<Quer
 }
 
 fn fold_bound(bound: &mut WindowFrameBound) {
-    if let WindowFrameBound::Preceding(Some(expr)) | WindowFrameBound::Following(Some(expr)) = bound {
+    if let WindowFrameBound::Preceding(Some(expr)) | WindowFrameBound::Following(Some(expr)) = bound
+    {
         if let Some(n) = fold_integer(expr) {
             let text = n.max(0).to_string();
-            if let Ok(parsed) = Parser::new(&GenericDialect {}).try_with_sql(&text).and_then(|mut p| p.parse_expr()) {
+            if let Ok(parsed) = Parser::new(&GenericDialect {})
+                .try_with_sql(&text)
+                .and_then(|mut p| p.parse_expr())
+            {
                 **expr = parsed;
             }
         }
@@ -382,7 +424,10 @@ fn fold_integer(expr: &SqlExpr) -> Option<i64> {
             _ => None,
         },
         SqlExpr::Nested(inner) => fold_integer(inner),
-        SqlExpr::UnaryOp { op: UnaryOperator::Minus, expr } => fold_integer(expr).map(|n| -n),
+        SqlExpr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => fold_integer(expr).map(|n| -n),
         SqlExpr::BinaryOp { left, op, right } => {
             let (l, r) = (fold_integer(left)?, fold_integer(right)?);
             match op {
@@ -416,7 +461,9 @@ mod tests {
         assert_eq!(def.version.as_deref(), Some("0.1.0"));
         assert_eq!(def.params[2].default, Some(Value::Int(7)));
         assert!(CreateCachedFunction::parse("SELECT 1").unwrap().is_none());
-        assert!(CreateCachedFunction::parse("CREATE TABLE t (a INT)").unwrap().is_none());
+        assert!(CreateCachedFunction::parse("CREATE TABLE t (a INT)")
+            .unwrap()
+            .is_none());
     }
 
     #[test]
@@ -424,14 +471,29 @@ mod tests {
         let def = CreateCachedFunction::parse(DEFINITION).unwrap().unwrap();
         let mut values = BTreeMap::new();
         values.insert("days".to_string(), Value::Int(7));
-        values.insert("label".to_string(), Value::String("a'); DROP TABLE src; --".into()));
+        values.insert(
+            "label".to_string(),
+            Value::String("a'); DROP TABLE src; --".into()),
+        );
         values.insert(
             "start_time".to_string(),
-            ParamType::Timestamp.coerce(&ScalarValue::Utf8(Some("2013-01-01".into()))).unwrap(),
+            ParamType::Timestamp
+                .coerce(&ScalarValue::Utf8(Some("2013-01-01".into())))
+                .unwrap(),
         );
-        let text = def.body.instantiate(&Args::new(values)).unwrap().to_string();
-        assert!(text.contains("ROWS BETWEEN 6 PRECEDING AND CURRENT ROW"), "{text}");
-        assert!(text.contains("'a''); DROP TABLE src; --' AS label"), "{text}");
+        let text = def
+            .body
+            .instantiate(&Args::new(values))
+            .unwrap()
+            .to_string();
+        assert!(
+            text.contains("ROWS BETWEEN 6 PRECEDING AND CURRENT ROW"),
+            "{text}"
+        );
+        assert!(
+            text.contains("'a''); DROP TABLE src; --' AS label"),
+            "{text}"
+        );
         assert!(text.contains("TIMESTAMP '2013-01-01T00:00:00'"), "{text}");
     }
 
@@ -441,9 +503,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("$b"), "{err}");
-        let err = CreateCachedFunction::parse("CREATE CACHED FUNCTION f(a INT) WITH (versoin = '1') AS SELECT 1")
-            .unwrap_err()
-            .to_string();
+        let err = CreateCachedFunction::parse(
+            "CREATE CACHED FUNCTION f(a INT) WITH (versoin = '1') AS SELECT 1",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("unknown option 'versoin'"), "{err}");
     }
 }

@@ -90,7 +90,11 @@ impl TableFunctionImpl for CachedTableFunction {
             Some(column) => Window::from_args(function.name(), column, &bound.args)?,
             None => None,
         };
-        let id = EntryId { key, namespace, version: function.version().map(str::to_string) };
+        let id = EntryId {
+            key,
+            namespace,
+            version: function.version().map(str::to_string),
+        };
         Ok(Arc::new(CachedCall {
             call: Arc::new(Call {
                 function: Arc::clone(function),
@@ -138,7 +142,10 @@ impl TableProvider for CachedCall {
     }
 
     /// Filters prune the stored data but are applied again above the scan.
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 
@@ -174,7 +181,8 @@ impl TableProvider for CachedCall {
             None => Arc::clone(&schema),
         };
         let physical = |expr: Option<Expr>, over: &Schema| -> Result<_> {
-            expr.map(|e| session.create_physical_expr(e, &DFSchema::try_from(over.clone())?)).transpose()
+            expr.map(|e| session.create_physical_expr(e, &DFSchema::try_from(over.clone())?))
+                .transpose()
         };
         let pruning_exprs: Vec<Expr> = filters
             .iter()
@@ -193,6 +201,10 @@ impl TableProvider for CachedCall {
             limit,
             partitions: state.config().target_partitions().max(1),
         };
-        Ok(Arc::new(CachedCallExec::new(Arc::clone(&self.call), Arc::new(state.clone()), shape)?))
+        Ok(Arc::new(CachedCallExec::new(
+            Arc::clone(&self.call),
+            Arc::new(state.clone()),
+            shape,
+        )?))
     }
 }

@@ -35,10 +35,14 @@ impl Window {
         };
         let (end, end_inclusive) = match args.get("end_time") {
             Some(Value::Null) | None => (None, true),
-            Some(Value::Timestamp { at, date_only: true }) => {
-                (Some(*at + chrono::Duration::days(1)), false)
-            }
-            Some(Value::Date(day)) => (Some(day.and_time(chrono::NaiveTime::MIN) + chrono::Duration::days(1)), false),
+            Some(Value::Timestamp {
+                at,
+                date_only: true,
+            }) => (Some(*at + chrono::Duration::days(1)), false),
+            Some(Value::Date(day)) => (
+                Some(day.and_time(chrono::NaiveTime::MIN) + chrono::Duration::days(1)),
+                false,
+            ),
             Some(v) => (v.as_timestamp(), true),
         };
         if let (Some(s), Some(Value::Timestamp { at: e, .. })) = (start, args.get("end_time")) {
@@ -53,7 +57,12 @@ impl Window {
         if start.is_none() && end.is_none() {
             return Ok(None);
         }
-        Ok(Some(Window { column: column.to_string(), start, end, end_inclusive }))
+        Ok(Some(Window {
+            column: column.to_string(),
+            start,
+            end,
+            end_inclusive,
+        }))
     }
 
     /// The window as predicates over `schema`'s time column, with literals

@@ -73,14 +73,16 @@ impl ParamType {
             return Ok(Value::Null);
         }
         let text = match scalar {
-            ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
-                Some(s.as_str())
-            }
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::LargeUtf8(Some(s))
+            | ScalarValue::Utf8View(Some(s)) => Some(s.as_str()),
             _ => None,
         };
         let mismatch = || format!("got {}", describe_scalar(scalar));
         match self {
-            ParamType::String => text.map(|s| Value::String(s.to_string())).ok_or_else(mismatch),
+            ParamType::String => text
+                .map(|s| Value::String(s.to_string()))
+                .ok_or_else(mismatch),
             ParamType::Int => integer(scalar).map(Value::Int).ok_or_else(mismatch),
             ParamType::Float => match scalar {
                 ScalarValue::Float64(Some(v)) => Ok(Value::Float(*v)),
@@ -88,17 +90,21 @@ impl ParamType {
                 ScalarValue::Decimal128(Some(v), _, scale) => {
                     Ok(Value::Float(*v as f64 / 10f64.powi(*scale as i32)))
                 }
-                other => integer(other).map(|i| Value::Float(i as f64)).ok_or_else(mismatch),
+                other => integer(other)
+                    .map(|i| Value::Float(i as f64))
+                    .ok_or_else(mismatch),
             },
             ParamType::Bool => match scalar {
                 ScalarValue::Boolean(Some(b)) => Ok(Value::Bool(*b)),
                 _ => Err(mismatch()),
             },
             ParamType::Date => match (scalar, text) {
-                (_, Some(s)) => parse_date(s).map(Value::Date).ok_or_else(|| format!("got '{s}'")),
-                (ScalarValue::Date32(Some(days)), _) => {
-                    Ok(Value::Date(NaiveDate::default() + chrono::Duration::days(*days as i64)))
-                }
+                (_, Some(s)) => parse_date(s)
+                    .map(Value::Date)
+                    .ok_or_else(|| format!("got '{s}'")),
+                (ScalarValue::Date32(Some(days)), _) => Ok(Value::Date(
+                    NaiveDate::default() + chrono::Duration::days(*days as i64),
+                )),
                 _ => Err(mismatch()),
             },
             ParamType::Timestamp => match (scalar, text) {
@@ -121,9 +127,11 @@ impl ParamType {
                         .map(|t| timestamp_value(t.naive_utc()))
                         .ok_or_else(mismatch)
                 }
-                (ScalarValue::TimestampSecond(Some(s), _), _) => chrono::DateTime::from_timestamp(*s, 0)
-                    .map(|t| timestamp_value(t.naive_utc()))
-                    .ok_or_else(mismatch),
+                (ScalarValue::TimestampSecond(Some(s), _), _) => {
+                    chrono::DateTime::from_timestamp(*s, 0)
+                        .map(|t| timestamp_value(t.naive_utc()))
+                        .ok_or_else(mismatch)
+                }
                 _ => Err(mismatch()),
             },
         }
@@ -147,7 +155,10 @@ pub enum Value {
     Date(NaiveDate),
     /// `date_only` remembers that the caller wrote a date without a time,
     /// which changes how a timeseries end bound is read (whole day).
-    Timestamp { at: NaiveDateTime, date_only: bool },
+    Timestamp {
+        at: NaiveDateTime,
+        date_only: bool,
+    },
 }
 
 impl Value {
@@ -162,7 +173,10 @@ impl Value {
             Value::Bool(true) => "True".into(),
             Value::Bool(false) => "False".into(),
             Value::Date(d) => d.format("%Y-%m-%d").to_string(),
-            Value::Timestamp { at, date_only: true } => at.date().format("%Y-%m-%d").to_string(),
+            Value::Timestamp {
+                at,
+                date_only: true,
+            } => at.date().format("%Y-%m-%d").to_string(),
             Value::Timestamp { at, .. } => at.format("%Y-%m-%dT%H:%M:%S%.f").to_string(),
         }
     }
@@ -175,9 +189,9 @@ impl Value {
             Value::Int(i) => ScalarValue::Int64(Some(*i)),
             Value::Float(f) => ScalarValue::Float64(Some(*f)),
             Value::Bool(b) => ScalarValue::Boolean(Some(*b)),
-            Value::Date(d) => ScalarValue::Date32(Some(
-                (*d - NaiveDate::default()).num_days() as i32,
-            )),
+            Value::Date(d) => {
+                ScalarValue::Date32(Some((*d - NaiveDate::default()).num_days() as i32))
+            }
             Value::Timestamp { at, .. } => {
                 ScalarValue::TimestampNanosecond(at.and_utc().timestamp_nanos_opt(), None)
             }
@@ -266,7 +280,10 @@ fn describe_scalar(scalar: &ScalarValue) -> String {
 }
 
 fn timestamp_value(at: NaiveDateTime) -> Value {
-    Value::Timestamp { at, date_only: false }
+    Value::Timestamp {
+        at,
+        date_only: false,
+    }
 }
 
 fn parse_date(text: &str) -> Option<NaiveDate> {
@@ -277,12 +294,20 @@ fn parse_date(text: &str) -> Option<NaiveDate> {
 fn parse_timestamp(text: &str) -> Option<Value> {
     let text = text.trim();
     if let Some(date) = parse_date(text) {
-        return Some(Value::Timestamp { at: date.and_time(NaiveTime::MIN), date_only: true });
+        return Some(Value::Timestamp {
+            at: date.and_time(NaiveTime::MIN),
+            date_only: true,
+        });
     }
-    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]
-        .iter()
-        .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
-        .map(timestamp_value)
+    [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+    .map(timestamp_value)
 }
 
 #[cfg(test)]
@@ -296,9 +321,17 @@ mod tests {
     #[test]
     fn timestamps_accept_dates_and_date_times() {
         let day = ParamType::Timestamp.coerce(&utf8("2013-01-01")).unwrap();
-        assert!(matches!(day, Value::Timestamp { date_only: true, .. }));
+        assert!(matches!(
+            day,
+            Value::Timestamp {
+                date_only: true,
+                ..
+            }
+        ));
         assert_eq!(day.key_text(), "2013-01-01");
-        let exact = ParamType::Timestamp.coerce(&utf8("2013-01-01T06:00:00")).unwrap();
+        let exact = ParamType::Timestamp
+            .coerce(&utf8("2013-01-01T06:00:00"))
+            .unwrap();
         assert_eq!(exact.key_text(), "2013-01-01T06:00:00");
         assert!(ParamType::Timestamp.coerce(&utf8("2013-13-01")).is_err());
         assert!(ParamType::Timestamp.coerce(&utf8("yesterday")).is_err());
@@ -316,8 +349,15 @@ mod tests {
     fn mistyped_arguments_say_what_they_got() {
         let err = ParamType::Int.coerce(&utf8("seven")).unwrap_err();
         assert_eq!(err, "got the string seven");
-        assert!(ParamType::Int.coerce(&ScalarValue::Float64(Some(1.5))).is_err());
-        assert_eq!(ParamType::Float.coerce(&ScalarValue::Int64(Some(2))).unwrap(), Value::Float(2.0));
+        assert!(ParamType::Int
+            .coerce(&ScalarValue::Float64(Some(1.5)))
+            .is_err());
+        assert_eq!(
+            ParamType::Float
+                .coerce(&ScalarValue::Int64(Some(2)))
+                .unwrap(),
+            Value::Float(2.0)
+        );
     }
 
     #[test]
