@@ -11,9 +11,14 @@ use std::sync::Arc;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnv;
+use std::time::Duration;
+
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
 use object_store::ObjectStore;
+use object_store::{BackoffConfig, RetryConfig};
 use url::Url;
 
 use crate::config::TierConfig;
@@ -65,6 +70,14 @@ impl Tier {
                     .to_file_path()
                     .map_err(|_| unreachable("not a local path".into()))?;
                 Arc::new(local_store(&path).map_err(unreachable)?)
+            }
+            Ok(url) if matches!(url.scheme(), "s3" | "s3a") => {
+                let (store, prefix) = s3_store(&url, config).map_err(unreachable)?;
+                if prefix.as_ref().is_empty() {
+                    store
+                } else {
+                    Arc::new(PrefixStore::new(store, prefix))
+                }
             }
             // One letter before ':' is a Windows drive, not a scheme.
             Ok(url) if url.scheme().len() > 1 => {
@@ -121,6 +134,37 @@ impl Tier {
     pub fn register(&self, runtime: &RuntimeEnv) {
         runtime.register_object_store(self.store_url.as_ref(), Arc::clone(&self.store));
     }
+}
+
+/// An S3 (or S3-compatible) store: credentials and region from the `AWS_*`
+/// environment, then the tier's options, whose names must be ones
+/// object_store knows (`endpoint`, `access_key_id`, `secret_access_key`,
+/// `region`, `allow_http`, ...), so a misspelt option is an error rather than
+/// silently ignored. Retries are bounded so an unreachable endpoint fails in
+/// seconds, not minutes.
+fn s3_store(
+    url: &Url,
+    config: &TierConfig,
+) -> std::result::Result<(Arc<dyn ObjectStore>, ObjectPath), String> {
+    let mut builder = AmazonS3Builder::from_env().with_url(url.as_str());
+    for (name, value) in &config.options {
+        let key: AmazonS3ConfigKey = name.to_ascii_lowercase().parse().map_err(|_| {
+            format!("'{name}' is not an s3 option (see object_store's AmazonS3ConfigKey)")
+        })?;
+        builder = builder.with_config(key, value);
+    }
+    let retry = RetryConfig {
+        max_retries: 3,
+        retry_timeout: Duration::from_secs(20),
+        backoff: BackoffConfig::default(),
+    };
+    let store = builder
+        .with_retry(retry)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let prefix =
+        ObjectPath::parse(url.path().trim_start_matches('/')).map_err(|e| e.to_string())?;
+    Ok((Arc::new(store), prefix))
 }
 
 fn local_store(path: &std::path::Path) -> std::result::Result<LocalFileSystem, String> {

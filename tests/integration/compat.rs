@@ -217,3 +217,19 @@ async fn another_version_is_a_miss_and_is_replaced() {
     assert_outcome(&f.report(), Outcome::Hit);
     assert_eq!(f.computes(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dask_style_directory_entry_is_read_from_its_part_files() {
+    let f = Fixture::new();
+    write_python_entry(&f.root(), Some("1"));
+    // dask writes `<key>.parquet/` with part files and a `_metadata` summary.
+    let single = f.root().join("series/1.0_east.parquet");
+    let bytes = std::fs::read(&single).unwrap();
+    std::fs::remove_file(&single).unwrap();
+    std::fs::create_dir_all(&single).unwrap();
+    std::fs::write(single.join("part.0.parquet"), &bytes).unwrap();
+    std::fs::write(single.join("part.1.parquet"), &bytes).unwrap();
+    std::fs::write(single.join("_metadata"), b"not read").unwrap();
+    assert_eq!(f.int("SELECT count(*) FROM series(NULL, NULL, station => 'east')").await, 6);
+    assert_outcome(&f.report(), Outcome::Hit);
+}

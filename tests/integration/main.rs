@@ -8,3 +8,4 @@ mod errors;
 mod pushdown;
 mod readme;
 mod sql_functions;
+mod stores;
