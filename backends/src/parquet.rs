@@ -117,7 +117,12 @@ pub async fn locate(store: &dyn ObjectStore, path: &Path) -> Result<Option<Vec<O
         // Report the location as asked: some stores behind a PrefixStore
         // answer with the full, unprefixed key, which the scan would then
         // prefix a second time.
-        Ok(meta) => return Ok(Some(vec![ObjectMeta { location: path.clone(), ..meta }])),
+        Ok(meta) => {
+            return Ok(Some(vec![ObjectMeta {
+                location: path.clone(),
+                ..meta
+            }]))
+        }
         Err(object_store::Error::NotFound { .. }) => {}
         // A local directory answers `head` with an error of its own; fall
         // through to the listing, which tells a directory from nothing.

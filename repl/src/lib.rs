@@ -143,17 +143,49 @@ fn limit_rows(batches: &[RecordBatch], mut left: usize) -> Vec<RecordBatch> {
     shown
 }
 
-/// Runs `-c` and `-f` statements in order, stopping at the first error.
-pub async fn run_batch(nuthatch: &Nuthatch, args: &Args, out: &mut impl Write) -> Result<()> {
-    for command in &args.commands {
-        for statement in split_statements(command) {
-            run_statement(nuthatch, &statement, args, out).await?;
+/// A `-c` or `-f` argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Command(String),
+    File(PathBuf),
+}
+
+impl Args {
+    /// Parses the process arguments, remembering the order of `-c` and `-f`.
+    pub fn parse_ordered() -> (Args, Vec<Source>) {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Args::command().get_matches();
+        let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let mut sources: Vec<(usize, Source)> = Vec::new();
+        if let Some(indices) = matches.indices_of("commands") {
+            sources.extend(indices.zip(args.commands.iter().cloned().map(Source::Command)));
         }
+        if let Some(indices) = matches.indices_of("files") {
+            sources.extend(indices.zip(args.files.iter().cloned().map(Source::File)));
+        }
+        sources.sort_by_key(|(index, _)| *index);
+        (
+            args,
+            sources.into_iter().map(|(_, source)| source).collect(),
+        )
     }
-    for file in &args.files {
-        let text = std::fs::read_to_string(file).map_err(|e| {
-            DataFusionError::Execution(format!("cannot read {}: {e}", file.display()))
-        })?;
+}
+
+/// Runs `-c` and `-f` statements in the order given, stopping at the first
+/// error.
+pub async fn run_batch(
+    nuthatch: &Nuthatch,
+    sources: &[Source],
+    args: &Args,
+    out: &mut impl Write,
+) -> Result<()> {
+    for source in sources {
+        let text = match source {
+            Source::Command(sql) => sql.clone(),
+            Source::File(file) => std::fs::read_to_string(file).map_err(|e| {
+                DataFusionError::Execution(format!("cannot read {}: {e}", file.display()))
+            })?,
+        };
         for statement in split_statements(&text) {
             run_statement(nuthatch, &statement, args, out).await?;
         }

@@ -1,6 +1,5 @@
 //! Entry point of the `nuthatch` binary; see the `nuthatch_repl` crate docs.
 
-use clap::Parser;
 use nuthatch_repl::{open, run_batch, run_interactive, Args};
 use tracing_subscriber::EnvFilter;
 
@@ -12,13 +11,13 @@ async fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
+    let (args, sources) = Args::parse_ordered();
     let result = async {
         let nuthatch = open(&args).await?;
-        if args.commands.is_empty() && args.files.is_empty() {
+        if sources.is_empty() {
             run_interactive(&nuthatch, &args).await
         } else {
-            run_batch(&nuthatch, &args, &mut std::io::stdout()).await
+            run_batch(&nuthatch, &sources, &args, &mut std::io::stdout()).await
         }
     }
     .await;

@@ -101,3 +101,59 @@ fn csv_output_and_quiet_mode() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(stdout(&output), "a,b\n1,x\n");
 }
+
+#[test]
+fn the_interactive_prompt_reads_statements_across_lines() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nuthatch"))
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"SELECT 40 + 2\n  AS answer;\nSELECT * FROM nope();\n\\q\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("| 42     |"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(
+        stderr(&output).contains("nope"),
+        "errors are shown and the prompt goes on: {}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn the_readme_sql_files_define_and_run_the_workflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let functions = examples.join("readme_functions.sql");
+    let sql =
+        "SELECT count(DISTINCT time) AS steps, count(*) FILTER (WHERE air IS NULL) AS warmup \
+               FROM agg_and_clip('2013-01-01', '2013-06-01', agg_days => 3)";
+    let output = nuthatch(dir.path(), &["-f", functions.to_str().unwrap(), "-c", sql]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(
+        out.contains("| 608   | 2650   |"),
+        "608 steps, 2 null steps per grid point: {out}"
+    );
+    assert!(
+        out.contains("my_first_cache: computed root parquet my_first_cache/ rows=3869000"),
+        "{out}"
+    );
+    assert!(
+        out.contains("agg_and_clip: computed root parquet agg_and_clip/3 rows=805600"),
+        "{out}"
+    );
+}

@@ -230,6 +230,10 @@ async fn a_dask_style_directory_entry_is_read_from_its_part_files() {
     std::fs::write(single.join("part.0.parquet"), &bytes).unwrap();
     std::fs::write(single.join("part.1.parquet"), &bytes).unwrap();
     std::fs::write(single.join("_metadata"), b"not read").unwrap();
-    assert_eq!(f.int("SELECT count(*) FROM series(NULL, NULL, station => 'east')").await, 6);
+    assert_eq!(
+        f.int("SELECT count(*) FROM series(NULL, NULL, station => 'east')")
+            .await,
+        6
+    );
     assert_outcome(&f.report(), Outcome::Hit);
 }

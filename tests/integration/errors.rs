@@ -212,3 +212,24 @@ async fn corrupt_metadata_is_reported_with_its_path_and_the_fix() {
     assert_eq!(f.int(sql).await, 48);
     assert_outcome(&f.report(), Outcome::Hit);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_without_metadata_is_never_served() {
+    // What a crash between the data put and the metadata put leaves behind.
+    let f = Fixture::new();
+    let sql = "SELECT count(*) FROM series(NULL, NULL)";
+    assert_eq!(f.int(sql).await, 1440);
+    std::fs::remove_file(
+        f.root()
+            .join("nuthatch_metadata.nut/series/1.0_north/parquet.parquet"),
+    )
+    .unwrap();
+    assert_eq!(f.int(sql).await, 1440);
+    assert_outcome(&f.reports().pop().unwrap(), Outcome::Computed);
+    assert_eq!(f.computes(), 2);
+    // And metadata whose data is gone is a miss, not an error.
+    std::fs::remove_file(f.root().join("series/1.0_north.parquet")).unwrap();
+    assert_eq!(f.int(sql).await, 1440);
+    assert_outcome(&f.reports().pop().unwrap(), Outcome::Computed);
+    assert_eq!(f.computes(), 3);
+}

@@ -33,6 +33,31 @@ impl NamedArgumentPlanner {
         NamedArgumentPlanner { registry }
     }
 
+    /// DataFusion's own message for a named argument to another table
+    /// function ("Unsupported function argument type") hides the likely
+    /// cause: a cached function that is not defined (yet).
+    fn refuse_named(&self, name: &ObjectName, args: &[FunctionArg]) -> Result<()> {
+        let named = args
+            .iter()
+            .find(|a| matches!(a, FunctionArg::Named { .. } | FunctionArg::ExprNamed { .. }));
+        let Some(named) = named else { return Ok(()) };
+        let known: Vec<String> = self
+            .registry
+            .all()
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect();
+        let known = if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        };
+        plan_err!(
+            "{name} is not a cached function, so it cannot take the named argument {named}; \
+             cached functions defined here: {known}"
+        )
+    }
+
     fn is_ours(&self, name: &ObjectName) -> bool {
         name.0.len() == 1
             && name.0[0]
@@ -58,6 +83,12 @@ impl RelationPlanner for NamedArgumentPlanner {
             TableFactor::Function { name, args, .. } if self.is_ours(name) => {
                 *args = pack_named(&name.to_string(), std::mem::take(args))?;
             }
+            TableFactor::Table {
+                name,
+                args: Some(args),
+                ..
+            } => self.refuse_named(name, &args.args)?,
+            TableFactor::Function { name, args, .. } => self.refuse_named(name, args)?,
             _ => {}
         }
         Ok(RelationPlanning::Original(Box::new(relation)))
