@@ -1,13 +1,14 @@
 //! The Parquet backend.
 //!
-//! Writing: the whole result is sorted by the time column (when there is one)
-//! and encoded into one zstd-compressed file with small row groups and page
-//! statistics, so that a time window prunes most of the file. The file is
-//! uploaded with a single `put`, which object stores make visible atomically:
-//! a reader sees the old object or the new one, never a torn one.
+//! Writing: [`encode`] sorts the whole result by the time column (when there
+//! is one) and encodes it into one zstd-compressed file with small row groups
+//! and page statistics, so that a time window prunes most of the file. The
+//! caller uploads it with a single `put`, which object stores make visible
+//! atomically: a reader sees the old object or the new one, never a torn one.
 //!
 //! Reading: an entry is either one file (what we and pandas write) or a
-//! directory of part files (what dask writes). [`scan_plan`] builds a
+//! directory of part files (what dask writes). [`locate`] finds them and
+//! [`scan_plan`] builds a
 //! DataFusion `DataSourceExec` over those files directly, rather than through
 //! a `ListingTable`, so that no listing cache can serve a stale file size
 //! after an entry is overwritten.
@@ -27,7 +28,7 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::physical_plan::{ExecutionPlan, PhysicalExpr};
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
@@ -91,22 +92,6 @@ pub fn encode(
         bytes: buffer.len(),
     };
     Ok((Bytes::from(buffer), written))
-}
-
-/// Encodes and stores `batches` at `path` in one atomic `put`.
-pub async fn write(
-    store: &dyn ObjectStore,
-    path: &Path,
-    schema: &SchemaRef,
-    batches: &[RecordBatch],
-    sort_by: Option<&str>,
-) -> Result<Written> {
-    let (bytes, written) = encode(schema, batches, sort_by)?;
-    store
-        .put(path, PutPayload::from(bytes))
-        .await
-        .map_err(|e| DataFusionError::External(Box::new(e)))?;
-    Ok(written)
 }
 
 /// Finds the files of the entry stored at `path`: the object itself, or the
@@ -209,20 +194,14 @@ fn split_into_groups(files: &[ObjectMeta], partitions: usize) -> Vec<FileGroup> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono_free::meta;
 
-    mod chrono_free {
-        use object_store::path::Path;
-        use object_store::ObjectMeta;
-
-        pub fn meta(name: &str, size: u64) -> ObjectMeta {
-            ObjectMeta {
-                location: Path::from(name),
-                last_modified: Default::default(),
-                size,
-                e_tag: None,
-                version: None,
-            }
+    fn meta(name: &str, size: u64) -> ObjectMeta {
+        ObjectMeta {
+            location: Path::from(name),
+            last_modified: Default::default(),
+            size,
+            e_tag: None,
+            version: None,
         }
     }
 

@@ -133,7 +133,10 @@ impl Catalog {
             return Ok(None);
         }
         let path = data_path(&id.key, id.namespace.as_deref(), kind);
-        match parquet::locate(tier.store().as_ref(), &path).await? {
+        let files = match kind {
+            BackendKind::Parquet => parquet::locate(tier.store().as_ref(), &path).await?,
+        };
+        match files {
             Some(files) => Ok(Some(Entry {
                 tier: tier.clone(),
                 backend: kind,
@@ -187,7 +190,9 @@ impl Catalog {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(unwritable(&meta_path)(e)),
         }
-        let (bytes, written) = parquet::encode(schema, batches, sort_by)?;
+        let (bytes, written) = match backend {
+            BackendKind::Parquet => parquet::encode(schema, batches, sort_by)?,
+        };
         store
             .put(&path, PutPayload::from(bytes))
             .await

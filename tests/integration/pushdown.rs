@@ -128,3 +128,13 @@ async fn calls_work_in_joins_ctes_subqueries_and_together() {
     assert_eq!(f.int(lateral_free_union).await, 48);
     assert_eq!(f.computes(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_arguments_keep_their_names_under_lateral() {
+    // DataFusion drops argument names under LATERAL; ours must not.
+    let f = Fixture::new();
+    let sql = "SELECT count(*) FROM (VALUES (1)) AS v(x) \
+               CROSS JOIN LATERAL series('2020-01-01', '2020-01-01', scale => 3)";
+    assert_eq!(f.int(sql).await, 24);
+    assert_eq!(f.report().key, "series/3.0_north");
+}

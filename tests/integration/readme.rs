@@ -78,11 +78,7 @@ async fn the_readme_workflow() {
         6 * GRID,
         "the first agg_days - 1 steps are null"
     );
-    let outcomes: Vec<(String, Outcome)> = f
-        .reports()
-        .iter()
-        .map(|r| (r.key.clone(), r.outcome))
-        .collect();
+    let outcomes: Vec<(String, Outcome)> = f.outcomes();
     assert_eq!(
         outcomes,
         vec![
@@ -104,11 +100,7 @@ async fn the_readme_workflow() {
     let recompute = "SELECT count(*) FROM agg_and_clip('2013-01-01', '2013-01-01', agg_days => 7, \
                      recompute => true, cache_mode => 'overwrite')";
     assert_eq!(f.int(recompute).await, 4 * GRID);
-    let outcomes: Vec<(String, Outcome)> = f
-        .reports()
-        .iter()
-        .map(|r| (r.key.clone(), r.outcome))
-        .collect();
+    let outcomes: Vec<(String, Outcome)> = f.outcomes();
     assert_eq!(
         outcomes,
         vec![

@@ -30,11 +30,7 @@ async fn a_sql_function_binds_parameters_in_window_frames_and_caches_by_its_keys
         .unwrap()
         .to_string();
     assert!(shown.contains("| 4.0  |"), "{shown}");
-    let outcomes: Vec<(String, Outcome)> = f
-        .reports()
-        .iter()
-        .map(|r| (r.key.clone(), r.outcome))
-        .collect();
+    let outcomes: Vec<(String, Outcome)> = f.outcomes();
     assert_eq!(
         outcomes,
         vec![

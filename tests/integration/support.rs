@@ -132,6 +132,14 @@ impl Fixture {
         self.nuthatch.take_reports()
     }
 
+    /// (key, outcome) of each call since the last look, in finishing order.
+    pub fn outcomes(&self) -> Vec<(String, Outcome)> {
+        self.reports()
+            .into_iter()
+            .map(|r| (r.key, r.outcome))
+            .collect()
+    }
+
     /// The one report of the last statement's only cached call.
     pub fn report(&self) -> CallReport {
         let mut reports = self.reports();

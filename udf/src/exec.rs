@@ -366,25 +366,27 @@ async fn compute(call: &Call, state: &SessionState) -> Result<Vec<RecordBatch>> 
         )),
     };
     let schema = function.schema();
-    let missing = |have: Vec<String>, want: &str| {
+    // The body may return columns in any order and of castable types; what
+    // is stored is always the declared schema.
+    let missing = |have: &arrow::datatypes::Schema, want: &str| {
+        let names: Vec<&str> = have.fields().iter().map(|f| f.name().as_str()).collect();
         DataFusionError::Execution(format!(
             "the body of {} returned no column '{want}'; it returned {}",
             function.name(),
-            have.join(", ")
+            names.join(", ")
         ))
     };
     match computed {
         Computed::Frame(frame) => {
-            let have: Vec<String> = frame
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect();
             let mut columns = Vec::new();
             for field in schema.fields() {
-                if !have.contains(field.name()) {
-                    return Err(missing(have, field.name()));
+                if frame
+                    .schema()
+                    .as_arrow()
+                    .field_with_name(field.name())
+                    .is_err()
+                {
+                    return Err(missing(frame.schema().as_arrow(), field.name()));
                 }
                 let column = col(datafusion::common::Column::new_unqualified(field.name()));
                 columns.push(cast_expr(column, field.data_type().clone()).alias(field.name()));
@@ -394,17 +396,11 @@ async fn compute(call: &Call, state: &SessionState) -> Result<Vec<RecordBatch>> 
         Computed::Batches(batches) => batches
             .into_iter()
             .map(|batch| {
-                let have: Vec<String> = batch
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().clone())
-                    .collect();
                 let mut columns = Vec::new();
                 for field in schema.fields() {
                     let column = batch
                         .column_by_name(field.name())
-                        .ok_or_else(|| missing(have.clone(), field.name()))?;
+                        .ok_or_else(|| missing(&batch.schema(), field.name()))?;
                     columns.push(cast(column, field.data_type())?);
                 }
                 Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
