@@ -6,11 +6,13 @@
 use std::fmt;
 use std::str::FromStr;
 
+use datafusion::common::config::{ConfigField, Visit};
 use datafusion::common::{DataFusionError, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CacheMode {
     /// Read root; compute and write root on a miss.
+    #[default]
     Write,
     /// Like `write`, but a recomputed result replaces an existing entry.
     Overwrite,
@@ -91,6 +93,19 @@ impl CacheMode {
             ))),
             mode => Ok(mode),
         }
+    }
+}
+
+/// Lets the mode be a DataFusion session setting (`SET nuthatch.cache_mode
+/// = 'overwrite'`), checked when it is set.
+impl ConfigField for CacheMode {
+    fn visit<V: Visit>(&self, v: &mut V, key: &str, description: &'static str) {
+        v.some(key, self, description)
+    }
+
+    fn set(&mut self, _key: &str, value: &str) -> Result<()> {
+        *self = value.parse()?;
+        Ok(())
     }
 }
 

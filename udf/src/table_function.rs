@@ -31,7 +31,7 @@ extensions_options! {
     /// Session settings under `nuthatch.`, e.g. `SET nuthatch.cache_mode = 'overwrite'`.
     pub struct NuthatchOptions {
         /// Cache mode of calls that do not pass `cache_mode => ...`.
-        pub cache_mode: String, default = "write".to_string()
+        pub cache_mode: CacheMode, default = CacheMode::Write
     }
 }
 
@@ -62,15 +62,13 @@ impl TableFunctionImpl for CachedTableFunction {
             .options()
             .extensions
             .get::<NuthatchOptions>()
-            .map(|o| o.cache_mode.clone());
-        let mode = match (&bound.options.cache_mode, session_mode) {
-            (Some(mode), _) => *mode,
-            (None, Some(text)) => text.parse::<CacheMode>().map_err(|e| {
-                DataFusionError::Plan(format!("SET nuthatch.cache_mode: {}", e.message()))
-            })?,
-            (None, None) => CacheMode::Write,
-        }
-        .check_supported()?;
+            .map(|o| o.cache_mode);
+        let mode = bound
+            .options
+            .cache_mode
+            .or(session_mode)
+            .unwrap_or_default()
+            .check_supported()?;
         let namespace = match (&bound.options.namespace, function.namespace()) {
             (Some(ns), _) => Some(ns.clone()),
             (None, Some(ns)) => Some(check_namespace(ns)?),
