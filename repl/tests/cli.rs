@@ -136,7 +136,10 @@ fn the_interactive_prompt_reads_statements_across_lines() {
 #[test]
 fn the_readme_sql_files_define_and_run_the_workflow() {
     let dir = tempfile::tempdir().unwrap();
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    // Read at run time, not compile time: a target dir shared between two
+    // checkouts keeps test binaries built in the other one.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test");
+    let examples = Path::new(&manifest_dir).join("../examples");
     let functions = examples.join("readme_functions.sql");
     let sql =
         "SELECT count(DISTINCT time) AS steps, count(*) FILTER (WHERE air IS NULL) AS warmup \

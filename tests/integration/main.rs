@@ -6,6 +6,7 @@ mod support;
 mod compat;
 mod errors;
 mod pushdown;
+mod python;
 mod readme;
 mod sql_functions;
 mod stores;

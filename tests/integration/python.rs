@@ -1,0 +1,175 @@
+//! One store shared with the real Python nuthatch (0.4.11), both ways: entries
+//! Python writes are hits here, entries written here are hits in Python.
+//!
+//! `tests/python/nuthatch_store.py` drives Python nuthatch. These tests are
+//! `#[ignore]`d for a bare `cargo test`; `bash scripts/test` installs nuthatch
+//! into its venv, exports `NUTHATCH_TEST_PYTHON` and runs them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nuthatch::Outcome;
+
+use crate::support::{assert_outcome, Fixture, SERIES_ROWS};
+
+/// What the Python side adds to every value, so a read of its entry cannot be
+/// mistaken for a recompute here.
+const PYTHON_OFFSET: f64 = 1000.0;
+
+fn python_dir() -> PathBuf {
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test");
+    Path::new(&manifest_dir).join("tests/python")
+}
+
+/// Runs the driver script and returns its standard output.
+fn python(args: &[&str]) -> String {
+    let interpreter = std::env::var("NUTHATCH_TEST_PYTHON").expect(
+        "NUTHATCH_TEST_PYTHON is unset: run `bash scripts/test`, which installs Python nuthatch",
+    );
+    let dir = python_dir();
+    let output = Command::new(&interpreter)
+        .arg(dir.join("nuthatch_store.py"))
+        .args(args)
+        .env("PYTHONPATH", dir.join("stubs"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {interpreter}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "python nuthatch failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// (count, sum of value) that Python nuthatch reads for one `series` call.
+fn python_reads(
+    root: &Path,
+    station: &str,
+    scale: &str,
+    window: (&str, &str),
+    ns: &str,
+) -> (i64, f64) {
+    let root = root.display().to_string();
+    let mut args = vec!["read", &root, station, scale, window.0, window.1];
+    if !ns.is_empty() {
+        args.push(ns);
+    }
+    let stdout = python(&args);
+    let result = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("result "))
+        .unwrap_or_else(|| panic!("no result line in {stdout}"));
+    let (count, sum) = result.split_once(' ').unwrap();
+    (count.parse().unwrap(), sum.parse().unwrap())
+}
+
+async fn count_and_sum(f: &Fixture, call: &str) -> (i64, f64) {
+    let sql = format!("SELECT count(*), sum(value) FROM {call}");
+    let batches = f.query(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let count =
+        arrow::compute::cast(batches[0].column(0), &arrow::datatypes::DataType::Int64).unwrap();
+    let count = count
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap()
+        .value(0);
+    let sum = batches[0]
+        .column(1)
+        .as_any()
+        .downcast_ref::<arrow::array::Float64Array>()
+        .unwrap()
+        .value(0);
+    (count, sum)
+}
+
+/// Sum of `i * scale + offset` over the hours `first..=last`.
+fn expected_sum(first: i64, last: i64, scale: f64, offset: f64) -> f64 {
+    (first..=last).map(|i| i as f64 * scale + offset).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Python nuthatch: run bash scripts/test"]
+async fn entries_written_by_python_nuthatch_are_hits() {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.root()).unwrap();
+    python(&["write", &f.root().display().to_string()]);
+    let last = SERIES_ROWS as i64 - 1;
+
+    // A dask frame: nuthatch's parquet default, a directory of part files.
+    let (count, sum) = count_and_sum(&f, "series(NULL, NULL, station => 'west')").await;
+    assert_eq!(count, SERIES_ROWS as i64);
+    assert_eq!(sum, expected_sum(0, last, 1.0, PYTHON_OFFSET));
+    let report = f.report();
+    assert_outcome(&report, Outcome::Hit);
+    assert_eq!(report.key, "series/1.0_west");
+
+    // A pandas frame written with backend='parquet': a single file, clipped
+    // to an exact window here.
+    let (count, sum) = count_and_sum(
+        &f,
+        "series('2020-01-02', '2020-01-02T05:00:00', station => 'east', scale => 2)",
+    )
+    .await;
+    assert_eq!((count, sum), (6, expected_sum(24, 29, 2.0, PYTHON_OFFSET)));
+    assert_outcome(&f.report(), Outcome::Hit);
+
+    // A namespaced entry.
+    let (count, sum) = count_and_sum(
+        &f,
+        "series(NULL, NULL, station => 'west', scale => 3, namespace => 'trial')",
+    )
+    .await;
+    assert_eq!(count, SERIES_ROWS as i64);
+    assert_eq!(sum, expected_sum(0, last, 3.0, PYTHON_OFFSET));
+    assert_outcome(&f.report(), Outcome::Hit);
+
+    assert_eq!(f.computes(), 0, "every call read Python's entry");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Python nuthatch: run bash scripts/test"]
+async fn entries_written_here_are_hits_for_python_nuthatch() {
+    let f = Fixture::new();
+    f.int("SELECT count(*) FROM series(NULL, NULL, station => 'south', scale => 2)")
+        .await;
+    f.int("SELECT count(*) FROM series(NULL, NULL, station => 'south', scale => 2, namespace => 'trial')")
+        .await;
+    assert_eq!(f.computes(), 2);
+    let root = f.root();
+
+    // Python reads in read_only_strict mode: a miss would fail, a recompute
+    // would add its offset.
+    assert_eq!(
+        python_reads(&root, "south", "2", ("", ""), ""),
+        (
+            SERIES_ROWS as i64,
+            expected_sum(0, SERIES_ROWS as i64 - 1, 2.0, 0.0)
+        )
+    );
+    assert_eq!(
+        python_reads(
+            &root,
+            "south",
+            "2",
+            ("2020-01-01T01:00:00", "2020-01-01T03:00:00"),
+            "trial"
+        ),
+        (3, expected_sum(1, 3, 2.0, 0.0))
+    );
+    // Python's DataFrame path stops a date-only end at midnight; this crate
+    // keeps the whole end day (README, "Time windows").
+    assert_eq!(
+        python_reads(&root, "south", "2", ("2020-01-01", "2020-01-02"), "").0,
+        25
+    );
+    assert_eq!(
+        count_and_sum(
+            &f,
+            "series('2020-01-01', '2020-01-02', station => 'south', scale => 2)"
+        )
+        .await
+        .0,
+        48
+    );
+}

@@ -1,0 +1,86 @@
+"""Drives the real Python nuthatch against a store, for the compatibility tests.
+
+    python nuthatch_store.py write ROOT
+        Caches `series` entries the way a Python team would: a dask frame
+        (nuthatch's parquet default, a directory of part files), a pandas frame
+        with backend='parquet' (a single file), and a namespaced dask frame.
+
+    python nuthatch_store.py read ROOT STATION SCALE START END [NAMESPACE]
+        Reads one `series` entry in read_only_strict mode, so a missing or
+        invalid entry fails instead of computing; prints `result COUNT SUM`.
+
+`series` has the signature, cache_args, version and timeseries column of the
+`series` function in tests/integration/support.rs. Values differ from the Rust
+compute (an offset of 1000) so a test can tell a read from a recompute.
+"""
+
+import os
+import sys
+
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+
+HOURS = 60 * 24
+PYTHON_OFFSET = 1000.0
+
+
+def frame(station, scale):
+    return pd.DataFrame(
+        {
+            "time": pd.date_range("2020-01-01", periods=HOURS, freq="h"),
+            "station": [station] * HOURS,
+            "value": np.arange(HOURS, dtype="float64") * scale + PYTHON_OFFSET,
+        }
+    )
+
+
+def define_series(kind):
+    # nuthatch reads its root from the environment when it is imported.
+    from nuthatch import cache
+    from nuthatch.processors import timeseries
+
+    backend = "parquet"
+
+    @timeseries("time")
+    @cache(cache_args=["station", "scale"], version="1", backend=backend)
+    def series(start_time, end_time, station="north", scale=1.0):
+        if kind == "read":
+            raise RuntimeError("the entry should have been read, not computed")
+        data = frame(station, scale)
+        return dd.from_pandas(data, npartitions=3) if kind == "dask" else data
+
+    return series
+
+
+def main():
+    command, root = sys.argv[1], sys.argv[2]
+    os.environ["NUTHATCH_ROOT_FILESYSTEM"] = root
+    if command == "write":
+        define_series("dask")(None, None, station="west", scale=1.0)
+        define_series("dask")(None, None, station="west", scale=3.0, namespace="trial")
+        # nuthatch's pandas parquet write does not create the key's directory;
+        # the dask entry above already did.
+        define_series("pandas")(None, None, station="east", scale=2.0)
+        return
+    if command == "read":
+        station, scale, start, end = sys.argv[3:7]
+        namespace = sys.argv[7] if len(sys.argv) > 7 else None
+        data = define_series("read")(
+            start or None,
+            end or None,
+            station=station,
+            scale=float(scale),
+            namespace=namespace,
+            cache_mode="read_only_strict",
+            engine="pandas",
+        )
+        if isinstance(data, dd.DataFrame):
+            data = data.compute()
+        print(f"result {len(data)} {float(data['value'].sum())!r}")
+        return
+    raise SystemExit(f"unknown command {command!r}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""Stand-in: see ../README.md."""
+
+
+class Resampling:
+    pass
