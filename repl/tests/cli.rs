@@ -160,3 +160,74 @@ fn the_readme_sql_files_define_and_run_the_workflow() {
         "{out}"
     );
 }
+
+#[test]
+fn a_compute_killed_midway_leaves_no_entry() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    // Long enough that the kill below always lands while it computes.
+    let slow = "CREATE CACHED FUNCTION slow() AS \
+                SELECT sum(a.value * b.value) AS total \
+                FROM generate_series(1, 1000000) a CROSS JOIN generate_series(1, 1000000) b;";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nuthatch"))
+        .args(["-c", slow, "-c", "SELECT * FROM slow();"])
+        .current_dir(dir.path())
+        .env_remove("NUTHATCH_ROOT_FILESYSTEM")
+        .env("NUTHATCH_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = String::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("computing") {
+            break;
+        }
+    }
+    assert!(log.contains("computing"), "the compute started: {log}");
+    child.kill().unwrap();
+    assert!(!child.wait().unwrap().success());
+
+    let root = dir.path().join(".nuthatch");
+    let mut left = Vec::new();
+    let mut folders = vec![root.clone()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+            if entry.path().is_dir() {
+                folders.push(entry.path());
+            } else {
+                left.push(
+                    entry
+                        .path()
+                        .strip_prefix(&root)
+                        .unwrap()
+                        .display()
+                        .to_string(),
+                );
+            }
+        }
+    }
+    assert!(
+        left.iter().all(|f| f == "nuthatch_metadata.nut/exists.nut"),
+        "nothing of the entry is on the store: {left:?}"
+    );
+    let again = nuthatch(
+        dir.path(),
+        &[
+            "-c",
+            slow,
+            "-c",
+            "SELECT * FROM slow(cache_mode => 'read_only_strict');",
+        ],
+    );
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("no cache entry slow on the root tier"),
+        "{}",
+        stderr(&again)
+    );
+}
