@@ -3,13 +3,18 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn nuthatch(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nuthatch"))
-        .args(args)
+/// The binary in `dir`, on the embedded default root whatever the caller's
+/// environment says.
+fn command(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_nuthatch"));
+    command
         .current_dir(dir)
-        .env_remove("NUTHATCH_ROOT_FILESYSTEM")
-        .output()
-        .expect("the binary runs")
+        .env_remove("NUTHATCH_ROOT_FILESYSTEM");
+    command
+}
+
+fn nuthatch(dir: &Path, args: &[&str]) -> Output {
+    command(dir).args(args).output().expect("the binary runs")
 }
 
 fn stdout(output: &Output) -> String {
@@ -106,8 +111,7 @@ fn csv_output_and_quiet_mode() {
 fn the_interactive_prompt_reads_statements_across_lines() {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nuthatch"))
-        .current_dir(dir.path())
+    let mut child = command(dir.path())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -169,10 +173,8 @@ fn a_compute_killed_midway_leaves_no_entry() {
     let slow = "CREATE CACHED FUNCTION slow() AS \
                 SELECT sum(a.value * b.value) AS total \
                 FROM generate_series(1, 1000000) a CROSS JOIN generate_series(1, 1000000) b;";
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nuthatch"))
+    let mut child = command(dir.path())
         .args(["-c", slow, "-c", "SELECT * FROM slow();"])
-        .current_dir(dir.path())
-        .env_remove("NUTHATCH_ROOT_FILESYSTEM")
         .env("NUTHATCH_LOG", "info")
         .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::null())

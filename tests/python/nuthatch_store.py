@@ -40,10 +40,9 @@ def define_series(kind):
     from nuthatch import cache
     from nuthatch.processors import timeseries
 
-    backend = "parquet"
-
+    # parquet is nuthatch's default for dask frames only; pandas needs it named.
     @timeseries("time")
-    @cache(cache_args=["station", "scale"], version="1", backend=backend)
+    @cache(cache_args=["station", "scale"], version="1", backend="parquet")
     def series(start_time, end_time, station="north", scale=1.0):
         if kind == "read":
             raise RuntimeError("the entry should have been read, not computed")
