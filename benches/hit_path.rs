@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use datafusion::error::Result;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use nuthatch::{demo, Config, Nuthatch};
+use nuthatch::{demo, Config, Engine};
 
 const RUNS: usize = 7;
 
@@ -34,7 +34,7 @@ async fn count_rows(frame: datafusion::dataframe::DataFrame) -> Result<usize> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let nuthatch = Nuthatch::new(&Config::with_root(dir.path().display().to_string()))?;
+    let nuthatch = Engine::new(&Config::with_root(dir.path().display().to_string()))?.session();
     for function in demo::readme_functions()? {
         nuthatch.register(function)?;
     }

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use nuthatch::Nuthatch;
+use nuthatch::Engine;
 
 const STEPS: [(&str, &str); 5] = [
     (
@@ -39,16 +39,17 @@ const STEPS: [(&str, &str); 5] = [
 
 #[tokio::main]
 async fn main() -> datafusion::error::Result<()> {
-    let nuthatch = Nuthatch::discover()?;
-    println!("root tier: {}\n", nuthatch.catalog().root().location());
+    let engine = Engine::discover()?;
+    println!("root tier: {}\n", engine.catalog().root().url());
     for function in nuthatch::demo::readme_functions()? {
-        nuthatch.register(function)?;
+        engine.register(function)?;
     }
+    let session = engine.session();
     for (what, sql) in STEPS {
         println!("-- {what}\n{sql}");
         let started = Instant::now();
-        nuthatch.sql(sql).await?.show().await?;
-        for report in nuthatch.take_reports() {
+        session.sql(sql).await?.show().await?;
+        for report in session.take_reports() {
             println!("nuthatch: {report}");
         }
         println!("took {:.2}s\n", started.elapsed().as_secs_f64());

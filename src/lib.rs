@@ -1,17 +1,18 @@
 //! nuthatch: a data-pipeline cache that lives inside SQL.
 //!
 //! A cached function is a DataFusion table function. The first call computes
-//! its result and writes it through to the root tier in nuthatch's on-disk
-//! layout; later calls read it back with projection, filters and the
-//! timeseries window pushed into the stored Parquet.
+//! its result and streams it through a storage backend to the root tier in
+//! nuthatch's on-disk layout; later calls read it back with projection,
+//! filters and the timeseries window pushed into the stored data.
 //!
 //! ```no_run
 //! # async fn demo() -> datafusion::error::Result<()> {
-//! let nuthatch = nuthatch::Nuthatch::discover()?;
+//! let engine = nuthatch::Engine::discover()?;
 //! for function in nuthatch::demo::readme_functions()? {
-//!     nuthatch.register(function)?;
+//!     engine.register(function)?;
 //! }
-//! nuthatch
+//! let session = engine.session();
+//! session
 //!     .sql("SELECT * FROM agg_and_clip('2013-01-01', '2013-02-01', agg_days => 7) WHERE lat > 40")
 //!     .await?
 //!     .show()
@@ -21,18 +22,19 @@
 //!
 //! This crate re-exports the public API of the workspace crates:
 //! `nuthatch-backends` (storage formats), `nuthatch-catalog` (keys, tiers,
-//! metastore) and `nuthatch-udf` (cached functions).
+//! metastore, errors) and `nuthatch-udf` (cached functions, engine and
+//! sessions).
 
 pub mod demo;
 
-pub use nuthatch_backends::BackendKind;
+pub use nuthatch_backends::{Backend, Backends, Location, WriteOptions, Written};
 pub use nuthatch_catalog::{
-    cache_key, CacheKey, CacheMode, CallReport, Catalog, Config, KeyValue, MetadataRow, Outcome,
-    Tier, TierConfig,
+    cache_key, CacheKey, CacheMode, CallReport, Catalog, Config, Error, KeyValue, MetadataRow,
+    Outcome, Tier, TierConfig,
 };
 pub use nuthatch_udf::{
-    split_statements, Args, CachedFunction, CachedFunctionBuilder, Computed, Nuthatch,
-    NuthatchOptions, ParamType, Value,
+    split_statements, Args, CachedFunction, CachedFunctionBuilder, Computed, Engine,
+    NuthatchOptions, ParamType, Session, Value,
 };
 
 /// The workspace crates, for what the re-exports above leave out.
@@ -40,4 +42,14 @@ pub mod crates {
     pub use nuthatch_backends as backends;
     pub use nuthatch_catalog as catalog;
     pub use nuthatch_udf as udf;
+}
+
+/// The text of an error as a user should read it: a nuthatch error without
+/// the "External error: " DataFusion puts in front of it, anything else as
+/// DataFusion prints it.
+pub fn error_message(error: &datafusion::error::DataFusionError) -> String {
+    match Error::find(error) {
+        Some(ours) => ours.to_string(),
+        None => error.to_string(),
+    }
 }

@@ -1,53 +1,142 @@
 //! Storage formats for nuthatch cache entries.
 //!
-//! This crate owns the bytes of an entry: how a result is encoded on an
-//! [`object_store::ObjectStore`], how it is found again, and how it is turned
-//! back into a DataFusion scan with projection, predicate and limit pushed
-//! down. It knows nothing about cached functions, keys or tiers: callers hand
-//! it a store and a path.
+//! This crate owns the bytes of an entry: how a result stream is written to
+//! an [`object_store::ObjectStore`] and how a stored entry is opened again as
+//! a DataFusion [`TableProvider`] that does its own projection, filter and
+//! limit pushdown. It knows nothing about cached functions, keys or tiers:
+//! callers hand a backend a [`Location`] and a stream.
 //!
-//! Only the Parquet backend exists so far; its layout matches what the Python
-//! nuthatch package writes (`<key>.parquet`, either a single file or a
-//! directory of part files).
+//! Every format is a [`Backend`]; [`Backends::builtin`] lists the ones this
+//! build carries. Adding a format means one module implementing the trait
+//! and one line in that list: nothing else in the workspace matches on
+//! format names. The layouts match what Python nuthatch writes
+//! (`<key>.parquet`, a single file or a directory of part files).
 
+pub mod arrow_ipc;
+pub mod files;
 pub mod parquet;
 
-use std::fmt;
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::Arc;
 
-/// The storage formats nuthatch knows by name. The name is what the metastore
-/// records in its `backend` column and what the metadata file is called.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BackendKind {
-    Parquet,
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::TableProvider;
+use datafusion::common::Result;
+use datafusion::datasource::object_store::ObjectStoreUrl;
+use datafusion::execution::SendableRecordBatchStream;
+use object_store::path::Path;
+use object_store::ObjectStore;
+
+/// Where an entry's data lives: a path in one tier's store, and the URL
+/// under which that store is registered in DataFusion's runtime (which is
+/// how scans reach it).
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub store: Arc<dyn ObjectStore>,
+    pub store_url: ObjectStoreUrl,
+    /// The data path inside the store, `[<namespace>/]<key>.<extension>`.
+    pub path: Path,
 }
 
-impl BackendKind {
-    /// Every backend, in the order nuthatch infers them from metadata
-    /// (alphabetical, as the Python package's glob does).
-    pub const ALL: [BackendKind; 1] = [BackendKind::Parquet];
+/// How a result is to be written.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    /// The stream arrives sorted ascending by this column (the timeseries
+    /// column); formats that can record a sort order or keep statistics per
+    /// block do so, so that time windows prune.
+    pub sorted_by: Option<String>,
+}
 
-    pub fn name(self) -> &'static str {
-        match self {
-            BackendKind::Parquet => "parquet",
+/// What a write produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Written {
+    pub rows: u64,
+    /// Bytes stored.
+    pub bytes: u64,
+    /// Independently readable parts: row groups, record batches.
+    pub parts: u64,
+}
+
+/// A storage format.
+///
+/// Contract for [`Backend::write`]: the entry at `at` becomes visible
+/// atomically, when the write succeeds and not before. A reader sees the
+/// previous data or the new data, never a part of it; a write that fails,
+/// or whose input stream fails, aborts and leaves what was there before
+/// (object stores give this for a single put and for a completed multipart
+/// upload; a local folder for a rename).
+#[async_trait]
+pub trait Backend: Debug + Send + Sync {
+    /// The name in the metastore's `backend` column and in the metadata
+    /// file name, as Python nuthatch spells it.
+    fn name(&self) -> &'static str;
+
+    /// The data path's extension: `<key>.<extension>`.
+    fn extension(&self) -> &'static str;
+
+    /// Opens the entry stored at `at`, to be read as `schema`. `Ok(None)`
+    /// when no data is there. Opening may read the format's own metadata,
+    /// never the data.
+    async fn open(&self, at: &Location, schema: SchemaRef)
+        -> Result<Option<Arc<dyn TableProvider>>>;
+
+    /// Writes `data` as the entry at `at`, replacing what is there.
+    async fn write(
+        &self,
+        at: &Location,
+        data: SendableRecordBatchStream,
+        options: &WriteOptions,
+    ) -> Result<Written>;
+
+    /// Removes the entry's data; removing nothing is not an error.
+    async fn delete(&self, at: &Location) -> Result<()>;
+}
+
+/// The formats an engine can read and write, by name.
+#[derive(Debug, Clone)]
+pub struct Backends {
+    by_name: BTreeMap<&'static str, Arc<dyn Backend>>,
+}
+
+impl Backends {
+    /// The name used when neither the function nor the call picks one.
+    pub const DEFAULT: &'static str = "parquet";
+
+    /// Every format this build carries.
+    pub fn builtin() -> Backends {
+        Backends::new(vec![
+            Arc::new(parquet::ParquetBackend),
+            Arc::new(arrow_ipc::ArrowBackend),
+        ])
+    }
+
+    pub fn new(backends: Vec<Arc<dyn Backend>>) -> Backends {
+        Backends {
+            by_name: backends.into_iter().map(|b| (b.name(), b)).collect(),
         }
     }
 
-    /// The extension of the data object: `<key>.<extension>`.
-    pub fn extension(self) -> &'static str {
-        match self {
-            BackendKind::Parquet => "parquet",
-        }
+    /// The backend called `name` (case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Backend>> {
+        let name = name.trim().to_ascii_lowercase();
+        self.by_name.get(name.as_str())
     }
 
-    pub fn parse(name: &str) -> Option<BackendKind> {
-        BackendKind::ALL
-            .into_iter()
-            .find(|kind| kind.name().eq_ignore_ascii_case(name))
+    pub fn default_backend(&self) -> &Arc<dyn Backend> {
+        self.by_name
+            .get(Self::DEFAULT)
+            .expect("the default backend is always registered")
     }
-}
 
-impl fmt::Display for BackendKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+    /// Names in alphabetical order, which is also the order Python nuthatch
+    /// infers a backend from the metadata it finds.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.by_name.keys().copied().collect()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Backend>> {
+        self.by_name.values()
     }
 }

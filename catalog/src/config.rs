@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use datafusion::common::{DataFusionError, Result};
+use crate::error::{Error, Result};
 
 /// The folder used as root when nothing is configured.
 pub const EMBEDDED_ROOT: &str = ".nuthatch";
@@ -71,6 +71,9 @@ pub struct Config {
     pub definitions: Vec<PathBuf>,
     /// The file this came from, if any.
     pub source: Option<PathBuf>,
+    /// Bytes of memory the engine's operators may hold (sorts, joins,
+    /// aggregates spill to disk beyond it); `None` is unbounded.
+    pub memory_limit: Option<usize>,
 }
 
 impl Config {
@@ -80,6 +83,7 @@ impl Config {
             root: TierConfig::new(filesystem),
             definitions: Vec::new(),
             source: None,
+            memory_limit: None,
         }
     }
 
@@ -90,24 +94,25 @@ impl Config {
 
     /// Finds the configuration from the working directory and environment.
     pub fn discover() -> Result<Self> {
-        let cwd = std::env::current_dir()?;
+        let cwd = std::env::current_dir()
+            .map_err(|e| Error::Config(format!("cannot read the working directory: {e}")))?;
         let mut config = match find_config_file(&cwd) {
             Some(path) => Config::from_file(&path)?,
             None => Config::embedded(),
         };
-        config.apply_env(std::env::vars());
+        config.apply_env(std::env::vars())?;
         Ok(config)
     }
 
     /// Reads a `nuthatch.toml` or `pyproject.toml`.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            DataFusionError::Configuration(format!("cannot read {}: {e}", path.display()))
+            Error::Config(format!("cannot read {}: {e}", path.display()))
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let section = parse_section(&text, path)?;
         let mut config = Config::from_table(&section, base)
-            .map_err(|e| DataFusionError::Configuration(format!("{}: {e}", path.display())))?;
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         config.source = Some(path.to_path_buf());
         Ok(config)
     }
@@ -158,24 +163,69 @@ impl Config {
             }
             Some(_) => return Err("'definitions' must be a file name or a list of them".into()),
         }
+        let memory_limit = match table.get("memory_limit") {
+            None => None,
+            Some(toml::Value::String(s)) => Some(parse_memory_limit(s)?),
+            Some(toml::Value::Integer(n)) if *n > 0 => Some(*n as usize),
+            Some(_) => return Err("'memory_limit' must be a size such as \"2G\" or \"512M\"".into()),
+        };
         Ok(Config {
             root,
             definitions,
             source: None,
+            memory_limit,
         })
     }
 
-    /// Applies `NUTHATCH_ROOT_FILESYSTEM` and
-    /// `NUTHATCH_ROOT_FILESYSTEM_OPTIONS_<NAME>` overrides.
-    pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) {
+    /// Applies `NUTHATCH_ROOT_FILESYSTEM`,
+    /// `NUTHATCH_ROOT_FILESYSTEM_OPTIONS_<NAME>` and `NUTHATCH_MEMORY_LIMIT`
+    /// overrides.
+    pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> Result<()> {
         for (name, value) in vars {
-            if name == "NUTHATCH_ROOT_FILESYSTEM" {
+            if name == "NUTHATCH_MEMORY_LIMIT" {
+                self.memory_limit = Some(
+                    parse_memory_limit(&value)
+                        .map_err(|e| Error::Config(format!("NUTHATCH_MEMORY_LIMIT: {e}")))?,
+                );
+            } else if name == "NUTHATCH_ROOT_FILESYSTEM" {
                 self.root.filesystem = value;
             } else if let Some(option) = name.strip_prefix("NUTHATCH_ROOT_FILESYSTEM_OPTIONS_") {
                 self.root.options.insert(option.to_ascii_lowercase(), value);
             }
         }
+        Ok(())
     }
+}
+
+/// Reads a memory size the way datafusion-cli's `--memory-limit` does: a
+/// number of bytes with an optional `K`, `M`, `G` or `T` suffix (powers of
+/// 1024), such as `512M` or `2G`.
+pub fn parse_memory_limit(text: &str) -> std::result::Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" => 10,
+        "M" | "MB" => 20,
+        "G" | "GB" => 30,
+        "T" | "TB" => 40,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in memory size '{text}'; use K, M, G or T, as in 2G"
+            ))
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a memory size; write it like 512M or 2G"))?;
+    let bytes = value * (1u64 << shift) as f64;
+    if !(bytes >= 1.0) {
+        return Err(format!("memory size '{text}' must be positive"));
+    }
+    Ok(bytes as usize)
 }
 
 /// Walks up from `start` looking, in each folder, for `pyproject.toml` with a
@@ -202,7 +252,7 @@ pub fn find_config_file(start: &Path) -> Option<PathBuf> {
 
 fn parse_section(text: &str, path: &Path) -> Result<toml::Table> {
     let table: toml::Table = text.parse().map_err(|e| {
-        DataFusionError::Configuration(format!("{} is not valid TOML: {e}", path.display()))
+        Error::Config(format!("{} is not valid TOML: {e}", path.display()))
     })?;
     let section = table
         .get("nuthatch")
@@ -210,7 +260,7 @@ fn parse_section(text: &str, path: &Path) -> Result<toml::Table> {
         .cloned();
     match section {
         Some(toml::Value::Table(t)) => Ok(t),
-        Some(_) => Err(DataFusionError::Configuration(format!(
+        Some(_) => Err(Error::Config(format!(
             "{}: the nuthatch section must be a table",
             path.display()
         ))),
@@ -264,7 +314,7 @@ mod tests {
     #[test]
     fn environment_overrides_the_file() {
         let mut config = Config::with_root("/a");
-        config.apply_env([
+        let applied = config.apply_env([
             (
                 "NUTHATCH_ROOT_FILESYSTEM".to_string(),
                 "memory://".to_string(),
@@ -273,8 +323,27 @@ mod tests {
                 "NUTHATCH_ROOT_FILESYSTEM_OPTIONS_REGION".to_string(),
                 "eu".to_string(),
             ),
+            ("NUTHATCH_MEMORY_LIMIT".to_string(), "1.5G".to_string()),
         ]);
+        assert!(applied.is_ok());
+        assert_eq!(config.memory_limit, Some(3 << 29));
         assert_eq!(config.root.filesystem, "memory://");
         assert_eq!(config.root.options["region"], "eu");
+    }
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::parse_memory_limit;
+
+    #[test]
+    fn memory_sizes_read_like_datafusion_cli() {
+        assert_eq!(parse_memory_limit("512M"), Ok(512 << 20));
+        assert_eq!(parse_memory_limit("2g"), Ok(2 << 30));
+        assert_eq!(parse_memory_limit("1000"), Ok(1000));
+        let err = parse_memory_limit("2X").unwrap_err();
+        assert!(err.contains("K, M, G or T"), "{err}");
+        assert!(parse_memory_limit("lots").is_err());
+        assert!(parse_memory_limit("0").is_err());
     }
 }

@@ -14,8 +14,7 @@ use arrow::array::{Array, Float64Array, RecordBatch, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema};
 use bytes::Bytes;
-use datafusion::common::{DataFusionError, Result};
-use nuthatch_backends::BackendKind;
+use datafusion::common::Result;
 use object_store::path::Path;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
@@ -28,20 +27,25 @@ pub const METASTORE_DIR: &str = "nuthatch_metadata.nut";
 pub const EXISTS_MARKER: &str = "nuthatch_metadata.nut/exists.nut";
 pub const CONFIRMED: &str = "confirmed";
 
-/// Where the metadata row of an entry lives.
-pub fn metadata_path(key: &CacheKey, namespace: Option<&str>, backend: BackendKind) -> Path {
+/// The folder holding an entry's metadata rows, one per backend.
+pub fn metadata_dir(key: &CacheKey, namespace: Option<&str>) -> Path {
     let mut path = format!("{METASTORE_DIR}/{}", key.as_str().trim_end_matches('/'));
     if let Some(ns) = namespace {
         path.push('/');
         path.push_str(ns);
     }
-    Path::from(format!("{path}/{}.parquet", backend.name()))
+    Path::from(path)
+}
+
+/// Where the metadata row of an entry stored with `backend` lives.
+pub fn metadata_path(key: &CacheKey, namespace: Option<&str>, backend: &str) -> Path {
+    metadata_dir(key, namespace).join(format!("{backend}.parquet"))
 }
 
 /// Where the data of an entry lives. Namespaces come first for data and
 /// after the key for metadata, as in Python.
-pub fn data_path(key: &CacheKey, namespace: Option<&str>, backend: BackendKind) -> Path {
-    let file = format!("{}.{}", key.as_str(), backend.extension());
+pub fn data_path(key: &CacheKey, namespace: Option<&str>, extension: &str) -> Path {
+    let file = format!("{}.{extension}", key.as_str());
     match namespace {
         Some(ns) => Path::from(format!("{ns}/{file}")),
         None => Path::from(file),
@@ -203,10 +207,6 @@ pub fn current_user() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-pub(crate) fn io_error(context: String) -> impl FnOnce(object_store::Error) -> DataFusionError {
-    move |e| DataFusionError::Execution(format!("{context}: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,24 +223,24 @@ mod tests {
     fn paths_follow_the_python_layout() {
         let k = key("1");
         assert_eq!(
-            metadata_path(&k, None, BackendKind::Parquet).as_ref(),
+            metadata_path(&k, None, "parquet").as_ref(),
             "nuthatch_metadata.nut/f/1/parquet.parquet"
         );
         assert_eq!(
-            metadata_path(&k, Some("ns1"), BackendKind::Parquet).as_ref(),
+            metadata_path(&k, Some("ns1"), "parquet").as_ref(),
             "nuthatch_metadata.nut/f/1/ns1/parquet.parquet"
         );
         assert_eq!(
-            data_path(&k, Some("ns1"), BackendKind::Parquet).as_ref(),
+            data_path(&k, Some("ns1"), "parquet").as_ref(),
             "ns1/f/1.parquet"
         );
         let zero = cache_key("tk", &BTreeMap::new()).unwrap();
         assert_eq!(
-            data_path(&zero, None, BackendKind::Parquet).as_ref(),
+            data_path(&zero, None, "parquet").as_ref(),
             "tk/.parquet"
         );
         assert_eq!(
-            metadata_path(&zero, None, BackendKind::Parquet).as_ref(),
+            metadata_path(&zero, None, "parquet").as_ref(),
             "nuthatch_metadata.nut/tk/parquet.parquet"
         );
     }

@@ -58,25 +58,27 @@ impl CacheMode {
         }
     }
 
-    /// May the root tier be read?
-    pub fn reads_root(self) -> bool {
-        !matches!(self, CacheMode::Off)
-    }
-
-    /// May a computed result be written to root?
-    pub fn writes_root(self) -> bool {
-        matches!(self, CacheMode::Write | CacheMode::Overwrite)
-    }
-
-    /// May a recomputed result replace a valid entry? (`write` keeps the old
-    /// entry: the Python package would ask, and we never prompt.)
-    pub fn replaces_existing(self) -> bool {
-        matches!(self, CacheMode::Overwrite)
-    }
-
-    /// Is computing forbidden?
-    pub fn fails_on_miss(self) -> bool {
-        matches!(self, CacheMode::ReadOnlyStrict)
+    /// What the mode allows, as data.
+    pub fn policy(self) -> Policy {
+        let (read, compute, write, replace) = match self {
+            CacheMode::Write => (true, true, true, false),
+            CacheMode::Overwrite => (true, true, true, true),
+            CacheMode::ReadOnly => (true, true, false, false),
+            CacheMode::ReadOnlyStrict => (true, false, false, false),
+            CacheMode::Off => (false, true, false, false),
+            // Refused by `check_supported` until the local tier exists.
+            CacheMode::Local
+            | CacheMode::LocalOverwrite
+            | CacheMode::LocalSync
+            | CacheMode::LocalStrict
+            | CacheMode::LocalApi => (false, true, false, false),
+        };
+        Policy {
+            read,
+            compute,
+            write,
+            replace,
+        }
     }
 
     /// Refuses the modes this build cannot honour yet.
@@ -94,6 +96,20 @@ impl CacheMode {
             mode => Ok(mode),
         }
     }
+}
+
+/// What a cache mode lets a call do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Look for a stored entry before computing.
+    pub read: bool,
+    /// Compute on a miss (otherwise a miss is an error).
+    pub compute: bool,
+    /// Store what was computed.
+    pub write: bool,
+    /// A recomputed result may replace a valid entry. `write` keeps the old
+    /// one: the Python package would ask, and we never prompt.
+    pub replace: bool,
 }
 
 /// Lets the mode be a DataFusion session setting (`SET nuthatch.cache_mode
@@ -129,5 +145,39 @@ impl FromStr for CacheMode {
                     names.join(", ")
                 ))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_mode_is_one_row_of_the_policy_table() {
+        let table: Vec<(&str, bool, bool, bool, bool)> = CacheMode::ALL
+            .iter()
+            .filter(|m| m.check_supported().is_ok())
+            .map(|m| {
+                let p = m.policy();
+                (m.name(), p.read, p.compute, p.write, p.replace)
+            })
+            .collect();
+        assert_eq!(
+            table,
+            vec![
+                ("write", true, true, true, false),
+                ("overwrite", true, true, true, true),
+                ("read_only", true, true, false, false),
+                ("read_only_strict", true, false, false, false),
+                ("off", false, true, false, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn names_parse_case_insensitively_and_mistakes_list_the_modes() {
+        assert_eq!(" Overwrite ".parse::<CacheMode>().unwrap(), CacheMode::Overwrite);
+        let err = "whenever".parse::<CacheMode>().unwrap_err().to_string();
+        assert!(err.contains("read_only_strict") && err.contains("local_api"), "{err}");
     }
 }

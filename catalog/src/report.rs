@@ -46,6 +46,8 @@ pub struct CallReport {
     pub row_groups_read: Option<(usize, usize)>,
     /// Bytes the scan read from the store.
     pub bytes_scanned: Option<usize>,
+    /// Bytes the compute spilled to disk to stay within the memory limit.
+    pub spilled_bytes: usize,
     pub elapsed: Duration,
 }
 
@@ -62,6 +64,13 @@ impl fmt::Display for CallReport {
         write!(f, " rows={}", self.rows)?;
         if let Some((read, total)) = self.row_groups_read {
             write!(f, " row_groups={read}/{total}")?;
+        }
+        if self.spilled_bytes > 0 {
+            write!(
+                f,
+                " spilled={:.1}MiB",
+                self.spilled_bytes as f64 / (1 << 20) as f64
+            )?;
         }
         write!(f, " in {:.3}s", self.elapsed.as_secs_f64())
     }

@@ -8,7 +8,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use std::time::Duration;
@@ -21,7 +20,10 @@ use object_store::ObjectStore;
 use object_store::{BackoffConfig, RetryConfig};
 use url::Url;
 
+use nuthatch_backends::Location;
+
 use crate::config::TierConfig;
+use crate::error::{Error, Result};
 
 /// Tells apart the store URLs of catalogs that share one runtime.
 static NEXT_STORE_ID: AtomicUsize = AtomicUsize::new(1);
@@ -49,6 +51,8 @@ pub struct Tier {
     store_url: ObjectStoreUrl,
     location: String,
     read_only: bool,
+    /// The folder, when the store is a local one.
+    folder: Option<std::path::PathBuf>,
 }
 
 impl Tier {
@@ -56,19 +60,19 @@ impl Tier {
     /// is missing, as Python nuthatch does.
     pub fn open(role: TierRole, config: &TierConfig) -> Result<Tier> {
         let location = redact(&config.filesystem);
-        let unreachable = |detail: String| {
-            DataFusionError::Configuration(format!(
-                "the {} tier at {location} is unreachable: {detail}. Point it at a folder or \
-                 object-store URL you can reach (filesystem in nuthatch.toml, or \
-                 NUTHATCH_ROOT_FILESYSTEM)",
-                role.name()
-            ))
+        let unreachable = |detail: String| Error::TierUnreachable {
+            tier: role.name().to_string(),
+            env: role.name().to_ascii_uppercase(),
+            location: location.clone(),
+            detail,
         };
+        let mut folder = None;
         let store: Arc<dyn ObjectStore> = match Url::parse(&config.filesystem) {
             Ok(url) if url.scheme() == "file" => {
                 let path = url
                     .to_file_path()
-                    .map_err(|_| unreachable("not a local path".into()))?;
+                    .map_err(|_| unreachable("not a local path".to_string()))?;
+                folder = Some(path.clone());
                 Arc::new(local_store(&path).map_err(unreachable)?)
             }
             Ok(url) if matches!(url.scheme(), "s3" | "s3a") => {
@@ -89,18 +93,22 @@ impl Tier {
                     Arc::new(PrefixStore::new(store, prefix))
                 }
             }
-            _ => Arc::new(
-                local_store(std::path::Path::new(&config.filesystem)).map_err(unreachable)?,
-            ),
+            _ => {
+                let path = std::path::PathBuf::from(&config.filesystem);
+                folder = Some(path.clone());
+                Arc::new(local_store(&path).map_err(unreachable)?)
+            }
         };
         let id = NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed);
-        let store_url = ObjectStoreUrl::parse(format!("nuthatch://{}-{id}", role.name()))?;
+        let store_url = ObjectStoreUrl::parse(format!("nuthatch://{}-{id}", role.name()))
+            .map_err(|e| unreachable(e.to_string()))?;
         Ok(Tier {
             role,
             store,
             store_url,
             location,
             read_only: config.read_only,
+            folder,
         })
     }
 
@@ -122,12 +130,59 @@ impl Tier {
     }
 
     /// Where the tier is, safe to print (no credentials).
-    pub fn location(&self) -> &str {
+    pub fn url(&self) -> &str {
         &self.location
     }
 
     pub fn is_read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// Where `path` is on this tier, for a backend.
+    pub fn location(&self, path: ObjectPath) -> Location {
+        Location {
+            store: Arc::clone(&self.store),
+            store_url: self.store_url.clone(),
+            path,
+        }
+    }
+
+    /// The error for a store operation that failed on this tier.
+    pub fn unreachable(&self, doing: &str, error: object_store::Error) -> Error {
+        Error::TierUnreachable {
+            tier: self.name().to_string(),
+            env: self.name().to_ascii_uppercase(),
+            location: self.location.clone(),
+            detail: format!("{doing}: {error}"),
+        }
+    }
+
+    /// Removes what a killed write of `path` left on a local folder: the
+    /// store stages a file as `<name>#<n>` and renames it into place, and a
+    /// process killed before the rename cannot remove it. Such files are
+    /// invisible to every reader; this only tidies the folder. Object
+    /// stores keep an unfinished multipart upload invisible and bill for its
+    /// parts until a lifecycle rule aborts it.
+    pub fn sweep_staged(&self, path: &ObjectPath) {
+        let (Some(folder), Some(name)) = (&self.folder, path.filename()) else {
+            return;
+        };
+        let target = folder.join(path.as_ref());
+        let Some(dir) = target.parent() else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let prefix = format!("{name}#");
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            let Some(suffix) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+                continue;
+            };
+            if !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()) {
+                tracing::info!(file = %entry.path().display(), "removing what a killed write left");
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// Makes the tier's store reachable from scans run in `runtime`.

@@ -1,6 +1,6 @@
 //! The `nuthatch` command-line program.
 //!
-//! It runs SQL against a [`Nuthatch`] session the way datafusion-cli does:
+//! It runs SQL in a [`Session`] of an [`Engine`] the way datafusion-cli does:
 //! `-c "SQL"` and `-f file.sql` run statements and exit (non-zero on the
 //! first error); with neither, an interactive prompt reads statements ending
 //! in `;`. After each statement it prints the result, one line per cached
@@ -14,7 +14,7 @@ use arrow::util::pretty::pretty_format_batches;
 use clap::Parser;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::error::{DataFusionError, Result};
-use nuthatch::{split_statements, Config, Nuthatch};
+use nuthatch::{split_statements, Config, Engine, Session};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,6 +33,11 @@ pub struct Args {
     /// NUTHATCH_ROOT_FILESYSTEM.
     #[arg(long)]
     pub root: Option<String>,
+    /// Memory the engine's operators may hold, such as 512M or 2G; sorts
+    /// and aggregates spill to disk beyond it (overrides memory_limit in
+    /// nuthatch.toml and NUTHATCH_MEMORY_LIMIT).
+    #[arg(short = 'm', long, value_parser = parse_memory_limit)]
+    pub memory_limit: Option<usize>,
     /// Output format of results.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -50,9 +55,13 @@ pub enum Format {
     Csv,
 }
 
+fn parse_memory_limit(text: &str) -> std::result::Result<usize, String> {
+    nuthatch::crates::catalog::config::parse_memory_limit(text)
+}
+
 /// Opens the session the arguments describe and loads the project's
 /// definitions files.
-pub async fn open(args: &Args) -> Result<Nuthatch> {
+pub async fn open(args: &Args) -> Result<Session> {
     let mut config = Config::discover()?;
     if let Some(root) = &args.root {
         config.root = nuthatch::TierConfig {
@@ -60,27 +69,30 @@ pub async fn open(args: &Args) -> Result<Nuthatch> {
             ..config.root
         };
     }
-    let nuthatch = Nuthatch::new(&config)?;
+    if let Some(limit) = args.memory_limit {
+        config.memory_limit = Some(limit);
+    }
+    let session = Engine::new(&config)?.session();
     for path in &config.definitions {
-        let count = nuthatch.load_definitions(path).await?;
+        let count = session.load_definitions(path).await?;
         tracing::info!(path = %path.display(), count, "loaded definitions");
     }
-    Ok(nuthatch)
+    Ok(session)
 }
 
 /// Runs one statement and prints what it produced.
 pub async fn run_statement(
-    nuthatch: &Nuthatch,
+    session: &Session,
     sql: &str,
     args: &Args,
     out: &mut impl Write,
 ) -> Result<()> {
     let started = Instant::now();
-    let batches = nuthatch.sql(sql).await?.collect().await?;
+    let batches = session.sql(sql).await?.collect().await?;
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     print_batches(&batches, args, out)?;
     if !args.quiet {
-        for report in nuthatch.take_reports() {
+        for report in session.take_reports() {
             writeln!(out, "nuthatch: {report}")?;
         }
         writeln!(
@@ -89,7 +101,7 @@ pub async fn run_statement(
             started.elapsed().as_secs_f64()
         )?;
     } else {
-        nuthatch.take_reports();
+        session.take_reports();
     }
     Ok(())
 }
@@ -174,7 +186,7 @@ impl Args {
 /// Runs `-c` and `-f` statements in the order given, stopping at the first
 /// error.
 pub async fn run_batch(
-    nuthatch: &Nuthatch,
+    session: &Session,
     sources: &[Source],
     args: &Args,
     out: &mut impl Write,
@@ -186,15 +198,15 @@ pub async fn run_batch(
                 DataFusionError::Execution(format!("cannot read {}: {e}", file.display()))
             })?,
         };
-        for statement in split_statements(&text) {
-            run_statement(nuthatch, &statement, args, out).await?;
+        for statement in split_statements(&text)? {
+            run_statement(session, &statement, args, out).await?;
         }
     }
     Ok(())
 }
 
 /// The interactive prompt: statements end with `;`, `\q` quits.
-pub async fn run_interactive(nuthatch: &Nuthatch, args: &Args) -> Result<()> {
+pub async fn run_interactive(session: &Session, args: &Args) -> Result<()> {
     let mut editor = rustyline::DefaultEditor::new()
         .map_err(|e| DataFusionError::Execution(format!("cannot start the prompt: {e}")))?;
     let history = PathBuf::from(".history");
@@ -218,9 +230,16 @@ pub async fn run_interactive(nuthatch: &Nuthatch, args: &Args) -> Result<()> {
                 }
                 let _ = editor.add_history_entry(buffer.trim());
                 let mut stdout = std::io::stdout();
-                for statement in split_statements(&buffer) {
-                    if let Err(e) = run_statement(nuthatch, &statement, args, &mut stdout).await {
-                        eprintln!("Error: {e}");
+                let statements = match split_statements(&buffer) {
+                    Ok(statements) => statements,
+                    Err(e) => {
+                        eprintln!("Error: {}", nuthatch::error_message(&e));
+                        Vec::new()
+                    }
+                };
+                for statement in statements {
+                    if let Err(e) = run_statement(session, &statement, args, &mut stdout).await {
+                        eprintln!("Error: {}", nuthatch::error_message(&e));
                     }
                 }
                 buffer.clear();

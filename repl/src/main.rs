@@ -13,18 +13,18 @@ async fn main() -> std::process::ExitCode {
         .init();
     let (args, sources) = Args::parse_ordered();
     let result = async {
-        let nuthatch = open(&args).await?;
+        let session = open(&args).await?;
         if sources.is_empty() {
-            run_interactive(&nuthatch, &args).await
+            run_interactive(&session, &args).await
         } else {
-            run_batch(&nuthatch, &sources, &args, &mut std::io::stdout()).await
+            run_batch(&session, &sources, &args, &mut std::io::stdout()).await
         }
     }
     .await;
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("Error: {e}");
+            eprintln!("Error: {}", nuthatch::error_message(&e));
             std::process::ExitCode::FAILURE
         }
     }

@@ -135,7 +135,7 @@ async fn an_unreachable_root_is_reported_with_the_fix() {
     let blocker = dir.path().join("not-a-folder");
     std::fs::write(&blocker, b"x").unwrap();
     let config = Config::with_root(blocker.join("root").display().to_string());
-    let error = nuthatch::Nuthatch::new(&config)
+    let error = nuthatch::Engine::new(&config)
         .err()
         .expect("root under a file cannot open")
         .to_string();

@@ -1,5 +1,5 @@
 //! Integration tests of the nuthatch library, as users drive it: SQL through
-//! a `Nuthatch` session over a real local root tier.
+//! a nuthatch `Session` over a real local root tier.
 
 mod support;
 

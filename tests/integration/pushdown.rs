@@ -22,11 +22,11 @@ async fn planning_reads_and_computes_nothing() {
         "{shown}"
     );
     assert!(
-        shown.contains("value@2 > 3"),
+        shown.contains("pruning=[value > Float64(3)"),
         "the WHERE filter is pushed: {shown}"
     );
     assert!(
-        shown.contains("time@0 >= 1578182400000000000"),
+        shown.contains("time >= TimestampNanosecond(1578182400000000000"),
         "the window is pushed: {shown}"
     );
     assert_eq!(f.computes(), 0);

@@ -120,7 +120,7 @@ async fn the_session_cache_mode_applies_until_a_call_overrides_it() {
 async fn an_embedding_program_installs_nuthatch_into_its_own_context() {
     let f = Fixture::new();
     let ctx = datafusion::prelude::SessionContext::new();
-    f.nuthatch.install(&ctx).unwrap();
+    let installed = f.engine.install(&ctx).unwrap();
     let batches = ctx
         .sql("SELECT count(*) FROM series('2020-01-01', '2020-01-01', station => 'mine')")
         .await
@@ -129,7 +129,10 @@ async fn an_embedding_program_installs_nuthatch_into_its_own_context() {
         .await
         .unwrap();
     assert_eq!(batches[0].num_rows(), 1);
-    assert_outcome(&f.report(), Outcome::Computed);
+    let reports = installed.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_outcome(&reports[0], Outcome::Computed);
+    assert!(f.reports().is_empty(), "another session's calls are not ours");
     ctx.sql("SET nuthatch.cache_mode = 'off'")
         .await
         .unwrap()

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use futures::TryStreamExt;
-use nuthatch::{Config, Nuthatch, Outcome, TierConfig};
+use nuthatch::{Config, Engine, Outcome, Session, TierConfig};
 use object_store::aws::AmazonS3Builder;
 use object_store::ObjectStore;
 
@@ -18,7 +18,7 @@ use crate::support::{assert_outcome, series};
 const SECRET: &str = "s3cr3t-never-printed";
 const BUCKET: &str = "nuthatch-test";
 
-async fn count(nuthatch: &Nuthatch, sql: &str) -> datafusion::error::Result<i64> {
+async fn count(nuthatch: &Session, sql: &str) -> datafusion::error::Result<i64> {
     let batches = nuthatch.sql(sql).await?.collect().await?;
     let column = arrow::compute::cast(batches[0].column(0), &arrow::datatypes::DataType::Int64)?;
     Ok(column
@@ -28,8 +28,8 @@ async fn count(nuthatch: &Nuthatch, sql: &str) -> datafusion::error::Result<i64>
         .value(0))
 }
 
-fn session(config: &Config) -> Nuthatch {
-    let nuthatch = Nuthatch::new(config).unwrap();
+fn session(config: &Config) -> Session {
+    let nuthatch = Engine::new(config).unwrap().session();
     nuthatch.register(series(Arc::default())).unwrap();
     nuthatch
 }
@@ -164,7 +164,7 @@ async fn s3_failures_name_the_tier_and_never_the_secret() {
     typo.root
         .options
         .insert("endpiont".into(), endpoint.clone());
-    let error = Nuthatch::new(&typo).err().unwrap().to_string();
+    let error = Engine::new(&typo).err().unwrap().to_string();
     assert!(error.contains("'endpiont' is not an s3 option"), "{error}");
     assert!(!error.contains(SECRET), "{error}");
 }

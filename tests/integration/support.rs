@@ -10,12 +10,14 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::error::{DataFusionError, Result};
-use nuthatch::{CachedFunction, CallReport, Config, Nuthatch, Outcome, ParamType, Value};
+use nuthatch::{CachedFunction, CallReport, Config, Engine, Outcome, ParamType, Session, Value};
 use tempfile::TempDir;
 
 pub struct Fixture {
     pub dir: TempDir,
-    pub nuthatch: Nuthatch,
+    pub engine: Engine,
+    /// The session the tests query through.
+    pub nuthatch: Session,
     pub computes: Arc<AtomicUsize>,
 }
 
@@ -84,13 +86,15 @@ impl Fixture {
 
     pub fn with_config(dir: TempDir, config: impl FnOnce(&Path) -> Config) -> Fixture {
         let root = dir.path().join("root");
-        let nuthatch = Nuthatch::new(&config(&root)).expect("session opens");
+        let engine = Engine::new(&config(&root)).expect("engine opens");
+        let nuthatch = engine.session();
         let computes = Arc::new(AtomicUsize::new(0));
         nuthatch
             .register(series(Arc::clone(&computes)))
             .expect("register series");
         Fixture {
             dir,
+            engine,
             nuthatch,
             computes,
         }

@@ -12,11 +12,9 @@ use datafusion::common::{plan_err, DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::Expr;
 use nuthatch_catalog::CacheMode;
 
-use crate::function::{param_list, Args, CachedFunction};
+use crate::args::Args;
+use crate::function::{param_list, CachedFunction, RESERVED_ARGUMENTS};
 use crate::value::{ParamType, Value};
-
-/// Named arguments that set cache options instead of parameters.
-pub const RESERVED_ARGUMENTS: [&str; 3] = ["cache_mode", "recompute", "namespace"];
 
 /// First field of the struct that carries named arguments.
 pub const NAMED_MARKER: &str = "__nuthatch_named__";
@@ -27,6 +25,8 @@ pub struct CallOptions {
     pub cache_mode: Option<CacheMode>,
     pub recompute: bool,
     pub namespace: Option<String>,
+    /// The backend to read and store this call's entry with.
+    pub backend: Option<String>,
 }
 
 /// A call with every parameter bound.
@@ -135,6 +135,10 @@ fn apply_option(
         "namespace" => match coerce(function, arg, ParamType::String, scalar)? {
             Value::String(ns) => options.namespace = Some(check_namespace(&ns)?),
             _ => options.namespace = None,
+        },
+        "backend" => match coerce(function, arg, ParamType::String, scalar)? {
+            Value::String(name) => options.backend = Some(name.trim().to_ascii_lowercase()),
+            _ => options.backend = None,
         },
         _ => unreachable!("only reserved names reach here"),
     }

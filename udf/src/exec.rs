@@ -1,11 +1,17 @@
 //! Executing a cached call.
 //!
 //! [`CachedCallExec`] is planned like any scan, but its work starts only when
-//! it runs: the first partition to run resolves the entry (or computes and
-//! writes it), builds the inner plan — a Parquet scan of the entry, or the
-//! computed batches when nothing was stored — and every partition then
-//! streams its share of that plan. When the last partition finishes, the
-//! call's report is logged.
+//! it runs: the first partition to run resolves the call ([`prepare`]), and
+//! every partition then streams its share of the inner plan that produced.
+//! When the last partition finishes, the call's report goes to its
+//! session's log.
+//!
+//! Resolving follows the mode's [`Policy`]: read a valid entry; or compute,
+//! streaming the result through the backend into the store and scanning
+//! what was stored; or compute and stream the result straight into the
+//! query. A compute that stores first claims the entry in the catalog's
+//! in-flight map, so identical calls running at the same time (a self-join,
+//! two sessions) compute once and read the one stored entry.
 
 use std::fmt;
 use std::pin::Pin;
@@ -15,32 +21,31 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
-use arrow::compute::cast;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result};
-use datafusion::dataframe::DataFrame;
-use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::execution::context::{SessionContext, SessionState};
+use datafusion::execution::context::SessionState;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::{cast as cast_expr, col};
+use datafusion::logical_expr::{col, Expr};
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{EquivalenceProperties, Partitioning};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::filter::FilterExec;
-use datafusion::physical_plan::metrics::{MetricValue, MetricsSet};
+use datafusion::physical_plan::metrics::{Metric, MetricValue, MetricsSet};
 use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, PhysicalExpr, PlanProperties,
+    execute_stream, DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties,
+    PhysicalExpr, PlanProperties,
 };
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
-use nuthatch_backends::parquet::{scan_plan, ScanRequest};
-use nuthatch_catalog::{CallReport, Entry, Outcome};
+use nuthatch_backends::{Backend, WriteOptions};
+use nuthatch_catalog::{CallReport, Claim, Entry, Error, Followed, Outcome, Policy};
 
-use crate::function::{Body, Computed};
-use crate::table_function::Call;
+use crate::call::Call;
+use crate::compute::body_frame;
 
 /// How the stored data is to be read for one call.
 #[derive(Debug, Clone)]
@@ -51,19 +56,23 @@ pub struct ScanShape {
     /// Columns of the scan kept in the output, when the scan read the time
     /// column only for the window.
     pub output_indices: Option<Vec<usize>>,
-    /// Predicate over the full schema, for row-group and page pruning.
-    pub pruning: Option<Arc<dyn PhysicalExpr>>,
+    /// The query's filters and the window, over the full schema, for the
+    /// backend to prune with.
+    pub filters: Vec<Expr>,
     /// The clip window over the scan schema, applied exactly.
     pub window_filter: Option<Arc<dyn PhysicalExpr>>,
     pub limit: Option<usize>,
     pub partitions: usize,
 }
 
-/// The inner plan, once the entry is resolved.
+/// The inner plan, once the call is resolved.
 struct Prepared {
     plan: Arc<dyn ExecutionPlan>,
+    /// The compute that ran, if any (for its metrics).
+    compute: Option<Arc<dyn ExecutionPlan>>,
     outcome: Outcome,
     tier: Option<String>,
+    backend: String,
     started: Instant,
 }
 
@@ -104,7 +113,7 @@ impl CachedCallExec {
         })
     }
 
-    /// The shared future that resolves the entry; created by the first
+    /// The shared future that resolves the call; created by the first
     /// partition that runs, awaited by all.
     fn prepared(&self) -> PreparedFuture {
         let mut slot = self.prepared.lock().expect("prepared slot poisoned");
@@ -146,8 +155,12 @@ impl DisplayAs for CachedCallExec {
             write!(f, ", namespace={ns}")?;
         }
         write!(f, ", mode={}", call.mode)?;
-        if let Some(pruning) = &self.shape.pruning {
-            write!(f, ", pruning={pruning}")?;
+        if let Some(backend) = &call.backend {
+            write!(f, ", backend={backend}")?;
+        }
+        if !self.shape.filters.is_empty() {
+            let filters: Vec<String> = self.shape.filters.iter().map(Expr::to_string).collect();
+            write!(f, ", pruning=[{}]", filters.join(", "))?;
         }
         Ok(())
     }
@@ -210,124 +223,248 @@ impl ExecutionPlan for CachedCallExec {
         )))
     }
 
-    /// The inner scan's metrics (row groups pruned, bytes scanned), once run.
+    /// The metrics of the scan and of the compute, once run.
     fn metrics(&self) -> Option<MetricsSet> {
         let prepared = self.tracker.prepared.get()?;
         let mut all = MetricsSet::new();
         collect_metrics(&prepared.plan, &mut |m| all.push(Arc::clone(m)));
+        if let Some(compute) = &prepared.compute {
+            collect_metrics(compute, &mut |m| all.push(Arc::clone(m)));
+        }
         Some(all)
     }
 }
 
-/// Resolves the call: a hit scans the entry; a miss computes, stores when
-/// the mode allows, and scans what it stored (or the batches themselves).
+/// Resolves the call as its mode's policy says.
 async fn prepare(call: Arc<Call>, state: Arc<SessionState>, shape: ScanShape) -> Result<Prepared> {
     let started = Instant::now();
-    let function = &call.function;
-    let catalog = &call.catalog;
-    let backend = Some(function.backend());
-    let recompute = call.bound.options.recompute;
-    if call.mode.reads_root() && !recompute {
-        if let Some(entry) = catalog.find(&call.id, backend).await? {
-            let plan = scan_entry(&state, &call, &shape, entry.clone())?;
-            return Ok(Prepared {
-                plan,
-                outcome: Outcome::Hit,
-                tier: Some(entry.tier.name().into()),
-                started,
-            });
+    let policy = call.mode.policy();
+    let recompute = call.options.recompute;
+    let schema = call.function.schema();
+    if policy.read && !recompute {
+        if let Some(entry) = call
+            .catalog
+            .resolve(&call.id, call.backend.as_deref(), schema)
+            .await?
+        {
+            return read(&state, &shape, entry, None, Outcome::Hit, started).await;
         }
     }
-    if call.mode.fails_on_miss() {
-        return Err(DataFusionError::Execution(format!(
-            "{}: no cache entry {} on the root tier at {}, and cache_mode '{}' does not compute; \
-             call with cache_mode => 'write' to compute it",
-            function.name(),
-            call.id.key.display(),
-            catalog.root().location(),
-            call.mode
-        )));
+    if !policy.compute {
+        let tiers: Vec<String> = call
+            .catalog
+            .tiers()
+            .map(|t| format!("{} tier at {}", t.name(), t.url()))
+            .collect();
+        return Err(Error::StrictMiss {
+            function: call.function.name().to_string(),
+            key: call.id.key.display().to_string(),
+            tiers: tiers.join(", "),
+            mode: call.mode.to_string(),
+        }
+        .into());
     }
-    tracing::info!(function = function.name(), key = %call.id.key, "computing");
-    let batches = compute(&call, &state).await.map_err(|e| {
-        DataFusionError::Execution(format!(
-            "computing {} failed, nothing was stored: {e}",
-            call.id.key.display()
-        ))
-    })?;
-    let mut store = call.mode.writes_root();
-    if store
-        && recompute
-        && !call.mode.replaces_existing()
-        && catalog.find(&call.id, backend).await?.is_some()
-    {
-        tracing::warn!(
-            "{}: recomputed, but cache_mode 'write' keeps the existing entry; use \
-             cache_mode => 'overwrite' to replace it",
-            call.id.key
-        );
-        store = false;
+    let backend = call.write_backend()?;
+    if !policy.write {
+        return compute_unstored(&call, &state, &shape, &backend, started).await;
     }
-    if store {
-        let schema = function.schema();
-        catalog
-            .commit(
-                &call.id,
-                function.backend(),
-                schema,
-                &batches,
-                function.timeseries(),
-            )
+    // Fail before computing, not after, when nothing could be stored.
+    call.catalog.writable_tier(&call.id)?;
+    let inflight_key = call.inflight_key(backend.as_ref());
+    loop {
+        match call.catalog.inflight().claim(&inflight_key) {
+            Claim::Follow(follow) => {
+                tracing::debug!(key = %call.id.key, "waiting for an identical compute");
+                match follow.wait().await {
+                    Followed::Stored => {
+                        let stored = call
+                            .catalog
+                            .resolve(&call.id, Some(backend.name()), schema)
+                            .await?;
+                        if let Some(entry) = stored {
+                            return read(&state, &shape, entry, None, Outcome::Hit, started).await;
+                        }
+                    }
+                    Followed::Failed(error) => return Err(DataFusionError::Shared(error)),
+                    Followed::Abandoned => {}
+                }
+            }
+            Claim::Lead(lead) => {
+                let led = lead_compute(&call, &state, &backend, policy).await;
+                return match led {
+                    Ok(Led::Stored(entry, compute)) => {
+                        lead.finish(Ok(()));
+                        read(&state, &shape, entry, Some(compute), Outcome::Computed, started)
+                            .await
+                    }
+                    Ok(Led::Found(entry)) => {
+                        lead.finish(Ok(()));
+                        read(&state, &shape, entry, None, Outcome::Hit, started).await
+                    }
+                    Ok(Led::KeepExisting) => {
+                        lead.finish(Ok(()));
+                        compute_unstored(&call, &state, &shape, &backend, started).await
+                    }
+                    Err(error) => {
+                        let error = Arc::new(error);
+                        lead.finish(Err(Arc::clone(&error)));
+                        Err(DataFusionError::Shared(error))
+                    }
+                };
+            }
+        }
+    }
+}
+
+/// What the leading call of a compute did.
+enum Led {
+    /// Computed and stored this entry.
+    Stored(Entry, Arc<dyn ExecutionPlan>),
+    /// Found it stored after all (another process, or a leader that just
+    /// finished).
+    Found(Entry),
+    /// Recomputing under `write` keeps the valid entry: compute unstored.
+    KeepExisting,
+}
+
+async fn lead_compute(
+    call: &Call,
+    state: &SessionState,
+    backend: &Arc<dyn Backend>,
+    policy: Policy,
+) -> Result<Led> {
+    let schema = call.function.schema();
+    let recompute = call.options.recompute;
+    if policy.read && !recompute {
+        if let Some(entry) = call
+            .catalog
+            .resolve(&call.id, call.backend.as_deref(), schema)
+            .await?
+        {
+            return Ok(Led::Found(entry));
+        }
+    }
+    if recompute && !policy.replace {
+        let existing = call
+            .catalog
+            .resolve(&call.id, Some(backend.name()), schema)
             .await?;
-        let entry = catalog.find(&call.id, backend).await?.ok_or_else(|| {
+        if existing.is_some() {
+            tracing::warn!(
+                "{}: recomputed, but cache_mode 'write' keeps the existing entry; use \
+                 cache_mode => 'overwrite' to replace it",
+                call.id.key
+            );
+            return Ok(Led::KeepExisting);
+        }
+    }
+    tracing::info!(function = call.function.name(), key = %call.id.key, "computing");
+    let failed = |source: DataFusionError| Error::ComputeFailed {
+        key: call.id.key.display().to_string(),
+        source,
+    };
+    let mut frame = body_frame(call, state).await.map_err(failed)?;
+    let sorted_by = call.function.timeseries().map(str::to_string);
+    if let Some(column) = &sorted_by {
+        // Sorted in the plan, where a sort larger than memory spills.
+        let time = col(datafusion::common::Column::new_unqualified(column));
+        frame = frame.sort(vec![time.sort(true, true)]).map_err(failed)?;
+    }
+    let task = Arc::new(frame.task_ctx());
+    let compute = frame.create_physical_plan().await.map_err(failed)?;
+    let stream = execute_stream(Arc::clone(&compute), task).map_err(failed)?;
+    let written = call
+        .catalog
+        .store(&call.id, backend, stream, &WriteOptions { sorted_by })
+        .await?;
+    tracing::debug!(key = %call.id.key, rows = written.rows, bytes = written.bytes, "computed and stored");
+    let entry = call
+        .catalog
+        .resolve(&call.id, Some(backend.name()), schema)
+        .await?
+        .ok_or_else(|| {
             DataFusionError::Execution(format!(
                 "entry {} vanished right after it was stored",
                 call.id.key
             ))
         })?;
-        let plan = scan_entry(&state, &call, &shape, entry)?;
-        return Ok(Prepared {
-            plan,
-            outcome: Outcome::Computed,
-            tier: Some("root".into()),
-            started,
-        });
-    }
-    let mut partitions: Vec<Vec<RecordBatch>> = vec![Vec::new(); shape.partitions];
-    for (i, batch) in batches.into_iter().enumerate() {
-        partitions[i % shape.partitions].push(batch);
-    }
-    let source = MemorySourceConfig::try_new_exec(
-        &partitions,
-        Arc::clone(function.schema()),
-        shape.scan_indices.clone(),
-    )?;
-    let plan = clip(source, &shape)?;
+    Ok(Led::Stored(entry, compute))
+}
+
+/// Scans a stored entry, pushing the query's projection, filters and limit
+/// into the backend's provider.
+async fn read(
+    state: &SessionState,
+    shape: &ScanShape,
+    entry: Entry,
+    compute: Option<Arc<dyn ExecutionPlan>>,
+    outcome: Outcome,
+    started: Instant,
+) -> Result<Prepared> {
+    let scan = entry
+        .provider
+        .scan(
+            state,
+            shape.scan_indices.as_ref(),
+            &shape.filters,
+            shape.limit,
+        )
+        .await?;
     Ok(Prepared {
-        plan,
-        outcome: Outcome::ComputedNotStored,
-        tier: None,
+        plan: fit(clip(scan, shape)?, shape.partitions)?,
+        compute,
+        outcome,
+        tier: Some(entry.tier.name().to_string()),
+        backend: entry.backend.name().to_string(),
         started,
     })
 }
 
-fn scan_entry(
-    state: &SessionState,
+/// Computes and streams the result into the query without storing it.
+async fn compute_unstored(
     call: &Call,
+    state: &SessionState,
     shape: &ScanShape,
-    entry: Entry,
-) -> Result<Arc<dyn ExecutionPlan>> {
-    let scan = scan_plan(ScanRequest {
-        store_url: entry.tier.store_url().clone(),
-        files: entry.files,
-        schema: Arc::clone(call.function.schema()),
-        options: state.table_options().parquet.clone(),
-        predicate: shape.pruning.clone(),
-        projection: shape.scan_indices.clone(),
-        limit: shape.limit,
-        partitions: shape.partitions,
-    })?;
-    clip(scan, shape)
+    backend: &Arc<dyn Backend>,
+    started: Instant,
+) -> Result<Prepared> {
+    tracing::info!(function = call.function.name(), key = %call.id.key, "computing (not stored)");
+    let failed = |source: DataFusionError| -> DataFusionError {
+        Error::ComputeFailed {
+            key: call.id.key.display().to_string(),
+            source,
+        }
+        .into()
+    };
+    let frame = body_frame(call, state).await.map_err(failed)?;
+    let compute = frame.create_physical_plan().await.map_err(failed)?;
+    let mut plan = Arc::clone(&compute);
+    if let Some(indices) = &shape.scan_indices {
+        plan = project(plan, indices)?;
+    }
+    Ok(Prepared {
+        plan: fit(clip(plan, shape)?, shape.partitions)?,
+        compute: None,
+        outcome: Outcome::ComputedNotStored,
+        tier: None,
+        backend: backend.name().to_string(),
+        started,
+    })
+}
+
+fn project(input: Arc<dyn ExecutionPlan>, indices: &[usize]) -> Result<Arc<dyn ExecutionPlan>> {
+    let schema = input.schema();
+    let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = indices
+        .iter()
+        .map(|&i| {
+            let name = schema.field(i).name().clone();
+            (
+                Arc::new(Column::new(&name, i)) as Arc<dyn PhysicalExpr>,
+                name,
+            )
+        })
+        .collect();
+    Ok(Arc::new(ProjectionExec::try_new(exprs, input)?))
 }
 
 /// Applies the window exactly and drops the time column if only the window
@@ -338,81 +475,24 @@ fn clip(input: Arc<dyn ExecutionPlan>, shape: &ScanShape) -> Result<Arc<dyn Exec
         plan = Arc::new(FilterExec::try_new(Arc::clone(window), plan)?);
     }
     if let Some(indices) = &shape.output_indices {
-        let schema = plan.schema();
-        let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = indices
-            .iter()
-            .map(|&i| {
-                let name = schema.field(i).name().clone();
-                (
-                    Arc::new(Column::new(&name, i)) as Arc<dyn PhysicalExpr>,
-                    name,
-                )
-            })
-            .collect();
-        plan = Arc::new(ProjectionExec::try_new(exprs, plan)?);
+        plan = project(plan, indices)?;
     }
     Ok(plan)
 }
 
-/// Runs the function body and returns its result in the declared schema.
-async fn compute(call: &Call, state: &SessionState) -> Result<Vec<RecordBatch>> {
-    let function = &call.function;
-    let args = call.bound.args.clone();
-    let computed = match function.body() {
-        Body::Rust(body) => body(SessionContext::new_with_state(state.clone()), args).await?,
-        Body::Sql(body) => Computed::Frame(DataFrame::new(
-            state.clone(),
-            body.plan(state, &args).await?,
-        )),
-    };
-    let schema = function.schema();
-    // The body may return columns in any order and of castable types; what
-    // is stored is always the declared schema.
-    let missing = |have: &arrow::datatypes::Schema, want: &str| {
-        let names: Vec<&str> = have.fields().iter().map(|f| f.name().as_str()).collect();
-        DataFusionError::Execution(format!(
-            "the body of {} returned no column '{want}'; it returned {}",
-            function.name(),
-            names.join(", ")
-        ))
-    };
-    match computed {
-        Computed::Frame(frame) => {
-            let mut columns = Vec::new();
-            for field in schema.fields() {
-                if frame
-                    .schema()
-                    .as_arrow()
-                    .field_with_name(field.name())
-                    .is_err()
-                {
-                    return Err(missing(frame.schema().as_arrow(), field.name()));
-                }
-                let column = col(datafusion::common::Column::new_unqualified(field.name()));
-                columns.push(cast_expr(column, field.data_type().clone()).alias(field.name()));
-            }
-            frame.select(columns)?.collect().await
-        }
-        Computed::Batches(batches) => batches
-            .into_iter()
-            .map(|batch| {
-                let mut columns = Vec::new();
-                for field in schema.fields() {
-                    let column = batch
-                        .column_by_name(field.name())
-                        .ok_or_else(|| missing(&batch.schema(), field.name()))?;
-                    columns.push(cast(column, field.data_type())?);
-                }
-                Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
-            })
-            .collect(),
+/// Gives the inner plan the partition count the exec declared when it was
+/// planned (before anyone knew what the entry or the compute would give).
+fn fit(plan: Arc<dyn ExecutionPlan>, partitions: usize) -> Result<Arc<dyn ExecutionPlan>> {
+    if plan.output_partitioning().partition_count() == partitions {
+        return Ok(plan);
     }
+    Ok(Arc::new(RepartitionExec::try_new(
+        plan,
+        Partitioning::RoundRobinBatch(partitions),
+    )?))
 }
 
-fn collect_metrics(
-    plan: &Arc<dyn ExecutionPlan>,
-    sink: &mut dyn FnMut(&Arc<datafusion::physical_plan::metrics::Metric>),
-) {
+fn collect_metrics(plan: &Arc<dyn ExecutionPlan>, sink: &mut dyn FnMut(&Arc<Metric>)) {
     if let Some(metrics) = plan.metrics() {
         for metric in metrics.iter() {
             sink(metric);
@@ -461,18 +541,27 @@ impl Tracker {
             MetricValue::Count { name, count } if name == "bytes_scanned" => bytes += count.value(),
             _ => {}
         });
+        let mut spilled = 0;
+        if let Some(compute) = &prepared.compute {
+            collect_metrics(compute, &mut |metric| {
+                if let MetricValue::SpilledBytes(count) = metric.value() {
+                    spilled += count.value();
+                }
+            });
+        }
         let call = &self.call;
         let scanned = prepared.outcome != Outcome::ComputedNotStored;
-        call.catalog.reports().push(CallReport {
+        call.reports.push(CallReport {
             function: call.function.name().to_string(),
             outcome: prepared.outcome,
             tier: prepared.tier.clone(),
-            backend: call.function.backend().name().to_string(),
+            backend: prepared.backend.clone(),
             key: call.id.key.as_str().to_string(),
             namespace: call.id.namespace.clone(),
             rows: self.rows.load(Ordering::Acquire),
             row_groups_read: (scanned && pruning_seen).then_some((matched, matched + pruned)),
             bytes_scanned: scanned.then_some(bytes),
+            spilled_bytes: spilled,
             elapsed: prepared.started.elapsed(),
         });
     }

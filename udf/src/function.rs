@@ -5,7 +5,6 @@
 //! declared return schema lets a call be planned without computing or
 //! reading anything.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -15,21 +14,34 @@ use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::{plan_err, DataFusionError, Result};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::SessionContext;
+use datafusion::execution::SendableRecordBatchStream;
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use nuthatch_backends::BackendKind;
 use nuthatch_catalog::key::check_function_name;
 
-use crate::binding::RESERVED_ARGUMENTS;
-use crate::sql_function::SqlBody;
+use crate::args::Args;
+use crate::sql_body::SqlBody;
 use crate::value::{ParamType, Value};
 
-/// What a compute body returns.
+/// Named arguments that set per-call cache options instead of parameters.
+pub const RESERVED_ARGUMENTS: [&str; 4] = ["cache_mode", "recompute", "namespace", "backend"];
+
+/// What a compute body returns. nuthatch runs it as a stream: a DataFrame
+/// or a stream is never collected, so a result larger than memory can be
+/// computed and stored.
 pub enum Computed {
     /// A DataFrame, executed by nuthatch.
     Frame(DataFrame),
     /// Batches already in memory.
     Batches(Vec<RecordBatch>),
+    /// A stream of batches, read once.
+    Stream(SendableRecordBatchStream),
+}
+
+impl From<SendableRecordBatchStream> for Computed {
+    fn from(stream: SendableRecordBatchStream) -> Self {
+        Computed::Stream(stream)
+    }
 }
 
 impl From<DataFrame> for Computed {
@@ -41,67 +53,6 @@ impl From<DataFrame> for Computed {
 impl From<Vec<RecordBatch>> for Computed {
     fn from(batches: Vec<RecordBatch>) -> Self {
         Computed::Batches(batches)
-    }
-}
-
-/// The bound arguments a body receives, by parameter name.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Args {
-    values: BTreeMap<String, Value>,
-}
-
-impl Args {
-    pub(crate) fn new(values: BTreeMap<String, Value>) -> Self {
-        Args { values }
-    }
-
-    pub fn get(&self, name: &str) -> Option<&Value> {
-        self.values.get(name)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
-        self.values.iter()
-    }
-
-    fn typed<T>(&self, name: &str, what: &str, read: impl Fn(&Value) -> Option<T>) -> Result<T> {
-        let value = self.values.get(name).ok_or_else(|| {
-            DataFusionError::Execution(format!("the function has no argument '{name}'"))
-        })?;
-        read(value).ok_or_else(|| {
-            DataFusionError::Execution(format!("argument '{name}' is {value:?}, not {what}"))
-        })
-    }
-
-    pub fn i64(&self, name: &str) -> Result<i64> {
-        self.typed(name, "an integer", Value::as_i64)
-    }
-
-    pub fn f64(&self, name: &str) -> Result<f64> {
-        self.typed(name, "a number", Value::as_f64)
-    }
-
-    pub fn str(&self, name: &str) -> Result<&str> {
-        let value = self.values.get(name);
-        match value.and_then(Value::as_str) {
-            Some(s) => Ok(s),
-            None => Err(DataFusionError::Execution(format!(
-                "argument '{name}' is not a string"
-            ))),
-        }
-    }
-
-    pub fn bool(&self, name: &str) -> Result<bool> {
-        self.typed(name, "a boolean", Value::as_bool)
-    }
-
-    /// A timestamp or date argument; `None` when it was passed as NULL.
-    pub fn timestamp(&self, name: &str) -> Result<Option<chrono::NaiveDateTime>> {
-        match self.values.get(name) {
-            Some(Value::Null) => Ok(None),
-            _ => self
-                .typed(name, "a timestamp", Value::as_timestamp)
-                .map(Some),
-        }
     }
 }
 
@@ -142,7 +93,7 @@ pub struct CachedFunction {
     pub(crate) version: Option<String>,
     pub(crate) namespace: Option<String>,
     pub(crate) timeseries: Option<String>,
-    pub(crate) backend: BackendKind,
+    pub(crate) backend: Option<String>,
     pub(crate) schema: SchemaRef,
     pub(crate) body: Body,
 }
@@ -156,7 +107,7 @@ impl CachedFunction {
             version: None,
             namespace: None,
             timeseries: None,
-            backend: BackendKind::Parquet,
+            backend: None,
             schema: None,
             body: None,
         }
@@ -186,8 +137,10 @@ impl CachedFunction {
         self.timeseries.as_deref()
     }
 
-    pub fn backend(&self) -> BackendKind {
-        self.backend
+    /// The backend the function names, if any; `None` stores with the
+    /// default (Parquet) and reads whatever backend an entry was stored with.
+    pub fn backend(&self) -> Option<&str> {
+        self.backend.as_deref()
     }
 
     pub fn schema(&self) -> &SchemaRef {
@@ -220,7 +173,7 @@ pub struct CachedFunctionBuilder {
     version: Option<String>,
     namespace: Option<String>,
     timeseries: Option<String>,
-    backend: BackendKind,
+    backend: Option<String>,
     schema: Option<SchemaRef>,
     body: Option<Body>,
 }
@@ -272,8 +225,10 @@ impl CachedFunctionBuilder {
         self
     }
 
-    pub fn backend(mut self, backend: BackendKind) -> Self {
-        self.backend = backend;
+    /// Stores entries with the backend called `name` (`parquet`, `arrow`);
+    /// checked when the function is registered.
+    pub fn backend(mut self, name: impl Into<String>) -> Self {
+        self.backend = Some(name.into().to_ascii_lowercase());
         self
     }
 

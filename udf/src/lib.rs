@@ -1,25 +1,46 @@
 //! Cached functions as DataFusion table functions.
 //!
-//! This crate owns what a cached function is ([`function`], defined in Rust
-//! or in SQL by [`sql_function`]), how a call's arguments bind to it,
-//! positional or named ([`binding`], [`planner`]), how the timeseries window
-//! becomes filter pushdown ([`timeseries`]), and the DataFusion pieces that
-//! run a call ([`table_function`], [`exec`]). [`Nuthatch`] puts them in a
-//! session.
+//! This crate owns what a cached function is ([`function`], its arguments
+//! [`args`] and [`value`]s, defined in Rust or in SQL by [`definition`] with
+//! a [`sql_body`]), how a call's arguments bind to it, positional or named
+//! ([`binding`], [`planner`]), how the timeseries window becomes filter
+//! pushdown ([`timeseries`]), and how a call runs: planned ([`call`]) by a
+//! table function ([`table_function`]), executed ([`exec`]) by resolving
+//! the entry or running the body ([`compute`]).
+//!
+//! [`Engine`] holds what sessions share (catalog, functions, runtime);
+//! [`Session`] is one user's DataFusion context with nuthatch installed,
+//! carrying its settings, reports and call stack ([`settings`]).
+//!
+//! Modules depend on each other in one direction: value, args, sql_body,
+//! function, definition, binding, settings, call, compute, exec,
+//! table_function, planner, registry, engine, session.
 
+pub mod args;
 pub mod binding;
+pub mod call;
+pub mod compute;
+pub mod definition;
+pub mod engine;
 pub mod exec;
 pub mod function;
 pub mod planner;
 pub mod registry;
+pub mod script;
 pub mod session;
-pub mod sql_function;
+pub mod settings;
+pub mod sql_body;
 pub mod table_function;
 pub mod timeseries;
 pub mod value;
 
+pub use args::Args;
 pub use binding::{BoundCall, CallOptions};
-pub use function::{Args, Body, CachedFunction, CachedFunctionBuilder, Computed, Param};
-pub use session::{split_statements, Nuthatch};
-pub use table_function::{CachedCall, CachedTableFunction, NuthatchOptions};
+pub use call::Call;
+pub use engine::Engine;
+pub use function::{Body, CachedFunction, CachedFunctionBuilder, Computed, Param};
+pub use script::split_statements;
+pub use session::Session;
+pub use settings::{CallFrame, CallStack, NuthatchOptions};
+pub use table_function::{CachedCall, CachedTableFunction};
 pub use value::{ParamType, Value};

@@ -1,6 +1,11 @@
-//! The cached functions a session knows, by lower-case name.
+//! The cached functions an engine knows, by lower-case name.
+//!
+//! Every session plans against this one registry. A generation number
+//! changes with each definition, so a session can tell cheaply whether its
+//! DataFusion context has the current set of table functions.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::function::CachedFunction;
@@ -8,6 +13,7 @@ use crate::function::CachedFunction;
 #[derive(Debug, Default)]
 pub struct Registry {
     functions: RwLock<BTreeMap<String, Arc<CachedFunction>>>,
+    generation: AtomicU64,
 }
 
 impl Registry {
@@ -29,17 +35,10 @@ impl Registry {
     /// Adds or replaces a function; returns the one it replaced.
     pub fn insert(&self, function: Arc<CachedFunction>) -> Option<Arc<CachedFunction>> {
         let name = function.name().to_ascii_lowercase();
-        self.functions
-            .write()
-            .expect("registry poisoned")
-            .insert(name, function)
-    }
-
-    pub fn remove(&self, name: &str) -> Option<Arc<CachedFunction>> {
-        self.functions
-            .write()
-            .expect("registry poisoned")
-            .remove(&name.to_ascii_lowercase())
+        let mut functions = self.functions.write().expect("registry poisoned");
+        let replaced = functions.insert(name, function);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        replaced
     }
 
     pub fn all(&self) -> Vec<Arc<CachedFunction>> {
@@ -49,5 +48,10 @@ impl Registry {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// Changes whenever a function is added or replaced.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 }

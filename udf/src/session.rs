@@ -1,111 +1,151 @@
-//! [`Nuthatch`]: a DataFusion session with a catalog and cached functions.
+//! [`Session`]: one user's view of an [`Engine`].
 //!
-//! It is the front door for every way in: the `nuthatch` binary, Rust
-//! programs, and (through [`Nuthatch::install`]) a caller's own
-//! `SessionContext`. Its [`Nuthatch::sql`] understands `CREATE CACHED
-//! FUNCTION` on top of everything DataFusion understands.
+//! A session is a DataFusion `SessionContext` with nuthatch installed: the
+//! engine's tier stores and runtime, named arguments, the `nuthatch.`
+//! settings, its own report log, and one table function per cached
+//! function. Settings changed with `SET` and the reports of its calls are
+//! its own; functions, entries and the memory limit are the engine's.
+//! [`Session::sql`] understands `CREATE CACHED FUNCTION` on top of
+//! everything DataFusion understands.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use datafusion::common::{DataFusionError, Result};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::{SessionConfig, SessionContext};
-use nuthatch_catalog::{CallReport, Catalog, Config};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlanBuilder;
+use nuthatch_catalog::{CallReport, ReportLog};
 
+use crate::definition::CreateCachedFunction;
+use crate::engine::Engine;
 use crate::function::CachedFunction;
 use crate::planner::NamedArgumentPlanner;
-use crate::registry::Registry;
-use crate::sql_function::CreateCachedFunction;
-use crate::table_function::{CachedTableFunction, NuthatchOptions};
+use crate::script::split_statements;
+use crate::settings::NuthatchOptions;
+use crate::table_function::CachedTableFunction;
 
-pub struct Nuthatch {
-    catalog: Arc<Catalog>,
-    registry: Arc<Registry>,
+pub struct Session {
+    engine: Engine,
     ctx: SessionContext,
+    reports: Arc<ReportLog>,
+    /// The registry generation whose functions `ctx` has.
+    synced: AtomicU64,
 }
 
-impl Nuthatch {
-    /// A session over the tiers `config` names.
-    pub fn new(config: &Config) -> Result<Nuthatch> {
-        let catalog = Catalog::open(config)?;
-        let ctx = SessionContext::new_with_config(
-            SessionConfig::new().with_option_extension(NuthatchOptions::default()),
-        );
-        let nuthatch = Nuthatch {
-            catalog,
-            registry: Arc::new(Registry::default()),
-            ctx,
-        };
-        nuthatch.install(&nuthatch.ctx)?;
-        Ok(nuthatch)
+impl Engine {
+    /// A new session with default settings.
+    pub fn session(&self) -> Session {
+        let reports = Arc::new(ReportLog::default());
+        let mut config = SessionConfig::new()
+            .with_option_extension(NuthatchOptions::default())
+            .with_extension(Arc::clone(&reports));
+        if let Some(limit) = self.config().memory_limit {
+            // A sort sets this much aside to merge its spill files; the
+            // 10 MiB default alone would exceed a small limit.
+            let reserve = config
+                .options()
+                .execution
+                .sort_spill_reservation_bytes
+                .min(limit / 16);
+            config = config.with_sort_spill_reservation_bytes(reserve);
+        }
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(Arc::clone(self.runtime()))
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        self.prepare_context(&ctx)
+            .expect("a fresh context takes a relation planner");
+        Session::new(self.clone(), ctx, reports)
     }
 
-    /// A session configured from the working directory and environment
-    /// (see [`Config::discover`]).
-    pub fn discover() -> Result<Nuthatch> {
-        Nuthatch::new(&Config::discover()?)
-    }
-
-    pub fn context(&self) -> &SessionContext {
-        &self.ctx
-    }
-
-    pub fn catalog(&self) -> &Arc<Catalog> {
-        &self.catalog
-    }
-
-    /// Makes the catalog and the functions registered so far usable from
-    /// another `SessionContext`: tier stores, named arguments, the
-    /// `nuthatch.` settings and one table function per cached function.
-    pub fn install(&self, ctx: &SessionContext) -> Result<()> {
-        self.catalog.register_stores(ctx.runtime_env().as_ref());
-        ctx.register_relation_planner(Arc::new(NamedArgumentPlanner::new(Arc::clone(
-            &self.registry,
-        ))))?;
+    /// Makes `ctx`, a context of the caller's own, a session of this
+    /// engine: tier stores, named arguments, the `nuthatch.` settings, a
+    /// report log, and the functions registered so far. The returned
+    /// session shares `ctx`; planning through [`Session::sql`] also picks up
+    /// functions registered later.
+    pub fn install(&self, ctx: &SessionContext) -> Result<Session> {
+        self.catalog().register_stores(ctx.runtime_env().as_ref());
+        let reports = Arc::new(ReportLog::default());
         {
             let state = ctx.state_ref();
             let mut state = state.write();
-            let extensions = &mut state.config_mut().options_mut().extensions;
+            let config = state.config_mut();
+            config.set_extension(Arc::clone(&reports));
+            let extensions = &mut config.options_mut().extensions;
             if extensions.get::<NuthatchOptions>().is_none() {
                 extensions.insert(NuthatchOptions::default());
             }
         }
-        for function in self.registry.all() {
-            self.register_in(ctx, function);
+        self.prepare_context(ctx)?;
+        Ok(Session::new(self.clone(), ctx.clone(), reports))
+    }
+
+    fn prepare_context(&self, ctx: &SessionContext) -> Result<()> {
+        ctx.register_relation_planner(Arc::new(NamedArgumentPlanner::new(Arc::clone(
+            self.registry(),
+        ))))
+    }
+}
+
+impl Session {
+    fn new(engine: Engine, ctx: SessionContext, reports: Arc<ReportLog>) -> Session {
+        let session = Session {
+            engine,
+            ctx,
+            reports,
+            synced: AtomicU64::new(u64::MAX),
+        };
+        session.refresh_functions();
+        session
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The DataFusion context, for anything nuthatch does not wrap.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Registers the engine's functions that this session's context does
+    /// not have yet (a cheap check when there are none).
+    pub fn refresh_functions(&self) {
+        let registry = self.engine.registry();
+        let generation = registry.generation();
+        if self.synced.swap(generation, Ordering::AcqRel) == generation {
+            return;
         }
-        Ok(())
+        for function in registry.all() {
+            let table_function =
+                CachedTableFunction::new(Arc::clone(&function), Arc::clone(self.engine.catalog()));
+            self.ctx.register_udtf(function.name(), Arc::new(table_function));
+        }
     }
 
-    /// Adds a cached function, replacing one of the same name.
+    /// Adds a cached function to the engine (so to every session).
     pub fn register(&self, function: CachedFunction) -> Result<()> {
-        let function = Arc::new(function);
-        self.registry.insert(Arc::clone(&function));
-        self.register_in(&self.ctx, function);
+        self.engine.register(function)?;
+        self.refresh_functions();
         Ok(())
-    }
-
-    fn register_in(&self, ctx: &SessionContext, function: Arc<CachedFunction>) {
-        let name = function.name().to_string();
-        ctx.register_udtf(
-            &name,
-            Arc::new(CachedTableFunction::new(
-                function,
-                Arc::clone(&self.catalog),
-            )),
-        );
     }
 
     pub fn function(&self, name: &str) -> Option<Arc<CachedFunction>> {
-        self.registry.get(name)
+        self.engine.function(name)
     }
 
-    /// Plans one SQL statement; `CREATE CACHED FUNCTION` is carried out at
-    /// once and yields an empty result.
+    /// Plans one SQL statement. `CREATE CACHED FUNCTION` is carried out at
+    /// once and yields an empty result (no columns, no rows).
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        self.refresh_functions();
         if let Some(definition) = CreateCachedFunction::parse(sql)? {
             let name = definition.name.clone();
-            if !definition.or_replace && self.registry.contains(&name) {
+            if !definition.or_replace && self.engine.function(&name).is_some() {
                 return Err(DataFusionError::Plan(format!(
                     "cached function {name} already exists; use CREATE OR REPLACE CACHED FUNCTION"
                 )));
@@ -113,7 +153,8 @@ impl Nuthatch {
             let function = definition.build(&self.ctx.state()).await?;
             self.register(function)?;
             tracing::info!(function = name, "defined cached function");
-            return self.ctx.read_empty();
+            let nothing = LogicalPlanBuilder::empty(false).build()?;
+            return Ok(DataFrame::new(self.ctx.state(), nothing));
         }
         self.ctx.sql(sql).await
     }
@@ -121,7 +162,7 @@ impl Nuthatch {
     /// Runs every statement of a script (e.g. a project's definitions file),
     /// collecting nothing; returns how many statements ran.
     pub async fn run_script(&self, text: &str) -> Result<usize> {
-        let statements = split_statements(text);
+        let statements = split_statements(text)?;
         for statement in &statements {
             self.sql(statement).await?.collect().await?;
         }
@@ -141,73 +182,9 @@ impl Nuthatch {
             .map_err(|e| DataFusionError::Plan(format!("{}: {e}", path.display())))
     }
 
-    /// The reports of the calls finished since the last time this was asked.
+    /// The reports of this session's calls finished since the last time
+    /// this was asked, nested calls included.
     pub fn take_reports(&self) -> Vec<CallReport> {
-        self.catalog.reports().drain()
-    }
-}
-
-/// Splits a script into statements at `;`, outside quotes and comments.
-pub fn split_statements(text: &str) -> Vec<String> {
-    let mut statements = Vec::new();
-    let mut current = String::new();
-    let mut chars = text.chars().peekable();
-    let mut quote: Option<char> = None;
-    while let Some(c) = chars.next() {
-        match quote {
-            Some(q) => {
-                current.push(c);
-                if c == q {
-                    quote = None;
-                }
-            }
-            None => match c {
-                '\'' | '"' => {
-                    quote = Some(c);
-                    current.push(c);
-                }
-                '-' if chars.peek() == Some(&'-') => {
-                    for skipped in chars.by_ref() {
-                        if skipped == '\n' {
-                            current.push('\n');
-                            break;
-                        }
-                    }
-                }
-                '/' if chars.peek() == Some(&'*') => {
-                    chars.next();
-                    let mut last = ' ';
-                    for skipped in chars.by_ref() {
-                        if last == '*' && skipped == '/' {
-                            break;
-                        }
-                        last = skipped;
-                    }
-                    current.push(' ');
-                }
-                ';' => {
-                    if !current.trim().is_empty() {
-                        statements.push(current.trim().to_string());
-                    }
-                    current.clear();
-                }
-                _ => current.push(c),
-            },
-        }
-    }
-    if !current.trim().is_empty() {
-        statements.push(current.trim().to_string());
-    }
-    statements
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_statements;
-
-    #[test]
-    fn splits_outside_quotes_and_comments() {
-        let script = "SELECT 'a;b'; -- one; two\nSELECT 2 /* ; */;\n\n";
-        assert_eq!(split_statements(script), vec!["SELECT 'a;b'", "SELECT 2"]);
+        self.reports.drain()
     }
 }

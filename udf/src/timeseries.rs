@@ -12,7 +12,7 @@ use chrono::NaiveDateTime;
 use datafusion::common::{plan_err, Result, ScalarValue};
 use datafusion::logical_expr::{col, lit, Expr};
 
-use crate::function::Args;
+use crate::args::Args;
 use crate::value::Value;
 
 /// The clip window of one call.

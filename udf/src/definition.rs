@@ -1,4 +1,4 @@
-//! Cached functions defined in SQL.
+//! `CREATE CACHED FUNCTION`: cached functions defined in SQL.
 //!
 //! ```sql
 //! CREATE [OR REPLACE] CACHED FUNCTION name(
@@ -9,68 +9,25 @@
 //! AS <query>
 //! ```
 //!
-//! The body refers to parameters as `$param`, anywhere a literal may stand,
-//! window frame bounds included (`ROWS BETWEEN $days - 1 PRECEDING AND
-//! CURRENT ROW`). At each call the placeholders are replaced in the syntax
-//! tree by literal nodes parsed from [`Value::sql_literal`], so an argument
-//! is always one quoted literal and never SQL text. Integer arithmetic in
-//! frame bounds is folded, since DataFusion accepts only literals there.
+//! The body's `$param` placeholders are bound at each call by
+//! [`crate::sql_body`]. Parsing checks that every placeholder names a
+//! parameter; building plans the body once to learn the result schema.
 
 use std::collections::BTreeMap;
-use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::common::{plan_err, DataFusionError, Result, ScalarValue};
 use datafusion::execution::context::SessionState;
-use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::{
-    visit_expressions_mut, BinaryOperator, Expr as SqlExpr, Query, Statement, UnaryOperator,
-    Value as SqlValue, WindowFrameBound, WindowType,
-};
+use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, UnaryOperator, Value as SqlValue};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
-use nuthatch_backends::BackendKind;
 
-use crate::function::{Args, CachedFunction, Param};
+use crate::args::Args;
+use crate::function::{CachedFunction, Param};
+use crate::sql_body::SqlBody;
 use crate::value::{ParamType, Value};
-
-/// A parsed SQL body.
-#[derive(Debug, Clone)]
-pub struct SqlBody {
-    query: Arc<Query>,
-}
-
-impl SqlBody {
-    /// The body as SQL text.
-    pub fn text(&self) -> String {
-        self.query.to_string()
-    }
-
-    /// The body with every `$param` replaced by its argument.
-    pub fn instantiate(&self, args: &Args) -> Result<Query> {
-        let literals: BTreeMap<String, String> = args
-            .iter()
-            .map(|(name, value)| (name.clone(), value.sql_literal()))
-            .collect();
-        substitute(&self.query, &literals)
-    }
-
-    /// Plans the body for `args` in `state`; no data is read.
-    pub async fn plan(
-        &self,
-        state: &SessionState,
-        args: &Args,
-    ) -> Result<datafusion::logical_expr::LogicalPlan> {
-        let query = self.instantiate(args)?;
-        state
-            .statement_to_plan(DFStatement::Statement(Box::new(Statement::Query(
-                Box::new(query),
-            ))))
-            .await
-    }
-}
 
 /// A parsed `CREATE CACHED FUNCTION` statement.
 #[derive(Debug, Clone)]
@@ -82,7 +39,9 @@ pub struct CreateCachedFunction {
     pub version: Option<String>,
     pub namespace: Option<String>,
     pub timeseries: Option<String>,
-    pub backend: BackendKind,
+    /// The backend named in `WITH (backend = ...)`; checked when the
+    /// function is registered, against the engine's backends.
+    pub backend: Option<String>,
     pub body: SqlBody,
 }
 
@@ -149,10 +108,8 @@ impl CreateCachedFunction {
             version: None,
             namespace: None,
             timeseries: None,
-            backend: BackendKind::Parquet,
-            body: SqlBody {
-                query: Arc::new(Query::clone(&*empty_query()?)),
-            },
+            backend: None,
+            body: SqlBody::new(*empty_query()?),
         };
         if parser.parse_keyword(Keyword::WITH) {
             parser.expect_token(&Token::LParen)?;
@@ -190,17 +147,15 @@ impl CreateCachedFunction {
                 parser.peek_token().token
             );
         }
-        let placeholders = placeholders(&query);
-        for placeholder in placeholders {
+        let body = SqlBody::new(*query);
+        for placeholder in body.placeholders() {
             if !definition.params.iter().any(|p| p.name == placeholder) {
                 return plan_err!(
                     "{name}: the body uses ${placeholder}, which is not a parameter of the function"
                 );
             }
         }
-        definition.body = SqlBody {
-            query: Arc::new(*query),
-        };
+        definition.body = body;
         Ok(Some(definition))
     }
 
@@ -223,15 +178,7 @@ impl CreateCachedFunction {
             "version" => self.version = Some(single(&values)?),
             "namespace" => self.namespace = Some(single(&values)?),
             "timeseries" => self.timeseries = Some(single(&values)?),
-            "backend" => {
-                let name = single(&values)?;
-                self.backend = BackendKind::parse(&name).ok_or_else(|| {
-                    DataFusionError::Plan(format!(
-                        "{}: unknown backend '{name}'; available: parquet",
-                        self.name
-                    ))
-                })?;
-            }
+            "backend" => self.backend = Some(single(&values)?.to_ascii_lowercase()),
             other => {
                 return plan_err!(
                     "{}: unknown option '{other}'; options are cache_args, version, namespace, \
@@ -273,7 +220,10 @@ impl CreateCachedFunction {
                 None => builder.param(param.name, param.ty),
             };
         }
-        builder = builder.cache_args(self.cache_args).backend(self.backend);
+        builder = builder.cache_args(self.cache_args);
+        if let Some(backend) = self.backend {
+            builder = builder.backend(backend);
+        }
         if let Some(version) = self.version {
             builder = builder.version(version);
         }
@@ -291,7 +241,7 @@ fn is_word(token: &Token, word: &str) -> bool {
     matches!(token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
 }
 
-fn empty_query() -> Result<Box<Query>> {
+fn empty_query() -> Result<Box<datafusion::sql::sqlparser::ast::Query>> {
     Ok(Parser::new(&GenericDialect {})
         .try_with_sql("SELECT 1")?
         .parse_query()?)
@@ -346,98 +296,6 @@ fn literal_scalar(expr: &SqlExpr) -> Option<ScalarValue> {
             ScalarValue::Float64(Some(f)) => Some(ScalarValue::Float64(Some(-f))),
             _ => None,
         },
-        _ => None,
-    }
-}
-
-/// The parameter names a query refers to as `$name`.
-fn placeholders(query: &Query) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut copy = query.clone();
-    let _ = visit_expressions_mut(&mut copy, |expr| {
-        if let SqlExpr::Value(v) = expr {
-            if let SqlValue::Placeholder(p) = &v.value {
-                names.push(p.trim_start_matches('$').to_ascii_lowercase());
-            }
-        }
-        ControlFlow::<()>::Continue(())
-    });
-    names
-}
-
-fn substitute(query: &Query, literals: &BTreeMap<String, String>) -> Result<Query> {
-    let mut query = query.clone();
-    let dialect = GenericDialect {};
-    let flow = visit_expressions_mut(&mut query, |expr| {
-        if let SqlExpr::Value(v) = expr {
-            if let SqlValue::Placeholder(p) = &v.value {
-                let name = p.trim_start_matches('$').to_ascii_lowercase();
-                let Some(literal) = literals.get(&name) else {
-                    return ControlFlow::Break(format!("${name} is not a parameter"));
-                };
-                match Parser::new(&dialect)
-                    .try_with_sql(literal)
-                    .and_then(|mut p| p.parse_expr())
-                {
-                    Ok(parsed) => *expr = parsed,
-                    Err(e) => return ControlFlow::Break(e.to_string()),
-                }
-            }
-        }
-        if let SqlExpr::Function(function) = expr {
-            if let Some(WindowType::WindowSpec(spec)) = &mut function.over {
-                if let Some(frame) = &mut spec.window_frame {
-                    fold_bound(&mut frame.start_bound);
-                    if let Some(end) = &mut frame.end_bound {
-                        fold_bound(end);
-                    }
-                }
-            }
-        }
-        ControlFlow::Continue(())
-    });
-    if let ControlFlow::Break(reason) = flow {
-        return plan_err!("cannot bind the function body: {reason}");
-    }
-    Ok(query)
-}
-
-fn fold_bound(bound: &mut WindowFrameBound) {
-    if let WindowFrameBound::Preceding(Some(expr)) | WindowFrameBound::Following(Some(expr)) = bound
-    {
-        if let Some(n) = fold_integer(expr) {
-            let text = n.max(0).to_string();
-            if let Ok(parsed) = Parser::new(&GenericDialect {})
-                .try_with_sql(&text)
-                .and_then(|mut p| p.parse_expr())
-            {
-                **expr = parsed;
-            }
-        }
-    }
-}
-
-fn fold_integer(expr: &SqlExpr) -> Option<i64> {
-    match expr {
-        SqlExpr::Value(v) => match &v.value {
-            SqlValue::Number(n, _) => n.parse().ok(),
-            _ => None,
-        },
-        SqlExpr::Nested(inner) => fold_integer(inner),
-        SqlExpr::UnaryOp {
-            op: UnaryOperator::Minus,
-            expr,
-        } => fold_integer(expr).map(|n| -n),
-        SqlExpr::BinaryOp { left, op, right } => {
-            let (l, r) = (fold_integer(left)?, fold_integer(right)?);
-            match op {
-                BinaryOperator::Plus => l.checked_add(r),
-                BinaryOperator::Minus => l.checked_sub(r),
-                BinaryOperator::Multiply => l.checked_mul(r),
-                BinaryOperator::Divide if r != 0 => Some(l / r),
-                _ => None,
-            }
-        }
         _ => None,
     }
 }

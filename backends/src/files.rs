@@ -1,0 +1,320 @@
+//! What the file formats share: finding an entry's files, reading them as a
+//! DataFusion scan split into byte ranges, and uploading a new file so that
+//! it appears whole or not at all.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use bytes::Bytes;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::{DFSchema, DataFusionError, Result};
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, FileSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchReceiverStream;
+use datafusion::physical_plan::{ExecutionPlan, PhysicalExpr};
+use futures::{StreamExt, TryStreamExt};
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+use tokio::io::AsyncWriteExt;
+
+use crate::Location;
+
+/// Finds the files of the entry at `path`: the object itself, or the part
+/// files ending in `.<extension>` under it when it is a directory (what dask
+/// writes). `None` when nothing is there.
+pub async fn locate(
+    store: &dyn ObjectStore,
+    path: &Path,
+    extension: &str,
+) -> Result<Option<Vec<ObjectMeta>>> {
+    match store.head(path).await {
+        // Report the location as asked: some stores behind a PrefixStore
+        // answer with the full, unprefixed key, which the scan would then
+        // prefix a second time.
+        Ok(meta) => {
+            return Ok(Some(vec![ObjectMeta {
+                location: path.clone(),
+                ..meta
+            }]))
+        }
+        Err(object_store::Error::NotFound { .. }) => {}
+        // A local directory answers `head` with an error of its own; fall
+        // through to the listing, which tells a directory from nothing.
+        Err(_) => {}
+    }
+    let suffix = format!(".{extension}");
+    let mut parts: Vec<ObjectMeta> = store
+        .list(Some(path))
+        .try_filter(|meta| {
+            let name = meta.location.filename().unwrap_or_default();
+            futures::future::ready(name.ends_with(&suffix) && !name.starts_with('_'))
+        })
+        .try_collect()
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    if parts.is_empty() {
+        return Ok(None);
+    }
+    parts.sort_by(|a, b| a.location.cmp(&b.location));
+    Ok(Some(parts))
+}
+
+/// Removes an entry's data, a file or a directory of parts.
+pub async fn delete(at: &Location) -> Result<()> {
+    match at.store.delete(&at.path).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+        Err(_) => {
+            // A directory: remove its parts.
+            let parts: Vec<ObjectMeta> = at
+                .store
+                .list(Some(&at.path))
+                .try_collect()
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            for part in parts {
+                match at.store.delete(&part.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(DataFusionError::External(Box::new(e))),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How a file format turns into a DataFusion file source.
+pub trait FileFormatSource: fmt::Debug + Send + Sync + 'static {
+    /// A source reading files as `schema`, pruning with `predicate` if the
+    /// format can.
+    fn source(
+        &self,
+        session: &dyn Session,
+        schema: SchemaRef,
+        predicate: Option<Arc<dyn PhysicalExpr>>,
+    ) -> Arc<dyn FileSource>;
+
+    /// Can the format use a predicate to skip data?
+    fn prunes(&self) -> bool;
+}
+
+/// A stored entry made of files, as a table.
+///
+/// The scan is built over the files this provider was opened with, rather
+/// than through a `ListingTable`, so that no listing cache can serve a stale
+/// file size after an entry is overwritten.
+#[derive(Debug)]
+pub struct FileEntry<F> {
+    format: F,
+    store_url: datafusion::datasource::object_store::ObjectStoreUrl,
+    files: Vec<ObjectMeta>,
+    schema: SchemaRef,
+}
+
+impl<F: FileFormatSource> FileEntry<F> {
+    pub fn new(format: F, at: &Location, files: Vec<ObjectMeta>, schema: SchemaRef) -> Self {
+        FileEntry {
+            format,
+            store_url: at.store_url.clone(),
+            files,
+            schema,
+        }
+    }
+
+    pub fn files(&self) -> &[ObjectMeta] {
+        &self.files
+    }
+}
+
+#[async_trait]
+impl<F: FileFormatSource> TableProvider for FileEntry<F> {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        let support = if self.format.prunes() {
+            TableProviderFilterPushDown::Inexact
+        } else {
+            TableProviderFilterPushDown::Unsupported
+        };
+        Ok(vec![support; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        session: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let predicate = match conjunction(filters.iter().cloned()) {
+            Some(expr) if self.format.prunes() => Some(
+                session.create_physical_expr(expr, &DFSchema::try_from(self.schema.clone())?)?,
+            ),
+            _ => None,
+        };
+        let source = self
+            .format
+            .source(session, Arc::clone(&self.schema), predicate);
+        let partitions = session.config().target_partitions().max(1);
+        let config = FileScanConfigBuilder::new(self.store_url.clone(), source)
+            .with_file_groups(split_into_groups(&self.files, partitions))
+            .with_projection_indices(projection.cloned())?
+            .with_limit(limit)
+            .build();
+        Ok(DataSourceExec::from_data_source(config))
+    }
+}
+
+/// Splits the files into exactly `partitions` groups of byte ranges of about
+/// equal size, so the scan has as many partitions as the plan above it
+/// expects. Parquet and Arrow IPC readers assign each block to the range
+/// holding its start or middle, so ranges never read a block twice.
+pub fn split_into_groups(files: &[ObjectMeta], partitions: usize) -> Vec<FileGroup> {
+    let total: u64 = files.iter().map(|f| f.size).sum();
+    let per_group = total.div_ceil(partitions as u64).max(1);
+    let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); partitions];
+    let mut group = 0;
+    let mut room = per_group;
+    for file in files {
+        let mut start = 0;
+        while start < file.size {
+            let end = (start + room).min(file.size);
+            groups[group].push(
+                PartitionedFile::new(file.location.to_string(), file.size)
+                    .with_range(start as i64, end as i64),
+            );
+            room -= end - start;
+            start = end;
+            if room == 0 && group + 1 < partitions {
+                group += 1;
+                room = per_group;
+            } else if room == 0 {
+                room = u64::MAX;
+            }
+        }
+    }
+    groups.into_iter().map(FileGroup::new).collect()
+}
+
+/// Polls `data` on a task of its own, a couple of batches ahead, so that
+/// whatever computes the stream and whatever encodes it run on different
+/// cores. Dropping the returned stream stops the task.
+pub fn prefetch(mut data: SendableRecordBatchStream) -> SendableRecordBatchStream {
+    let mut builder = RecordBatchReceiverStream::builder(data.schema(), 2);
+    let tx = builder.tx();
+    builder.spawn(async move {
+        while let Some(batch) = data.next().await {
+            if tx.send(batch).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
+    });
+    builder.build()
+}
+
+/// Bytes handed to the store in one piece; also the size of a multipart
+/// upload's parts.
+pub const UPLOAD_CHUNK: usize = 10 * 1024 * 1024;
+
+/// One new object being uploaded. Small objects go up in a single put,
+/// larger ones as a multipart upload; a local folder stages the file under
+/// a temporary name and renames it into place. Either way the object
+/// appears when [`Upload::finish`] returns, and [`Upload::abort`] (or an
+/// error) leaves nothing visible.
+pub struct Upload {
+    writer: BufWriter,
+    path: Path,
+    bytes: u64,
+}
+
+impl Upload {
+    pub fn new(at: &Location) -> Upload {
+        Upload {
+            writer: BufWriter::with_capacity(Arc::clone(&at.store), at.path.clone(), UPLOAD_CHUNK),
+            path: at.path.clone(),
+            bytes: 0,
+        }
+    }
+
+    pub async fn put(&mut self, bytes: Bytes) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.bytes += bytes.len() as u64;
+        tracing::debug!(path = %self.path, bytes = self.bytes, "uploading");
+        self.writer
+            .put(bytes)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))
+    }
+
+    /// Completes the upload; returns the bytes stored.
+    pub async fn finish(mut self) -> Result<u64> {
+        self.writer.shutdown().await.map_err(|e| {
+            DataFusionError::Execution(format!("completing the upload of {}: {e}", self.path))
+        })?;
+        Ok(self.bytes)
+    }
+
+    /// Abandons the upload; nothing becomes visible.
+    pub async fn abort(mut self) {
+        if let Err(e) = self.writer.abort().await {
+            tracing::warn!(path = %self.path, "aborting an upload failed: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(name: &str, size: u64) -> ObjectMeta {
+        ObjectMeta {
+            location: Path::from(name),
+            last_modified: Default::default(),
+            size,
+            e_tag: None,
+            version: None,
+        }
+    }
+
+    #[test]
+    fn ranges_cover_every_byte_once_in_the_requested_number_of_groups() {
+        let files = vec![meta("a.parquet", 1000), meta("b.parquet", 10)];
+        let groups = split_into_groups(&files, 3);
+        assert_eq!(groups.len(), 3);
+        let mut covered: Vec<(String, i64, i64)> = groups
+            .iter()
+            .flat_map(|g| g.files().iter())
+            .map(|f| {
+                let range = f.range.as_ref().unwrap();
+                (f.object_meta.location.to_string(), range.start, range.end)
+            })
+            .collect();
+        covered.sort();
+        let bytes = |name: &str| -> i64 {
+            covered
+                .iter()
+                .filter(|c| c.0 == name)
+                .map(|c| c.2 - c.1)
+                .sum()
+        };
+        assert_eq!((bytes("a.parquet"), bytes("b.parquet")), (1000, 10));
+    }
+}

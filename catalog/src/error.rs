@@ -1,0 +1,174 @@
+//! The catalog's errors, one enum, so that callers can tell what went wrong
+//! by matching rather than by reading text: a later tier policy skips an
+//! unreachable mirror but stops on corrupt metadata.
+//!
+//! Every message says what to do about it. At the DataFusion boundary an
+//! [`Error`] becomes `DataFusionError::External`, from which
+//! [`Error::find`] gets it back (front ends print it without DataFusion's
+//! prefix). No variant carries credentials: tier locations are redacted
+//! when the tier is opened.
+
+use datafusion::common::DataFusionError;
+
+use crate::key::KeyError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A tier's store could not be opened or answered with an error other
+    /// than "not found".
+    #[error(
+        "the {tier} tier at {location} is unreachable: {detail}. Point it at a folder or \
+         object-store URL you can reach (filesystem in nuthatch.toml, or \
+         NUTHATCH_{env}_FILESYSTEM)"
+    )]
+    TierUnreachable {
+        tier: String,
+        env: String,
+        location: String,
+        detail: String,
+    },
+
+    /// A metadata file that cannot be decoded.
+    #[error(
+        "the metadata of entry {key} at {location}/{path} is corrupt ({reason}); delete that \
+         file, or recompute the entry with cache_mode => 'overwrite', recompute => true"
+    )]
+    CorruptMetadata {
+        key: String,
+        location: String,
+        path: String,
+        reason: String,
+    },
+
+    /// A write was asked of a tier configured read-only.
+    #[error(
+        "the {tier} tier at {location} is read-only, so entry {key} cannot be stored; call with \
+         cache_mode => 'read_only' or 'off', or configure a writable {tier}"
+    )]
+    ReadOnlyTier {
+        tier: String,
+        location: String,
+        key: String,
+    },
+
+    /// The store refused a write.
+    #[error(
+        "cannot write {what} to the {tier} tier at {location}: {detail}. Nothing was stored; \
+         make the {tier} writable, or call with cache_mode => 'read_only'"
+    )]
+    Unwritable {
+        tier: String,
+        location: String,
+        what: String,
+        detail: String,
+    },
+
+    /// Arguments that cannot make a key.
+    #[error("{function}: {source}")]
+    BadKey {
+        function: String,
+        #[source]
+        source: KeyError,
+    },
+
+    /// The function body (or its result stream) failed.
+    #[error("computing {key} failed, nothing was stored: {source}")]
+    ComputeFailed {
+        key: String,
+        #[source]
+        source: DataFusionError,
+    },
+
+    /// A storage format failed to read or write an entry.
+    #[error("the {backend} backend failed on entry {key} on the {tier} tier at {location}: {source}")]
+    Backend {
+        backend: String,
+        key: String,
+        tier: String,
+        location: String,
+        #[source]
+        source: DataFusionError,
+    },
+
+    /// A valid entry in a format this build cannot read.
+    #[error(
+        "entry {key} on the {tier} tier was stored by Python {how}, which nuthatch cannot read; \
+         recompute it here with recompute => true (it is then stored with the {instead} backend)"
+    )]
+    UnreadableBackend {
+        key: String,
+        tier: String,
+        backend: String,
+        how: String,
+        instead: String,
+    },
+
+    /// A strict mode found nothing to read.
+    #[error(
+        "{function}: no cache entry {key} on the {tiers}, and cache_mode '{mode}' does not \
+         compute; call with cache_mode => 'write' to compute it"
+    )]
+    StrictMiss {
+        function: String,
+        key: String,
+        tiers: String,
+        mode: String,
+    },
+
+    /// A cached call that would wait for itself.
+    #[error(
+        "recursive cached call: {cycle}. A cached function cannot call itself with the same \
+         cache key, directly or through other functions; change the arguments of the inner \
+         call or remove it from the body"
+    )]
+    Recursion { cycle: String },
+
+    /// Nested calls deeper than any sensible pipeline.
+    #[error(
+        "cached calls nest {depth} deep ({chain} ...); a body that keeps calling cached \
+         functions never ends, check it for a missing base case"
+    )]
+    TooDeep { depth: usize, chain: String },
+
+    /// A configuration that cannot be used.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl Error {
+    /// The catalog error inside a DataFusion error, however deeply it was
+    /// wrapped on its way through plans and streams.
+    pub fn find(error: &DataFusionError) -> Option<&Error> {
+        let mut current: &dyn std::error::Error = error;
+        loop {
+            if let Some(found) = current.downcast_ref::<Error>() {
+                return Some(found);
+            }
+            if let Some(DataFusionError::External(inner)) = current.downcast_ref::<DataFusionError>()
+            {
+                if let Some(found) = inner.downcast_ref::<Error>() {
+                    return Some(found);
+                }
+            }
+            if let Some(DataFusionError::Shared(inner)) = current.downcast_ref::<DataFusionError>() {
+                current = inner.as_ref();
+                continue;
+            }
+            if let Some(DataFusionError::Context(_, inner)) =
+                current.downcast_ref::<DataFusionError>()
+            {
+                current = inner.as_ref();
+                continue;
+            }
+            current = current.source()?;
+        }
+    }
+}
+
+impl From<Error> for DataFusionError {
+    fn from(error: Error) -> Self {
+        DataFusionError::External(Box::new(error))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

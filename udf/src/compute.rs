@@ -1,0 +1,146 @@
+//! Running a function body.
+//!
+//! The body runs in a child session: the caller's session with this call
+//! pushed on its [`CallStack`], sharing its settings, report log and
+//! runtime (so its memory limit). Calls of other cached functions from the
+//! body are planned there and know their caller.
+//!
+//! Whatever the body returns becomes one [`DataFrame`] in the declared
+//! schema (columns picked by name and cast), never collected: the caller
+//! streams it into a backend or straight into the query.
+
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+use arrow::compute::cast;
+use arrow::datatypes::{Schema, SchemaRef};
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::common::{DataFusionError, Result};
+use datafusion::dataframe::DataFrame;
+use datafusion::datasource::MemTable;
+use datafusion::execution::context::{SessionContext, SessionState};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{cast as cast_expr, col};
+use datafusion::physical_plan::streaming::PartitionStream;
+
+use crate::call::Call;
+use crate::function::{Body, CachedFunction, Computed};
+
+/// The session a body of `call` runs in.
+pub fn child_session(call: &Call, parent: &SessionState) -> SessionContext {
+    let mut state = parent.clone();
+    state
+        .config_mut()
+        .set_extension(Arc::new(call.stack.push(call.frame())));
+    SessionContext::new_with_state(state)
+}
+
+/// Runs the body of `call` and returns its result, unexecuted, in the
+/// function's declared schema.
+pub async fn body_frame(call: &Call, parent: &SessionState) -> Result<DataFrame> {
+    let function = &call.function;
+    let ctx = child_session(call, parent);
+    let computed = match function.body() {
+        Body::Rust(body) => body(ctx.clone(), call.args.clone()).await?,
+        Body::Sql(body) => Computed::Frame(DataFrame::new(
+            ctx.state(),
+            body.plan(&ctx.state(), &call.args).await?,
+        )),
+    };
+    let schema = function.schema();
+    match computed {
+        Computed::Frame(frame) => conform(function, frame),
+        Computed::Batches(batches) => {
+            let batches = batches
+                .into_iter()
+                .map(|batch| conform_batch(function, &batch))
+                .collect::<Result<Vec<_>>>()?;
+            let table = MemTable::try_new(Arc::clone(schema), vec![batches])?;
+            ctx.read_table(Arc::new(table))
+        }
+        Computed::Stream(stream) => {
+            let partition = OnceStream {
+                schema: stream.schema(),
+                stream: Mutex::new(Some(stream)),
+            };
+            let table = StreamingTable::try_new(partition.schema.clone(), vec![Arc::new(partition)])?;
+            conform(function, ctx.read_table(Arc::new(table))?)
+        }
+    }
+}
+
+fn missing(function: &CachedFunction, have: &Schema, want: &str) -> DataFusionError {
+    let names: Vec<&str> = have.fields().iter().map(|f| f.name().as_str()).collect();
+    DataFusionError::Execution(format!(
+        "the body of {} returned no column '{want}'; it returned {}",
+        function.name(),
+        names.join(", ")
+    ))
+}
+
+/// The frame's columns in the declared order and types: a body may return
+/// columns in any order and of castable types; what is stored is always
+/// the declared schema.
+fn conform(function: &CachedFunction, frame: DataFrame) -> Result<DataFrame> {
+    let mut columns = Vec::new();
+    for field in function.schema().fields() {
+        if frame
+            .schema()
+            .as_arrow()
+            .field_with_name(field.name())
+            .is_err()
+        {
+            return Err(missing(function, frame.schema().as_arrow(), field.name()));
+        }
+        let column = col(datafusion::common::Column::new_unqualified(field.name()));
+        columns.push(cast_expr(column, field.data_type().clone()).alias(field.name()));
+    }
+    frame.select(columns)
+}
+
+fn conform_batch(function: &CachedFunction, batch: &RecordBatch) -> Result<RecordBatch> {
+    let schema: &SchemaRef = function.schema();
+    let mut columns = Vec::new();
+    for field in schema.fields() {
+        let column = batch
+            .column_by_name(field.name())
+            .ok_or_else(|| missing(function, &batch.schema(), field.name()))?;
+        columns.push(cast(column, field.data_type())?);
+    }
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
+/// A stream a body returned, as a one-partition table that can be read once.
+struct OnceStream {
+    schema: SchemaRef,
+    stream: Mutex<Option<SendableRecordBatchStream>>,
+}
+
+impl std::fmt::Debug for OnceStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnceStream")
+    }
+}
+
+impl PartitionStream for OnceStream {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        match self.stream.lock().expect("stream slot poisoned").take() {
+            Some(stream) => stream,
+            None => {
+                let error = DataFusionError::Execution(
+                    "a stream returned by a compute body can be read only once".into(),
+                );
+                Box::pin(
+                    datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                        Arc::clone(&self.schema),
+                        futures::stream::once(async move { Err(error) }),
+                    ),
+                )
+            }
+        }
+    }
+}

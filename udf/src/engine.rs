@@ -1,0 +1,113 @@
+//! [`Engine`]: what every session of a process shares.
+//!
+//! An engine holds the catalog (tiers, backends, the in-flight computes),
+//! the registry of cached functions and one DataFusion runtime, whose
+//! memory pool enforces the configured memory limit across all sessions
+//! and whose disk manager gives sorts somewhere to spill. It is cheap to
+//! clone and hands out [`crate::Session`]s: one for a REPL, one per client
+//! for a server, or one wrapped around an embedding program's own context.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use datafusion::common::Result;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use nuthatch_catalog::{Catalog, Config};
+
+use crate::function::CachedFunction;
+use crate::registry::Registry;
+
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    config: Config,
+    catalog: Arc<Catalog>,
+    registry: Arc<Registry>,
+    runtime: Arc<RuntimeEnv>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("root", &self.inner.catalog.root().url())
+            .field("functions", &self.inner.registry.all().len())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// An engine over the tiers `config` names, with its memory limit.
+    pub fn new(config: &Config) -> Result<Engine> {
+        let catalog = Catalog::open(config)?;
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(limit) = config.memory_limit {
+            // A fair pool shares the limit among the operators that can
+            // spill (a compute's sort, its window aggregates) instead of
+            // letting the first one take it all; the tracking wrapper names
+            // the biggest consumers when the limit is hit.
+            let pool = TrackConsumersPool::new(
+                FairSpillPool::new(limit),
+                NonZeroUsize::new(5).expect("non-zero"),
+            );
+            runtime = runtime.with_memory_pool(Arc::new(pool));
+        }
+        let runtime = runtime.build_arc()?;
+        catalog.register_stores(&runtime);
+        Ok(Engine {
+            inner: Arc::new(EngineInner {
+                config: config.clone(),
+                catalog,
+                registry: Arc::default(),
+                runtime,
+            }),
+        })
+    }
+
+    /// An engine configured from the working directory and environment
+    /// (see [`Config::discover`]).
+    pub fn discover() -> Result<Engine> {
+        Engine::new(&Config::discover()?)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.inner.catalog
+    }
+
+    /// The DataFusion runtime every session of this engine runs in.
+    pub fn runtime(&self) -> &Arc<RuntimeEnv> {
+        &self.inner.runtime
+    }
+
+    pub(crate) fn registry(&self) -> &Arc<Registry> {
+        &self.inner.registry
+    }
+
+    /// Adds a cached function, replacing one of the same name, for every
+    /// session of this engine.
+    pub fn register(&self, function: CachedFunction) -> Result<()> {
+        if let Some(backend) = function.backend() {
+            self.catalog().backend(backend).map_err(|e| {
+                datafusion::common::DataFusionError::Plan(format!("{}: {e}", function.name()))
+            })?;
+        }
+        tracing::debug!(function = function.name(), "registered cached function");
+        self.inner.registry.insert(Arc::new(function));
+        Ok(())
+    }
+
+    pub fn function(&self, name: &str) -> Option<Arc<CachedFunction>> {
+        self.inner.registry.get(name)
+    }
+
+    pub fn functions(&self) -> Vec<Arc<CachedFunction>> {
+        self.inner.registry.all()
+    }
+}

@@ -1,0 +1,121 @@
+//! What a session carries in its DataFusion `SessionConfig`.
+//!
+//! - [`NuthatchOptions`]: the `nuthatch.` settings (`SET nuthatch.cache_mode
+//!   = 'overwrite'`), a config extension, so they are per session.
+//! - A [`ReportLog`]: the reports of this session's calls, nested ones
+//!   included.
+//! - A [`CallStack`]: the cached calls whose bodies are running in this
+//!   (child) session, outermost first. A body runs in a child session whose
+//!   stack has one more frame, which is how a call learns who called it and
+//!   how a cycle is refused before it can wait for itself.
+//!
+//! Keeping these on the config, rather than on shared objects, is what lets
+//! one engine serve many sessions at once.
+
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::common::config::ConfigExtension;
+use datafusion::common::extensions_options;
+use datafusion::execution::context::SessionConfig;
+use nuthatch_catalog::{CacheKey, CacheMode, Error, ReportLog};
+
+extensions_options! {
+    /// Session settings under `nuthatch.`, e.g. `SET nuthatch.cache_mode = 'overwrite'`.
+    pub struct NuthatchOptions {
+        /// Cache mode of calls that do not pass `cache_mode => ...`.
+        pub cache_mode: CacheMode, default = CacheMode::Write
+    }
+}
+
+impl ConfigExtension for NuthatchOptions {
+    const PREFIX: &'static str = "nuthatch";
+}
+
+/// Deeper nesting than this is taken for runaway recursion.
+pub const MAX_DEPTH: usize = 64;
+
+/// One cached call whose body is running.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallFrame {
+    pub function: String,
+    pub key: CacheKey,
+    pub namespace: Option<String>,
+    /// The call's own options, for nested calls to inherit.
+    pub mode: CacheMode,
+    pub recompute: bool,
+}
+
+impl CallFrame {
+    fn same_entry(&self, other: &CallFrame) -> bool {
+        self.key == other.key && self.namespace == other.namespace
+    }
+}
+
+impl fmt::Display for CallFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key.display())?;
+        if let Some(ns) = &self.namespace {
+            write!(f, " (namespace {ns})")?;
+        }
+        Ok(())
+    }
+}
+
+/// The cached calls being computed, outermost first.
+#[derive(Debug, Clone, Default)]
+pub struct CallStack {
+    frames: Vec<CallFrame>,
+}
+
+impl CallStack {
+    /// The stack of the session `config` belongs to.
+    pub fn of(config: &SessionConfig) -> Arc<CallStack> {
+        config.get_extension::<CallStack>().unwrap_or_default()
+    }
+
+    pub fn frames(&self) -> &[CallFrame] {
+        &self.frames
+    }
+
+    /// The innermost running call: the caller of a call planned now.
+    pub fn caller(&self) -> Option<&CallFrame> {
+        self.frames.last()
+    }
+
+    /// Refuses a call that would compute an entry already being computed
+    /// further out (it would wait for itself), or that nests too deep.
+    pub fn check(&self, call: &CallFrame) -> Result<(), Error> {
+        if let Some(first) = self.frames.iter().position(|f| f.same_entry(call)) {
+            let cycle: Vec<String> = self.frames[first..]
+                .iter()
+                .chain(std::iter::once(call))
+                .map(|f| f.to_string())
+                .collect();
+            return Err(Error::Recursion {
+                cycle: cycle.join(" -> "),
+            });
+        }
+        if self.frames.len() >= MAX_DEPTH {
+            let chain: Vec<String> = self.frames.iter().take(4).map(|f| f.to_string()).collect();
+            return Err(Error::TooDeep {
+                depth: self.frames.len() + 1,
+                chain: chain.join(" -> "),
+            });
+        }
+        Ok(())
+    }
+
+    /// The stack of a body run for `call`.
+    pub fn push(&self, call: CallFrame) -> CallStack {
+        let mut frames = self.frames.clone();
+        frames.push(call);
+        CallStack { frames }
+    }
+}
+
+/// The report log of the session `config` belongs to; a context that was
+/// never made a nuthatch session gets a log of its own that nobody reads.
+pub fn reports_of(config: &SessionConfig) -> Arc<ReportLog> {
+    config.get_extension::<ReportLog>().unwrap_or_default()
+}
