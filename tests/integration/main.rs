@@ -3,7 +3,9 @@
 
 mod support;
 
+mod backends;
 mod compat;
+mod engine;
 mod errors;
 mod pushdown;
 mod python;

@@ -173,3 +173,33 @@ async fn entries_written_here_are_hits_for_python_nuthatch() {
         48
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Python nuthatch: run bash scripts/test"]
+async fn an_entry_python_pickled_is_reported_with_the_fix_not_missed() {
+    let f = Fixture::new();
+    python(&["write-basic", &f.root().display().to_string()]);
+    assert!(
+        f.root().join("counts/3.pkl").is_file(),
+        "Python stored a pickle: {:?}",
+        f.files()
+    );
+    f.query(
+        "CREATE CACHED FUNCTION counts(n BIGINT) WITH (cache_args = (n), version = '1') \
+         AS SELECT value FROM generate_series(0, $n - 1)",
+    )
+    .await
+    .unwrap();
+    let error = f.error("SELECT * FROM counts(3)").await;
+    assert!(
+        error.contains("entry counts/n_3 on the root tier was stored by Python as a pickle"),
+        "{error}"
+    );
+    assert!(error.contains("recompute => true"), "{error}");
+    // The fix it names works, and leaves Python's entry alone.
+    assert_eq!(f.int("SELECT count(*) FROM counts(3, recompute => true)").await, 3);
+    assert_outcome(&f.report(), Outcome::Computed);
+    assert_eq!(f.int("SELECT count(*) FROM counts(3)").await, 3);
+    assert_outcome(&f.report(), Outcome::Hit);
+    assert!(f.root().join("counts/3.pkl").is_file());
+}

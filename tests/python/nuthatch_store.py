@@ -5,6 +5,10 @@
         (nuthatch's parquet default, a directory of part files), a pandas frame
         with backend='parquet' (a single file), and a namespaced dask frame.
 
+    python nuthatch_store.py write-basic ROOT
+        Caches `counts(3)`, whose result is a Python list, so nuthatch
+        stores it with its basic backend: a pickle.
+
     python nuthatch_store.py read ROOT STATION SCALE START END [NAMESPACE]
         Reads one `series` entry in read_only_strict mode, so a missing or
         invalid entry fails instead of computing; prints `result COUNT SUM`.
@@ -61,6 +65,18 @@ def main():
         # nuthatch's pandas parquet write does not create the key's directory;
         # the dask entry above already did.
         define_series("pandas")(None, None, station="east", scale=2.0)
+        return
+    if command == "write-basic":
+        from nuthatch import cache
+
+        @cache(cache_args=["n"], version="1")
+        def counts(n):
+            return list(range(n))
+
+        # Like its pandas parquet path, the basic backend opens the pickle
+        # without creating the key's directory on a fresh local root.
+        os.makedirs(os.path.join(root, "counts"), exist_ok=True)
+        counts(3)
         return
     if command == "read":
         station, scale, start, end = sys.argv[3:7]
