@@ -233,3 +233,161 @@ fn a_compute_killed_midway_leaves_no_entry() {
         stderr(&again)
     );
 }
+
+#[test]
+fn definitions_run_from_a_file_print_no_empty_table() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("functions.sql"), FUNCTIONS).unwrap();
+    let output = nuthatch(dir.path(), &["-f", "functions.sql"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(!out.contains("++"), "no empty table: {out}");
+    assert!(out.contains("0 row(s) fetched."), "{out}");
+    assert!(!out.contains("1 row(s) fetched."), "{out}");
+}
+
+/// Files under `root`, relative, sorted; staged uploads included.
+fn files_under(root: &Path) -> Vec<String> {
+    let mut left = Vec::new();
+    let mut folders = vec![root.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+            if entry.path().is_dir() {
+                folders.push(entry.path());
+            } else {
+                let path = entry.path();
+                left.push(path.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    left.sort();
+    left
+}
+
+/// About 60 MB of Parquet that does not compress, so the write goes up in
+/// several parts.
+const NOISE: &str = "CREATE CACHED FUNCTION noise() AS \
+                     SELECT random() AS a, random() AS b FROM generate_series(1, 4000000);";
+
+/// Starts `noise()` and kills the process once the write has uploaded
+/// parts of the entry.
+fn kill_during_the_write(mut command: Command) {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .args(["-c", NOISE, "-c", "SELECT count(*) FROM noise();"])
+        .env("NUTHATCH_LOG", "info,nuthatch_backends=debug")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = String::new();
+    let mut parts = 0;
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("uploading") {
+            parts += 1;
+            if parts == 2 {
+                break;
+            }
+        }
+    }
+    assert_eq!(parts, 2, "the write was under way: {log}");
+    child.kill().unwrap();
+    assert!(!child.wait().unwrap().success());
+}
+
+fn strict_read_says_no_entry(mut command: Command) {
+    let again = command
+        .args([
+            "-c",
+            NOISE,
+            "-c",
+            "SELECT count(*) FROM noise(cache_mode => 'read_only_strict');",
+        ])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("no cache entry noise on the root tier"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+#[test]
+fn a_write_killed_midway_leaves_nothing_visible_and_the_next_write_tidies_up() {
+    let dir = tempfile::tempdir().unwrap();
+    kill_during_the_write(command(dir.path()));
+    let root = dir.path().join(".nuthatch");
+    let left = files_under(&root);
+    assert!(
+        left.iter().all(|f| f.starts_with("noise/.parquet#")),
+        "at most a staged upload, which no reader sees: {left:?}"
+    );
+    strict_read_says_no_entry(command(dir.path()));
+
+    let done = nuthatch(dir.path(), &["-c", NOISE, "-c", "SELECT count(*) FROM noise();"]);
+    assert!(done.status.success(), "{}", stderr(&done));
+    assert!(stdout(&done).contains("| 4000000 "), "{}", stdout(&done));
+    assert_eq!(
+        files_under(&root),
+        vec![
+            "noise/.parquet",
+            "nuthatch_metadata.nut/exists.nut",
+            "nuthatch_metadata.nut/noise/parquet.parquet",
+        ],
+        "what the killed write staged is gone"
+    );
+}
+
+#[test]
+#[ignore = "needs an S3 server: run bash scripts/test"]
+fn a_multipart_upload_killed_midway_is_never_visible_on_s3() {
+    let endpoint = std::env::var("NUTHATCH_TEST_S3_ENDPOINT").expect("run by bash scripts/test");
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("killed-{}", std::process::id());
+    let on_s3 = |dir: &Path| {
+        let mut command = command(dir);
+        command
+            .env(
+                "NUTHATCH_ROOT_FILESYSTEM",
+                format!("s3://nuthatch-test/{prefix}"),
+            )
+            .env("NUTHATCH_ROOT_FILESYSTEM_OPTIONS_ENDPOINT", &endpoint)
+            .env("NUTHATCH_ROOT_FILESYSTEM_OPTIONS_ACCESS_KEY_ID", "testing")
+            .env("NUTHATCH_ROOT_FILESYSTEM_OPTIONS_SECRET_ACCESS_KEY", "testing")
+            .env("NUTHATCH_ROOT_FILESYSTEM_OPTIONS_REGION", "us-east-1")
+            .env("NUTHATCH_ROOT_FILESYSTEM_OPTIONS_ALLOW_HTTP", "true");
+        command
+    };
+    kill_during_the_write(on_s3(dir.path()));
+    strict_read_says_no_entry(on_s3(dir.path()));
+    // What the bucket holds: no object of the entry, and the upload the kill
+    // interrupted, incomplete and so invisible.
+    let python = std::env::var("NUTHATCH_TEST_PYTHON").expect("run by bash scripts/test");
+    let listing = Command::new(python)
+        .args([
+            "-c",
+            "import sys, boto3\n\
+             s3 = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id='testing', \
+                               aws_secret_access_key='testing', region_name='us-east-1')\n\
+             objects = s3.list_objects_v2(Bucket='nuthatch-test', Prefix=sys.argv[2]).get('Contents', [])\n\
+             uploads = s3.list_multipart_uploads(Bucket='nuthatch-test', Prefix=sys.argv[2]).get('Uploads', [])\n\
+             print('objects', sorted(o['Key'] for o in objects))\n\
+             print('uploads', sorted(u['Key'] for u in uploads))",
+            &endpoint,
+            &prefix,
+        ])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listing.stdout).to_string();
+    assert!(listing.status.success(), "{}", String::from_utf8_lossy(&listing.stderr));
+    assert!(listed.contains("objects []"), "{listed}");
+    assert!(
+        listed.contains(&format!("uploads ['{prefix}/noise/.parquet']")),
+        "{listed}"
+    );
+}
