@@ -65,7 +65,12 @@ impl Backend for ArrowBackend {
         else {
             return Ok(None);
         };
-        Ok(Some(Arc::new(FileEntry::new(ArrowFormat, at, found, schema))))
+        Ok(Some(Arc::new(FileEntry::new(
+            ArrowFormat,
+            at,
+            found,
+            schema,
+        ))))
     }
 
     async fn write(

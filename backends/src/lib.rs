@@ -79,8 +79,11 @@ pub trait Backend: Debug + Send + Sync {
     /// Opens the entry stored at `at`, to be read as `schema`. `Ok(None)`
     /// when no data is there. Opening may read the format's own metadata,
     /// never the data.
-    async fn open(&self, at: &Location, schema: SchemaRef)
-        -> Result<Option<Arc<dyn TableProvider>>>;
+    async fn open(
+        &self,
+        at: &Location,
+        schema: SchemaRef,
+    ) -> Result<Option<Arc<dyn TableProvider>>>;
 
     /// Writes `data` as the entry at `at`, replacing what is there.
     async fn write(

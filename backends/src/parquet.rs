@@ -117,8 +117,11 @@ impl Backend for ParquetBackend {
         options: &WriteOptions,
     ) -> Result<Written> {
         let schema = data.schema();
-        let mut encoder =
-            ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(properties(&schema, options)?))?;
+        let mut encoder = ArrowWriter::try_new(
+            Vec::new(),
+            Arc::clone(&schema),
+            Some(properties(&schema, options)?),
+        )?;
         let mut upload = Upload::new(at);
         let mut data = prefetch(data);
         let mut rows = 0u64;

@@ -106,9 +106,8 @@ impl Config {
 
     /// Reads a `nuthatch.toml` or `pyproject.toml`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::Config(format!("cannot read {}: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let section = parse_section(&text, path)?;
         let mut config = Config::from_table(&section, base)
@@ -167,7 +166,9 @@ impl Config {
             None => None,
             Some(toml::Value::String(s)) => Some(parse_memory_limit(s)?),
             Some(toml::Value::Integer(n)) if *n > 0 => Some(*n as usize),
-            Some(_) => return Err("'memory_limit' must be a size such as \"2G\" or \"512M\"".into()),
+            Some(_) => {
+                return Err("'memory_limit' must be a size such as \"2G\" or \"512M\"".into())
+            }
         };
         Ok(Config {
             root,
@@ -222,7 +223,7 @@ pub fn parse_memory_limit(text: &str) -> std::result::Result<usize, String> {
         .parse()
         .map_err(|_| format!("'{text}' is not a memory size; write it like 512M or 2G"))?;
     let bytes = value * (1u64 << shift) as f64;
-    if !(bytes >= 1.0) {
+    if bytes.is_nan() || bytes < 1.0 {
         return Err(format!("memory size '{text}' must be positive"));
     }
     Ok(bytes as usize)
@@ -251,9 +252,9 @@ pub fn find_config_file(start: &Path) -> Option<PathBuf> {
 }
 
 fn parse_section(text: &str, path: &Path) -> Result<toml::Table> {
-    let table: toml::Table = text.parse().map_err(|e| {
-        Error::Config(format!("{} is not valid TOML: {e}", path.display()))
-    })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| Error::Config(format!("{} is not valid TOML: {e}", path.display())))?;
     let section = table
         .get("nuthatch")
         .or_else(|| table.get("tool").and_then(|t| t.get("nuthatch")))

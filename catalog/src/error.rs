@@ -76,18 +76,20 @@ pub enum Error {
     ComputeFailed {
         key: String,
         #[source]
-        source: DataFusionError,
+        source: Box<DataFusionError>,
     },
 
     /// A storage format failed to read or write an entry.
-    #[error("the {backend} backend failed on entry {key} on the {tier} tier at {location}: {source}")]
+    #[error(
+        "the {backend} backend failed on entry {key} on the {tier} tier at {location}: {source}"
+    )]
     Backend {
         backend: String,
         key: String,
         tier: String,
         location: String,
         #[source]
-        source: DataFusionError,
+        source: Box<DataFusionError>,
     },
 
     /// A valid entry in a format this build cannot read.
@@ -144,13 +146,15 @@ impl Error {
             if let Some(found) = current.downcast_ref::<Error>() {
                 return Some(found);
             }
-            if let Some(DataFusionError::External(inner)) = current.downcast_ref::<DataFusionError>()
+            if let Some(DataFusionError::External(inner)) =
+                current.downcast_ref::<DataFusionError>()
             {
                 if let Some(found) = inner.downcast_ref::<Error>() {
                     return Some(found);
                 }
             }
-            if let Some(DataFusionError::Shared(inner)) = current.downcast_ref::<DataFusionError>() {
+            if let Some(DataFusionError::Shared(inner)) = current.downcast_ref::<DataFusionError>()
+            {
                 current = inner.as_ref();
                 continue;
             }

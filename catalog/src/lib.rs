@@ -257,7 +257,7 @@ impl Catalog {
                 key: id.key.to_string(),
                 tier: tier.name().to_string(),
                 location: tier.url().to_string(),
-                source,
+                source: Box::new(source),
             })?;
         match opened {
             Some(provider) => Ok(Some(Entry {
@@ -340,14 +340,14 @@ impl Catalog {
                 return Err(match computed {
                     Some(source) => Error::ComputeFailed {
                         key: id.key.display().to_string(),
-                        source,
+                        source: Box::new(source),
                     },
                     None => Error::Backend {
                         backend: backend.name().to_string(),
                         key: id.key.to_string(),
                         tier: tier.name().to_string(),
                         location: tier.url().to_string(),
-                        source,
+                        source: Box::new(source),
                     },
                 });
             }
@@ -376,7 +376,7 @@ impl Catalog {
             key: id.key.to_string(),
             tier: tier.name().to_string(),
             location: tier.url().to_string(),
-            source: e,
+            source: Box::new(e),
         })?;
         if let Err(e) = store.put(&meta_path, PutPayload::from(encoded)).await {
             // The data is unreachable without metadata; remove it so a failed

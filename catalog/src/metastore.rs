@@ -235,10 +235,7 @@ mod tests {
             "ns1/f/1.parquet"
         );
         let zero = cache_key("tk", &BTreeMap::new()).unwrap();
-        assert_eq!(
-            data_path(&zero, None, "parquet").as_ref(),
-            "tk/.parquet"
-        );
+        assert_eq!(data_path(&zero, None, "parquet").as_ref(), "tk/.parquet");
         assert_eq!(
             metadata_path(&zero, None, "parquet").as_ref(),
             "nuthatch_metadata.nut/tk/parquet.parquet"

@@ -176,8 +176,14 @@ mod tests {
 
     #[test]
     fn names_parse_case_insensitively_and_mistakes_list_the_modes() {
-        assert_eq!(" Overwrite ".parse::<CacheMode>().unwrap(), CacheMode::Overwrite);
+        assert_eq!(
+            " Overwrite ".parse::<CacheMode>().unwrap(),
+            CacheMode::Overwrite
+        );
         let err = "whenever".parse::<CacheMode>().unwrap_err().to_string();
-        assert!(err.contains("read_only_strict") && err.contains("local_api"), "{err}");
+        assert!(
+            err.contains("read_only_strict") && err.contains("local_api"),
+            "{err}"
+        );
     }
 }

@@ -329,7 +329,10 @@ fn a_write_killed_midway_leaves_nothing_visible_and_the_next_write_tidies_up() {
     );
     strict_read_says_no_entry(command(dir.path()));
 
-    let done = nuthatch(dir.path(), &["-c", NOISE, "-c", "SELECT count(*) FROM noise();"]);
+    let done = nuthatch(
+        dir.path(),
+        &["-c", NOISE, "-c", "SELECT count(*) FROM noise();"],
+    );
     assert!(done.status.success(), "{}", stderr(&done));
     assert!(stdout(&done).contains("| 4000000 "), "{}", stdout(&done));
     assert_eq!(
@@ -358,7 +361,10 @@ fn a_multipart_upload_killed_midway_is_never_visible_on_s3() {
             )
             .env("NUTHATCH_ROOT_FILESYSTEM_OPTIONS_ENDPOINT", &endpoint)
             .env("NUTHATCH_ROOT_FILESYSTEM_OPTIONS_ACCESS_KEY_ID", "testing")
-            .env("NUTHATCH_ROOT_FILESYSTEM_OPTIONS_SECRET_ACCESS_KEY", "testing")
+            .env(
+                "NUTHATCH_ROOT_FILESYSTEM_OPTIONS_SECRET_ACCESS_KEY",
+                "testing",
+            )
             .env("NUTHATCH_ROOT_FILESYSTEM_OPTIONS_REGION", "us-east-1")
             .env("NUTHATCH_ROOT_FILESYSTEM_OPTIONS_ALLOW_HTTP", "true");
         command
@@ -384,7 +390,11 @@ fn a_multipart_upload_killed_midway_is_never_visible_on_s3() {
         .output()
         .unwrap();
     let listed = String::from_utf8_lossy(&listing.stdout).to_string();
-    assert!(listing.status.success(), "{}", String::from_utf8_lossy(&listing.stderr));
+    assert!(
+        listing.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listing.stderr)
+    );
     assert!(listed.contains("objects []"), "{listed}");
     assert!(
         listed.contains(&format!("uploads ['{prefix}/noise/.parquet']")),

@@ -11,7 +11,8 @@ use crate::support::{assert_outcome, Fixture};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_can_store_its_entry_as_arrow_ipc_and_read_it_back() {
     let f = Fixture::new();
-    let sql = "SELECT count(*), sum(value) FROM series('2020-01-01', '2020-01-02', backend => 'arrow')";
+    let sql =
+        "SELECT count(*), sum(value) FROM series('2020-01-01', '2020-01-02', backend => 'arrow')";
     let first = f.query(sql).await.unwrap();
     let report = f.report();
     assert_outcome(&report, Outcome::Computed);
@@ -32,20 +33,20 @@ async fn a_call_can_store_its_entry_as_arrow_ipc_and_read_it_back() {
     // A call that names no backend finds the arrow entry, as Python infers
     // a backend from the metadata it finds.
     assert_eq!(
-        f.int("SELECT count(*) FROM series('2020-01-01', '2020-01-02')").await,
+        f.int("SELECT count(*) FROM series('2020-01-01', '2020-01-02')")
+            .await,
         48
     );
     assert_eq!(f.report().backend, "arrow");
     assert_eq!(f.computes(), 1);
     // Naming parquet is another entry.
     assert_eq!(
-        f.int("SELECT count(*) FROM series(NULL, NULL, backend => 'parquet')").await,
+        f.int("SELECT count(*) FROM series(NULL, NULL, backend => 'parquet')")
+            .await,
         1440
     );
     assert_outcome(&f.report(), Outcome::Computed);
-    assert!(f
-        .files()
-        .contains(&"series/1.0_north.parquet".to_string()));
+    assert!(f.files().contains(&"series/1.0_north.parquet".to_string()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -76,7 +76,10 @@ async fn sessions_keep_their_settings_and_reports_and_share_one_compute() {
 
     // The same miss from two sessions at once: one computes, one waits.
     let sql = "SELECT sum(n) FROM slow(1000)";
-    async fn run(session: &nuthatch::Session, sql: &str) -> datafusion::error::Result<Vec<RecordBatch>> {
+    async fn run(
+        session: &nuthatch::Session,
+        sql: &str,
+    ) -> datafusion::error::Result<Vec<RecordBatch>> {
         session.sql(sql).await?.collect().await
     }
     let (a, b) = within("two sessions", async {
@@ -154,7 +157,8 @@ async fn a_nested_call_runs_in_a_child_session_that_knows_its_caller() {
                     .lock()
                     .unwrap()
                     .extend(stack.frames().iter().map(|frame| frame.to_string()));
-                ctx.sql("SELECT count(*) AS n FROM series(NULL, NULL)").await
+                ctx.sql("SELECT count(*) AS n FROM series(NULL, NULL)")
+                    .await
             }
         })
         .build()
@@ -248,7 +252,10 @@ async fn a_result_larger_than_the_memory_limit_is_stored_and_read_back() {
         let Some(Statistics::Int64(stats)) = group.column(0).statistics() else {
             panic!("time statistics are written")
         };
-        assert!(*stats.min_opt().unwrap() >= last_max, "row groups are in time order");
+        assert!(
+            *stats.min_opt().unwrap() >= last_max,
+            "row groups are in time order"
+        );
         last_max = *stats.max_opt().unwrap();
     }
     assert!(reader.metadata().num_row_groups() >= 40);
@@ -258,7 +265,11 @@ async fn a_result_larger_than_the_memory_limit_is_stored_and_read_back() {
     assert_outcome(&session.take_reports().remove(0), Outcome::Hit);
     let window = "SELECT count(*) FROM big('2020-01-02', '2020-01-02')";
     let batches = session.sql(window).await.unwrap().collect().await.unwrap();
-    let count = batches[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+    let count = batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap();
     assert_eq!(count.value(0), 86_400, "one day of seconds");
     let report = session.take_reports().remove(0);
     let (read, total) = report.row_groups_read.expect("the window prunes");

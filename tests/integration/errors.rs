@@ -136,8 +136,7 @@ async fn an_unreachable_root_is_reported_with_the_fix() {
     std::fs::write(&blocker, b"x").unwrap();
     let config = Config::with_root(blocker.join("root").display().to_string());
     let error = nuthatch::Engine::new(&config)
-        .err()
-        .expect("root under a file cannot open")
+        .expect_err("root under a file cannot open")
         .to_string();
     assert!(
         error.contains("root tier") && error.contains("unreachable"),

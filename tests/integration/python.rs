@@ -197,7 +197,11 @@ async fn an_entry_python_pickled_is_reported_with_the_fix_not_missed() {
     );
     assert!(error.contains("recompute => true"), "{error}");
     // The fix it names works, and leaves Python's entry alone.
-    assert_eq!(f.int("SELECT count(*) FROM counts(3, recompute => true)").await, 3);
+    assert_eq!(
+        f.int("SELECT count(*) FROM counts(3, recompute => true)")
+            .await,
+        3
+    );
     assert_outcome(&f.report(), Outcome::Computed);
     assert_eq!(f.int("SELECT count(*) FROM counts(3)").await, 3);
     assert_outcome(&f.report(), Outcome::Hit);

@@ -132,7 +132,10 @@ async fn an_embedding_program_installs_nuthatch_into_its_own_context() {
     let reports = installed.take_reports();
     assert_eq!(reports.len(), 1, "{reports:?}");
     assert_outcome(&reports[0], Outcome::Computed);
-    assert!(f.reports().is_empty(), "another session's calls are not ours");
+    assert!(
+        f.reports().is_empty(),
+        "another session's calls are not ours"
+    );
     ctx.sql("SET nuthatch.cache_mode = 'off'")
         .await
         .unwrap()

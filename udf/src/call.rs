@@ -72,9 +72,9 @@ impl Call {
             .clone()
             .or_else(|| function.backend().map(str::to_string));
         if let Some(name) = &backend {
-            catalog.backend(name).map_err(|e| {
-                DataFusionError::Plan(format!("{}: {e}", function.name()))
-            })?;
+            catalog
+                .backend(name)
+                .map_err(|e| DataFusionError::Plan(format!("{}: {e}", function.name())))?;
         }
         let key_values: BTreeMap<String, KeyValue> = function
             .cache_args()

@@ -63,7 +63,8 @@ pub async fn body_frame(call: &Call, parent: &SessionState) -> Result<DataFrame>
                 schema: stream.schema(),
                 stream: Mutex::new(Some(stream)),
             };
-            let table = StreamingTable::try_new(partition.schema.clone(), vec![Arc::new(partition)])?;
+            let table =
+                StreamingTable::try_new(partition.schema.clone(), vec![Arc::new(partition)])?;
             conform(function, ctx.read_table(Arc::new(table))?)
         }
     }

@@ -294,8 +294,15 @@ async fn prepare(call: Arc<Call>, state: Arc<SessionState>, shape: ScanShape) ->
                 return match led {
                     Ok(Led::Stored(entry, compute)) => {
                         lead.finish(Ok(()));
-                        read(&state, &shape, entry, Some(compute), Outcome::Computed, started)
-                            .await
+                        read(
+                            &state,
+                            &shape,
+                            entry,
+                            Some(compute),
+                            Outcome::Computed,
+                            started,
+                        )
+                        .await
                     }
                     Ok(Led::Found(entry)) => {
                         lead.finish(Ok(()));
@@ -361,7 +368,7 @@ async fn lead_compute(
     tracing::info!(function = call.function.name(), key = %call.id.key, "computing");
     let failed = |source: DataFusionError| Error::ComputeFailed {
         key: call.id.key.display().to_string(),
-        source,
+        source: Box::new(source),
     };
     let mut frame = body_frame(call, state).await.map_err(failed)?;
     let sorted_by = call.function.timeseries().map(str::to_string);
@@ -432,7 +439,7 @@ async fn compute_unstored(
     let failed = |source: DataFusionError| -> DataFusionError {
         Error::ComputeFailed {
             key: call.id.key.display().to_string(),
-            source,
+            source: Box::new(source),
         }
         .into()
     };

@@ -104,7 +104,9 @@ mod tests {
 
     #[test]
     fn an_unterminated_string_is_an_error_with_its_place() {
-        let err = split_statements("SELECT 1;\nSELECT 'oops").unwrap_err().to_string();
+        let err = split_statements("SELECT 1;\nSELECT 'oops")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("Line: 2"), "{err}");
     }
 }

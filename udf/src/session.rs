@@ -124,7 +124,8 @@ impl Session {
         for function in registry.all() {
             let table_function =
                 CachedTableFunction::new(Arc::clone(&function), Arc::clone(self.engine.catalog()));
-            self.ctx.register_udtf(function.name(), Arc::new(table_function));
+            self.ctx
+                .register_udtf(function.name(), Arc::new(table_function));
         }
     }
 

@@ -164,4 +164,3 @@ fn fold_integer(expr: &SqlExpr) -> Option<i64> {
         _ => None,
     }
 }
-

@@ -109,7 +109,9 @@ impl TableProvider for CachedCall {
             None => Arc::clone(&schema),
         };
         let window_filter = conjunction(window_predicates.iter().cloned())
-            .map(|e| session.create_physical_expr(e, &DFSchema::try_from(scan_schema.as_ref().clone())?))
+            .map(|e| {
+                session.create_physical_expr(e, &DFSchema::try_from(scan_schema.as_ref().clone())?)
+            })
             .transpose()?;
         let filters: Vec<Expr> = filters
             .iter()
