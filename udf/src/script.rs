@@ -85,7 +85,7 @@ mod tests {
         let script = "SELECT 'a;b'; -- one; two\nSELECT 2 /* ; */;\n\n";
         assert_eq!(
             split_statements(script).unwrap(),
-            vec!["SELECT 'a;b'", "SELECT 2 /* ; */"]
+            vec!["SELECT 'a;b'", "SELECT 2"]
         );
     }
 
