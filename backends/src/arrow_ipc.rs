@@ -11,18 +11,17 @@
 
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow::ipc::writer::FileWriter;
 use async_trait::async_trait;
-use bytes::Bytes;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Result;
 use datafusion::datasource::physical_plan::{ArrowSource, FileSource};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::PhysicalExpr;
-use futures::StreamExt;
 
-use crate::files::{self, prefetch, FileEntry, FileFormatSource, Upload, UPLOAD_CHUNK};
+use crate::files::{self, Encoder, FileFormatSource};
 use crate::{Backend, Location, WriteOptions, Written};
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -46,6 +45,32 @@ impl FileFormatSource for ArrowFormat {
     }
 }
 
+/// Arrow IPC into memory, one message per batch.
+struct IpcEncoder {
+    writer: FileWriter<Vec<u8>>,
+    batches: u64,
+}
+
+impl Encoder for IpcEncoder {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.batches += 1;
+        Ok(self.writer.write(batch)?)
+    }
+
+    fn buffered(&self) -> usize {
+        self.writer.get_ref().len()
+    }
+
+    fn take(&mut self) -> Vec<u8> {
+        std::mem::take(self.writer.get_mut())
+    }
+
+    fn finish(&mut self) -> Result<u64> {
+        self.writer.finish()?;
+        Ok(self.batches)
+    }
+}
+
 #[async_trait]
 impl Backend for ArrowBackend {
     fn name(&self) -> &'static str {
@@ -61,16 +86,7 @@ impl Backend for ArrowBackend {
         at: &Location,
         schema: SchemaRef,
     ) -> Result<Option<Arc<dyn TableProvider>>> {
-        let Some(found) = files::locate(at.store.as_ref(), &at.path, self.extension()).await?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(Arc::new(FileEntry::new(
-            ArrowFormat,
-            at,
-            found,
-            schema,
-        ))))
+        files::open_entry(ArrowFormat, self.extension(), at, schema).await
     }
 
     async fn write(
@@ -79,36 +95,8 @@ impl Backend for ArrowBackend {
         data: SendableRecordBatchStream,
         _options: &WriteOptions,
     ) -> Result<Written> {
-        let schema = data.schema();
-        let mut encoder = FileWriter::try_new(Vec::new(), &schema)?;
-        let mut upload = Upload::new(at);
-        let mut data = prefetch(data);
-        let (mut rows, mut parts) = (0u64, 0u64);
-        let encoded: Result<()> = async {
-            while let Some(batch) = data.next().await {
-                let batch = batch?;
-                if batch.num_rows() == 0 {
-                    continue;
-                }
-                rows += batch.num_rows() as u64;
-                parts += 1;
-                encoder.write(&batch)?;
-                if encoder.get_mut().len() >= UPLOAD_CHUNK {
-                    let chunk = std::mem::take(encoder.get_mut());
-                    upload.put(Bytes::from(chunk)).await?;
-                }
-            }
-            encoder.finish()?;
-            let tail = std::mem::take(encoder.get_mut());
-            upload.put(Bytes::from(tail)).await
-        }
-        .await;
-        if let Err(e) = encoded {
-            upload.abort().await;
-            return Err(e);
-        }
-        let bytes = upload.finish().await?;
-        Ok(Written { rows, bytes, parts })
+        let writer = FileWriter::try_new(Vec::new(), &data.schema())?;
+        files::write_encoded(at, data, IpcEncoder { writer, batches: 0 }).await
     }
 
     async fn delete(&self, at: &Location) -> Result<()> {

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -24,7 +25,7 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
 
-use crate::Location;
+use crate::{Location, Written};
 
 /// Finds the files of the entry at `path`: the object itself, or the part
 /// files ending in `.<extension>` under it when it is a directory (what dask
@@ -226,6 +227,73 @@ pub fn prefetch(mut data: SendableRecordBatchStream) -> SendableRecordBatchStrea
         Ok(())
     });
     builder.build()
+}
+
+/// A file format's writer, encoding into memory that [`write_encoded`]
+/// drains to the store.
+pub trait Encoder: Send {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()>;
+    /// Bytes encoded and not yet taken.
+    fn buffered(&self) -> usize;
+    /// Takes the bytes encoded so far.
+    fn take(&mut self) -> Vec<u8>;
+    /// Ends the file (footer, metadata); returns how many parts it has.
+    fn finish(&mut self) -> Result<u64>;
+}
+
+/// Streams `data` through `encoder` into a new object at `at`: batches are
+/// encoded as they arrive (the input polled on its own task, see
+/// [`prefetch`]) and the bytes go up in [`UPLOAD_CHUNK`] pieces, so memory
+/// holds about one encoder buffer and one chunk whatever the result's size.
+/// Any error aborts the upload.
+pub async fn write_encoded(
+    at: &Location,
+    data: SendableRecordBatchStream,
+    mut encoder: impl Encoder,
+) -> Result<Written> {
+    let mut upload = Upload::new(at);
+    let mut data = prefetch(data);
+    let mut rows = 0u64;
+    let encoded: Result<u64> = async {
+        while let Some(batch) = data.next().await {
+            let batch = batch?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            rows += batch.num_rows() as u64;
+            encoder.write(&batch)?;
+            if encoder.buffered() >= UPLOAD_CHUNK {
+                upload.put(Bytes::from(encoder.take())).await?;
+            }
+        }
+        let parts = encoder.finish()?;
+        upload.put(Bytes::from(encoder.take())).await?;
+        Ok(parts)
+    }
+    .await;
+    match encoded {
+        Ok(parts) => {
+            let bytes = upload.finish().await?;
+            Ok(Written { rows, bytes, parts })
+        }
+        Err(e) => {
+            upload.abort().await;
+            Err(e)
+        }
+    }
+}
+
+/// Opens the entry at `at` as a [`FileEntry`] of `format` when its files are
+/// there.
+pub async fn open_entry<F: FileFormatSource>(
+    format: F,
+    extension: &str,
+    at: &Location,
+    schema: SchemaRef,
+) -> Result<Option<Arc<dyn TableProvider>>> {
+    Ok(locate(at.store.as_ref(), &at.path, extension)
+        .await?
+        .map(|found| Arc::new(FileEntry::new(format, at, found, schema)) as Arc<dyn TableProvider>))
 }
 
 /// Bytes handed to the store in one piece; also the size of a multipart

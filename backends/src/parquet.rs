@@ -1,33 +1,32 @@
 //! The Parquet backend: `<key>.parquet`, one file (what we and pandas write)
 //! or a directory of part files (what dask writes).
 //!
-//! Writing streams: batches are encoded as they arrive (the caller sorts
-//! by the time column upstream, in the plan, where sorting can spill) into
-//! zstd-compressed row groups of [`ROW_GROUP_ROWS`] with page statistics,
-//! and the encoded bytes go up in [`files::UPLOAD_CHUNK`] pieces, so memory
-//! holds about one row group and one chunk whatever the result's size. The
-//! input is polled on its own task so computing and encoding use two cores.
+//! Writing streams ([`files::write_encoded`]): batches are encoded as they
+//! arrive (the caller sorts by the time column upstream, in the plan, where
+//! sorting can spill) into zstd-compressed row groups of [`ROW_GROUP_ROWS`]
+//! with page statistics, so memory holds about one row group whatever the
+//! result's size.
 //!
-//! Reading: [`FileEntry`] scans the files with the time window and `WHERE`
-//! filters as a pruning predicate over row-group and page statistics.
+//! Reading: [`files::FileEntry`] scans the files with the time window and
+//! `WHERE` filters as a pruning predicate over row-group and page
+//! statistics.
 
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
-use bytes::Bytes;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Result;
 use datafusion::datasource::physical_plan::{FileSource, ParquetSource};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::PhysicalExpr;
-use futures::StreamExt;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
-use crate::files::{self, prefetch, FileEntry, FileFormatSource, Upload, UPLOAD_CHUNK};
+use crate::files::{self, Encoder, FileFormatSource};
 use crate::{Backend, Location, WriteOptions, Written};
 
 /// Rows per row group. Small enough that a one-month window over two years of
@@ -83,6 +82,27 @@ fn properties(schema: &SchemaRef, options: &WriteOptions) -> Result<WriterProper
         .build())
 }
 
+/// Parquet into memory; row groups are flushed to the buffer as they fill.
+struct ParquetEncoder(ArrowWriter<Vec<u8>>);
+
+impl Encoder for ParquetEncoder {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        Ok(self.0.write(batch)?)
+    }
+
+    fn buffered(&self) -> usize {
+        self.0.inner().len()
+    }
+
+    fn take(&mut self) -> Vec<u8> {
+        std::mem::take(self.0.inner_mut())
+    }
+
+    fn finish(&mut self) -> Result<u64> {
+        Ok(self.0.finish()?.num_row_groups() as u64)
+    }
+}
+
 #[async_trait]
 impl Backend for ParquetBackend {
     fn name(&self) -> &'static str {
@@ -98,16 +118,7 @@ impl Backend for ParquetBackend {
         at: &Location,
         schema: SchemaRef,
     ) -> Result<Option<Arc<dyn TableProvider>>> {
-        let Some(found) = files::locate(at.store.as_ref(), &at.path, self.extension()).await?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(Arc::new(FileEntry::new(
-            ParquetFormat,
-            at,
-            found,
-            schema,
-        ))))
+        files::open_entry(ParquetFormat, self.extension(), at, schema).await
     }
 
     async fn write(
@@ -117,39 +128,9 @@ impl Backend for ParquetBackend {
         options: &WriteOptions,
     ) -> Result<Written> {
         let schema = data.schema();
-        let mut encoder = ArrowWriter::try_new(
-            Vec::new(),
-            Arc::clone(&schema),
-            Some(properties(&schema, options)?),
-        )?;
-        let mut upload = Upload::new(at);
-        let mut data = prefetch(data);
-        let mut rows = 0u64;
-        let encoded: Result<u64> = async {
-            while let Some(batch) = data.next().await {
-                let batch = batch?;
-                rows += batch.num_rows() as u64;
-                encoder.write(&batch)?;
-                if encoder.inner().len() >= UPLOAD_CHUNK {
-                    let chunk = std::mem::take(encoder.inner_mut());
-                    upload.put(Bytes::from(chunk)).await?;
-                }
-            }
-            let metadata = encoder.finish()?;
-            let tail = std::mem::take(encoder.inner_mut());
-            upload.put(Bytes::from(tail)).await?;
-            Ok(metadata.num_row_groups() as u64)
-        }
-        .await;
-        let parts = match encoded {
-            Ok(parts) => parts,
-            Err(e) => {
-                upload.abort().await;
-                return Err(e);
-            }
-        };
-        let bytes = upload.finish().await?;
-        Ok(Written { rows, bytes, parts })
+        let properties = properties(&schema, options)?;
+        let encoder = ArrowWriter::try_new(Vec::new(), schema, Some(properties))?;
+        files::write_encoded(at, data, ParquetEncoder(encoder)).await
     }
 
     async fn delete(&self, at: &Location) -> Result<()> {

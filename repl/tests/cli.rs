@@ -194,25 +194,7 @@ fn a_compute_killed_midway_leaves_no_entry() {
     child.kill().unwrap();
     assert!(!child.wait().unwrap().success());
 
-    let root = dir.path().join(".nuthatch");
-    let mut left = Vec::new();
-    let mut folders = vec![root.clone()];
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
-            if entry.path().is_dir() {
-                folders.push(entry.path());
-            } else {
-                left.push(
-                    entry
-                        .path()
-                        .strip_prefix(&root)
-                        .unwrap()
-                        .display()
-                        .to_string(),
-                );
-            }
-        }
-    }
+    let left = files_under(&dir.path().join(".nuthatch"));
     assert!(
         left.iter().all(|f| f == "nuthatch_metadata.nut/exists.nut"),
         "nothing of the entry is on the store: {left:?}"

@@ -12,9 +12,10 @@
 //! [`Session`] is one user's DataFusion context with nuthatch installed,
 //! carrying its settings, reports and call stack ([`settings`]).
 //!
-//! Modules depend on each other in one direction: value, args, sql_body,
-//! function, definition, binding, settings, call, compute, exec,
-//! table_function, planner, registry, engine, session.
+//! Modules depend on each other in one direction, each only on those before
+//! it: value, args, sql_body, function, definition, binding, registry,
+//! planner, settings, timeseries, call, compute, exec, table_function,
+//! script, engine, session.
 
 pub mod args;
 pub mod binding;
