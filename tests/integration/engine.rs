@@ -174,7 +174,7 @@ const BIG_ROWS: i64 = 3_000_000;
 const LIMIT: usize = 16 << 20;
 
 /// `big(start_time, end_time)`: 3 million rows of three 8-byte columns
-/// (72 MB in Arrow, 4.5 times the limit) whose times arrive shuffled.
+/// (72 MB in Arrow, over four times the limit) whose times arrive shuffled.
 fn big() -> CachedFunction {
     let schema = Arc::new(Schema::new(vec![
         Field::new(
