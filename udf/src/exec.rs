@@ -21,19 +21,24 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
+use arrow::compute::SortOptions;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::context::SessionState;
+use datafusion::execution::memory_pool::MemoryLimit;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{col, Expr};
-use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::expressions::{col as physical_col, Column};
 use datafusion::physical_expr::{EquivalenceProperties, Partitioning};
+use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::metrics::{Metric, MetricValue, MetricsSet};
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     execute_stream, DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties,
@@ -372,13 +377,27 @@ async fn lead_compute(
     };
     let mut frame = body_frame(call, state).await.map_err(failed)?;
     let sorted_by = call.function.timeseries().map(str::to_string);
-    if let Some(column) = &sorted_by {
-        // Sorted in the plan, where a sort larger than memory spills.
-        let time = col(datafusion::common::Column::new_unqualified(column));
-        frame = frame.sort(vec![time.sort(true, true)]).map_err(failed)?;
-    }
+    let bounded = matches!(
+        state.runtime_env().memory_pool.memory_limit(),
+        MemoryLimit::Finite(_)
+    );
     let task = Arc::new(frame.task_ctx());
-    let compute = frame.create_physical_plan().await.map_err(failed)?;
+    let compute = match &sorted_by {
+        // Sorted in the plan, where a sort larger than memory spills.
+        Some(column) if bounded => {
+            // Under a limit one sorter owns the pool: partitions sorting side
+            // by side race for fair shares, and one partition's in-memory
+            // merge can starve the other's.
+            let plan = frame.create_physical_plan().await.map_err(failed)?;
+            sort_in_one_partition(plan, column).map_err(failed)?
+        }
+        Some(column) => {
+            let time = col(datafusion::common::Column::new_unqualified(column));
+            frame = frame.sort(vec![time.sort(true, true)]).map_err(failed)?;
+            frame.create_physical_plan().await.map_err(failed)?
+        }
+        None => frame.create_physical_plan().await.map_err(failed)?,
+    };
     let stream = execute_stream(Arc::clone(&compute), task).map_err(failed)?;
     let written = call
         .catalog
@@ -396,6 +415,28 @@ async fn lead_compute(
             ))
         })?;
     Ok(Led::Stored(entry, compute))
+}
+
+/// `plan`'s rows in one partition, ascending by `column`, nulls first.
+fn sort_in_one_partition(
+    plan: Arc<dyn ExecutionPlan>,
+    column: &str,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let time = physical_col(column, &plan.schema())?;
+    let ordering = LexOrdering::new([PhysicalSortExpr::new(
+        time,
+        SortOptions {
+            descending: false,
+            nulls_first: true,
+        },
+    )])
+    .ok_or_else(|| DataFusionError::Internal("an empty sort order".into()))?;
+    let input: Arc<dyn ExecutionPlan> = if plan.output_partitioning().partition_count() > 1 {
+        Arc::new(CoalescePartitionsExec::new(plan))
+    } else {
+        plan
+    };
+    Ok(Arc::new(SortExec::new(ordering, input)))
 }
 
 /// Scans a stored entry, pushing the query's projection, filters and limit
