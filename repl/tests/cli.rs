@@ -165,34 +165,45 @@ fn the_readme_sql_files_define_and_run_the_workflow() {
     );
 }
 
-#[test]
-fn a_compute_killed_midway_leaves_no_entry() {
+/// Runs `command` with logs on, reads its log until `marker` has appeared
+/// `times` times, then kills it (SIGKILL: nothing of it runs after).
+fn kill_after_log(mut command: Command, log_filter: &str, marker: &str, times: usize) {
     use std::io::{BufRead, BufReader};
-    let dir = tempfile::tempdir().unwrap();
-    // Long enough that the kill below always lands while it computes.
-    let slow = "CREATE CACHED FUNCTION slow() AS \
-                SELECT sum(a.value * b.value) AS total \
-                FROM generate_series(1, 1000000) a CROSS JOIN generate_series(1, 1000000) b;";
-    let mut child = command(dir.path())
-        .args(["-c", slow, "-c", "SELECT * FROM slow();"])
-        .env("NUTHATCH_LOG", "info")
+    let mut child = command
+        .env("NUTHATCH_LOG", log_filter)
         .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut log = String::new();
+    let mut seen = 0;
     for line in BufReader::new(child.stderr.take().unwrap()).lines() {
         let line = line.unwrap();
         log.push_str(&line);
         log.push('\n');
-        if line.contains("computing") {
-            break;
+        if line.contains(marker) {
+            seen += 1;
+            if seen == times {
+                break;
+            }
         }
     }
-    assert!(log.contains("computing"), "the compute started: {log}");
+    assert_eq!(seen, times, "'{marker}' never showed {times} times: {log}");
     child.kill().unwrap();
     assert!(!child.wait().unwrap().success());
+}
+
+#[test]
+fn a_compute_killed_midway_leaves_no_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    // Long enough that the kill below always lands while it computes.
+    let slow = "CREATE CACHED FUNCTION slow() AS \
+                SELECT sum(a.value * b.value) AS total \
+                FROM generate_series(1, 1000000) a CROSS JOIN generate_series(1, 1000000) b;";
+    let mut started = command(dir.path());
+    started.args(["-c", slow, "-c", "SELECT * FROM slow();"]);
+    kill_after_log(started, "info", "computing", 1);
 
     let left = files_under(&dir.path().join(".nuthatch"));
     assert!(
@@ -254,31 +265,8 @@ const NOISE: &str = "CREATE CACHED FUNCTION noise() AS \
 /// Starts `noise()` and kills the process once the write has uploaded
 /// parts of the entry.
 fn kill_during_the_write(mut command: Command) {
-    use std::io::{BufRead, BufReader};
-    let mut child = command
-        .args(["-c", NOISE, "-c", "SELECT count(*) FROM noise();"])
-        .env("NUTHATCH_LOG", "info,nuthatch_backends=debug")
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut log = String::new();
-    let mut parts = 0;
-    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
-        let line = line.unwrap();
-        log.push_str(&line);
-        log.push('\n');
-        if line.contains("uploading") {
-            parts += 1;
-            if parts == 2 {
-                break;
-            }
-        }
-    }
-    assert_eq!(parts, 2, "the write was under way: {log}");
-    child.kill().unwrap();
-    assert!(!child.wait().unwrap().success());
+    command.args(["-c", NOISE, "-c", "SELECT count(*) FROM noise();"]);
+    kill_after_log(command, "info,nuthatch_backends=debug", "uploading", 2);
 }
 
 fn strict_read_says_no_entry(mut command: Command) {
