@@ -244,6 +244,19 @@ impl Catalog {
             tracing::debug!(key = %id.key, stored = ?metadata.version, "entry has another version");
             return Ok(None);
         }
+        self.open_data(tier, id, backend, metadata, schema).await
+    }
+
+    /// Opens the data of an entry whose metadata row is `metadata`; `None`
+    /// (a miss, with a warning) when the data is not there.
+    async fn open_data(
+        &self,
+        tier: &Tier,
+        id: &EntryId,
+        backend: &Arc<dyn Backend>,
+        metadata: MetadataRow,
+        schema: &SchemaRef,
+    ) -> Result<Option<Entry>> {
         let at = tier.location(data_path(
             &id.key,
             id.namespace.as_deref(),
@@ -293,14 +306,16 @@ impl Catalog {
     /// writes the data, visible all at once when complete, then the
     /// metadata row is put. At every instant the entry is absent or whole.
     /// The result is computed while it is written: an error of the stream
-    /// is a [`Error::ComputeFailed`], and it leaves nothing stored.
+    /// is a [`Error::ComputeFailed`], and it leaves nothing stored. Returns
+    /// what was written and the new entry, opened to be read as `schema`.
     pub async fn store(
         &self,
         id: &EntryId,
         backend: &Arc<dyn Backend>,
         data: SendableRecordBatchStream,
         options: &WriteOptions,
-    ) -> Result<Written> {
+        schema: &SchemaRef,
+    ) -> Result<(Written, Entry)> {
         let tier = self.writable_tier(id)?;
         let store = tier.store();
         let meta_path = metadata_path(&id.key, id.namespace.as_deref(), backend.name());
@@ -320,7 +335,7 @@ impl Catalog {
         // backend's own.
         let compute_error: Arc<Mutex<Option<DataFusionError>>> = Arc::default();
         let seen = Arc::clone(&compute_error);
-        let schema = data.schema();
+        let stream_schema = data.schema();
         let tagged = data.map(move |batch| {
             batch.map_err(|e| {
                 let text = e.to_string();
@@ -328,7 +343,7 @@ impl Catalog {
                 DataFusionError::Execution(format!("the computed result failed: {text}"))
             })
         });
-        let data = Box::pin(RecordBatchStreamAdapter::new(schema, tagged));
+        let data = Box::pin(RecordBatchStreamAdapter::new(stream_schema, tagged));
         // This process holds the entry's in-flight claim, so no write of it
         // here is staged; what is staged is a killed process's.
         tier.sweep_staged(&path);
@@ -385,6 +400,18 @@ impl Catalog {
             return Err(unwritable(&meta_path, e));
         }
         tracing::debug!(key = %id.key, rows = written.rows, bytes = written.bytes, "stored entry");
-        Ok(written)
+        let entry = self
+            .open_data(tier, id, backend, row, schema)
+            .await?
+            .ok_or_else(|| Error::Backend {
+                backend: backend.name().to_string(),
+                key: id.key.to_string(),
+                tier: tier.name().to_string(),
+                location: tier.url().to_string(),
+                source: Box::new(DataFusionError::Execution(
+                    "the data vanished right after it was stored".into(),
+                )),
+            })?;
+        Ok((written, entry))
     }
 }

@@ -399,21 +399,12 @@ async fn lead_compute(
         None => frame.create_physical_plan().await.map_err(failed)?,
     };
     let stream = execute_stream(Arc::clone(&compute), task).map_err(failed)?;
-    let written = call
+    let options = WriteOptions { sorted_by };
+    let (written, entry) = call
         .catalog
-        .store(&call.id, backend, stream, &WriteOptions { sorted_by })
+        .store(&call.id, backend, stream, &options, schema)
         .await?;
     tracing::debug!(key = %call.id.key, rows = written.rows, bytes = written.bytes, "computed and stored");
-    let entry = call
-        .catalog
-        .resolve(&call.id, Some(backend.name()), schema)
-        .await?
-        .ok_or_else(|| {
-            DataFusionError::Execution(format!(
-                "entry {} vanished right after it was stored",
-                call.id.key
-            ))
-        })?;
     Ok(Led::Stored(entry, compute))
 }
 
