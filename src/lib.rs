@@ -29,12 +29,12 @@ pub mod demo;
 
 pub use nuthatch_backends::{Backend, Backends, Location, WriteOptions, Written};
 pub use nuthatch_catalog::{
-    cache_key, CacheKey, CacheMode, CallReport, Catalog, Config, Error, KeyValue, MetadataRow,
-    Outcome, Tier, TierConfig,
+    cache_key, CacheKey, CacheMode, CallReport, Catalog, Config, EntryId, Error, Found, KeyValue,
+    MemoryTier, MetadataRow, Outcome, Overwrite, Policy, Tier, TierConfig, TierRole,
 };
 pub use nuthatch_udf::{
-    split_statements, Args, CachedFunction, CachedFunctionBuilder, Computed, Engine,
-    NuthatchOptions, ParamType, Session, Value,
+    split_statements, Args, CachedFunction, CachedFunctionBuilder, Computed, DisableIf, Engine,
+    NuthatchOptions, ParamType, Select, Session, Value,
 };
 
 /// The workspace crates, for what the re-exports above leave out.

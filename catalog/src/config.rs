@@ -63,10 +63,19 @@ impl fmt::Debug for TierConfig {
     }
 }
 
+/// Python nuthatch's local tier location.
+pub const DEFAULT_LOCAL: &str = "~/.nuthatch/caches";
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub root: TierConfig,
+    /// This machine's copies (the `local*` modes).
+    pub local: TierConfig,
+    /// Read-only stores read after root, in order, by location name.
+    pub mirrors: Vec<(String, TierConfig)>,
+    /// Bytes of memoized results kept in memory.
+    pub memoize_limit: usize,
     /// SQL files with `CREATE CACHED FUNCTION` statements to load at start.
     pub definitions: Vec<PathBuf>,
     /// The file this came from, if any.
@@ -81,6 +90,9 @@ impl Config {
     pub fn with_root(filesystem: impl Into<String>) -> Self {
         Config {
             root: TierConfig::new(filesystem),
+            local: TierConfig::new(resolve_local(DEFAULT_LOCAL, Path::new("."))),
+            mirrors: Vec::new(),
+            memoize_limit: crate::memory::DEFAULT_MEMOIZE_LIMIT,
             definitions: Vec::new(),
             source: None,
             memory_limit: None,
@@ -170,12 +182,11 @@ impl Config {
                 return Err("'memory_limit' must be a size such as \"2G\" or \"512M\"".into())
             }
         };
-        Ok(Config {
-            root,
-            definitions,
-            source: None,
-            memory_limit,
-        })
+        let mut config = Config::with_root(root.filesystem.clone());
+        config.root = root;
+        config.definitions = definitions;
+        config.memory_limit = memory_limit;
+        Ok(config)
     }
 
     /// Applies `NUTHATCH_ROOT_FILESYSTEM`,

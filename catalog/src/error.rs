@@ -105,16 +105,30 @@ pub enum Error {
         instead: String,
     },
 
-    /// A strict mode found nothing to read.
-    #[error(
-        "{function}: no cache entry {key} on the {tiers}, and cache_mode '{mode}' does not \
-         compute; call with cache_mode => 'write' to compute it"
-    )]
+    /// A strict mode (or `fail_if_no_cache`) found nothing to read.
+    #[error("{function}: no cache entry {key} on the {tiers}, and {why} does not compute; {fix}")]
     StrictMiss {
         function: String,
         key: String,
         tiers: String,
+        /// `cache_mode 'read_only_strict'`, `fail_if_no_cache => true`.
+        why: String,
+        /// What computes it instead.
+        fix: String,
+    },
+
+    /// A write would replace a valid entry under a mode that does not
+    /// overwrite without asking, and library code never asks.
+    #[error(
+        "entry {key} is already stored on the {tier} tier, and cache_mode '{mode}' does not \
+         replace it; call with cache_mode => '{instead}' to replace it with the recomputed \
+         result, or without recompute => true to read it"
+    )]
+    WouldOverwrite {
+        key: String,
+        tier: String,
         mode: String,
+        instead: String,
     },
 
     /// A cached call that would wait for itself.

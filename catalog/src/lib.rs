@@ -4,16 +4,19 @@
 //! metastore layout shared with Python nuthatch ([`metastore`]), tiers
 //! ([`tier`]), cache modes as policies ([`mode`]), the collapsing of
 //! identical computes ([`inflight`]), call reports ([`report`]) and its
-//! errors ([`error`]). [`Catalog`] ties them together: [`Catalog::resolve`]
-//! finds a valid entry across tiers and backends, and [`Catalog::store`] is
-//! the one place the write protocol lives. It knows nothing about SQL
-//! functions, and nothing about storage formats beyond the
-//! [`nuthatch_backends::Backend`] trait.
+//! errors ([`error`]), and the memory tier of memoized results
+//! ([`memory`]). [`Catalog`] ties them together: [`Catalog::lookup`] finds a
+//! null marker or a valid entry on one tier, across backends;
+//! [`Catalog::store`] is the one place the write protocol lives. Which
+//! tiers a call reads and writes is its mode's [`Policy`], applied by the
+//! caller. The catalog knows nothing about SQL functions, and nothing about
+//! storage formats beyond the [`nuthatch_backends::Backend`] trait.
 
 pub mod config;
 pub mod error;
 pub mod inflight;
 pub mod key;
+pub mod memory;
 pub mod metastore;
 pub mod mode;
 pub mod report;
@@ -36,12 +39,15 @@ pub use config::{Config, TierConfig};
 pub use error::{Error, Result};
 pub use inflight::{Claim, Followed, InFlight};
 pub use key::{cache_key, CacheKey, KeyValue};
+pub use memory::{Memoized, MemoryTier};
 pub use metastore::MetadataRow;
-pub use mode::{CacheMode, Policy};
+pub use mode::{CacheMode, Overwrite, Policy};
 pub use report::{CallReport, Outcome, ReportLog};
 pub use tier::{Tier, TierRole};
 
-use metastore::{data_path, metadata_dir, metadata_path, CONFIRMED, EXISTS_MARKER};
+use metastore::{
+    data_path, metadata_dir, metadata_path, null_path, write_check_path, CONFIRMED, EXISTS_MARKER,
+};
 
 /// Which entry a call refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +55,15 @@ pub struct EntryId {
     pub key: CacheKey,
     pub namespace: Option<String>,
     pub version: Option<String>,
+}
+
+/// What a tier holds for an entry.
+#[derive(Debug, Clone)]
+pub enum Found {
+    /// A null marker: the function returned no result.
+    Null(Tier),
+    /// A valid entry.
+    Entry(Box<Entry>),
 }
 
 /// A valid entry found on a tier, opened for reading.
@@ -73,9 +88,14 @@ fn python_storage(backend: &str) -> String {
 /// The tiers of one configuration and the formats they may hold.
 #[derive(Debug)]
 pub struct Catalog {
+    local: Tier,
     root: Tier,
+    mirrors: Vec<Tier>,
+    memory: MemoryTier,
     backends: Backends,
     inflight: Arc<InFlight>,
+    /// Whether root took a write probe; asked once, for the default mode.
+    root_writable: tokio::sync::OnceCell<bool>,
 }
 
 impl Catalog {
@@ -84,13 +104,33 @@ impl Catalog {
         Catalog::with_backends(config, Backends::builtin())
     }
 
+    /// Opens the tiers with `backends`. Root must open; a mirror that
+    /// cannot (a malformed URL) is left out with a warning, as one that
+    /// cannot be reached is skipped when read.
     pub fn with_backends(config: &Config, backends: Backends) -> Result<Arc<Catalog>> {
-        let root = Tier::open(TierRole::Root, &config.root)?;
-        tracing::debug!(root = root.url(), "opened catalog");
+        let root = Tier::open(TierRole::Root, "root", &config.root)?;
+        let local = Tier::open(TierRole::Local, "local", &config.local)?;
+        let mut mirrors = Vec::new();
+        for (name, mirror) in &config.mirrors {
+            match Tier::open(TierRole::Mirror, name, mirror) {
+                Ok(tier) => mirrors.push(tier),
+                Err(e) => tracing::warn!("skipping mirror {name}: {e}"),
+            }
+        }
+        tracing::debug!(
+            root = root.url(),
+            local = local.url(),
+            mirrors = mirrors.len(),
+            "opened catalog"
+        );
         Ok(Arc::new(Catalog {
+            local,
             root,
+            mirrors,
+            memory: MemoryTier::new(config.memoize_limit),
             backends,
             inflight: Arc::default(),
+            root_writable: tokio::sync::OnceCell::new(),
         }))
     }
 
@@ -98,9 +138,32 @@ impl Catalog {
         &self.root
     }
 
-    /// The tiers in read order.
+    pub fn local(&self) -> &Tier {
+        &self.local
+    }
+
+    pub fn mirrors(&self) -> &[Tier] {
+        &self.mirrors
+    }
+
+    /// Memoized results.
+    pub fn memory(&self) -> &MemoryTier {
+        &self.memory
+    }
+
+    /// Every tier in read order: local, root, then the mirrors as
+    /// configured.
     pub fn tiers(&self) -> impl Iterator<Item = &Tier> {
-        std::iter::once(&self.root)
+        std::iter::once(&self.local)
+            .chain(std::iter::once(&self.root))
+            .chain(&self.mirrors)
+    }
+
+    /// The tiers a call reads, in order.
+    pub fn read_order(&self, local: bool, global: bool) -> Vec<&Tier> {
+        self.tiers()
+            .filter(|t| if t.role().is_global() { global } else { local })
+            .collect()
     }
 
     pub fn backends(&self) -> &Backends {
@@ -129,59 +192,129 @@ impl Catalog {
         }
     }
 
-    /// Finds a valid entry for `id`, read as `schema`, trying tiers in read
-    /// order. With a `backend` named, only entries stored with it count.
-    /// Without one, the default backend's entry is tried first, then any
-    /// other metadata row the entry has, alphabetically as Python infers
+    /// The mode of calls that name none, as Python nuthatch chooses it:
+    /// `write` when root takes writes, else `read_only_strict`. Root is
+    /// probed once (a small file put and removed), not on every call.
+    pub async fn default_mode(&self) -> CacheMode {
+        let writable = *self
+            .root_writable
+            .get_or_init(|| async {
+                if self.root.is_read_only() {
+                    return false;
+                }
+                let nonce = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or_default()
+                    ^ u64::from(std::process::id());
+                let probe = write_check_path(nonce);
+                match self.root.store().put(&probe, PutPayload::new()).await {
+                    Ok(_) => {
+                        let _ = self.root.store().delete(&probe).await;
+                        true
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            root = self.root.url(),
+                            "root does not take writes ({e}); calls without a cache_mode use \
+                             read_only_strict"
+                        );
+                        false
+                    }
+                }
+            })
+            .await;
+        if writable {
+            CacheMode::Write
+        } else {
+            CacheMode::ReadOnlyStrict
+        }
+    }
+
+    /// What `tier` holds for `id`, read as `schema`: its null marker first
+    /// (a null counts whatever the version or backend, as in Python), then
+    /// a valid entry. With a `backend` named, only entries stored with it
+    /// count. Without one, the default backend's entry is tried first, then
+    /// any other metadata row the entry has, alphabetically as Python infers
     /// the backend; a valid entry in a format this build cannot read is an
-    /// error that says so, not a miss.
-    pub async fn resolve(
+    /// error that says so, not a miss. A mirror that cannot be reached is
+    /// skipped with a warning; its corrupt metadata is an error.
+    pub async fn lookup(
         &self,
+        tier: &Tier,
         id: &EntryId,
         backend: Option<&str>,
         schema: &SchemaRef,
-    ) -> Result<Option<Entry>> {
-        for tier in self.tiers() {
-            if let Some(name) = backend {
-                let backend = self.backend(name)?;
-                if let Some(entry) = self.find_on(tier, id, backend, schema).await? {
-                    return Ok(Some(entry));
-                }
+    ) -> Result<Option<Found>> {
+        match self.lookup_on(tier, id, backend, schema).await {
+            Err(Error::TierUnreachable { detail, .. }) if tier.role() == TierRole::Mirror => {
+                tracing::warn!(
+                    "skipping the {} tier at {}, which is unreachable: {detail}",
+                    tier.name(),
+                    tier.url()
+                );
+                Ok(None)
+            }
+            found => found,
+        }
+    }
+
+    async fn lookup_on(
+        &self,
+        tier: &Tier,
+        id: &EntryId,
+        backend: Option<&str>,
+        schema: &SchemaRef,
+    ) -> Result<Option<Found>> {
+        if self.has_null(tier, id).await? {
+            return Ok(Some(Found::Null(tier.clone())));
+        }
+        if let Some(name) = backend {
+            let backend = self.backend(name)?;
+            let found = self.find_on(tier, id, backend, schema).await?;
+            return Ok(found.map(|e| Found::Entry(Box::new(e))));
+        }
+        let default = self.backends.default_backend();
+        if let Some(entry) = self.find_on(tier, id, default, schema).await? {
+            return Ok(Some(Found::Entry(Box::new(entry))));
+        }
+        for name in self.stored_backends(tier, id).await? {
+            if name == default.name() {
                 continue;
             }
-            let default = self.backends.default_backend();
-            if let Some(entry) = self.find_on(tier, id, default, schema).await? {
-                return Ok(Some(entry));
-            }
-            for name in self.stored_backends(tier, id).await? {
-                if name == default.name() {
-                    continue;
-                }
-                match self.backends.get(&name) {
-                    Some(other) => {
-                        if let Some(entry) = self.find_on(tier, id, other, schema).await? {
-                            return Ok(Some(entry));
-                        }
+            match self.backends.get(&name) {
+                Some(other) => {
+                    if let Some(entry) = self.find_on(tier, id, other, schema).await? {
+                        return Ok(Some(Found::Entry(Box::new(entry))));
                     }
-                    None => {
-                        let valid = self
-                            .read_metadata(tier, id, &name)
-                            .await?
-                            .is_some_and(|row| row.is_valid_for(id.version.as_deref()));
-                        if valid {
-                            return Err(Error::UnreadableBackend {
-                                key: id.key.display().to_string(),
-                                tier: tier.name().to_string(),
-                                how: python_storage(&name),
-                                backend: name,
-                                instead: default.name().to_string(),
-                            });
-                        }
+                }
+                None => {
+                    let valid = self
+                        .read_metadata(tier, id, &name)
+                        .await?
+                        .is_some_and(|row| row.is_valid_for(id.version.as_deref()));
+                    if valid {
+                        return Err(Error::UnreadableBackend {
+                            key: id.key.display().to_string(),
+                            tier: tier.name().to_string(),
+                            how: python_storage(&name),
+                            backend: name,
+                            instead: default.name().to_string(),
+                        });
                     }
                 }
             }
         }
         Ok(None)
+    }
+
+    async fn has_null(&self, tier: &Tier, id: &EntryId) -> Result<bool> {
+        let path = null_path(&id.key, id.namespace.as_deref());
+        match tier.store().head(&path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(tier.unreachable(&format!("reading {path}"), e)),
+        }
     }
 
     /// The backends whose metadata rows an entry has on `tier` (one LIST).
@@ -230,7 +363,8 @@ impl Catalog {
             })
     }
 
-    async fn find_on(
+    /// The valid entry `id` has on `tier` in `backend`, null markers aside.
+    pub async fn find_on(
         &self,
         tier: &Tier,
         id: &EntryId,
@@ -248,7 +382,9 @@ impl Catalog {
     }
 
     /// Opens the data of an entry whose metadata row is `metadata`; `None`
-    /// (a miss, with a warning) when the data is not there.
+    /// (a miss, with a warning) when the data is not there. Unlike Python,
+    /// the orphaned metadata is left alone: the tier may be a mirror, and a
+    /// write of the entry replaces it anyway.
     async fn open_data(
         &self,
         tier: &Tier,
@@ -265,13 +401,7 @@ impl Catalog {
         let opened = backend
             .open(&at, Arc::clone(schema))
             .await
-            .map_err(|source| Error::Backend {
-                backend: backend.name().to_string(),
-                key: id.key.to_string(),
-                tier: tier.name().to_string(),
-                location: tier.url().to_string(),
-                source: Box::new(source),
-            })?;
+            .map_err(|source| self.backend_error(backend.name(), id, tier, source))?;
         match opened {
             Some(provider) => Ok(Some(Entry {
                 tier: tier.clone(),
@@ -280,15 +410,31 @@ impl Catalog {
                 provider,
             })),
             None => {
-                tracing::warn!(key = %id.key, "metadata found without data; treating as a miss");
+                tracing::warn!(key = %id.key, tier = tier.name(), "metadata found without data; treating as a miss");
                 Ok(None)
             }
         }
     }
 
-    /// The tier computed entries are stored on, if it takes writes.
-    pub fn writable_tier(&self, id: &EntryId) -> Result<&Tier> {
-        let tier = &self.root;
+    fn backend_error(
+        &self,
+        backend: &str,
+        id: &EntryId,
+        tier: &Tier,
+        source: DataFusionError,
+    ) -> Error {
+        Error::Backend {
+            backend: backend.to_string(),
+            key: id.key.to_string(),
+            tier: tier.name().to_string(),
+            location: tier.url().to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    /// Refuses writes to a tier that takes none (mirrors; a tier configured
+    /// read-only), before anything is computed.
+    pub fn check_writable(&self, tier: &Tier, id: &EntryId) -> Result<()> {
         if tier.is_read_only() {
             return Err(Error::ReadOnlyTier {
                 tier: tier.name().to_string(),
@@ -296,40 +442,81 @@ impl Catalog {
                 key: id.key.to_string(),
             });
         }
-        Ok(tier)
+        Ok(())
     }
 
-    /// Stores the result stream `data` as the entry `id` on the root tier.
+    fn unwritable(tier: &Tier, what: &Path, e: object_store::Error) -> Error {
+        Error::Unwritable {
+            tier: tier.name().to_string(),
+            location: tier.url().to_string(),
+            what: what.to_string(),
+            detail: e.to_string(),
+        }
+    }
+
+    /// Python readers of a store fail without the metastore's marker.
+    async fn ensure_marker(&self, tier: &Tier) -> Result<()> {
+        let marker = Path::from(EXISTS_MARKER);
+        if let Err(object_store::Error::NotFound { .. }) = tier.store().head(&marker).await {
+            tier.store()
+                .put(&marker, PutPayload::new())
+                .await
+                .map_err(|e| Catalog::unwritable(tier, &marker, e))?;
+        }
+        Ok(())
+    }
+
+    /// Records on `tier` that the function returned no result for `id`.
+    pub async fn store_null(&self, tier: &Tier, id: &EntryId) -> Result<()> {
+        self.check_writable(tier, id)?;
+        self.ensure_marker(tier).await?;
+        let path = null_path(&id.key, id.namespace.as_deref());
+        tier.store()
+            .put(&path, PutPayload::new())
+            .await
+            .map_err(|e| Catalog::unwritable(tier, &path, e))?;
+        tracing::debug!(key = %id.key, tier = tier.name(), "stored null marker");
+        Ok(())
+    }
+
+    /// Removes the null marker of `id` from `tier`, if it has one.
+    pub async fn delete_null(&self, tier: &Tier, id: &EntryId) -> Result<()> {
+        self.check_writable(tier, id)?;
+        let path = null_path(&id.key, id.namespace.as_deref());
+        match tier.store().delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Catalog::unwritable(tier, &path, e)),
+        }
+    }
+
+    /// Stores the result stream `data` as the entry `id` on `tier`.
     ///
-    /// Order matters: an old entry's metadata is removed first (so a crash
-    /// cannot leave old metadata vouching for new data), then the backend
-    /// writes the data, visible all at once when complete, then the
-    /// metadata row is put. At every instant the entry is absent or whole.
-    /// The result is computed while it is written: an error of the stream
-    /// is a [`Error::ComputeFailed`], and it leaves nothing stored. Returns
-    /// what was written and the new entry, opened to be read as `schema`.
+    /// Order matters: an old entry's metadata and any null marker are
+    /// removed first (so a crash cannot leave old metadata vouching for new
+    /// data, and the new data is not hidden), then the backend writes the
+    /// data, visible all at once when complete, then the metadata row is
+    /// put. At every instant the entry is absent or whole. The result is
+    /// computed while it is written: an error of the stream is a
+    /// [`Error::ComputeFailed`], and it leaves nothing stored. Returns what
+    /// was written and the new entry, opened to be read as `schema`.
     pub async fn store(
         &self,
+        tier: &Tier,
         id: &EntryId,
         backend: &Arc<dyn Backend>,
         data: SendableRecordBatchStream,
         options: &WriteOptions,
         schema: &SchemaRef,
     ) -> Result<(Written, Entry)> {
-        let tier = self.writable_tier(id)?;
+        self.check_writable(tier, id)?;
         let store = tier.store();
         let meta_path = metadata_path(&id.key, id.namespace.as_deref(), backend.name());
         let path = data_path(&id.key, id.namespace.as_deref(), backend.extension());
-        let unwritable = |what: &Path, e: object_store::Error| Error::Unwritable {
-            tier: tier.name().to_string(),
-            location: tier.url().to_string(),
-            what: what.to_string(),
-            detail: e.to_string(),
-        };
         match store.delete(&meta_path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(unwritable(&meta_path, e)),
+            Err(e) => return Err(Catalog::unwritable(tier, &meta_path, e)),
         }
+        self.delete_null(tier, id).await?;
 
         // Errors of the stream are the compute's; keep them apart from the
         // backend's own.
@@ -357,24 +544,12 @@ impl Catalog {
                         key: id.key.display().to_string(),
                         source: Box::new(source),
                     },
-                    None => Error::Backend {
-                        backend: backend.name().to_string(),
-                        key: id.key.to_string(),
-                        tier: tier.name().to_string(),
-                        location: tier.url().to_string(),
-                        source: Box::new(source),
-                    },
+                    None => self.backend_error(backend.name(), id, tier, source),
                 });
             }
         };
 
-        let marker = Path::from(EXISTS_MARKER);
-        if let Err(object_store::Error::NotFound { .. }) = store.head(&marker).await {
-            store
-                .put(&marker, PutPayload::new())
-                .await
-                .map_err(|e| unwritable(&marker, e))?;
-        }
+        self.ensure_marker(tier).await?;
         let row = MetadataRow {
             cache_key: id.key.as_str().to_string(),
             namespace: id.namespace.clone(),
@@ -386,31 +561,28 @@ impl Catalog {
             user: metastore::current_user(),
             path: format!("{}/{path}", tier.url().trim_end_matches('/')),
         };
-        let encoded = row.encode().map_err(|e| Error::Backend {
-            backend: "metastore".to_string(),
-            key: id.key.to_string(),
-            tier: tier.name().to_string(),
-            location: tier.url().to_string(),
-            source: Box::new(e),
-        })?;
+        let encoded = row
+            .encode()
+            .map_err(|e| self.backend_error("metastore", id, tier, e))?;
         if let Err(e) = store.put(&meta_path, PutPayload::from(encoded)).await {
             // The data is unreachable without metadata; remove it so a failed
             // commit leaves nothing behind.
             let _ = backend.delete(&at).await;
-            return Err(unwritable(&meta_path, e));
+            return Err(Catalog::unwritable(tier, &meta_path, e));
         }
-        tracing::debug!(key = %id.key, rows = written.rows, bytes = written.bytes, "stored entry");
+        tracing::debug!(key = %id.key, tier = tier.name(), rows = written.rows, bytes = written.bytes, "stored entry");
         let entry = self
             .open_data(tier, id, backend, row, schema)
             .await?
-            .ok_or_else(|| Error::Backend {
-                backend: backend.name().to_string(),
-                key: id.key.to_string(),
-                tier: tier.name().to_string(),
-                location: tier.url().to_string(),
-                source: Box::new(DataFusionError::Execution(
-                    "the data vanished right after it was stored".into(),
-                )),
+            .ok_or_else(|| {
+                self.backend_error(
+                    backend.name(),
+                    id,
+                    tier,
+                    DataFusionError::Execution(
+                        "the data vanished right after it was stored".into(),
+                    ),
+                )
             })?;
         Ok((written, entry))
     }

@@ -5,6 +5,8 @@
 //! ```text
 //! nuthatch_metadata.nut/exists.nut
 //! nuthatch_metadata.nut/<key>[/<namespace>]/<backend>.parquet   metadata row
+//! nuthatch_metadata.nut/<key>[/<namespace>].null                 null marker
+//! nuthatch_metadata.nut/write_check/<n>.nut                      write probe
 //! [<namespace>/]<key>.<ext>                                      data
 //! ```
 
@@ -40,6 +42,22 @@ pub fn metadata_dir(key: &CacheKey, namespace: Option<&str>) -> Path {
 /// Where the metadata row of an entry stored with `backend` lives.
 pub fn metadata_path(key: &CacheKey, namespace: Option<&str>, backend: &str) -> Path {
     metadata_dir(key, namespace).join(format!("{backend}.parquet"))
+}
+
+/// Where the null marker of an entry lives: an empty file saying "the
+/// function returned no result". It counts whatever the version or
+/// backend, as in Python.
+pub fn null_path(key: &CacheKey, namespace: Option<&str>) -> Path {
+    let base = match namespace {
+        Some(ns) => format!("{}/{ns}", key.as_str().trim_end_matches('/')),
+        None => key.as_str().to_string(),
+    };
+    Path::from(format!("{METASTORE_DIR}/{base}.null"))
+}
+
+/// Where a write probe goes; removed right after (Python leaves them).
+pub fn write_check_path(nonce: u64) -> Path {
+    Path::from(format!("{METASTORE_DIR}/write_check/{nonce}.nut"))
 }
 
 /// Where the data of an entry lives. Namespaces come first for data and
@@ -234,7 +252,19 @@ mod tests {
             data_path(&k, Some("ns1"), "parquet").as_ref(),
             "ns1/f/1.parquet"
         );
+        assert_eq!(
+            null_path(&k, None).as_ref(),
+            "nuthatch_metadata.nut/f/1.null"
+        );
+        assert_eq!(
+            null_path(&k, Some("ns1")).as_ref(),
+            "nuthatch_metadata.nut/f/1/ns1.null"
+        );
         let zero = cache_key("tk", &BTreeMap::new()).unwrap();
+        assert_eq!(
+            null_path(&zero, None).as_ref(),
+            "nuthatch_metadata.nut/tk/.null"
+        );
         assert_eq!(data_path(&zero, None, "parquet").as_ref(), "tk/.parquet");
         assert_eq!(
             metadata_path(&zero, None, "parquet").as_ref(),

@@ -15,9 +15,14 @@ pub enum Outcome {
     Hit,
     /// Computed and stored.
     Computed,
-    /// Computed and not stored (mode `off`/`read_only`, or `write` keeping an
-    /// existing entry).
+    /// Computed and not stored (modes `off` and `read_only`, a call whose
+    /// root and mirrors are disabled).
     ComputedNotStored,
+    /// A null marker: the function returned no result before; served as
+    /// an empty table.
+    NullHit,
+    /// Computed, and the function returned no result.
+    ComputedNull,
 }
 
 impl Outcome {
@@ -26,6 +31,8 @@ impl Outcome {
             Outcome::Hit => "hit",
             Outcome::Computed => "computed",
             Outcome::ComputedNotStored => "computed (not stored)",
+            Outcome::NullHit => "null hit",
+            Outcome::ComputedNull => "computed null",
         }
     }
 }
@@ -35,8 +42,12 @@ impl Outcome {
 pub struct CallReport {
     pub function: String,
     pub outcome: Outcome,
-    /// The tier read or written, if any.
+    /// The tier read (`memory` for a memoized result) or, for a compute,
+    /// written, if any.
     pub tier: Option<String>,
+    /// The tier a result read elsewhere was copied to (`local` in the local
+    /// modes; `root` when storing with another backend).
+    pub copied_to: Option<String>,
     pub backend: String,
     pub key: String,
     pub namespace: Option<String>,
@@ -56,6 +67,9 @@ impl fmt::Display for CallReport {
         write!(f, "{}: {}", self.function, self.outcome.name())?;
         if let Some(tier) = &self.tier {
             write!(f, " {tier}")?;
+        }
+        if let Some(copy) = &self.copied_to {
+            write!(f, "->{copy}")?;
         }
         write!(f, " {} {}", self.backend, self.key)?;
         if let Some(ns) = &self.namespace {

@@ -3,7 +3,14 @@
 //! A tier wraps one object store rooted at the tier's location, so every path
 //! inside it is relative (`nuthatch_metadata.nut/...`, `<key>.parquet`). Each
 //! tier is registered in DataFusion's runtime under a URL of its own, which is
-//! how Parquet scans find it.
+//! how scans find it.
+//!
+//! Roles (inventory §2.1): **local** is a folder on this machine, keyed by
+//! all arguments and holding clipped results; **root** is the shared store;
+//! **mirrors** are other stores read after root and never written. Opening
+//! a tier contacts nothing: only root's folder is created at once (so a
+//! misconfigured root fails at start); the local folder appears with its
+//! first entry, and a mirror that is not there is skipped when it is read.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -31,15 +38,26 @@ static NEXT_STORE_ID: AtomicUsize = AtomicUsize::new(1);
 /// The role a tier plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TierRole {
-    /// The shared store every computed entry is written to.
+    /// This machine's copies, keyed by all arguments.
+    Local,
+    /// The shared store computed entries are written to.
     Root,
+    /// A store read after root, never written.
+    Mirror,
 }
 
 impl TierRole {
     pub fn name(self) -> &'static str {
         match self {
+            TierRole::Local => "local",
             TierRole::Root => "root",
+            TierRole::Mirror => "mirror",
         }
+    }
+
+    /// Root and mirrors: the tiers keyed by `cache_args`.
+    pub fn is_global(self) -> bool {
+        !matches!(self, TierRole::Local)
     }
 }
 
@@ -47,6 +65,9 @@ impl TierRole {
 #[derive(Debug, Clone)]
 pub struct Tier {
     role: TierRole,
+    /// The location's name in the configuration: `local`, `root`,
+    /// `mirror`, `mirror-public`, ...
+    name: String,
     store: Arc<dyn ObjectStore>,
     store_url: ObjectStoreUrl,
     location: String,
@@ -56,16 +77,17 @@ pub struct Tier {
 }
 
 impl Tier {
-    /// Opens the store a tier config names. A local folder is created if it
-    /// is missing, as Python nuthatch does.
-    pub fn open(role: TierRole, config: &TierConfig) -> Result<Tier> {
+    /// Opens the store a tier config names, under the location name `name`.
+    /// Root's folder is created if it is missing, as Python nuthatch does.
+    pub fn open(role: TierRole, name: &str, config: &TierConfig) -> Result<Tier> {
         let location = redact(&config.filesystem);
         let unreachable = |detail: String| Error::TierUnreachable {
-            tier: role.name().to_string(),
-            env: role.name().to_ascii_uppercase(),
+            tier: name.to_string(),
+            env: env_name(name),
             location: location.clone(),
             detail,
         };
+        let create = role == TierRole::Root;
         let mut folder = None;
         let store: Arc<dyn ObjectStore> = match Url::parse(&config.filesystem) {
             Ok(url) if url.scheme() == "file" => {
@@ -73,7 +95,7 @@ impl Tier {
                     .to_file_path()
                     .map_err(|_| unreachable("not a local path".to_string()))?;
                 folder = Some(path.clone());
-                Arc::new(local_store(&path).map_err(unreachable)?)
+                local_store(&path, create).map_err(unreachable)?
             }
             Ok(url) if matches!(url.scheme(), "s3" | "s3a") => {
                 let (store, prefix) = s3_store(&url, config).map_err(unreachable)?;
@@ -96,7 +118,7 @@ impl Tier {
             _ => {
                 let path = std::path::PathBuf::from(&config.filesystem);
                 folder = Some(path.clone());
-                Arc::new(local_store(&path).map_err(unreachable)?)
+                local_store(&path, create).map_err(unreachable)?
             }
         };
         let id = NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed);
@@ -104,10 +126,11 @@ impl Tier {
             .map_err(|e| unreachable(e.to_string()))?;
         Ok(Tier {
             role,
+            name: name.to_string(),
             store,
             store_url,
             location,
-            read_only: config.read_only,
+            read_only: config.read_only || role == TierRole::Mirror,
             folder,
         })
     }
@@ -116,8 +139,9 @@ impl Tier {
         self.role
     }
 
-    pub fn name(&self) -> &'static str {
-        self.role.name()
+    /// The location's name: `local`, `root`, `mirror-public`, ...
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
@@ -134,6 +158,7 @@ impl Tier {
         &self.location
     }
 
+    /// Mirrors always are; local and root when configured so.
     pub fn is_read_only(&self) -> bool {
         self.read_only
     }
@@ -150,8 +175,8 @@ impl Tier {
     /// The error for a store operation that failed on this tier.
     pub fn unreachable(&self, doing: &str, error: object_store::Error) -> Error {
         Error::TierUnreachable {
-            tier: self.name().to_string(),
-            env: self.name().to_ascii_uppercase(),
+            tier: self.name.clone(),
+            env: env_name(&self.name),
             location: self.location.clone(),
             detail: format!("{doing}: {error}"),
         }
@@ -222,9 +247,29 @@ fn s3_store(
     Ok((Arc::new(store), prefix))
 }
 
-fn local_store(path: &std::path::Path) -> std::result::Result<LocalFileSystem, String> {
-    std::fs::create_dir_all(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    LocalFileSystem::new_with_prefix(path).map_err(|e| e.to_string())
+/// A folder as a store. With `create` the folder is made now; without, a
+/// missing folder is read as empty and made by the first write.
+fn local_store(
+    path: &std::path::Path,
+    create: bool,
+) -> std::result::Result<Arc<dyn ObjectStore>, String> {
+    if create {
+        std::fs::create_dir_all(path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    }
+    if path.is_dir() {
+        return Ok(Arc::new(
+            LocalFileSystem::new_with_prefix(path).map_err(|e| e.to_string())?,
+        ));
+    }
+    let absolute = std::path::absolute(path).map_err(|e| e.to_string())?;
+    let prefix = ObjectPath::from_absolute_path(&absolute).map_err(|e| e.to_string())?;
+    Ok(Arc::new(PrefixStore::new(LocalFileSystem::new(), prefix)))
+}
+
+/// How a location is spelt in `NUTHATCH_<LOCATION>_...` variables.
+fn env_name(location: &str) -> String {
+    location.to_ascii_uppercase().replace('-', "_")
 }
 
 /// Drops user info and query strings, where URLs may carry credentials.
@@ -257,7 +302,9 @@ mod tests {
         let file = dir.path().join("plain-file");
         std::fs::write(&file, b"x").unwrap();
         let config = TierConfig::new(file.join("root").display().to_string());
-        let err = Tier::open(TierRole::Root, &config).unwrap_err().to_string();
+        let err = Tier::open(TierRole::Root, "root", &config)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("root tier") && err.contains("unreachable"),
             "{err}"

@@ -64,10 +64,10 @@ async fn the_arrow_scan_reads_only_the_projected_columns() {
         version: Some("1".into()),
     };
     let schema = f.nuthatch.function("series").unwrap().schema().clone();
-    let entry = f
-        .engine
-        .catalog()
-        .resolve(&id, Some("arrow"), &schema)
+    let catalog = f.engine.catalog();
+    let arrow = catalog.backend("arrow").unwrap();
+    let entry = catalog
+        .find_on(catalog.root(), &id, arrow, &schema)
         .await
         .unwrap()
         .expect("the arrow entry is there");

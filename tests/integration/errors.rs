@@ -157,8 +157,18 @@ async fn a_read_only_root_serves_hits_and_refuses_writes_without_leaving_files()
     });
     assert_eq!(read_only.int(sql).await, 48);
     assert_outcome(&read_only.report(), Outcome::Hit);
+    // Without a writable root the default mode is read_only_strict, as in
+    // Python: a miss is an error, not a compute.
     let error = read_only
         .error("SELECT count(*) FROM series('2020-01-01', '2020-01-02', station => 'south')")
+        .await;
+    assert!(
+        error.contains("read_only_strict") && error.contains("does not compute"),
+        "{error}"
+    );
+    // Asking to store there names the fix.
+    let error = read_only
+        .error("SELECT count(*) FROM series('2020-01-01', '2020-01-02', station => 'south', cache_mode => 'write')")
         .await;
     assert!(
         error.contains("read-only") && error.contains("cache_mode => 'read_only'"),

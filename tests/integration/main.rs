@@ -12,3 +12,4 @@ mod python;
 mod readme;
 mod sql_functions;
 mod stores;
+mod tiers;

@@ -121,8 +121,13 @@ async fn the_readme_workflow() {
         .files()
         .contains(&"nuthatch_metadata.nut/agg_and_clip/7/experiment/parquet.parquet".to_string()));
 
-    // `write` with recompute keeps the existing entry (nuthatch would ask).
-    let keep = "SELECT count(*) FROM agg_and_clip('2013-01-01', '2013-01-01', agg_days => 7, recompute => true)";
-    assert_eq!(f.int(keep).await, 4 * GRID);
-    assert_outcome(&f.reports().pop().unwrap(), Outcome::ComputedNotStored);
+    // `write` with recompute over an existing entry: nuthatch would ask;
+    // we refuse before computing, naming the mode that overwrites.
+    let ask = "SELECT count(*) FROM agg_and_clip('2013-01-01', '2013-01-01', agg_days => 7, recompute => true)";
+    let error = f.error(ask).await;
+    assert!(
+        error.contains("already stored on the root tier")
+            && error.contains("cache_mode => 'overwrite'"),
+        "{error}"
+    );
 }

@@ -10,7 +10,9 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::error::{DataFusionError, Result};
-use nuthatch::{CachedFunction, CallReport, Config, Engine, Outcome, ParamType, Session, Value};
+use nuthatch::{
+    CachedFunction, CallReport, Config, Engine, Outcome, ParamType, Session, TierConfig, Value,
+};
 use tempfile::TempDir;
 
 pub struct Fixture {
@@ -84,9 +86,16 @@ impl Fixture {
         Fixture::with_config(dir, |root| Config::with_root(root.display().to_string()))
     }
 
+    /// A fixture whose config `config` makes from the root folder; the
+    /// local tier is the fixture's `local` folder unless it says otherwise,
+    /// so no test touches `~/.nuthatch`.
     pub fn with_config(dir: TempDir, config: impl FnOnce(&Path) -> Config) -> Fixture {
         let root = dir.path().join("root");
-        let engine = Engine::new(&config(&root)).expect("engine opens");
+        let mut config = config(&root);
+        if config.local == Config::with_root("x").local {
+            config.local = TierConfig::new(dir.path().join("local").display().to_string());
+        }
+        let engine = Engine::new(&config).expect("engine opens");
         let nuthatch = engine.session();
         let computes = Arc::new(AtomicUsize::new(0));
         nuthatch
@@ -102,6 +111,10 @@ impl Fixture {
 
     pub fn root(&self) -> std::path::PathBuf {
         self.dir.path().join("root")
+    }
+
+    pub fn local(&self) -> std::path::PathBuf {
+        self.dir.path().join("local")
     }
 
     pub fn computes(&self) -> usize {
@@ -153,7 +166,14 @@ impl Fixture {
 
     /// Every file under the root, relative and sorted.
     pub fn files(&self) -> Vec<String> {
-        let root = self.root();
+        files_under(&self.root())
+    }
+}
+
+/// Every file under `root`, relative and sorted.
+pub fn files_under(root: &Path) -> Vec<String> {
+    {
+        let root = root.to_path_buf();
         let mut files = Vec::new();
         let mut stack = vec![root.clone()];
         while let Some(dir) = stack.pop() {

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use arrow::array::StructArray;
 use datafusion::common::{plan_err, DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::Expr;
+use nuthatch_catalog::key::check_function_name;
 use nuthatch_catalog::CacheMode;
 
 use crate::args::Args;
@@ -19,14 +20,61 @@ use crate::value::{ParamType, Value};
 /// First field of the struct that carries named arguments.
 pub const NAMED_MARKER: &str = "__nuthatch_named__";
 
-/// Per-call cache options.
+/// Which calls an option such as `recompute` reaches: Python accepts
+/// `True`, a function name, a list of names, or `'_all'` (inventory §1.7).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Select {
+    #[default]
+    No,
+    /// This call only.
+    Yes,
+    /// The named functions among the calls this one makes (and this one).
+    Names(Vec<String>),
+    /// Every call this one makes (and this one).
+    All,
+}
+
+impl Select {
+    /// Does the option apply to the call that was given it?
+    pub fn is_on(&self) -> bool {
+        !matches!(self, Select::No)
+    }
+
+    /// What the calls a body makes inherit: `true` stops at this call,
+    /// names and `'_all'` go on down.
+    pub fn passed_down(&self) -> Select {
+        match self {
+            Select::Yes => Select::No,
+            other => other.clone(),
+        }
+    }
+
+    /// Does an inherited selection reach a call of `function`?
+    pub fn reaches(&self, function: &str) -> bool {
+        match self {
+            Select::All => true,
+            Select::Names(names) => names.iter().any(|n| n == function),
+            Select::No | Select::Yes => false,
+        }
+    }
+}
+
+/// Per-call cache options; `None` leaves the function's or the session's.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CallOptions {
     pub cache_mode: Option<CacheMode>,
-    pub recompute: bool,
+    pub recompute: Select,
+    pub memoize: Option<Select>,
+    pub retry_null_cache: Option<bool>,
+    pub fail_if_no_cache: Option<bool>,
+    /// `false`: leave root and mirrors out of this call.
+    pub cache: Option<bool>,
     pub namespace: Option<String>,
-    /// The backend to read and store this call's entry with.
+    /// The backend to read (and, unless `storage_backend` says otherwise,
+    /// store) this call's entry with.
     pub backend: Option<String>,
+    /// The backend to store a computed result with.
+    pub storage_backend: Option<String>,
 }
 
 /// A call with every parameter bound.
@@ -128,10 +176,11 @@ fn apply_option(
             };
             options.cache_mode = Some(text.parse::<CacheMode>()?);
         }
-        "recompute" => match coerce(function, arg, ParamType::Bool, scalar)? {
-            Value::Bool(b) => options.recompute = b,
-            _ => return plan_err!("recompute of {function} must be true or false"),
-        },
+        "recompute" => options.recompute = select(function, arg, scalar)?,
+        "memoize" => options.memoize = Some(select(function, arg, scalar)?),
+        "retry_null_cache" => options.retry_null_cache = Some(flag(function, arg, scalar)?),
+        "fail_if_no_cache" => options.fail_if_no_cache = Some(flag(function, arg, scalar)?),
+        "cache" => options.cache = Some(flag(function, arg, scalar)?),
         "namespace" => match coerce(function, arg, ParamType::String, scalar)? {
             Value::String(ns) => options.namespace = Some(check_namespace(&ns)?),
             _ => options.namespace = None,
@@ -140,9 +189,54 @@ fn apply_option(
             Value::String(name) => options.backend = Some(name.trim().to_ascii_lowercase()),
             _ => options.backend = None,
         },
+        "storage_backend" => match coerce(function, arg, ParamType::String, scalar)? {
+            Value::String(name) => options.storage_backend = Some(name.trim().to_ascii_lowercase()),
+            _ => options.storage_backend = None,
+        },
         _ => unreachable!("only reserved names reach here"),
     }
     Ok(())
+}
+
+fn flag(function: &str, arg: &str, scalar: &ScalarValue) -> Result<bool> {
+    match coerce(function, arg, ParamType::Bool, scalar)? {
+        Value::Bool(b) => Ok(b),
+        _ => plan_err!("{arg} of {function} must be true or false"),
+    }
+}
+
+/// `true`/`false`, a function name, `'_all'`, or a list of names.
+fn select(function: &str, arg: &str, scalar: &ScalarValue) -> Result<Select> {
+    let wrong = || {
+        plan_err!(
+            "{arg} of {function} must be true, false, a function name, a list of names such as \
+             ['a', 'b'], or '_all'"
+        )
+    };
+    if let ScalarValue::Boolean(Some(b)) = scalar {
+        return Ok(if *b { Select::Yes } else { Select::No });
+    }
+    if let ScalarValue::List(list) = scalar {
+        let mut names = Vec::new();
+        let items = list.value(0);
+        for i in 0..items.len() {
+            let item = ScalarValue::try_from_array(&items, i)?;
+            match item.try_as_str().flatten() {
+                Some(name) => names.push(name.trim().to_ascii_lowercase()),
+                None => return wrong(),
+            }
+        }
+        return Ok(Select::Names(names));
+    }
+    match scalar.try_as_str().flatten() {
+        Some("_all") => Ok(Select::All),
+        Some("true") => Ok(Select::Yes),
+        Some("false") => Ok(Select::No),
+        Some(name) if check_function_name(name.trim()).is_ok() => {
+            Ok(Select::Names(vec![name.trim().to_ascii_lowercase()]))
+        }
+        _ => wrong(),
+    }
 }
 
 /// A namespace is a folder name on the store.

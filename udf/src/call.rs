@@ -1,9 +1,12 @@
 //! A planned call: everything settled about `f(args)` before it runs.
 //!
-//! [`Call::plan`] binds the arguments, settles mode, namespace, backend,
-//! key and clip window, and checks the call against the session's stack of
-//! running calls. It reads nothing and computes nothing: the cache work
-//! starts when the plan runs ([`crate::exec`]).
+//! [`Call::plan`] binds the arguments and settles, from the call's own
+//! options, what its caller hands down ([`Inherited`]), the function's
+//! definition and the session's settings: mode, recompute, memoize, null
+//! handling, which tiers it may use, the backends, both keys and the clip
+//! window. It checks the call against the session's stack of running calls.
+//! It reads nothing and computes nothing: the cache work starts when the
+//! plan runs ([`crate::exec`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,12 +15,14 @@ use datafusion::catalog::Session;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::logical_expr::Expr;
 use nuthatch_backends::Backend;
-use nuthatch_catalog::{cache_key, CacheMode, Catalog, EntryId, Error, KeyValue, ReportLog};
+use nuthatch_catalog::{
+    cache_key, CacheMode, Catalog, EntryId, Error, KeyValue, ReportLog, Tier, TierRole,
+};
 
 use crate::args::Args;
-use crate::binding::{bind, check_namespace, CallOptions};
+use crate::binding::{bind, check_namespace, CallOptions, Select};
 use crate::function::CachedFunction;
-use crate::settings::{reports_of, CallFrame, CallStack, NuthatchOptions};
+use crate::settings::{reports_of, CallFrame, CallStack, Inherited, NuthatchOptions};
 use crate::timeseries::Window;
 
 /// Everything settled about one call at planning time.
@@ -27,12 +32,30 @@ pub struct Call {
     pub catalog: Arc<Catalog>,
     pub args: Args,
     pub options: CallOptions,
+    /// The entry on root and mirrors: keyed by `cache_args`.
     pub id: EntryId,
-    pub mode: CacheMode,
-    /// The backend named by the call or the function; `None` reads any
-    /// backend the entry has and stores with the default.
+    /// The entry in memory and on the local tier: keyed by every argument
+    /// (so each window has its own clipped copy), as in Python. `None` when
+    /// the arguments cannot make a key (a value with '/' or too long).
+    pub local_id: Option<EntryId>,
+    /// The explicit mode; `None` takes the default when the call runs
+    /// (`write` if root takes writes, else `read_only_strict`).
+    pub mode: Option<CacheMode>,
+    pub recompute: bool,
+    pub memoize: bool,
+    pub retry_null_cache: bool,
+    pub fail_if_no_cache: bool,
+    /// Whether root and mirrors take part (the function's `cache`, the
+    /// call's, and `cache_disable_if`).
+    pub cache: bool,
+    /// The backend entries are read with; `None` reads whichever an entry
+    /// has.
     pub backend: Option<String>,
+    /// The backend computed results are stored with, when not `backend`.
+    pub storage_backend: Option<String>,
     pub window: Option<Window>,
+    /// What the calls of this call's body inherit.
+    pub inherited: Inherited,
     /// The calls whose bodies are running around this one.
     pub stack: Arc<CallStack>,
     /// Where this call's report goes: its session's log.
@@ -50,44 +73,102 @@ impl Call {
     ) -> Result<Call> {
         let bound = bind(function, exprs)?;
         let config = session.config();
-        let session_mode = config
-            .options()
-            .extensions
-            .get::<NuthatchOptions>()
-            .map(|o| o.cache_mode);
-        let mode = bound
-            .options
-            .cache_mode
-            .or(session_mode)
-            .unwrap_or_default()
-            .check_supported()?;
-        let namespace = match (&bound.options.namespace, function.namespace()) {
+        let settings = NuthatchOptions::of(config);
+        let stack = CallStack::of(config);
+        let name = function.name();
+        let options = &bound.options;
+        let own_memoize = options.memoize.clone().unwrap_or({
+            if function.memoizes() || settings.memoize {
+                Select::Yes
+            } else {
+                Select::No
+            }
+        });
+        // A top-level call hands its options down; a nested call takes what
+        // was handed down, as Python's globals work.
+        let (inherited, recompute, memoize, retry_null_cache, explicit_mode) = match stack.caller()
+        {
+            None => {
+                let retry = options
+                    .retry_null_cache
+                    .unwrap_or(settings.retry_null_cache);
+                let inherited = Inherited {
+                    cache_mode: options.cache_mode,
+                    retry_null_cache: retry,
+                    recompute: options.recompute.passed_down(),
+                    memoize: own_memoize.passed_down(),
+                };
+                let recompute = options.recompute.is_on();
+                (
+                    inherited,
+                    recompute,
+                    own_memoize.is_on(),
+                    retry,
+                    options.cache_mode,
+                )
+            }
+            Some(caller) => {
+                let inherited = caller.inherited.clone();
+                let recompute = inherited.recompute.reaches(name) || options.recompute.is_on();
+                let memoize = inherited.memoize.reaches(name) || own_memoize.is_on();
+                let retry = inherited.retry_null_cache;
+                let mode = inherited.cache_mode.or(options.cache_mode);
+                (inherited, recompute, memoize, retry, mode)
+            }
+        };
+        let mode = explicit_mode.or(settings.cache_mode);
+        let namespace = match (&options.namespace, function.namespace()) {
             (Some(ns), _) => Some(ns.clone()),
             (None, Some(ns)) => Some(check_namespace(ns)?),
             (None, None) => None,
         };
-        let backend = bound
-            .options
+        let backend = options
             .backend
             .clone()
             .or_else(|| function.backend().map(str::to_string));
-        if let Some(name) = &backend {
+        let storage_backend = options
+            .storage_backend
+            .clone()
+            .or_else(|| function.storage_backend().map(str::to_string));
+        for name in backend.iter().chain(&storage_backend) {
             catalog
                 .backend(name)
                 .map_err(|e| DataFusionError::Plan(format!("{}: {e}", function.name())))?;
         }
-        let key_values: BTreeMap<String, KeyValue> = function
-            .cache_args()
-            .iter()
-            .map(|name| {
-                let value = bound.args.get(name).expect("bind fills every parameter");
-                (name.clone(), KeyValue::Scalar(value.key_text()))
-            })
-            .collect();
-        let key = cache_key(function.name(), &key_values).map_err(|source| Error::BadKey {
+        let key_of = |names: &mut dyn Iterator<Item = &String>| {
+            let values: BTreeMap<String, KeyValue> = names
+                .map(|name| {
+                    let value = bound.args.get(name).expect("bind fills every parameter");
+                    (name.clone(), KeyValue::Scalar(value.key_text()))
+                })
+                .collect();
+            cache_key(function.name(), &values)
+        };
+        let key = key_of(&mut function.cache_args().iter()).map_err(|source| Error::BadKey {
             function: function.name().to_string(),
             source,
         })?;
+        let version = function.version().map(str::to_string);
+        let local_id = match key_of(&mut function.params().iter().map(|p| &p.name)) {
+            Ok(key) => Some(EntryId {
+                key,
+                namespace: namespace.clone(),
+                version: version.clone(),
+            }),
+            Err(e) => {
+                // As in Python: no all-arguments key, no memory or local tier.
+                tracing::debug!("{name}: memory and local tiers skipped: {e}");
+                None
+            }
+        };
+        let disabled = function.disable_if().iter().any(|c| c.holds(&bound.args));
+        if disabled {
+            tracing::info!("{name}: cache_disable_if holds; root and mirrors are not used");
+        }
+        let cache = options.cache.unwrap_or(function.caches()) && !disabled;
+        let fail_if_no_cache = options
+            .fail_if_no_cache
+            .unwrap_or(function.fails_if_no_cache() || settings.fail_if_no_cache);
         let window = match function.timeseries() {
             Some(column) => Window::from_args(function.name(), column, &bound.args)?,
             None => None,
@@ -100,12 +181,20 @@ impl Call {
             id: EntryId {
                 key,
                 namespace,
-                version: function.version().map(str::to_string),
+                version,
             },
+            local_id,
             mode,
+            recompute,
+            memoize,
+            retry_null_cache,
+            fail_if_no_cache,
+            cache,
             backend,
+            storage_backend,
             window,
-            stack: CallStack::of(config),
+            inherited,
+            stack,
             reports: reports_of(config),
         };
         call.stack.check(&call.frame())?;
@@ -118,28 +207,37 @@ impl Call {
             function: self.function.name().to_string(),
             key: self.id.key.clone(),
             namespace: self.id.namespace.clone(),
-            mode: self.mode,
-            recompute: self.options.recompute,
+            inherited: self.inherited.clone(),
         }
     }
 
-    /// The backend a computed result is stored with.
+    /// The entry this call has on `tier`: local and memory are keyed by all
+    /// arguments, root and mirrors by `cache_args`.
+    pub fn id_on(&self, tier: &Tier) -> Option<&EntryId> {
+        match tier.role() {
+            TierRole::Local => self.local_id.as_ref(),
+            TierRole::Root | TierRole::Mirror => Some(&self.id),
+        }
+    }
+
+    /// The backend a computed result is stored with: `storage_backend`,
+    /// else `backend`, else the default.
     pub fn write_backend(&self) -> Result<Arc<dyn Backend>> {
-        match &self.backend {
+        match self.storage_backend.as_ref().or(self.backend.as_ref()) {
             Some(name) => Ok(Arc::clone(self.catalog.backend(name)?)),
             None => Ok(Arc::clone(self.catalog.backends().default_backend())),
         }
     }
 
-    /// Names the stored entry among all computes of this process.
-    pub fn inflight_key(&self, backend: &dyn Backend) -> String {
+    /// Names a stored entry among all computes of this process.
+    pub fn inflight_key(&self, tier: &Tier, id: &EntryId, backend: &dyn Backend) -> String {
         format!(
             "{}|{}|{}|{}|{}",
-            self.catalog.root().url(),
+            tier.url(),
             backend.name(),
-            self.id.namespace.as_deref().unwrap_or(""),
-            self.id.key,
-            self.id.version.as_deref().unwrap_or("")
+            id.namespace.as_deref().unwrap_or(""),
+            id.key,
+            id.version.as_deref().unwrap_or("")
         )
     }
 }

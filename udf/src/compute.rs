@@ -36,8 +36,8 @@ pub fn child_session(call: &Call, parent: &SessionState) -> SessionContext {
 }
 
 /// Runs the body of `call` and returns its result, unexecuted, in the
-/// function's declared schema.
-pub async fn body_frame(call: &Call, parent: &SessionState) -> Result<DataFrame> {
+/// function's declared schema; `None` when the body returned no result.
+pub async fn body_frame(call: &Call, parent: &SessionState) -> Result<Option<DataFrame>> {
     let function = &call.function;
     let ctx = child_session(call, parent);
     let computed = match function.body() {
@@ -48,7 +48,8 @@ pub async fn body_frame(call: &Call, parent: &SessionState) -> Result<DataFrame>
         )),
     };
     let schema = function.schema();
-    match computed {
+    let frame = match computed {
+        Computed::Null => return Ok(None),
         Computed::Frame(frame) => conform(function, frame),
         Computed::Batches(batches) => {
             let batches = batches
@@ -67,7 +68,8 @@ pub async fn body_frame(call: &Call, parent: &SessionState) -> Result<DataFrame>
                 StreamingTable::try_new(partition.schema.clone(), vec![Arc::new(partition)])?;
             conform(function, ctx.read_table(Arc::new(table))?)
         }
-    }
+    };
+    frame.map(Some)
 }
 
 fn missing(function: &CachedFunction, have: &Schema, want: &str) -> DataFusionError {

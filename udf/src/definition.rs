@@ -5,7 +5,9 @@
 //!     param TYPE [DEFAULT literal], ...
 //! )
 //! [WITH (cache_args = (p1, p2), version = '0.1.0', timeseries = 'time',
-//!        namespace = 'x', backend = 'parquet')]
+//!        namespace = 'x', backend = 'parquet', storage_backend = 'arrow',
+//!        memoize = true, cache = false, fail_if_no_cache = true,
+//!        cache_disable_if = (p1 = 1 OR p1 IN (2, 3) AND p2 = 'x'))]
 //! AS <query>
 //! ```
 //!
@@ -42,6 +44,13 @@ pub struct CreateCachedFunction {
     /// The backend named in `WITH (backend = ...)`; checked when the
     /// function is registered, against the engine's backends.
     pub backend: Option<String>,
+    pub storage_backend: Option<String>,
+    pub memoize: bool,
+    pub cache: bool,
+    pub fail_if_no_cache: bool,
+    /// `cache_disable_if`: any of these conditions, each a conjunction of
+    /// "argument is one of these values".
+    pub disable_if: Vec<Vec<(String, Vec<Value>)>>,
     pub body: SqlBody,
 }
 
@@ -109,6 +118,11 @@ impl CreateCachedFunction {
             namespace: None,
             timeseries: None,
             backend: None,
+            storage_backend: None,
+            memoize: false,
+            cache: true,
+            fail_if_no_cache: false,
+            disable_if: Vec::new(),
             body: SqlBody::new(*empty_query()?),
         };
         if parser.parse_keyword(Keyword::WITH) {
@@ -116,6 +130,15 @@ impl CreateCachedFunction {
             loop {
                 let option = parser.parse_identifier()?.value.to_ascii_lowercase();
                 parser.expect_token(&Token::Eq)?;
+                if option == "cache_disable_if" {
+                    let condition = parser.parse_expr()?;
+                    definition.disable_if = disable_conditions(&name, &condition)?;
+                    if parser.consume_token(&Token::RParen) {
+                        break;
+                    }
+                    parser.expect_token(&Token::Comma)?;
+                    continue;
+                }
                 let values = if parser.consume_token(&Token::LParen) {
                     let mut items = Vec::new();
                     if !parser.consume_token(&Token::RParen) {
@@ -179,10 +202,17 @@ impl CreateCachedFunction {
             "namespace" => self.namespace = Some(single(&values)?),
             "timeseries" => self.timeseries = Some(single(&values)?),
             "backend" => self.backend = Some(single(&values)?.to_ascii_lowercase()),
+            "storage_backend" => self.storage_backend = Some(single(&values)?.to_ascii_lowercase()),
+            "memoize" => self.memoize = boolean(&self.name, option, &single(&values)?)?,
+            "cache" => self.cache = boolean(&self.name, option, &single(&values)?)?,
+            "fail_if_no_cache" => {
+                self.fail_if_no_cache = boolean(&self.name, option, &single(&values)?)?
+            }
             other => {
                 return plan_err!(
                     "{}: unknown option '{other}'; options are cache_args, version, namespace, \
-                     timeseries, backend",
+                     timeseries, backend, storage_backend, memoize, cache, fail_if_no_cache, \
+                     cache_disable_if",
                     self.name
                 )
             }
@@ -233,7 +263,105 @@ impl CreateCachedFunction {
         if let Some(column) = self.timeseries {
             builder = builder.timeseries(column);
         }
-        builder.build()
+        if let Some(backend) = self.storage_backend {
+            builder = builder.storage_backend(backend);
+        }
+        if self.memoize {
+            builder = builder.memoize();
+        }
+        if self.fail_if_no_cache {
+            builder = builder.fail_if_no_cache();
+        }
+        for condition in self.disable_if {
+            builder = builder.cache_disable_if(condition);
+        }
+        builder.cache(self.cache).build()
+    }
+}
+
+fn boolean(function: &str, option: &str, text: &str) -> Result<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => plan_err!("{function}: option {option} takes true or false, got {text}"),
+    }
+}
+
+/// `a = 1 OR a IN (2, 3) AND b = 'x'` as conditions, each a conjunction of
+/// "argument is one of these values", any of which disables the cache.
+fn disable_conditions(function: &str, expr: &SqlExpr) -> Result<Vec<Vec<(String, Vec<Value>)>>> {
+    use datafusion::sql::sqlparser::ast::BinaryOperator;
+    let wrong = |part: &SqlExpr| -> DataFusionError {
+        DataFusionError::Plan(format!(
+            "{function}: cache_disable_if takes conditions such as (days = 1 OR days IN (2, 3) \
+             AND region = 'x'): comparisons of an argument with literals, joined by AND and \
+             OR; got {part}"
+        ))
+    };
+    let literal = |e: &SqlExpr| -> Result<Value> {
+        let Some(scalar) = literal_scalar(e) else {
+            return Err(wrong(e));
+        };
+        Ok(match scalar {
+            ScalarValue::Int64(Some(i)) => Value::Int(i),
+            ScalarValue::Float64(Some(f)) => Value::Float(f),
+            ScalarValue::Boolean(Some(b)) => Value::Bool(b),
+            ScalarValue::Utf8(Some(s)) => Value::String(s),
+            _ => Value::Null,
+        })
+    };
+    match expr {
+        SqlExpr::Nested(inner) => disable_conditions(function, inner),
+        SqlExpr::BinaryOp {
+            left,
+            op: BinaryOperator::Or,
+            right,
+        } => {
+            let mut any = disable_conditions(function, left)?;
+            any.extend(disable_conditions(function, right)?);
+            Ok(any)
+        }
+        SqlExpr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            let (left, right) = (
+                disable_conditions(function, left)?,
+                disable_conditions(function, right)?,
+            );
+            // (a OR b) AND c is (a AND c) OR (b AND c).
+            let mut any = Vec::new();
+            for l in &left {
+                for r in &right {
+                    any.push(l.iter().chain(r).cloned().collect());
+                }
+            }
+            Ok(any)
+        }
+        SqlExpr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } => match left.as_ref() {
+            SqlExpr::Identifier(arg) => Ok(vec![vec![(
+                arg.value.to_ascii_lowercase(),
+                vec![literal(right)?],
+            )]]),
+            other => Err(wrong(other)),
+        },
+        SqlExpr::InList {
+            expr,
+            list,
+            negated: false,
+        } => match expr.as_ref() {
+            SqlExpr::Identifier(arg) => Ok(vec![vec![(
+                arg.value.to_ascii_lowercase(),
+                list.iter().map(literal).collect::<Result<_>>()?,
+            )]]),
+            other => Err(wrong(other)),
+        },
+        other => Err(wrong(other)),
     }
 }
 
@@ -269,6 +397,7 @@ fn option_text(expr: &SqlExpr) -> Result<String> {
         SqlExpr::Value(v) => match &v.value {
             SqlValue::SingleQuotedString(s) | SqlValue::DoubleQuotedString(s) => Ok(s.clone()),
             SqlValue::Number(n, _) => Ok(n.clone()),
+            SqlValue::Boolean(b) => Ok(b.to_string()),
             other => plan_err!("option values must be names or strings, got {other}"),
         },
         other => plan_err!("option values must be names or strings, got {other}"),
@@ -367,5 +496,32 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("unknown option 'versoin'"), "{err}");
+    }
+
+    #[test]
+    fn cache_disable_if_reads_as_any_of_conjunctions() {
+        let def = CreateCachedFunction::parse(
+            "CREATE CACHED FUNCTION f(a INT, b VARCHAR) WITH (cache_args = (a, b), \
+             cache_disable_if = (a = 1 OR a IN (2, 3) AND b = 'x'), memoize = true) AS SELECT $a AS a",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(def.memoize);
+        assert_eq!(
+            def.disable_if,
+            vec![
+                vec![("a".to_string(), vec![Value::Int(1)])],
+                vec![
+                    ("a".to_string(), vec![Value::Int(2), Value::Int(3)]),
+                    ("b".to_string(), vec![Value::String("x".into())])
+                ],
+            ]
+        );
+        let err = CreateCachedFunction::parse(
+            "CREATE CACHED FUNCTION f(a INT) WITH (cache_disable_if = (a > 1)) AS SELECT 1",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("comparisons of an argument"), "{err}");
     }
 }

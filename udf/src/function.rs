@@ -24,7 +24,17 @@ use crate::sql_body::SqlBody;
 use crate::value::{ParamType, Value};
 
 /// Named arguments that set per-call cache options instead of parameters.
-pub const RESERVED_ARGUMENTS: [&str; 4] = ["cache_mode", "recompute", "namespace", "backend"];
+pub const RESERVED_ARGUMENTS: [&str; 9] = [
+    "cache_mode",
+    "recompute",
+    "namespace",
+    "backend",
+    "storage_backend",
+    "memoize",
+    "retry_null_cache",
+    "fail_if_no_cache",
+    "cache",
+];
 
 /// What a compute body returns. nuthatch runs it as a stream: a DataFrame
 /// or a stream is never collected, so a result larger than memory can be
@@ -36,6 +46,16 @@ pub enum Computed {
     Batches(Vec<RecordBatch>),
     /// A stream of batches, read once.
     Stream(SendableRecordBatchStream),
+    /// No result (Python's `None`): stored as a null marker, read back as
+    /// an empty table.
+    Null,
+}
+
+/// `None` is [`Computed::Null`].
+impl<T: Into<Computed>> From<Option<T>> for Computed {
+    fn from(result: Option<T>) -> Self {
+        result.map_or(Computed::Null, Into::into)
+    }
 }
 
 impl From<SendableRecordBatchStream> for Computed {
@@ -84,6 +104,26 @@ pub struct Param {
     pub default: Option<Value>,
 }
 
+/// One `cache_disable_if` condition: it holds when every named argument
+/// has one of its listed values. Root and mirrors are then not used for the
+/// call (memory and local still are).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DisableIf {
+    pub when: Vec<(String, Vec<Value>)>,
+}
+
+impl DisableIf {
+    /// Does the condition hold for these arguments?
+    pub fn holds(&self, args: &Args) -> bool {
+        // Compared as key text, so '2013-01-01' matches a timestamp given
+        // either way, as the key does.
+        self.when.iter().all(|(name, values)| {
+            args.get(name)
+                .is_some_and(|v| values.iter().any(|w| w.key_text() == v.key_text()))
+        })
+    }
+}
+
 /// A cached function.
 #[derive(Debug, Clone)]
 pub struct CachedFunction {
@@ -94,6 +134,11 @@ pub struct CachedFunction {
     pub(crate) namespace: Option<String>,
     pub(crate) timeseries: Option<String>,
     pub(crate) backend: Option<String>,
+    pub(crate) storage_backend: Option<String>,
+    pub(crate) memoize: bool,
+    pub(crate) cache: bool,
+    pub(crate) fail_if_no_cache: bool,
+    pub(crate) disable_if: Vec<DisableIf>,
     pub(crate) schema: SchemaRef,
     pub(crate) body: Body,
 }
@@ -108,6 +153,11 @@ impl CachedFunction {
             namespace: None,
             timeseries: None,
             backend: None,
+            storage_backend: None,
+            memoize: false,
+            cache: true,
+            fail_if_no_cache: false,
+            disable_if: Vec::new(),
             schema: None,
             body: None,
         }
@@ -143,6 +193,32 @@ impl CachedFunction {
         self.backend.as_deref()
     }
 
+    /// The backend computed results are stored with, when it differs from
+    /// the one entries are read with.
+    pub fn storage_backend(&self) -> Option<&str> {
+        self.storage_backend.as_deref()
+    }
+
+    /// Whether calls keep their results in memory by default.
+    pub fn memoizes(&self) -> bool {
+        self.memoize
+    }
+
+    /// Whether calls use root and mirrors by default (memory and local are
+    /// used regardless).
+    pub fn caches(&self) -> bool {
+        self.cache
+    }
+
+    /// Whether a miss is an error rather than a compute.
+    pub fn fails_if_no_cache(&self) -> bool {
+        self.fail_if_no_cache
+    }
+
+    pub fn disable_if(&self) -> &[DisableIf] {
+        &self.disable_if
+    }
+
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
     }
@@ -174,6 +250,11 @@ pub struct CachedFunctionBuilder {
     namespace: Option<String>,
     timeseries: Option<String>,
     backend: Option<String>,
+    storage_backend: Option<String>,
+    memoize: bool,
+    cache: bool,
+    fail_if_no_cache: bool,
+    disable_if: Vec<DisableIf>,
     schema: Option<SchemaRef>,
     body: Option<Body>,
 }
@@ -229,6 +310,47 @@ impl CachedFunctionBuilder {
     /// checked when the function is registered.
     pub fn backend(mut self, name: impl Into<String>) -> Self {
         self.backend = Some(name.into().to_ascii_lowercase());
+        self
+    }
+
+    /// Stores computed results with the backend called `name` while still
+    /// reading entries with [`Self::backend`] (or any backend).
+    pub fn storage_backend(mut self, name: impl Into<String>) -> Self {
+        self.storage_backend = Some(name.into().to_ascii_lowercase());
+        self
+    }
+
+    /// Keeps call results in the memory tier (`memoize => false` per call
+    /// turns it off).
+    pub fn memoize(mut self) -> Self {
+        self.memoize = true;
+        self
+    }
+
+    /// `false` keeps calls off root and the mirrors; memory and the local
+    /// tier still work, as with Python's `cache=False`.
+    pub fn cache(mut self, cache: bool) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// Makes a miss an error instead of a compute.
+    pub fn fail_if_no_cache(mut self) -> Self {
+        self.fail_if_no_cache = true;
+        self
+    }
+
+    /// Adds a condition under which root and mirrors are not used: every
+    /// named argument has one of its values. Conditions may only name
+    /// `cache_args` (checked by `build`). Call it again for another
+    /// condition; any one holding is enough.
+    pub fn cache_disable_if<I, S>(mut self, when: I) -> Self
+    where
+        I: IntoIterator<Item = (S, Vec<Value>)>,
+        S: Into<String>,
+    {
+        let when = when.into_iter().map(|(n, v)| (n.into(), v)).collect();
+        self.disable_if.push(DisableIf { when });
         self
     }
 
@@ -289,6 +411,37 @@ impl CachedFunctionBuilder {
                 );
             }
         }
+        let mut disable_if = self.disable_if;
+        for condition in &mut disable_if {
+            if condition.when.is_empty() {
+                return plan_err!("{name}: a cache_disable_if condition names no argument");
+            }
+            for (arg, values) in &mut condition.when {
+                if !self.cache_args.contains(arg) {
+                    // Python ignores such names, and a condition naming only
+                    // them disables every call; refuse it instead.
+                    return plan_err!(
+                        "{name}: cache_disable_if names '{arg}', which is not one of the \
+                         cache_args ({}); conditions decide about cache entries, so they can \
+                         only test arguments that key them",
+                        self.cache_args.join(", ")
+                    );
+                }
+                let param = self
+                    .params
+                    .iter()
+                    .find(|p| &p.name == arg)
+                    .expect("cache_args are parameters");
+                for value in values.iter_mut() {
+                    *value = param.ty.coerce(&value.to_scalar()).map_err(|got| {
+                        DataFusionError::Plan(format!(
+                            "{name}: cache_disable_if compares '{arg}' ({}) with {got}",
+                            param.ty
+                        ))
+                    })?;
+                }
+            }
+        }
         if let Some(column) = &self.timeseries {
             for bound in ["start_time", "end_time"] {
                 let ok = self.params.iter().any(|p| {
@@ -335,6 +488,11 @@ impl CachedFunctionBuilder {
             namespace: self.namespace,
             timeseries: self.timeseries,
             backend: self.backend,
+            storage_backend: self.storage_backend,
+            memoize: self.memoize,
+            cache: self.cache,
+            fail_if_no_cache: self.fail_if_no_cache,
+            disable_if,
             schema,
             body,
         })

@@ -6,7 +6,8 @@
 //! ([`binding`], [`planner`]), how the timeseries window becomes filter
 //! pushdown ([`timeseries`]), and how a call runs: planned ([`call`]) by a
 //! table function ([`table_function`]), executed ([`exec`]) by resolving
-//! the entry or running the body ([`compute`]).
+//! it across tiers under its mode ([`resolve`]), reading an entry or
+//! running the body ([`compute`]).
 //!
 //! [`Engine`] holds what sessions share (catalog, functions, runtime);
 //! [`Session`] is one user's DataFusion context with nuthatch installed,
@@ -14,8 +15,8 @@
 //!
 //! Modules depend on each other in one direction, each only on those before
 //! it: value, args, sql_body, function, definition, binding, registry,
-//! planner, settings, timeseries, call, compute, exec, table_function,
-//! script, engine, session.
+//! planner, settings, timeseries, call, compute, resolve, exec,
+//! table_function, script, engine, session.
 
 pub mod args;
 pub mod binding;
@@ -27,6 +28,7 @@ pub mod exec;
 pub mod function;
 pub mod planner;
 pub mod registry;
+pub mod resolve;
 pub mod script;
 pub mod session;
 pub mod settings;
@@ -36,12 +38,12 @@ pub mod timeseries;
 pub mod value;
 
 pub use args::Args;
-pub use binding::{BoundCall, CallOptions};
+pub use binding::{BoundCall, CallOptions, Select};
 pub use call::Call;
 pub use engine::Engine;
-pub use function::{Body, CachedFunction, CachedFunctionBuilder, Computed, Param};
+pub use function::{Body, CachedFunction, CachedFunctionBuilder, Computed, DisableIf, Param};
 pub use script::split_statements;
 pub use session::Session;
-pub use settings::{CallFrame, CallStack, NuthatchOptions};
+pub use settings::{CallFrame, CallStack, Inherited, NuthatchOptions};
 pub use table_function::{CachedCall, CachedTableFunction};
 pub use value::{ParamType, Value};

@@ -20,12 +20,46 @@ use datafusion::common::extensions_options;
 use datafusion::execution::context::SessionConfig;
 use nuthatch_catalog::{CacheKey, CacheMode, Error, ReportLog};
 
+use crate::binding::Select;
+
 extensions_options! {
-    /// Session settings under `nuthatch.`, e.g. `SET nuthatch.cache_mode = 'overwrite'`.
+    /// Session settings under `nuthatch.`, e.g. `SET nuthatch.cache_mode = 'overwrite'`:
+    /// defaults for the calls of this session that do not say otherwise.
     pub struct NuthatchOptions {
-        /// Cache mode of calls that do not pass `cache_mode => ...`.
-        pub cache_mode: CacheMode, default = CacheMode::Write
+        /// Cache mode of calls that do not pass `cache_mode => ...`; unset,
+        /// `write` when root takes writes, else `read_only_strict`.
+        pub cache_mode: Option<CacheMode>, default = None
+        /// Keep call results in the memory tier.
+        pub memoize: bool, default = false
+        /// Recompute where a null marker is found.
+        pub retry_null_cache: bool, default = false
+        /// A miss is an error instead of a compute.
+        pub fail_if_no_cache: bool, default = false
     }
+}
+
+impl NuthatchOptions {
+    /// The settings of the session `config` belongs to.
+    pub fn of(config: &SessionConfig) -> NuthatchOptions {
+        config
+            .options()
+            .extensions
+            .get::<NuthatchOptions>()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// What a top-level call hands down to every call its body makes, however
+/// deep, as Python nuthatch's globals do (inventory §1.7): its explicit
+/// cache mode (which wins over a nested call's own), its
+/// `retry_null_cache`, and the names `recompute` and `memoize` reach.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Inherited {
+    pub cache_mode: Option<CacheMode>,
+    pub retry_null_cache: bool,
+    pub recompute: Select,
+    pub memoize: Select,
 }
 
 impl ConfigExtension for NuthatchOptions {
@@ -41,9 +75,8 @@ pub struct CallFrame {
     pub function: String,
     pub key: CacheKey,
     pub namespace: Option<String>,
-    /// The call's own options, for nested calls to inherit.
-    pub mode: CacheMode,
-    pub recompute: bool,
+    /// What the calls of this body inherit.
+    pub inherited: Inherited,
 }
 
 impl CallFrame {

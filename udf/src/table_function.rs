@@ -21,8 +21,9 @@ use datafusion::physical_plan::ExecutionPlan;
 use nuthatch_catalog::Catalog;
 
 use crate::call::Call;
-use crate::exec::{CachedCallExec, ScanShape};
+use crate::exec::CachedCallExec;
 use crate::function::CachedFunction;
+use crate::resolve::ScanShape;
 
 /// A cached function registered as a table function.
 #[derive(Debug)]
@@ -113,6 +114,10 @@ impl TableProvider for CachedCall {
                 session.create_physical_expr(e, &DFSchema::try_from(scan_schema.as_ref().clone())?)
             })
             .transpose()?;
+        let full_window = conjunction(window_predicates.iter().cloned())
+            .map(|e| session.create_physical_expr(e, &DFSchema::try_from(schema.as_ref().clone())?))
+            .transpose()?;
+        let window_exprs = window_predicates.clone();
         let filters: Vec<Expr> = filters
             .iter()
             .map(|f| unnormalize_col(f.clone()))
@@ -125,6 +130,8 @@ impl TableProvider for CachedCall {
             output_indices,
             filters,
             window_filter,
+            window_exprs,
+            full_window,
             limit,
             partitions: state.config().target_partitions().max(1),
         };

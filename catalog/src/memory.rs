@@ -1,0 +1,176 @@
+//! The memory tier: memoized results, in this process, within a byte budget.
+//!
+//! Python nuthatch's memoizer has no bound that holds (it measures objects
+//! shallowly and can loop forever evicting, inventory §6) and keys results
+//! by arguments alone, so a call in one namespace can return another's. Here
+//! a result is keyed by the all-arguments key together with namespace and
+//! version, its size is the Arrow memory it holds, and the least recently
+//! used results are evicted to make room. A result larger than the whole
+//! budget is not kept. Results are shared, never copied: Arrow arrays are
+//! immutable.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+
+use crate::EntryId;
+
+/// Default budget: 1 GiB.
+pub const DEFAULT_MEMOIZE_LIMIT: usize = 1 << 30;
+
+/// A memoized result.
+#[derive(Debug, Clone)]
+pub struct Memoized {
+    pub schema: SchemaRef,
+    pub batches: Arc<Vec<RecordBatch>>,
+    pub bytes: usize,
+}
+
+#[derive(Debug)]
+pub struct MemoryTier {
+    budget: usize,
+    slots: Mutex<Slots>,
+}
+
+#[derive(Debug, Default)]
+struct Slots {
+    entries: HashMap<String, (Memoized, u64)>,
+    clock: u64,
+    used: usize,
+}
+
+impl MemoryTier {
+    pub fn new(budget: usize) -> Self {
+        MemoryTier {
+            budget,
+            slots: Mutex::default(),
+        }
+    }
+
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+
+    fn key(id: &EntryId) -> String {
+        format!(
+            "{}\u{0}{}\u{0}{}",
+            id.key,
+            id.namespace.as_deref().unwrap_or(""),
+            id.version.as_deref().unwrap_or("")
+        )
+    }
+
+    /// The memoized result of `id`, marked as just used.
+    pub fn get(&self, id: &EntryId) -> Option<Memoized> {
+        let mut slots = self.slots.lock().expect("memory tier poisoned");
+        slots.clock += 1;
+        let now = slots.clock;
+        let (found, used_at) = slots.entries.get_mut(&MemoryTier::key(id))?;
+        *used_at = now;
+        Some(found.clone())
+    }
+
+    /// Keeps `batches` as the result of `id`, evicting the least recently
+    /// used results to make room. Returns whether it was kept: a result
+    /// larger than the budget is not.
+    pub fn insert(&self, id: &EntryId, schema: SchemaRef, batches: Vec<RecordBatch>) -> bool {
+        let bytes: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+        let key = MemoryTier::key(id);
+        let mut slots = self.slots.lock().expect("memory tier poisoned");
+        if let Some((old, _)) = slots.entries.remove(&key) {
+            slots.used -= old.bytes;
+        }
+        if bytes > self.budget {
+            tracing::warn!(
+                key = %id.key,
+                bytes,
+                budget = self.budget,
+                "result too large to memoize (memoize_limit); it was served but not kept"
+            );
+            return false;
+        }
+        while slots.used + bytes > self.budget {
+            let oldest = slots
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, used_at))| *used_at)
+                .map(|(k, _)| k.clone());
+            let Some(oldest) = oldest else { break };
+            if let Some((evicted, _)) = slots.entries.remove(&oldest) {
+                slots.used -= evicted.bytes;
+                tracing::debug!(bytes = evicted.bytes, "evicted a memoized result");
+            }
+        }
+        slots.clock += 1;
+        let now = slots.clock;
+        slots.used += bytes;
+        let memoized = Memoized {
+            schema,
+            batches: Arc::new(batches),
+            bytes,
+        };
+        slots.entries.insert(key, (memoized, now));
+        true
+    }
+
+    /// How many results are kept, and their bytes.
+    pub fn usage(&self) -> (usize, usize) {
+        let slots = self.slots.lock().expect("memory tier poisoned");
+        (slots.entries.len(), slots.used)
+    }
+
+    /// Forgets every memoized result.
+    pub fn clear(&self) {
+        let mut slots = self.slots.lock().expect("memory tier poisoned");
+        slots.entries.clear();
+        slots.used = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::{cache_key, KeyValue};
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::collections::BTreeMap;
+
+    fn id(n: i64, namespace: Option<&str>) -> EntryId {
+        let mut args = BTreeMap::new();
+        args.insert("n".to_string(), KeyValue::Scalar(n.to_string()));
+        EntryId {
+            key: cache_key("f", &args).unwrap(),
+            namespace: namespace.map(str::to_string),
+            version: None,
+        }
+    }
+
+    fn rows(n: usize) -> (SchemaRef, Vec<RecordBatch>) {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
+        let values = Int64Array::from_iter_values(0..n as i64);
+        let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(values)]).unwrap();
+        (schema, vec![batch])
+    }
+
+    #[test]
+    fn least_recently_used_results_make_room_and_oversized_ones_are_not_kept() {
+        let (schema, batch) = rows(1000);
+        let size: usize = batch.iter().map(RecordBatch::get_array_memory_size).sum();
+        let memory = MemoryTier::new(size * 2 + size / 2);
+        assert!(memory.insert(&id(1, None), Arc::clone(&schema), batch.clone()));
+        assert!(memory.insert(&id(2, None), Arc::clone(&schema), batch.clone()));
+        // Touch 1, so 2 is the least recently used when 3 needs room.
+        assert!(memory.get(&id(1, None)).is_some());
+        assert!(memory.insert(&id(3, None), Arc::clone(&schema), batch.clone()));
+        assert!(memory.get(&id(2, None)).is_none());
+        assert!(memory.get(&id(1, None)).is_some() && memory.get(&id(3, None)).is_some());
+        assert_eq!(memory.usage(), (2, size * 2));
+        // Namespaces do not share results (Python's memoizer does).
+        assert!(memory.get(&id(1, Some("other"))).is_none());
+        let (schema, big) = rows(10_000);
+        assert!(!memory.insert(&id(4, None), schema, big));
+        assert_eq!(memory.usage().0, 2);
+    }
+}

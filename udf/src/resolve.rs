@@ -1,0 +1,647 @@
+//! Resolving a call: its mode's [`Policy`] applied to the tiers.
+//!
+//! In Python nuthatch's order (inventory §1.8, §2.2):
+//!
+//! 1. **memory**, when the call memoizes and does not recompute;
+//! 2. the tiers the mode reads, **local → root → mirrors**: the first null
+//!    marker or valid entry wins (`retry_null_cache` removes a null marker
+//!    and computes instead);
+//! 3. what was found is served; a local mode first copies it, clipped, to
+//!    the local tier, and a `storage_backend` other than the entry's stores
+//!    a copy on root;
+//! 4. on a miss, a strict mode (or `fail_if_no_cache`) fails; otherwise the
+//!    body is computed and streamed into the tier the mode writes (root,
+//!    raw; or local, clipped), or straight into the query when it writes
+//!    none. A body that returns no result leaves a null marker.
+//!
+//! A memoizing call keeps what it serves (clipped to its window) in the
+//! memory tier. Writes that would replace a valid entry under a mode that
+//! asks first fail before computing, naming the mode that overwrites.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::compute::SortOptions;
+use arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
+use datafusion::common::{DataFusionError, Result};
+use datafusion::datasource::MemTable;
+use datafusion::execution::context::SessionState;
+use datafusion::execution::memory_pool::MemoryLimit;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::expressions::{col as physical_col, Column};
+use datafusion::physical_expr::{LexOrdering, Partitioning, PhysicalSortExpr};
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::sorts::sort::SortExec;
+use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
+use datafusion::physical_plan::{
+    collect, execute_stream, ExecutionPlan, ExecutionPlanProperties, PhysicalExpr,
+};
+use nuthatch_backends::{Backend, WriteOptions};
+use nuthatch_catalog::{
+    CacheMode, Claim, Entry, EntryId, Error, Followed, Found, Memoized, Outcome, Overwrite, Policy,
+    Tier,
+};
+
+use crate::call::Call;
+use crate::compute::body_frame;
+
+/// How the stored data is to be read for one call.
+#[derive(Debug, Clone)]
+pub struct ScanShape {
+    /// Columns read from the entry (`None`: all).
+    pub scan_indices: Option<Vec<usize>>,
+    pub scan_schema: SchemaRef,
+    /// Columns of the scan kept in the output, when the scan read the time
+    /// column only for the window.
+    pub output_indices: Option<Vec<usize>>,
+    /// The query's filters and the window, over the full schema, for the
+    /// backend to prune with.
+    pub filters: Vec<Expr>,
+    /// The clip window over the scan schema, applied exactly.
+    pub window_filter: Option<Arc<dyn PhysicalExpr>>,
+    /// The window alone, as filters over the full schema, for reading a
+    /// whole clipped result (local copies, memoized results).
+    pub window_exprs: Vec<Expr>,
+    /// The clip window over the full schema.
+    pub full_window: Option<Arc<dyn PhysicalExpr>>,
+    pub limit: Option<usize>,
+    pub partitions: usize,
+}
+
+/// The inner plan of a resolved call, and what the report says about it.
+pub(crate) struct Prepared {
+    pub plan: Arc<dyn ExecutionPlan>,
+    /// The compute that ran, if any (for its metrics).
+    pub compute: Option<Arc<dyn ExecutionPlan>>,
+    pub outcome: Outcome,
+    pub tier: Option<String>,
+    pub copied_to: Option<String>,
+    pub backend: String,
+    pub started: Instant,
+}
+
+/// Resolves `call` as its mode's policy says.
+pub(crate) async fn prepare(
+    call: Arc<Call>,
+    state: Arc<SessionState>,
+    shape: ScanShape,
+) -> Result<Prepared> {
+    let started = Instant::now();
+    let mode = match call.mode {
+        Some(mode) => mode,
+        None => call.catalog.default_mode().await,
+    };
+    let resolver = Resolver {
+        call: &call,
+        state: &state,
+        shape: &shape,
+        mode,
+        policy: mode.policy(),
+        started,
+    };
+    resolver.run().await
+}
+
+struct Resolver<'a> {
+    call: &'a Call,
+    state: &'a SessionState,
+    shape: &'a ScanShape,
+    mode: CacheMode,
+    policy: Policy,
+    started: Instant,
+}
+
+/// Where the rows a call serves come from.
+enum Source {
+    Entry(Entry),
+    Unstored(Arc<dyn ExecutionPlan>),
+}
+
+/// What the leading call of a compute did.
+enum Led {
+    /// Computed and stored this entry.
+    Stored(Entry, Arc<dyn ExecutionPlan>),
+    /// Found it stored after all (another process, or a leader that just
+    /// finished).
+    Found(Entry),
+    /// The body returned no result; a null marker was stored.
+    Null,
+}
+
+impl Resolver<'_> {
+    async fn run(&self) -> Result<Prepared> {
+        let call = self.call;
+        if call.memoize && !call.recompute {
+            if let Some(id) = &call.local_id {
+                if let Some(memoized) = call.catalog.memory().get(id) {
+                    return self
+                        .serve_memory(memoized, Outcome::Hit, Some("memory".into()), None)
+                        .await;
+                }
+            }
+        }
+        if !call.recompute {
+            match self.read_tiers().await? {
+                Some(Found::Null(tier)) => {
+                    return self.serve_null(Outcome::NullHit, Some(tier.name().to_string()))
+                }
+                Some(Found::Entry(entry)) => return self.serve_found(*entry).await,
+                None => {}
+            }
+        }
+        self.miss().await
+    }
+
+    /// The tiers the mode reads, in order, for this call.
+    fn read_tiers_list(&self) -> Vec<&Tier> {
+        let call = self.call;
+        call.catalog.read_order(
+            self.policy.read_local && call.local_id.is_some(),
+            self.policy.read_global && call.cache,
+        )
+    }
+
+    /// The first null marker or valid entry on the tiers the mode reads.
+    async fn read_tiers(&self) -> Result<Option<Found>> {
+        let call = self.call;
+        let schema = call.function.schema();
+        for tier in self.read_tiers_list() {
+            let Some(id) = call.id_on(tier) else { continue };
+            match call
+                .catalog
+                .lookup(tier, id, call.backend.as_deref(), schema)
+                .await?
+            {
+                None => {}
+                Some(Found::Null(tier)) if call.retry_null_cache => {
+                    // Mirrors keep theirs: never written, never deleted from.
+                    if !tier.is_read_only() {
+                        call.catalog.delete_null(&tier, id).await?;
+                    }
+                    tracing::info!(key = %id.key, tier = tier.name(), "retrying a null result");
+                    return Ok(None);
+                }
+                found => return Ok(found),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Serves an entry found on a tier, after the copies the mode makes.
+    async fn serve_found(&self, mut entry: Entry) -> Result<Prepared> {
+        let call = self.call;
+        let catalog = &call.catalog;
+        let read_from = entry.tier.name().to_string();
+        let mut copied_to = None;
+        let other_backend = call
+            .storage_backend
+            .as_deref()
+            .is_some_and(|name| name != entry.backend.name());
+        if self.policy.write_global && call.cache && entry.tier.role().is_global() && other_backend
+        {
+            let backend = call.write_backend()?;
+            let raw = entry.provider.scan(self.state, None, &[], None).await?;
+            self.store_plan(catalog.root(), &call.id, &backend, raw, false)
+                .await?;
+            copied_to = Some("root".to_string());
+        }
+        if let (true, Some(local_id)) = (self.policy.write_local, &call.local_id) {
+            if entry.tier.role().is_global() || other_backend {
+                let backend = call.write_backend()?;
+                let scan = entry
+                    .provider
+                    .scan(self.state, None, &self.shape.window_exprs, None)
+                    .await?;
+                let (local, _) = self
+                    .store_plan(catalog.local(), local_id, &backend, scan, true)
+                    .await?;
+                entry = local;
+                copied_to = Some("local".to_string());
+            }
+        }
+        self.serve(
+            Source::Entry(entry),
+            None,
+            Outcome::Hit,
+            Some(read_from),
+            copied_to,
+        )
+        .await
+    }
+
+    /// Nothing to read: fail, or compute and store where the mode writes.
+    async fn miss(&self) -> Result<Prepared> {
+        let call = self.call;
+        let catalog = &call.catalog;
+        let schema = call.function.schema();
+        let policy = self.policy;
+        if (call.fail_if_no_cache || policy.fail_if_no_cache) && call.cache {
+            return Err(self.strict_miss().into());
+        }
+        let target = if policy.write_global && call.cache {
+            Some(catalog.root())
+        } else if policy.write_local {
+            call.local_id.as_ref().map(|_| catalog.local())
+        } else {
+            None
+        };
+        let Some(tier) = target else {
+            return self.compute_unstored().await;
+        };
+        let id = call.id_on(tier).expect("a local target has a local key");
+        let backend = call.write_backend()?;
+        // Fail before computing, not after, when nothing could be stored.
+        catalog.check_writable(tier, id)?;
+        if policy.overwrite == Overwrite::Ask && (call.recompute || call.storage_backend.is_some())
+        {
+            if catalog.find_on(tier, id, &backend, schema).await?.is_some() {
+                return Err(Error::WouldOverwrite {
+                    key: id.key.display().to_string(),
+                    tier: tier.name().to_string(),
+                    mode: self.mode.to_string(),
+                    instead: self.mode.overwriting().to_string(),
+                }
+                .into());
+            }
+        }
+        let inflight_key = call.inflight_key(tier, id, backend.as_ref());
+        loop {
+            match catalog.inflight().claim(&inflight_key) {
+                Claim::Follow(follow) => {
+                    tracing::debug!(key = %id.key, "waiting for an identical compute");
+                    match follow.wait().await {
+                        Followed::Stored => {
+                            match catalog
+                                .lookup(tier, id, Some(backend.name()), schema)
+                                .await?
+                            {
+                                Some(Found::Entry(entry)) => {
+                                    return self.serve_entry(*entry, Outcome::Hit).await
+                                }
+                                Some(Found::Null(tier)) => {
+                                    let name = Some(tier.name().to_string());
+                                    return self.serve_null(Outcome::NullHit, name);
+                                }
+                                None => {}
+                            }
+                        }
+                        Followed::Failed(error) => return Err(DataFusionError::Shared(error)),
+                        Followed::Abandoned => {}
+                    }
+                }
+                Claim::Lead(lead) => {
+                    let led = self.lead_compute(tier, id, &backend).await;
+                    let tier_name = Some(tier.name().to_string());
+                    return match led {
+                        Ok(Led::Stored(entry, compute)) => {
+                            lead.finish(Ok(()));
+                            self.serve(
+                                Source::Entry(entry),
+                                Some(compute),
+                                Outcome::Computed,
+                                tier_name,
+                                None,
+                            )
+                            .await
+                        }
+                        Ok(Led::Found(entry)) => {
+                            lead.finish(Ok(()));
+                            self.serve_entry(entry, Outcome::Hit).await
+                        }
+                        Ok(Led::Null) => {
+                            lead.finish(Ok(()));
+                            self.serve_null(Outcome::ComputedNull, tier_name)
+                        }
+                        Err(error) => {
+                            let error = Arc::new(error);
+                            lead.finish(Err(Arc::clone(&error)));
+                            Err(DataFusionError::Shared(error))
+                        }
+                    };
+                }
+            }
+        }
+    }
+
+    fn strict_miss(&self) -> Error {
+        let call = self.call;
+        let tiers: Vec<String> = self
+            .read_tiers_list()
+            .iter()
+            .map(|t| format!("{} tier at {}", t.name(), t.url()))
+            .collect();
+        let (why, fix) = if self.policy.fail_if_no_cache {
+            (
+                format!("cache_mode '{}'", self.mode),
+                "call with cache_mode => 'write' (or 'local') to compute it".to_string(),
+            )
+        } else {
+            (
+                "fail_if_no_cache".to_string(),
+                "call with fail_if_no_cache => false to compute it".to_string(),
+            )
+        };
+        Error::StrictMiss {
+            function: call.function.name().to_string(),
+            key: call.id.key.display().to_string(),
+            tiers: if tiers.is_empty() {
+                "tiers (none are read)".to_string()
+            } else {
+                tiers.join(", ")
+            },
+            why,
+            fix,
+        }
+    }
+
+    async fn lead_compute(
+        &self,
+        tier: &Tier,
+        id: &EntryId,
+        backend: &Arc<dyn Backend>,
+    ) -> Result<Led> {
+        let call = self.call;
+        let schema = call.function.schema();
+        let was_read = self
+            .read_tiers_list()
+            .iter()
+            .any(|t| t.name() == tier.name());
+        if !call.recompute && was_read {
+            // Another session or process may have stored it meanwhile.
+            if let Some(entry) = call.catalog.find_on(tier, id, backend, schema).await? {
+                return Ok(Led::Found(entry));
+            }
+        }
+        tracing::info!(function = call.function.name(), key = %id.key, tier = tier.name(), "computing");
+        let failed = |source: DataFusionError| Error::ComputeFailed {
+            key: id.key.display().to_string(),
+            source: Box::new(source),
+        };
+        let Some(frame) = body_frame(call, self.state).await.map_err(failed)? else {
+            call.catalog.store_null(tier, id).await?;
+            return Ok(Led::Null);
+        };
+        let plan = frame.create_physical_plan().await.map_err(failed)?;
+        // Local holds results clipped to the call's window, root whole.
+        let clip = !tier.role().is_global();
+        let (entry, compute) = self.store_plan(tier, id, backend, plan, clip).await?;
+        Ok(Led::Stored(entry, compute))
+    }
+
+    /// Streams `plan` (clipped to the window when `clip`, sorted by the
+    /// time column) into `tier` as `id`; returns the stored entry and the
+    /// plan that ran.
+    async fn store_plan(
+        &self,
+        tier: &Tier,
+        id: &EntryId,
+        backend: &Arc<dyn Backend>,
+        plan: Arc<dyn ExecutionPlan>,
+        clip: bool,
+    ) -> Result<(Entry, Arc<dyn ExecutionPlan>)> {
+        let call = self.call;
+        let failed = |source: DataFusionError| Error::ComputeFailed {
+            key: id.key.display().to_string(),
+            source: Box::new(source),
+        };
+        let mut plan = plan;
+        if let (true, Some(window)) = (clip, &self.shape.full_window) {
+            plan = Arc::new(FilterExec::try_new(Arc::clone(window), plan).map_err(failed)?);
+        }
+        let sorted_by = call.function.timeseries().map(str::to_string);
+        if let Some(column) = &sorted_by {
+            let bounded = matches!(
+                self.state.runtime_env().memory_pool.memory_limit(),
+                MemoryLimit::Finite(_)
+            );
+            plan = sort(plan, column, bounded).map_err(failed)?;
+        }
+        let stream = execute_stream(Arc::clone(&plan), self.state.task_ctx()).map_err(failed)?;
+        let options = WriteOptions { sorted_by };
+        let (written, entry) = call
+            .catalog
+            .store(tier, id, backend, stream, &options, call.function.schema())
+            .await?;
+        tracing::debug!(key = %id.key, tier = tier.name(), rows = written.rows, bytes = written.bytes, "stored");
+        Ok((entry, plan))
+    }
+
+    /// Computes and serves the result without storing it.
+    async fn compute_unstored(&self) -> Result<Prepared> {
+        let call = self.call;
+        tracing::info!(function = call.function.name(), key = %call.id.key, "computing (not stored)");
+        let failed = |source: DataFusionError| -> DataFusionError {
+            Error::ComputeFailed {
+                key: call.id.key.display().to_string(),
+                source: Box::new(source),
+            }
+            .into()
+        };
+        let Some(frame) = body_frame(call, self.state).await.map_err(failed)? else {
+            return self.serve_null(Outcome::ComputedNull, None);
+        };
+        let compute = frame.create_physical_plan().await.map_err(failed)?;
+        self.serve(
+            Source::Unstored(compute),
+            None,
+            Outcome::ComputedNotStored,
+            None,
+            None,
+        )
+        .await
+    }
+
+    async fn serve_entry(&self, entry: Entry, outcome: Outcome) -> Result<Prepared> {
+        let tier = Some(entry.tier.name().to_string());
+        self.serve(Source::Entry(entry), None, outcome, tier, None)
+            .await
+    }
+
+    /// The plan serving `source` to the query, memoized if the call says so.
+    async fn serve(
+        &self,
+        source: Source,
+        compute: Option<Arc<dyn ExecutionPlan>>,
+        outcome: Outcome,
+        tier: Option<String>,
+        copied_to: Option<String>,
+    ) -> Result<Prepared> {
+        let shape = self.shape;
+        let backend = match &source {
+            Source::Entry(entry) => entry.backend.name().to_string(),
+            Source::Unstored(_) => self.call.write_backend()?.name().to_string(),
+        };
+        if let (true, Some(id)) = (self.call.memoize, &self.call.local_id) {
+            let whole = match &source {
+                Source::Entry(entry) => {
+                    entry
+                        .provider
+                        .scan(self.state, None, &shape.window_exprs, None)
+                        .await?
+                }
+                Source::Unstored(plan) => Arc::clone(plan),
+            };
+            let clipped = match &shape.full_window {
+                Some(window) => Arc::new(FilterExec::try_new(Arc::clone(window), whole)?),
+                None => whole,
+            };
+            let batches = collect(Arc::clone(&clipped), self.state.task_ctx()).await?;
+            let schema = clipped.schema();
+            self.call
+                .catalog
+                .memory()
+                .insert(id, Arc::clone(&schema), batches.clone());
+            let memoized = Memoized {
+                schema,
+                batches: Arc::new(batches),
+                bytes: 0,
+            };
+            let mut prepared = self
+                .serve_memory(memoized, outcome, tier, copied_to)
+                .await?;
+            prepared.compute = compute.or(Some(clipped));
+            prepared.backend = backend;
+            return Ok(prepared);
+        }
+        let plan = match source {
+            Source::Entry(entry) => {
+                entry
+                    .provider
+                    .scan(
+                        self.state,
+                        shape.scan_indices.as_ref(),
+                        &shape.filters,
+                        shape.limit,
+                    )
+                    .await?
+            }
+            Source::Unstored(plan) => match &shape.scan_indices {
+                Some(indices) => project(plan, indices)?,
+                None => plan,
+            },
+        };
+        Ok(Prepared {
+            plan: fit(clip(plan, shape)?, shape.partitions)?,
+            compute,
+            outcome,
+            tier,
+            copied_to,
+            backend,
+            started: self.started,
+        })
+    }
+
+    async fn serve_memory(
+        &self,
+        memoized: Memoized,
+        outcome: Outcome,
+        tier: Option<String>,
+        copied_to: Option<String>,
+    ) -> Result<Prepared> {
+        let shape = self.shape;
+        let batches = memoized.batches.as_ref().clone();
+        let table = MemTable::try_new(memoized.schema, vec![batches])?;
+        let projection = shape.scan_indices.as_ref();
+        let plan = table
+            .scan(self.state, projection, &shape.filters, shape.limit)
+            .await?;
+        Ok(Prepared {
+            plan: fit(clip(plan, shape)?, shape.partitions)?,
+            compute: None,
+            outcome,
+            tier,
+            copied_to,
+            backend: "memory".to_string(),
+            started: self.started,
+        })
+    }
+
+    fn serve_null(&self, outcome: Outcome, tier: Option<String>) -> Result<Prepared> {
+        let shape = self.shape;
+        let empty = Arc::new(EmptyExec::new(Arc::clone(&shape.scan_schema)));
+        Ok(Prepared {
+            plan: fit(clip(empty, shape)?, shape.partitions)?,
+            compute: None,
+            outcome,
+            tier,
+            copied_to: None,
+            backend: "null".to_string(),
+            started: self.started,
+        })
+    }
+}
+
+/// `plan`'s rows ascending by `column`, nulls first, in one partition.
+/// Under a memory limit one sorter owns the pool: partitions sorting side
+/// by side race for fair shares, and one partition's in-memory merge can
+/// starve the other's. Unbounded, partitions sort in parallel and merge.
+fn sort(
+    plan: Arc<dyn ExecutionPlan>,
+    column: &str,
+    bounded: bool,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let time = physical_col(column, &plan.schema())?;
+    let ordering = LexOrdering::new([PhysicalSortExpr::new(
+        time,
+        SortOptions {
+            descending: false,
+            nulls_first: true,
+        },
+    )])
+    .ok_or_else(|| DataFusionError::Internal("an empty sort order".into()))?;
+    let partitions = plan.output_partitioning().partition_count();
+    if partitions <= 1 {
+        return Ok(Arc::new(SortExec::new(ordering, plan)));
+    }
+    if bounded {
+        let one = Arc::new(CoalescePartitionsExec::new(plan));
+        return Ok(Arc::new(SortExec::new(ordering, one)));
+    }
+    let sorted = Arc::new(SortExec::new(ordering.clone(), plan).with_preserve_partitioning(true));
+    Ok(Arc::new(SortPreservingMergeExec::new(ordering, sorted)))
+}
+
+fn project(input: Arc<dyn ExecutionPlan>, indices: &[usize]) -> Result<Arc<dyn ExecutionPlan>> {
+    let schema = input.schema();
+    let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = indices
+        .iter()
+        .map(|&i| {
+            let name = schema.field(i).name().clone();
+            (
+                Arc::new(Column::new(&name, i)) as Arc<dyn PhysicalExpr>,
+                name,
+            )
+        })
+        .collect();
+    Ok(Arc::new(ProjectionExec::try_new(exprs, input)?))
+}
+
+/// Applies the window exactly and drops the time column if only the window
+/// needed it.
+fn clip(input: Arc<dyn ExecutionPlan>, shape: &ScanShape) -> Result<Arc<dyn ExecutionPlan>> {
+    let mut plan = input;
+    if let Some(window) = &shape.window_filter {
+        plan = Arc::new(FilterExec::try_new(Arc::clone(window), plan)?);
+    }
+    if let Some(indices) = &shape.output_indices {
+        plan = project(plan, indices)?;
+    }
+    Ok(plan)
+}
+
+/// Gives the inner plan the partition count the exec declared when it was
+/// planned (before anyone knew what the entry or the compute would give).
+fn fit(plan: Arc<dyn ExecutionPlan>, partitions: usize) -> Result<Arc<dyn ExecutionPlan>> {
+    if plan.output_partitioning().partition_count() == partitions {
+        return Ok(plan);
+    }
+    Ok(Arc::new(RepartitionExec::try_new(
+        plan,
+        Partitioning::RoundRobinBatch(partitions),
+    )?))
+}
