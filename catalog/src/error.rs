@@ -94,27 +94,25 @@ pub enum Error {
 
     /// A valid entry in a format this build cannot read.
     #[error(
-        "entry {key} on the {tier} tier was stored by Python {how}, which nuthatch cannot read; \
-         recompute it here with recompute => true (it is then stored with the {instead} backend)"
+        "entry {key} on the {tier} tier was stored by Python {}, which nuthatch cannot read; \
+         recompute it here with recompute => true (it is then stored with the {instead} backend)",
+        python_storage(.backend)
     )]
     UnreadableBackend {
         key: String,
         tier: String,
         backend: String,
-        how: String,
         instead: String,
     },
 
     /// A strict mode (or `fail_if_no_cache`) found nothing to read.
-    #[error("{function}: no cache entry {key} on the {tiers}, and {why} does not compute; {fix}")]
+    #[error("{function}: no cache entry {key} on the {tiers}, and {reason}")]
     StrictMiss {
         function: String,
         key: String,
         tiers: String,
-        /// `cache_mode 'read_only_strict'`, `fail_if_no_cache => true`.
-        why: String,
-        /// What computes it instead.
-        fix: String,
+        /// What does not compute, and what would.
+        reason: String,
     },
 
     /// A write would replace a valid entry under a mode that does not
@@ -149,6 +147,15 @@ pub enum Error {
     /// A configuration that cannot be used.
     #[error("{0}")]
     Config(String),
+}
+
+/// How Python nuthatch stores results in the backends this build lacks,
+/// for the message that says why such an entry cannot be read.
+fn python_storage(backend: &str) -> String {
+    match backend {
+        "basic" => "as a pickle (the basic backend)".to_string(),
+        other => format!("with its {other} backend"),
+    }
 }
 
 impl Error {

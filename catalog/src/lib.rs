@@ -76,15 +76,6 @@ pub struct Entry {
     pub provider: Arc<dyn TableProvider>,
 }
 
-/// How Python nuthatch stores results in the backends this build lacks,
-/// for the message that says why such an entry cannot be read.
-fn python_storage(backend: &str) -> String {
-    match backend {
-        "basic" => "as a pickle (the basic backend)".to_string(),
-        other => format!("with its {other} backend"),
-    }
-}
-
 /// The tiers of one configuration and the formats they may hold.
 #[derive(Debug)]
 pub struct Catalog {
@@ -297,7 +288,6 @@ impl Catalog {
                         return Err(Error::UnreadableBackend {
                             key: id.key.display().to_string(),
                             tier: tier.name().to_string(),
-                            how: python_storage(&name),
                             backend: name,
                             instead: default.name().to_string(),
                         });

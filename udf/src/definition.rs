@@ -50,7 +50,7 @@ pub struct CreateCachedFunction {
     pub fail_if_no_cache: bool,
     /// `cache_disable_if`: any of these conditions, each a conjunction of
     /// "argument is one of these values".
-    pub disable_if: Vec<Vec<(String, Vec<Value>)>>,
+    pub disable_if: Conditions,
     pub body: SqlBody,
 }
 
@@ -289,7 +289,11 @@ fn boolean(function: &str, option: &str, text: &str) -> Result<bool> {
 
 /// `a = 1 OR a IN (2, 3) AND b = 'x'` as conditions, each a conjunction of
 /// "argument is one of these values", any of which disables the cache.
-fn disable_conditions(function: &str, expr: &SqlExpr) -> Result<Vec<Vec<(String, Vec<Value>)>>> {
+/// Any of these conditions; each a conjunction of "argument is one of these
+/// values".
+type Conditions = Vec<Vec<(String, Vec<Value>)>>;
+
+fn disable_conditions(function: &str, expr: &SqlExpr) -> Result<Conditions> {
     use datafusion::sql::sqlparser::ast::BinaryOperator;
     let wrong = |part: &SqlExpr| -> DataFusionError {
         DataFusionError::Plan(format!(

@@ -118,7 +118,7 @@ struct Resolver<'a> {
 
 /// Where the rows a call serves come from.
 enum Source {
-    Entry(Entry),
+    Entry(Box<Entry>),
     Unstored(Arc<dyn ExecutionPlan>),
 }
 
@@ -225,7 +225,7 @@ impl Resolver<'_> {
             }
         }
         self.serve(
-            Source::Entry(entry),
+            Source::Entry(Box::new(entry)),
             None,
             Outcome::Hit,
             Some(read_from),
@@ -257,17 +257,18 @@ impl Resolver<'_> {
         let backend = call.write_backend()?;
         // Fail before computing, not after, when nothing could be stored.
         catalog.check_writable(tier, id)?;
-        if policy.overwrite == Overwrite::Ask && (call.recompute || call.storage_backend.is_some())
+        let may_exist = call.recompute || call.storage_backend.is_some();
+        if policy.overwrite == Overwrite::Ask
+            && may_exist
+            && catalog.find_on(tier, id, &backend, schema).await?.is_some()
         {
-            if catalog.find_on(tier, id, &backend, schema).await?.is_some() {
-                return Err(Error::WouldOverwrite {
-                    key: id.key.display().to_string(),
-                    tier: tier.name().to_string(),
-                    mode: self.mode.to_string(),
-                    instead: self.mode.overwriting().to_string(),
-                }
-                .into());
+            return Err(Error::WouldOverwrite {
+                key: id.key.display().to_string(),
+                tier: tier.name().to_string(),
+                mode: self.mode.to_string(),
+                instead: self.mode.overwriting().to_string(),
             }
+            .into());
         }
         let inflight_key = call.inflight_key(tier, id, backend.as_ref());
         loop {
@@ -301,7 +302,7 @@ impl Resolver<'_> {
                         Ok(Led::Stored(entry, compute)) => {
                             lead.finish(Ok(()));
                             self.serve(
-                                Source::Entry(entry),
+                                Source::Entry(Box::new(entry)),
                                 Some(compute),
                                 Outcome::Computed,
                                 tier_name,
@@ -335,16 +336,15 @@ impl Resolver<'_> {
             .iter()
             .map(|t| format!("{} tier at {}", t.name(), t.url()))
             .collect();
-        let (why, fix) = if self.policy.fail_if_no_cache {
-            (
-                format!("cache_mode '{}'", self.mode),
-                "call with cache_mode => 'write' (or 'local') to compute it".to_string(),
+        let reason = if self.policy.fail_if_no_cache {
+            format!(
+                "cache_mode '{}' does not compute; call with cache_mode => 'write' (or 'local') \
+                 to compute it",
+                self.mode
             )
         } else {
-            (
-                "fail_if_no_cache".to_string(),
-                "call with fail_if_no_cache => false to compute it".to_string(),
-            )
+            "fail_if_no_cache does not compute; call with fail_if_no_cache => false to compute it"
+                .to_string()
         };
         Error::StrictMiss {
             function: call.function.name().to_string(),
@@ -354,8 +354,7 @@ impl Resolver<'_> {
             } else {
                 tiers.join(", ")
             },
-            why,
-            fix,
+            reason,
         }
     }
 
@@ -458,7 +457,7 @@ impl Resolver<'_> {
 
     async fn serve_entry(&self, entry: Entry, outcome: Outcome) -> Result<Prepared> {
         let tier = Some(entry.tier.name().to_string());
-        self.serve(Source::Entry(entry), None, outcome, tier, None)
+        self.serve(Source::Entry(Box::new(entry)), None, outcome, tier, None)
             .await
     }
 
