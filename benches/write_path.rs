@@ -116,10 +116,8 @@ fn peak_rss() -> usize {
 /// peak resident set before and after.
 async fn memory_child(limit: usize) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let config = Config {
-        memory_limit: Some(limit),
-        ..Config::with_root(dir.path().display().to_string())
-    };
+    let mut config = Config::with_root(dir.path().display().to_string());
+    config.memory_limit = Some(limit);
     let session = Engine::new(&config)?.session();
     session.register(shuffled()?)?;
     let before = peak_rss();

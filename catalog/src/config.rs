@@ -1,25 +1,88 @@
-//! Where the tiers are, read the way Python nuthatch reads it.
+//! Where the tiers are and how calls behave, read the way Python nuthatch
+//! reads it (inventory §7), with its bugs left out.
 //!
-//! Sources, later ones winning: the embedded default (a `.nuthatch` folder in
-//! the working directory), the first `nuthatch.toml` (`[nuthatch]` table) or
-//! `pyproject.toml` (`[tool.nuthatch]` table) found walking up from the
-//! working directory, then `NUTHATCH_ROOT_FILESYSTEM` and
-//! `NUTHATCH_ROOT_FILESYSTEM_OPTIONS_<NAME>` from the environment.
+//! Sources, each later one winning key by key:
 //!
-//! Keys understood: `filesystem` (top level or in `[root]`),
-//! `filesystem_options` (a table of object-store settings such as
-//! `endpoint`, `access_key_id`, `secret_access_key`, `region`,
-//! `allow_http`), `read_only`, and `definitions` (SQL files of
-//! `CREATE CACHED FUNCTION` statements, relative to the config file).
+//! 1. the embedded default: root is a `.nuthatch` folder in the working
+//!    directory, local is `~/.nuthatch/caches`;
+//! 2. the user's `~/.nuthatch.toml` (`[tool.nuthatch]` or `[nuthatch]`);
+//! 3. the project's file: the first `nuthatch.toml` (`[nuthatch]`) or
+//!    `pyproject.toml` (`[tool.nuthatch]`) walking up from the working
+//!    directory;
+//! 4. environment variables `NUTHATCH_<LOCATION>_<PARAM>` and
+//!    `NUTHATCH_<LOCATION>_<BACKEND>_<PARAM>` (plus `NUTHATCH_MEMORY_LIMIT`,
+//!    `NUTHATCH_MEMOIZE_LIMIT`);
+//! 5. settings made in code ([`Config::set`], [`Config::set_secret`],
+//!    [`Config::set_dynamic`]).
+//!
+//! A session's `SET nuthatch.*` then sets defaults for its calls (in the
+//! udf crate). Unlike Python, sources merge key by key rather than table by
+//! table, the environment beats files, and a `local` filesystem is honoured.
+//!
+//! Locations are `root`, `local` and any name starting with `mirror`. In
+//! each, `filesystem`, `filesystem_options` and `read_only`, Python's
+//! database parameters, and a table per backend whose keys override the
+//! location's for that backend's data (one backend on another store). Keys
+//! outside any location belong to root, as in Python. A key nuthatch does
+//! not know is an error that names it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::memory::DEFAULT_MEMOIZE_LIMIT;
 
 /// The folder used as root when nothing is configured.
 pub const EMBEDDED_ROOT: &str = ".nuthatch";
+
+/// Python nuthatch's local tier location.
+pub const DEFAULT_LOCAL: &str = "~/.nuthatch/caches";
+
+/// Backends a location may have a section for: this build's and Python's.
+pub const KNOWN_BACKENDS: [&str; 7] = [
+    "arrow",
+    "basic",
+    "delta",
+    "parquet",
+    "sql",
+    "terracotta",
+    "zarr",
+];
+
+/// Parameters Python's backends read (database and terracotta settings),
+/// kept for the backends that will use them.
+const BACKEND_PARAMS: [&str; 9] = [
+    "driver",
+    "host",
+    "port",
+    "database",
+    "username",
+    "password",
+    "write_username",
+    "write_password",
+    "override_path",
+];
+
+/// Keys Python nuthatch reads that have no meaning here; accepted so a
+/// Python project's file works unchanged.
+const PYTHON_ONLY: [&str; 5] = [
+    "dynamic_config_path",
+    "remote_cache_size",
+    "local_cache_size",
+    "skipped_filesystems",
+    "allow_installed_package_configuration",
+];
+
+/// One backend's overrides within a location.
+#[derive(Clone, Default, PartialEq)]
+pub struct BackendConfig {
+    /// Where this backend's data goes, when not where the location is.
+    pub filesystem: Option<String>,
+    pub options: BTreeMap<String, String>,
+    pub params: BTreeMap<String, String>,
+}
 
 /// One tier's location and settings.
 #[derive(Clone, PartialEq)]
@@ -30,6 +93,10 @@ pub struct TierConfig {
     pub options: BTreeMap<String, String>,
     /// Refuse writes to this tier even if the store would accept them.
     pub read_only: bool,
+    /// Backend parameters (database settings), shared by its backends.
+    pub params: BTreeMap<String, String>,
+    /// Per-backend overrides.
+    pub backends: BTreeMap<String, BackendConfig>,
 }
 
 impl TierConfig {
@@ -38,6 +105,8 @@ impl TierConfig {
             filesystem: filesystem.into(),
             options: BTreeMap::new(),
             read_only: false,
+            params: BTreeMap::new(),
+            backends: BTreeMap::new(),
         }
     }
 
@@ -50,52 +119,102 @@ impl TierConfig {
         self.read_only = read_only;
         self
     }
+
+    /// The filesystem and options `backend`'s data uses on this tier, when
+    /// its section moves it elsewhere.
+    pub fn backend_store(&self, backend: &str) -> Option<TierConfig> {
+        let section = self.backends.get(backend)?;
+        let filesystem = section.filesystem.clone()?;
+        let mut options = self.options.clone();
+        options.extend(section.options.clone());
+        Some(TierConfig {
+            filesystem,
+            options,
+            read_only: self.read_only,
+            params: BTreeMap::new(),
+            backends: BTreeMap::new(),
+        })
+    }
 }
 
 impl fmt::Debug for TierConfig {
-    // Options carry credentials: show their names, never their values.
+    // Options and parameters carry credentials: show their names only.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TierConfig")
-            .field("filesystem", &self.filesystem)
+            .field("filesystem", &crate::tier::redact(&self.filesystem))
             .field("options", &self.options.keys().collect::<Vec<_>>())
             .field("read_only", &self.read_only)
+            .field("params", &self.params.keys().collect::<Vec<_>>())
+            .field("backends", &self.backends.keys().collect::<Vec<_>>())
             .finish()
     }
 }
 
-/// Python nuthatch's local tier location.
-pub const DEFAULT_LOCAL: &str = "~/.nuthatch/caches";
+/// A value computed when the engine opens its tiers (a token fetched from a
+/// vault, a path built at run time), as Python's `config_parameter`.
+pub type DynamicValue = Arc<dyn Fn() -> std::result::Result<String, String> + Send + Sync>;
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone)]
 pub struct Config {
     pub root: TierConfig,
     /// This machine's copies (the `local*` modes).
     pub local: TierConfig,
     /// Read-only stores read after root, in order, by location name.
     pub mirrors: Vec<(String, TierConfig)>,
-    /// Bytes of memoized results kept in memory.
-    pub memoize_limit: usize,
     /// SQL files with `CREATE CACHED FUNCTION` statements to load at start.
     pub definitions: Vec<PathBuf>,
-    /// The file this came from, if any.
+    /// The project file this came from, if any.
     pub source: Option<PathBuf>,
     /// Bytes of memory the engine's operators may hold (sorts, joins,
     /// aggregates spill to disk beyond it); `None` is unbounded.
     pub memory_limit: Option<usize>,
+    /// Bytes of memoized results kept in memory.
+    pub memoize_limit: usize,
+    /// Keys whose values are masked wherever settings are shown.
+    secrets: BTreeSet<String>,
+    /// Settings computed when the tiers open.
+    dynamic: Vec<(String, DynamicValue)>,
+}
+
+impl PartialEq for Config {
+    fn eq(&self, other: &Self) -> bool {
+        self.root == other.root
+            && self.local == other.local
+            && self.mirrors == other.mirrors
+            && self.definitions == other.definitions
+            && self.memory_limit == other.memory_limit
+            && self.memoize_limit == other.memoize_limit
+            && self.secrets == other.secrets
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("root", &self.root)
+            .field("local", &self.local)
+            .field("mirrors", &self.mirrors)
+            .field("definitions", &self.definitions)
+            .field("memory_limit", &self.memory_limit)
+            .field("memoize_limit", &self.memoize_limit)
+            .finish()
+    }
 }
 
 impl Config {
-    /// A root at `filesystem` and nothing else.
+    /// A root at `filesystem`, local at `~/.nuthatch/caches`, nothing else.
     pub fn with_root(filesystem: impl Into<String>) -> Self {
         Config {
             root: TierConfig::new(filesystem),
-            local: TierConfig::new(resolve_local(DEFAULT_LOCAL, Path::new("."))),
+            local: TierConfig::new(expand_home(DEFAULT_LOCAL)),
             mirrors: Vec::new(),
-            memoize_limit: crate::memory::DEFAULT_MEMOIZE_LIMIT,
             definitions: Vec::new(),
             source: None,
             memory_limit: None,
+            memoize_limit: DEFAULT_MEMOIZE_LIMIT,
+            secrets: BTreeSet::new(),
+            dynamic: Vec::new(),
         }
     }
 
@@ -104,108 +223,413 @@ impl Config {
         Config::with_root(EMBEDDED_ROOT)
     }
 
-    /// Finds the configuration from the working directory and environment.
+    /// Reads every source from the user's file to the environment.
     pub fn discover() -> Result<Self> {
         let cwd = std::env::current_dir()
             .map_err(|e| Error::Config(format!("cannot read the working directory: {e}")))?;
-        let mut config = match find_config_file(&cwd) {
-            Some(path) => Config::from_file(&path)?,
-            None => Config::embedded(),
-        };
+        let mut config = Config::embedded();
+        if let Some(home) = std::env::var_os("HOME") {
+            let user = Path::new(&home).join(".nuthatch.toml");
+            if user.is_file() {
+                config.apply_file(&user)?;
+            }
+        }
+        if let Some(project) = find_config_file(&cwd) {
+            config.apply_file(&project)?;
+            config.source = Some(project);
+        }
         config.apply_env(std::env::vars())?;
         Ok(config)
     }
 
-    /// Reads a `nuthatch.toml` or `pyproject.toml`.
+    /// The embedded default with one file applied.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let section = parse_section(&text, path)?;
-        let mut config = Config::from_table(&section, base)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let mut config = Config::embedded();
+        config.root.filesystem = path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(EMBEDDED_ROOT)
+            .display()
+            .to_string();
+        config.apply_file(path)?;
         config.source = Some(path.to_path_buf());
         Ok(config)
     }
 
-    fn from_table(table: &toml::Table, base: &Path) -> std::result::Result<Self, String> {
-        let root_table = match table.get("root") {
-            Some(toml::Value::Table(t)) => Some(t),
-            Some(_) => return Err("'root' must be a table".into()),
-            None => None,
-        };
-        // An explicit [root] key beats a top-level one, as in Python.
-        let lookup = |key: &str| {
-            root_table
-                .and_then(|t| t.get(key))
-                .or_else(|| table.get(key))
-        };
-        let mut root = TierConfig::new(EMBEDDED_ROOT);
-        if let Some(value) = lookup("filesystem") {
-            let text = value.as_str().ok_or("'filesystem' must be a string")?;
-            root.filesystem = resolve_local(text, base);
-        } else {
-            root.filesystem = base.join(EMBEDDED_ROOT).display().to_string();
+    /// Applies a `nuthatch.toml`, `pyproject.toml` or `~/.nuthatch.toml`.
+    /// Relative paths in it are relative to the file.
+    pub fn apply_file(&mut self, path: &Path) -> Result<()> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let section = parse_section(&text, path)?;
+        self.apply_table(&section, base)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Applies a nuthatch table (the contents of `[tool.nuthatch]`).
+    pub fn apply_table(
+        &mut self,
+        table: &toml::Table,
+        base: &Path,
+    ) -> std::result::Result<(), String> {
+        let mut locations: Vec<(&String, &toml::Table)> = Vec::new();
+        for (key, value) in table {
+            match key.as_str() {
+                "definitions" => {
+                    self.definitions = match value {
+                        toml::Value::String(s) => vec![base.join(s)],
+                        toml::Value::Array(items) => items
+                            .iter()
+                            .map(|i| i.as_str().map(|s| base.join(s)))
+                            .collect::<Option<_>>()
+                            .ok_or("'definitions' must list file names")?,
+                        _ => return Err("'definitions' must be a file name or a list".into()),
+                    }
+                }
+                "memory_limit" => self.memory_limit = Some(size(key, value)?),
+                "memoize_limit" => self.memoize_limit = size(key, value)?,
+                name if is_location(name) => {
+                    let inner = value
+                        .as_table()
+                        .ok_or_else(|| format!("'{name}' must be a table"))?;
+                    locations.push((key, inner));
+                }
+                // Anything else belongs to root, as in Python.
+                _ => self.apply_location_key("root", key, value, base)?,
+            }
         }
-        if let Some(value) = lookup("filesystem_options") {
-            let options = value
-                .as_table()
-                .ok_or("'filesystem_options' must be a table")?;
-            for (k, v) in options {
+        // Explicit location tables beat the keys hoisted into root.
+        for (name, inner) in locations {
+            for (key, value) in inner {
+                self.apply_location_key(name, key, value, base)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn location_mut(&mut self, name: &str) -> &mut TierConfig {
+        match name {
+            "root" => &mut self.root,
+            "local" => &mut self.local,
+            mirror => {
+                if let Some(i) = self.mirrors.iter().position(|(n, _)| n == mirror) {
+                    return &mut self.mirrors[i].1;
+                }
+                self.mirrors
+                    .push((mirror.to_string(), TierConfig::new(String::new())));
+                &mut self.mirrors.last_mut().expect("just pushed").1
+            }
+        }
+    }
+
+    fn apply_location_key(
+        &mut self,
+        location: &str,
+        key: &str,
+        value: &toml::Value,
+        base: &Path,
+    ) -> std::result::Result<(), String> {
+        let tier = self.location_mut(location);
+        match key {
+            "filesystem" => tier.filesystem = resolve_local(text(location, key, value)?, base),
+            "filesystem_options" => options_into(&mut tier.options, location, value)?,
+            "read_only" => tier.read_only = boolean(location, key, value)?,
+            param if BACKEND_PARAMS.contains(&param) => {
+                tier.params
+                    .insert(param.to_string(), scalar(location, key, value)?);
+            }
+            backend if KNOWN_BACKENDS.contains(&backend) => {
+                let inner = value
+                    .as_table()
+                    .ok_or_else(|| format!("'{location}.{backend}' must be a table"))?;
+                let section = tier.backends.entry(backend.to_string()).or_default();
+                for (k, v) in inner {
+                    let at = format!("{location}.{backend}");
+                    match k.as_str() {
+                        "filesystem" => {
+                            section.filesystem = Some(resolve_local(text(&at, k, v)?, base))
+                        }
+                        "filesystem_options" => options_into(&mut section.options, &at, v)?,
+                        p if BACKEND_PARAMS.contains(&p) => {
+                            section
+                                .params
+                                .insert(p.to_string(), text(&at, k, v)?.to_string());
+                        }
+                        other => return Err(unknown(&format!("{at}.{other}"))),
+                    }
+                }
+            }
+            python if PYTHON_ONLY.contains(&python) => {
+                tracing::debug!("{location}.{python} is read by Python nuthatch only");
+            }
+            other => return Err(unknown(&format!("{location}.{other}"))),
+        }
+        Ok(())
+    }
+
+    /// Applies `NUTHATCH_*` environment variables: `NUTHATCH_MEMORY_LIMIT`,
+    /// `NUTHATCH_MEMOIZE_LIMIT`, `NUTHATCH_<LOCATION>_<PARAM>`,
+    /// `NUTHATCH_<LOCATION>_<BACKEND>_<PARAM>`,
+    /// `NUTHATCH_<LOCATION>[_<BACKEND>]_FILESYSTEM_OPTIONS_<NAME>` and
+    /// `NUTHATCH_<BACKEND>_<PARAM>` (root's). A variable that names a
+    /// location but no setting nuthatch knows is an error; other
+    /// `NUTHATCH_` variables are left alone with a warning.
+    pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> Result<()> {
+        for (name, value) in vars {
+            let Some(rest) = name.strip_prefix("NUTHATCH_") else {
+                continue;
+            };
+            let lower = rest.to_ascii_lowercase();
+            let parts: Vec<&str> = lower.split('_').collect();
+            let result = match parts.as_slice() {
+                ["memory", "limit"] | ["memoize", "limit"] => {
+                    let key = lower.as_str();
+                    self.set(key, &value)
+                }
+                ["log"] | ["allow", "installed", "package", "configuration"] => Ok(()),
+                [first, ..] if first.starts_with("test") => Ok(()),
+                [location, rest @ ..] if is_location(location) && !rest.is_empty() => {
+                    self.set(&env_key(location, rest), &value)
+                }
+                [backend, rest @ ..] if KNOWN_BACKENDS.contains(backend) && !rest.is_empty() => {
+                    self.set(&env_key("root", &parts), &value)
+                }
+                _ => {
+                    tracing::warn!("{name} is not a nuthatch setting; ignoring it");
+                    Ok(())
+                }
+            };
+            result.map_err(|e| Error::Config(format!("{name}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Sets one setting by its dotted name, as it would be written in a
+    /// file: `root.filesystem`, `local.filesystem`,
+    /// `mirror-public.filesystem`, `root.filesystem_options.region`,
+    /// `root.arrow.filesystem`, `memory_limit`, ... Names nuthatch does not
+    /// know are an error.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let mut table = toml::Table::new();
+        let parts: Vec<&str> = key.split('.').collect();
+        let typed = match parts.last() {
+            Some(&"read_only") => toml::Value::Boolean(parse_bool(value).ok_or_else(|| {
+                Error::Config(format!("{key} takes true or false, got '{value}'"))
+            })?),
+            _ => toml::Value::String(value.to_string()),
+        };
+        let mut node = typed;
+        for part in parts.iter().skip(1).rev() {
+            let mut t = toml::Table::new();
+            t.insert(part.to_string(), node);
+            node = toml::Value::Table(t);
+        }
+        table.insert(parts[0].to_string(), node);
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        self.apply_table(&table, &cwd)
+            .map_err(|e| Error::Config(format!("{key}: {e}")))
+    }
+
+    /// Sets a secret: like [`Config::set`], and masked wherever settings
+    /// are shown.
+    pub fn set_secret(&mut self, key: &str, value: &str) -> Result<()> {
+        self.set(key, value)?;
+        self.secrets.insert(key.to_string());
+        Ok(())
+    }
+
+    /// Registers a setting computed when an engine opens the tiers, as
+    /// Python's `config_parameter`; `secret` masks it wherever settings are
+    /// shown. The name is checked now.
+    pub fn set_dynamic(
+        &mut self,
+        key: &str,
+        secret: bool,
+        value: impl Fn() -> std::result::Result<String, String> + Send + Sync + 'static,
+    ) -> Result<()> {
+        // Check the name now; the value comes later.
+        self.clone().set(key, "")?;
+        if secret {
+            self.secrets.insert(key.to_string());
+        }
+        self.dynamic.push((key.to_string(), Arc::new(value)));
+        Ok(())
+    }
+
+    /// This configuration with its dynamic settings computed.
+    pub fn resolved(&self) -> Result<Config> {
+        let mut config = self.clone();
+        for (key, value) in &self.dynamic {
+            let computed = value()
+                .map_err(|e| Error::Config(format!("the dynamic setting {key} failed: {e}")))?;
+            config.set(key, &computed)?;
+        }
+        config.dynamic.clear();
+        Ok(config)
+    }
+
+    /// Every setting as `(name, value)`, secrets masked unless
+    /// `show_secrets`; dynamic settings show as `<dynamic>`.
+    pub fn describe(&self, show_secrets: bool) -> Vec<(String, String)> {
+        let mut rows = Vec::new();
+        let mut tier = |name: &str, t: &TierConfig| {
+            let mut push = |key: String, value: &str, secret: bool| {
+                let shown = if secret && !show_secrets {
+                    "*".repeat(value.chars().count().clamp(3, 12))
+                } else {
+                    value.to_string()
+                };
+                rows.push((key, shown));
+            };
+            let filesystem = if show_secrets {
+                t.filesystem.clone()
+            } else {
+                crate::tier::redact(&t.filesystem)
+            };
+            push(format!("{name}.filesystem"), &filesystem, false);
+            push(format!("{name}.read_only"), &t.read_only.to_string(), false);
+            for (k, v) in &t.options {
+                let key = format!("{name}.filesystem_options.{k}");
+                let secret = self.secrets.contains(&key) || looks_secret(k);
+                push(key, v, secret);
+            }
+            for (k, v) in &t.params {
+                let key = format!("{name}.{k}");
+                let secret = self.secrets.contains(&key) || looks_secret(k);
+                push(key, v, secret);
+            }
+            for (backend, section) in &t.backends {
+                if let Some(fs) = &section.filesystem {
+                    push(format!("{name}.{backend}.filesystem"), fs, false);
+                }
+                for (k, v) in section.options.iter().chain(&section.params) {
+                    let key = format!("{name}.{backend}.{k}");
+                    let secret = self.secrets.contains(&key) || looks_secret(k);
+                    push(key, v, secret);
+                }
+            }
+        };
+        tier("root", &self.root);
+        tier("local", &self.local);
+        for (name, mirror) in &self.mirrors {
+            tier(name, mirror);
+        }
+        for (key, _) in &self.dynamic {
+            rows.push((key.clone(), "<dynamic>".to_string()));
+        }
+        rows
+    }
+}
+
+/// A location key: `root`, `local`, or a name starting with `mirror`.
+fn is_location(name: &str) -> bool {
+    name == "root" || name == "local" || name.starts_with("mirror")
+}
+
+/// `NUTHATCH_ROOT_ARROW_FILESYSTEM_OPTIONS_REGION` as
+/// `root.arrow.filesystem_options.region`.
+fn env_key(location: &str, parts: &[&str]) -> String {
+    let (backend, rest) = match parts {
+        [b, rest @ ..] if KNOWN_BACKENDS.contains(b) && !rest.is_empty() => (Some(*b), rest),
+        rest => (None, rest),
+    };
+    let param = rest.join("_");
+    let param = match param.strip_prefix("filesystem_options_") {
+        Some(option) => format!("filesystem_options.{option}"),
+        None => param,
+    };
+    match backend {
+        Some(b) => format!("{location}.{b}.{param}"),
+        None => format!("{location}.{param}"),
+    }
+}
+
+fn unknown(key: &str) -> String {
+    format!(
+        "unknown setting '{key}'; a location (root, local, mirror...) takes filesystem, \
+         filesystem_options, read_only, {}, and a table per backend ({})",
+        BACKEND_PARAMS.join(", "),
+        KNOWN_BACKENDS.join(", ")
+    )
+}
+
+/// Option and parameter names whose values are credentials.
+fn looks_secret(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "secret",
+        "password",
+        "token",
+        "key",
+        "credential",
+        "session",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
+}
+
+fn text<'a>(at: &str, key: &str, value: &'a toml::Value) -> std::result::Result<&'a str, String> {
+    value
+        .as_str()
+        .ok_or_else(|| format!("'{at}.{key}' must be a string"))
+}
+
+/// A parameter as text: strings as they are, numbers and booleans written
+/// out (Python's environment gives them as strings anyway).
+fn scalar(at: &str, key: &str, value: &toml::Value) -> std::result::Result<String, String> {
+    match value {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+            Ok(value.to_string())
+        }
+        _ => Err(format!("'{at}.{key}' must be a string or a number")),
+    }
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "t" | "yes" => Some(true),
+        "false" | "0" | "f" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+fn boolean(at: &str, key: &str, value: &toml::Value) -> std::result::Result<bool, String> {
+    match value {
+        toml::Value::Boolean(b) => Ok(*b),
+        toml::Value::String(s) => {
+            parse_bool(s).ok_or_else(|| format!("'{at}.{key}' must be true or false"))
+        }
+        _ => Err(format!("'{at}.{key}' must be true or false")),
+    }
+}
+
+fn size(key: &str, value: &toml::Value) -> std::result::Result<usize, String> {
+    match value {
+        toml::Value::String(s) => parse_memory_limit(s),
+        toml::Value::Integer(n) if *n > 0 => Ok(*n as usize),
+        _ => Err(format!("'{key}' must be a size such as \"2G\" or \"512M\"")),
+    }
+}
+
+fn options_into(
+    options: &mut BTreeMap<String, String>,
+    at: &str,
+    value: &toml::Value,
+) -> std::result::Result<(), String> {
+    match value {
+        toml::Value::Table(table) => {
+            for (k, v) in table {
                 let text = match v {
                     toml::Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                root.options.insert(k.clone(), text);
+                options.insert(k.clone(), text);
             }
+            Ok(())
         }
-        if let Some(value) = lookup("read_only") {
-            root.read_only = value.as_bool().ok_or("'read_only' must be true or false")?;
-        }
-        let mut definitions = Vec::new();
-        match table.get("definitions") {
-            None => {}
-            Some(toml::Value::String(s)) => definitions.push(base.join(s)),
-            Some(toml::Value::Array(items)) => {
-                for item in items {
-                    let s = item.as_str().ok_or("'definitions' must list file names")?;
-                    definitions.push(base.join(s));
-                }
-            }
-            Some(_) => return Err("'definitions' must be a file name or a list of them".into()),
-        }
-        let memory_limit = match table.get("memory_limit") {
-            None => None,
-            Some(toml::Value::String(s)) => Some(parse_memory_limit(s)?),
-            Some(toml::Value::Integer(n)) if *n > 0 => Some(*n as usize),
-            Some(_) => {
-                return Err("'memory_limit' must be a size such as \"2G\" or \"512M\"".into())
-            }
-        };
-        let mut config = Config::with_root(root.filesystem.clone());
-        config.root = root;
-        config.definitions = definitions;
-        config.memory_limit = memory_limit;
-        Ok(config)
-    }
-
-    /// Applies `NUTHATCH_ROOT_FILESYSTEM`,
-    /// `NUTHATCH_ROOT_FILESYSTEM_OPTIONS_<NAME>` and `NUTHATCH_MEMORY_LIMIT`
-    /// overrides.
-    pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> Result<()> {
-        for (name, value) in vars {
-            if name == "NUTHATCH_MEMORY_LIMIT" {
-                self.memory_limit = Some(
-                    parse_memory_limit(&value)
-                        .map_err(|e| Error::Config(format!("NUTHATCH_MEMORY_LIMIT: {e}")))?,
-                );
-            } else if name == "NUTHATCH_ROOT_FILESYSTEM" {
-                self.root.filesystem = value;
-            } else if let Some(option) = name.strip_prefix("NUTHATCH_ROOT_FILESYSTEM_OPTIONS_") {
-                self.root.options.insert(option.to_ascii_lowercase(), value);
-            }
-        }
-        Ok(())
+        _ => Err(format!("'{at}.filesystem_options' must be a table")),
     }
 }
 
@@ -280,16 +704,20 @@ fn parse_section(text: &str, path: &Path) -> Result<toml::Table> {
     }
 }
 
+fn expand_home(path: &str) -> String {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => Path::new(&home).join(rest).display().to_string(),
+        _ => path.to_string(),
+    }
+}
+
 /// Relative local paths in a config file are relative to that file, so a
 /// committed project file means the same thing from any subfolder.
 fn resolve_local(filesystem: &str, base: &Path) -> String {
     if filesystem.contains("://") || Path::new(filesystem).is_absolute() {
         filesystem.to_string()
-    } else if let Some(rest) = filesystem.strip_prefix("~/") {
-        match std::env::var_os("HOME") {
-            Some(home) => Path::new(&home).join(rest).display().to_string(),
-            None => filesystem.to_string(),
-        }
+    } else if filesystem.starts_with("~/") {
+        expand_home(filesystem)
     } else {
         base.join(filesystem).display().to_string()
     }
@@ -299,9 +727,17 @@ fn resolve_local(filesystem: &str, base: &Path) -> String {
 mod tests {
     use super::*;
 
+    fn table(text: &str) -> toml::Table {
+        text.parse().unwrap()
+    }
+
     #[test]
     fn root_table_beats_top_level_and_paths_are_relative_to_the_file() {
-        let table: toml::Table = r#"
+        let mut config = Config::embedded();
+        config
+            .apply_table(
+                &table(
+                    r#"
             filesystem = "top"
             definitions = ["functions.sql"]
             [root]
@@ -309,44 +745,126 @@ mod tests {
             read_only = true
             [root.filesystem_options]
             secret_access_key = "hunter2"
-        "#
-        .parse()
-        .unwrap();
-        let config = Config::from_table(&table, Path::new("/project")).unwrap();
+            [local]
+            filesystem = "/fast/disk"
+            [mirror-public]
+            filesystem = "s3://public/caches"
+            [mirror-public.filesystem_options]
+            region = "eu-west-1"
+            [root.arrow]
+            filesystem = "arrow-store"
+        "#,
+                ),
+                Path::new("/project"),
+            )
+            .unwrap();
         assert_eq!(config.root.filesystem, "/project/caches");
         assert!(config.root.read_only);
+        assert_eq!(config.local.filesystem, "/fast/disk");
+        assert_eq!(config.mirrors[0].0, "mirror-public");
+        assert_eq!(config.mirrors[0].1.options["region"], "eu-west-1");
+        assert_eq!(
+            config.root.backend_store("arrow").unwrap().filesystem,
+            "/project/arrow-store"
+        );
         assert_eq!(
             config.definitions,
             vec![PathBuf::from("/project/functions.sql")]
         );
         let shown = format!("{config:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
+        let described = format!("{:?}", config.describe(false));
+        assert!(!described.contains("hunter2"), "{described}");
+        assert!(format!("{:?}", config.describe(true)).contains("hunter2"));
     }
 
     #[test]
-    fn environment_overrides_the_file() {
+    fn unknown_settings_are_named_and_python_keys_are_accepted() {
+        let mut config = Config::embedded();
+        let err = config
+            .apply_table(&table("[root]\nfilesytem = 'x'"), Path::new("/p"))
+            .unwrap_err();
+        assert!(err.contains("'root.filesytem'"), "{err}");
+        let err = config
+            .apply_table(&table("[mirror.parquet]\nhots = 'x'"), Path::new("/p"))
+            .unwrap_err();
+        assert!(err.contains("'mirror.parquet.hots'"), "{err}");
+        config
+            .apply_table(
+                &table("host = 'db'\nport = 5432\ndynamic_config_path = 'x'\n[root.sql]\npassword = 'pw'"),
+                Path::new("/p"),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.root.params["host"], "db");
+        assert_eq!(config.root.params["port"], "5432");
+    }
+
+    #[test]
+    fn environment_names_locations_backends_and_options() {
         let mut config = Config::with_root("/a");
-        let applied = config.apply_env([
-            (
-                "NUTHATCH_ROOT_FILESYSTEM".to_string(),
-                "memory://".to_string(),
-            ),
-            (
-                "NUTHATCH_ROOT_FILESYSTEM_OPTIONS_REGION".to_string(),
-                "eu".to_string(),
-            ),
-            ("NUTHATCH_MEMORY_LIMIT".to_string(), "1.5G".to_string()),
-        ]);
-        assert!(applied.is_ok());
+        let vars = [
+            ("NUTHATCH_ROOT_FILESYSTEM", "memory://"),
+            ("NUTHATCH_ROOT_FILESYSTEM_OPTIONS_REGION", "eu"),
+            ("NUTHATCH_LOCAL_FILESYSTEM", "/fast"),
+            ("NUTHATCH_MIRROR1_FILESYSTEM", "/other/team"),
+            ("NUTHATCH_ROOT_ARROW_FILESYSTEM", "/arrow"),
+            ("NUTHATCH_SQL_HOST", "db.internal"),
+            ("NUTHATCH_MEMORY_LIMIT", "1.5G"),
+            ("NUTHATCH_MEMOIZE_LIMIT", "64M"),
+            ("NUTHATCH_LOG", "debug"),
+            ("PATH", "/bin"),
+        ];
+        config
+            .apply_env(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .unwrap();
         assert_eq!(config.memory_limit, Some(3 << 29));
+        assert_eq!(config.memoize_limit, 64 << 20);
         assert_eq!(config.root.filesystem, "memory://");
         assert_eq!(config.root.options["region"], "eu");
+        assert_eq!(config.local.filesystem, "/fast");
+        assert_eq!(
+            config.mirrors,
+            vec![("mirror1".into(), TierConfig::new("/other/team"))]
+        );
+        assert_eq!(
+            config.root.backends["arrow"].filesystem.as_deref(),
+            Some("/arrow")
+        );
+        assert_eq!(config.root.backends["sql"].params["host"], "db.internal");
+        let err = config
+            .apply_env([("NUTHATCH_ROOT_FILESYSTEMS".to_string(), "x".to_string())])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("NUTHATCH_ROOT_FILESYSTEMS") && err.contains("root.filesystems"),
+            "{err}"
+        );
     }
-}
 
-#[cfg(test)]
-mod memory_tests {
-    use super::parse_memory_limit;
+    #[test]
+    fn code_settings_secrets_and_dynamic_values() {
+        let mut config = Config::with_root("/a");
+        config.set("local.filesystem", "/fast").unwrap();
+        config
+            .set_secret("root.filesystem_options.session", "tok-123")
+            .unwrap();
+        config
+            .set_dynamic("root.filesystem_options.region", true, || Ok("eu-2".into()))
+            .unwrap();
+        assert!(config.set("root.filesystemm", "x").is_err());
+        assert!(config
+            .set_dynamic("nowhere.x", false, || Ok(String::new()))
+            .is_err());
+        let shown = format!("{:?}", config.describe(false));
+        assert!(
+            !shown.contains("tok-123") && shown.contains("<dynamic>"),
+            "{shown}"
+        );
+        let resolved = config.resolved().unwrap();
+        assert_eq!(resolved.root.options["region"], "eu-2");
+        assert_eq!(resolved.local.filesystem, "/fast");
+        assert!(!format!("{:?}", resolved.describe(false)).contains("eu-2"));
+    }
 
     #[test]
     fn memory_sizes_read_like_datafusion_cli() {

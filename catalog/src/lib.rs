@@ -99,10 +99,16 @@ impl Catalog {
     /// cannot (a malformed URL) is left out with a warning, as one that
     /// cannot be reached is skipped when read.
     pub fn with_backends(config: &Config, backends: Backends) -> Result<Arc<Catalog>> {
+        let config = &config.resolved()?;
         let root = Tier::open(TierRole::Root, "root", &config.root)?;
         let local = Tier::open(TierRole::Local, "local", &config.local)?;
         let mut mirrors = Vec::new();
         for (name, mirror) in &config.mirrors {
+            if mirror.filesystem.is_empty() {
+                // As in Python: a mirror needs a filesystem of its own.
+                tracing::warn!("skipping mirror {name}: it names no filesystem");
+                continue;
+            }
             match Tier::open(TierRole::Mirror, name, mirror) {
                 Ok(tier) => mirrors.push(tier),
                 Err(e) => tracing::warn!("skipping mirror {name}: {e}"),
@@ -383,11 +389,10 @@ impl Catalog {
         metadata: MetadataRow,
         schema: &SchemaRef,
     ) -> Result<Option<Entry>> {
-        let at = tier.location(data_path(
-            &id.key,
-            id.namespace.as_deref(),
-            backend.extension(),
-        ));
+        let at = tier.data_location(
+            backend.name(),
+            data_path(&id.key, id.namespace.as_deref(), backend.extension()),
+        );
         let opened = backend
             .open(&at, Arc::clone(schema))
             .await
@@ -523,8 +528,8 @@ impl Catalog {
         let data = Box::pin(RecordBatchStreamAdapter::new(stream_schema, tagged));
         // This process holds the entry's in-flight claim, so no write of it
         // here is staged; what is staged is a killed process's.
-        tier.sweep_staged(&path);
-        let at = tier.location(path.clone());
+        tier.sweep_staged(backend.name(), &path);
+        let at = tier.data_location(backend.name(), path.clone());
         let written = match backend.write(&at, data, options).await {
             Ok(written) => written,
             Err(source) => {

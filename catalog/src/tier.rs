@@ -12,6 +12,7 @@
 //! misconfigured root fails at start); the local folder appears with its
 //! first entry, and a mirror that is not there is skipped when it is read.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -61,6 +62,15 @@ impl TierRole {
     }
 }
 
+/// One object store of a tier, registered in the runtime under its URL.
+#[derive(Debug, Clone)]
+struct Store {
+    store: Arc<dyn ObjectStore>,
+    url: ObjectStoreUrl,
+    /// The folder, when the store is a local one.
+    folder: Option<std::path::PathBuf>,
+}
+
 /// An opened tier.
 #[derive(Debug, Clone)]
 pub struct Tier {
@@ -68,70 +78,34 @@ pub struct Tier {
     /// The location's name in the configuration: `local`, `root`,
     /// `mirror`, `mirror-public`, ...
     name: String,
-    store: Arc<dyn ObjectStore>,
-    store_url: ObjectStoreUrl,
+    /// Where the metastore and, unless a backend's section moves them,
+    /// the data are.
+    main: Store,
+    /// Backends whose data the configuration puts on another store.
+    backend_stores: BTreeMap<String, Store>,
     location: String,
     read_only: bool,
-    /// The folder, when the store is a local one.
-    folder: Option<std::path::PathBuf>,
 }
 
 impl Tier {
-    /// Opens the store a tier config names, under the location name `name`.
-    /// Root's folder is created if it is missing, as Python nuthatch does.
+    /// Opens the store a tier config names, under the location name `name`,
+    /// and the stores its backend sections name. Root's folder is created
+    /// if it is missing, as Python nuthatch does.
     pub fn open(role: TierRole, name: &str, config: &TierConfig) -> Result<Tier> {
-        let location = redact(&config.filesystem);
-        let unreachable = |detail: String| Error::TierUnreachable {
-            tier: name.to_string(),
-            env: env_name(name),
-            location: location.clone(),
-            detail,
-        };
-        let create = role == TierRole::Root;
-        let mut folder = None;
-        let store: Arc<dyn ObjectStore> = match Url::parse(&config.filesystem) {
-            Ok(url) if url.scheme() == "file" => {
-                let path = url
-                    .to_file_path()
-                    .map_err(|_| unreachable("not a local path".to_string()))?;
-                folder = Some(path.clone());
-                local_store(&path, create).map_err(unreachable)?
+        let main = open_store(role, name, config)?;
+        let mut backend_stores = BTreeMap::new();
+        for backend in config.backends.keys() {
+            if let Some(moved) = config.backend_store(backend) {
+                backend_stores.insert(backend.clone(), open_store(role, name, &moved)?);
             }
-            Ok(url) if matches!(url.scheme(), "s3" | "s3a") => {
-                let (store, prefix) = s3_store(&url, config).map_err(unreachable)?;
-                if prefix.as_ref().is_empty() {
-                    store
-                } else {
-                    Arc::new(PrefixStore::new(store, prefix))
-                }
-            }
-            // One letter before ':' is a Windows drive, not a scheme.
-            Ok(url) if url.scheme().len() > 1 => {
-                let (store, prefix) = object_store::parse_url_opts(&url, config.options.iter())
-                    .map_err(|e| unreachable(e.to_string()))?;
-                if prefix.as_ref().is_empty() {
-                    Arc::from(store)
-                } else {
-                    Arc::new(PrefixStore::new(store, prefix))
-                }
-            }
-            _ => {
-                let path = std::path::PathBuf::from(&config.filesystem);
-                folder = Some(path.clone());
-                local_store(&path, create).map_err(unreachable)?
-            }
-        };
-        let id = NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed);
-        let store_url = ObjectStoreUrl::parse(format!("nuthatch://{}-{id}", role.name()))
-            .map_err(|e| unreachable(e.to_string()))?;
+        }
         Ok(Tier {
             role,
             name: name.to_string(),
-            store,
-            store_url,
-            location,
+            main,
+            backend_stores,
+            location: redact(&config.filesystem),
             read_only: config.read_only || role == TierRole::Mirror,
-            folder,
         })
     }
 
@@ -144,13 +118,14 @@ impl Tier {
         &self.name
     }
 
+    /// The store of the metastore (and of data, see [`Tier::data_location`]).
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
+        &self.main.store
     }
 
-    /// The URL under which [`Tier::register`] makes the store known.
+    /// The URL under which [`Tier::register`] makes the main store known.
     pub fn store_url(&self) -> &ObjectStoreUrl {
-        &self.store_url
+        &self.main.url
     }
 
     /// Where the tier is, safe to print (no credentials).
@@ -163,11 +138,22 @@ impl Tier {
         self.read_only
     }
 
-    /// Where `path` is on this tier, for a backend.
+    /// Where `path` is on this tier's main store.
     pub fn location(&self, path: ObjectPath) -> Location {
         Location {
-            store: Arc::clone(&self.store),
-            store_url: self.store_url.clone(),
+            store: Arc::clone(&self.main.store),
+            store_url: self.main.url.clone(),
+            path,
+        }
+    }
+
+    /// Where `backend` keeps the data at `path`: the main store, or the
+    /// store the backend's section of the configuration names.
+    pub fn data_location(&self, backend: &str, path: ObjectPath) -> Location {
+        let store = self.backend_stores.get(backend).unwrap_or(&self.main);
+        Location {
+            store: Arc::clone(&store.store),
+            store_url: store.url.clone(),
             path,
         }
     }
@@ -188,8 +174,9 @@ impl Tier {
     /// invisible to every reader; this only tidies the folder. Object
     /// stores keep an unfinished multipart upload invisible and bill for its
     /// parts until a lifecycle rule aborts it.
-    pub fn sweep_staged(&self, path: &ObjectPath) {
-        let (Some(folder), Some(name)) = (&self.folder, path.filename()) else {
+    pub fn sweep_staged(&self, backend: &str, path: &ObjectPath) {
+        let store = self.backend_stores.get(backend).unwrap_or(&self.main);
+        let (Some(folder), Some(name)) = (&store.folder, path.filename()) else {
             return;
         };
         let target = folder.join(path.as_ref());
@@ -212,8 +199,59 @@ impl Tier {
 
     /// Makes the tier's store reachable from scans run in `runtime`.
     pub fn register(&self, runtime: &RuntimeEnv) {
-        runtime.register_object_store(self.store_url.as_ref(), Arc::clone(&self.store));
+        for store in std::iter::once(&self.main).chain(self.backend_stores.values()) {
+            runtime.register_object_store(store.url.as_ref(), Arc::clone(&store.store));
+        }
     }
+}
+
+/// Opens one store of a tier.
+fn open_store(role: TierRole, name: &str, config: &TierConfig) -> Result<Store> {
+    let location = redact(&config.filesystem);
+    let unreachable = |detail: String| Error::TierUnreachable {
+        tier: name.to_string(),
+        env: env_name(name),
+        location: location.clone(),
+        detail,
+    };
+    let create = role == TierRole::Root;
+    let mut folder = None;
+    let store: Arc<dyn ObjectStore> = match Url::parse(&config.filesystem) {
+        Ok(url) if url.scheme() == "file" => {
+            let path = url
+                .to_file_path()
+                .map_err(|_| unreachable("not a local path".to_string()))?;
+            folder = Some(path.clone());
+            local_store(&path, create).map_err(unreachable)?
+        }
+        Ok(url) if matches!(url.scheme(), "s3" | "s3a") => {
+            let (store, prefix) = s3_store(&url, config).map_err(unreachable)?;
+            if prefix.as_ref().is_empty() {
+                store
+            } else {
+                Arc::new(PrefixStore::new(store, prefix))
+            }
+        }
+        // One letter before ':' is a Windows drive, not a scheme.
+        Ok(url) if url.scheme().len() > 1 => {
+            let (store, prefix) = object_store::parse_url_opts(&url, config.options.iter())
+                .map_err(|e| unreachable(e.to_string()))?;
+            if prefix.as_ref().is_empty() {
+                Arc::from(store)
+            } else {
+                Arc::new(PrefixStore::new(store, prefix))
+            }
+        }
+        _ => {
+            let path = std::path::PathBuf::from(&config.filesystem);
+            folder = Some(path.clone());
+            local_store(&path, create).map_err(unreachable)?
+        }
+    };
+    let id = NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed);
+    let url = ObjectStoreUrl::parse(format!("nuthatch://{}-{id}", role.name()))
+        .map_err(|e| unreachable(e.to_string()))?;
+    Ok(Store { store, url, folder })
 }
 
 /// An S3 (or S3-compatible) store: credentials and region from the `AWS_*`

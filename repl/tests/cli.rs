@@ -9,7 +9,8 @@ fn command(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_nuthatch"));
     command
         .current_dir(dir)
-        .env_remove("NUTHATCH_ROOT_FILESYSTEM");
+        .env_remove("NUTHATCH_ROOT_FILESYSTEM")
+        .env("NUTHATCH_LOCAL_FILESYSTEM", dir.join("local"));
     command
 }
 

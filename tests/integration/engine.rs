@@ -207,10 +207,8 @@ fn big() -> CachedFunction {
 async fn a_result_larger_than_the_memory_limit_is_stored_and_read_back() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
-    let config = Config {
-        memory_limit: Some(LIMIT),
-        ..Config::with_root(root.display().to_string())
-    };
+    let mut config = Config::with_root(root.display().to_string());
+    config.memory_limit = Some(LIMIT);
     let session = Engine::new(&config).unwrap().session();
     session.register(big()).unwrap();
     let totals = "SELECT count(*), sum(id), min(time) = TIMESTAMP '2020-01-01T00:00:00', \

@@ -151,9 +151,10 @@ async fn a_read_only_root_serves_hits_and_refuses_writes_without_leaving_files()
     let sql = "SELECT count(*) FROM series('2020-01-01', '2020-01-02')";
     assert_eq!(f.int(sql).await, 48);
     let stored = f.files();
-    let read_only = Fixture::with_config(f.dir, |root| Config {
-        root: TierConfig::new(root.display().to_string()).read_only(true),
-        ..Config::with_root("unused")
+    let read_only = Fixture::with_config(f.dir, |root| {
+        let mut config = Config::with_root("unused");
+        config.root = TierConfig::new(root.display().to_string()).read_only(true);
+        config
     });
     assert_eq!(read_only.int(sql).await, 48);
     assert_outcome(&read_only.report(), Outcome::Hit);

@@ -65,15 +65,14 @@ fn endpoint() -> String {
 }
 
 fn s3_config(bucket: &str, endpoint: &str) -> Config {
-    Config {
-        root: TierConfig::new(format!("s3://{bucket}/team/caches"))
-            .with_option("endpoint", endpoint)
-            .with_option("access_key_id", "testing")
-            .with_option("secret_access_key", SECRET)
-            .with_option("region", "us-east-1")
-            .with_option("allow_http", "true"),
-        ..Config::with_root("unused")
-    }
+    let mut config = Config::with_root("unused");
+    config.root = TierConfig::new(format!("s3://{bucket}/team/caches"))
+        .with_option("endpoint", endpoint)
+        .with_option("access_key_id", "testing")
+        .with_option("secret_access_key", SECRET)
+        .with_option("region", "us-east-1")
+        .with_option("allow_http", "true");
+    config
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
