@@ -167,3 +167,191 @@ async fn s3_failures_name_the_tier_and_never_the_secret() {
     assert!(error.contains("'endpiont' is not an s3 option"), "{error}");
     assert!(!error.contains(SECRET), "{error}");
 }
+
+/// A tier config for the IAM-enforcing server's bucket, signed by the
+/// writer's or the reader's key.
+fn iam_tier(prefix: &str, writer: bool) -> TierConfig {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| panic!("{name} is set by bash scripts/test"))
+    };
+    let who = if writer { "WRITER" } else { "READER" };
+    TierConfig::new(format!(
+        "s3://{}/{prefix}",
+        var("NUTHATCH_TEST_IAM_S3_BUCKET")
+    ))
+    .with_option("endpoint", var("NUTHATCH_TEST_IAM_S3_ENDPOINT"))
+    .with_option(
+        "access_key_id",
+        var(&format!("NUTHATCH_TEST_IAM_{who}_KEY")),
+    )
+    .with_option(
+        "secret_access_key",
+        var(&format!("NUTHATCH_TEST_IAM_{who}_SECRET")),
+    )
+    .with_option("region", "us-east-1")
+    .with_option("allow_http", "true")
+}
+
+/// Every object of the IAM bucket with its size and tag, as the writer sees it.
+async fn iam_objects() -> Vec<(String, u64, Option<String>)> {
+    let config = iam_tier("", true);
+    let bucket = AmazonS3Builder::new()
+        .with_bucket_name(std::env::var("NUTHATCH_TEST_IAM_S3_BUCKET").unwrap())
+        .with_endpoint(&config.options["endpoint"])
+        .with_access_key_id(&config.options["access_key_id"])
+        .with_secret_access_key(&config.options["secret_access_key"])
+        .with_region("us-east-1")
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    let mut objects: Vec<(String, u64, Option<String>)> = bucket
+        .list(None)
+        .map_ok(|m| (m.location.to_string(), m.size, m.e_tag))
+        .try_collect()
+        .await
+        .unwrap();
+    objects.sort();
+    objects
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs an IAM-enforcing S3 server: run bash scripts/test"]
+async fn a_mirror_with_read_only_credentials_is_read_and_never_written() {
+    // The other team fills its bucket with its writer's key.
+    let mut team = Config::with_root("unused");
+    team.root = iam_tier("team-b/caches", true);
+    let writer = session(&team);
+    let day =
+        |options: &str| format!("SELECT count(*) FROM series('2020-01-01', '2020-01-02'{options})");
+    assert_eq!(count(&writer, &day("")).await.unwrap(), 48);
+    let before = iam_objects().await;
+    assert!(before
+        .iter()
+        .any(|(k, _, _)| k == "team-b/caches/series/1.0_north.parquet"));
+
+    // We read it as a mirror, with a key that may only read.
+    let dir = tempfile::tempdir().unwrap();
+    let mut ours = Config::with_root(dir.path().join("root").display().to_string());
+    ours.local = TierConfig::new(dir.path().join("local").display().to_string());
+    ours.mirrors = vec![("mirror-team-b".into(), iam_tier("team-b/caches", false))];
+    let reader = session(&ours);
+    assert_eq!(count(&reader, &day("")).await.unwrap(), 48);
+    let report = reader.take_reports().remove(0);
+    assert_eq!(
+        (report.outcome, report.tier.as_deref()),
+        (Outcome::Hit, Some("mirror-team-b"))
+    );
+    // Local modes copy to local; misses are computed into our root.
+    assert_eq!(
+        count(&reader, &day(", cache_mode => 'local'"))
+            .await
+            .unwrap(),
+        48
+    );
+    assert_eq!(reader.take_reports()[0].copied_to.as_deref(), Some("local"));
+    assert_eq!(
+        count(&reader, &day(", station => 'ours'")).await.unwrap(),
+        48
+    );
+    assert_outcome(&reader.take_reports()[0], Outcome::Computed);
+    assert!(dir.path().join("root/series/1.0_ours.parquet").is_file());
+    assert_eq!(iam_objects().await, before, "the mirror is untouched");
+
+    // The same read-only key as root: the default mode becomes
+    // read_only_strict (root takes no writes), hits are served, misses and
+    // forced writes fail, and nothing is written.
+    let mut read_only_root = Config::with_root("unused");
+    read_only_root.root = iam_tier("team-b/caches", false);
+    read_only_root.local = TierConfig::new(dir.path().join("local2").display().to_string());
+    let strict = session(&read_only_root);
+    assert_eq!(count(&strict, &day("")).await.unwrap(), 48);
+    let error = count(&strict, &day(", station => 'new'"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("read_only_strict"), "{error}");
+    let error = count(&strict, &day(", station => 'new', cache_mode => 'write'"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("cannot write") && error.contains("Nothing was stored"),
+        "{error}"
+    );
+    assert!(!error.contains(&read_only_root.root.options["secret_access_key"]));
+    assert_eq!(iam_objects().await, before, "nothing was written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs an S3 server: run bash scripts/test"]
+async fn two_tiers_root_on_s3_local_on_disk_and_a_mirror_folder() {
+    let endpoint = endpoint();
+    let dir = tempfile::tempdir().unwrap();
+    // A mirror folder another team filled.
+    let mirror = dir.path().join("mirror");
+    let team = session(&Config::with_root(mirror.display().to_string()));
+    let sql = |station: &str, options: &str| {
+        format!(
+            "SELECT count(*) FROM series('2020-01-01', '2020-01-02', station => '{station}'{options})"
+        )
+    };
+    assert_eq!(count(&team, &sql("mirrored", "")).await.unwrap(), 48);
+
+    let mut config = s3_config(BUCKET, &endpoint);
+    config.root = TierConfig::new(format!("s3://{BUCKET}/two-tier"))
+        .with_option("endpoint", &endpoint)
+        .with_option("access_key_id", "testing")
+        .with_option("secret_access_key", SECRET)
+        .with_option("region", "us-east-1")
+        .with_option("allow_http", "true");
+    config.local = TierConfig::new(dir.path().join("local").display().to_string());
+    config.mirrors = vec![(
+        "mirror".into(),
+        TierConfig::new(mirror.display().to_string()),
+    )];
+    let first = session(&config);
+    let outcome = |s: &Session| {
+        let r = s.take_reports().remove(0);
+        (r.outcome, r.tier, r.copied_to)
+    };
+    // Computed into root on S3 (write), then copied to local (local).
+    assert_eq!(count(&first, &sql("s3two", "")).await.unwrap(), 48);
+    assert_eq!(
+        outcome(&first),
+        (Outcome::Computed, Some("root".into()), None)
+    );
+    assert_eq!(
+        count(&first, &sql("s3two", ", cache_mode => 'local'"))
+            .await
+            .unwrap(),
+        48
+    );
+    assert_eq!(
+        outcome(&first),
+        (Outcome::Hit, Some("root".into()), Some("local".into()))
+    );
+    assert_eq!(
+        count(&first, &sql("s3two", ", cache_mode => 'local'"))
+            .await
+            .unwrap(),
+        48
+    );
+    assert_eq!(outcome(&first), (Outcome::Hit, Some("local".into()), None));
+    // The mirror folder serves what neither tier has.
+    assert_eq!(count(&first, &sql("mirrored", "")).await.unwrap(), 48);
+    assert_eq!(outcome(&first), (Outcome::Hit, Some("mirror".into()), None));
+    // A second engine with a fresh local tier hits root on S3.
+    let mut other = config.clone();
+    other.local = TierConfig::new(dir.path().join("local-2").display().to_string());
+    let second = session(&other);
+    assert_eq!(
+        count(&second, &sql("s3two", ", cache_mode => 'local_api'"))
+            .await
+            .unwrap(),
+        48
+    );
+    assert_eq!(
+        outcome(&second),
+        (Outcome::Hit, Some("root".into()), Some("local".into()))
+    );
+}
