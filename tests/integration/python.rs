@@ -23,14 +23,25 @@ fn python_dir() -> PathBuf {
 
 /// Runs the driver script and returns its standard output.
 fn python(args: &[&str]) -> String {
+    python_at_home(args, None)
+}
+
+/// Runs the driver with `$HOME` at `home`: Python nuthatch's local tier is
+/// always `$HOME/.nuthatch/caches`.
+fn python_at_home(args: &[&str], home: Option<&Path>) -> String {
     let interpreter = std::env::var("NUTHATCH_TEST_PYTHON").expect(
         "NUTHATCH_TEST_PYTHON is unset: run `bash scripts/test`, which installs Python nuthatch",
     );
     let dir = python_dir();
-    let output = Command::new(&interpreter)
+    let mut command = Command::new(&interpreter);
+    command
         .arg(dir.join("nuthatch_store.py"))
         .args(args)
-        .env("PYTHONPATH", dir.join("stubs"))
+        .env("PYTHONPATH", dir.join("stubs"));
+    if let Some(home) = home {
+        command.env("HOME", home);
+    }
+    let output = command
         .output()
         .unwrap_or_else(|e| panic!("cannot run {interpreter}: {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -206,4 +217,55 @@ async fn an_entry_python_pickled_is_reported_with_the_fix_not_missed() {
     assert_eq!(f.int("SELECT count(*) FROM counts(3)").await, 3);
     assert_outcome(&f.report(), Outcome::Hit);
     assert!(f.root().join("counts/3.pkl").is_file());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Python nuthatch: run bash scripts/test"]
+async fn local_entries_are_shared_with_python_nuthatch_both_ways() {
+    // Both sides use the local tier under one $HOME.
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let local = home.join(".nuthatch/caches");
+    let f = Fixture::with_config(tempfile::tempdir().unwrap(), |root| {
+        let mut config = nuthatch::Config::with_root(root.display().to_string());
+        config.local = nuthatch::TierConfig::new(local.display().to_string());
+        config
+    });
+    let root = f.root().display().to_string();
+
+    // Python computes into local (clipped, keyed by every argument); we
+    // read it in local_strict mode, which reads only local.
+    python_at_home(&["local-write", &root], Some(&home));
+    assert!(local
+        .join("series/2020-01-02_1.0_2020-01-01_localpy.parquet")
+        .is_file());
+    let call =
+        "series('2020-01-01', '2020-01-02', station => 'localpy', cache_mode => 'local_strict')";
+    assert_eq!(
+        count_and_sum(&f, call).await,
+        (25, expected_sum(0, 24, 1.0, PYTHON_OFFSET))
+    );
+    assert_eq!(f.report().tier.as_deref(), Some("local"));
+    assert_eq!(f.computes(), 0);
+
+    // We compute into local; Python reads it in local_strict mode (a
+    // compute would fail) and clips its DataFrame to the end midnight.
+    f.int("SELECT count(*) FROM series('2020-01-01', '2020-01-02', station => 'localrs', cache_mode => 'local')")
+        .await;
+    assert_eq!(f.computes(), 1);
+    let stdout = python_at_home(
+        &[
+            "local-read",
+            &root,
+            "localrs",
+            "1.0",
+            "2020-01-01",
+            "2020-01-02",
+        ],
+        Some(&home),
+    );
+    assert!(
+        stdout.contains(&format!("result 25 {:?}", expected_sum(0, 24, 1.0, 0.0))),
+        "{stdout}"
+    );
 }

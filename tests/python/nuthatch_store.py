@@ -13,6 +13,15 @@
         Reads one `series` entry in read_only_strict mode, so a missing or
         invalid entry fails instead of computing; prints `result COUNT SUM`.
 
+    python nuthatch_store.py local-write ROOT
+        In `local` mode, computes `series('2020-01-01', '2020-01-02',
+        station='localpy')` into the local tier (Python's is always
+        $HOME/.nuthatch/caches), keyed by every argument and clipped.
+
+    python nuthatch_store.py local-read ROOT STATION SCALE START END
+        Reads one local entry in `local_strict` mode (local only; a miss
+        would compute, which fails here); prints `result COUNT SUM`.
+
 `series` has the signature, cache_args, version and timeseries column of the
 `series` function in tests/integration/support.rs. Values differ from the Rust
 compute (an offset of 1000) so a test can tell a read from a recompute.
@@ -78,7 +87,12 @@ def main():
         os.makedirs(os.path.join(root, "counts"), exist_ok=True)
         counts(3)
         return
-    if command == "read":
+    if command == "local-write":
+        # As for write-basic: the pandas parquet write needs the key's folder.
+        os.makedirs(os.path.expanduser("~/.nuthatch/caches/series"), exist_ok=True)
+        define_series("pandas")("2020-01-01", "2020-01-02", station="localpy", cache_mode="local")
+        return
+    if command in ("read", "local-read"):
         station, scale, start, end = sys.argv[3:7]
         namespace = sys.argv[7] if len(sys.argv) > 7 else None
         data = define_series("read")(
@@ -87,7 +101,7 @@ def main():
             station=station,
             scale=float(scale),
             namespace=namespace,
-            cache_mode="read_only_strict",
+            cache_mode="read_only_strict" if command == "read" else "local_strict",
             engine="pandas",
         )
         if isinstance(data, dd.DataFrame):
