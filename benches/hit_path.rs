@@ -4,6 +4,9 @@
 //!    DataFusion reading the same Parquet file directly (target: within 10%).
 //! 2. A one-month window of `agg_and_clip` against the full two years: the
 //!    share of row groups read (target: under 10%) and the time ratio.
+//! 3. The same month from each tier: a root hit (the two-year entry, pruned
+//!    to the month), a local-tier hit (the month's own clipped copy) and a
+//!    memoized recall, as ratios to the root hit.
 //!
 //! Run with `cargo bench --bench hit_path`.
 
@@ -11,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use datafusion::error::Result;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use nuthatch::{demo, Config, Engine};
+use nuthatch::{demo, Config, Engine, TierConfig};
 
 const RUNS: usize = 7;
 
@@ -34,7 +37,9 @@ async fn count_rows(frame: datafusion::dataframe::DataFrame) -> Result<usize> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let nuthatch = Engine::new(&Config::with_root(dir.path().display().to_string()))?.session();
+    let mut config = Config::with_root(dir.path().display().to_string());
+    config.local = TierConfig::new(dir.path().join("local").display().to_string());
+    let nuthatch = Engine::new(&config)?.session();
     for function in demo::readme_functions()? {
         nuthatch.register(function)?;
     }
@@ -96,5 +101,43 @@ async fn main() -> Result<()> {
         "  ratio month/full     {:>8.3}",
         month_time.as_secs_f64() / full_time.as_secs_f64()
     );
+
+    // 3. The month from each tier. The first local call copies the month
+    // from root; the first memoized call keeps it in memory.
+    let month = |options: &str| {
+        format!("SELECT * FROM agg_and_clip('2013-03-01', '2013-03-31', agg_days => 1, {options})")
+    };
+    let local_sql = month("cache_mode => 'local'");
+    let memo_sql = month("memoize => true");
+    count_rows(nuthatch.sql(&local_sql).await?).await?;
+    count_rows(nuthatch.sql(&memo_sql).await?).await?;
+    nuthatch.take_reports();
+    let (root_time, root_rows) =
+        median_time(async || count_rows(nuthatch.sql(month_sql).await?).await).await?;
+    let (local_time, local_rows) =
+        median_time(async || count_rows(nuthatch.sql(&local_sql).await?).await).await?;
+    let (memo_time, memo_rows) =
+        median_time(async || count_rows(nuthatch.sql(&memo_sql).await?).await).await?;
+    assert_eq!((root_rows, local_rows), (memo_rows, memo_rows));
+    let tiers: Vec<Option<String>> = nuthatch
+        .take_reports()
+        .into_iter()
+        .map(|r| r.tier)
+        .collect();
+    assert_eq!(tiers[0].as_deref(), Some("root"));
+    assert_eq!(tiers[RUNS].as_deref(), Some("local"));
+    assert_eq!(tiers[2 * RUNS].as_deref(), Some("memory"));
+    println!("one month from each tier: {memo_rows} rows");
+    for (name, time) in [
+        ("root hit", root_time),
+        ("local hit", local_time),
+        ("memoized", memo_time),
+    ] {
+        println!(
+            "  {name:<10} {:>8.1} ms   ratio to root {:>6.3}",
+            time.as_secs_f64() * 1e3,
+            time.as_secs_f64() / root_time.as_secs_f64()
+        );
+    }
     Ok(())
 }
