@@ -71,7 +71,11 @@ impl fmt::Display for CallReport {
         if let Some(copy) = &self.copied_to {
             write!(f, "->{copy}")?;
         }
-        write!(f, " {} {}", self.backend, self.key)?;
+        // Memoized results and null markers have no storage format.
+        if !matches!(self.backend.as_str(), "memory" | "null") {
+            write!(f, " {}", self.backend)?;
+        }
+        write!(f, " {}", self.key)?;
         if let Some(ns) = &self.namespace {
             write!(f, " namespace={ns}")?;
         }

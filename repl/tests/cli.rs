@@ -166,6 +166,36 @@ fn the_readme_sql_files_define_and_run_the_workflow() {
     );
 }
 
+#[test]
+fn the_tiers_example_shows_local_copies_and_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test");
+    let script = Path::new(&manifest_dir).join("../examples/tiers.sql");
+    let output = nuthatch(dir.path(), &["-f", script.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    let reports: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("nuthatch: hourly: "))
+        .map(|l| l.split(" rows=").next().unwrap())
+        .collect();
+    assert_eq!(
+        reports,
+        [
+            "computed root parquet hourly/north",
+            "hit root->local parquet hourly/north",
+            "hit local parquet hourly/north",
+            "hit root parquet hourly/north",
+            "hit memory hourly/north",
+            "hit root->local parquet hourly/north",
+        ],
+        "{out}"
+    );
+    let local = dir.path().join("local/hourly");
+    assert!(local.join("2020-01-02_2020-01-01_north.parquet").is_file());
+    assert!(local.join("None_None_north.parquet").is_file());
+}
+
 /// Runs `command` with logs on, reads its log until `marker` has appeared
 /// `times` times, then kills it (SIGKILL: nothing of it runs after).
 fn kill_after_log(mut command: Command, log_filter: &str, marker: &str, times: usize) {

@@ -699,3 +699,60 @@ async fn local_values_that_cannot_be_keys_skip_the_local_tier() {
     assert_outcome(&f.report(), Outcome::ComputedNotStored);
     assert!(data_files(&f.local()).is_empty());
 }
+
+/// `rust_total(n)`: a Rust body that calls `series` through its context.
+fn rust_total() -> CachedFunction {
+    let schema = Arc::new(Schema::new(vec![Field::new("rows", DataType::Int64, true)]));
+    CachedFunction::builder("rust_total")
+        .param("n", ParamType::Int)
+        .cache_args(["n"])
+        .returns(schema)
+        .compute(|ctx, args| async move {
+            let n = args.i64("n")?;
+            ctx.sql(&format!(
+                "SELECT count(*) AS rows FROM series(NULL, NULL, scale => {n})"
+            ))
+            .await
+        })
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_bodies_pass_options_down_like_sql_bodies() {
+    use Outcome::*;
+    let f = Fixture::new();
+    f.nuthatch.register(rust_total()).unwrap();
+    f.int("SELECT * FROM rust_total(5)").await;
+    f.reports();
+    let overwrite = |options: &str| {
+        format!("SELECT * FROM rust_total(5, cache_mode => 'overwrite', {options})")
+    };
+    f.int(&overwrite("recompute => true")).await;
+    let seen = by_function(&f);
+    assert_eq!(
+        seen,
+        vec![("rust_total".into(), Computed), ("series".into(), Hit)]
+    );
+    f.int(&overwrite("recompute => '_all'")).await;
+    assert_eq!(
+        by_function(&f),
+        vec![("rust_total".into(), Computed), ("series".into(), Computed)]
+    );
+    f.int("SELECT * FROM rust_total(6, cache_mode => 'off')")
+        .await;
+    assert_eq!(
+        by_function(&f),
+        vec![
+            ("rust_total".into(), ComputedNotStored),
+            ("series".into(), ComputedNotStored)
+        ]
+    );
+    // Unknown session settings are errors that name them.
+    let error = f
+        .query("SET nuthatch.cache_mood = 'local'")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("cache_mood"), "{error}");
+}

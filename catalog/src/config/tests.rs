@@ -1,0 +1,155 @@
+//! Reading configuration sources.
+
+use super::*;
+
+fn table(text: &str) -> toml::Table {
+    text.parse().unwrap()
+}
+
+#[test]
+fn root_table_beats_top_level_and_paths_are_relative_to_the_file() {
+    let mut config = Config::embedded();
+    config
+        .apply_table(
+            &table(
+                r#"
+        filesystem = "top"
+        definitions = ["functions.sql"]
+        [root]
+        filesystem = "caches"
+        read_only = true
+        [root.filesystem_options]
+        secret_access_key = "hunter2"
+        [local]
+        filesystem = "/fast/disk"
+        [mirror-public]
+        filesystem = "s3://public/caches"
+        [mirror-public.filesystem_options]
+        region = "eu-west-1"
+        [root.arrow]
+        filesystem = "arrow-store"
+    "#,
+            ),
+            Path::new("/project"),
+        )
+        .unwrap();
+    assert_eq!(config.root.filesystem, "/project/caches");
+    assert!(config.root.read_only);
+    assert_eq!(config.local.filesystem, "/fast/disk");
+    assert_eq!(config.mirrors[0].0, "mirror-public");
+    assert_eq!(config.mirrors[0].1.options["region"], "eu-west-1");
+    assert_eq!(
+        config.root.backend_store("arrow").unwrap().filesystem,
+        "/project/arrow-store"
+    );
+    assert_eq!(
+        config.definitions,
+        vec![PathBuf::from("/project/functions.sql")]
+    );
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    let described = format!("{:?}", config.describe(false));
+    assert!(!described.contains("hunter2"), "{described}");
+    assert!(format!("{:?}", config.describe(true)).contains("hunter2"));
+}
+
+#[test]
+fn unknown_settings_are_named_and_python_keys_are_accepted() {
+    let mut config = Config::embedded();
+    let err = config
+        .apply_table(&table("[root]\nfilesytem = 'x'"), Path::new("/p"))
+        .unwrap_err();
+    assert!(err.contains("'root.filesytem'"), "{err}");
+    let err = config
+        .apply_table(&table("[mirror.parquet]\nhots = 'x'"), Path::new("/p"))
+        .unwrap_err();
+    assert!(err.contains("'mirror.parquet.hots'"), "{err}");
+    config
+        .apply_table(
+            &table(
+                "host = 'db'\nport = 5432\ndynamic_config_path = 'x'\n[root.sql]\npassword = 'pw'",
+            ),
+            Path::new("/p"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.root.params["host"], "db");
+    assert_eq!(config.root.params["port"], "5432");
+}
+
+#[test]
+fn environment_names_locations_backends_and_options() {
+    let mut config = Config::with_root("/a");
+    let vars = [
+        ("NUTHATCH_ROOT_FILESYSTEM", "memory://"),
+        ("NUTHATCH_ROOT_FILESYSTEM_OPTIONS_REGION", "eu"),
+        ("NUTHATCH_LOCAL_FILESYSTEM", "/fast"),
+        ("NUTHATCH_MIRROR1_FILESYSTEM", "/other/team"),
+        ("NUTHATCH_ROOT_ARROW_FILESYSTEM", "/arrow"),
+        ("NUTHATCH_SQL_HOST", "db.internal"),
+        ("NUTHATCH_MEMORY_LIMIT", "1.5G"),
+        ("NUTHATCH_MEMOIZE_LIMIT", "64M"),
+        ("NUTHATCH_LOG", "debug"),
+        ("PATH", "/bin"),
+    ];
+    config
+        .apply_env(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .unwrap();
+    assert_eq!(config.memory_limit, Some(3 << 29));
+    assert_eq!(config.memoize_limit, 64 << 20);
+    assert_eq!(config.root.filesystem, "memory://");
+    assert_eq!(config.root.options["region"], "eu");
+    assert_eq!(config.local.filesystem, "/fast");
+    assert_eq!(
+        config.mirrors,
+        vec![("mirror1".into(), TierConfig::new("/other/team"))]
+    );
+    assert_eq!(
+        config.root.backends["arrow"].filesystem.as_deref(),
+        Some("/arrow")
+    );
+    assert_eq!(config.root.backends["sql"].params["host"], "db.internal");
+    let err = config
+        .apply_env([("NUTHATCH_ROOT_FILESYSTEMS".to_string(), "x".to_string())])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("NUTHATCH_ROOT_FILESYSTEMS") && err.contains("root.filesystems"),
+        "{err}"
+    );
+}
+
+#[test]
+fn code_settings_secrets_and_dynamic_values() {
+    let mut config = Config::with_root("/a");
+    config.set("local.filesystem", "/fast").unwrap();
+    config
+        .set_secret("root.filesystem_options.session", "tok-123")
+        .unwrap();
+    config
+        .set_dynamic("root.filesystem_options.region", true, || Ok("eu-2".into()))
+        .unwrap();
+    assert!(config.set("root.filesystemm", "x").is_err());
+    assert!(config
+        .set_dynamic("nowhere.x", false, || Ok(String::new()))
+        .is_err());
+    let shown = format!("{:?}", config.describe(false));
+    assert!(
+        !shown.contains("tok-123") && shown.contains("<dynamic>"),
+        "{shown}"
+    );
+    let resolved = config.resolved().unwrap();
+    assert_eq!(resolved.root.options["region"], "eu-2");
+    assert_eq!(resolved.local.filesystem, "/fast");
+    assert!(!format!("{:?}", resolved.describe(false)).contains("eu-2"));
+}
+
+#[test]
+fn memory_sizes_read_like_datafusion_cli() {
+    assert_eq!(parse_memory_limit("512M"), Ok(512 << 20));
+    assert_eq!(parse_memory_limit("2g"), Ok(2 << 30));
+    assert_eq!(parse_memory_limit("1000"), Ok(1000));
+    let err = parse_memory_limit("2X").unwrap_err();
+    assert!(err.contains("K, M, G or T"), "{err}");
+    assert!(parse_memory_limit("lots").is_err());
+    assert!(parse_memory_limit("0").is_err());
+}
