@@ -756,3 +756,26 @@ async fn rust_bodies_pass_options_down_like_sql_bodies() {
         .to_string();
     assert!(error.contains("cache_mood"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_section_puts_that_backends_data_on_its_own_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = dir.path().join("arrow-store");
+    let moved = elsewhere.display().to_string();
+    let f = Fixture::with_config(tempfile::tempdir().unwrap(), |root| {
+        let mut config = Config::with_root(root.display().to_string());
+        config.set("root.arrow.filesystem", &moved).unwrap();
+        config
+    });
+    assert_eq!(f.int(&day_with("backend => 'arrow'")).await, 48);
+    assert_eq!(f.int(&day_with("backend => 'parquet'")).await, 48);
+    // Arrow data went to its store, its metadata stayed with root's.
+    assert_eq!(files_under(&elsewhere), vec!["series/1.0_north.arrow"]);
+    assert_eq!(data_files(&f.root()), vec![ROOT_DATA]);
+    assert!(f
+        .files()
+        .contains(&"nuthatch_metadata.nut/series/1.0_north/arrow.parquet".to_string()));
+    f.reports();
+    assert_eq!(f.int(&day_with("backend => 'arrow'")).await, 48);
+    assert_outcome(&f.report(), Outcome::Hit);
+}
