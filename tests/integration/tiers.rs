@@ -437,6 +437,12 @@ async fn a_storage_backend_stores_a_copy_of_what_was_read() {
     assert!(f
         .files()
         .contains(&"nuthatch_metadata.nut/series/1.0_north/arrow.parquet".to_string()));
+    // Copied once: the next such read finds the arrow entry there.
+    f.int(&day_with(
+        "backend => 'parquet', storage_backend => 'arrow'",
+    ))
+    .await;
+    assert_eq!(f.report().copied_to, None);
     assert_eq!(f.int(&day_with("backend => 'arrow'")).await, 48);
     assert_eq!(f.report().backend, "arrow");
     assert_eq!(f.computes(), 1);

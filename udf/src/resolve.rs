@@ -196,29 +196,44 @@ impl Resolver<'_> {
     async fn serve_found(&self, mut entry: Entry) -> Result<Prepared> {
         let call = self.call;
         let catalog = &call.catalog;
+        let schema = call.function.schema();
         let read_from = entry.tier.name().to_string();
         let mut copied_to = None;
-        let other_backend = call
-            .storage_backend
-            .as_deref()
-            .is_some_and(|name| name != entry.backend.name());
-        if self.policy.write_global && call.cache && entry.tier.role().is_global() && other_backend
+        let storage = call.write_backend()?;
+        let other_backend =
+            call.storage_backend.is_some() && storage.name() != entry.backend.name();
+        // A copy in the storage backend on root, once: Python writes one
+        // on every such read.
+        if self.policy.write_global
+            && call.cache
+            && entry.tier.role().is_global()
+            && other_backend
+            && catalog
+                .find_on(catalog.root(), &call.id, &storage, schema)
+                .await?
+                .is_none()
         {
-            let backend = call.write_backend()?;
             let raw = entry.provider.scan(self.state, None, &[], None).await?;
-            self.store_plan(catalog.root(), &call.id, &backend, raw, false)
+            self.store_plan(catalog.root(), &call.id, &storage, raw, false)
                 .await?;
             copied_to = Some("root".to_string());
         }
         if let (true, Some(local_id)) = (self.policy.write_local, &call.local_id) {
-            if entry.tier.role().is_global() || other_backend {
-                let backend = call.write_backend()?;
+            // What is read from root or a mirror refreshes local (local_sync
+            // relies on it); a local entry in another backend is copied once.
+            let copy = entry.tier.role().is_global()
+                || (other_backend
+                    && catalog
+                        .find_on(catalog.local(), local_id, &storage, schema)
+                        .await?
+                        .is_none());
+            if copy {
                 let scan = entry
                     .provider
                     .scan(self.state, None, &self.shape.window_exprs, None)
                     .await?;
                 let (local, _) = self
-                    .store_plan(catalog.local(), local_id, &backend, scan, true)
+                    .store_plan(catalog.local(), local_id, &storage, scan, true)
                     .await?;
                 entry = local;
                 copied_to = Some("local".to_string());
