@@ -28,6 +28,18 @@ pub struct Memoized {
     pub bytes: usize,
 }
 
+impl Memoized {
+    /// A result, measured as the Arrow memory it holds.
+    pub fn new(schema: SchemaRef, batches: Vec<RecordBatch>) -> Self {
+        let bytes = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+        Memoized {
+            schema,
+            batches: Arc::new(batches),
+            bytes,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct MemoryTier {
     budget: usize,
@@ -72,11 +84,11 @@ impl MemoryTier {
         Some(found.clone())
     }
 
-    /// Keeps `batches` as the result of `id`, evicting the least recently
+    /// Keeps `memoized` as the result of `id`, evicting the least recently
     /// used results to make room. Returns whether it was kept: a result
     /// larger than the budget is not.
-    pub fn insert(&self, id: &EntryId, schema: SchemaRef, batches: Vec<RecordBatch>) -> bool {
-        let bytes: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+    pub fn insert(&self, id: &EntryId, memoized: Memoized) -> bool {
+        let bytes = memoized.bytes;
         let key = MemoryTier::key(id);
         let mut slots = self.slots.lock().expect("memory tier poisoned");
         if let Some((old, _)) = slots.entries.remove(&key) {
@@ -106,11 +118,6 @@ impl MemoryTier {
         slots.clock += 1;
         let now = slots.clock;
         slots.used += bytes;
-        let memoized = Memoized {
-            schema,
-            batches: Arc::new(batches),
-            bytes,
-        };
         slots.entries.insert(key, (memoized, now));
         true
     }
@@ -159,18 +166,27 @@ mod tests {
         let (schema, batch) = rows(1000);
         let size: usize = batch.iter().map(RecordBatch::get_array_memory_size).sum();
         let memory = MemoryTier::new(size * 2 + size / 2);
-        assert!(memory.insert(&id(1, None), Arc::clone(&schema), batch.clone()));
-        assert!(memory.insert(&id(2, None), Arc::clone(&schema), batch.clone()));
+        assert!(memory.insert(
+            &id(1, None),
+            Memoized::new(Arc::clone(&schema), batch.clone())
+        ));
+        assert!(memory.insert(
+            &id(2, None),
+            Memoized::new(Arc::clone(&schema), batch.clone())
+        ));
         // Touch 1, so 2 is the least recently used when 3 needs room.
         assert!(memory.get(&id(1, None)).is_some());
-        assert!(memory.insert(&id(3, None), Arc::clone(&schema), batch.clone()));
+        assert!(memory.insert(
+            &id(3, None),
+            Memoized::new(Arc::clone(&schema), batch.clone())
+        ));
         assert!(memory.get(&id(2, None)).is_none());
         assert!(memory.get(&id(1, None)).is_some() && memory.get(&id(3, None)).is_some());
         assert_eq!(memory.usage(), (2, size * 2));
         // Namespaces do not share results (Python's memoizer does).
         assert!(memory.get(&id(1, Some("other"))).is_none());
         let (schema, big) = rows(10_000);
-        assert!(!memory.insert(&id(4, None), schema, big));
+        assert!(!memory.insert(&id(4, None), Memoized::new(schema, big)));
         assert_eq!(memory.usage().0, 2);
     }
 }

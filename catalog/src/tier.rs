@@ -123,11 +123,6 @@ impl Tier {
         &self.main.store
     }
 
-    /// The URL under which [`Tier::register`] makes the main store known.
-    pub fn store_url(&self) -> &ObjectStoreUrl {
-        &self.main.url
-    }
-
     /// Where the tier is, safe to print (no credentials).
     pub fn url(&self) -> &str {
         &self.location
@@ -136,15 +131,6 @@ impl Tier {
     /// Mirrors always are; local and root when configured so.
     pub fn is_read_only(&self) -> bool {
         self.read_only
-    }
-
-    /// Where `path` is on this tier's main store.
-    pub fn location(&self, path: ObjectPath) -> Location {
-        Location {
-            store: Arc::clone(&self.main.store),
-            store_url: self.main.url.clone(),
-            path,
-        }
     }
 
     /// Where `backend` keeps the data at `path`: the main store, or the

@@ -506,15 +506,8 @@ impl Resolver<'_> {
             };
             let batches = collect(Arc::clone(&clipped), self.state.task_ctx()).await?;
             let schema = clipped.schema();
-            self.call
-                .catalog
-                .memory()
-                .insert(id, Arc::clone(&schema), batches.clone());
-            let memoized = Memoized {
-                schema,
-                batches: Arc::new(batches),
-                bytes: 0,
-            };
+            let memoized = Memoized::new(schema, batches);
+            self.call.catalog.memory().insert(id, memoized.clone());
             let mut prepared = self
                 .serve_memory(memoized, outcome, tier, copied_to)
                 .await?;
