@@ -83,6 +83,39 @@ impl fmt::Display for CacheKey {
     }
 }
 
+impl CacheKey {
+    /// A key as a store spells it (`function/values`), read back from a
+    /// metastore path or row; checked like a computed key, so a stored
+    /// key cannot name a place outside the store either.
+    pub fn stored(key: &str) -> Result<CacheKey, KeyError> {
+        let (function, values) = key.split_once('/').unwrap_or((key, ""));
+        check_function_name(function)?;
+        // No length limit here: the limit is per value, and a stored key
+        // joins several.
+        if values.contains(['/', '\\'])
+            || values.chars().any(char::is_control)
+            || values == "."
+            || values == ".."
+        {
+            return Err(KeyError::EscapesStore {
+                argument: "key".into(),
+                value: values.into(),
+            });
+        }
+        Ok(CacheKey {
+            key: format!("{function}/{values}"),
+            display: key.to_string(),
+        })
+    }
+
+    /// The function the key belongs to: its first segment.
+    pub fn function(&self) -> &str {
+        self.key
+            .split_once('/')
+            .map_or(self.key.as_str(), |(f, _)| f)
+    }
+}
+
 /// Checks that `name` can be a function name (and so the first key segment).
 pub fn check_function_name(name: &str) -> Result<(), KeyError> {
     let mut chars = name.chars();

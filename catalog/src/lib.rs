@@ -16,10 +16,12 @@ pub mod config;
 pub mod error;
 pub mod inflight;
 pub mod key;
+pub mod listing;
 pub mod memory;
 pub mod metastore;
 pub mod mode;
 pub mod report;
+pub mod system;
 pub mod tier;
 
 use std::sync::{Arc, Mutex};
@@ -39,10 +41,12 @@ pub use config::{Config, TierConfig};
 pub use error::{Error, Result};
 pub use inflight::{Claim, Followed, InFlight};
 pub use key::{cache_key, CacheKey, KeyValue};
+pub use listing::{Listed, ListedKind};
 pub use memory::{Memoized, MemoryTier};
-pub use metastore::MetadataRow;
+pub use metastore::{MetadataRow, Recorded};
 pub use mode::{CacheMode, Overwrite, Policy};
 pub use report::{CallReport, Outcome, ReportLog};
+pub use system::SystemSchema;
 pub use tier::{Tier, TierRole};
 
 use metastore::{
@@ -87,6 +91,8 @@ pub struct Catalog {
     inflight: Arc<InFlight>,
     /// Whether root took a write probe; asked once, for the default mode.
     root_writable: tokio::sync::OnceCell<bool>,
+    /// Metadata rows decoded by listings.
+    row_memo: listing::RowMemo,
 }
 
 impl Catalog {
@@ -128,6 +134,7 @@ impl Catalog {
             backends,
             inflight: Arc::default(),
             root_writable: tokio::sync::OnceCell::new(),
+            row_memo: Default::default(),
         }))
     }
 
@@ -517,8 +524,16 @@ impl Catalog {
         // backend's own.
         let compute_error: Arc<Mutex<Option<DataFusionError>>> = Arc::default();
         let seen = Arc::clone(&compute_error);
+        // The time range is noted on the way through, so that listing the
+        // catalog later reads no data.
+        let range = Arc::new(Mutex::new(TimeRange::default()));
+        let time_column = options.sorted_by.clone();
+        let noted = Arc::clone(&range);
         let stream_schema = data.schema();
         let tagged = data.map(move |batch| {
+            if let (Ok(batch), Some(column)) = (&batch, &time_column) {
+                noted.lock().expect("time range").note(batch, column);
+            }
             batch.map_err(|e| {
                 let text = e.to_string();
                 seen.lock().expect("compute error slot").get_or_insert(e);
@@ -555,6 +570,16 @@ impl Catalog {
             commit_hash: metastore::current_commit_hash(),
             user: metastore::current_user(),
             path: format!("{}/{path}", tier.url().trim_end_matches('/')),
+            recorded: {
+                let range = range.lock().expect("time range");
+                Recorded {
+                    rows: Some(written.rows as i64),
+                    bytes: Some(written.bytes as i64),
+                    time_column: options.sorted_by.clone(),
+                    time_min: range.min,
+                    time_max: range.max,
+                }
+            },
         };
         let encoded = row
             .encode()
@@ -580,5 +605,42 @@ impl Catalog {
                 )
             })?;
         Ok((written, entry))
+    }
+}
+
+/// The smallest and largest value of a result's time column seen so far,
+/// in epoch microseconds.
+#[derive(Debug, Default)]
+struct TimeRange {
+    min: Option<i64>,
+    max: Option<i64>,
+}
+
+impl TimeRange {
+    /// Widens the range by `batch`'s `column`; a column that is missing or
+    /// not temporal leaves it unknown.
+    fn note(&mut self, batch: &arrow::array::RecordBatch, column: &str) {
+        use arrow::array::TimestampMicrosecondArray;
+        use arrow::datatypes::{DataType, TimeUnit};
+        let Some(values) = batch.column_by_name(column) else {
+            return;
+        };
+        if !values.data_type().is_temporal() {
+            return;
+        }
+        let Ok(micros) =
+            arrow::compute::cast(values, &DataType::Timestamp(TimeUnit::Microsecond, None))
+        else {
+            return;
+        };
+        let Some(micros) = micros.as_any().downcast_ref::<TimestampMicrosecondArray>() else {
+            return;
+        };
+        if let Some(low) = arrow::compute::min(micros) {
+            self.min = Some(self.min.map_or(low, |m| m.min(low)));
+        }
+        if let Some(high) = arrow::compute::max(micros) {
+            self.max = Some(self.max.map_or(high, |m| m.max(high)));
+        }
     }
 }

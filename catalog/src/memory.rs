@@ -40,6 +40,27 @@ impl Memoized {
     }
 }
 
+/// Where a result is kept: its key, namespace and version, which no key
+/// part contains a NUL of.
+fn slot_key(key: &str, namespace: Option<&str>, version: Option<&str>) -> String {
+    format!(
+        "{key}\u{0}{}\u{0}{}",
+        namespace.unwrap_or(""),
+        version.unwrap_or("")
+    )
+}
+
+/// One memoized result, as listed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryEntry {
+    /// The all-arguments key.
+    pub key: String,
+    pub namespace: Option<String>,
+    pub version: Option<String>,
+    pub rows: usize,
+    pub bytes: usize,
+}
+
 #[derive(Debug)]
 pub struct MemoryTier {
     budget: usize,
@@ -66,11 +87,10 @@ impl MemoryTier {
     }
 
     fn key(id: &EntryId) -> String {
-        format!(
-            "{}\u{0}{}\u{0}{}",
-            id.key,
-            id.namespace.as_deref().unwrap_or(""),
-            id.version.as_deref().unwrap_or("")
+        slot_key(
+            id.key.as_str(),
+            id.namespace.as_deref(),
+            id.version.as_deref(),
         )
     }
 
@@ -126,6 +146,64 @@ impl MemoryTier {
     pub fn usage(&self) -> (usize, usize) {
         let slots = self.slots.lock().expect("memory tier poisoned");
         (slots.entries.len(), slots.used)
+    }
+
+    /// What is memoized, by all-arguments key, namespace and version, with
+    /// rows and bytes, least recently used first.
+    pub fn list(&self) -> Vec<MemoryEntry> {
+        let slots = self.slots.lock().expect("memory tier poisoned");
+        let mut listed: Vec<(u64, MemoryEntry)> = slots
+            .entries
+            .iter()
+            .map(|(key, (memoized, used_at))| {
+                let mut parts = key.split('\u{0}');
+                let mut next = || parts.next().unwrap_or("").to_string();
+                let (key, namespace, version) = (next(), next(), next());
+                let entry = MemoryEntry {
+                    key,
+                    namespace: (!namespace.is_empty()).then_some(namespace),
+                    version: (!version.is_empty()).then_some(version),
+                    rows: memoized.batches.iter().map(RecordBatch::num_rows).sum(),
+                    bytes: memoized.bytes,
+                };
+                (*used_at, entry)
+            })
+            .collect();
+        listed.sort_by_key(|(used_at, _)| *used_at);
+        listed.into_iter().map(|(_, entry)| entry).collect()
+    }
+
+    /// Forgets one memoized result; whether there was one.
+    pub fn forget(&self, entry: &MemoryEntry) -> bool {
+        let key = slot_key(
+            &entry.key,
+            entry.namespace.as_deref(),
+            entry.version.as_deref(),
+        );
+        let mut slots = self.slots.lock().expect("memory tier poisoned");
+        match slots.entries.remove(&key) {
+            Some((memoized, _)) => {
+                slots.used -= memoized.bytes;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets the memoized results of `function` (keys start with its
+    /// name), after its stored entries changed under it.
+    pub fn forget_function(&self, function: &str) {
+        let prefix = format!("{function}/");
+        let mut slots = self.slots.lock().expect("memory tier poisoned");
+        let mut freed = 0;
+        slots.entries.retain(|key, (memoized, _)| {
+            let keep = !key.starts_with(&prefix);
+            if !keep {
+                freed += memoized.bytes;
+            }
+            keep
+        });
+        slots.used -= freed;
     }
 
     /// Forgets every memoized result.

@@ -12,9 +12,11 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, Float64Array, RecordBatch, StringArray};
+use arrow::array::{
+    Array, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use bytes::Bytes;
 use datafusion::common::Result;
 use object_store::path::Path;
@@ -83,6 +85,24 @@ pub struct MetadataRow {
     pub commit_hash: String,
     pub user: String,
     pub path: String,
+    /// What this implementation records beyond Python's columns.
+    pub recorded: Recorded,
+}
+
+/// Facts about an entry recorded when it is written, so that listing the
+/// catalog reads no data. Extra columns of the metadata row: Python's
+/// reader takes the row as a dict and ignores them, and rows Python wrote
+/// lack them (every field is then `None`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Recorded {
+    pub rows: Option<i64>,
+    pub bytes: Option<i64>,
+    /// The timeseries column, for entries of timeseries functions.
+    pub time_column: Option<String>,
+    /// The smallest and largest value of that column, in UTC epoch
+    /// microseconds (dates count from midnight).
+    pub time_min: Option<i64>,
+    pub time_max: Option<i64>,
 }
 
 impl MetadataRow {
@@ -103,6 +123,19 @@ impl MetadataRow {
             text("commit_hash", false),
             text("user", false),
             text("path", false),
+            Field::new("rows", DataType::Int64, true),
+            Field::new("bytes", DataType::Int64, true),
+            text("time_column", true),
+            Field::new(
+                "time_min",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                true,
+            ),
+            Field::new(
+                "time_max",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                true,
+            ),
         ]))
     }
 
@@ -120,6 +153,15 @@ impl MetadataRow {
                 text(Some(&self.commit_hash)),
                 text(Some(&self.user)),
                 text(Some(&self.path)),
+                Arc::new(Int64Array::from(vec![self.recorded.rows])),
+                Arc::new(Int64Array::from(vec![self.recorded.bytes])),
+                text(self.recorded.time_column.as_deref()),
+                Arc::new(TimestampMicrosecondArray::from(vec![
+                    self.recorded.time_min,
+                ])),
+                Arc::new(TimestampMicrosecondArray::from(vec![
+                    self.recorded.time_max,
+                ])),
             ],
         )?;
         let mut buffer = Vec::new();
@@ -157,6 +199,39 @@ impl MetadataRow {
             Ok(strings.is_valid(0).then(|| strings.value(0).to_string()))
         };
         let required = |name: &str| text(name)?.ok_or_else(|| format!("column '{name}' is null"));
+        // Optional integer columns: absent (a Python row) or null is None.
+        let integer = |name: &str| -> std::result::Result<Option<i64>, String> {
+            let Some(column) = batch.column_by_name(name) else {
+                return Ok(None);
+            };
+            let column = match column.data_type() {
+                DataType::Timestamp(_, _) => {
+                    cast(column, &DataType::Timestamp(TimeUnit::Microsecond, None))
+                        .map_err(|e| format!("column '{name}': {e}"))?
+                }
+                _ => Arc::clone(column),
+            };
+            let numbers =
+                cast(&column, &DataType::Int64).map_err(|e| format!("column '{name}': {e}"))?;
+            let numbers = numbers
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("cast to Int64");
+            Ok(numbers.is_valid(0).then(|| numbers.value(0)))
+        };
+        let optional_text = |name: &str| -> std::result::Result<Option<String>, String> {
+            match batch.column_by_name(name) {
+                Some(_) => text(name),
+                None => Ok(None),
+            }
+        };
+        let recorded = Recorded {
+            rows: integer("rows")?,
+            bytes: integer("bytes")?,
+            time_column: optional_text("time_column")?,
+            time_min: integer("time_min")?,
+            time_max: integer("time_max")?,
+        };
         let last_modified = match batch.column_by_name("last_modified") {
             Some(column) => {
                 let floats = cast(column, &DataType::Float64).map_err(|e| e.to_string())?;
@@ -182,6 +257,7 @@ impl MetadataRow {
             commit_hash: text("commit_hash")?.unwrap_or_default(),
             user: text("user")?.unwrap_or_default(),
             path: text("path")?.unwrap_or_default(),
+            recorded,
         })
     }
 }
@@ -284,6 +360,13 @@ mod tests {
             commit_hash: "no_git_repo".into(),
             user: "me".into(),
             path: "/x/f/1.parquet".into(),
+            recorded: Recorded {
+                rows: Some(24),
+                bytes: Some(1234),
+                time_column: Some("time".into()),
+                time_min: Some(1_577_836_800_000_000),
+                time_max: Some(1_577_919_600_000_000),
+            },
         };
         assert_eq!(MetadataRow::decode(row.encode().unwrap()).unwrap(), row);
         assert!(row.is_valid_for(Some("0.1.0")) && !row.is_valid_for(None));

@@ -4,8 +4,11 @@
 //! `nuthatch` binary, the README example, tests) drain the log after each
 //! statement.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 /// How a call was served.
@@ -94,23 +97,45 @@ impl fmt::Display for CallReport {
     }
 }
 
-/// The reports of calls not yet drained.
+/// How many calls a session remembers for `nuthatch.calls`.
+pub const HISTORY: usize = 10_000;
+
+/// A session's call reports: those not yet drained by its front end, and
+/// the last [`HISTORY`] calls with when they finished.
 #[derive(Debug, Default)]
 pub struct ReportLog {
     reports: Mutex<Vec<CallReport>>,
+    history: Mutex<VecDeque<(DateTime<Utc>, CallReport)>>,
 }
 
 impl ReportLog {
     pub fn push(&self, report: CallReport) {
         tracing::info!(target: "nuthatch::call", "{report}");
+        {
+            let mut history = self.history.lock().expect("report log poisoned");
+            if history.len() == HISTORY {
+                history.pop_front();
+            }
+            history.push_back((Utc::now(), report.clone()));
+        }
         self.reports
             .lock()
             .expect("report log poisoned")
             .push(report);
     }
 
-    /// Takes every report logged so far.
+    /// Takes every report logged since the last drain.
     pub fn drain(&self) -> Vec<CallReport> {
         std::mem::take(&mut *self.reports.lock().expect("report log poisoned"))
+    }
+
+    /// The remembered calls, oldest first, with when each finished.
+    pub fn history(&self) -> Vec<(DateTime<Utc>, CallReport)> {
+        self.history
+            .lock()
+            .expect("report log poisoned")
+            .iter()
+            .cloned()
+            .collect()
     }
 }

@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -141,6 +142,8 @@ pub struct CachedFunction {
     pub(crate) disable_if: Vec<DisableIf>,
     pub(crate) schema: SchemaRef,
     pub(crate) body: Body,
+    /// The definitions file a SQL function came from.
+    pub(crate) source: Option<PathBuf>,
 }
 
 impl CachedFunction {
@@ -227,8 +230,23 @@ impl CachedFunction {
         &self.body
     }
 
+    /// The definitions file the function was read from, if any.
+    pub fn source(&self) -> Option<&Path> {
+        self.source.as_deref()
+    }
+
+    pub(crate) fn defined_in(mut self, source: Option<PathBuf>) -> Self {
+        self.source = source;
+        self
+    }
+
     /// `name(p1 TYPE, p2 TYPE DEFAULT v)`, for messages.
     pub fn signature(&self) -> String {
+        format!("{}({})", self.name, self.parameters())
+    }
+
+    /// `p1 TYPE, p2 TYPE DEFAULT v`, as a definition spells them.
+    pub fn parameters(&self) -> String {
         let params: Vec<String> = self
             .params
             .iter()
@@ -237,7 +255,7 @@ impl CachedFunction {
                 None => format!("{} {}", p.name, p.ty),
             })
             .collect();
-        format!("{}({})", self.name, params.join(", "))
+        params.join(", ")
     }
 }
 
@@ -495,6 +513,7 @@ impl CachedFunctionBuilder {
             disable_if,
             schema,
             body,
+            source: None,
         })
     }
 }

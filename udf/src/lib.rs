@@ -16,7 +16,7 @@
 //! Modules depend on each other in one direction, each only on those before
 //! it: value, args, sql_body, function, definition, binding, registry,
 //! planner, settings, timeseries, call, compute, resolve, exec,
-//! table_function, script, engine, session.
+//! table_function, script, system_tables, engine, session.
 
 pub mod args;
 pub mod binding;
@@ -33,6 +33,7 @@ pub mod script;
 pub mod session;
 pub mod settings;
 pub mod sql_body;
+pub mod system_tables;
 pub mod table_function;
 pub mod timeseries;
 pub mod value;

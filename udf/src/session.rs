@@ -8,15 +8,16 @@
 //! [`Session::sql`] understands `CREATE CACHED FUNCTION` on top of
 //! everything DataFusion understands.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use datafusion::common::{DataFusionError, Result};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlanBuilder;
+use nuthatch_catalog::system::{self, DeleteGuard, SystemSchema};
 use nuthatch_catalog::{CallReport, ReportLog};
 
 use crate::definition::CreateCachedFunction;
@@ -25,6 +26,7 @@ use crate::function::CachedFunction;
 use crate::planner::NamedArgumentPlanner;
 use crate::script::split_statements;
 use crate::settings::NuthatchOptions;
+use crate::system_tables::FunctionsTable;
 use crate::table_function::CachedTableFunction;
 
 pub struct Session {
@@ -33,6 +35,8 @@ pub struct Session {
     reports: Arc<ReportLog>,
     /// The registry generation whose functions `ctx` has.
     synced: AtomicU64,
+    /// The definitions file being loaded, recorded on what it defines.
+    loading: Mutex<Option<PathBuf>>,
 }
 
 impl Engine {
@@ -58,8 +62,8 @@ impl Engine {
             .with_default_features()
             .build();
         let ctx = SessionContext::new_with_state(state);
-        self.prepare_context(&ctx)
-            .expect("a fresh context takes a relation planner");
+        self.prepare_context(&ctx, &reports)
+            .expect("a fresh context takes a relation planner and a schema");
         Session::new(self.clone(), ctx, reports)
     }
 
@@ -81,14 +85,30 @@ impl Engine {
                 extensions.insert(NuthatchOptions::default());
             }
         }
-        self.prepare_context(ctx)?;
+        self.prepare_context(ctx, &reports)?;
         Ok(Session::new(self.clone(), ctx.clone(), reports))
     }
 
-    fn prepare_context(&self, ctx: &SessionContext) -> Result<()> {
+    /// Named arguments, and the `nuthatch` schema of system tables over
+    /// this engine's catalog and the session's calls.
+    fn prepare_context(&self, ctx: &SessionContext, reports: &Arc<ReportLog>) -> Result<()> {
         ctx.register_relation_planner(Arc::new(NamedArgumentPlanner::new(Arc::clone(
             self.registry(),
-        ))))
+        ))))?;
+        let system = SystemSchema::new(Arc::clone(self.catalog()), Arc::clone(reports)).with_table(
+            "functions",
+            Arc::new(FunctionsTable::new(Arc::clone(self.registry()))),
+        );
+        let default_catalog = ctx.state().config_options().catalog.default_catalog.clone();
+        let catalog = ctx.catalog(&default_catalog).ok_or_else(|| {
+            DataFusionError::Configuration(format!(
+                "the default catalog {default_catalog} is missing; nuthatch puts its system \
+                 tables there"
+            ))
+        })?;
+        catalog.register_schema(system::SCHEMA, Arc::new(system))?;
+        ctx.add_analyzer_rule(Arc::new(DeleteGuard));
+        Ok(())
     }
 }
 
@@ -99,6 +119,7 @@ impl Session {
             ctx,
             reports,
             synced: AtomicU64::new(u64::MAX),
+            loading: Mutex::new(None),
         };
         session.refresh_functions();
         session
@@ -151,7 +172,11 @@ impl Session {
                     "cached function {name} already exists; use CREATE OR REPLACE CACHED FUNCTION"
                 )));
             }
-            let function = definition.build(&self.ctx.state()).await?;
+            let source = self.loading.lock().expect("session poisoned").clone();
+            let function = definition
+                .build(&self.ctx.state())
+                .await?
+                .defined_in(source);
             self.register(function)?;
             tracing::info!(function = name, "defined cached function");
             let nothing = LogicalPlanBuilder::empty(false).build()?;
@@ -178,9 +203,11 @@ impl Session {
                 path.display()
             ))
         })?;
-        self.run_script(&text)
-            .await
-            .map_err(|e| DataFusionError::Plan(format!("{}: {e}", path.display())))
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        *self.loading.lock().expect("session poisoned") = Some(absolute);
+        let ran = self.run_script(&text).await;
+        *self.loading.lock().expect("session poisoned") = None;
+        ran.map_err(|e| DataFusionError::Plan(format!("{}: {e}", path.display())))
     }
 
     /// The reports of this session's calls finished since the last time

@@ -1,0 +1,391 @@
+//! `nuthatch.caches`: one row per entry per tier.
+//!
+//! Rows come from [`Catalog::list`] on each tier, plus what the memory tier
+//! holds. `WHERE function = ...` and `WHERE tier = ...` (or `IN` lists) are
+//! pushed into the listing, so they LIST only those folders and tiers; they
+//! are applied again above the scan. Metadata rows are read only when a
+//! column needs them: `count(*)`, or a query of `tier`, `role`,
+//! `function`, `backend` and `is_null`, is one LIST per tier.
+//!
+//! `DELETE FROM nuthatch.caches WHERE ...` selects rows the same way and
+//! removes those entries ([`super::delete`]).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Result;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::ExecutionPlan;
+use futures::FutureExt;
+
+use super::{allowed_values, lazy_scan, restricts};
+use crate::listing::Listed;
+use crate::memory::MemoryEntry;
+use crate::tier::TierRole;
+use crate::Catalog;
+
+/// Columns that come from the path alone; every other needs the metadata
+/// row.
+const PATH_COLUMNS: [&str; 5] = ["tier", "role", "function", "backend", "is_null"];
+
+/// The listing tier name of memoized results.
+pub const MEMORY: &str = "memory";
+
+/// One row of the table.
+#[derive(Debug, Clone)]
+pub enum CacheRow {
+    Stored(Box<Listed>),
+    Memoized(MemoryEntry),
+}
+
+impl CacheRow {
+    pub fn tier(&self) -> &str {
+        match self {
+            CacheRow::Stored(listed) => listed.tier.name(),
+            CacheRow::Memoized(_) => MEMORY,
+        }
+    }
+
+    /// Whether a `DELETE` may remove it.
+    pub fn is_deletable(&self) -> bool {
+        match self {
+            CacheRow::Stored(listed) => !listed.tier.is_read_only(),
+            CacheRow::Memoized(_) => true,
+        }
+    }
+
+    /// `tier key [backend]`, for messages and plans.
+    pub fn describe(&self) -> String {
+        match self {
+            CacheRow::Stored(listed) => {
+                let (key, namespace) = listed.key();
+                let ns = namespace
+                    .map(|ns| format!(" namespace={ns}"))
+                    .unwrap_or_default();
+                let what = listed.backend().unwrap_or("null");
+                format!("{} {key}{ns} {what}", listed.tier.name())
+            }
+            CacheRow::Memoized(entry) => format!("{MEMORY} {}", entry.key),
+        }
+    }
+}
+
+/// Which tiers and functions a query asks for.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub tiers: Option<BTreeSet<String>>,
+    pub roles: Option<BTreeSet<String>>,
+    pub functions: Option<BTreeSet<String>>,
+    /// Whether metadata rows must be read.
+    pub rows: bool,
+}
+
+impl Selection {
+    pub fn from_filters(filters: &[Expr], rows: bool) -> Selection {
+        Selection {
+            tiers: allowed_values(filters, "tier"),
+            roles: allowed_values(filters, "role"),
+            functions: allowed_values(filters, "function"),
+            rows,
+        }
+    }
+
+    fn wants(&self, tier: &str, role: &str) -> bool {
+        self.tiers.as_ref().is_none_or(|t| t.contains(tier))
+            && self.roles.as_ref().is_none_or(|r| r.contains(role))
+    }
+}
+
+#[derive(Debug)]
+pub struct CachesTable {
+    catalog: Arc<Catalog>,
+    schema: SchemaRef,
+}
+
+impl CachesTable {
+    pub fn new(catalog: Arc<Catalog>) -> CachesTable {
+        CachesTable {
+            catalog,
+            schema: caches_schema(),
+        }
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+}
+
+pub fn caches_schema() -> SchemaRef {
+    let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+    let micros = |name: &str, tz: Option<&str>| {
+        Field::new(
+            name,
+            DataType::Timestamp(TimeUnit::Microsecond, tz.map(Into::into)),
+            true,
+        )
+    };
+    Arc::new(Schema::new(vec![
+        text("tier", false),
+        text("role", false),
+        text("function", false),
+        text("key", false),
+        text("namespace", true),
+        text("version", true),
+        text("backend", true),
+        Field::new("is_null", DataType::Boolean, false),
+        text("state", true),
+        text("uri", true),
+        Field::new("rows", DataType::Int64, true),
+        Field::new("bytes", DataType::Int64, true),
+        micros("last_modified", Some("UTC")),
+        text("user", true),
+        text("commit", true),
+        text("time_column", true),
+        micros("time_min", None),
+        micros("time_max", None),
+        text("problem", true),
+    ]))
+}
+
+/// Lists what `selection` asks for: the LISTs of every tier and function
+/// at once, then the metadata rows if asked, then the memory tier.
+pub async fn list_rows(catalog: &Catalog, selection: &Selection) -> Result<Vec<CacheRow>> {
+    let functions: Vec<Option<String>> = match &selection.functions {
+        Some(names) => names.iter().cloned().map(Some).collect(),
+        None => vec![None],
+    };
+    let mut lists = Vec::new();
+    for tier in catalog.tiers() {
+        if !selection.wants(tier.name(), tier.role().name()) {
+            continue;
+        }
+        for function in &functions {
+            lists.push(catalog.list(tier, function.as_deref()));
+        }
+    }
+    let mut listed: Vec<Listed> = futures::future::try_join_all(lists)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    if selection.rows {
+        catalog.read_rows(&mut listed).await?;
+    }
+    let mut rows: Vec<CacheRow> = listed
+        .into_iter()
+        .map(|l| CacheRow::Stored(Box::new(l)))
+        .collect();
+    if selection.wants(MEMORY, MEMORY) {
+        rows.extend(
+            catalog
+                .memory()
+                .list()
+                .into_iter()
+                .filter(|entry| {
+                    let function = entry.key.split('/').next().unwrap_or_default();
+                    selection
+                        .functions
+                        .as_ref()
+                        .is_none_or(|f| f.contains(function))
+                })
+                .map(CacheRow::Memoized),
+        );
+    }
+    Ok(rows)
+}
+
+/// The rows as a batch of [`caches_schema`].
+pub fn rows_batch(rows: &[CacheRow]) -> Result<RecordBatch> {
+    let mut tier = Vec::new();
+    let mut role = Vec::new();
+    let mut function = Vec::new();
+    let mut key = Vec::new();
+    let mut namespace = Vec::new();
+    let mut version = Vec::new();
+    let mut backend = Vec::new();
+    let mut is_null = Vec::new();
+    let mut state = Vec::new();
+    let mut uri = Vec::new();
+    let mut count = Vec::new();
+    let mut bytes = Vec::new();
+    let mut modified = Vec::new();
+    let mut user = Vec::new();
+    let mut commit = Vec::new();
+    let mut time_column = Vec::new();
+    let mut time_min = Vec::new();
+    let mut time_max = Vec::new();
+    let mut problem = Vec::new();
+    for row in rows {
+        match row {
+            CacheRow::Stored(listed) => {
+                let (k, ns) = listed.key();
+                let meta = listed.metadata();
+                tier.push(Some(listed.tier.name().to_string()));
+                role.push(Some(listed.tier.role().name().to_string()));
+                function.push(Some(listed.function.clone()));
+                key.push(Some(k));
+                namespace.push(ns);
+                version.push(meta.and_then(|m| m.version.clone()));
+                backend.push(listed.backend().map(str::to_string));
+                is_null.push(listed.is_null());
+                state.push(match (listed.is_null(), meta, listed.corruption()) {
+                    (true, _, _) => Some("confirmed".to_string()),
+                    (_, Some(m), _) => Some(m.state.clone()),
+                    (_, None, Some(_)) => Some("corrupt".to_string()),
+                    (_, None, None) => None,
+                });
+                uri.push(meta.map(|m| m.path.clone()));
+                count.push(meta.and_then(|m| m.recorded.rows));
+                bytes.push(meta.and_then(|m| m.recorded.bytes));
+                modified.push(match meta {
+                    Some(m) => Some(m.last_modified as i64),
+                    None if listed.is_null() => Some(listed.object_modified.timestamp_micros()),
+                    None => None,
+                });
+                user.push(meta.map(|m| m.user.clone()));
+                commit.push(meta.map(|m| m.commit_hash.clone()));
+                time_column.push(meta.and_then(|m| m.recorded.time_column.clone()));
+                time_min.push(meta.and_then(|m| m.recorded.time_min));
+                time_max.push(meta.and_then(|m| m.recorded.time_max));
+                problem.push(
+                    listed
+                        .corruption()
+                        .map(|reason| format!("unreadable metadata {}: {reason}", listed.object)),
+                );
+            }
+            CacheRow::Memoized(entry) => {
+                tier.push(Some(MEMORY.to_string()));
+                role.push(Some(MEMORY.to_string()));
+                function.push(Some(
+                    entry.key.split('/').next().unwrap_or_default().to_string(),
+                ));
+                key.push(Some(entry.key.clone()));
+                namespace.push(entry.namespace.clone());
+                version.push(entry.version.clone());
+                backend.push(None);
+                is_null.push(false);
+                state.push(Some("confirmed".to_string()));
+                uri.push(None);
+                count.push(Some(entry.rows as i64));
+                bytes.push(Some(entry.bytes as i64));
+                for column in [&mut user, &mut commit, &mut time_column, &mut problem] {
+                    column.push(None);
+                }
+                for column in [&mut modified, &mut time_min, &mut time_max] {
+                    column.push(None);
+                }
+            }
+        }
+    }
+    let text = |values: Vec<Option<String>>| Arc::new(StringArray::from(values)) as ArrayRef;
+    let micros = |values: Vec<Option<i64>>, tz: Option<&str>| {
+        let array = TimestampMicrosecondArray::from(values);
+        Arc::new(match tz {
+            Some(tz) => array.with_timezone(tz),
+            None => array,
+        }) as ArrayRef
+    };
+    Ok(RecordBatch::try_new(
+        caches_schema(),
+        vec![
+            text(tier),
+            text(role),
+            text(function),
+            text(key),
+            text(namespace),
+            text(version),
+            text(backend),
+            Arc::new(BooleanArray::from(is_null)),
+            text(state),
+            text(uri),
+            Arc::new(Int64Array::from(count)),
+            Arc::new(Int64Array::from(bytes)),
+            micros(modified, Some("UTC")),
+            text(user),
+            text(commit),
+            text(time_column),
+            micros(time_min, None),
+            micros(time_max, None),
+            text(problem),
+        ],
+    )?)
+}
+
+#[async_trait]
+impl TableProvider for CachesTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    /// Filters on `tier`, `role` and `function` narrow the listing; all are
+    /// applied again above it.
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|filter| {
+                if ["tier", "role", "function"]
+                    .iter()
+                    .any(|column| restricts(filter, column))
+                {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let needs_rows = projection.is_none_or(|columns| {
+            columns
+                .iter()
+                .any(|&i| !PATH_COLUMNS.contains(&self.schema.field(i).name().as_str()))
+        });
+        let selection = Arc::new(Selection::from_filters(filters, needs_rows));
+        let catalog = Arc::clone(&self.catalog);
+        lazy_scan(
+            state,
+            Arc::clone(&self.schema),
+            projection,
+            limit,
+            Arc::new(move || {
+                let catalog = Arc::clone(&catalog);
+                let selection = Arc::clone(&selection);
+                async move { rows_batch(&list_rows(&catalog, &selection).await?) }.boxed()
+            }),
+        )
+        .await
+    }
+
+    async fn delete_from(
+        &self,
+        state: &dyn Session,
+        filters: Vec<Expr>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        super::delete::plan_delete(&self.catalog, state, filters).await
+    }
+}
+
+/// Whether a listed role is a mirror's, for messages.
+pub fn is_mirror(row: &CacheRow) -> bool {
+    matches!(row, CacheRow::Stored(l) if l.tier.role() == TierRole::Mirror)
+}

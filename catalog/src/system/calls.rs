@@ -1,0 +1,123 @@
+//! `nuthatch.calls`: the cached calls of the session that asks, oldest
+//! first: how each was served, where, and what it read.
+
+use std::sync::Arc;
+
+use arrow::array::TimestampMicrosecondArray;
+use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Result;
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::physical_plan::ExecutionPlan;
+use futures::FutureExt;
+
+use super::lazy_scan;
+use crate::report::ReportLog;
+
+#[derive(Debug)]
+pub struct CallsTable {
+    reports: Arc<ReportLog>,
+    schema: SchemaRef,
+}
+
+impl CallsTable {
+    pub fn new(reports: Arc<ReportLog>) -> CallsTable {
+        let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+        let count = |name: &str| Field::new(name, DataType::Int64, true);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "finished_at",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+            text("function", false),
+            text("key", false),
+            text("namespace", true),
+            text("outcome", false),
+            text("tier", true),
+            text("copied_to", true),
+            text("backend", false),
+            count("rows"),
+            count("row_groups_read"),
+            count("row_groups_total"),
+            count("bytes_scanned"),
+            count("spilled_bytes"),
+            Field::new("elapsed_ms", DataType::Float64, false),
+        ]));
+        CallsTable { reports, schema }
+    }
+}
+
+fn calls_batch(schema: SchemaRef, reports: &ReportLog) -> Result<RecordBatch> {
+    let history = reports.history();
+    let text = |f: &dyn Fn(&crate::CallReport) -> Option<String>| {
+        Arc::new(StringArray::from_iter(history.iter().map(|(_, r)| f(r)))) as ArrayRef
+    };
+    let count = |f: &dyn Fn(&crate::CallReport) -> Option<usize>| {
+        Arc::new(Int64Array::from_iter(
+            history.iter().map(|(_, r)| f(r).map(|n| n as i64)),
+        )) as ArrayRef
+    };
+    let finished = TimestampMicrosecondArray::from_iter_values(
+        history.iter().map(|(at, _)| at.timestamp_micros()),
+    )
+    .with_timezone("UTC");
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(finished),
+            text(&|r| Some(r.function.clone())),
+            text(&|r| Some(r.key.clone())),
+            text(&|r| r.namespace.clone()),
+            text(&|r| Some(r.outcome.name().to_string())),
+            text(&|r| r.tier.clone()),
+            text(&|r| r.copied_to.clone()),
+            text(&|r| Some(r.backend.clone())),
+            count(&|r| Some(r.rows)),
+            count(&|r| r.row_groups_read.map(|(read, _)| read)),
+            count(&|r| r.row_groups_read.map(|(_, total)| total)),
+            count(&|r| r.bytes_scanned),
+            count(&|r| Some(r.spilled_bytes)),
+            Arc::new(Float64Array::from_iter_values(
+                history
+                    .iter()
+                    .map(|(_, r)| r.elapsed.as_secs_f64() * 1000.0),
+            )),
+        ],
+    )?)
+}
+
+#[async_trait]
+impl TableProvider for CallsTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let reports = Arc::clone(&self.reports);
+        let schema = Arc::clone(&self.schema);
+        lazy_scan(
+            state,
+            Arc::clone(&self.schema),
+            projection,
+            limit,
+            Arc::new(move || {
+                let batch = calls_batch(Arc::clone(&schema), &reports);
+                async move { batch }.boxed()
+            }),
+        )
+        .await
+    }
+}

@@ -1,0 +1,144 @@
+//! `nuthatch.functions`: every cached function the engine knows, with
+//! what decides its keys (parameters, cache_args, version, namespace) and
+//! where it stores (backend, timeseries column), and for SQL-defined
+//! functions the body and the file it came from. The other system tables
+//! are the catalog's ([`nuthatch_catalog::system`]); this one needs the
+//! registry, which only this crate has.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, ListBuilder, RecordBatch, StringArray, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Result;
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::physical_plan::ExecutionPlan;
+use futures::FutureExt;
+use nuthatch_catalog::system::lazy_scan;
+
+use crate::function::{Body, CachedFunction};
+use crate::registry::Registry;
+
+#[derive(Debug)]
+pub struct FunctionsTable {
+    registry: Arc<Registry>,
+    schema: SchemaRef,
+}
+
+impl FunctionsTable {
+    pub fn new(registry: Arc<Registry>) -> FunctionsTable {
+        let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+        let flag = |name: &str| Field::new(name, DataType::Boolean, false);
+        let schema = Arc::new(Schema::new(vec![
+            text("name", false),
+            text("parameters", false),
+            Field::new(
+                "cache_args",
+                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                false,
+            ),
+            text("version", true),
+            text("namespace", true),
+            text("timeseries", true),
+            text("backend", true),
+            text("storage_backend", true),
+            flag("memoize"),
+            flag("cache"),
+            flag("fail_if_no_cache"),
+            text("returns", false),
+            text("language", false),
+            text("body", true),
+            text("source", true),
+        ]));
+        FunctionsTable { registry, schema }
+    }
+}
+
+fn functions_batch(schema: SchemaRef, functions: &[Arc<CachedFunction>]) -> Result<RecordBatch> {
+    let text = |f: &dyn Fn(&CachedFunction) -> Option<String>| {
+        Arc::new(StringArray::from_iter(functions.iter().map(|x| f(x)))) as ArrayRef
+    };
+    let flag = |f: &dyn Fn(&CachedFunction) -> bool| {
+        Arc::new(BooleanArray::from_iter(
+            functions.iter().map(|x| Some(f(x))),
+        )) as ArrayRef
+    };
+    let mut cache_args = ListBuilder::new(StringBuilder::new());
+    for function in functions {
+        for name in function.cache_args() {
+            cache_args.values().append_value(name);
+        }
+        cache_args.append(true);
+    }
+    let returns = |f: &CachedFunction| {
+        let columns: Vec<String> = f
+            .schema()
+            .fields()
+            .iter()
+            .map(|field| format!("{} {}", field.name(), field.data_type()))
+            .collect();
+        Some(columns.join(", "))
+    };
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            text(&|f| Some(f.name().to_string())),
+            text(&|f| Some(f.parameters())),
+            Arc::new(cache_args.finish()),
+            text(&|f| f.version().map(str::to_string)),
+            text(&|f| f.namespace().map(str::to_string)),
+            text(&|f| f.timeseries().map(str::to_string)),
+            text(&|f| f.backend().map(str::to_string)),
+            text(&|f| f.storage_backend().map(str::to_string)),
+            flag(&|f| f.memoizes()),
+            flag(&|f| f.caches()),
+            flag(&|f| f.fails_if_no_cache()),
+            text(&returns),
+            text(&|f| {
+                Some(match f.body() {
+                    Body::Sql(_) => "sql".to_string(),
+                    Body::Rust(_) => "rust".to_string(),
+                })
+            }),
+            text(&|f| match f.body() {
+                Body::Sql(body) => Some(body.text()),
+                Body::Rust(_) => None,
+            }),
+            text(&|f| f.source().map(|p| p.display().to_string())),
+        ],
+    )?)
+}
+
+#[async_trait]
+impl TableProvider for FunctionsTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let registry = Arc::clone(&self.registry);
+        let schema = Arc::clone(&self.schema);
+        lazy_scan(
+            state,
+            Arc::clone(&self.schema),
+            projection,
+            limit,
+            Arc::new(move || {
+                let batch = functions_batch(Arc::clone(&schema), &registry.all());
+                async move { batch }.boxed()
+            }),
+        )
+        .await
+    }
+}
