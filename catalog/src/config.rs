@@ -501,7 +501,12 @@ impl Config {
             }
             for (backend, section) in &t.backends {
                 if let Some(fs) = &section.filesystem {
-                    push(format!("{name}.{backend}.filesystem"), fs, false);
+                    let fs = if show_secrets {
+                        fs.clone()
+                    } else {
+                        crate::tier::redact(fs)
+                    };
+                    push(format!("{name}.{backend}.filesystem"), &fs, false);
                 }
                 for (k, v) in section.options.iter().chain(&section.params) {
                     let key = format!("{name}.{backend}.{k}");

@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod error;
+pub mod import;
 pub mod inflight;
 pub mod key;
 pub mod listing;
@@ -39,6 +40,7 @@ use object_store::{ObjectStoreExt, PutPayload};
 
 pub use config::{Config, TierConfig};
 pub use error::{Error, Result};
+pub use import::Imported;
 pub use inflight::{Claim, Followed, InFlight};
 pub use key::{cache_key, CacheKey, KeyValue};
 pub use listing::{Listed, ListedKind};

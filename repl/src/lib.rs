@@ -5,6 +5,10 @@
 //! first error); with neither, an interactive prompt reads statements ending
 //! in `;`. After each statement it prints the result, one line per cached
 //! call (hit or computed, tier, backend, key, rows, time), and a footer.
+//! The management commands (`list`, `delete`, `import`, `print-config`)
+//! are subcommands over the same session ([`manage`]).
+
+pub mod manage;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -20,9 +24,11 @@ use nuthatch::{split_statements, Config, Engine, Session};
 #[command(
     name = "nuthatch",
     version,
-    about = "Run SQL over nuthatch cached functions"
+    about = "Run SQL over nuthatch cached functions, and manage their caches"
 )]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<manage::Command>,
     /// Execute the given SQL and exit (may be repeated).
     #[arg(short = 'c', long = "command")]
     pub commands: Vec<String>,
@@ -31,21 +37,21 @@ pub struct Args {
     pub files: Vec<PathBuf>,
     /// Root tier: a folder or object-store URL, overriding nuthatch.toml and
     /// NUTHATCH_ROOT_FILESYSTEM.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub root: Option<String>,
     /// Memory the engine's operators may hold, such as 512M or 2G; sorts
     /// and aggregates spill to disk beyond it (overrides memory_limit in
     /// nuthatch.toml and NUTHATCH_MEMORY_LIMIT).
-    #[arg(short = 'm', long, value_parser = parse_memory_limit)]
+    #[arg(short = 'm', long, value_parser = parse_memory_limit, global = true)]
     pub memory_limit: Option<usize>,
     /// Output format of results.
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(long, value_enum, default_value = "table", global = true)]
     pub format: Format,
     /// Rows of a result to print in table format (0: all).
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 40, global = true)]
     pub maxrows: usize,
     /// Print only results: no call reports and no footer.
-    #[arg(short, long)]
+    #[arg(short, long, global = true)]
     pub quiet: bool,
 }
 
@@ -53,6 +59,10 @@ pub struct Args {
 pub enum Format {
     Table,
     Csv,
+    /// One JSON array of objects.
+    Json,
+    /// One JSON object per line.
+    NdJson,
 }
 
 fn parse_memory_limit(text: &str) -> std::result::Result<usize, String> {
@@ -60,8 +70,9 @@ fn parse_memory_limit(text: &str) -> std::result::Result<usize, String> {
 }
 
 /// Opens the session the arguments describe and loads the project's
-/// definitions files.
-pub async fn open(args: &Args) -> Result<Session> {
+/// definitions files. With an `import` command, also names the tier it
+/// imports from.
+pub async fn open(args: &Args) -> Result<(Session, Option<String>)> {
     let mut config = Config::discover()?;
     if let Some(root) = &args.root {
         config.root = nuthatch::TierConfig {
@@ -72,12 +83,16 @@ pub async fn open(args: &Args) -> Result<Session> {
     if let Some(limit) = args.memory_limit {
         config.memory_limit = Some(limit);
     }
+    let source = args
+        .command
+        .as_ref()
+        .and_then(|command| manage::configure(command, &mut config));
     let session = Engine::new(&config)?.session();
     for path in &config.definitions {
         let count = session.load_definitions(path).await?;
         tracing::info!(path = %path.display(), count, "loaded definitions");
     }
-    Ok(session)
+    Ok((session, source))
 }
 
 /// Runs one statement and prints what it produced.
@@ -106,7 +121,11 @@ pub async fn run_statement(
     Ok(())
 }
 
-fn print_batches(batches: &[RecordBatch], args: &Args, out: &mut impl Write) -> Result<()> {
+pub(crate) fn print_batches(
+    batches: &[RecordBatch],
+    args: &Args,
+    out: &mut impl Write,
+) -> Result<()> {
     if batches.iter().all(|b| b.num_rows() == 0)
         && batches.first().is_none_or(|b| b.num_columns() == 0)
     {
@@ -137,6 +156,17 @@ fn print_batches(batches: &[RecordBatch], args: &Args, out: &mut impl Write) -> 
             for batch in batches {
                 writer.write(batch)?;
             }
+        }
+        Format::Json => {
+            let mut writer = arrow::json::ArrayWriter::new(&mut *out);
+            writer.write_batches(&batches.iter().collect::<Vec<_>>())?;
+            writer.finish()?;
+            writeln!(out)?;
+        }
+        Format::NdJson => {
+            let mut writer = arrow::json::LineDelimitedWriter::new(&mut *out);
+            writer.write_batches(&batches.iter().collect::<Vec<_>>())?;
+            writer.finish()?;
         }
     }
     Ok(())

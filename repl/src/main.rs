@@ -1,6 +1,6 @@
 //! Entry point of the `nuthatch` binary; see the `nuthatch_repl` crate docs.
 
-use nuthatch_repl::{open, run_batch, run_interactive, Args};
+use nuthatch_repl::{manage, open, run_batch, run_interactive, Args};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -13,8 +13,22 @@ async fn main() -> std::process::ExitCode {
         .init();
     let (args, sources) = Args::parse_ordered();
     let result = async {
-        let session = open(&args).await?;
-        if sources.is_empty() {
+        if args.command.is_some() && !sources.is_empty() {
+            return Err(datafusion::error::DataFusionError::Plan(
+                "-c and -f run SQL; they do not go with a management command".into(),
+            ));
+        }
+        let (session, source) = open(&args).await?;
+        if let Some(command) = &args.command {
+            manage::run(
+                &session,
+                command,
+                source.as_deref(),
+                &args,
+                &mut std::io::stdout(),
+            )
+            .await
+        } else if sources.is_empty() {
             run_interactive(&session, &args).await
         } else {
             run_batch(&session, &sources, &args, &mut std::io::stdout()).await

@@ -1,0 +1,450 @@
+//! The management commands: `list`, `delete`, `import`, `print-config`.
+//!
+//! Each is a thin layer over the `nuthatch` system tables: its options
+//! become a `WHERE` on `nuthatch.caches` (values quoted, never spliced),
+//! `list` prints that query, `delete` previews it and runs the matching
+//! `DELETE`, `import` previews it on the source tier and copies what it
+//! selected. Options follow Python nuthatch's CLI where they make sense;
+//! unlike it, `--yes` is honoured, null markers are listed and deleted, and
+//! namespaced and zero-argument entries are listed without special flags.
+
+use std::collections::HashSet;
+use std::io::{BufRead, IsTerminal, Write};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use clap::{Args as ClapArgs, Subcommand};
+use datafusion::error::{DataFusionError, Result};
+use futures::StreamExt;
+use nuthatch::crates::catalog::{Imported, Listed};
+use nuthatch::{Config, Session};
+
+use crate::{print_batches, Args};
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List cache entries: a query of nuthatch.caches.
+    List {
+        #[command(flatten)]
+        select: Selector,
+        /// Show every column of nuthatch.caches.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Delete cache entries (metadata first, then data); mirrors are never
+    /// touched.
+    Delete {
+        #[command(flatten)]
+        select: Selector,
+        /// List what would be deleted and stop.
+        #[arg(long)]
+        dry_run: bool,
+        /// Delete without asking.
+        #[arg(short, long)]
+        yes: bool,
+    },
+    /// Copy entries from a mirror or another store into root.
+    Import {
+        #[command(flatten)]
+        select: Selector,
+        /// The configured tier to copy from (a mirror's name), or the
+        /// location of another store (a folder or object-store URL).
+        #[arg(long)]
+        from: String,
+        /// List what would be imported and stop.
+        #[arg(long)]
+        dry_run: bool,
+        /// Import without asking.
+        #[arg(short, long)]
+        yes: bool,
+    },
+    /// Print the configuration, secrets masked.
+    PrintConfig {
+        /// Only this location: root, local, or a mirror's name.
+        #[arg(long)]
+        location: Option<String>,
+        /// Only this backend's section.
+        #[arg(long)]
+        backend: Option<String>,
+        /// Show secret values (keys, passwords, tokens) as they are.
+        #[arg(short, long)]
+        show_secrets: bool,
+    },
+}
+
+/// Which entries a command is about.
+#[derive(Debug, Clone, Default, ClapArgs)]
+pub struct Selector {
+    /// A function name, or a key (`function/values`); `*` matches any run
+    /// of characters.
+    pub target: Option<String>,
+    /// Only entries of this namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Only entries stored with this backend (`null` for null markers).
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Only entries on this tier (root, local, a mirror's name); repeatable.
+    #[arg(long = "tier")]
+    pub tiers: Vec<String>,
+    /// Only entries of this version.
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Any further condition on the columns of nuthatch.caches, in SQL,
+    /// such as "last_modified < now() - interval '7 days'".
+    #[arg(long = "where")]
+    pub condition: Option<String>,
+}
+
+/// A SQL string literal.
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A LIKE pattern matching `glob`, whose only wildcard is `*`.
+fn like(glob: &str) -> String {
+    let mut pattern = String::new();
+    for c in glob.chars() {
+        match c {
+            '*' => pattern.push('%'),
+            '%' | '_' | '\\' => {
+                pattern.push('\\');
+                pattern.push(c);
+            }
+            c => pattern.push(c),
+        }
+    }
+    format!("{} ESCAPE '\\'", quote(&pattern))
+}
+
+impl Selector {
+    /// The `WHERE` clause, `extra` conditions included (empty when there
+    /// is no condition at all).
+    pub fn where_clause(&self, extra: &[String]) -> String {
+        let mut conditions: Vec<String> = extra.to_vec();
+        if let Some(target) = &self.target {
+            match target.split_once('/') {
+                Some((function, _)) => {
+                    if !function.contains('*') {
+                        // Narrows the listing to the function's folder.
+                        conditions.push(format!("function = {}", quote(function)));
+                    }
+                    conditions.push(if target.contains('*') {
+                        format!("key LIKE {}", like(target))
+                    } else {
+                        format!("key = {}", quote(target))
+                    });
+                }
+                None if target.contains('*') => {
+                    conditions.push(format!("function LIKE {}", like(target)))
+                }
+                None => conditions.push(format!("function = {}", quote(target))),
+            }
+        }
+        if let Some(ns) = &self.namespace {
+            conditions.push(format!("namespace = {}", quote(ns)));
+        }
+        match self.backend.as_deref() {
+            Some("null") => conditions.push("is_null".into()),
+            Some(backend) => conditions.push(format!("backend = {}", quote(backend))),
+            None => {}
+        }
+        if !self.tiers.is_empty() {
+            let tiers: Vec<String> = self.tiers.iter().map(|t| quote(t)).collect();
+            conditions.push(format!("tier IN ({})", tiers.join(", ")));
+        }
+        if let Some(version) = &self.version {
+            conditions.push(format!("version = {}", quote(version)));
+        }
+        if let Some(condition) = &self.condition {
+            conditions.push(format!("({condition})"));
+        }
+        if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        }
+    }
+}
+
+const SHORT_COLUMNS: &str =
+    "tier, function, key, namespace, version, backend, rows, bytes, last_modified";
+const ORDER: &str = " ORDER BY tier, key, namespace, backend";
+
+/// Adjusts the configuration a command needs before the engine opens:
+/// `import --from <location>` reads that location as a mirror.
+pub fn configure(command: &Command, config: &mut Config) -> Option<String> {
+    let Command::Import { from, .. } = command else {
+        return None;
+    };
+    let configured =
+        from == "root" || from == "local" || config.mirrors.iter().any(|(name, _)| name == from);
+    if configured {
+        return Some(from.clone());
+    }
+    let name = "mirror-import".to_string();
+    config.mirrors.push((
+        name.clone(),
+        nuthatch::TierConfig::new(from.clone()).read_only(true),
+    ));
+    Some(name)
+}
+
+/// Runs a management command.
+pub async fn run(
+    session: &Session,
+    command: &Command,
+    source: Option<&str>,
+    args: &Args,
+    out: &mut impl Write,
+) -> Result<()> {
+    match command {
+        Command::List { select, verbose } => {
+            let columns = if *verbose { "*" } else { SHORT_COLUMNS };
+            let sql = format!(
+                "SELECT {columns} FROM nuthatch.caches{}{ORDER}",
+                select.where_clause(&[])
+            );
+            let batches = query(session, &sql).await?;
+            if count(&batches) == 0 {
+                writeln!(out, "No cache entries found.")?;
+            } else {
+                print_batches(&batches, args, out)?;
+            }
+        }
+        Command::Delete {
+            select,
+            dry_run,
+            yes,
+        } => {
+            // Mirrors are never deleted from; leave them out unless named,
+            // in which case the DELETE says why it refuses.
+            let extra = if select.tiers.is_empty() {
+                vec!["role <> 'mirror'".to_string()]
+            } else {
+                Vec::new()
+            };
+            let filter = select.where_clause(&extra);
+            let preview = query(
+                session,
+                &format!("SELECT tier, key, namespace, backend, version FROM nuthatch.caches{filter}{ORDER}"),
+            )
+            .await?;
+            let n = count(&preview);
+            if n == 0 {
+                writeln!(out, "Nothing to delete.")?;
+                return Ok(());
+            }
+            print_batches(&preview, args, out)?;
+            if *dry_run {
+                writeln!(out, "Dry run: {n} entries would be deleted.")?;
+                return Ok(());
+            }
+            if !confirmed(*yes, &format!("Delete these {n} entries?"))? {
+                writeln!(out, "Nothing deleted.")?;
+                return Ok(());
+            }
+            let result = query(session, &format!("DELETE FROM nuthatch.caches{filter}")).await?;
+            let deleted = first_u64(&result).unwrap_or(0);
+            writeln!(out, "Deleted {deleted} entries.")?;
+        }
+        Command::Import {
+            select,
+            dry_run,
+            yes,
+            ..
+        } => {
+            let from = source.expect("configure names the source tier of an import");
+            import(session, select, from, *dry_run, *yes, args, out).await?;
+        }
+        Command::PrintConfig {
+            location,
+            backend,
+            show_secrets,
+        } => {
+            let config = session.engine().config();
+            let mut shown = 0;
+            for (key, value) in config.describe(*show_secrets) {
+                let mut parts = key.split('.');
+                let at = parts.next().unwrap_or_default();
+                if location.as_deref().is_some_and(|l| l != at) {
+                    continue;
+                }
+                if let Some(backend) = backend {
+                    if parts.next() != Some(backend.as_str()) {
+                        continue;
+                    }
+                }
+                writeln!(out, "{key} = {value}")?;
+                shown += 1;
+            }
+            if shown == 0 {
+                writeln!(out, "No settings match.")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn import(
+    session: &Session,
+    select: &Selector,
+    from: &str,
+    dry_run: bool,
+    yes: bool,
+    args: &Args,
+    out: &mut impl Write,
+) -> Result<()> {
+    let catalog = session.engine().catalog();
+    let tier = catalog
+        .tiers()
+        .find(|t| t.name() == from)
+        .cloned()
+        .ok_or_else(|| DataFusionError::Plan(format!("there is no tier named {from}")))?;
+    let mut select = select.clone();
+    select.tiers = vec![from.to_string()];
+    let preview = query(
+        session,
+        &format!(
+            "SELECT key, namespace, backend, version, rows, bytes FROM nuthatch.caches{}{ORDER}",
+            select.where_clause(&[])
+        ),
+    )
+    .await?;
+    let n = count(&preview);
+    if n == 0 {
+        writeln!(out, "Nothing to import from {from}.")?;
+        return Ok(());
+    }
+    print_batches(&preview, args, out)?;
+    if dry_run {
+        writeln!(out, "Dry run: {n} entries would be imported into root.")?;
+        return Ok(());
+    }
+    if !confirmed(yes, &format!("Import these {n} entries into root?"))? {
+        writeln!(out, "Nothing imported.")?;
+        return Ok(());
+    }
+    // The query chose the entries; the listing they came from is read
+    // again here to copy them.
+    let chosen: HashSet<(String, Option<String>, Option<String>)> = identities(&preview);
+    let function = select
+        .target
+        .as_deref()
+        .map(|t| t.split('/').next().unwrap_or(t))
+        .filter(|f| !f.contains('*'));
+    let mut listed = catalog.list(&tier, function).await?;
+    catalog.read_rows(&mut listed).await?;
+    let chosen: Vec<Listed> = listed
+        .into_iter()
+        .filter(|l| {
+            let (key, namespace) = l.key();
+            chosen.contains(&(key, namespace, l.backend().map(str::to_string)))
+        })
+        .collect();
+    let root = catalog.root().clone();
+    let mut results = futures::stream::iter(chosen.iter().map(|l| catalog.import_listed(l, &root)))
+        .buffer_unordered(8);
+    let (mut copied, mut present, mut done) = (0, 0, 0);
+    while let Some(result) = results.next().await {
+        match result.map_err(|e| DataFusionError::External(Box::new(e)))? {
+            Imported::Copied => copied += 1,
+            Imported::AlreadyThere => present += 1,
+        }
+        done += 1;
+        if done % 100 == 0 {
+            eprintln!("imported {done} of {}", chosen.len());
+        }
+    }
+    writeln!(
+        out,
+        "Imported {copied} entries into root ({present} were already there)."
+    )?;
+    Ok(())
+}
+
+/// `(key, namespace, backend)` of each preview row.
+fn identities(batches: &[RecordBatch]) -> HashSet<(String, Option<String>, Option<String>)> {
+    let mut found = HashSet::new();
+    for batch in batches {
+        let text = |name: &str| {
+            let column = batch.column_by_name(name).expect("selected column");
+            column.as_string::<i32>().clone()
+        };
+        let (keys, namespaces, backends) = (text("key"), text("namespace"), text("backend"));
+        for i in 0..batch.num_rows() {
+            let value =
+                |a: &arrow::array::StringArray| a.is_valid(i).then(|| a.value(i).to_string());
+            found.insert((
+                keys.value(i).to_string(),
+                value(&namespaces),
+                value(&backends),
+            ));
+        }
+    }
+    found
+}
+
+async fn query(session: &Session, sql: &str) -> Result<Vec<RecordBatch>> {
+    tracing::debug!(sql, "management query");
+    session.sql(sql).await?.collect().await
+}
+
+fn count(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(RecordBatch::num_rows).sum()
+}
+
+fn first_u64(batches: &[RecordBatch]) -> Option<u64> {
+    let batch = batches.iter().find(|b| b.num_rows() > 0)?;
+    let column = batch
+        .column(0)
+        .as_primitive_opt::<arrow::datatypes::UInt64Type>()?;
+    Some(column.value(0))
+}
+
+/// Asks on the terminal unless `yes`; without a terminal to ask on,
+/// refuses rather than guess.
+fn confirmed(yes: bool, question: &str) -> Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(DataFusionError::Plan(
+            "not asking without a terminal: pass --yes to go ahead, or --dry-run to only list"
+                .into(),
+        ));
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_become_a_quoted_where_clause() {
+        let select = Selector {
+            target: Some("hourly/it's*".into()),
+            namespace: Some("ns".into()),
+            backend: Some("null".into()),
+            tiers: vec!["root".into(), "local".into()],
+            version: None,
+            condition: Some("rows > 10".into()),
+        };
+        assert_eq!(
+            select.where_clause(&[]),
+            " WHERE function = 'hourly' AND key LIKE 'hourly/it''s%' ESCAPE '\\' AND \
+             namespace = 'ns' AND is_null AND tier IN ('root', 'local') AND (rows > 10)"
+        );
+        let function = Selector {
+            target: Some("hour_ly".into()),
+            ..Selector::default()
+        };
+        assert_eq!(function.where_clause(&[]), " WHERE function = 'hour_ly'");
+        assert_eq!(Selector::default().where_clause(&[]), "");
+        assert_eq!(like("a_b*"), "'a\\_b%' ESCAPE '\\'");
+    }
+}
