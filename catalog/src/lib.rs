@@ -43,7 +43,7 @@ pub use error::{Error, Result};
 pub use import::Imported;
 pub use inflight::{Claim, Followed, InFlight};
 pub use key::{cache_key, CacheKey, KeyValue};
-pub use listing::{Listed, ListedKind};
+pub use listing::{Listed, ListedKind, ListingStats};
 pub use memory::{Memoized, MemoryTier};
 pub use metastore::{MetadataRow, Recorded};
 pub use mode::{CacheMode, Overwrite, Policy};
@@ -95,6 +95,7 @@ pub struct Catalog {
     root_writable: tokio::sync::OnceCell<bool>,
     /// Metadata rows decoded by listings.
     row_memo: listing::RowMemo,
+    listing_stats: listing::ListingStats,
 }
 
 impl Catalog {
@@ -137,6 +138,7 @@ impl Catalog {
             inflight: Arc::default(),
             root_writable: tokio::sync::OnceCell::new(),
             row_memo: Default::default(),
+            listing_stats: Default::default(),
         }))
     }
 

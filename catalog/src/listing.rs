@@ -15,6 +15,7 @@
 //! the same way).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -33,6 +34,30 @@ const PARALLEL_READS: usize = 32;
 
 /// Decoded rows kept at most; past this the memo starts over.
 const MEMO_LIMIT: usize = 500_000;
+
+/// What listings have cost since the catalog opened: LIST calls, objects
+/// they returned, metadata rows read from the store, and rows served from
+/// the decoded-row memo instead.
+#[derive(Debug, Default)]
+pub struct ListingStats {
+    pub lists: AtomicU64,
+    pub objects: AtomicU64,
+    pub rows_read: AtomicU64,
+    pub rows_remembered: AtomicU64,
+}
+
+impl ListingStats {
+    /// `(lists, objects, rows_read, rows_remembered)` so far.
+    pub fn snapshot(&self) -> (u64, u64, u64, u64) {
+        let get = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        (
+            get(&self.lists),
+            get(&self.objects),
+            get(&self.rows_read),
+            get(&self.rows_remembered),
+        )
+    }
+}
 
 /// What a listed metastore object is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,6 +220,11 @@ fn parse(relative: &str) -> Option<(String, ListedKind, String, Option<String>)>
 }
 
 impl Catalog {
+    /// What listings have cost so far.
+    pub fn listing_stats(&self) -> &ListingStats {
+        &self.listing_stats
+    }
+
     /// Every entry and null marker on `tier` (of `function`, if named):
     /// one LIST, no metadata read. A tier whose folder does not exist yet
     /// has none; a mirror that cannot be reached is skipped with a
@@ -229,6 +259,10 @@ impl Catalog {
             Err(object_store::Error::NotFound { .. }) => Vec::new(),
             Err(e) => return Err(tier.unreachable(&format!("listing {prefix}"), e)),
         };
+        self.listing_stats.lists.fetch_add(1, Ordering::Relaxed);
+        self.listing_stats
+            .objects
+            .fetch_add(objects.len() as u64, Ordering::Relaxed);
         let mut listed: Vec<Listed> = objects
             .into_iter()
             .filter_map(|meta| {
@@ -274,6 +308,12 @@ impl Catalog {
                 None => reads.push(i),
             }
         }
+        self.listing_stats
+            .rows_remembered
+            .fetch_add((wanted.len() - reads.len()) as u64, Ordering::Relaxed);
+        self.listing_stats
+            .rows_read
+            .fetch_add(reads.len() as u64, Ordering::Relaxed);
         let fetched: Vec<(
             usize,
             std::result::Result<bytes::Bytes, object_store::Error>,

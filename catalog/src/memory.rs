@@ -26,6 +26,8 @@ pub struct Memoized {
     pub schema: SchemaRef,
     pub batches: Arc<Vec<RecordBatch>>,
     pub bytes: usize,
+    /// When the result was kept.
+    pub kept_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl Memoized {
@@ -36,6 +38,7 @@ impl Memoized {
             schema,
             batches: Arc::new(batches),
             bytes,
+            kept_at: chrono::Utc::now(),
         }
     }
 }
@@ -59,6 +62,7 @@ pub struct MemoryEntry {
     pub version: Option<String>,
     pub rows: usize,
     pub bytes: usize,
+    pub kept_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug)]
@@ -165,6 +169,7 @@ impl MemoryTier {
                     version: (!version.is_empty()).then_some(version),
                     rows: memoized.batches.iter().map(RecordBatch::num_rows).sum(),
                     bytes: memoized.bytes,
+                    kept_at: memoized.kept_at,
                 };
                 (*used_at, entry)
             })

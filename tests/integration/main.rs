@@ -12,4 +12,5 @@ mod python;
 mod readme;
 mod sql_functions;
 mod stores;
+mod system;
 mod tiers;

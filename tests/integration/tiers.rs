@@ -11,13 +11,13 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 
 use crate::support::{assert_outcome, files_under, Fixture, SERIES_ROWS};
 
-const DAY: &str = "SELECT count(*) FROM series('2020-01-01', '2020-01-02'";
+pub(crate) const DAY: &str = "SELECT count(*) FROM series('2020-01-01', '2020-01-02'";
 /// The root entry of `series` with default arguments.
 const ROOT_DATA: &str = "series/1.0_north.parquet";
 /// Its local copy: keyed by every argument, clipped to the window.
 const LOCAL_DATA: &str = "series/2020-01-02_1.0_2020-01-01_north.parquet";
 
-fn day_with(options: &str) -> String {
+pub(crate) fn day_with(options: &str) -> String {
     if options.is_empty() {
         format!("{DAY})")
     } else {
@@ -285,7 +285,7 @@ async fn results_over_the_memory_budget_are_served_but_not_kept() {
 }
 
 /// `maybe(n)`: no result for negative `n`.
-fn maybe(computes: Arc<AtomicUsize>) -> CachedFunction {
+pub(crate) fn maybe(computes: Arc<AtomicUsize>) -> CachedFunction {
     let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
     let returns = Arc::clone(&schema);
     CachedFunction::builder("maybe")
@@ -560,7 +560,7 @@ async fn session_settings_are_defaults_for_calls() {
 }
 
 /// An engine whose root is `root` and whose mirrors are `mirrors`.
-fn with_mirrors(root: &std::path::Path, mirrors: &[(&str, String)]) -> Config {
+pub(crate) fn with_mirrors(root: &std::path::Path, mirrors: &[(&str, String)]) -> Config {
     let mut config = Config::with_root(root.display().to_string());
     config.mirrors = mirrors
         .iter()

@@ -277,9 +277,9 @@ pub fn rows_batch(rows: &[CacheRow]) -> Result<RecordBatch> {
                 for column in [&mut user, &mut commit, &mut time_column, &mut problem] {
                     column.push(None);
                 }
-                for column in [&mut modified, &mut time_min, &mut time_max] {
-                    column.push(None);
-                }
+                modified.push(Some(entry.kept_at.timestamp_micros()));
+                time_min.push(None);
+                time_max.push(None);
             }
         }
     }

@@ -243,7 +243,12 @@ pub async fn delete_rows(catalog: &Catalog, rows: &[CacheRow]) -> Result<u64> {
             async move {
                 match row {
                     CacheRow::Stored(listed) => catalog.delete_listed(listed).await.map(|()| 1),
-                    CacheRow::Memoized(entry) => Ok(u64::from(catalog.memory().forget(entry))),
+                    // Gone either way: removing a stored entry of the same
+                    // function may have forgotten it already.
+                    CacheRow::Memoized(entry) => {
+                        catalog.memory().forget(entry);
+                        Ok(1)
+                    }
                 }
             }
             .boxed(),
