@@ -373,6 +373,7 @@ impl Catalog {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(Catalog::unwritable(tier, &listed.object, e)),
         }
+        tracing::debug!(object = %listed.object, tier = tier.name(), "removed metadata");
         self.row_memo.forget(listed);
         // Whatever this process memoized for the function may be the
         // entry just removed; memory is cheap to refill.

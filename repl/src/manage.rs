@@ -236,16 +236,16 @@ pub async fn run(
             }
             print_batches(&preview, args, out)?;
             if *dry_run {
-                writeln!(out, "Dry run: {n} entries would be deleted.")?;
+                writeln!(out, "Dry run: {} would be deleted.", entries(n))?;
                 return Ok(());
             }
-            if !confirmed(*yes, &format!("Delete these {n} entries?"))? {
+            if !confirmed(*yes, &format!("Delete {}?", entries(n)))? {
                 writeln!(out, "Nothing deleted.")?;
                 return Ok(());
             }
             let result = query(session, &format!("DELETE FROM nuthatch.caches{filter}")).await?;
             let deleted = first_u64(&result).unwrap_or(0);
-            writeln!(out, "Deleted {deleted} entries.")?;
+            writeln!(out, "Deleted {}.", entries(deleted as usize))?;
         }
         Command::Import {
             select,
@@ -317,10 +317,10 @@ async fn import(
     }
     print_batches(&preview, args, out)?;
     if dry_run {
-        writeln!(out, "Dry run: {n} entries would be imported into root.")?;
+        writeln!(out, "Dry run: {} would be imported into root.", entries(n))?;
         return Ok(());
     }
-    if !confirmed(yes, &format!("Import these {n} entries into root?"))? {
+    if !confirmed(yes, &format!("Import {} into root?", entries(n)))? {
         writeln!(out, "Nothing imported.")?;
         return Ok(());
     }
@@ -357,7 +357,8 @@ async fn import(
     }
     writeln!(
         out,
-        "Imported {copied} entries into root ({present} were already there)."
+        "Imported {} into root ({present} already there).",
+        entries(copied)
     )?;
     Ok(())
 }
@@ -382,6 +383,14 @@ fn identities(batches: &[RecordBatch]) -> HashSet<(String, Option<String>, Optio
         }
     }
     found
+}
+
+fn entries(n: usize) -> String {
+    if n == 1 {
+        "1 entry".into()
+    } else {
+        format!("{n} entries")
+    }
 }
 
 async fn query(session: &Session, sql: &str) -> Result<Vec<RecordBatch>> {

@@ -404,3 +404,243 @@ fn a_multipart_upload_killed_midway_is_never_visible_on_s3() {
         "{listed}"
     );
 }
+
+/// `nuthatch` in `dir` with the `team` folder as a read-only mirror.
+fn with_mirror(dir: &Path, team: &Path, args: &[&str]) -> Output {
+    command(dir)
+        .env("NUTHATCH_MIRROR_FILESYSTEM", team)
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+#[test]
+fn management_commands_list_delete_import_and_print_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path();
+    std::fs::write(project.join("functions.sql"), FUNCTIONS).unwrap();
+    std::fs::write(
+        project.join("nuthatch.toml"),
+        "[nuthatch]\ndefinitions = [\"functions.sql\"]\n",
+    )
+    .unwrap();
+    let team = project.join("team");
+    let call = |step: u32| format!("SELECT count(*) FROM hourly(NULL, NULL, step => {step})");
+    let team_root = team.display().to_string();
+    for step in [1, 2] {
+        let made = nuthatch(project, &["--root", &team_root, "-c", &call(step)]);
+        assert!(made.status.success(), "{}", stderr(&made));
+    }
+    let made = nuthatch(project, &["-c", &call(3)]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let team_files = files_under(&team);
+
+    let listed = with_mirror(project, &team, &["list", "hourly", "--format", "csv"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    // Sizes depend on the Parquet writer: the first seven columns exactly,
+    // then a positive size.
+    let out = stdout(&listed);
+    let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split(',').collect()).collect();
+    let firsts: Vec<String> = lines.iter().map(|l| l[..7].join(",")).collect();
+    assert_eq!(
+        firsts,
+        [
+            "tier,function,key,namespace,version,backend,rows",
+            "mirror,hourly,hourly/1,,a,parquet,240",
+            "mirror,hourly,hourly/2,,a,parquet,240",
+            "root,hourly,hourly/3,,a,parquet,240",
+        ]
+    );
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l[7].parse::<u64>().is_ok_and(|n| n > 0)),
+        "{out}"
+    );
+    let none = with_mirror(project, &team, &["list", "nothing"]);
+    assert_eq!(stdout(&none), "No cache entries found.\n");
+
+    // delete: a dry run lists and keeps; without a terminal it will not
+    // guess; mirrors are never its business.
+    let dry = with_mirror(project, &team, &["delete", "hourly", "--dry-run"]);
+    let out = stdout(&dry);
+    assert!(
+        out.contains("| root | hourly/3 |") && !out.contains("mirror"),
+        "{out}"
+    );
+    assert!(out.contains("Dry run: 1 entry would be deleted."), "{out}");
+    assert!(project.join(".nuthatch/hourly/3.parquet").is_file());
+    let unasked = with_mirror(project, &team, &["delete", "hourly"]);
+    assert!(!unasked.status.success());
+    assert!(
+        stderr(&unasked).contains("pass --yes"),
+        "{}",
+        stderr(&unasked)
+    );
+    let mirror = with_mirror(
+        project,
+        &team,
+        &["delete", "hourly/*", "--tier", "mirror", "--yes"],
+    );
+    assert!(!mirror.status.success());
+    assert!(
+        stderr(&mirror).contains("all on mirrors, which nuthatch reads and never changes"),
+        "{}",
+        stderr(&mirror)
+    );
+
+    // import: from the configured mirror, then from a location given
+    // directly, where everything is already in root.
+    let imported = with_mirror(
+        project,
+        &team,
+        &["import", "hourly/1", "--from", "mirror", "--yes"],
+    );
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    assert!(
+        stdout(&imported).contains("Imported 1 entry into root (0 already there)."),
+        "{}",
+        stdout(&imported)
+    );
+    let again = nuthatch(
+        project,
+        &["import", "hourly", "--from", &team_root, "--yes"],
+    );
+    assert!(
+        stdout(&again).contains("Imported 1 entry into root (1 already there)."),
+        "{}{}",
+        stdout(&again),
+        stderr(&again)
+    );
+    let hit = nuthatch(project, &["-c", &call(2)]);
+    assert!(
+        stdout(&hit).contains("hourly: hit root parquet hourly/2 rows=240"),
+        "{}",
+        stdout(&hit)
+    );
+
+    let deleted = with_mirror(project, &team, &["delete", "hourly", "--yes"]);
+    assert!(
+        stdout(&deleted).contains("Deleted 3 entries."),
+        "{}",
+        stdout(&deleted)
+    );
+    assert!(files_under(&project.join(".nuthatch"))
+        .iter()
+        .all(|f| f.starts_with("nuthatch_metadata.nut")));
+    assert_eq!(files_under(&team), team_files, "the mirror is untouched");
+
+    // print-config: secrets masked unless asked for.
+    let config = command(project)
+        .env(
+            "NUTHATCH_ROOT_FILESYSTEM_OPTIONS_SECRET_ACCESS_KEY",
+            "hunter2",
+        )
+        .args(["print-config", "--location", "root"])
+        .output()
+        .unwrap();
+    let out = stdout(&config);
+    assert!(out.contains("root.filesystem = .nuthatch\n"), "{out}");
+    assert!(
+        out.contains("root.filesystem_options.secret_access_key = *******\n")
+            && !out.contains("hunter2")
+            && !out.contains("local."),
+        "{out}"
+    );
+    let shown = command(project)
+        .env(
+            "NUTHATCH_ROOT_FILESYSTEM_OPTIONS_SECRET_ACCESS_KEY",
+            "hunter2",
+        )
+        .args(["print-config", "--show-secrets"])
+        .output()
+        .unwrap();
+    assert!(stdout(&shown).contains("= hunter2"), "{}", stdout(&shown));
+}
+
+#[test]
+fn a_delete_killed_midway_leaves_every_entry_whole_or_gone() {
+    use nuthatch::crates::catalog::metastore::{MetadataRow, CONFIRMED};
+    const ENTRIES: usize = 3000;
+    let dir = tempfile::tempdir().unwrap();
+    let made = nuthatch(
+        dir.path(),
+        &[
+            "-c",
+            FUNCTIONS,
+            "-c",
+            "SELECT count(*) FROM hourly(NULL, NULL, step => 0)",
+        ],
+    );
+    assert!(made.status.success(), "{}", stderr(&made));
+    // Many entries, quickly: copies of the one computed, each with its own
+    // metadata row.
+    let root = dir.path().join(".nuthatch");
+    let data = std::fs::read(root.join("hourly/0.parquet")).unwrap();
+    for step in 1..ENTRIES {
+        std::fs::write(root.join(format!("hourly/{step}.parquet")), &data).unwrap();
+        let row = MetadataRow {
+            cache_key: format!("hourly/{step}"),
+            namespace: None,
+            version: Some("a".into()),
+            backend: "parquet".into(),
+            state: CONFIRMED.into(),
+            last_modified: 0.0,
+            commit_hash: "no_git_repo".into(),
+            user: "test".into(),
+            path: format!("{}/hourly/{step}.parquet", root.display()),
+            recorded: Default::default(),
+        };
+        let meta = root.join(format!("nuthatch_metadata.nut/hourly/{step}"));
+        std::fs::create_dir_all(&meta).unwrap();
+        std::fs::write(meta.join("parquet.parquet"), row.encode().unwrap()).unwrap();
+    }
+
+    let mut delete = command(dir.path());
+    delete.args(["delete", "hourly", "--yes"]);
+    kill_after_log(delete, "nuthatch_catalog=debug", "removed metadata", 50);
+
+    let left = files_under(&root);
+    let metadata: Vec<&String> = left
+        .iter()
+        .filter(|f| f.ends_with("/parquet.parquet"))
+        .collect();
+    assert!(
+        metadata.len() < ENTRIES - 49 && !metadata.is_empty(),
+        "killed midway: {} entries left",
+        metadata.len()
+    );
+    // No metadata without its data: every entry still listed is whole.
+    for meta in &metadata {
+        let step = meta.split('/').nth(2).unwrap();
+        assert!(
+            root.join(format!("hourly/{step}.parquet")).is_file(),
+            "{meta} vouches for data that is gone"
+        );
+    }
+    let listed = nuthatch(dir.path(), &["list", "hourly", "--format", "csv"]);
+    assert_eq!(stdout(&listed).lines().count() - 1, metadata.len());
+    // An entry whose metadata went is a miss, computed again.
+    let gone = (0..ENTRIES)
+        .find(|s| {
+            !root
+                .join(format!("nuthatch_metadata.nut/hourly/{s}/parquet.parquet"))
+                .exists()
+        })
+        .unwrap();
+    let sql = format!("SELECT count(*) FROM hourly(NULL, NULL, step => {gone})");
+    let recomputed = nuthatch(dir.path(), &["-c", FUNCTIONS, "-c", &sql]);
+    assert!(
+        stdout(&recomputed).contains(&format!("computed root parquet hourly/{gone} rows=240")),
+        "{}{}",
+        stdout(&recomputed),
+        stderr(&recomputed)
+    );
+    // Running the delete again finishes the job.
+    let finished = nuthatch(dir.path(), &["delete", "hourly", "--yes"]);
+    assert!(
+        stdout(&finished).contains(&format!("Deleted {} entries.", metadata.len() + 1)),
+        "{}",
+        stdout(&finished)
+    );
+}

@@ -11,6 +11,7 @@ use std::process::Command;
 use nuthatch::Outcome;
 
 use crate::support::{assert_outcome, Fixture, SERIES_ROWS};
+use crate::system::text_rows;
 
 /// What the Python side adds to every value, so a read of its entry cannot be
 /// mistaken for a recompute here.
@@ -106,6 +107,42 @@ async fn entries_written_by_python_nuthatch_are_hits() {
     std::fs::create_dir_all(f.root()).unwrap();
     python(&["write", &f.root().display().to_string()]);
     let last = SERIES_ROWS as i64 - 1;
+
+    // Listed with what Python's metadata holds: no recorded rows, size or
+    // time range, which Python does not write.
+    let listed = text_rows(
+        &f.query(
+            "SELECT key, namespace, version, backend, state, rows, bytes, time_min, \
+             user IS NOT NULL AND commit IS NOT NULL, uri LIKE '%.parquet' \
+             FROM nuthatch.caches ORDER BY key, namespace",
+        )
+        .await
+        .unwrap(),
+    );
+    let row = |key: &str, ns: &str| {
+        [
+            key,
+            ns,
+            "1",
+            "parquet",
+            "confirmed",
+            "NULL",
+            "NULL",
+            "NULL",
+            "true",
+            "true",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    assert_eq!(
+        listed,
+        vec![
+            row("series/1.0_west", "NULL"),
+            row("series/2.0_east", "NULL"),
+            row("series/3.0_west", "trial"),
+        ]
+    );
 
     // A dask frame: nuthatch's parquet default, a directory of part files.
     let (count, sum) = count_and_sum(&f, "series(NULL, NULL, station => 'west')").await;

@@ -17,7 +17,7 @@ async fn rows(f: &Fixture, sql: &str) -> Vec<Vec<String>> {
     text_rows(&batches)
 }
 
-fn text_rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+pub(crate) fn text_rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
     let options = FormatOptions::default().with_null("NULL");
     let mut out = Vec::new();
     for batch in batches {
