@@ -125,6 +125,95 @@ async fn an_s3_root_stores_entries_in_the_bucket_layout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs an S3 server: run bash scripts/test"]
+async fn the_catalog_of_an_s3_root_is_listed_and_deleted_from_in_the_bucket() {
+    let endpoint = endpoint();
+    let mut config = s3_config(BUCKET, &endpoint);
+    config.root.filesystem = format!("s3://{BUCKET}/catalog/caches");
+    let nuthatch = session(&config);
+    for station in ["kept", "dropped"] {
+        let sql = format!("SELECT count(*) FROM series(NULL, NULL, station => '{station}')");
+        assert_eq!(count(&nuthatch, &sql).await.unwrap(), 1440);
+    }
+    let listed = crate::system::text_rows(
+        &nuthatch
+            .sql(
+                "SELECT tier, key, rows, uri FROM nuthatch.caches WHERE tier = 'root' ORDER BY key",
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap(),
+    );
+    let uri = |station: &str| format!("s3://{BUCKET}/catalog/caches/series/1.0_{station}.parquet");
+    assert_eq!(
+        listed,
+        vec![
+            vec![
+                "root".to_string(),
+                "series/1.0_dropped".into(),
+                "1440".into(),
+                uri("dropped")
+            ],
+            vec![
+                "root".to_string(),
+                "series/1.0_kept".into(),
+                "1440".into(),
+                uri("kept")
+            ],
+        ]
+    );
+    let tiers = crate::system::text_rows(
+        &nuthatch
+            .sql("SELECT * FROM nuthatch.tiers WHERE name = 'root'")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap(),
+    );
+    let shown = format!("{tiers:?}");
+    assert!(
+        shown.contains(&format!("s3://{BUCKET}/catalog/caches")) && !shown.contains(SECRET),
+        "{shown}"
+    );
+    assert_eq!(
+        count(
+            &nuthatch,
+            "DELETE FROM nuthatch.caches WHERE key = 'series/1.0_dropped'"
+        )
+        .await
+        .unwrap(),
+        1
+    );
+    let bucket = AmazonS3Builder::new()
+        .with_bucket_name(BUCKET)
+        .with_endpoint(&endpoint)
+        .with_access_key_id("testing")
+        .with_secret_access_key(SECRET)
+        .with_region("us-east-1")
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    let mut keys: Vec<String> = bucket
+        .list(Some(&"catalog/caches".into()))
+        .map_ok(|meta| meta.location.to_string())
+        .try_collect()
+        .await
+        .unwrap();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "catalog/caches/nuthatch_metadata.nut/exists.nut",
+            "catalog/caches/nuthatch_metadata.nut/series/1.0_kept/parquet.parquet",
+            "catalog/caches/series/1.0_kept.parquet",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs an S3 server: run bash scripts/test"]
 async fn s3_failures_name_the_tier_and_never_the_secret() {
     let endpoint = endpoint();
     // A bucket that does not exist: the write fails, clearly, nothing is committed.
