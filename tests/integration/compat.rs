@@ -64,9 +64,18 @@ async fn entries_are_written_in_pythons_layout_with_its_metadata_row() {
             "last_modified",
             "commit_hash",
             "user",
-            "path"
+            "path",
+            // Ours, recorded so that listing reads no data; Python's reader
+            // takes the row as a dict and ignores them.
+            "rows",
+            "bytes",
+            "time_column",
+            "time_min",
+            "time_max"
         ]
     );
+    assert_eq!(text(&row, "time_column").as_deref(), Some("time"));
+    assert_eq!(text(&row, "rows").as_deref(), Some("1440"));
     assert_eq!(text(&row, "cache_key").as_deref(), Some("series/2.0_south"));
     assert_eq!(text(&row, "namespace"), None);
     assert_eq!(text(&row, "version").as_deref(), Some("1"));

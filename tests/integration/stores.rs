@@ -64,6 +64,19 @@ fn endpoint() -> String {
     )
 }
 
+/// The test bucket, to look at what a test left in it.
+fn test_bucket(endpoint: &str) -> object_store::aws::AmazonS3 {
+    AmazonS3Builder::new()
+        .with_bucket_name(BUCKET)
+        .with_endpoint(endpoint)
+        .with_access_key_id("testing")
+        .with_secret_access_key(SECRET)
+        .with_region("us-east-1")
+        .with_allow_http(true)
+        .build()
+        .unwrap()
+}
+
 fn s3_config(bucket: &str, endpoint: &str) -> Config {
     let mut config = Config::with_root("unused");
     config.root = TierConfig::new(format!("s3://{bucket}/team/caches"))
@@ -91,15 +104,7 @@ async fn an_s3_root_stores_entries_in_the_bucket_layout() {
     assert_outcome(&report, Outcome::Hit);
     assert!(!format!("{report:?}").contains(SECRET));
 
-    let bucket = AmazonS3Builder::new()
-        .with_bucket_name(BUCKET)
-        .with_endpoint(&endpoint)
-        .with_access_key_id("testing")
-        .with_secret_access_key(SECRET)
-        .with_region("us-east-1")
-        .with_allow_http(true)
-        .build()
-        .unwrap();
+    let bucket = test_bucket(&endpoint);
     let mut keys: Vec<String> = bucket
         .list(Some(&"team/caches".into()))
         .map_ok(|meta| meta.location.to_string())
@@ -186,15 +191,7 @@ async fn the_catalog_of_an_s3_root_is_listed_and_deleted_from_in_the_bucket() {
         .unwrap(),
         1
     );
-    let bucket = AmazonS3Builder::new()
-        .with_bucket_name(BUCKET)
-        .with_endpoint(&endpoint)
-        .with_access_key_id("testing")
-        .with_secret_access_key(SECRET)
-        .with_region("us-east-1")
-        .with_allow_http(true)
-        .build()
-        .unwrap();
+    let bucket = test_bucket(&endpoint);
     let mut keys: Vec<String> = bucket
         .list(Some(&"catalog/caches".into()))
         .map_ok(|meta| meta.location.to_string())

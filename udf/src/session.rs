@@ -26,7 +26,7 @@ use crate::function::CachedFunction;
 use crate::planner::NamedArgumentPlanner;
 use crate::script::split_statements;
 use crate::settings::NuthatchOptions;
-use crate::system_tables::FunctionsTable;
+use crate::system_tables::functions_table;
 use crate::table_function::CachedTableFunction;
 
 pub struct Session {
@@ -97,7 +97,7 @@ impl Engine {
         ))))?;
         let system = SystemSchema::new(Arc::clone(self.catalog()), Arc::clone(reports)).with_table(
             "functions",
-            Arc::new(FunctionsTable::new(Arc::clone(self.registry()))),
+            Arc::new(functions_table(Arc::clone(self.registry()))),
         );
         let default_catalog = ctx.state().config_options().catalog.default_catalog.clone();
         let catalog = ctx.catalog(&default_catalog).ok_or_else(|| {

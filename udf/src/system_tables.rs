@@ -9,50 +9,43 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, ListBuilder, RecordBatch, StringArray, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use async_trait::async_trait;
-use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Result;
-use datafusion::logical_expr::{Expr, TableType};
-use datafusion::physical_plan::ExecutionPlan;
 use futures::FutureExt;
-use nuthatch_catalog::system::lazy_scan;
+use nuthatch_catalog::system::LazyTable;
 
 use crate::function::{Body, CachedFunction};
 use crate::registry::Registry;
 
-#[derive(Debug)]
-pub struct FunctionsTable {
-    registry: Arc<Registry>,
-    schema: SchemaRef,
-}
-
-impl FunctionsTable {
-    pub fn new(registry: Arc<Registry>) -> FunctionsTable {
-        let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
-        let flag = |name: &str| Field::new(name, DataType::Boolean, false);
-        let schema = Arc::new(Schema::new(vec![
-            text("name", false),
-            text("parameters", false),
-            Field::new(
-                "cache_args",
-                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
-                false,
-            ),
-            text("version", true),
-            text("namespace", true),
-            text("timeseries", true),
-            text("backend", true),
-            text("storage_backend", true),
-            flag("memoize"),
-            flag("cache"),
-            flag("fail_if_no_cache"),
-            text("returns", false),
-            text("language", false),
-            text("body", true),
-            text("source", true),
-        ]));
-        FunctionsTable { registry, schema }
-    }
+/// The table over an engine's registry.
+pub fn functions_table(registry: Arc<Registry>) -> LazyTable {
+    let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+    let flag = |name: &str| Field::new(name, DataType::Boolean, false);
+    let schema = Arc::new(Schema::new(vec![
+        text("name", false),
+        text("parameters", false),
+        Field::new(
+            "cache_args",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            false,
+        ),
+        text("version", true),
+        text("namespace", true),
+        text("timeseries", true),
+        text("backend", true),
+        text("storage_backend", true),
+        flag("memoize"),
+        flag("cache"),
+        flag("fail_if_no_cache"),
+        text("returns", false),
+        text("language", false),
+        text("body", true),
+        text("source", true),
+    ]));
+    let produced = Arc::clone(&schema);
+    LazyTable::new(schema, move || {
+        let batch = functions_batch(Arc::clone(&produced), &registry.all());
+        async move { batch }.boxed()
+    })
 }
 
 fn functions_batch(schema: SchemaRef, functions: &[Arc<CachedFunction>]) -> Result<RecordBatch> {
@@ -108,37 +101,4 @@ fn functions_batch(schema: SchemaRef, functions: &[Arc<CachedFunction>]) -> Resu
             text(&|f| f.source().map(|p| p.display().to_string())),
         ],
     )?)
-}
-
-#[async_trait]
-impl TableProvider for FunctionsTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let registry = Arc::clone(&self.registry);
-        let schema = Arc::clone(&self.schema);
-        lazy_scan(
-            state,
-            Arc::clone(&self.schema),
-            projection,
-            limit,
-            Arc::new(move || {
-                let batch = functions_batch(Arc::clone(&schema), &registry.all());
-                async move { batch }.boxed()
-            }),
-        )
-        .await
-    }
 }

@@ -6,48 +6,41 @@ use std::sync::Arc;
 use arrow::array::TimestampMicrosecondArray;
 use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use async_trait::async_trait;
-use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Result;
-use datafusion::logical_expr::{Expr, TableType};
-use datafusion::physical_plan::ExecutionPlan;
 use futures::FutureExt;
 
-use super::lazy_scan;
+use super::LazyTable;
 use crate::report::ReportLog;
 
-#[derive(Debug)]
-pub struct CallsTable {
-    reports: Arc<ReportLog>,
-    schema: SchemaRef,
-}
-
-impl CallsTable {
-    pub fn new(reports: Arc<ReportLog>) -> CallsTable {
-        let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
-        let count = |name: &str| Field::new(name, DataType::Int64, true);
-        let schema = Arc::new(Schema::new(vec![
-            Field::new(
-                "finished_at",
-                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                false,
-            ),
-            text("function", false),
-            text("key", false),
-            text("namespace", true),
-            text("outcome", false),
-            text("tier", true),
-            text("copied_to", true),
-            text("backend", false),
-            count("rows"),
-            count("row_groups_read"),
-            count("row_groups_total"),
-            count("bytes_scanned"),
-            count("spilled_bytes"),
-            Field::new("elapsed_ms", DataType::Float64, false),
-        ]));
-        CallsTable { reports, schema }
-    }
+/// The table over a session's call log.
+pub fn calls_table(reports: Arc<ReportLog>) -> LazyTable {
+    let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+    let count = |name: &str| Field::new(name, DataType::Int64, true);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(
+            "finished_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        text("function", false),
+        text("key", false),
+        text("namespace", true),
+        text("outcome", false),
+        text("tier", true),
+        text("copied_to", true),
+        text("backend", false),
+        count("rows"),
+        count("row_groups_read"),
+        count("row_groups_total"),
+        count("bytes_scanned"),
+        count("spilled_bytes"),
+        Field::new("elapsed_ms", DataType::Float64, false),
+    ]));
+    let produced = Arc::clone(&schema);
+    LazyTable::new(schema, move || {
+        let batch = calls_batch(Arc::clone(&produced), &reports);
+        async move { batch }.boxed()
+    })
 }
 
 fn calls_batch(schema: SchemaRef, reports: &ReportLog) -> Result<RecordBatch> {
@@ -87,37 +80,4 @@ fn calls_batch(schema: SchemaRef, reports: &ReportLog) -> Result<RecordBatch> {
             )),
         ],
     )?)
-}
-
-#[async_trait]
-impl TableProvider for CallsTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let reports = Arc::clone(&self.reports);
-        let schema = Arc::clone(&self.schema);
-        lazy_scan(
-            state,
-            Arc::clone(&self.schema),
-            projection,
-            limit,
-            Arc::new(move || {
-                let batch = calls_batch(Arc::clone(&schema), &reports);
-                async move { batch }.boxed()
-            }),
-        )
-        .await
-    }
 }

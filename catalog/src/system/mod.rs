@@ -26,7 +26,7 @@ use datafusion::catalog::streaming::StreamingTable;
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::{Expr, Operator};
+use datafusion::logical_expr::{Expr, Operator, TableType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::physical_plan::ExecutionPlan;
@@ -36,9 +36,9 @@ use crate::report::ReportLog;
 use crate::Catalog;
 
 pub use caches::CachesTable;
-pub use calls::CallsTable;
+pub use calls::calls_table;
 pub use delete::{DeleteEntriesExec, DeleteGuard};
-pub use tiers::TiersTable;
+pub use tiers::tiers_table;
 
 /// The schema's name under the default catalog: `nuthatch.caches`.
 pub const SCHEMA: &str = "nuthatch";
@@ -58,8 +58,8 @@ impl SystemSchema {
             "caches".into(),
             Arc::new(CachesTable::new(Arc::clone(&catalog))),
         );
-        tables.insert("tiers".into(), Arc::new(TiersTable::new(catalog)));
-        tables.insert("calls".into(), Arc::new(CallsTable::new(reports)));
+        tables.insert("tiers".into(), Arc::new(tiers_table(catalog)));
+        tables.insert("calls".into(), Arc::new(calls_table(reports)));
         SystemSchema { tables }
     }
 
@@ -86,6 +86,61 @@ impl SchemaProvider for SystemSchema {
 }
 
 type Produce = Arc<dyn Fn() -> BoxFuture<'static, Result<RecordBatch>> + Send + Sync>;
+
+/// A system table without pushdown: `produce` makes its one batch each
+/// time a plan of it runs.
+pub struct LazyTable {
+    schema: SchemaRef,
+    produce: Produce,
+}
+
+impl LazyTable {
+    pub fn new(
+        schema: SchemaRef,
+        produce: impl Fn() -> BoxFuture<'static, Result<RecordBatch>> + Send + Sync + 'static,
+    ) -> LazyTable {
+        LazyTable {
+            schema,
+            produce: Arc::new(produce),
+        }
+    }
+}
+
+impl fmt::Debug for LazyTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LazyTable")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl TableProvider for LazyTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        lazy_scan(
+            state,
+            Arc::clone(&self.schema),
+            projection,
+            limit,
+            Arc::clone(&self.produce),
+        )
+        .await
+    }
+}
 
 /// A partition whose one batch is made when it is executed.
 pub struct Lazy {

@@ -6,39 +6,33 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use async_trait::async_trait;
-use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Result;
-use datafusion::logical_expr::{Expr, TableType};
-use datafusion::physical_plan::ExecutionPlan;
 use futures::FutureExt;
 
 use super::caches::MEMORY;
-use super::lazy_scan;
+use super::LazyTable;
 use crate::Catalog;
 
-#[derive(Debug)]
-pub struct TiersTable {
-    catalog: Arc<Catalog>,
-    schema: SchemaRef,
-}
-
-impl TiersTable {
-    pub fn new(catalog: Arc<Catalog>) -> TiersTable {
-        let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
-        let schema = Arc::new(Schema::new(vec![
-            text("name", false),
-            text("role", false),
-            text("url", true),
-            Field::new("read_only", DataType::Boolean, false),
-            Field::new("reachable", DataType::Boolean, false),
-            Field::new("entries", DataType::Int64, true),
-            Field::new("null_markers", DataType::Int64, true),
-            Field::new("bytes", DataType::Int64, true),
-            text("problem", true),
-        ]));
-        TiersTable { catalog, schema }
-    }
+/// The table over a catalog's tiers.
+pub fn tiers_table(catalog: Arc<Catalog>) -> LazyTable {
+    let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+    let schema = Arc::new(Schema::new(vec![
+        text("name", false),
+        text("role", false),
+        text("url", true),
+        Field::new("read_only", DataType::Boolean, false),
+        Field::new("reachable", DataType::Boolean, false),
+        Field::new("entries", DataType::Int64, true),
+        Field::new("null_markers", DataType::Int64, true),
+        Field::new("bytes", DataType::Int64, true),
+        text("problem", true),
+    ]));
+    let produced = Arc::clone(&schema);
+    LazyTable::new(schema, move || {
+        let catalog = Arc::clone(&catalog);
+        let schema = Arc::clone(&produced);
+        async move { tiers_batch(&catalog, schema).await }.boxed()
+    })
 }
 
 async fn tiers_batch(catalog: &Catalog, schema: SchemaRef) -> Result<RecordBatch> {
@@ -103,38 +97,4 @@ async fn tiers_batch(catalog: &Catalog, schema: SchemaRef) -> Result<RecordBatch
             text(problem),
         ],
     )?)
-}
-
-#[async_trait]
-impl TableProvider for TiersTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let catalog = Arc::clone(&self.catalog);
-        let schema = Arc::clone(&self.schema);
-        lazy_scan(
-            state,
-            Arc::clone(&self.schema),
-            projection,
-            limit,
-            Arc::new(move || {
-                let catalog = Arc::clone(&catalog);
-                let schema = Arc::clone(&schema);
-                async move { tiers_batch(&catalog, schema).await }.boxed()
-            }),
-        )
-        .await
-    }
 }
