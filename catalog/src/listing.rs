@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::key::CacheKey;
 use crate::metastore::{data_path, MetadataRow, METASTORE_DIR};
 use crate::tier::{Tier, TierRole};
-use crate::Catalog;
+use crate::{Catalog, EntryId};
 
 /// How many metadata rows are read at once.
 const PARALLEL_READS: usize = 32;
@@ -399,13 +399,15 @@ impl Catalog {
             backend.name(),
             data_path(&key, namespace.as_deref(), backend.extension()),
         );
-        backend.delete(&at).await.map_err(|source| Error::Backend {
-            backend: backend.name().to_string(),
-            key: key.to_string(),
-            tier: tier.name().to_string(),
-            location: tier.url().to_string(),
-            source: Box::new(source),
-        })
+        let id = EntryId {
+            key,
+            namespace,
+            version: None,
+        };
+        backend
+            .delete(&at)
+            .await
+            .map_err(|source| self.backend_error(backend.name(), &id, tier, source))
     }
 }
 
