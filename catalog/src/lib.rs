@@ -254,17 +254,7 @@ impl Catalog {
         backend: Option<&str>,
         schema: &SchemaRef,
     ) -> Result<Option<Found>> {
-        match self.lookup_on(tier, id, backend, schema).await {
-            Err(Error::TierUnreachable { detail, .. }) if tier.role() == TierRole::Mirror => {
-                tracing::warn!(
-                    "skipping the {} tier at {}, which is unreachable: {detail}",
-                    tier.name(),
-                    tier.url()
-                );
-                Ok(None)
-            }
-            found => found,
-        }
+        skip_unreachable_mirror(tier, self.lookup_on(tier, id, backend, schema).await)
     }
 
     async fn lookup_on(
@@ -646,5 +636,22 @@ impl TimeRange {
         if let Some(high) = arrow::compute::max(micros) {
             self.max = Some(self.max.map_or(high, |m| m.max(high)));
         }
+    }
+}
+
+/// A mirror that cannot be reached counts as empty, with a warning: a
+/// team's read-only store being down must not stop work on root. Any other
+/// tier's failure stands.
+fn skip_unreachable_mirror<T: Default>(tier: &Tier, result: Result<T>) -> Result<T> {
+    match result {
+        Err(Error::TierUnreachable { detail, .. }) if tier.role() == TierRole::Mirror => {
+            tracing::warn!(
+                "skipping the {} tier at {}, which is unreachable: {detail}",
+                tier.name(),
+                tier.url()
+            );
+            Ok(T::default())
+        }
+        result => result,
     }
 }

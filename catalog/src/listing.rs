@@ -26,7 +26,7 @@ use object_store::ObjectStoreExt;
 use crate::error::{Error, Result};
 use crate::key::CacheKey;
 use crate::metastore::{data_path, MetadataRow, METASTORE_DIR};
-use crate::tier::{Tier, TierRole};
+use crate::tier::Tier;
 use crate::{Catalog, EntryId};
 
 /// How many metadata rows are read at once.
@@ -230,17 +230,7 @@ impl Catalog {
     /// has none; a mirror that cannot be reached is skipped with a
     /// warning, other tiers' failures are errors.
     pub async fn list(&self, tier: &Tier, function: Option<&str>) -> Result<Vec<Listed>> {
-        match self.list_on(tier, function).await {
-            Err(Error::TierUnreachable { detail, .. }) if tier.role() == TierRole::Mirror => {
-                tracing::warn!(
-                    "not listing the {} tier at {}, which is unreachable: {detail}",
-                    tier.name(),
-                    tier.url()
-                );
-                Ok(Vec::new())
-            }
-            listed => listed,
-        }
+        crate::skip_unreachable_mirror(tier, self.list_on(tier, function).await)
     }
 
     /// Every entry and null marker on `tier`; an unreachable tier is an

@@ -143,4 +143,26 @@ async fn an_embedding_program_installs_nuthatch_into_its_own_context() {
         .await
         .unwrap();
     assert!(f.files().contains(&"series/1.0_mine.parquet".to_string()));
+    // The system tables, DELETE included, work in the program's own
+    // context, not only through a nuthatch session.
+    let run = |sql: &'static str| {
+        let ctx = ctx.clone();
+        async move {
+            let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+            arrow::util::pretty::pretty_format_batches(&batches)
+                .unwrap()
+                .to_string()
+        }
+    };
+    let listed = run("SELECT key, tier FROM nuthatch.caches").await;
+    assert!(listed.contains("| series/1.0_mine | root |"), "{listed}");
+    assert!(run("SELECT key FROM nuthatch.calls")
+        .await
+        .contains("series/1.0_mine"));
+    assert!(
+        run("DELETE FROM nuthatch.caches WHERE key = 'series/1.0_mine'")
+            .await
+            .contains("| 1     |")
+    );
+    assert!(!f.files().contains(&"series/1.0_mine.parquet".to_string()));
 }
