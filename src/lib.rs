@@ -27,14 +27,15 @@
 
 pub mod demo;
 
-pub use nuthatch_backends::{Backend, Backends, Location, WriteOptions, Written};
+pub use nuthatch_backends::{Backend, Backends, Location, WriteOptions, WriteProgress, Written};
 pub use nuthatch_catalog::{
     cache_key, CacheKey, CacheMode, CallReport, Catalog, Config, EntryId, Error, Found, KeyValue,
-    MemoryTier, MetadataRow, Outcome, Overwrite, Policy, Tier, TierConfig, TierRole,
+    MemoryTier, MetadataRow, Outcome, Overwrite, Phase, Policy, Running, Tier, TierConfig,
+    TierRole,
 };
 pub use nuthatch_udf::{
     split_statements, Args, CachedFunction, CachedFunctionBuilder, Computed, DisableIf, Engine,
-    NuthatchOptions, ParamType, Select, Session, Value,
+    NuthatchOptions, OverwritePrompt, ParamType, Select, Session, Value,
 };
 
 /// The workspace crates, for what the re-exports above leave out.
@@ -45,11 +46,23 @@ pub mod crates {
 }
 
 /// The text of an error as a user should read it: a nuthatch error without
-/// the "External error: " DataFusion puts in front of it, anything else as
-/// DataFusion prints it.
+/// the "External error: " DataFusion puts in front of it, a syntax error
+/// without the parser's debug form, anything else as DataFusion prints it.
 pub fn error_message(error: &datafusion::error::DataFusionError) -> String {
-    match Error::find(error) {
-        Some(ours) => ours.to_string(),
-        None => error.to_string(),
+    use datafusion::error::DataFusionError;
+    use datafusion::sql::sqlparser::parser::ParserError;
+    if let Some(ours) = Error::find(error) {
+        return ours.to_string();
+    }
+    match error.find_root() {
+        DataFusionError::SQL(parser, _) => match parser.as_ref() {
+            ParserError::ParserError(text) | ParserError::TokenizerError(text) => {
+                format!("SQL syntax error: {text}")
+            }
+            ParserError::RecursionLimitExceeded => {
+                "SQL syntax error: the statement nests too deeply; split it up".to_string()
+            }
+        },
+        _ => error.to_string(),
     }
 }

@@ -93,10 +93,11 @@ impl Backend for ArrowBackend {
         &self,
         at: &Location,
         data: SendableRecordBatchStream,
-        _options: &WriteOptions,
+        options: &WriteOptions,
     ) -> Result<Written> {
         let writer = FileWriter::try_new(Vec::new(), &data.schema())?;
-        files::write_encoded(at, data, IpcEncoder { writer, batches: 0 }).await
+        let encoder = IpcEncoder { writer, batches: 0 };
+        files::write_encoded(at, data, encoder, options.progress.as_deref()).await
     }
 
     async fn delete(&self, at: &Location) -> Result<()> {

@@ -3,6 +3,7 @@
 //! it appears whole or not at all.
 
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -25,7 +26,7 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
 
-use crate::{Location, Written};
+use crate::{Location, WriteProgress, Written};
 
 /// Finds the files of the entry at `path`: the object itself, or the part
 /// files ending in `.<extension>` under it when it is a directory (what dask
@@ -245,11 +246,13 @@ pub trait Encoder: Send {
 /// encoded as they arrive (the input polled on its own task, see
 /// [`prefetch`]) and the bytes go up in [`UPLOAD_CHUNK`] pieces, so memory
 /// holds about one encoder buffer and one chunk whatever the result's size.
-/// Any error aborts the upload.
+/// Any error aborts the upload. `progress` gets the bytes encoded so far
+/// after every batch.
 pub async fn write_encoded(
     at: &Location,
     data: SendableRecordBatchStream,
     mut encoder: impl Encoder,
+    progress: Option<&WriteProgress>,
 ) -> Result<Written> {
     let mut upload = Upload::new(at);
     let mut data = prefetch(data);
@@ -264,6 +267,10 @@ pub async fn write_encoded(
             encoder.write(&batch)?;
             if encoder.buffered() >= UPLOAD_CHUNK {
                 upload.put(Bytes::from(encoder.take())).await?;
+            }
+            if let Some(progress) = progress {
+                let encoded = upload.bytes + encoder.buffered() as u64;
+                progress.bytes.store(encoded, Ordering::Relaxed);
             }
         }
         let parts = encoder.finish()?;

@@ -18,6 +18,7 @@ pub mod parquet;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
@@ -47,6 +48,26 @@ pub struct WriteOptions {
     /// column); formats that can record a sort order or keep statistics per
     /// block do so, so that time windows prune.
     pub sorted_by: Option<String>,
+    /// Advanced as the write goes, for whoever shows progress: rows taken
+    /// from the stream and bytes encoded so far.
+    pub progress: Option<Arc<WriteProgress>>,
+}
+
+/// How far a write has got. Counters only grow; readers poll them.
+#[derive(Debug, Default)]
+pub struct WriteProgress {
+    pub rows: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+impl WriteProgress {
+    pub fn rows(&self) -> u64 {
+        self.rows.load(Ordering::Relaxed)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
 }
 
 /// What a write produced.

@@ -130,7 +130,13 @@ impl Backend for ParquetBackend {
         let schema = data.schema();
         let properties = properties(&schema, options)?;
         let encoder = ArrowWriter::try_new(Vec::new(), schema, Some(properties))?;
-        files::write_encoded(at, data, ParquetEncoder(encoder)).await
+        files::write_encoded(
+            at,
+            data,
+            ParquetEncoder(encoder),
+            options.progress.as_deref(),
+        )
+        .await
     }
 
     async fn delete(&self, at: &Location) -> Result<()> {

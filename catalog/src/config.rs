@@ -387,7 +387,11 @@ impl Config {
                     let key = lower.as_str();
                     self.set(key, &value)
                 }
-                ["log"] | ["allow", "installed", "package", "configuration"] => Ok(()),
+                // The binary's own variables, and Python's.
+                ["log"]
+                | ["pager"]
+                | ["history", "file"]
+                | ["allow", "installed", "package", "configuration"] => Ok(()),
                 [first, ..] if first.starts_with("test") => Ok(()),
                 [location, rest @ ..] if is_location(location) && !rest.is_empty() => {
                     self.set(&env_key(location, rest), &value)

@@ -47,7 +47,7 @@ pub use listing::{Listed, ListedKind, ListingStats};
 pub use memory::{Memoized, MemoryTier};
 pub use metastore::{MetadataRow, Recorded};
 pub use mode::{CacheMode, Overwrite, Policy};
-pub use report::{CallReport, Outcome, ReportLog};
+pub use report::{CallReport, Outcome, Phase, ReportLog, Running};
 pub use system::SystemSchema;
 pub use tier::{Tier, TierRole};
 
@@ -523,10 +523,17 @@ impl Catalog {
         let range = Arc::new(Mutex::new(TimeRange::default()));
         let time_column = options.sorted_by.clone();
         let noted = Arc::clone(&range);
+        let progress = options.progress.clone();
         let stream_schema = data.schema();
         let tagged = data.map(move |batch| {
             if let (Ok(batch), Some(column)) = (&batch, &time_column) {
                 noted.lock().expect("time range").note(batch, column);
+            }
+            if let (Ok(batch), Some(progress)) = (&batch, &progress) {
+                progress.rows.fetch_add(
+                    batch.num_rows() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
             }
             batch.map_err(|e| {
                 let text = e.to_string();

@@ -2,14 +2,17 @@
 //!
 //! Calls append their report when their result stream ends; front ends (the
 //! `nuthatch` binary, the README example, tests) drain the log after each
-//! statement.
+//! statement. Calls under way are on the log too ([`Running`]), so that a
+//! front end can show what a long statement is doing while it runs.
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use std::time::Duration;
+use nuthatch_backends::WriteProgress;
 
 /// How a call was served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +109,71 @@ pub const HISTORY: usize = 10_000;
 pub struct ReportLog {
     reports: Mutex<Vec<CallReport>>,
     history: Mutex<VecDeque<(DateTime<Utc>, CallReport)>>,
+    /// Calls started and not finished. Weak, so a call whose plan is
+    /// dropped midway (a cancelled query) leaves by itself.
+    running: Mutex<Vec<Weak<Running>>>,
+}
+
+/// What a running call is doing now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Looking for an entry on the tiers its mode reads.
+    LookingUp,
+    /// Running the body, and streaming its result into a tier if stored.
+    Computing,
+    /// Copying an entry read elsewhere to the local tier.
+    Copying,
+    /// Serving rows to the query.
+    Reading,
+}
+
+impl Phase {
+    const ALL: [Phase; 4] = [
+        Phase::LookingUp,
+        Phase::Computing,
+        Phase::Copying,
+        Phase::Reading,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::LookingUp => "looking up",
+            Phase::Computing => "computing",
+            Phase::Copying => "copying",
+            Phase::Reading => "reading",
+        }
+    }
+}
+
+/// A cached call under way, as a progress display sees it. The counters
+/// are advanced by the call as it goes and only read here.
+#[derive(Debug)]
+pub struct Running {
+    pub function: String,
+    pub key: String,
+    pub started: Instant,
+    phase: AtomicU8,
+    finished: AtomicBool,
+    /// Rows taken from the body and bytes encoded, while it is stored.
+    pub written: Arc<WriteProgress>,
+    /// Rows served to the query.
+    pub served: AtomicU64,
+}
+
+impl Running {
+    pub fn phase(&self) -> Phase {
+        Phase::ALL[self.phase.load(Ordering::Relaxed) as usize]
+    }
+
+    pub fn set_phase(&self, phase: Phase) {
+        let index = Phase::ALL.iter().position(|p| *p == phase).unwrap_or(0);
+        self.phase.store(index as u8, Ordering::Relaxed);
+    }
+
+    /// The call is done; it leaves the running list.
+    pub fn finish(&self) {
+        self.finished.store(true, Ordering::Relaxed);
+    }
 }
 
 impl ReportLog {
@@ -127,6 +195,33 @@ impl ReportLog {
     /// Takes every report logged since the last drain.
     pub fn drain(&self) -> Vec<CallReport> {
         std::mem::take(&mut *self.reports.lock().expect("report log poisoned"))
+    }
+
+    /// Notes a call that starts now; it is running until [`Running::finish`]
+    /// or until the returned handle is dropped.
+    pub fn begin(&self, function: &str, key: &str) -> Arc<Running> {
+        let running = Arc::new(Running {
+            function: function.to_string(),
+            key: key.to_string(),
+            started: Instant::now(),
+            phase: AtomicU8::new(0),
+            finished: AtomicBool::new(false),
+            written: Arc::default(),
+            served: AtomicU64::new(0),
+        });
+        let mut list = self.running.lock().expect("report log poisoned");
+        list.retain(|call| call.strong_count() > 0);
+        list.push(Arc::downgrade(&running));
+        running
+    }
+
+    /// The calls under way, in the order they started.
+    pub fn running(&self) -> Vec<Arc<Running>> {
+        let list = self.running.lock().expect("report log poisoned");
+        list.iter()
+            .filter_map(Weak::upgrade)
+            .filter(|call| !call.finished.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// The remembered calls, oldest first, with when each finished.

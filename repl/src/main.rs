@@ -1,6 +1,8 @@
 //! Entry point of the `nuthatch` binary; see the `nuthatch_repl` crate docs.
 
-use nuthatch_repl::{manage, open, run_batch, run_interactive, Args};
+use std::io::IsTerminal;
+
+use nuthatch_repl::{interactive, manage, open, run_batch, Args};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -28,10 +30,10 @@ async fn main() -> std::process::ExitCode {
                 &mut std::io::stdout(),
             )
             .await
-        } else if sources.is_empty() {
-            run_interactive(&session, &args).await
+        } else if sources.is_empty() && std::io::stdin().is_terminal() {
+            interactive::run(&session, &args).await
         } else {
-            run_batch(&session, &sources, &args, &mut std::io::stdout()).await
+            run_batch(&session, &sources, &args).await
         }
     }
     .await;

@@ -18,7 +18,8 @@ use futures::StreamExt;
 use nuthatch::crates::catalog::{Imported, Listed};
 use nuthatch::{Config, Session};
 
-use crate::{print_batches, Args};
+use crate::print::{print_batches, PrintOptions};
+use crate::Args;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -170,6 +171,15 @@ const SHORT_COLUMNS: &str =
     "tier, function, key, namespace, version, backend, rows, bytes, last_modified";
 const ORDER: &str = " ORDER BY tier, key, namespace, backend";
 
+/// The listing `nuthatch list [FUNCTION]` prints, as SQL; the prompt's
+/// `\caches [FUNCTION]` runs the same.
+pub(crate) fn caches_query(function: Option<&str>) -> String {
+    let filter = function
+        .map(|f| format!(" WHERE function = {}", quote(f)))
+        .unwrap_or_default();
+    format!("SELECT {SHORT_COLUMNS} FROM nuthatch.caches{filter}{ORDER}")
+}
+
 /// Adjusts the configuration a command needs before the engine opens:
 /// `import --from <location>` reads that location as a mirror.
 pub fn configure(command: &Command, config: &mut Config) -> Option<String> {
@@ -208,7 +218,7 @@ pub async fn run(
             if count(&batches) == 0 {
                 writeln!(out, "No cache entries found.")?;
             } else {
-                print_batches(&batches, args, out)?;
+                print_batches(&batches, &PrintOptions::from_args(args), out)?;
             }
         }
         Command::Delete {
@@ -234,7 +244,7 @@ pub async fn run(
                 writeln!(out, "Nothing to delete.")?;
                 return Ok(());
             }
-            print_batches(&preview, args, out)?;
+            print_batches(&preview, &PrintOptions::from_args(args), out)?;
             if *dry_run {
                 writeln!(out, "Dry run: {} would be deleted.", entries(n))?;
                 return Ok(());
@@ -315,7 +325,7 @@ async fn import(
         writeln!(out, "Nothing to import from {from}.")?;
         return Ok(());
     }
-    print_batches(&preview, args, out)?;
+    print_batches(&preview, &PrintOptions::from_args(args), out)?;
     if dry_run {
         writeln!(out, "Dry run: {} would be imported into root.", entries(n))?;
         return Ok(());

@@ -28,7 +28,7 @@ use datafusion::physical_plan::{
 };
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
-use nuthatch_catalog::{CallReport, Outcome};
+use nuthatch_catalog::{CallReport, Outcome, Phase, Running};
 
 use crate::call::Call;
 use crate::resolve::{prepare, Prepared, ScanShape};
@@ -78,11 +78,18 @@ impl CachedCallExec {
             let call = Arc::clone(&self.call);
             let state = Arc::clone(&self.state);
             let shape = self.shape.clone();
+            let running = self
+                .tracker
+                .running
+                .get_or_init(|| {
+                    call.reports
+                        .begin(call.function.name(), call.id.key.display())
+                })
+                .clone();
             async move {
-                prepare(call, state, shape)
-                    .await
-                    .map(Arc::new)
-                    .map_err(Arc::new)
+                let prepared = prepare(call, state, shape, Arc::clone(&running)).await;
+                running.set_phase(Phase::Reading);
+                prepared.map(Arc::new).map_err(Arc::new)
             }
             .boxed()
             .shared()
@@ -218,6 +225,8 @@ struct Tracker {
     remaining: AtomicUsize,
     rows: AtomicUsize,
     prepared: OnceLock<Arc<Prepared>>,
+    /// The call as progress displays see it, from its first partition on.
+    running: OnceLock<Arc<Running>>,
 }
 
 impl Tracker {
@@ -227,12 +236,16 @@ impl Tracker {
             remaining: AtomicUsize::new(partitions),
             rows: AtomicUsize::new(0),
             prepared: OnceLock::new(),
+            running: OnceLock::new(),
         }
     }
 
     fn partition_done(&self) {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
+        }
+        if let Some(running) = self.running.get() {
+            running.finish();
         }
         let Some(prepared) = self.prepared.get() else {
             return;
@@ -294,6 +307,11 @@ impl Stream for Counted {
                 self.tracker
                     .rows
                     .fetch_add(batch.num_rows(), Ordering::AcqRel);
+                if let Some(running) = self.tracker.running.get() {
+                    running
+                        .served
+                        .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                }
             }
             Poll::Ready(None) if !self.finished => {
                 self.finished = true;

@@ -43,12 +43,13 @@ use datafusion::physical_plan::{
 };
 use nuthatch_backends::{Backend, WriteOptions};
 use nuthatch_catalog::{
-    CacheMode, Claim, Entry, EntryId, Error, Followed, Found, Memoized, Outcome, Overwrite, Policy,
-    Tier,
+    CacheMode, Claim, Entry, EntryId, Error, Followed, Found, Memoized, Outcome, Overwrite, Phase,
+    Policy, Running, Tier,
 };
 
 use crate::call::Call;
 use crate::compute::body_frame;
+use crate::settings::Prompter;
 
 /// How the stored data is to be read for one call.
 #[derive(Debug, Clone)]
@@ -90,6 +91,7 @@ pub(crate) async fn prepare(
     call: Arc<Call>,
     state: Arc<SessionState>,
     shape: ScanShape,
+    running: Arc<Running>,
 ) -> Result<Prepared> {
     let started = Instant::now();
     let mode = match call.mode {
@@ -103,6 +105,7 @@ pub(crate) async fn prepare(
         mode,
         policy: mode.policy(),
         started,
+        running: &running,
     };
     resolver.run().await
 }
@@ -114,6 +117,8 @@ struct Resolver<'a> {
     mode: CacheMode,
     policy: Policy,
     started: Instant,
+    /// What a progress display sees of this call.
+    running: &'a Running,
 }
 
 /// Where the rows a call serves come from.
@@ -228,6 +233,7 @@ impl Resolver<'_> {
                         .await?
                         .is_none());
             if copy {
+                self.running.set_phase(Phase::Copying);
                 let scan = entry
                     .provider
                     .scan(self.state, None, &self.shape.window_exprs, None)
@@ -277,13 +283,24 @@ impl Resolver<'_> {
             && may_exist
             && catalog.find_on(tier, id, &backend, schema).await?.is_some()
         {
-            return Err(Error::WouldOverwrite {
-                key: id.key.display().to_string(),
-                tier: tier.name().to_string(),
-                mode: self.mode.to_string(),
-                instead: self.mode.overwriting().to_string(),
+            let Some(prompt) = Prompter::of(self.state.config()) else {
+                return Err(Error::WouldOverwrite {
+                    key: id.key.display().to_string(),
+                    tier: tier.name().to_string(),
+                    mode: self.mode.to_string(),
+                    instead: self.mode.overwriting().to_string(),
+                }
+                .into());
+            };
+            let (function, key) = (call.function.name(), id.key.display());
+            if !prompt.confirm_overwrite(function, key, tier.name()).await {
+                tracing::info!(
+                    function,
+                    key,
+                    "kept the stored entry; not storing the result"
+                );
+                return self.compute_unstored().await;
             }
-            .into());
         }
         let inflight_key = call.inflight_key(tier, id, backend.as_ref());
         loop {
@@ -392,6 +409,7 @@ impl Resolver<'_> {
             }
         }
         tracing::info!(function = call.function.name(), key = %id.key, tier = tier.name(), "computing");
+        self.running.set_phase(Phase::Computing);
         let failed = |source: DataFusionError| Error::ComputeFailed {
             key: id.key.display().to_string(),
             source: Box::new(source),
@@ -436,7 +454,10 @@ impl Resolver<'_> {
             plan = sort(plan, column, bounded).map_err(failed)?;
         }
         let stream = execute_stream(Arc::clone(&plan), self.state.task_ctx()).map_err(failed)?;
-        let options = WriteOptions { sorted_by };
+        let options = WriteOptions {
+            sorted_by,
+            progress: Some(Arc::clone(&self.running.written)),
+        };
         let (written, entry) = call
             .catalog
             .store(tier, id, backend, stream, &options, call.function.schema())
@@ -449,6 +470,7 @@ impl Resolver<'_> {
     async fn compute_unstored(&self) -> Result<Prepared> {
         let call = self.call;
         tracing::info!(function = call.function.name(), key = %call.id.key, "computing (not stored)");
+        self.running.set_phase(Phase::Computing);
         let failed = |source: DataFusionError| -> DataFusionError {
             Error::ComputeFailed {
                 key: call.id.key.display().to_string(),

@@ -18,14 +18,14 @@ use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlanBuilder;
 use nuthatch_catalog::system::{self, DeleteGuard, SystemSchema};
-use nuthatch_catalog::{CallReport, ReportLog};
+use nuthatch_catalog::{CallReport, ReportLog, Running};
 
 use crate::definition::CreateCachedFunction;
 use crate::engine::Engine;
 use crate::function::CachedFunction;
 use crate::planner::NamedArgumentPlanner;
 use crate::script::split_statements;
-use crate::settings::NuthatchOptions;
+use crate::settings::{NuthatchOptions, OverwritePrompt, Prompter};
 use crate::system_tables::functions_table;
 use crate::table_function::CachedTableFunction;
 
@@ -208,6 +208,19 @@ impl Session {
         let ran = self.run_script(&text).await;
         *self.loading.lock().expect("session poisoned") = None;
         ran.map_err(|e| DataFusionError::Plan(format!("{}: {e}", path.display())))
+    }
+
+    /// Lets calls of this session ask `prompt` before a write replaces a
+    /// valid entry, instead of failing (see [`OverwritePrompt`]).
+    pub fn set_overwrite_prompt(&self, prompt: Arc<dyn OverwritePrompt>) {
+        let state = self.ctx.state_ref();
+        let mut state = state.write();
+        state.config_mut().set_extension(Arc::new(Prompter(prompt)));
+    }
+
+    /// The calls of this session under way now, outermost first.
+    pub fn running(&self) -> Vec<Arc<Running>> {
+        self.reports.running()
     }
 
     /// The reports of this session's calls finished since the last time

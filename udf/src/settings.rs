@@ -9,6 +9,9 @@
 //!   stack has one more frame, which is how a call learns who called it and
 //!   how a cycle is refused before it can wait for itself.
 //!
+//! - An [`OverwritePrompt`], when the front end has a person to ask before
+//!   a write replaces a valid entry (Python's `input()`, inventory §1.9).
+//!
 //! Keeping these on the config, rather than on shared objects, is what lets
 //! one engine serve many sessions at once.
 
@@ -151,4 +154,28 @@ impl CallStack {
 /// never made a nuthatch session gets a log of its own that nobody reads.
 pub fn reports_of(config: &SessionConfig) -> Arc<ReportLog> {
     config.get_extension::<ReportLog>().unwrap_or_default()
+}
+
+/// Asks whether a write may replace a valid entry, where Python nuthatch
+/// would ask on the terminal (modes `write`, `local`, `local_strict`,
+/// `local_api`). Library code has no one to ask, so only front ends with a
+/// person at a terminal install one ([`crate::Session::set_overwrite_prompt`]);
+/// without it such a write fails and names the mode that overwrites.
+#[async_trait::async_trait]
+pub trait OverwritePrompt: Send + Sync + fmt::Debug {
+    /// `true` to replace the entry; `false` computes the result and serves
+    /// it without storing it, as Python does on `n`.
+    async fn confirm_overwrite(&self, function: &str, key: &str, tier: &str) -> bool;
+}
+
+/// The session's [`OverwritePrompt`], as a config extension.
+#[derive(Debug, Clone)]
+pub struct Prompter(pub Arc<dyn OverwritePrompt>);
+
+impl Prompter {
+    pub fn of(config: &SessionConfig) -> Option<Arc<dyn OverwritePrompt>> {
+        config
+            .get_extension::<Prompter>()
+            .map(|prompter| Arc::clone(&prompter.0))
+    }
 }
