@@ -40,7 +40,7 @@ async fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("Error: {}", nuthatch::error_message(&e));
+            eprintln!("{}", nuthatch_repl::shell::error_text(&e));
             std::process::ExitCode::FAILURE
         }
     }

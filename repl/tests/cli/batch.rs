@@ -1,37 +1,9 @@
-//! The `nuthatch` binary, run as a user runs it, in a fresh project folder.
+//! `-c`, `-f`, pipes and the management commands.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// The binary in `dir`, on the embedded default root whatever the caller's
-/// environment says.
-fn command(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_nuthatch"));
-    command
-        .current_dir(dir)
-        .env_remove("NUTHATCH_ROOT_FILESYSTEM")
-        .env("NUTHATCH_LOCAL_FILESYSTEM", dir.join("local"));
-    command
-}
-
-fn nuthatch(dir: &Path, args: &[&str]) -> Output {
-    command(dir).args(args).output().expect("the binary runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).to_string()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).to_string()
-}
-
-const FUNCTIONS: &str = "
-CREATE CACHED FUNCTION hourly(start_time TIMESTAMP, end_time TIMESTAMP, step BIGINT DEFAULT 1)
-WITH (cache_args = (step), version = 'a', timeseries = 'time')
-AS SELECT t.value AS time, $step AS step
-   FROM generate_series(TIMESTAMP '2020-01-01T00:00:00', TIMESTAMP '2020-01-10T23:00:00', INTERVAL '1 hour') AS t;
-";
+use super::*;
 
 #[test]
 fn definitions_from_the_project_file_are_cached_in_the_embedded_root() {
@@ -109,7 +81,7 @@ fn csv_output_and_quiet_mode() {
 }
 
 #[test]
-fn the_interactive_prompt_reads_statements_across_lines() {
+fn sql_piped_into_stdin_runs_like_a_file_and_stops_at_the_first_error() {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let mut child = command(dir.path())
@@ -122,19 +94,64 @@ fn the_interactive_prompt_reads_statements_across_lines() {
         .stdin
         .take()
         .unwrap()
-        .write_all(b"SELECT 40 + 2\n  AS answer;\nSELECT * FROM nope();\n\\q\n")
+        .write_all(b"SELECT 40 + 2\n  AS answer;\n\\timing off\nSELECT 7 AS seven;\nSELECT * FROM nope();\nSELECT 3 AS never;\n")
         .unwrap();
     let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!output.status.success(), "an error fails the run");
+    let out = stdout(&output);
+    assert!(out.contains("| 42     |"), "{out}");
+    assert!(out.contains("Timing is off."), "{out}");
     assert!(
-        stdout(&output).contains("| 42     |"),
-        "{}",
-        stdout(&output)
+        out.contains("| 7     |\n+-------+\n1 row(s) fetched.\n"),
+        "\\timing off drops the elapsed time: {out}"
     );
-    assert!(
-        stderr(&output).contains("nope"),
-        "errors are shown and the prompt goes on: {}",
-        stderr(&output)
+    assert!(!out.contains("never"), "{out}");
+    let err = stderr(&output);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains("nope"), "{err}");
+}
+
+#[test]
+fn every_format_prints_only_data_on_stdout_and_notes_on_stderr() {
+    let dir = project("");
+    let sql = "SELECT step, count(*) AS n FROM hourly('2020-01-02', '2020-01-02T02:00:00', step => 3) GROUP BY step";
+    let expected = [
+        ("csv", "step,n\n3,3\n"),
+        ("tsv", "step\tn\n3\t3\n"),
+        ("json", "[{\"step\":3,\"n\":3}]\n"),
+        ("nd-json", "{\"step\":3,\"n\":3}\n"),
+    ];
+    for (format, data) in expected {
+        let output = nuthatch(dir.path(), &["--format", format, "-c", sql]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(stdout(&output), data, "{format}");
+        let err = stderr(&output);
+        assert!(err.contains("nuthatch: hourly: "), "{format}: {err}");
+        assert!(err.contains("1 row(s) fetched."), "{format}: {err}");
+        assert!(!err.contains("computing ·"), "no progress line off a terminal: {err}");
+    }
+    // An empty result still names its columns.
+    let output = nuthatch(dir.path(), &["--format", "csv", "-c", "SELECT 1 AS a WHERE false"]);
+    assert_eq!(stdout(&output), "a\n");
+    // Commands work in -c too, and change the format from there on.
+    let output = nuthatch(
+        dir.path(),
+        &["-q", "-c", "SELECT 1 AS a;\n\\pset format nd-json\nSELECT 2 AS a;"],
+    );
+    assert_eq!(
+        stdout(&output),
+        "+---+\n| a |\n+---+\n| 1 |\n+---+\n{\"a\":2}\n"
+    );
+}
+
+#[test]
+fn syntax_errors_are_one_line_that_says_what_was_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = nuthatch(dir.path(), &["-c", "SELEC 1"]);
+    assert!(!output.status.success());
+    assert_eq!(
+        stderr(&output),
+        "Error: SQL syntax error: Expected: an SQL statement, found: SELEC at Line: 1, Column: 1\n"
     );
 }
 
