@@ -83,7 +83,11 @@ impl Command {
             "\\pset" => match rest.as_slice() {
                 [] => Command::Pset(None),
                 [setting, value] => Command::Pset(Some((setting.to_string(), value.to_string()))),
-                _ => return Err(usage("\\pset takes a setting and a value: \\pset format csv")),
+                _ => {
+                    return Err(usage(
+                        "\\pset takes a setting and a value: \\pset format csv",
+                    ))
+                }
             },
             "\\timing" => Command::Timing(switch(rest.first())?),
             "\\quiet" => Command::Quiet(switch(rest.first())?),
@@ -123,17 +127,26 @@ pub async fn run(shell: &mut Shell<'_>, command: Command) -> Result<Flow> {
             println!("maxrows  {}", options.maxrows);
             println!(
                 "pager    {}",
-                options.pager.as_deref().map_or("off".into(), |p| format!("on ({p})"))
+                options
+                    .pager
+                    .as_deref()
+                    .map_or("off".into(), |p| format!("on ({p})"))
             );
         }
         Command::Pset(Some((setting, value))) => pset(shell, &setting, &value)?,
         Command::Timing(on) => {
             shell.options.timing = on.unwrap_or(!shell.options.timing);
-            println!("Timing is {}.", if shell.options.timing { "on" } else { "off" });
+            println!(
+                "Timing is {}.",
+                if shell.options.timing { "on" } else { "off" }
+            );
         }
         Command::Quiet(on) => {
             shell.options.quiet = on.unwrap_or(!shell.options.quiet);
-            println!("Quiet mode is {}.", if shell.options.quiet { "on" } else { "off" });
+            println!(
+                "Quiet mode is {}.",
+                if shell.options.quiet { "on" } else { "off" }
+            );
         }
         Command::Functions => {
             let sql = "SELECT name, parameters, cache_args, version, backend, timeseries \
@@ -165,7 +178,11 @@ fn pset(shell: &mut Shell<'_>, setting: &str, value: &str) -> Result<()> {
         "pager" => match value.to_ascii_lowercase().as_str() {
             "on" | "true" => options.pager = Some(Pager::command()),
             "off" | "false" => options.pager = None,
-            other => return Err(usage(&format!("\\pset pager takes on or off, not '{other}'"))),
+            other => {
+                return Err(usage(&format!(
+                    "\\pset pager takes on or off, not '{other}'"
+                )))
+            }
         },
         other => {
             return Err(usage(&format!(
@@ -304,7 +321,13 @@ async fn describe(shell: &mut Shell<'_>, name: &str) -> Result<()> {
         schema,
         vec![
             text(table.columns.iter().map(|f| f.name().clone()).collect()),
-            text(table.columns.iter().map(|f| f.data_type().to_string()).collect()),
+            text(
+                table
+                    .columns
+                    .iter()
+                    .map(|f| f.data_type().to_string())
+                    .collect(),
+            ),
             text(
                 table
                     .columns
@@ -380,7 +403,10 @@ mod tests {
             Command::parse("\\d agg_and_clip").unwrap(),
             Command::Describe(Some("agg_and_clip".into()))
         );
-        assert_eq!(Command::parse("\\timing off").unwrap(), Command::Timing(Some(false)));
+        assert_eq!(
+            Command::parse("\\timing off").unwrap(),
+            Command::Timing(Some(false))
+        );
         assert_eq!(
             Command::parse("\\pset format csv").unwrap(),
             Command::Pset(Some(("format".into(), "csv".into())))

@@ -150,7 +150,12 @@ fn option_values(names: &Names, option: &str, word: &str) -> Vec<Candidate> {
             .collect()
     };
     match option {
-        "cache_mode" => quoted(CacheMode::ALL.iter().map(|m| m.name().to_string()).collect()),
+        "cache_mode" => quoted(
+            CacheMode::ALL
+                .iter()
+                .map(|m| m.name().to_string())
+                .collect(),
+        ),
         "backend" | "storage_backend" => quoted(names.backends.clone()),
         flag if FLAG_OPTIONS.contains(&flag) => matching(["true", "false"], word),
         _ => Vec::new(),
@@ -159,7 +164,10 @@ fn option_values(names: &Names, option: &str, word: &str) -> Vec<Candidate> {
 
 /// The cached function whose argument list the cursor is in, and where
 /// that list starts.
-fn enclosing_call<'a>(names: &'a Names, before: &str) -> Option<(&'a (String, Vec<String>), usize)> {
+fn enclosing_call<'a>(
+    names: &'a Names,
+    before: &str,
+) -> Option<(&'a (String, Vec<String>), usize)> {
     let mut depth = 0usize;
     let mut quoted = false;
     let bytes = before.as_bytes();
@@ -270,7 +278,13 @@ fn general(names: &Names, line: &str, word: &str) -> Vec<Candidate> {
         .iter()
         .filter(|_| !relation_only)
         .filter(|k| starts_with_ignoring_case(k, word))
-        .map(|k| Candidate::same(if lower { k.to_lowercase() } else { k.to_string() }))
+        .map(|k| {
+            Candidate::same(if lower {
+                k.to_lowercase()
+            } else {
+                k.to_string()
+            })
+        })
         .collect();
     found.extend(matching(names.tables.iter().map(|(t, _)| t.as_str()), word));
     found.extend(
@@ -318,7 +332,10 @@ fn command_candidates(names: &Names, before: &str, word: &str) -> Vec<Candidate>
     match command {
         "\\d" => {
             let mut found = matching(names.tables.iter().map(|(t, _)| t.as_str()), word);
-            found.extend(matching(names.functions.iter().map(|(f, _)| f.as_str()), word));
+            found.extend(matching(
+                names.functions.iter().map(|(f, _)| f.as_str()),
+                word,
+            ));
             found
         }
         "\\caches" => matching(names.functions.iter().map(|(f, _)| f.as_str()), word),
@@ -378,9 +395,17 @@ mod tests {
             ["agg_days => "],
             "positional arguments fill the first parameters"
         );
-        let options = replacements("SELECT * FROM agg_and_clip(start_time => 'x', end_time => 'y', agg_days => 7, ");
-        assert!(options.contains(&"cache_mode => ".to_string()), "{options:?}");
-        assert!(!options.contains(&"agg_days => ".to_string()), "{options:?}");
+        let options = replacements(
+            "SELECT * FROM agg_and_clip(start_time => 'x', end_time => 'y', agg_days => 7, ",
+        );
+        assert!(
+            options.contains(&"cache_mode => ".to_string()),
+            "{options:?}"
+        );
+        assert!(
+            !options.contains(&"agg_days => ".to_string()),
+            "{options:?}"
+        );
         assert_eq!(
             replacements("SELECT * FROM agg_and_clip(cache_mode => 'ov"),
             ["'overwrite'"]
@@ -405,7 +430,10 @@ mod tests {
         assert!(replacements("sel").contains(&"select".to_string()));
         assert!(!replacements("SELECT fa").contains(&"fare".to_string()));
         assert!(replacements("SELECT fa FROM trips WHERE fa").contains(&"fare".to_string()));
-        assert_eq!(replacements("SELECT * FROM nuthatch.ca"), ["nuthatch.caches"]);
+        assert_eq!(
+            replacements("SELECT * FROM nuthatch.ca"),
+            ["nuthatch.caches"]
+        );
         assert_eq!(replacements("SELECT trips.di"), ["trips.distance"]);
         let columns = replacements("SELECT * FROM nuthatch.caches WHERE ti");
         assert!(columns.contains(&"tier".to_string()), "{columns:?}");

@@ -144,7 +144,10 @@ pub fn highlight_sql(line: &str) -> String {
             out.push_str(COMMENT);
             out.push_str(&line[at..end]);
             out.push_str(RESET);
-            i = chars.iter().position(|(p, _)| *p >= end).unwrap_or(chars.len());
+            i = chars
+                .iter()
+                .position(|(p, _)| *p >= end)
+                .unwrap_or(chars.len());
         } else if c == '\'' {
             let mut j = i + 1;
             while j < chars.len() && chars[j].1 != '\'' {
@@ -193,8 +196,12 @@ mod tests {
         assert!(!statement_complete("SELECT ';"));
         assert!(!statement_complete("SELECT 1 -- ;"));
         assert!(!statement_complete("SELECT 1 /* ; */"));
-        assert!(!statement_complete("CREATE CACHED FUNCTION f() AS $$ SELECT 1;"));
-        assert!(statement_complete("CREATE CACHED FUNCTION f() AS $$ SELECT 1; $$;"));
+        assert!(!statement_complete(
+            "CREATE CACHED FUNCTION f() AS $$ SELECT 1;"
+        ));
+        assert!(statement_complete(
+            "CREATE CACHED FUNCTION f() AS $$ SELECT 1; $$;"
+        ));
     }
 
     #[test]

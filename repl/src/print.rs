@@ -74,7 +74,7 @@ enum Writer<W: Write> {
     Table(Box<TableWriter>, W),
     /// The header line is kept for a result without rows, for which arrow
     /// writes nothing.
-    Csv(arrow::csv::Writer<W>, String),
+    Csv(Box<arrow::csv::Writer<W>>, String),
     Json(arrow::json::ArrayWriter<W>),
     NdJson(arrow::json::LineDelimitedWriter<W>),
 }
@@ -98,10 +98,12 @@ impl<W: Write> Printer<W> {
                     let names: Vec<&str> =
                         schema.fields().iter().map(|f| f.name().as_str()).collect();
                     Writer::Csv(
-                        arrow::csv::WriterBuilder::new()
-                            .with_header(true)
-                            .with_delimiter(delimiter)
-                            .build(out),
+                        Box::new(
+                            arrow::csv::WriterBuilder::new()
+                                .with_header(true)
+                                .with_delimiter(delimiter)
+                                .build(out),
+                        ),
                         names.join(&char::from(delimiter).to_string()),
                     )
                 }
@@ -451,27 +453,48 @@ mod tests {
         assert_eq!(String::from_utf8(ours).unwrap(), format!("{arrows}\n"));
 
         let mut limited = Vec::new();
-        print_batches(&batches, &options(Format::Table, MaxRows::Limit(3)), &mut limited).unwrap();
+        print_batches(
+            &batches,
+            &options(Format::Table, MaxRows::Limit(3)),
+            &mut limited,
+        )
+        .unwrap();
         let text = String::from_utf8(limited).unwrap();
         assert!(text.contains("| 3 | xxx  |"), "{text}");
         assert!(!text.contains("| 4 "), "{text}");
-        assert!(text.ends_with("Showing 3 of 4 rows (--maxrows 3).\n"), "{text}");
+        assert!(
+            text.ends_with("Showing 3 of 4 rows (--maxrows 3).\n"),
+            "{text}"
+        );
     }
 
     #[test]
     fn rows_after_the_width_sample_are_cut_to_the_widths() {
         let schema = batch(0, 1).schema();
         let mut out = Vec::new();
-        let mut printer = Printer::new(&options(Format::Table, MaxRows::Unlimited), &schema, &mut out);
+        let mut printer = Printer::new(
+            &options(Format::Table, MaxRows::Unlimited),
+            &schema,
+            &mut out,
+        );
         printer.batch(&batch(1, WIDTH_SAMPLE as i64 + 1)).unwrap();
         let wide = batch(2000, 2001);
         printer.batch(&wide).unwrap();
         let (printed, _) = printer.finish().unwrap();
-        assert_eq!((printed.rows, printed.shown), (WIDTH_SAMPLE + 1, WIDTH_SAMPLE + 1));
+        assert_eq!(
+            (printed.rows, printed.shown),
+            (WIDTH_SAMPLE + 1, WIDTH_SAMPLE + 1)
+        );
         let text = String::from_utf8(out).unwrap();
         let last = text.lines().rev().nth(1).unwrap();
-        assert!(last.starts_with("| 2000 | xxx") && last.ends_with("x… |"), "{last}");
-        assert_eq!(last.chars().count(), text.lines().next().unwrap().chars().count());
+        assert!(
+            last.starts_with("| 2000 | xxx") && last.ends_with("x… |"),
+            "{last}"
+        );
+        assert_eq!(
+            last.chars().count(),
+            text.lines().next().unwrap().chars().count()
+        );
     }
 
     #[test]

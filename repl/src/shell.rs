@@ -73,7 +73,9 @@ pub struct Terminal {
 }
 
 /// The next question, or never when nothing can ask.
-async fn next_question(questions: &mut Option<mpsc::UnboundedReceiver<Question>>) -> Option<Question> {
+async fn next_question(
+    questions: &mut Option<mpsc::UnboundedReceiver<Question>>,
+) -> Option<Question> {
     match questions {
         Some(questions) => questions.recv().await,
         None => std::future::pending().await,

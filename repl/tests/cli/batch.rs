@@ -128,15 +128,25 @@ fn every_format_prints_only_data_on_stdout_and_notes_on_stderr() {
         let err = stderr(&output);
         assert!(err.contains("nuthatch: hourly: "), "{format}: {err}");
         assert!(err.contains("1 row(s) fetched."), "{format}: {err}");
-        assert!(!err.contains("computing ·"), "no progress line off a terminal: {err}");
+        assert!(
+            !err.contains("computing ·"),
+            "no progress line off a terminal: {err}"
+        );
     }
     // An empty result still names its columns.
-    let output = nuthatch(dir.path(), &["--format", "csv", "-c", "SELECT 1 AS a WHERE false"]);
+    let output = nuthatch(
+        dir.path(),
+        &["--format", "csv", "-c", "SELECT 1 AS a WHERE false"],
+    );
     assert_eq!(stdout(&output), "a\n");
     // Commands work in -c too, and change the format from there on.
     let output = nuthatch(
         dir.path(),
-        &["-q", "-c", "SELECT 1 AS a;\n\\pset format nd-json\nSELECT 2 AS a;"],
+        &[
+            "-q",
+            "-c",
+            "SELECT 1 AS a;\n\\pset format nd-json\nSELECT 2 AS a;",
+        ],
     );
     assert_eq!(
         stdout(&output),

@@ -41,7 +41,11 @@ AS SELECT t.value AS time, $step AS step
 /// A project folder whose nuthatch.toml loads [`FUNCTIONS`] and `extra`.
 pub fn project(extra: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("functions.sql"), format!("{FUNCTIONS}{extra}")).unwrap();
+    std::fs::write(
+        dir.path().join("functions.sql"),
+        format!("{FUNCTIONS}{extra}"),
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("nuthatch.toml"),
         "[nuthatch]\ndefinitions = [\"functions.sql\"]\n",

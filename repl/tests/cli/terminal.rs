@@ -18,7 +18,10 @@ impl Screen {
     fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Screen {
         let socket = dir.join("tmux.sock");
         let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
-        let mut script = format!("cd {} && env -u NUTHATCH_ROOT_FILESYSTEM ", quote(dir.to_str().unwrap()));
+        let mut script = format!(
+            "cd {} && env -u NUTHATCH_ROOT_FILESYSTEM ",
+            quote(dir.to_str().unwrap())
+        );
         script.push_str(&format!(
             "NUTHATCH_LOCAL_FILESYSTEM={} ",
             quote(dir.join("local").to_str().unwrap())
@@ -35,7 +38,16 @@ impl Screen {
         let started = Command::new("tmux")
             .arg("-S")
             .arg(&socket)
-            .args(["-f", "/dev/null", "new-session", "-d", "-x", "160", "-y", "50"])
+            .args([
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-x",
+                "160",
+                "-y",
+                "50",
+            ])
             .arg(script)
             .status()
             .expect("tmux runs the terminal tests: install tmux (scripts/test does)");
@@ -50,7 +62,11 @@ impl Screen {
             .args(args)
             .output()
             .unwrap();
-        assert!(output.status.success(), "tmux {args:?}: {}", stderr(&output));
+        assert!(
+            output.status.success(),
+            "tmux {args:?}: {}",
+            stderr(&output)
+        );
         stdout(&output)
     }
 
@@ -103,7 +119,10 @@ impl Screen {
             if text.matches(needle).count() >= times {
                 return text;
             }
-            assert!(Instant::now() < deadline, "{needle:?} never showed {times} times:\n{text}");
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} never showed {times} times:\n{text}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -121,7 +140,8 @@ impl Screen {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let text = self.text();
-            if text.matches("nuthatch> ").count() >= count && text.trim_end().ends_with("nuthatch>") {
+            if text.matches("nuthatch> ").count() >= count && text.trim_end().ends_with("nuthatch>")
+            {
                 return text;
             }
             assert!(Instant::now() < deadline, "no prompt #{count}:\n{text}");
@@ -148,7 +168,11 @@ AS SELECT value AS v, value * 2 AS w FROM generate_series(1, $n);
 #[test]
 fn statements_commands_and_tab_completion_at_the_prompt() {
     let dir = project("");
-    std::fs::write(dir.path().join("more.sql"), "SELECT 'from a file' AS included;\n").unwrap();
+    std::fs::write(
+        dir.path().join("more.sql"),
+        "SELECT 'from a file' AS included;\n",
+    )
+    .unwrap();
     let history = dir.path().join("history");
     let screen = Screen::start(
         dir.path(),
@@ -165,10 +189,14 @@ fn statements_commands_and_tab_completion_at_the_prompt() {
     screen.enter("\\d");
     let text = screen.wait_for("nuthatch.tiers");
     assert!(text.contains("| hourly             | cached function | (start_time TIMESTAMP, end_time TIMESTAMP, step BIGINT DEFAULT 1) version a |"), "{text}");
-    assert!(text.contains("| nuthatch.caches    | system table    | 19 columns"), "{text}");
+    assert!(
+        text.contains("| nuthatch.caches    | system table    | 19 columns"),
+        "{text}"
+    );
 
     screen.enter("\\d hourly");
-    let text = screen.wait_for("  body\n    SELECT t.value AS time, $step AS step FROM generate_series(");
+    let text =
+        screen.wait_for("  body\n    SELECT t.value AS time, $step AS step FROM generate_series(");
     for line in [
         "Cached function hourly(start_time TIMESTAMP, end_time TIMESTAMP, step BIGINT DEFAULT 1)",
         "  cache_args   step",
@@ -181,7 +209,10 @@ fn statements_commands_and_tab_completion_at_the_prompt() {
     }
     screen.enter("\\d nuthatch.tiers");
     let text = screen.wait_for("| column_name  | data_type | is_nullable |");
-    assert!(text.contains("| reachable    | Boolean   | NO          |"), "{text}");
+    assert!(
+        text.contains("| reachable    | Boolean   | NO          |"),
+        "{text}"
+    );
 
     // Tab completes the function, its parameter and a mode name.
     screen.type_text("SELECT count(*) AS n FROM hour");
@@ -220,7 +251,10 @@ fn statements_commands_and_tab_completion_at_the_prompt() {
     screen.enter("\\timing off");
     screen.enter("\\i more.sql");
     let text = screen.wait_for("| from a file |");
-    assert!(text.contains("+-------------+\n1 row(s) fetched.\n"), "{text}");
+    assert!(
+        text.contains("+-------------+\n1 row(s) fetched.\n"),
+        "{text}"
+    );
 
     screen.enter("\\?");
     screen.wait_for("\\caches [FUNCTION]");
@@ -246,7 +280,10 @@ fn progress_shows_while_computing_and_ctrl_c_cancels_without_storing() {
     screen.wait_for("\\? for help");
     screen.enter("SELECT count(*) FROM slow(5000000000);");
     let text = screen.wait_for(" rows · ");
-    let line = text.lines().find(|l| l.contains("slow: computing · ")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("slow: computing · "))
+        .unwrap();
     assert!(line.contains(" written · "), "{line}");
     screen.press("C-c");
     screen.wait_for("Cancelled (Ctrl-C); calls that had not finished stored nothing.");
@@ -281,10 +318,20 @@ fn history_rc_files_the_pager_and_ctrl_d() {
     let history = dir.path().join("state/history");
     std::fs::create_dir_all(history.parent().unwrap()).unwrap();
     std::fs::write(&history, "SELECT 'remembered' AS r;\n").unwrap();
-    std::fs::write(dir.path().join("rc.sql"), "\\timing off\n\\pset maxrows inf\n").unwrap();
+    std::fs::write(
+        dir.path().join("rc.sql"),
+        "\\timing off\n\\pset maxrows inf\n",
+    )
+    .unwrap();
     let screen = Screen::start(
         dir.path(),
-        &["-r", "rc.sql", "--pager", "--history-file", history.to_str().unwrap()],
+        &[
+            "-r",
+            "rc.sql",
+            "--pager",
+            "--history-file",
+            history.to_str().unwrap(),
+        ],
         &[("NUTHATCH_PAGER", "less -SFRX")],
     );
     screen.wait_for("Timing is off.");
@@ -298,7 +345,10 @@ fn history_rc_files_the_pager_and_ctrl_d() {
     // A result taller than the screen opens in the pager; q returns.
     screen.enter("SELECT value FROM generate_series(1, 200);");
     let text = screen.wait_for("| 45    |");
-    assert!(!text.contains("| 200   |"), "the pager shows one screen:\n{text}");
+    assert!(
+        !text.contains("| 200   |"),
+        "the pager shows one screen:\n{text}"
+    );
     screen.press("q");
     screen.wait_for("200 row(s) fetched.");
     // Ctrl-D quits.
