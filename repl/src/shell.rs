@@ -11,6 +11,8 @@
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use datafusion::dataframe::DataFrame;
 use datafusion::error::{DataFusionError, Result};
 use futures::StreamExt;
@@ -19,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::commands::{self, Flow};
 use crate::helper::{statement_complete, PromptEditor};
-use crate::print::{Pager, PrintOptions, Printer};
+use crate::print::{Pager, PrintOptions, Printed, Printer};
 use crate::progress::{self, ProgressLine};
 
 /// What a statement cancelled with Ctrl-C ends with.
@@ -161,37 +163,22 @@ impl<'a> Shell<'a> {
     /// reports and the footer.
     pub async fn print_frame(&mut self, frame: DataFrame, started: Instant) -> Result<()> {
         let mut stream = frame.execute_stream().await?;
-        let schema = stream.schema();
-        let stdout_is_terminal = std::io::stdout().is_terminal();
-        let paging = match &self.options.pager {
-            Some(command) if stdout_is_terminal && !schema.fields().is_empty() => {
-                Some(Pager::start(command)?)
-            }
-            _ => None,
-        };
-        let (mut pager, sink): (Option<Pager>, Box<dyn Write + Send>) = match paging {
-            Some((pager, stdin)) => (Some(pager), Box::new(stdin)),
-            None => (None, Box::new(std::io::stdout())),
-        };
-        let mut printer = Printer::new(&self.options, &schema, sink);
+        let mut output = Output::new(self.options.clone(), stream.schema());
         let mut line = ProgressLine::default();
         let mut tick = tokio::time::interval(progress::TICK);
         let interactive = self.terminal.is_some();
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
-        let mut printed_any = false;
         loop {
-            let shows_progress = self.terminal.as_ref().is_some_and(|t| t.shows_progress)
-                && !(printed_any && pager.is_some());
+            // A pager owns the screen once it shows rows.
+            let shows_progress =
+                self.terminal.as_ref().is_some_and(|t| t.shows_progress) && !output.paging();
             tokio::select! {
                 biased;
                 _ = &mut ctrl_c, if interactive => {
                     line.clear();
                     drop(stream);
-                    drop(printer);
-                    if let Some(pager) = pager {
-                        pager.wait();
-                    }
+                    output.abandon();
                     return Err(DataFusionError::Execution(CANCELLED.into()));
                 }
                 Some(question) = next_question(&mut self.questions) => {
@@ -202,24 +189,13 @@ impl<'a> Shell<'a> {
                 next = stream.next() => match next {
                     Some(Ok(batch)) => {
                         line.clear();
-                        if pager.as_mut().is_some_and(Pager::quit) {
-                            // The person closed the pager: stop reading.
+                        if !output.batch(&batch)? {
                             break;
                         }
-                        if let Err(e) = printer.batch(&batch) {
-                            if pager.is_some() {
-                                break;
-                            }
-                            return Err(e);
-                        }
-                        printed_any = true;
                     }
                     Some(Err(e)) => {
                         line.clear();
-                        drop(printer);
-                        if let Some(pager) = pager {
-                            pager.wait();
-                        }
+                        output.abandon();
                         return Err(e);
                     }
                     None => break,
@@ -230,23 +206,12 @@ impl<'a> Shell<'a> {
             }
         }
         line.clear();
-        let finished = printer.finish();
-        let printed = match finished {
-            Ok((printed, out)) => {
-                drop(out);
-                printed
-            }
-            Err(e) if pager.is_none() => return Err(e),
-            Err(_) => Default::default(),
-        };
-        if let Some(pager) = pager {
-            pager.wait();
-        }
+        let printed = output.finish()?;
         self.notes(printed, started)
     }
 
     /// The call reports and the footer, unless quiet.
-    fn notes(&self, printed: crate::print::Printed, started: Instant) -> Result<()> {
+    fn notes(&self, printed: Printed, started: Instant) -> Result<()> {
         let reports = self.session.take_reports();
         if self.options.quiet {
             return Ok(());
@@ -276,5 +241,88 @@ impl<'a> Shell<'a> {
         writeln!(out, "{footer}\n")?;
         out.flush()?;
         Ok(())
+    }
+}
+
+/// Where one result goes. It is opened at the first batch, so that a pager
+/// does not take the terminal while the engine may still ask a question
+/// (questions come before a call computes).
+struct Output {
+    options: PrintOptions,
+    schema: SchemaRef,
+    printer: Option<Printer<Box<dyn Write + Send>>>,
+    pager: Option<Pager>,
+}
+
+impl Output {
+    fn new(options: PrintOptions, schema: SchemaRef) -> Output {
+        Output {
+            options,
+            schema,
+            printer: None,
+            pager: None,
+        }
+    }
+
+    fn paging(&self) -> bool {
+        self.pager.is_some()
+    }
+
+    fn printer(&mut self) -> Result<&mut Printer<Box<dyn Write + Send>>> {
+        if self.printer.is_none() {
+            let sink: Box<dyn Write + Send> = match &self.options.pager {
+                Some(command)
+                    if std::io::stdout().is_terminal() && !self.schema.fields().is_empty() =>
+                {
+                    let (pager, stdin) = Pager::start(command)?;
+                    self.pager = Some(pager);
+                    Box::new(stdin)
+                }
+                _ => Box::new(std::io::stdout()),
+            };
+            self.printer = Some(Printer::new(&self.options, &self.schema, sink));
+        }
+        Ok(self.printer.as_mut().expect("just opened"))
+    }
+
+    /// Prints `batch`; `false` once the person has closed the pager, when
+    /// the rest of the result is not wanted.
+    fn batch(&mut self, batch: &RecordBatch) -> Result<bool> {
+        if self.pager.as_mut().is_some_and(Pager::quit) {
+            return Ok(false);
+        }
+        match self.printer()?.batch(batch) {
+            Ok(()) => Ok(true),
+            // Writing into a pager that was closed meanwhile.
+            Err(_) if self.pager.is_some() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ends the result and waits for the pager to be closed.
+    fn finish(mut self) -> Result<Printed> {
+        // A result without batches still prints (an empty table's header).
+        self.printer()?;
+        let printer = self.printer.take().expect("opened above");
+        let printed = match printer.finish() {
+            Ok((printed, out)) => {
+                drop(out);
+                printed
+            }
+            Err(_) if self.pager.is_some() => Printed::default(),
+            Err(e) => return Err(e),
+        };
+        if let Some(pager) = self.pager.take() {
+            pager.wait();
+        }
+        Ok(printed)
+    }
+
+    /// Drops the result midway.
+    fn abandon(mut self) {
+        self.printer = None;
+        if let Some(pager) = self.pager.take() {
+            pager.wait();
+        }
     }
 }

@@ -95,6 +95,11 @@ impl Screen {
         self.tmux(&["capture-pane", "-p", "-J", "-S", "-2000"])
     }
 
+    /// The visible screen with its colours as escape sequences.
+    fn colored_text(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-e"])
+    }
+
     /// The screen once it shows `needle`, failing after a minute.
     fn wait_for(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -329,6 +334,7 @@ fn history_rc_files_the_pager_and_ctrl_d() {
             "-r",
             "rc.sql",
             "--pager",
+            "--color",
             "--history-file",
             history.to_str().unwrap(),
         ],
@@ -339,6 +345,20 @@ fn history_rc_files_the_pager_and_ctrl_d() {
     screen.wait_prompt(1);
     screen.press("Up");
     screen.wait_for("nuthatch> SELECT 'remembered' AS r;");
+    // --color highlights the keywords and the string as they are edited.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let colored = screen.colored_text();
+        let line = colored
+            .lines()
+            .find(|l| l.contains("remembered"))
+            .unwrap_or("");
+        if line.contains("SELECT\u{1b}[") && line.contains("\u{1b}[32m'remembered'") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no colours: {line:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     screen.press("Enter");
     screen.wait_for("| remembered |");
 
