@@ -370,13 +370,7 @@ fn function_text(function: &CachedFunction, default_backend: &str) -> String {
     if let Some(storage) = function.storage_backend() {
         field("storage", storage.into());
     }
-    let returns: Vec<String> = function
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| format!("{} {}", f.name(), f.data_type()))
-        .collect();
-    field("returns", returns.join(", "));
+    field("returns", function.returns());
     if let Some(source) = function.source() {
         field("defined in", source.display().to_string());
     }

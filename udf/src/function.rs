@@ -240,6 +240,17 @@ impl CachedFunction {
         self
     }
 
+    /// The result's columns as `name Type, ...`, for listings.
+    pub fn returns(&self) -> String {
+        let columns: Vec<String> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|field| format!("{} {}", field.name(), field.data_type()))
+            .collect();
+        columns.join(", ")
+    }
+
     /// `name(p1 TYPE, p2 TYPE DEFAULT v)`, for messages.
     pub fn signature(&self) -> String {
         format!("{}({})", self.name, self.parameters())

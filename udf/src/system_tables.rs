@@ -64,15 +64,7 @@ fn functions_batch(schema: SchemaRef, functions: &[Arc<CachedFunction>]) -> Resu
         }
         cache_args.append(true);
     }
-    let returns = |f: &CachedFunction| {
-        let columns: Vec<String> = f
-            .schema()
-            .fields()
-            .iter()
-            .map(|field| format!("{} {}", field.name(), field.data_type()))
-            .collect();
-        Some(columns.join(", "))
-    };
+    let returns = |f: &CachedFunction| Some(f.returns());
     Ok(RecordBatch::try_new(
         schema,
         vec![

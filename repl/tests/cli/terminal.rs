@@ -100,58 +100,47 @@ impl Screen {
         self.tmux(&["capture-pane", "-p", "-e"])
     }
 
-    /// The screen once it shows `needle`, failing after a minute.
+    /// The screen once `ready` holds for it, failing after a minute with
+    /// `what` and the screen.
+    fn poll(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = self.text();
+            if ready(&text) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "{what}, on:\n{text}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The screen once it shows `needle`.
     fn wait_for(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let text = self.text();
-            if text.contains(needle) {
-                return text;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the screen never showed {needle:?}:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.poll(&format!("the screen never showed {needle:?}"), |text| {
+            text.contains(needle)
+        })
     }
 
-    /// Waits until `needle` shows `times` times.
+    /// The screen once it shows `needle` `times` times.
     fn wait_count(&self, needle: &str, times: usize) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let text = self.text();
-            if text.matches(needle).count() >= times {
-                return text;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{needle:?} never showed {times} times:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.poll(&format!("{needle:?} never showed {times} times"), |text| {
+            text.matches(needle).count() >= times
+        })
     }
 
-    /// What the screen shows after the last `mark` (the current line when
-    /// `mark` is the prompt).
+    /// The screen once the `count`th prompt is there, idle.
+    fn wait_prompt(&self, count: usize) -> String {
+        self.poll(&format!("no prompt #{count}"), |text| {
+            text.matches("nuthatch> ").count() >= count && text.trim_end().ends_with("nuthatch>")
+        })
+    }
+
+    /// What the screen shows after the last `mark` (the line being edited
+    /// when `mark` is the prompt).
     fn after_last(&self, mark: &str) -> String {
         let text = self.text();
         let at = text.rfind(mark).unwrap_or(0);
         text[at..].trim_end().to_string()
-    }
-
-    /// Waits until the prompt is back and idle after what was typed.
-    fn wait_prompt(&self, count: usize) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let text = self.text();
-            if text.matches("nuthatch> ").count() >= count && text.trim_end().ends_with("nuthatch>")
-            {
-                return text;
-            }
-            assert!(Instant::now() < deadline, "no prompt #{count}:\n{text}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
     }
 }
 
