@@ -208,6 +208,19 @@ fn statements_commands_and_tab_completion_at_the_prompt() {
         "{text}"
     );
 
+    // Tab completes keywords in the case typed, and columns of the tables
+    // the statement names.
+    screen.type_text("sel");
+    screen.press("Tab");
+    screen.type_text(" count(*) AS entries FROM nuthatch.caches WHERE backe");
+    screen.press("Tab");
+    assert_eq!(
+        screen.after_last("nuthatch> "),
+        "nuthatch> select count(*) AS entries FROM nuthatch.caches WHERE backend"
+    );
+    screen.enter(" = 'parquet';");
+    screen.wait_for("| 0       |");
+
     // Tab completes the function, its parameter and a mode name.
     screen.type_text("SELECT count(*) AS n FROM hour");
     screen.press("Tab");
@@ -250,6 +263,12 @@ fn statements_commands_and_tab_completion_at_the_prompt() {
         "{text}"
     );
 
+    screen.enter("\\quiet on");
+    screen.enter("SELECT 'no footer' AS q;");
+    // No reports, no footer: the prompt follows the table.
+    screen.wait_for("| no footer |\n+-----------+\nnuthatch>");
+    screen.enter("\\quiet off");
+
     screen.enter("\\?");
     screen.wait_for("\\caches [FUNCTION]");
     screen.enter("SELEC 1;");
@@ -286,6 +305,14 @@ fn progress_shows_while_computing_and_ctrl_c_cancels_without_storing() {
         !text.contains("slow: computing"),
         "the progress line is gone:\n{text}"
     );
+    // Rows print as they arrive: the first 40 are on the screen while the
+    // statement still runs (and is cancelled).
+    screen.enter("SELECT value FROM generate_series(1, 5000000000);");
+    let text = screen.wait_for("| 40    |\n+-------+");
+    assert!(!text.contains("row(s) fetched"), "still running:\n{text}");
+    screen.press("C-c");
+    screen.wait_count("Cancelled (Ctrl-C)", 2);
+
     // The prompt goes on, and nothing of the cancelled call is visible.
     screen.enter("SELECT count(*) AS entries FROM nuthatch.caches WHERE function = 'slow';");
     screen.wait_for("| 0       |");
