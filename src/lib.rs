@@ -42,27 +42,9 @@ pub use nuthatch_udf::{
 pub mod crates {
     pub use nuthatch_backends as backends;
     pub use nuthatch_catalog as catalog;
+    #[cfg(feature = "flight")]
+    pub use nuthatch_flight as flight;
     pub use nuthatch_udf as udf;
 }
 
-/// The text of an error as a user should read it: a nuthatch error without
-/// the "External error: " DataFusion puts in front of it, a syntax error
-/// without the parser's debug form, anything else as DataFusion prints it.
-pub fn error_message(error: &datafusion::error::DataFusionError) -> String {
-    use datafusion::error::DataFusionError;
-    use datafusion::sql::sqlparser::parser::ParserError;
-    if let Some(ours) = Error::find(error) {
-        return ours.to_string();
-    }
-    match error.find_root() {
-        DataFusionError::SQL(parser, _) => match parser.as_ref() {
-            ParserError::ParserError(text) | ParserError::TokenizerError(text) => {
-                format!("SQL syntax error: {text}")
-            }
-            ParserError::RecursionLimitExceeded => {
-                "SQL syntax error: the statement nests too deeply; split it up".to_string()
-            }
-        },
-        _ => error.to_string(),
-    }
-}
+pub use nuthatch_udf::error_message;

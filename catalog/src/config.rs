@@ -391,6 +391,7 @@ impl Config {
                 ["log"]
                 | ["pager"]
                 | ["history", "file"]
+                | ["server", "token"]
                 | ["allow", "installed", "package", "configuration"] => Ok(()),
                 [first, ..] if first.starts_with("test") => Ok(()),
                 [location, rest @ ..] if is_location(location) && !rest.is_empty() => {

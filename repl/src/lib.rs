@@ -11,7 +11,8 @@
 //!   input, highlighting and Tab completion from [`complete`]), with a
 //!   [`progress`] line, Ctrl-C to cancel, and questions before overwrites;
 //! - [`manage`]: the subcommands `list`, `delete`, `import`,
-//!   `print-config` over the same session.
+//!   `print-config` over the same session, and [`serve`], the Flight SQL
+//!   server.
 //!
 //! `-c` and `-f` (and SQL piped into stdin) run and exit, non-zero on the
 //! first error, printing only data on stdout in the machine formats.
@@ -24,6 +25,7 @@ pub mod interactive;
 pub mod manage;
 pub mod print;
 pub mod progress;
+pub mod serve;
 pub mod shell;
 
 use std::io::Read;

@@ -70,6 +70,8 @@ pub enum Command {
         #[arg(short, long)]
         show_secrets: bool,
     },
+    /// Serve SQL over Arrow Flight SQL, for ADBC clients (notebooks).
+    Serve(crate::serve::Serve),
 }
 
 /// Which entries a command is about.
@@ -291,6 +293,7 @@ pub async fn run(
                 writeln!(out, "No settings match.")?;
             }
         }
+        Command::Serve(serve) => crate::serve::run(session, serve).await?,
     }
     Ok(())
 }

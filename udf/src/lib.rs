@@ -48,3 +48,26 @@ pub use session::Session;
 pub use settings::{CallFrame, CallStack, Inherited, NuthatchOptions, OverwritePrompt};
 pub use table_function::{CachedCall, CachedTableFunction};
 pub use value::{ParamType, Value};
+
+/// The text of an error as a user should read it: a nuthatch error without
+/// the "External error: " DataFusion puts in front of it, a syntax error
+/// without the parser's debug form, anything else as DataFusion prints it.
+/// Every front end (the binary, the Flight SQL server) prints errors so.
+pub fn error_message(error: &datafusion::error::DataFusionError) -> String {
+    use datafusion::error::DataFusionError;
+    use datafusion::sql::sqlparser::parser::ParserError;
+    if let Some(ours) = nuthatch_catalog::Error::find(error) {
+        return ours.to_string();
+    }
+    match error.find_root() {
+        DataFusionError::SQL(parser, _) => match parser.as_ref() {
+            ParserError::ParserError(text) | ParserError::TokenizerError(text) => {
+                format!("SQL syntax error: {text}")
+            }
+            ParserError::RecursionLimitExceeded => {
+                "SQL syntax error: the statement nests too deeply; split it up".to_string()
+            }
+        },
+        _ => error.to_string(),
+    }
+}

@@ -1,0 +1,383 @@
+//! The Flight SQL service: statements, prepared statements, metadata.
+//!
+//! An execution (GetFlightInfo of a statement or a prepared statement)
+//! makes the physical plan once and parks it under a random ticket; the
+//! DoGet that follows runs exactly that plan. The schema in the FlightInfo
+//! is the one the encoder will send (it casts every batch to it), so the
+//! client never sees "inconsistent schema".
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::sql::server::FlightSqlService;
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
+    CommandStatementQuery, ProstMessageExt, SqlInfo, TicketStatementQuery,
+};
+use arrow_flight::{
+    Action, FlightDescriptor, FlightEndpoint, FlightInfo, IpcMessage, SchemaAsIpc, Ticket,
+};
+use datafusion::dataframe::DataFrame;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::execute_stream;
+use futures::{Stream, TryStreamExt};
+use nuthatch_udf::definition::CreateCachedFunction;
+use nuthatch_udf::Engine;
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+use crate::clients::{Client, Clients, Found, Pending, Planned, Prepared};
+use crate::metadata;
+use crate::status::{arrow_status, to_status};
+
+type DoGetStream = <FlightSqlServer as FlightService>::DoGetStream;
+
+/// The service over one engine, shared by every client.
+#[derive(Clone)]
+pub struct FlightSqlServer {
+    engine: Engine,
+    clients: Arc<Clients>,
+}
+
+impl FlightSqlServer {
+    /// With `token`, clients must present it before they get a session.
+    pub fn new(engine: Engine, token: Option<String>) -> FlightSqlServer {
+        FlightSqlServer {
+            engine,
+            clients: Arc::new(Clients::new(token)),
+        }
+    }
+
+    fn client<T>(&self, request: &Request<T>) -> Result<Found, Status> {
+        self.clients.session(&self.engine, request.metadata())
+    }
+
+    /// Plans `sql` as a query, or recognises it as a command to run when
+    /// executed.
+    async fn plan(client: &Client, sql: &str) -> Result<Planned, Status> {
+        client.session.refresh_functions();
+        if CreateCachedFunction::parse(sql)
+            .map_err(to_status)?
+            .is_some()
+        {
+            return Ok(Planned::Command(sql.to_string()));
+        }
+        let state = client.session.context().state();
+        let plan = state.create_logical_plan(sql).await.map_err(to_status)?;
+        Ok(match plan {
+            LogicalPlan::Ddl(_)
+            | LogicalPlan::Statement(_)
+            | LogicalPlan::Dml(_)
+            | LogicalPlan::Copy(_) => Planned::Command(sql.to_string()),
+            plan => Planned::Query(plan),
+        })
+    }
+
+    /// Runs what is planned (a command now; a query's physical plan) and
+    /// parks the result under a ticket.
+    async fn execute(
+        &self,
+        client: Arc<Client>,
+        planned: &Planned,
+        descriptor: FlightDescriptor,
+    ) -> Result<FlightInfo, Status> {
+        // Reports of earlier statements are in the session's history
+        // (nuthatch.calls); the unread list must not grow for ever.
+        client.session.take_reports();
+        let session = &client.session;
+        let frame = match planned {
+            Planned::Command(sql) => session.sql(sql).await.map_err(to_status)?,
+            Planned::Query(plan) => DataFrame::new(session.context().state(), plan.clone()),
+        };
+        let plan = frame.create_physical_plan().await.map_err(to_status)?;
+        let announced = announced_schema(plan.schema());
+        let ticket = self.clients.park(Pending {
+            client,
+            plan,
+            created: std::time::Instant::now(),
+        });
+        flight_info(&announced, ticket, descriptor)
+    }
+}
+
+/// The schema the encoder sends for results of `schema` (dictionaries
+/// hydrated).
+fn announced_schema(schema: SchemaRef) -> SchemaRef {
+    FlightDataEncoderBuilder::new()
+        .with_schema(Arc::clone(&schema))
+        .build(futures::stream::empty())
+        .known_schema()
+        .unwrap_or(schema)
+}
+
+fn flight_info(
+    schema: &Schema,
+    ticket: Vec<u8>,
+    descriptor: FlightDescriptor,
+) -> Result<FlightInfo, Status> {
+    let ticket = TicketStatementQuery {
+        statement_handle: ticket.into(),
+    };
+    let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket.as_any().encode_to_vec()));
+    Ok(FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(arrow_status)?
+        .with_endpoint(endpoint)
+        .with_descriptor(descriptor)
+        .with_total_records(-1)
+        .with_ordered(false))
+}
+
+/// A metadata answer's FlightInfo: its ticket is the command itself.
+fn metadata_info(
+    schema: &Schema,
+    command: impl ProstMessageExt,
+    descriptor: FlightDescriptor,
+) -> Result<FlightInfo, Status> {
+    let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(command.as_any().encode_to_vec()));
+    Ok(FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(arrow_status)?
+        .with_endpoint(endpoint)
+        .with_descriptor(descriptor))
+}
+
+/// `value` as a response, carrying the session token when it is new.
+fn respond<T>(found: &Found, value: T) -> Response<T> {
+    let mut response = Response::new(value);
+    if let Some(token) = &found.new_token {
+        if let Ok(header) = format!("Bearer {token}").parse() {
+            response.metadata_mut().insert("authorization", header);
+        }
+    }
+    response
+}
+
+fn encode(
+    schema: SchemaRef,
+    batches: impl Stream<Item = datafusion::error::Result<RecordBatch>> + Send + 'static,
+) -> DoGetStream {
+    let batches = batches.map_err(|e| FlightError::Tonic(Box::new(to_status(e))));
+    Box::pin(
+        FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(batches)
+            .map_err(Status::from),
+    )
+}
+
+fn one_batch(batch: RecordBatch) -> DoGetStream {
+    let schema = batch.schema();
+    encode(schema, futures::stream::iter([Ok(batch)]))
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for FlightSqlServer {
+    type FlightService = FlightSqlServer;
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let found = self.client(&request)?;
+        let planned = Self::plan(&found.client, &query.query).await?;
+        let info = self
+            .execute(Arc::clone(&found.client), &planned, request.into_inner())
+            .await?;
+        Ok(respond(&found, info))
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let prepared = self.clients.prepared(&query.prepared_statement_handle)?;
+        let info = self
+            .execute(
+                Arc::clone(&prepared.client),
+                &prepared.planned,
+                request.into_inner(),
+            )
+            .await?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let pending = self.clients.take(&ticket.statement_handle)?;
+        let task = pending.client.session.context().task_ctx();
+        let schema = pending.plan.schema();
+        let stream = execute_stream(pending.plan, task).map_err(to_status)?;
+        // Dropping the response (the client went away) drops the stream,
+        // which cancels the query.
+        Ok(Response::new(encode(schema, stream)))
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let found = self.client(&request)?;
+        let planned = Self::plan(&found.client, &query.query).await?;
+        let schema = match &planned {
+            Planned::Query(plan) => announced_schema(Arc::new(plan.schema().as_arrow().clone())),
+            Planned::Command(_) => Arc::new(Schema::empty()),
+        };
+        let options = IpcWriteOptions::default();
+        let IpcMessage(dataset_schema) = SchemaAsIpc::new(&schema, &options)
+            .try_into()
+            .map_err(arrow_status)?;
+        let handle = self.clients.prepare(Prepared {
+            client: found.client,
+            planned,
+        });
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: handle.into(),
+            dataset_schema,
+            parameter_schema: Default::default(),
+        })
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        query: ActionClosePreparedStatementRequest,
+        _request: Request<Action>,
+    ) -> Result<(), Status> {
+        self.clients.unprepare(&query.prepared_statement_handle);
+        Ok(())
+    }
+
+    async fn do_action_fallback(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        if request.get_ref().r#type == "CloseSession" {
+            self.clients.close(request.metadata());
+            return Ok(Response::new(Box::pin(futures::stream::empty())));
+        }
+        Err(Status::invalid_argument(format!(
+            "nuthatch does not support the action {:?}",
+            request.get_ref().r#type
+        )))
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let found = self.client(&request)?;
+        let schema = query.clone().into_builder(metadata::sql_info()).schema();
+        let info = metadata_info(&schema, query, request.into_inner())?;
+        Ok(respond(&found, info))
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let batch = query
+            .into_builder(metadata::sql_info())
+            .build()
+            .map_err(Status::from)?;
+        Ok(Response::new(one_batch(batch)))
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let found = self.client(&request)?;
+        let schema = query.into_builder().schema();
+        let info = metadata_info(&schema, query, request.into_inner())?;
+        Ok(respond(&found, info))
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let found = self.client(&request)?;
+        let batch = metadata::catalogs(&found.client.session, query)?;
+        Ok(respond(&found, one_batch(batch)))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let found = self.client(&request)?;
+        let schema = query.clone().into_builder().schema();
+        let info = metadata_info(&schema, query, request.into_inner())?;
+        Ok(respond(&found, info))
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let found = self.client(&request)?;
+        let batch = metadata::schemas(&found.client.session, query)?;
+        Ok(respond(&found, one_batch(batch)))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let found = self.client(&request)?;
+        let schema = query.clone().into_builder().schema();
+        let info = metadata_info(&schema, query, request.into_inner())?;
+        Ok(respond(&found, info))
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let found = self.client(&request)?;
+        let batch = metadata::tables(&found.client.session, query).await?;
+        Ok(respond(&found, one_batch(batch)))
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let found = self.client(&request)?;
+        let schema = query.into_builder().schema();
+        let info = metadata_info(&schema, query, request.into_inner())?;
+        Ok(respond(&found, info))
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        Ok(Response::new(one_batch(metadata::table_types(query)?)))
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
