@@ -1,8 +1,10 @@
 //! The `nuthatch` binary, run as a user runs it, in a fresh project folder:
-//! with arguments and pipes ([`batch`]), and in a real terminal driven
-//! through tmux ([`terminal`]).
+//! with arguments and pipes ([`batch`]), in a real terminal driven
+//! through tmux ([`terminal`]), and as a Flight SQL server for the real
+//! Python ADBC client ([`flight`]).
 
 mod batch;
+mod flight;
 mod terminal;
 
 use std::path::Path;

@@ -1,0 +1,96 @@
+"""The real ADBC Flight SQL client, driven by the server's tests.
+
+    python adbc_client.py URI SCENARIO [TOKEN]
+
+Each scenario prints one JSON object with what the client saw; the Rust
+test asserts on it.
+"""
+import json
+import sys
+import threading
+
+import adbc_driver_flightsql.dbapi as flight_sql
+
+uri, scenario = sys.argv[1], sys.argv[2]
+token = sys.argv[3] if len(sys.argv) > 3 else None
+
+
+def connect():
+    kwargs = {}
+    if token is not None:
+        kwargs["db_kwargs"] = {"adbc.flight.sql.authorization_header": f"Bearer {token}"}
+    return flight_sql.connect(uri, autocommit=True, **kwargs)
+
+
+def rows(cur, sql):
+    cur.execute(sql)
+    return cur.fetch_arrow_table().to_pylist()
+
+
+def calls(cur):
+    return rows(cur, "SELECT function, outcome FROM nuthatch.calls ORDER BY finished_at")
+
+
+out = {}
+if scenario == "session":
+    with connect() as conn, conn.cursor() as cur:
+        out["hourly"] = rows(
+            cur,
+            "SELECT step, count(*) AS n FROM hourly('2020-01-02', '2020-01-03', step => 2) GROUP BY step",
+        )
+        cur.execute("SELECT * FROM hourly('2020-01-02', '2020-01-02T03:00:00', step => 2)")
+        table = cur.fetch_arrow_table()
+        out["schema"] = [f"{f.name}:{f.type}" for f in table.schema]
+        try:
+            cur.execute("SELECT * FROM hourly('2020-01-02', '2020-01-03', stepz => 2)")
+            out["error"] = None
+        except Exception as e:  # the connection must stay usable
+            out["error"] = f"{type(e).__name__}: {e}"
+        out["after_error"] = rows(cur, "SELECT 1 AS one")
+        cur.execute(
+            "CREATE OR REPLACE CACHED FUNCTION squares(n BIGINT) WITH (cache_args = (n)) "
+            "AS SELECT value * value AS sq FROM generate_series(1, $n)"
+        )
+        out["squares"] = rows(cur, "SELECT sum(sq) AS total FROM squares(3)")
+        out["calls"] = calls(cur)
+        out["table_schema"] = [
+            f.name for f in conn.adbc_get_table_schema("caches", db_schema_filter="nuthatch")
+        ]
+        objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
+        out["tables"] = sorted(
+            f'{s["db_schema_name"]}.{t["table_name"]}'
+            for c in objects
+            for s in c["catalog_db_schemas"]
+            for t in s["db_schema_tables"]
+        )
+        out["vendor"] = conn.adbc_get_info().get("vendor_name")
+    # A second connection is a second session: its own calls.
+    with connect() as conn, conn.cursor() as cur:
+        out["other_session_calls"] = calls(cur)
+        out["other_session_squares"] = rows(cur, "SELECT sum(sq) AS total FROM squares(3)")
+elif scenario == "concurrent":
+    results, errors = [], []
+
+    def client():
+        try:
+            with connect() as conn, conn.cursor() as cur:
+                n = rows(cur, "SELECT count(*) AS n FROM hourly('2020-01-01', '2020-01-11', step => 7)")
+                results.append((n[0]["n"], [c["outcome"] for c in calls(cur)]))
+        except Exception as e:
+            errors.append(str(e))
+
+    threads = [threading.Thread(target=client) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out["counts"] = sorted(r[0] for r in results)
+    out["outcomes"] = sorted(o for r in results for o in r[1])
+    out["errors"] = errors
+elif scenario == "auth":
+    try:
+        with connect() as conn, conn.cursor() as cur:
+            out["rows"] = rows(cur, "SELECT 42 AS answer")
+    except Exception as e:
+        out["error"] = f"{type(e).__name__}: {e}"
+print(json.dumps(out))
