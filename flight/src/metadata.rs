@@ -68,30 +68,16 @@ pub fn schemas(session: &Session, command: CommandGetDbSchemas) -> Result<Record
 pub async fn tables(session: &Session, command: CommandGetTables) -> Result<RecordBatch, Status> {
     session.refresh_functions();
     let mut builder = command.into_builder();
-    let ctx = session.context();
-    for catalog_name in ctx.catalog_names() {
-        let Some(catalog) = ctx.catalog(&catalog_name) else {
-            continue;
-        };
-        for schema_name in catalog.schema_names() {
-            let Some(schema) = catalog.schema(&schema_name) else {
-                continue;
-            };
-            for table_name in schema.table_names() {
-                let Some(table) = schema.table(&table_name).await.map_err(to_status)? else {
-                    continue;
-                };
-                builder
-                    .append(
-                        &catalog_name,
-                        &schema_name,
-                        &table_name,
-                        table_type(table.table_type()),
-                        &table.schema(),
-                    )
-                    .map_err(Status::from)?;
-            }
-        }
+    for table in session.tables().await.map_err(to_status)? {
+        builder
+            .append(
+                &table.catalog,
+                &table.schema,
+                &table.name,
+                table_type(table.provider.table_type()),
+                &table.provider.schema(),
+            )
+            .map_err(Status::from)?;
     }
     builder.build().map_err(Status::from)
 }

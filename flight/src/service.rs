@@ -59,6 +59,25 @@ impl FlightSqlServer {
         self.clients.session(&self.engine, request.metadata())
     }
 
+    /// The FlightInfo of a metadata command whose answer has `schema`: its
+    /// ticket is the command itself.
+    fn metadata_info(
+        &self,
+        schema: &Schema,
+        command: impl ProstMessageExt,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let found = self.client(&request)?;
+        let endpoint =
+            FlightEndpoint::new().with_ticket(Ticket::new(command.as_any().encode_to_vec()));
+        let info = FlightInfo::new()
+            .try_with_schema(schema)
+            .map_err(arrow_status)?
+            .with_endpoint(endpoint)
+            .with_descriptor(request.into_inner());
+        Ok(respond(&found, info))
+    }
+
     /// Plans `sql` as a query, or recognises it as a command to run when
     /// executed.
     async fn plan(client: &Client, sql: &str) -> Result<Planned, Status> {
@@ -133,20 +152,6 @@ fn flight_info(
         .with_descriptor(descriptor)
         .with_total_records(-1)
         .with_ordered(false))
-}
-
-/// A metadata answer's FlightInfo: its ticket is the command itself.
-fn metadata_info(
-    schema: &Schema,
-    command: impl ProstMessageExt,
-    descriptor: FlightDescriptor,
-) -> Result<FlightInfo, Status> {
-    let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(command.as_any().encode_to_vec()));
-    Ok(FlightInfo::new()
-        .try_with_schema(schema)
-        .map_err(arrow_status)?
-        .with_endpoint(endpoint)
-        .with_descriptor(descriptor))
 }
 
 /// `value` as a response, carrying the session token when it is new.
@@ -279,10 +284,8 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let found = self.client(&request)?;
         let schema = query.clone().into_builder(metadata::sql_info()).schema();
-        let info = metadata_info(&schema, query, request.into_inner())?;
-        Ok(respond(&found, info))
+        self.metadata_info(&schema, query, request)
     }
 
     async fn do_get_sql_info(
@@ -302,10 +305,8 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let found = self.client(&request)?;
         let schema = query.into_builder().schema();
-        let info = metadata_info(&schema, query, request.into_inner())?;
-        Ok(respond(&found, info))
+        self.metadata_info(&schema, query, request)
     }
 
     async fn do_get_catalogs(
@@ -323,10 +324,8 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let found = self.client(&request)?;
         let schema = query.clone().into_builder().schema();
-        let info = metadata_info(&schema, query, request.into_inner())?;
-        Ok(respond(&found, info))
+        self.metadata_info(&schema, query, request)
     }
 
     async fn do_get_schemas(
@@ -344,10 +343,8 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let found = self.client(&request)?;
         let schema = query.clone().into_builder().schema();
-        let info = metadata_info(&schema, query, request.into_inner())?;
-        Ok(respond(&found, info))
+        self.metadata_info(&schema, query, request)
     }
 
     async fn do_get_tables(
@@ -365,10 +362,8 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let found = self.client(&request)?;
         let schema = query.into_builder().schema();
-        let info = metadata_info(&schema, query, request.into_inner())?;
-        Ok(respond(&found, info))
+        self.metadata_info(&schema, query, request)
     }
 
     async fn do_get_table_types(

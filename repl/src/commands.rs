@@ -201,46 +201,33 @@ pub struct TableInfo {
     pub columns: Vec<Arc<Field>>,
 }
 
-/// Every table of the session's catalogs, system tables included.
+/// Every table of the session's catalogs, system tables included, named
+/// as a query of this session would name it.
 pub async fn tables(session: &Session) -> Result<Vec<TableInfo>> {
-    let ctx = session.context();
-    let options = ctx.state().config_options().catalog.clone();
+    let options = session.context().state().config_options().catalog.clone();
     let mut found = Vec::new();
-    for catalog_name in ctx.catalog_names() {
-        let Some(catalog) = ctx.catalog(&catalog_name) else {
-            continue;
+    for table in session.tables().await? {
+        let name = if table.catalog != options.default_catalog {
+            format!("{}.{}.{}", table.catalog, table.schema, table.name)
+        } else if table.schema != options.default_schema {
+            format!("{}.{}", table.schema, table.name)
+        } else {
+            table.name.clone()
         };
-        for schema_name in catalog.schema_names() {
-            let Some(schema) = catalog.schema(&schema_name) else {
-                continue;
-            };
-            for table_name in schema.table_names() {
-                let Some(table) = schema.table(&table_name).await? else {
-                    continue;
-                };
-                let name = if catalog_name != options.default_catalog {
-                    format!("{catalog_name}.{schema_name}.{table_name}")
-                } else if schema_name != options.default_schema {
-                    format!("{schema_name}.{table_name}")
-                } else {
-                    table_name.clone()
-                };
-                let kind = if schema_name == nuthatch::crates::catalog::system::SCHEMA {
-                    "system table"
-                } else {
-                    match table.table_type() {
-                        TableType::View => "view",
-                        TableType::Temporary => "temporary table",
-                        TableType::Base => "table",
-                    }
-                };
-                found.push(TableInfo {
-                    name,
-                    kind,
-                    columns: table.schema().fields().iter().cloned().collect(),
-                });
+        let kind = if table.schema == nuthatch::crates::catalog::system::SCHEMA {
+            "system table"
+        } else {
+            match table.provider.table_type() {
+                TableType::View => "view",
+                TableType::Temporary => "temporary table",
+                TableType::Base => "table",
             }
-        }
+        };
+        found.push(TableInfo {
+            name,
+            kind,
+            columns: table.provider.schema().fields().iter().cloned().collect(),
+        });
     }
     found.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
     Ok(found)

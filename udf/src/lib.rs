@@ -44,7 +44,7 @@ pub use call::Call;
 pub use engine::Engine;
 pub use function::{Body, CachedFunction, CachedFunctionBuilder, Computed, DisableIf, Param};
 pub use script::split_statements;
-pub use session::Session;
+pub use session::{NamedTable, Session};
 pub use settings::{CallFrame, CallStack, Inherited, NuthatchOptions, OverwritePrompt};
 pub use table_function::{CachedCall, CachedTableFunction};
 pub use value::{ParamType, Value};

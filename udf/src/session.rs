@@ -29,6 +29,14 @@ use crate::settings::{NuthatchOptions, OverwritePrompt, Prompter};
 use crate::system_tables::functions_table;
 use crate::table_function::CachedTableFunction;
 
+/// A table of a session's catalogs.
+pub struct NamedTable {
+    pub catalog: String,
+    pub schema: String,
+    pub name: String,
+    pub provider: Arc<dyn datafusion::catalog::TableProvider>,
+}
+
 pub struct Session {
     engine: Engine,
     ctx: SessionContext,
@@ -208,6 +216,34 @@ impl Session {
         let ran = self.run_script(&text).await;
         *self.loading.lock().expect("session poisoned") = None;
         ran.map_err(|e| DataFusionError::Plan(format!("{}: {e}", path.display())))
+    }
+
+    /// Every table a query of this session can name, in every catalog and
+    /// schema, system tables included (for the prompt's `\d`, completion and Flight
+    /// SQL's GetTables).
+    pub async fn tables(&self) -> Result<Vec<NamedTable>> {
+        let mut found = Vec::new();
+        for catalog_name in self.ctx.catalog_names() {
+            let Some(catalog) = self.ctx.catalog(&catalog_name) else {
+                continue;
+            };
+            for schema_name in catalog.schema_names() {
+                let Some(schema) = catalog.schema(&schema_name) else {
+                    continue;
+                };
+                for table_name in schema.table_names() {
+                    if let Some(provider) = schema.table(&table_name).await? {
+                        found.push(NamedTable {
+                            catalog: catalog_name.clone(),
+                            schema: schema_name.clone(),
+                            name: table_name,
+                            provider,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// Lets calls of this session ask `prompt` before a write replaces a
