@@ -8,11 +8,6 @@ use tonic::Status;
 
 pub fn to_status(error: DataFusionError) -> Status {
     let text = error_message(&error);
-    let text = ["Error during planning: ", "Execution error: "]
-        .iter()
-        .find_map(|prefix| text.strip_prefix(prefix))
-        .unwrap_or(&text)
-        .to_string();
     match error.find_root() {
         DataFusionError::Plan(_)
         | DataFusionError::SQL(..)

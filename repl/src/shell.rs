@@ -28,18 +28,12 @@ use crate::progress::{self, ProgressLine};
 pub const CANCELLED: &str = "Cancelled (Ctrl-C); calls that had not finished stored nothing.";
 
 /// The text to print for an error: a cancel as it is, anything else as
-/// `Error: ...` with the fix, without DataFusion's category prefixes
-/// (every message says what went wrong in its own words).
+/// `Error: ...` with the fix.
 pub fn error_text(error: &DataFusionError) -> String {
     if matches!(error, DataFusionError::Execution(text) if text == CANCELLED) {
         return CANCELLED.to_string();
     }
-    let message = nuthatch::error_message(error);
-    let message = ["Error during planning: ", "Execution error: "]
-        .iter()
-        .find_map(|prefix| message.strip_prefix(prefix))
-        .unwrap_or(&message);
-    format!("Error: {message}")
+    format!("Error: {}", nuthatch::error_message(error))
 }
 
 /// What the engine asks the person at the prompt.

@@ -51,8 +51,10 @@ pub use value::{ParamType, Value};
 
 /// The text of an error as a user should read it: a nuthatch error without
 /// the "External error: " DataFusion puts in front of it, a syntax error
-/// without the parser's debug form, anything else as DataFusion prints it.
-/// Every front end (the binary, the Flight SQL server) prints errors so.
+/// without the parser's debug form, anything else as DataFusion prints it
+/// minus its "Error during planning: " or "Execution error: " category
+/// (every message says what went wrong in its own words). Every front end
+/// (the binary, the Flight SQL server) prints errors so.
 pub fn error_message(error: &datafusion::error::DataFusionError) -> String {
     use datafusion::error::DataFusionError;
     use datafusion::sql::sqlparser::parser::ParserError;
@@ -68,6 +70,12 @@ pub fn error_message(error: &datafusion::error::DataFusionError) -> String {
                 "SQL syntax error: the statement nests too deeply; split it up".to_string()
             }
         },
-        _ => error.to_string(),
+        _ => {
+            let text = error.to_string();
+            ["Error during planning: ", "Execution error: "]
+                .iter()
+                .find_map(|prefix| text.strip_prefix(prefix))
+                .map_or_else(|| text.clone(), str::to_string)
+        }
     }
 }
