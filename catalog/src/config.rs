@@ -34,6 +34,9 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::memory::DEFAULT_MEMOIZE_LIMIT;
 
+mod server;
+pub use server::ServerConfig;
+
 /// The folder used as root when nothing is configured.
 pub const EMBEDDED_ROOT: &str = ".nuthatch";
 
@@ -171,6 +174,8 @@ pub struct Config {
     pub memory_limit: Option<usize>,
     /// Bytes of memoized results kept in memory.
     pub memoize_limit: usize,
+    /// How `nuthatch serve` listens.
+    pub server: ServerConfig,
     /// Keys whose values are masked wherever settings are shown.
     secrets: BTreeSet<String>,
     /// Settings computed when the tiers open.
@@ -185,6 +190,7 @@ impl PartialEq for Config {
             && self.definitions == other.definitions
             && self.memory_limit == other.memory_limit
             && self.memoize_limit == other.memoize_limit
+            && self.server == other.server
             && self.secrets == other.secrets
     }
 }
@@ -198,6 +204,7 @@ impl fmt::Debug for Config {
             .field("definitions", &self.definitions)
             .field("memory_limit", &self.memory_limit)
             .field("memoize_limit", &self.memoize_limit)
+            .field("server", &self.server)
             .finish()
     }
 }
@@ -213,6 +220,7 @@ impl Config {
             source: None,
             memory_limit: None,
             memoize_limit: DEFAULT_MEMOIZE_LIMIT,
+            server: ServerConfig::default(),
             secrets: BTreeSet::new(),
             dynamic: Vec::new(),
         }
@@ -289,6 +297,9 @@ impl Config {
                 }
                 "memory_limit" => self.memory_limit = Some(size(key, value)?),
                 "memoize_limit" => self.memoize_limit = size(key, value)?,
+                "server" => self
+                    .server
+                    .apply(value.as_table().ok_or("'server' must be a table")?, base)?,
                 name if is_location(name) => {
                     let inner = value
                         .as_table()
@@ -391,9 +402,11 @@ impl Config {
                 ["log"]
                 | ["pager"]
                 | ["history", "file"]
-                | ["server", "token"]
                 | ["allow", "installed", "package", "configuration"] => Ok(()),
                 [first, ..] if first.starts_with("test") => Ok(()),
+                ["server", rest @ ..] if !rest.is_empty() => {
+                    self.set(&format!("server.{}", rest.join("_")), &value)
+                }
                 [location, rest @ ..] if is_location(location) && !rest.is_empty() => {
                     self.set(&env_key(location, rest), &value)
                 }
@@ -525,6 +538,7 @@ impl Config {
         for (name, mirror) in &self.mirrors {
             tier(name, mirror);
         }
+        self.server.describe(show_secrets, &mut rows);
         for (key, _) in &self.dynamic {
             rows.push((key.clone(), "<dynamic>".to_string()));
         }

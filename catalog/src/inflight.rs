@@ -109,6 +109,7 @@ impl Drop for Lead {
     fn drop(&mut self) {
         if self.sender.is_some() {
             // Abandoned: dropping the sender wakes the followers.
+            tracing::info!(entry = %self.key, "compute abandoned: its query was cancelled");
             self.release();
         }
     }

@@ -5,11 +5,17 @@
 //! ADBC's driver echoes it from then on. Prepared statements and tickets
 //! are kept under their own random ids and hold their session, so a client
 //! that does not echo the token still gets consistent results for each
-//! statement (a new session per statement).
+//! statement (a new session per statement). A prepared statement's handle
+//! carries its text, so a statement whose session has ended is prepared
+//! again in the session that uses it.
+//!
+//! A session idle for longer than its limit (a day unless configured) ends (with its prepared statements) when the
+//! next client arrives: a notebook that crashed never sends CloseSession,
+//! and a server runs for months.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
@@ -17,10 +23,23 @@ use nuthatch_udf::{Engine, Session};
 use tonic::metadata::MetadataMap;
 use tonic::Status;
 
+/// How long a session lives without a request, unless configured.
+pub const DEFAULT_IDLE: Duration = Duration::from_secs(24 * 3600);
+
 /// One client's session.
 pub struct Client {
     pub session: Session,
     pub last_used: Mutex<Instant>,
+}
+
+impl Client {
+    fn touch(&self) {
+        *self.last_used.lock().expect("client poisoned") = Instant::now();
+    }
+
+    fn idle(&self) -> Duration {
+        self.last_used.lock().expect("client poisoned").elapsed()
+    }
 }
 
 /// What a prepared statement is, decided when it is prepared.
@@ -43,9 +62,9 @@ pub struct Pending {
     pub created: Instant,
 }
 
-#[derive(Default)]
 pub struct Clients {
     token: Option<String>,
+    idle: Duration,
     sessions: Mutex<HashMap<String, Arc<Client>>>,
     prepared: Mutex<HashMap<Vec<u8>, Arc<Prepared>>>,
     pending: Mutex<HashMap<Vec<u8>, Pending>>,
@@ -58,10 +77,13 @@ pub struct Found {
 }
 
 impl Clients {
-    pub fn new(token: Option<String>) -> Clients {
+    pub fn new(token: Option<String>, idle: Duration) -> Clients {
         Clients {
             token,
-            ..Clients::default()
+            idle,
+            sessions: Mutex::default(),
+            prepared: Mutex::default(),
+            pending: Mutex::default(),
         }
     }
 
@@ -79,7 +101,7 @@ impl Clients {
         if let Some(presented) = presented {
             let sessions = self.sessions.lock().expect("sessions poisoned");
             if let Some(client) = sessions.get(presented) {
-                *client.last_used.lock().expect("client poisoned") = Instant::now();
+                client.touch();
                 return Ok(Found {
                     client: Arc::clone(client),
                     new_token: None,
@@ -91,10 +113,12 @@ impl Clients {
             if !allowed {
                 return Err(Status::unauthenticated(
                     "this server needs a token: connect with the db_kwargs \
-                     {\"adbc.flight.sql.authorization_header\": \"Bearer <token>\"}",
+                     {\"adbc.flight.sql.authorization_header\": \"Bearer <token>\"} \
+                     (or the connection was idle too long: reconnect)",
                 ));
             }
         }
+        self.end_idle();
         let token = uuid::Uuid::new_v4().simple().to_string();
         let client = Arc::new(Client {
             session: engine.session(),
@@ -115,38 +139,77 @@ impl Clients {
         self.sessions.lock().expect("sessions poisoned").len()
     }
 
-    /// Ends the session `metadata` names (CloseSession).
+    /// Ends the session `metadata` names (CloseSession), with its
+    /// prepared statements.
     pub fn close(&self, metadata: &MetadataMap) {
         let presented = metadata
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if let Some(token) = presented {
-            self.sessions
+        let Some(token) = presented else { return };
+        let ended = self
+            .sessions
+            .lock()
+            .expect("sessions poisoned")
+            .remove(token.trim());
+        if let Some(ended) = ended {
+            self.prepared
                 .lock()
-                .expect("sessions poisoned")
-                .remove(token.trim());
+                .expect("prepared poisoned")
+                .retain(|_, p| !Arc::ptr_eq(&p.client, &ended));
+            tracing::info!(sessions = self.count(), "client session closed");
         }
     }
 
-    pub fn prepare(&self, prepared: Prepared) -> Vec<u8> {
-        let handle = uuid::Uuid::new_v4().as_bytes().to_vec();
-        self.prepared
-            .lock()
-            .expect("prepared poisoned")
-            .insert(handle.clone(), Arc::new(prepared));
+    /// Ends the sessions (and their prepared statements) idle for longer
+    /// than the limit.
+    fn end_idle(&self) {
+        let live = |client: &Client| client.idle() < self.idle;
+        let ended = {
+            let mut sessions = self.sessions.lock().expect("sessions poisoned");
+            let before = sessions.len();
+            sessions.retain(|_, c| live(c));
+            before - sessions.len()
+        };
+        if ended > 0 {
+            self.prepared
+                .lock()
+                .expect("prepared poisoned")
+                .retain(|_, p| live(&p.client));
+            tracing::info!(ended, idle = ?self.idle, "ended idle client sessions");
+        }
+    }
+
+    /// Keeps `prepared` under a new handle: a random id followed by the
+    /// statement's text, so that a handle outliving its session (ended
+    /// idle, or a restarted server) can be prepared again from itself.
+    pub fn prepare(&self, prepared: Prepared, sql: &str) -> Vec<u8> {
+        let mut handle = uuid::Uuid::new_v4().as_bytes().to_vec();
+        handle.extend_from_slice(sql.as_bytes());
+        self.keep(handle.clone(), prepared);
         handle
     }
 
-    pub fn prepared(&self, handle: &[u8]) -> Result<Arc<Prepared>, Status> {
+    /// Keeps `prepared` under `handle`.
+    pub fn keep(&self, handle: Vec<u8>, prepared: Prepared) -> Arc<Prepared> {
+        let prepared = Arc::new(prepared);
         self.prepared
             .lock()
             .expect("prepared poisoned")
+            .insert(handle, Arc::clone(&prepared));
+        prepared
+    }
+
+    /// The statement prepared under `handle`, if it is still kept.
+    pub fn prepared(&self, handle: &[u8]) -> Option<Arc<Prepared>> {
+        let prepared = self
+            .prepared
+            .lock()
+            .expect("prepared poisoned")
             .get(handle)
-            .cloned()
-            .ok_or_else(|| {
-                Status::not_found("this prepared statement was closed; prepare it again")
-            })
+            .cloned()?;
+        prepared.client.touch();
+        Some(prepared)
     }
 
     /// Closing what is not open is not an error: ADBC closes before it

@@ -12,7 +12,8 @@
 //!   which the ADBC driver sends back from then on. Each token is one
 //!   nuthatch [`Session`](nuthatch_udf::Session) of the shared engine: its
 //!   own `SET nuthatch.*` and call reports, the engine's catalog and
-//!   in-flight computes. With a server token configured, a client must
+//!   in-flight computes. Sessions idle too long end when the next client
+//!   arrives. With a server token configured, a client must
 //!   present it first; it is compared in constant time and never logged.
 //! - **Statements** ([`service`]): a prepared statement is planned once,
 //!   when prepared; each execution makes one physical plan, whose schema is
@@ -46,6 +47,8 @@ pub struct ServeOptions {
     pub token: Option<String>,
     /// PEM certificate chain and private key, for TLS.
     pub tls: Option<(Vec<u8>, Vec<u8>)>,
+    /// How long a session lives without a request (a day if `None`).
+    pub session_idle: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for ServeOptions {
@@ -54,6 +57,7 @@ impl std::fmt::Debug for ServeOptions {
         f.debug_struct("ServeOptions")
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("tls", &self.tls.is_some())
+            .field("session_idle", &self.session_idle)
             .finish()
     }
 }
@@ -65,7 +69,7 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<()> {
-    let server = FlightSqlServer::new(engine, options.token.clone());
+    let server = FlightSqlServer::new(engine, &options);
     let service = FlightServiceServer::new(server)
         .max_decoding_message_size(64 * 1024 * 1024)
         .max_encoding_message_size(64 * 1024 * 1024);

@@ -4,7 +4,8 @@
 //! makes the physical plan once and parks it under a random ticket; the
 //! DoGet that follows runs exactly that plan. The schema in the FlightInfo
 //! is the one the encoder will send (it casts every batch to it), so the
-//! client never sees "inconsistent schema".
+//! client never sees "inconsistent schema". A text of several statements
+//! (a definitions file) runs them in order and answers with the last.
 
 use std::sync::Arc;
 
@@ -27,9 +28,9 @@ use arrow_flight::{
 use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::execute_stream;
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use nuthatch_udf::definition::CreateCachedFunction;
-use nuthatch_udf::Engine;
+use nuthatch_udf::{split_statements, Engine};
 use prost::Message;
 use tonic::{Request, Response, Status};
 
@@ -47,11 +48,13 @@ pub struct FlightSqlServer {
 }
 
 impl FlightSqlServer {
-    /// With `token`, clients must present it before they get a session.
-    pub fn new(engine: Engine, token: Option<String>) -> FlightSqlServer {
+    /// With a token in `options`, clients must present it before they get
+    /// a session.
+    pub fn new(engine: Engine, options: &crate::ServeOptions) -> FlightSqlServer {
+        let idle = options.session_idle.unwrap_or(crate::clients::DEFAULT_IDLE);
         FlightSqlServer {
             engine,
-            clients: Arc::new(Clients::new(token)),
+            clients: Arc::new(Clients::new(options.token.clone(), idle)),
         }
     }
 
@@ -82,6 +85,11 @@ impl FlightSqlServer {
     /// executed.
     async fn plan(client: &Client, sql: &str) -> Result<Planned, Status> {
         client.session.refresh_functions();
+        // A script (a definitions file sent whole) runs statement by
+        // statement when executed; its result is the last one's.
+        if split_statements(sql).map_err(to_status)?.len() > 1 {
+            return Ok(Planned::Command(sql.to_string()));
+        }
         if CreateCachedFunction::parse(sql)
             .map_err(to_status)?
             .is_some()
@@ -99,6 +107,26 @@ impl FlightSqlServer {
         })
     }
 
+    /// Prepares again, in `found`'s session, a statement whose session has
+    /// ended: the DB-API keeps a cursor's statement for as long as its text
+    /// does not change, across a day idle or a server restart.
+    async fn prepare_again(&self, found: &Found, handle: Vec<u8>) -> Result<Arc<Prepared>, Status> {
+        let sql = handle
+            .get(16..)
+            .filter(|sql| !sql.is_empty())
+            .and_then(|sql| std::str::from_utf8(sql).ok())
+            .ok_or_else(|| {
+                Status::not_found("this prepared statement was closed; prepare it again")
+            })?;
+        tracing::debug!("preparing again a statement whose session ended");
+        let planned = Self::plan(&found.client, sql).await?;
+        let prepared = Prepared {
+            client: Arc::clone(&found.client),
+            planned,
+        };
+        Ok(self.clients.keep(handle, prepared))
+    }
+
     /// Runs what is planned (a command now; a query's physical plan) and
     /// parks the result under a ticket.
     async fn execute(
@@ -112,7 +140,15 @@ impl FlightSqlServer {
         client.session.take_reports();
         let session = &client.session;
         let frame = match planned {
-            Planned::Command(sql) => session.sql(sql).await.map_err(to_status)?,
+            Planned::Command(sql) => {
+                let mut statements = split_statements(sql).map_err(to_status)?;
+                let last = statements.pop().unwrap_or_default();
+                for statement in statements {
+                    let frame = session.sql(&statement).await.map_err(to_status)?;
+                    frame.collect().await.map_err(to_status)?;
+                }
+                session.sql(&last).await.map_err(to_status)?
+            }
             Planned::Query(plan) => DataFrame::new(session.context().state(), plan.clone()),
         };
         let plan = frame.create_physical_plan().await.map_err(to_status)?;
@@ -178,6 +214,52 @@ fn encode(
     )
 }
 
+/// A result stream that says so when it is dropped before its end: the
+/// client went away, and the query (a compute too) stops with it.
+struct Watched<S> {
+    inner: S,
+    batches: usize,
+    ended: bool,
+}
+
+impl<S> Watched<S> {
+    fn new(inner: S) -> Self {
+        Watched {
+            inner,
+            batches: 0,
+            ended: false,
+        }
+    }
+}
+
+impl<S: Stream + Unpin> Stream for Watched<S> {
+    type Item = S::Item;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<S::Item>> {
+        let next = self.inner.poll_next_unpin(cx);
+        match &next {
+            std::task::Poll::Ready(Some(_)) => self.batches += 1,
+            std::task::Poll::Ready(None) => self.ended = true,
+            std::task::Poll::Pending => {}
+        }
+        next
+    }
+}
+
+impl<S> Drop for Watched<S> {
+    fn drop(&mut self) {
+        if !self.ended {
+            tracing::info!(
+                batches_sent = self.batches,
+                "the client went away; its query is cancelled"
+            );
+        }
+    }
+}
+
 fn one_batch(batch: RecordBatch) -> DoGetStream {
     let schema = batch.schema();
     encode(schema, futures::stream::iter([Ok(batch)]))
@@ -205,7 +287,12 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let prepared = self.clients.prepared(&query.prepared_statement_handle)?;
+        let found = self.client(&request)?;
+        let handle = query.prepared_statement_handle;
+        let prepared = match self.clients.prepared(&handle) {
+            Some(prepared) => prepared,
+            None => self.prepare_again(&found, handle.to_vec()).await?,
+        };
         let info = self
             .execute(
                 Arc::clone(&prepared.client),
@@ -213,7 +300,7 @@ impl FlightSqlService for FlightSqlServer {
                 request.into_inner(),
             )
             .await?;
-        Ok(Response::new(info))
+        Ok(respond(&found, info))
     }
 
     async fn do_get_statement(
@@ -226,8 +313,8 @@ impl FlightSqlService for FlightSqlServer {
         let schema = pending.plan.schema();
         let stream = execute_stream(pending.plan, task).map_err(to_status)?;
         // Dropping the response (the client went away) drops the stream,
-        // which cancels the query.
-        Ok(Response::new(encode(schema, stream)))
+        // which cancels the query, its compute included.
+        Ok(Response::new(encode(schema, Watched::new(stream))))
     }
 
     async fn do_action_create_prepared_statement(
@@ -245,10 +332,13 @@ impl FlightSqlService for FlightSqlServer {
         let IpcMessage(dataset_schema) = SchemaAsIpc::new(&schema, &options)
             .try_into()
             .map_err(arrow_status)?;
-        let handle = self.clients.prepare(Prepared {
-            client: found.client,
-            planned,
-        });
+        let handle = self.clients.prepare(
+            Prepared {
+                client: found.client,
+                planned,
+            },
+            &query.query,
+        );
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle.into(),
             dataset_schema,

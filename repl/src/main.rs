@@ -12,6 +12,8 @@ async fn main() -> std::process::ExitCode {
             EnvFilter::try_from_env("NUTHATCH_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only where a terminal reads them, not in log files.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let (args, sources) = Args::parse_ordered();
     let result = async {

@@ -1,6 +1,6 @@
 """The real ADBC Flight SQL client, driven by the server's tests.
 
-    python adbc_client.py URI SCENARIO [TOKEN]
+    python adbc_client.py URI SCENARIO [token=TOKEN] [root_certs=PEM_FILE]
 
 Each scenario prints one JSON object with what the client saw; the Rust
 test asserts on it.
@@ -8,18 +8,22 @@ test asserts on it.
 import json
 import sys
 import threading
+import time
 
 import adbc_driver_flightsql.dbapi as flight_sql
 
 uri, scenario = sys.argv[1], sys.argv[2]
-token = sys.argv[3] if len(sys.argv) > 3 else None
+options = dict(arg.split("=", 1) for arg in sys.argv[3:])
 
 
 def connect():
-    kwargs = {}
-    if token is not None:
-        kwargs["db_kwargs"] = {"adbc.flight.sql.authorization_header": f"Bearer {token}"}
-    return flight_sql.connect(uri, autocommit=True, **kwargs)
+    db_kwargs = {}
+    if "token" in options:
+        db_kwargs["adbc.flight.sql.authorization_header"] = f"Bearer {options['token']}"
+    if "root_certs" in options:
+        with open(options["root_certs"]) as pem:
+            db_kwargs["adbc.flight.sql.client_option.tls_root_certs"] = pem.read()
+    return flight_sql.connect(uri, autocommit=True, db_kwargs=db_kwargs)
 
 
 def rows(cur, sql):
@@ -87,6 +91,26 @@ elif scenario == "concurrent":
     out["counts"] = sorted(r[0] for r in results)
     out["outcomes"] = sorted(o for r in results for o in r[1])
     out["errors"] = errors
+elif scenario == "hold":
+    # Fetches a result far too big to finish; the test kills this process.
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT * FROM slow(1, size => 5000000000)")
+        cur.fetch_arrow_table()
+elif scenario == "after_kill":
+    # The same entry, small: a compute still running for the killed
+    # client would be followed (and its five billion rows read).
+    with connect() as conn, conn.cursor() as cur:
+        out["rows"] = rows(cur, "SELECT count(*) AS n FROM slow(1, size => 10)")
+        out["outcomes"] = [c["outcome"] for c in calls(cur)]
+elif scenario == "idle":
+    with connect() as a, a.cursor() as cur_a:
+        rows(cur_a, "SELECT count(*) FROM hourly('2020-01-01', '2020-01-02', step => 3)")
+        out["before"] = calls(cur_a)
+        time.sleep(float(options["sleep"]))
+        # A new client ends the sessions idle longer than the limit.
+        with connect() as b, b.cursor() as cur_b:
+            rows(cur_b, "SELECT 1")
+        out["after"] = calls(cur_a)
 elif scenario == "auth":
     try:
         with connect() as conn, conn.cursor() as cur:

@@ -153,3 +153,54 @@ fn memory_sizes_read_like_datafusion_cli() {
     assert!(parse_memory_limit("lots").is_err());
     assert!(parse_memory_limit("0").is_err());
 }
+
+#[test]
+fn server_settings_come_from_the_file_and_the_environment_and_hide_the_token() {
+    let mut config = Config::embedded();
+    config
+        .apply_table(
+            &table(
+                r#"
+        [server]
+        addr = "0.0.0.0:50051"
+        token = "from-the-file"
+        tls_cert = "certs/server.pem"
+    "#,
+            ),
+            Path::new("/project"),
+        )
+        .unwrap();
+    assert_eq!(
+        config.server.tls_cert,
+        Some("/project/certs/server.pem".into())
+    );
+    let vars = [("NUTHATCH_SERVER_TOKEN", "from-the-env")];
+    config
+        .apply_env(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .unwrap();
+    assert_eq!(config.server.token.as_deref(), Some("from-the-env"));
+    assert_eq!(config.server.addr.as_deref(), Some("0.0.0.0:50051"));
+    let shown = format!("{:?} {:?}", config, config.describe(false));
+    assert!(!shown.contains("from-the"), "{shown}");
+    assert!(config
+        .describe(true)
+        .contains(&("server.token".into(), "from-the-env".into())));
+    // An empty variable is no token at all.
+    config.set("server.token", " ").unwrap();
+    assert_eq!(config.server.token, None);
+    config.set("server.session_idle", "30m").unwrap();
+    assert_eq!(
+        config.server.session_idle,
+        Some(std::time::Duration::from_secs(1800))
+    );
+    let error = config
+        .set("server.session_idle", "soon")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("such as 90s, 30m, 24h or 7d, got 'soon'"),
+        "{error}"
+    );
+    let error = config.set("server.port", "1").unwrap_err().to_string();
+    assert!(error.contains("unknown setting 'server.port'"), "{error}");
+}

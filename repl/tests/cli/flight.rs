@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
 
 use super::*;
 
@@ -16,6 +17,11 @@ struct Server {
 impl Server {
     /// Starts the server in `dir`, with debug logs to a file.
     fn start(dir: &Path, token: Option<&str>) -> Server {
+        Server::start_with(dir, token, &[], &[])
+    }
+
+    /// Starts the server with extra `args` and environment `vars`.
+    fn start_with(dir: &Path, token: Option<&str>, args: &[&str], vars: &[(&str, &str)]) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -25,6 +31,8 @@ impl Server {
         let mut command = command(dir);
         command
             .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .envs(vars.iter().copied())
             .env("NUTHATCH_LOG", "debug")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -35,16 +43,17 @@ impl Server {
         // Wait for the listening line, then keep the log in a file.
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut first = String::new();
-        loop {
+        let scheme = loop {
             let mut line = String::new();
             if stderr.read_line(&mut line).unwrap() == 0 {
                 panic!("the server exited: {first}");
             }
             first.push_str(&line);
-            if line.contains("Flight SQL on grpc://") {
-                break;
+            if let Some(at) = line.find("Flight SQL on ") {
+                let rest = &line[at + "Flight SQL on ".len()..];
+                break rest[..rest.find("://").unwrap()].to_string();
             }
-        }
+        };
         let mut file = std::fs::File::create(&log).unwrap();
         std::io::Write::write_all(&mut file, first.as_bytes()).unwrap();
         std::thread::spawn(move || {
@@ -52,28 +61,68 @@ impl Server {
         });
         Server {
             child,
-            uri: format!("grpc://127.0.0.1:{port}"),
+            uri: format!("{scheme}://127.0.0.1:{port}"),
             log,
         }
     }
 
-    /// Runs a scenario of tests/python/adbc_client.py; returns its JSON.
-    fn client(&self, scenario: &str, token: Option<&str>) -> String {
+    /// The Python client running a scenario of tests/python/adbc_client.py
+    /// with `options` (`token=...`, `root_certs=...`).
+    fn python(&self, scenario: &str, options: &[String]) -> std::process::Command {
         let python = std::env::var("NUTHATCH_TEST_PYTHON").expect("run by bash scripts/test");
         let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap();
         let script = Path::new(&manifest_dir).join("../tests/python/adbc_client.py");
         let mut command = std::process::Command::new(python);
-        command.arg(script).arg(&self.uri).arg(scenario);
-        if let Some(token) = token {
-            command.arg(token);
+        command
+            .arg(script)
+            .arg(&self.uri)
+            .arg(scenario)
+            .args(options);
+        command
+    }
+
+    /// Runs a scenario to its end (two minutes at most); returns its JSON.
+    fn client_with(&self, scenario: &str, options: &[String]) -> String {
+        let mut child = self
+            .python(scenario, options)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the client {scenario} did not finish: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        let output = command.output().unwrap();
+        let output = child.wait_with_output().unwrap();
         assert!(output.status.success(), "{}", stderr(&output));
         stdout(&output)
     }
 
+    fn client(&self, scenario: &str, token: Option<&str>) -> String {
+        let options: Vec<String> = token.iter().map(|t| format!("token={t}")).collect();
+        self.client_with(scenario, &options)
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits (a minute at most) until every one of `needles` is in one line
+    /// of the log.
+    fn wait_for_log(&self, needles: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let log = self.log();
+            if log.lines().any(|l| needles.iter().all(|n| l.contains(n))) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{needles:?} never logged: {log}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -153,4 +202,128 @@ fn a_server_token_is_required_and_never_logged() {
     let allowed = server.client("auth", Some(secret));
     assert!(allowed.contains(r#""rows": [{"answer": 42}]"#), "{allowed}");
     assert!(!server.log().contains(secret), "{}", server.log());
+}
+
+#[test]
+#[ignore = "needs the Python ADBC client: run bash scripts/test"]
+fn a_client_killed_mid_stream_cancels_its_query() {
+    let dir = project(
+        "CREATE CACHED FUNCTION slow(n BIGINT, size BIGINT) WITH (cache_args = (n))
+         AS SELECT value AS v FROM generate_series(1, $size);",
+    );
+    let server = Server::start(dir.path(), None);
+    let mut held = server
+        .python("hold", &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    server.wait_for_log(&["computing", "slow"]);
+    held.kill().unwrap();
+    held.wait().unwrap();
+    server.wait_for_log(&["the client went away; its query is cancelled"]);
+    server.wait_for_log(&["compute abandoned"]);
+    // The entry is free again: this call leads its own compute instead of
+    // waiting for five billion rows.
+    let seen = server.client("after_kill", None);
+    assert!(seen.contains(r#""rows": [{"n": 10}]"#), "{seen}");
+    assert!(seen.contains(r#""outcomes": ["computed"]"#), "{seen}");
+}
+
+#[test]
+#[ignore = "needs the Python ADBC client and openssl: run bash scripts/test"]
+fn tls_clients_verify_the_server_certificate() {
+    let dir = project("");
+    let status = std::process::Command::new("openssl")
+        .current_dir(dir.path())
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success());
+    let args = ["--tls-cert", "cert.pem", "--tls-key", "key.pem"];
+    let server = Server::start_with(dir.path(), None, &args, &[]);
+    assert!(server.uri.starts_with("grpc+tls://"), "{}", server.uri);
+    let trusted = format!("root_certs={}", dir.path().join("cert.pem").display());
+    let seen = server.client_with("auth", &[trusted]);
+    assert!(seen.contains(r#""rows": [{"answer": 42}]"#), "{seen}");
+    // Without the certificate among its roots, the client refuses the server.
+    let seen = server.client_with("auth", &[]);
+    assert!(seen.contains("certificate"), "{seen}");
+}
+
+#[test]
+#[ignore = "needs the Python ADBC client: run bash scripts/test"]
+fn idle_sessions_end_when_the_next_client_arrives() {
+    let dir = project("");
+    let vars = [("NUTHATCH_SERVER_SESSION_IDLE", "2s")];
+    let server = Server::start_with(dir.path(), None, &[], &vars);
+    let seen = server.client_with("idle", &["sleep=3".into()]);
+    assert!(
+        seen.contains(r#""before": [{"function": "hourly", "outcome": "computed"}]"#),
+        "{seen}"
+    );
+    // The client carries on in a new session: the old one's reports are gone.
+    assert!(seen.contains(r#""after": []"#), "{seen}");
+    server.wait_for_log(&["ended idle client sessions"]);
+}
+
+#[test]
+#[ignore = "needs the Python ADBC client: run bash scripts/test"]
+fn the_notebook_example_runs() {
+    let dir = project("");
+    let server = Server::start(dir.path(), None);
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap();
+    let python = std::env::var("NUTHATCH_TEST_PYTHON").expect("run by bash scripts/test");
+    let output = std::process::Command::new(python)
+        .arg(Path::new(&manifest_dir).join("../examples/notebook.py"))
+        .arg(&server.uri)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let seen = stdout(&output);
+    // Daily means over 2013 at 25 x 53 points, the same clipped to five
+    // months, weekly means.
+    for expected in [
+        "daily means, 2013    1,939,800 rows",
+        "the same, Jan-May      805,600 rows",
+        "weekly means, 2013   1,939,800 rows",
+        "2013-01     1.6 C  #\n",
+        "2013-07    26.5 C  ########################################\n",
+    ] {
+        assert!(seen.contains(expected), "{expected} in {seen}");
+    }
+    // The call report: each call once, the grid computed with the first.
+    let calls: Vec<String> = seen
+        .lines()
+        .filter(|l| l.starts_with('│'))
+        .map(|l| {
+            let cells: Vec<&str> = l.trim_matches('│').split('┆').map(str::trim).collect();
+            format!("{} {} {}", cells[0], cells[1], cells[3])
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "function outcome key",
+            "my_first_cache computed my_first_cache/",
+            "agg_and_clip computed agg_and_clip/1",
+            "agg_and_clip hit agg_and_clip/1",
+            "my_first_cache hit my_first_cache/",
+            "agg_and_clip computed agg_and_clip/7",
+            "agg_and_clip hit agg_and_clip/1",
+        ],
+        "{seen}"
+    );
 }
