@@ -38,6 +38,8 @@ use datafusion::error::{DataFusionError, Result};
 use nuthatch_udf::Engine;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
+/// The arrow-flight this server is built on, for programs that reach it.
+pub use arrow_flight;
 pub use service::FlightSqlServer;
 
 /// How `nuthatch serve` listens.

@@ -51,6 +51,11 @@ if scenario == "session":
         except Exception as e:  # the connection must stay usable
             out["error"] = f"{type(e).__name__}: {e}"
         out["after_error"] = rows(cur, "SELECT 1 AS one")
+        try:
+            cur.execute("SELECT * FROM hourly('2020-01-02', '2020-01-03', step => ?)", (2,))
+            out["params_error"] = None
+        except Exception as e:
+            out["params_error"] = f"{type(e).__name__}: {e}"
         cur.execute(
             "CREATE OR REPLACE CACHED FUNCTION squares(n BIGINT) WITH (cache_args = (n)) "
             "AS SELECT value * value AS sq FROM generate_series(1, $n)"

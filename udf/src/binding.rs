@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use arrow::array::StructArray;
+use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{plan_err, DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::Expr;
 use nuthatch_catalog::key::check_function_name;
@@ -100,11 +101,7 @@ pub fn bind(function: &CachedFunction, exprs: &[Expr]) -> Result<BoundCall> {
     let mut values: BTreeMap<String, Value> = BTreeMap::new();
     for (i, expr) in positional.iter().enumerate() {
         let Expr::Literal(scalar, _) = expr else {
-            return plan_err!(
-                "argument {} of {name} must be a constant, got {expr}; compute it in the query \
-                 that uses the result instead",
-                i + 1
-            );
+            return Err(not_constant(name, i + 1, expr));
         };
         let param = &params[i];
         values.insert(
@@ -259,6 +256,28 @@ pub fn check_namespace(namespace: &str) -> Result<String> {
 type NamedArgs = Vec<(String, ScalarValue)>;
 
 /// Separates the positional arguments from the packed named ones.
+/// Why a non-constant argument (at `position`) cannot be bound, in words
+/// that do not show the planner's packing of named arguments.
+fn not_constant(name: &str, position: usize, expr: &Expr) -> DataFusionError {
+    let placeholder = expr
+        .exists(|e| Ok(matches!(e, Expr::Placeholder(_))))
+        .unwrap_or(false);
+    let named = matches!(expr, Expr::ScalarFunction(f)
+        if f.args.first().is_some_and(|a| a.to_string().contains(NAMED_MARKER)));
+    let what = match (named, placeholder) {
+        (true, true) => format!("a named argument of {name} is a placeholder"),
+        (false, true) => format!("argument {position} of {name} is a placeholder"),
+        (true, false) => format!("the named arguments of {name} must be constants"),
+        (false, false) => format!("argument {position} of {name} must be a constant, got {expr}"),
+    };
+    let fix = if placeholder {
+        "nuthatch does not take bound parameters: write the values into the SQL"
+    } else {
+        "compute it in the query that uses the result instead"
+    };
+    DataFusionError::Plan(format!("{what}; {fix}"))
+}
+
 fn split_named(exprs: &[Expr]) -> Result<(&[Expr], NamedArgs)> {
     let Some((Expr::Literal(ScalarValue::Struct(array), _), positional)) = exprs.split_last()
     else {

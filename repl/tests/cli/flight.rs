@@ -159,6 +159,11 @@ fn adbc_clients_query_cached_functions_each_in_its_own_session() {
         ),
         "{seen}"
     );
+    // Bound parameters are refused with what to do instead.
+    assert!(
+        seen.contains(r#""params_error": "ProgrammingError: INVALID_ARGUMENT: [FlightSQL] a named argument of hourly is a placeholder; nuthatch does not take bound parameters: write the values into the SQL"#),
+        "{seen}"
+    );
     assert!(
         seen.contains(r#""table_schema": ["tier", "role", "function", "key""#),
         "{seen}"
