@@ -42,6 +42,9 @@ impl Client {
     }
 }
 
+/// Bytes of a prepared statement's handle before its text.
+pub const HANDLE_ID_LEN: usize = 16;
+
 /// What a prepared statement is, decided when it is prepared.
 pub enum Planned {
     /// A query, planned once.
@@ -185,6 +188,7 @@ impl Clients {
     /// idle, or a restarted server) can be prepared again from itself.
     pub fn prepare(&self, prepared: Prepared, sql: &str) -> Vec<u8> {
         let mut handle = uuid::Uuid::new_v4().as_bytes().to_vec();
+        debug_assert_eq!(handle.len(), HANDLE_ID_LEN);
         handle.extend_from_slice(sql.as_bytes());
         self.keep(handle.clone(), prepared);
         handle

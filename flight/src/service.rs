@@ -35,7 +35,7 @@ use nuthatch_udf::{split_statements, Engine};
 use prost::Message;
 use tonic::{Request, Response, Status};
 
-use crate::clients::{Client, Clients, Found, Pending, Planned, Prepared};
+use crate::clients::{Client, Clients, Found, Pending, Planned, Prepared, HANDLE_ID_LEN};
 use crate::metadata;
 use crate::status::{arrow_status, to_status};
 
@@ -113,7 +113,7 @@ impl FlightSqlServer {
     /// does not change, across a day idle or a server restart.
     async fn prepare_again(&self, found: &Found, handle: Vec<u8>) -> Result<Arc<Prepared>, Status> {
         let sql = handle
-            .get(16..)
+            .get(HANDLE_ID_LEN..)
             .filter(|sql| !sql.is_empty())
             .and_then(|sql| std::str::from_utf8(sql).ok())
             .ok_or_else(|| {
