@@ -15,6 +15,8 @@
 pub mod arrow_ipc;
 pub mod files;
 pub mod parquet;
+#[cfg(feature = "zarr")]
+pub mod zarr;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -51,6 +53,13 @@ pub struct WriteOptions {
     /// Advanced as the write goes, for whoever shows progress: rows taken
     /// from the stream and bytes encoded so far.
     pub progress: Option<Arc<WriteProgress>>,
+    /// The grid dimensions of a gridded result, outermost first (the
+    /// stream arrives sorted by them); formats that store arrays (Zarr)
+    /// need them, others ignore them.
+    pub dimensions: Vec<String>,
+    /// Chunk length per dimension; a dimension not named gets the format's
+    /// default.
+    pub chunking: BTreeMap<String, u64>,
 }
 
 /// How far a write has got. Counters only grow; readers poll them.
@@ -82,12 +91,14 @@ pub struct Written {
 
 /// A storage format.
 ///
-/// Contract for [`Backend::write`]: the entry at `at` becomes visible
-/// atomically, when the write succeeds and not before. A reader sees the
-/// previous data or the new data, never a part of it; a write that fails,
-/// or whose input stream fails, aborts and leaves what was there before
-/// (object stores give this for a single put and for a completed multipart
-/// upload; a local folder for a rename).
+/// Contract for [`Backend::write`]: a write that fails, or whose input
+/// stream fails, leaves no part of the new data behind. Single-file
+/// formats also make the data visible atomically (object stores give this
+/// for a single put and for a completed multipart upload; a local folder
+/// for a rename), so a reader sees the previous data or the new data.
+/// Formats made of many objects (Zarr) cannot: they rely on the catalog,
+/// which removes an entry's metadata before its data is written and puts
+/// it back after, so no reader is directed to a half-written store.
 #[async_trait]
 pub trait Backend: Debug + Send + Sync {
     /// The name in the metastore's `backend` column and in the metadata
@@ -133,6 +144,8 @@ impl Backends {
         Backends::new(vec![
             Arc::new(parquet::ParquetBackend),
             Arc::new(arrow_ipc::ArrowBackend),
+            #[cfg(feature = "zarr")]
+            Arc::new(zarr::ZarrBackend),
         ])
     }
 

@@ -61,6 +61,11 @@ pub struct CallReport {
     pub rows: usize,
     /// Row groups of the entry that the scan read, and how many it has.
     pub row_groups_read: Option<(usize, usize)>,
+    /// Chunks of a Zarr entry that the scan read, and how many it has.
+    pub chunks_read: Option<(usize, usize)>,
+    /// Chunks read that were not in the store, which Zarr reads as the
+    /// array's fill value.
+    pub chunks_missing: usize,
     /// Bytes the scan read from the store.
     pub bytes_scanned: Option<usize>,
     /// Bytes the compute spilled to disk to stay within the memory limit.
@@ -88,6 +93,16 @@ impl fmt::Display for CallReport {
         write!(f, " rows={}", self.rows)?;
         if let Some((read, total)) = self.row_groups_read {
             write!(f, " row_groups={read}/{total}")?;
+        }
+        if let Some((read, total)) = self.chunks_read {
+            write!(f, " chunks={read}/{total}")?;
+        }
+        if self.chunks_missing > 0 {
+            write!(
+                f,
+                " missing_chunks={} (read as fill value)",
+                self.chunks_missing
+            )?;
         }
         if self.spilled_bytes > 0 {
             write!(

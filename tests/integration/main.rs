@@ -14,3 +14,5 @@ mod sql_functions;
 mod stores;
 mod system;
 mod tiers;
+#[cfg(feature = "zarr")]
+mod zarr;

@@ -7,7 +7,9 @@
 //! [WITH (cache_args = (p1, p2), version = '0.1.0', timeseries = 'time',
 //!        namespace = 'x', backend = 'parquet', storage_backend = 'arrow',
 //!        memoize = true, cache = false, fail_if_no_cache = true,
-//!        cache_disable_if = (p1 = 1 OR p1 IN (2, 3) AND p2 = 'x'))]
+//!        cache_disable_if = (p1 = 1 OR p1 IN (2, 3) AND p2 = 'x'),
+//!        dimensions = (time, lat, lon), chunking = (time = 365, lat = 30),
+//!        chunk_by_arg = ((p1 = 7, time = 52), (p1 = 1, time = 365)))]
 //! AS <query>
 //! ```
 //!
@@ -27,7 +29,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
 use crate::args::Args;
-use crate::function::{CachedFunction, Param};
+use crate::function::{CachedFunction, ChunkByArg, Grid, Param};
 use crate::sql_body::SqlBody;
 use crate::value::{ParamType, Value};
 
@@ -51,6 +53,7 @@ pub struct CreateCachedFunction {
     /// `cache_disable_if`: any of these conditions, each a conjunction of
     /// "argument is one of these values".
     pub disable_if: Conditions,
+    pub grid: Grid,
     pub body: SqlBody,
 }
 
@@ -123,6 +126,7 @@ impl CreateCachedFunction {
             cache: true,
             fail_if_no_cache: false,
             disable_if: Vec::new(),
+            grid: Grid::default(),
             body: SqlBody::new(*empty_query()?),
         };
         if parser.parse_keyword(Keyword::WITH) {
@@ -208,11 +212,43 @@ impl CreateCachedFunction {
             "fail_if_no_cache" => {
                 self.fail_if_no_cache = boolean(&self.name, option, &single(&values)?)?
             }
+            "dimensions" => {
+                self.grid.dimensions = values.iter().map(|v| v.to_ascii_lowercase()).collect()
+            }
+            "chunking" => self.grid.chunking = sizes(&self.name, option, &values)?,
+            "chunk_by_arg" => {
+                // One rule `(arg = v, dim = n, ...)`, or several in parentheses.
+                let rules: Vec<Vec<String>> = if values.iter().any(|v| v.contains(';')) {
+                    values
+                        .iter()
+                        .map(|v| v.split(';').map(str::to_string).collect())
+                        .collect()
+                } else {
+                    vec![values]
+                };
+                for rule in rules {
+                    let Some((first, rest)) = rule.split_first() else {
+                        continue;
+                    };
+                    let Some((arg, value)) = first.split_once('=') else {
+                        return plan_err!(
+                            "{}: a chunk_by_arg rule starts with the argument and its value: \
+                             (agg_days = 7, time = 52)",
+                            self.name
+                        );
+                    };
+                    self.grid.chunk_by_arg.push(ChunkByArg {
+                        arg: arg.trim().to_ascii_lowercase(),
+                        value: text_value(value.trim()),
+                        chunking: sizes(&self.name, option, rest)?,
+                    });
+                }
+            }
             other => {
                 return plan_err!(
                     "{}: unknown option '{other}'; options are cache_args, version, namespace, \
                      timeseries, backend, storage_backend, memoize, cache, fail_if_no_cache, \
-                     cache_disable_if",
+                     cache_disable_if, dimensions, chunking, chunk_by_arg",
                     self.name
                 )
             }
@@ -274,6 +310,12 @@ impl CreateCachedFunction {
         }
         for condition in self.disable_if {
             builder = builder.cache_disable_if(condition);
+        }
+        builder = builder
+            .dimensions(self.grid.dimensions)
+            .chunking(self.grid.chunking);
+        for rule in self.grid.chunk_by_arg {
+            builder = builder.chunk_by_arg(rule.arg, rule.value, rule.chunking);
         }
         builder.cache(self.cache).build()
     }
@@ -395,9 +437,54 @@ fn sample(ty: ParamType) -> Value {
     }
 }
 
+/// An option's value text as the value it spells; the parameter's type
+/// coerces it when the function is built.
+fn text_value(text: &str) -> Value {
+    if let Ok(i) = text.parse::<i64>() {
+        Value::Int(i)
+    } else if let Ok(f) = text.parse::<f64>() {
+        Value::Float(f)
+    } else {
+        match text.to_ascii_lowercase().as_str() {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => Value::String(text.to_string()),
+        }
+    }
+}
+
+/// `dim = n` items as chunk lengths.
+fn sizes(function: &str, option: &str, items: &[String]) -> Result<BTreeMap<String, u64>> {
+    let mut sizes = BTreeMap::new();
+    for item in items {
+        let parsed = item.split_once('=').and_then(|(d, n)| {
+            Some((d.trim().to_ascii_lowercase(), n.trim().parse::<u64>().ok()?))
+        });
+        let Some((dimension, size)) = parsed else {
+            return plan_err!(
+                "{function}: {option} takes dimension = length items, as in (time = 365, lat = 30); got {item}"
+            );
+        };
+        sizes.insert(dimension, size);
+    }
+    Ok(sizes)
+}
+
 fn option_text(expr: &SqlExpr) -> Result<String> {
     match expr {
         SqlExpr::Identifier(ident) => Ok(ident.value.clone()),
+        // `time = 365` in chunking; `(agg_days = 7, time = 52)` in chunk_by_arg.
+        SqlExpr::BinaryOp {
+            left,
+            op: datafusion::sql::sqlparser::ast::BinaryOperator::Eq,
+            right,
+        } => Ok(format!("{}={}", option_text(left)?, option_text(right)?)),
+        SqlExpr::Tuple(items) => Ok(items
+            .iter()
+            .map(option_text)
+            .collect::<Result<Vec<_>>>()?
+            .join(";")),
+        SqlExpr::Nested(inner) => option_text(inner),
         SqlExpr::Value(v) => match &v.value {
             SqlValue::SingleQuotedString(s) | SqlValue::DoubleQuotedString(s) => Ok(s.clone()),
             SqlValue::Number(n, _) => Ok(n.clone()),

@@ -251,6 +251,7 @@ impl Tracker {
             return;
         };
         let (mut pruned, mut matched, mut bytes, mut pruning_seen) = (0, 0, 0, false);
+        let (mut chunks, mut missing) = (None, 0);
         collect_metrics(&prepared.plan, &mut |metric| match metric.value() {
             MetricValue::PruningMetrics {
                 name,
@@ -259,6 +260,17 @@ impl Tracker {
                 pruning_seen = true;
                 pruned += pruning_metrics.pruned();
                 matched += pruning_metrics.matched();
+            }
+            MetricValue::PruningMetrics {
+                name,
+                pruning_metrics,
+            } if name == "chunks_pruned" => {
+                let (read, total) = chunks.get_or_insert((0, 0));
+                *read += pruning_metrics.matched();
+                *total += pruning_metrics.matched() + pruning_metrics.pruned();
+            }
+            MetricValue::Count { name, count } if name == "chunks_missing" => {
+                missing += count.value()
             }
             MetricValue::Count { name, count } if name == "bytes_scanned" => bytes += count.value(),
             _ => {}
@@ -283,6 +295,8 @@ impl Tracker {
             namespace: call.id.namespace.clone(),
             rows: self.rows.load(Ordering::Acquire),
             row_groups_read: (scanned && pruning_seen).then_some((matched, matched + pruned)),
+            chunks_read: chunks.filter(|_| scanned),
+            chunks_missing: missing,
             bytes_scanned: scanned.then_some(bytes),
             spilled_bytes: spilled,
             elapsed: prepared.started.elapsed(),

@@ -5,6 +5,7 @@
 //! declared return schema lets a call be planned without computing or
 //! reading anything.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -140,6 +141,7 @@ pub struct CachedFunction {
     pub(crate) cache: bool,
     pub(crate) fail_if_no_cache: bool,
     pub(crate) disable_if: Vec<DisableIf>,
+    pub(crate) grid: Grid,
     pub(crate) schema: SchemaRef,
     pub(crate) body: Body,
     /// The definitions file a SQL function came from.
@@ -161,6 +163,7 @@ impl CachedFunction {
             cache: true,
             fail_if_no_cache: false,
             disable_if: Vec::new(),
+            grid: Grid::default(),
             schema: None,
             body: None,
         }
@@ -220,6 +223,11 @@ impl CachedFunction {
 
     pub fn disable_if(&self) -> &[DisableIf] {
         &self.disable_if
+    }
+
+    /// The grid dimensions and chunking of a gridded (Zarr) result.
+    pub fn grid(&self) -> &Grid {
+        &self.grid
     }
 
     pub fn schema(&self) -> &SchemaRef {
@@ -284,6 +292,7 @@ pub struct CachedFunctionBuilder {
     cache: bool,
     fail_if_no_cache: bool,
     disable_if: Vec<DisableIf>,
+    grid: Grid,
     schema: Option<SchemaRef>,
     body: Option<Body>,
 }
@@ -380,6 +389,44 @@ impl CachedFunctionBuilder {
     {
         let when = when.into_iter().map(|(n, v)| (n.into(), v)).collect();
         self.disable_if.push(DisableIf { when });
+        self
+    }
+
+    /// The result is a grid over these columns, outermost first: each
+    /// other column is stored as an array over them (`backend = 'zarr'`).
+    pub fn dimensions<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.grid.dimensions = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Chunk lengths per dimension, as nuthatch's `chunking`; dimensions not
+    /// named get the backend's default.
+    pub fn chunking<I, S>(mut self, sizes: I) -> Self
+    where
+        I: IntoIterator<Item = (S, u64)>,
+        S: Into<String>,
+    {
+        self.grid.chunking = sizes.into_iter().map(|(d, n)| (d.into(), n)).collect();
+        self
+    }
+
+    /// Chunk lengths for calls whose cache argument `arg` is `value`, over
+    /// [`Self::chunking`], as nuthatch's `chunk_by_arg`; a later rule wins
+    /// for a dimension two rules set.
+    pub fn chunk_by_arg<I, S>(mut self, arg: impl Into<String>, value: Value, sizes: I) -> Self
+    where
+        I: IntoIterator<Item = (S, u64)>,
+        S: Into<String>,
+    {
+        self.grid.chunk_by_arg.push(ChunkByArg {
+            arg: arg.into(),
+            value,
+            chunking: sizes.into_iter().map(|(d, n)| (d.into(), n)).collect(),
+        });
         self
     }
 
@@ -500,6 +547,16 @@ impl CachedFunctionBuilder {
                 }
             }
         }
+        let grid = check_grid(&name, self.grid, &schema, &self.params, &self.cache_args)?;
+        let zarr = [&self.backend, &self.storage_backend]
+            .iter()
+            .any(|b| b.as_deref() == Some("zarr"));
+        if zarr && grid.dimensions.is_empty() {
+            return plan_err!(
+                "{name}: a Zarr entry is a grid: name its dimensions, outermost first, with \
+                 dimensions = (time, lat, lon) (.dimensions([...]) in Rust)"
+            );
+        }
         // Every column may hold nulls: results computed by different bodies,
         // and files written by Python, disagree on nullability.
         let schema = Arc::new(arrow::datatypes::Schema::new(
@@ -522,6 +579,7 @@ impl CachedFunctionBuilder {
             cache: self.cache,
             fail_if_no_cache: self.fail_if_no_cache,
             disable_if,
+            grid,
             schema,
             body,
             source: None,
@@ -538,4 +596,98 @@ pub(crate) fn param_list(params: &[Param]) -> String {
         .map(|p| format!("{} {}", p.name, p.ty))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The grid of a gridded result: its dimensions and how it is chunked.
+#[derive(Debug, Clone, Default)]
+pub struct Grid {
+    pub dimensions: Vec<String>,
+    pub chunking: BTreeMap<String, u64>,
+    pub chunk_by_arg: Vec<ChunkByArg>,
+}
+
+/// Chunk lengths that apply when a cache argument has a value.
+#[derive(Debug, Clone)]
+pub struct ChunkByArg {
+    pub arg: String,
+    pub value: Value,
+    pub chunking: BTreeMap<String, u64>,
+}
+
+impl Grid {
+    /// The chunking for a call with `args`: `chunking`, then every
+    /// matching `chunk_by_arg` rule in order.
+    pub fn chunking_for(&self, args: &Args) -> BTreeMap<String, u64> {
+        let mut chunking = self.chunking.clone();
+        for rule in &self.chunk_by_arg {
+            if args
+                .get(&rule.arg)
+                .is_some_and(|v| v.key_text() == rule.value.key_text())
+            {
+                chunking.extend(rule.chunking.iter().map(|(d, n)| (d.clone(), *n)));
+            }
+        }
+        chunking
+    }
+}
+
+fn check_grid(
+    name: &str,
+    mut grid: Grid,
+    schema: &SchemaRef,
+    params: &[Param],
+    cache_args: &[String],
+) -> Result<Grid> {
+    for (i, dimension) in grid.dimensions.iter().enumerate() {
+        if schema.field_with_name(dimension).is_err() {
+            return plan_err!(
+                "{name}: dimension '{dimension}' is not a column of the result; columns are {}",
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        if grid.dimensions[..i].contains(dimension) {
+            return plan_err!("{name}: dimension '{dimension}' is named twice");
+        }
+    }
+    let check_sizes = |sizes: &BTreeMap<String, u64>, option: &str| -> Result<()> {
+        for (dimension, size) in sizes {
+            if !grid.dimensions.contains(dimension) {
+                return plan_err!(
+                    "{name}: {option} names '{dimension}', which is not one of the dimensions ({})",
+                    grid.dimensions.join(", ")
+                );
+            }
+            if *size == 0 {
+                return plan_err!("{name}: {option} gives '{dimension}' a chunk length of 0");
+            }
+        }
+        Ok(())
+    };
+    check_sizes(&grid.chunking, "chunking")?;
+    for rule in &mut grid.chunk_by_arg {
+        check_sizes(&rule.chunking, "chunk_by_arg")?;
+        if !cache_args.contains(&rule.arg) {
+            return plan_err!(
+                "{name}: chunk_by_arg names '{}', which is not one of the cache_args ({})",
+                rule.arg,
+                cache_args.join(", ")
+            );
+        }
+        let param = params
+            .iter()
+            .find(|p| p.name == rule.arg)
+            .expect("cache_args are parameters");
+        rule.value = param.ty.coerce(&rule.value.to_scalar()).map_err(|got| {
+            DataFusionError::Plan(format!(
+                "{name}: chunk_by_arg compares '{}' ({}) with {got}",
+                rule.arg, param.ty
+            ))
+        })?;
+    }
+    Ok(grid)
 }

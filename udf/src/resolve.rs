@@ -281,7 +281,11 @@ impl Resolver<'_> {
         let may_exist = call.recompute || call.storage_backend.is_some();
         if policy.overwrite == Overwrite::Ask
             && may_exist
-            && catalog.find_on(tier, id, &backend, schema).await?.is_some()
+            // An entry that does not open (corrupt) would be overwritten too.
+            && catalog
+                .find_on(tier, id, &backend, schema)
+                .await
+                .map_or(true, |found| found.is_some())
         {
             let Some(prompt) = Prompter::of(self.state.config()) else {
                 return Err(Error::WouldOverwrite {
@@ -446,17 +450,27 @@ impl Resolver<'_> {
             plan = Arc::new(FilterExec::try_new(Arc::clone(window), plan).map_err(failed)?);
         }
         let sorted_by = call.function.timeseries().map(str::to_string);
-        if let Some(column) = &sorted_by {
+        // A gridded result is written a slab of the outermost dimension at a
+        // time, so it arrives sorted by the dimensions; others by time.
+        let grid = call.function.grid();
+        let order: Vec<String> = if !grid.dimensions.is_empty() && backend.name() == "zarr" {
+            grid.dimensions.clone()
+        } else {
+            sorted_by.iter().cloned().collect()
+        };
+        if !order.is_empty() {
             let bounded = matches!(
                 self.state.runtime_env().memory_pool.memory_limit(),
                 MemoryLimit::Finite(_)
             );
-            plan = sort(plan, column, bounded).map_err(failed)?;
+            plan = sort(plan, &order, bounded).map_err(failed)?;
         }
         let stream = execute_stream(Arc::clone(&plan), self.state.task_ctx()).map_err(failed)?;
         let options = WriteOptions {
             sorted_by,
             progress: Some(Arc::clone(&self.running.written)),
+            dimensions: grid.dimensions.clone(),
+            chunking: grid.chunking_for(&call.args),
         };
         let (written, entry) = call
             .catalog
@@ -611,18 +625,24 @@ impl Resolver<'_> {
 /// starve the other's. Unbounded, partitions sort in parallel and merge.
 fn sort(
     plan: Arc<dyn ExecutionPlan>,
-    column: &str,
+    columns: &[String],
     bounded: bool,
 ) -> Result<Arc<dyn ExecutionPlan>> {
-    let time = physical_col(column, &plan.schema())?;
-    let ordering = LexOrdering::new([PhysicalSortExpr::new(
-        time,
-        SortOptions {
-            descending: false,
-            nulls_first: true,
-        },
-    )])
-    .ok_or_else(|| DataFusionError::Internal("an empty sort order".into()))?;
+    let schema = plan.schema();
+    let keys = columns
+        .iter()
+        .map(|column| {
+            Ok(PhysicalSortExpr::new(
+                physical_col(column, &schema)?,
+                SortOptions {
+                    descending: false,
+                    nulls_first: true,
+                },
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let ordering = LexOrdering::new(keys)
+        .ok_or_else(|| DataFusionError::Internal("an empty sort order".into()))?;
     let partitions = plan.output_partitioning().partition_count();
     if partitions <= 1 {
         return Ok(Arc::new(SortExec::new(ordering, plan)));

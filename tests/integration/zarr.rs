@@ -1,0 +1,521 @@
+//! The Zarr backend as users meet it: gridded functions stored as Zarr,
+//! windows and `WHERE` ranges read as chunk selections, the stores the real
+//! Python nuthatch writes read unchanged, and what we write read by Python.
+//!
+//! The Python tests are `#[ignore]`d for a bare `cargo test`; `bash
+//! scripts/test` runs them with its venv's nuthatch, xarray and zarr-python.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use arrow::array::{Float32Array, RecordBatch};
+use nuthatch::demo::{air_schema, air_temperature, LATS, LONS};
+use nuthatch::{CachedFunction, Outcome, ParamType, Value};
+
+use crate::support::{assert_outcome, Fixture};
+use crate::system::text_rows;
+
+/// A grid function over the demo data, stored as `backend`.
+fn demo_grid(name: &str, backend: &str, steps: usize, chunking: &[(&str, u64)]) -> CachedFunction {
+    let mut builder = CachedFunction::builder(name)
+        .param("start_time", ParamType::Timestamp)
+        .param("end_time", ParamType::Timestamp)
+        .timeseries("time")
+        .backend(backend)
+        .returns(air_schema())
+        .compute(move |_ctx, _args| async move { air_temperature(steps) });
+    if backend == "zarr" {
+        builder = builder
+            .dimensions(["time", "lat", "lon"])
+            .chunking(chunking.iter().map(|(d, n)| (*d, *n)));
+    }
+    builder.build().unwrap()
+}
+
+/// count, sum of non-NaN air, NaN count, first and last time of a call.
+type Stats = (i64, f64, i64, String, String);
+
+async fn stats(f: &Fixture, call: &str) -> Stats {
+    let sql = format!(
+        "SELECT count(*), sum(CASE WHEN isnan(air) THEN 0 ELSE air END), \
+         count(*) FILTER (WHERE isnan(air)), count(air) = count(*), \
+         CAST(min(time) AS VARCHAR), CAST(max(time) AS VARCHAR) FROM {call}"
+    );
+    let rows = text_rows(&f.query(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")));
+    let row = &rows[0];
+    assert_eq!(row[3], "true", "NaN stays NaN, never null: {call}");
+    (
+        row[0].parse().unwrap(),
+        row[1].parse().unwrap(),
+        row[2].parse().unwrap(),
+        row[4].replace(' ', "T"),
+        row[5].replace(' ', "T"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_reads_only_the_chunks_that_hold_it() {
+    let f = Fixture::new();
+    let steps = 730;
+    f.nuthatch
+        .register(demo_grid("grid_zarr", "zarr", steps, &[]))
+        .unwrap();
+    f.nuthatch
+        .register(demo_grid("grid_parquet", "parquet", steps, &[]))
+        .unwrap();
+
+    // The whole grid, computed and stored as Zarr, equals the Parquet entry.
+    let whole =
+        "count(*), sum(air), min(time), max(time), count(DISTINCT lat), count(DISTINCT lon)";
+    let zarr = text_rows(
+        &f.query(&format!("SELECT {whole} FROM grid_zarr(NULL, NULL)"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(f.report().backend, "zarr");
+    let parquet = text_rows(
+        &f.query(&format!("SELECT {whole} FROM grid_parquet(NULL, NULL)"))
+            .await
+            .unwrap(),
+    );
+    f.reports();
+    assert_eq!(zarr, parquet);
+    assert_eq!(zarr[0][0], (steps * LATS * LONS).to_string());
+
+    // Stored as xarray writes: one array per variable and coordinate, the
+    // root zarr.json consolidating them.
+    let store = f.root().join("grid_zarr/.zarr");
+    let root: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("zarr.json")).unwrap()).unwrap();
+    let arrays = &root["consolidated_metadata"]["metadata"];
+    assert_eq!(
+        arrays["air"]["shape"],
+        serde_json::json!([steps, LATS, LONS])
+    );
+    assert_eq!(
+        arrays["air"]["dimension_names"],
+        serde_json::json!(["time", "lat", "lon"])
+    );
+    assert_eq!(arrays["air"]["codecs"][1]["name"], "zstd");
+    assert_eq!(
+        arrays["time"]["attributes"]["units"],
+        "hours since 2013-01-01 00:00:00"
+    );
+    let time_chunk = arrays["air"]["chunk_grid"]["configuration"]["chunk_shape"][0]
+        .as_u64()
+        .unwrap();
+    let total = (steps as u64).div_ceil(time_chunk) as usize;
+
+    // A week, read as a hit, touches one or two of the entry's chunks, and
+    // returns what the Parquet entry returns.
+    let week = "'2013-03-01', '2013-03-07T18:00:00'";
+    let sql = |name: &str| {
+        format!("SELECT count(*), sum(air), min(time) FROM {name}({week}) WHERE lat > 40")
+    };
+    let from_zarr = text_rows(&f.query(&sql("grid_zarr")).await.unwrap());
+    let report = f.report();
+    assert_outcome(&report, Outcome::Hit);
+    let (read, of) = report.chunks_read.expect("a Zarr scan reports its chunks");
+    assert_eq!(of, total);
+    assert!((1..=2).contains(&read), "{read} of {of} chunks for a week");
+    assert!(
+        report
+            .to_string()
+            .contains(&format!("chunks={read}/{total}")),
+        "{report}"
+    );
+    assert_eq!(
+        from_zarr,
+        text_rows(&f.query(&sql("grid_parquet")).await.unwrap())
+    );
+    f.reports();
+    assert_eq!(from_zarr[0][0], (28 * 14 * LONS).to_string());
+
+    // A window outside the data reads nothing.
+    f.query("SELECT * FROM grid_zarr('2020-01-01', '2020-02-01')")
+        .await
+        .unwrap();
+    assert_eq!(f.report().chunks_read, Some((0, total)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_on_any_dimension_prune_chunks_and_sql_sets_the_chunking() {
+    let f = Fixture::new();
+    f.nuthatch
+        .register(demo_grid("source", "parquet", 60, &[]))
+        .unwrap();
+    f.query(
+        "CREATE CACHED FUNCTION tiles(days INT DEFAULT 1) \
+         WITH (cache_args = (days), backend = 'zarr', dimensions = (time, lat, lon), \
+               chunking = (time = 20, lat = 5), chunk_by_arg = ((days = 2, time = 30), (days = 3, lon = 10))) \
+         AS SELECT time, lat, lon, air * $days AS air FROM source(NULL, NULL)",
+    )
+    .await
+    .unwrap();
+    let air_chunks = |key: &str| -> serde_json::Value {
+        let root: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(f.root().join(format!("tiles/{key}.zarr/zarr.json"))).unwrap(),
+        )
+        .unwrap();
+        root["consolidated_metadata"]["metadata"]["air"]["chunk_grid"]["configuration"]
+            ["chunk_shape"]
+            .clone()
+    };
+    let lats_above_60 = f.int("SELECT count(*) FROM tiles() WHERE lat > 60").await;
+    assert_eq!(lats_above_60, 60 * 6 * LONS as i64);
+    assert_eq!(air_chunks("1"), serde_json::json!([20, 5, LONS]));
+    f.reports();
+    // 3 time chunks × 5 lat chunks of 15, 17.5, ... 75: lat > 60 (62.5 to
+    // 75) is in the last two.
+    f.int("SELECT count(air) FROM tiles() WHERE lat > 60").await;
+    assert_eq!(f.report().chunks_read, Some((6, 15)));
+    f.int("SELECT count(air) FROM tiles() WHERE lat BETWEEN 25 AND 30 AND time < '2013-01-03'")
+        .await;
+    assert_eq!(
+        f.report().chunks_read,
+        Some((2, 15)),
+        "25..=30 spans two lat chunks, one time chunk"
+    );
+
+    f.int("SELECT count(*) FROM tiles(days => 2)").await;
+    assert_eq!(air_chunks("2"), serde_json::json!([30, 5, LONS]));
+    f.int("SELECT count(*) FROM tiles(days => 3)").await;
+    assert_eq!(air_chunks("3"), serde_json::json!([20, 5, 10]));
+
+    f.reports();
+    // Projection reads only what is asked: the coordinates alone read no
+    // chunk at all.
+    assert_eq!(
+        f.int("SELECT count(DISTINCT lon) FROM tiles()").await,
+        LONS as i64
+    );
+    assert_eq!(f.report().chunks_read, Some((0, 15)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_chunk_reads_as_the_fill_value_and_is_reported() {
+    let f = Fixture::new();
+    f.nuthatch
+        .register(demo_grid("grid", "zarr", 40, &[("time", 10)]))
+        .unwrap();
+    let before = stats(&f, "grid(NULL, NULL)").await;
+    assert_eq!(before.2, 0);
+    f.reports();
+    std::fs::remove_file(f.root().join("grid/.zarr/air/c/1/0/0")).unwrap();
+    let after = stats(&f, "grid(NULL, NULL)").await;
+    let report = f.report();
+    assert_outcome(&report, Outcome::Hit);
+    assert_eq!(report.chunks_missing, 1);
+    assert!(
+        report
+            .to_string()
+            .contains("missing_chunks=1 (read as fill value)"),
+        "{report}"
+    );
+    assert_eq!(after.0, before.0, "the grid keeps its cells");
+    assert_eq!(
+        after.2,
+        (10 * LATS * LONS) as i64,
+        "the missing chunk's cells are NaN"
+    );
+    let calls = text_rows(
+        &f.query("SELECT chunks_missing FROM nuthatch.calls ORDER BY finished_at DESC LIMIT 1")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(calls, vec![vec!["1".to_string()]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_stores_and_results_that_are_not_grids_fail_clearly() {
+    let f = Fixture::new();
+    f.nuthatch
+        .register(demo_grid("grid", "zarr", 8, &[]))
+        .unwrap();
+    f.int("SELECT count(*) FROM grid(NULL, NULL)").await;
+    f.reports();
+    let root_json = f.root().join("grid/.zarr/zarr.json");
+    let good = std::fs::read_to_string(&root_json).unwrap();
+
+    // A codec this build does not have is named.
+    std::fs::write(&root_json, good.replacen("\"zstd\"", "\"lz5\"", 1)).unwrap();
+    let err = f.error("SELECT count(*) FROM grid(NULL, NULL)").await;
+    assert!(err.contains("lz5") && err.contains("'air'"), "{err}");
+
+    // A corrupt zarr.json is named, with what to do.
+    std::fs::write(&root_json, "{\"zarr_format\": 3, \"node_ty").unwrap();
+    let err = f.error("SELECT count(*) FROM grid(NULL, NULL)").await;
+    assert!(
+        err.contains("grid/.zarr/zarr.json") && err.contains("not valid JSON"),
+        "{err}"
+    );
+    assert!(
+        err.contains("cache_mode => 'overwrite', recompute => true"),
+        "{err}"
+    );
+    f.int("SELECT count(*) FROM grid(NULL, NULL, cache_mode => 'overwrite', recompute => true)")
+        .await;
+    assert_outcome(&f.report(), Outcome::Computed);
+
+    // Two rows for one cell: the write fails and stores nothing.
+    let twice = CachedFunction::builder("twice")
+        .returns(air_schema())
+        .backend("zarr")
+        .dimensions(["time", "lat"])
+        .compute(|_ctx, _args| async move { air_temperature(4) })
+        .build()
+        .unwrap();
+    f.nuthatch.register(twice).unwrap();
+    let err = f.error("SELECT count(*) FROM twice()").await;
+    assert!(
+        err.contains("not a grid over (time, lat)")
+            && err.contains("time = 2013-01-01T00:00:00, lat = 15"),
+        "{err}"
+    );
+    assert!(
+        !f.root().join("twice").exists()
+            || std::fs::read_dir(f.root().join("twice/.zarr")).map_or(true, |d| d.count() == 0)
+    );
+    assert!(!f.root().join("nuthatch_metadata.nut/twice").exists());
+
+    // Definitions that cannot be stored are refused when built.
+    let build = |b: nuthatch::CachedFunctionBuilder| {
+        b.returns(air_schema())
+            .compute(|_c, _a| async move { air_temperature(1) })
+            .build()
+            .unwrap_err()
+            .to_string()
+    };
+    let err = build(CachedFunction::builder("g").backend("zarr"));
+    assert!(err.contains("dimensions = (time, lat, lon)"), "{err}");
+    let err = build(
+        CachedFunction::builder("g")
+            .backend("zarr")
+            .dimensions(["time", "height"]),
+    );
+    assert!(err.contains("dimension 'height' is not a column"), "{err}");
+    let err = build(
+        CachedFunction::builder("g")
+            .backend("zarr")
+            .dimensions(["time"])
+            .chunking([("lat", 4)]),
+    );
+    assert!(err.contains("chunking names 'lat'"), "{err}");
+    f.query("CREATE CACHED FUNCTION s() WITH (backend = 'zarr', dimensions = (n)) AS SELECT 1 AS n, 'x' AS label")
+        .await
+        .unwrap();
+    let err = f.error("SELECT * FROM s()").await;
+    assert!(
+        err.contains("column 'label' is Utf8") && err.contains("backend = 'parquet'"),
+        "{err}"
+    );
+}
+
+/// The Python driver for Zarr entries; returns its `stats` lines by name.
+fn python_zarr(command: &str, root: &Path) -> Vec<(String, Stats)> {
+    let interpreter = std::env::var("NUTHATCH_TEST_PYTHON").expect(
+        "NUTHATCH_TEST_PYTHON is unset: run `bash scripts/test`, which installs Python nuthatch",
+    );
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
+    let output = Command::new(&interpreter)
+        .arg(dir.join("zarr_store.py"))
+        .arg(command)
+        .arg(root)
+        .env("PYTHONPATH", dir.join("stubs"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("stats "))
+        .map(|l| {
+            let p: Vec<&str> = l.split(' ').collect();
+            (
+                p[0].to_string(),
+                (
+                    p[1].parse().unwrap(),
+                    p[2].parse().unwrap(),
+                    p[3].parse().unwrap(),
+                    p[4].to_string(),
+                    p[5].to_string(),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn assert_same(
+    ours: &(i64, f64, i64, String, String),
+    theirs: &(i64, f64, i64, String, String),
+    what: &str,
+) {
+    assert_eq!(
+        (ours.0, ours.2, &ours.3, &ours.4),
+        (theirs.0, theirs.2, &theirs.3, &theirs.4),
+        "{what}"
+    );
+    assert!(
+        (ours.1 - theirs.1).abs() <= 1e-6 * theirs.1.abs(),
+        "{what}: sum {} vs {}",
+        ours.1,
+        theirs.1
+    );
+}
+
+/// A Python-shaped grid function that must be read, never computed.
+fn python_grid(name: &str, air: arrow::datatypes::DataType) -> CachedFunction {
+    let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new(
+            "time",
+            arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Nanosecond, None),
+            true,
+        ),
+        arrow::datatypes::Field::new("lat", arrow::datatypes::DataType::Float32, true),
+        arrow::datatypes::Field::new("lon", arrow::datatypes::DataType::Float32, true),
+        arrow::datatypes::Field::new("air", air, true),
+    ]));
+    let mut builder = CachedFunction::builder(name)
+        .returns(schema)
+        .backend("zarr")
+        .dimensions(["time", "lat", "lon"]);
+    if name == "agg_and_clip" {
+        builder = builder
+            .param("start_time", ParamType::Timestamp)
+            .param("end_time", ParamType::Timestamp)
+            .param_default("agg_days", ParamType::Int, Value::Int(1))
+            .cache_args(["agg_days"])
+            .version("0.1.0")
+            .timeseries("time");
+    }
+    builder
+        .compute(|_ctx, _args| async move {
+            Err::<Vec<RecordBatch>, _>(datafusion::error::DataFusionError::Execution(
+                "should have been read".into(),
+            ))
+        })
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Python nuthatch: run bash scripts/test"]
+async fn stores_python_nuthatch_writes_read_as_xarray_reads_them() {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.root()).unwrap();
+    let expected = python_zarr("write", &f.root());
+    assert_eq!(expected.len(), 4, "{expected:?}");
+    for name in ["my_first_cache", "packed", "grid_v2"] {
+        let air = if name == "packed" {
+            arrow::datatypes::DataType::Float64
+        } else {
+            arrow::datatypes::DataType::Float32
+        };
+        f.nuthatch.register(python_grid(name, air)).unwrap();
+    }
+    f.nuthatch
+        .register(python_grid(
+            "agg_and_clip",
+            arrow::datatypes::DataType::Float32,
+        ))
+        .unwrap();
+    for (name, theirs) in &expected {
+        let call = match name.as_str() {
+            "agg_and_clip" => "agg_and_clip('2013-01-01', '2013-01-11', agg_days => 4)".to_string(),
+            other => format!("{other}()"),
+        };
+        let ours = stats(&f, &call).await;
+        assert_same(&ours, theirs, name);
+        let report = f.report();
+        assert_outcome(&report, Outcome::Hit);
+        assert_eq!(
+            (report.backend.as_str(), report.chunks_read),
+            ("zarr", Some((1, 1))),
+            "{name}"
+        );
+    }
+    // The timeseries window clips Python's stored series; a date-only end
+    // keeps its whole day, as xarray's selection does.
+    let clipped = stats(
+        &f,
+        "agg_and_clip('2013-01-02', '2013-01-05', agg_days => 4)",
+    )
+    .await;
+    assert_eq!(
+        (clipped.3.as_str(), clipped.4.as_str()),
+        ("2013-01-02T00:00:00", "2013-01-05T18:00:00")
+    );
+    assert_eq!(clipped.0, 16 * 35);
+    // Python's entries are listed as such.
+    let listed = text_rows(
+        &f.query("SELECT key, backend FROM nuthatch.caches ORDER BY key")
+            .await
+            .unwrap(),
+    );
+    assert!(
+        listed.contains(&vec!["my_first_cache/".to_string(), "zarr".to_string()]),
+        "{listed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Python nuthatch: run bash scripts/test"]
+async fn stores_we_write_are_hits_for_python_nuthatch() {
+    let f = Fixture::new();
+    // A grid with NaN values and a cell no row fills.
+    let rust_grid = CachedFunction::builder("rust_grid")
+        .returns(air_schema())
+        .backend("zarr")
+        .dimensions(["time", "lat", "lon"])
+        .chunking([("time", 7)])
+        .compute(|_ctx, _args| async move {
+            let batches = air_temperature(30)?;
+            let mut out = Vec::new();
+            for batch in batches {
+                let air = batch
+                    .column(3)
+                    .as_any()
+                    .downcast_ref::<Float32Array>()
+                    .unwrap();
+                let air: Float32Array = air
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| if i % 97 == 0 { Some(f32::NAN) } else { v })
+                    .collect();
+                let batch = RecordBatch::try_new(
+                    batch.schema(),
+                    vec![
+                        batch.column(0).clone(),
+                        batch.column(1).clone(),
+                        batch.column(2).clone(),
+                        Arc::new(air),
+                    ],
+                )?;
+                // Leave out the second row: its cell is filled with NaN.
+                out.push(arrow::compute::concat_batches(
+                    &batch.schema(),
+                    &[batch.slice(0, 1), batch.slice(2, batch.num_rows() - 2)],
+                )?);
+            }
+            Ok(out)
+        })
+        .build()
+        .unwrap();
+    f.nuthatch.register(rust_grid).unwrap();
+    let ours = stats(&f, "rust_grid()").await;
+    assert_eq!(
+        ours.0,
+        (30 * LATS * LONS) as i64,
+        "the missing cell is part of the grid"
+    );
+    let theirs = python_zarr("read", &f.root());
+    assert_eq!(theirs.len(), 2, "{theirs:?}");
+    for (name, stats) in &theirs {
+        assert_same(&ours, stats, name);
+    }
+}
