@@ -154,6 +154,7 @@ pub enum Error {
 fn python_storage(backend: &str) -> String {
     match backend {
         "basic" => "as a pickle (the basic backend)".to_string(),
+        "zarr" => "with its zarr backend (this build lacks nuthatch's `zarr` feature)".to_string(),
         other => format!("with its {other} backend"),
     }
 }
