@@ -519,3 +519,45 @@ async fn stores_we_write_are_hits_for_python_nuthatch() {
         assert_same(&ours, stats, name);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grid_larger_than_the_memory_limit_streams_into_zarr() {
+    const CELLS: i64 = 3_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let mut config = nuthatch::Config::with_root(root.display().to_string());
+    config.memory_limit = Some(16 << 20);
+    let session = nuthatch::Engine::new(&config).unwrap().session();
+    // 300 hourly steps of a 100 × 100 grid (72 MB as Arrow), in an order
+    // the sort has to restore.
+    session
+        .sql(&format!(
+            "CREATE CACHED FUNCTION big() \
+             WITH (backend = 'zarr', dimensions = (time, y, x)) \
+             AS SELECT to_timestamp_seconds(1577836800 + 3600 * (p / 10000)) AS time, \
+                       CAST((p / 100) % 100 AS DOUBLE) AS y, CAST(p % 100 AS DOUBLE) AS x, \
+                       CAST(p AS DOUBLE) AS v \
+                FROM (SELECT (value * 7919) % {CELLS} AS p FROM generate_series(0, {CELLS} - 1))"
+        ))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let totals = "SELECT count(*), sum(v), count(DISTINCT time) FROM big()";
+    let rows = text_rows(&session.sql(totals).await.unwrap().collect().await.unwrap());
+    assert_eq!(
+        (rows[0][0].as_str(), rows[0][2].as_str()),
+        ("3000000", "300")
+    );
+    let sum: f64 = rows[0][1].parse().unwrap();
+    assert_eq!(sum, (CELLS * (CELLS - 1) / 2) as f64, "every cell once");
+    let report = session.take_reports().remove(0);
+    assert_outcome(&report, Outcome::Computed);
+    assert!(report.spilled_bytes > 0, "the sort spilled: {report}");
+    // Written slab by slab: 6 steps of 10,000 cells a chunk, 50 chunks.
+    assert_eq!(report.chunks_read, Some((50, 50)), "{report}");
+    let again = text_rows(&session.sql(totals).await.unwrap().collect().await.unwrap());
+    assert_eq!(again, rows);
+    assert_outcome(&session.take_reports().remove(0), Outcome::Hit);
+}

@@ -666,30 +666,6 @@ async fn coordinate_array(storage: &Storage, name: &str, values: &ArrayRef) -> R
     let chunk = length.clamp(1, 1 << 20);
     let dims = [name.to_string()];
     let (bytes, element, fill, array) = match values.data_type() {
-        DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => {
-            let nanos = cast(values, &DataType::Timestamp(TimeUnit::Nanosecond, None))?;
-            let nanos = cast(&nanos, &DataType::Int64)?;
-            let (units, encoded) = cf::encode_time(nanos.as_primitive::<Int64Type>().values());
-            let mut attributes = Map::new();
-            attributes.insert("units".into(), json!(units));
-            attributes.insert("calendar".into(), json!("proleptic_gregorian"));
-            let bytes: Vec<u8> = encoded.iter().flat_map(|v| v.to_ne_bytes()).collect();
-            (
-                bytes,
-                8,
-                0i64.to_ne_bytes().to_vec(),
-                build_array(
-                    storage,
-                    name,
-                    vec![length],
-                    vec![chunk],
-                    data_type::int64(),
-                    ArrayBuilderFillValue::from(0i64),
-                    &dims,
-                    attributes,
-                )?,
-            )
-        }
         DataType::Float16 | DataType::Float32 | DataType::Float64 => {
             let as_type = if values.data_type() == &DataType::Float32 {
                 DataType::Float32
@@ -713,29 +689,34 @@ async fn coordinate_array(storage: &Storage, name: &str, values: &ArrayRef) -> R
             )?;
             (bytes, stored.element, stored.fill, array)
         }
-        _ => {
-            let column = cast(values, &DataType::Int64)?;
-            let bytes: Vec<u8> = column
-                .as_primitive::<Int64Type>()
-                .values()
-                .iter()
-                .flat_map(|v| v.to_ne_bytes())
-                .collect();
-            (
-                bytes,
-                8,
-                0i64.to_ne_bytes().to_vec(),
-                build_array(
-                    storage,
-                    name,
-                    vec![length],
-                    vec![chunk],
-                    data_type::int64(),
-                    ArrayBuilderFillValue::from(0i64),
-                    &dims,
-                    Map::new(),
-                )?,
-            )
+        other => {
+            let mut attributes = Map::new();
+            let integers = if matches!(
+                other,
+                DataType::Timestamp(..) | DataType::Date32 | DataType::Date64
+            ) {
+                let nanos = cast(values, &DataType::Timestamp(TimeUnit::Nanosecond, None))?;
+                let nanos = cast(&nanos, &DataType::Int64)?;
+                let (units, encoded) = cf::encode_time(nanos.as_primitive::<Int64Type>().values());
+                attributes.insert("units".into(), json!(units));
+                attributes.insert("calendar".into(), json!("proleptic_gregorian"));
+                encoded
+            } else {
+                let column = cast(values, &DataType::Int64)?;
+                column.as_primitive::<Int64Type>().values().to_vec()
+            };
+            let bytes: Vec<u8> = integers.iter().flat_map(|v| v.to_ne_bytes()).collect();
+            let array = build_array(
+                storage,
+                name,
+                vec![length],
+                vec![chunk],
+                data_type::int64(),
+                ArrayBuilderFillValue::from(0i64),
+                &dims,
+                attributes,
+            )?;
+            (bytes, 8, 0i64.to_ne_bytes().to_vec(), array)
         }
     };
     for (c, piece) in bytes.chunks(chunk as usize * element).enumerate() {
