@@ -18,6 +18,7 @@
 //! failed write removes what it wrote.
 
 pub mod cf;
+mod layout;
 pub mod read;
 pub mod store;
 pub mod write;

@@ -33,6 +33,7 @@ use zarrs::metadata::FillValueMetadata;
 use zarrs::storage::AsyncReadableWritableListableStorageTraits;
 
 use super::cf;
+use super::layout::{chunk_indices, gather, scatter};
 use super::store::ZarrArray;
 use crate::WriteOptions;
 
@@ -419,7 +420,13 @@ impl GridWriter {
         let mut uploads = Vec::new();
         for (stored, array) in self.stored.iter().zip(&self.arrays) {
             let column = cast(rows.column(stored.column), &stored.as_type)?;
-            let dense = Arc::new(scatter(&column, &cells, length * inner_cells, stored)?);
+            let dense = Arc::new(scatter(
+                &column,
+                &cells,
+                length * inner_cells,
+                stored.element,
+                &stored.fill,
+            ));
             for chunk in chunk_indices(&shape, &self.chunk_shape, self.slabs) {
                 uploads.push((
                     Arc::clone(stored),
@@ -439,7 +446,14 @@ impl GridWriter {
             }
             let (shape, chunk_shape) = (Arc::clone(&shape), self.chunk_shape.clone());
             running.spawn(async move {
-                let bytes = gather(&dense, &shape, &chunk_shape, &chunk, &stored);
+                let bytes = gather(
+                    &dense,
+                    &shape,
+                    &chunk_shape,
+                    &chunk,
+                    stored.element,
+                    &stored.fill,
+                );
                 array
                     .async_store_chunk(&chunk, ArrayBytes::new_flen(bytes))
                     .await
@@ -730,106 +744,6 @@ async fn coordinate_array(storage: &Storage, name: &str, values: &ArrayRef) -> R
             .map_err(write_error)?;
     }
     Ok(array)
-}
-
-/// The chunk indices covering a slab of `shape` (first dimension: one
-/// chunk, number `slab`).
-fn chunk_indices(shape: &[u64], chunk_shape: &[u64], slab: u64) -> Vec<Vec<u64>> {
-    let mut all = vec![vec![slab]];
-    for (n, c) in shape[1..].iter().zip(&chunk_shape[1..]) {
-        let count = n.div_ceil(*c).max(1);
-        all = all
-            .into_iter()
-            .flat_map(|prefix| {
-                (0..count).map(move |j| {
-                    let mut next = prefix.clone();
-                    next.push(j);
-                    next
-                })
-            })
-            .collect();
-    }
-    all
-}
-
-/// The slab's values in their cells, every other cell the fill value.
-fn scatter(column: &ArrayRef, cells: &[usize], total: usize, stored: &Stored) -> Result<Vec<u8>> {
-    let size = stored.element;
-    let mut dense: Vec<u8> = stored
-        .fill
-        .iter()
-        .copied()
-        .cycle()
-        .take(total * size)
-        .collect();
-    let data = column.to_data();
-    let values = &data.buffers()[0].as_slice()[data.offset() * size..];
-    for (row, cell) in cells.iter().enumerate() {
-        if column.is_valid(row) {
-            dense[cell * size..(cell + 1) * size]
-                .copy_from_slice(&values[row * size..(row + 1) * size]);
-        }
-    }
-    Ok(dense)
-}
-
-/// One full chunk (padded with the fill value past the slab's edges) of a
-/// dense slab of `shape`.
-fn gather(
-    dense: &[u8],
-    shape: &[u64],
-    chunk_shape: &[u64],
-    chunk: &[u64],
-    stored: &Stored,
-) -> Vec<u8> {
-    let size = stored.element;
-    let cells: u64 = chunk_shape.iter().product();
-    let mut out: Vec<u8> = stored
-        .fill
-        .iter()
-        .copied()
-        .cycle()
-        .take(cells as usize * size)
-        .collect();
-    let dims = shape.len();
-    // The chunk's extent within the slab, per dimension (the first
-    // dimension's chunk is the whole slab).
-    let origin: Vec<u64> = (0..dims)
-        .map(|d| if d == 0 { 0 } else { chunk[d] * chunk_shape[d] })
-        .collect();
-    let extent: Vec<u64> = (0..dims)
-        .map(|d| (shape[d] - origin[d].min(shape[d])).min(chunk_shape[d]))
-        .collect();
-    if extent.contains(&0) {
-        return out;
-    }
-    let mut slab_strides = vec![1u64; dims];
-    let mut chunk_strides = vec![1u64; dims];
-    for d in (0..dims - 1).rev() {
-        slab_strides[d] = slab_strides[d + 1] * shape[d + 1];
-        chunk_strides[d] = chunk_strides[d + 1] * chunk_shape[d + 1];
-    }
-    let run = extent[dims - 1] as usize * size;
-    let outer: u64 = extent[..dims - 1].iter().product();
-    let mut index = vec![0u64; dims - 1];
-    for _ in 0..outer {
-        let mut from = origin[dims - 1];
-        let mut to = 0;
-        for d in 0..dims - 1 {
-            from += (origin[d] + index[d]) * slab_strides[d];
-            to += index[d] * chunk_strides[d];
-        }
-        let (from, to) = (from as usize * size, to as usize * size);
-        out[to..to + run].copy_from_slice(&dense[from..from + run]);
-        for d in (0..dims - 1).rev() {
-            index[d] += 1;
-            if index[d] < extent[d] {
-                break;
-            }
-            index[d] = 0;
-        }
-    }
-    out
 }
 
 /// Removes everything under `prefix` (an old store: stale chunks of a
