@@ -215,8 +215,10 @@ impl ZarrTable {
             // Filters DataFusion cannot evaluate on the coordinates alone are
             // left to it.
             if let Some(range) = self.matching_range(session, filter, k) {
+                // Intersect; an empty intersection stays empty.
                 let r = &mut ranges[k];
-                *r = r.start.max(range.start)..r.end.min(range.end).max(r.start.max(range.start));
+                let start = r.start.max(range.start);
+                *r = start..r.end.min(range.end).max(start);
             }
         }
         ranges
