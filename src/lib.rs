@@ -27,7 +27,9 @@
 
 pub mod demo;
 
-pub use nuthatch_backends::{Backend, Backends, Location, WriteOptions, WriteProgress, Written};
+pub use nuthatch_backends::{
+    Backend, Backends, Commit, Location, WriteMode, WriteOptions, WriteProgress, Written,
+};
 pub use nuthatch_catalog::{
     cache_key, CacheKey, CacheMode, CallReport, Catalog, Config, EntryId, Error, Found, KeyValue,
     MemoryTier, MetadataRow, Outcome, Overwrite, Phase, Policy, Running, Tier, TierConfig,

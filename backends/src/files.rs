@@ -281,7 +281,12 @@ pub async fn write_encoded(
     match encoded {
         Ok(parts) => {
             let bytes = upload.finish().await?;
-            Ok(Written { rows, bytes, parts })
+            Ok(Written {
+                rows,
+                bytes,
+                parts,
+                ..Written::default()
+            })
         }
         Err(e) => {
             upload.abort().await;

@@ -11,10 +11,18 @@
 //! and one line in that list: nothing else in the workspace matches on
 //! format names. The layouts match what Python nuthatch writes
 //! (`<key>.parquet`, a single file or a directory of part files).
+//!
+//! Formats differ in how a write becomes visible ([`Commit`]) and whether
+//! they can merge rows into what is stored ([`Backend::merges`]); the
+//! catalog reads both to choose its write protocol, so no caller matches
+//! on a format's name.
 
 pub mod arrow_ipc;
+#[cfg(feature = "delta")]
+pub mod delta;
 pub mod files;
 pub mod parquet;
+pub mod sorted;
 #[cfg(feature = "zarr")]
 pub mod zarr;
 
@@ -22,6 +30,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
@@ -29,6 +38,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::Result;
 use datafusion::datasource::object_store::ObjectStoreUrl;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::Expr;
 use object_store::path::Path;
 use object_store::ObjectStore;
 
@@ -41,8 +51,53 @@ pub struct Location {
     pub store_url: ObjectStoreUrl,
     /// The data path inside the store, `[<namespace>/]<key>.<extension>`.
     pub path: Path,
+    /// For a format with its own log of versions ([`Commit::Versioned`]),
+    /// the version to read: the one the entry's metadata vouches for, so
+    /// that a commit whose metadata never got written stays unseen. `None`
+    /// reads the latest (entries Python wrote record no version).
+    pub version: Option<u64>,
 }
 
+/// What a write does with the rows the entry already holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum WriteMode {
+    /// The stream becomes the entry.
+    #[default]
+    Replace,
+    /// The stream is merged in by these key columns: a row whose keys are
+    /// stored replaces the stored row, any other row is added.
+    Upsert { keys: Vec<String> },
+    /// The stored rows for which `predicate` holds are replaced by the
+    /// stream, whose rows must all satisfy it; the other rows stay.
+    ReplaceWhere { predicate: Expr },
+}
+
+impl WriteMode {
+    /// How the mode is called in messages.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            WriteMode::Replace => "replace",
+            WriteMode::Upsert { .. } => "upsert",
+            WriteMode::ReplaceWhere { .. } => "replace a window",
+        }
+    }
+}
+
+/// How a format's write becomes visible to readers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// The new data replaces the old at once (one object put or upload,
+    /// or a rename into place): a reader sees the old data or the new.
+    Atomic,
+    /// Many objects, cleared and rewritten in place: the entry is not
+    /// readable while it is written, so the catalog hides it first.
+    InPlace,
+    /// Each write commits a new version to the format's own log, and older
+    /// versions stay readable by number: the catalog leaves the entry
+    /// readable at its recorded version throughout, and moves the record to
+    /// the new version once the commit is done.
+    Versioned,
+}
 /// How a result is to be written.
 #[derive(Debug, Clone, Default)]
 pub struct WriteOptions {
@@ -60,6 +115,12 @@ pub struct WriteOptions {
     /// Chunk length per dimension; a dimension not named gets the format's
     /// default.
     pub chunking: BTreeMap<String, u64>,
+    /// What happens to the rows already stored. Only formats that merge
+    /// ([`Backend::merges`]) are handed anything but `Replace`.
+    pub mode: WriteMode,
+    /// How long the files a write supersedes stay for readers still on an
+    /// older version; a versioned format removes older ones after writing.
+    pub retention: Option<Duration>,
 }
 
 /// How far a write has got. Counters only grow; readers poll them.
@@ -85,8 +146,14 @@ pub struct Written {
     pub rows: u64,
     /// Bytes stored.
     pub bytes: u64,
-    /// Independently readable parts: row groups, record batches.
+    /// Independently readable parts: row groups, record batches, chunks,
+    /// files.
     pub parts: u64,
+    /// The version committed, for a [`Commit::Versioned`] format.
+    pub version: Option<u64>,
+    /// For a merge: stored rows the stream replaced, and rows it added.
+    pub updated: Option<u64>,
+    pub inserted: Option<u64>,
 }
 
 /// A storage format.
@@ -99,6 +166,8 @@ pub struct Written {
 /// Formats made of many objects (Zarr) cannot: they rely on the catalog,
 /// which removes an entry's metadata before its data is written and puts
 /// it back after, so no reader is directed to a half-written store.
+/// Versioned formats (Delta) commit atomically to their own log; see
+/// [`Commit`].
 #[async_trait]
 pub trait Backend: Debug + Send + Sync {
     /// The name in the metastore's `backend` column and in the metadata
@@ -107,6 +176,19 @@ pub trait Backend: Debug + Send + Sync {
 
     /// The data path's extension: `<key>.<extension>`.
     fn extension(&self) -> &'static str;
+
+    /// How a write becomes visible.
+    fn commit(&self) -> Commit {
+        Commit::Atomic
+    }
+
+    /// Whether [`Backend::write`] applies [`WriteMode::Upsert`] and
+    /// [`WriteMode::ReplaceWhere`] itself. A format that does not, but
+    /// commits atomically, is merged into by reading the stored entry and
+    /// writing it whole again.
+    fn merges(&self) -> bool {
+        false
+    }
 
     /// Opens the entry stored at `at`, to be read as `schema`. `Ok(None)`
     /// when no data is there. Opening may read the format's own metadata,
@@ -146,6 +228,8 @@ impl Backends {
             Arc::new(arrow_ipc::ArrowBackend),
             #[cfg(feature = "zarr")]
             Arc::new(zarr::ZarrBackend),
+            #[cfg(feature = "delta")]
+            Arc::new(delta::DeltaBackend),
         ])
     }
 

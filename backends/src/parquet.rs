@@ -64,7 +64,7 @@ impl FileFormatSource for ParquetFormat {
 }
 
 /// The writer settings that make windows prune.
-fn properties(schema: &SchemaRef, options: &WriteOptions) -> Result<WriterProperties> {
+pub(crate) fn properties(schema: &SchemaRef, options: &WriteOptions) -> Result<WriterProperties> {
     let sorting = match &options.sorted_by {
         Some(column) => Some(vec![SortingColumn {
             column_idx: schema.index_of(column)? as i32,

@@ -68,6 +68,11 @@ const BACKEND_PARAMS: [&str; 9] = [
     "override_path",
 ];
 
+/// Settings of a backend's section that only this implementation reads:
+/// how long a versioned format (Delta) keeps the files older versions
+/// need, in hours (default 168, Delta's own).
+pub const RETENTION_HOURS: &str = "retention_hours";
+
 /// Keys Python nuthatch reads that have no meaning here; accepted so a
 /// Python project's file works unchanged.
 const PYTHON_ONLY: [&str; 5] = [
@@ -367,6 +372,16 @@ impl Config {
                                 .params
                                 .insert(p.to_string(), text(&at, k, v)?.to_string());
                         }
+                        RETENTION_HOURS => {
+                            let hours = scalar(&at, k, v)?;
+                            match hours.parse::<f64>() {
+                                Ok(h) if h >= 0.0 && h.is_finite() => {}
+                                _ => return Err(format!(
+                                    "'{at}.{k}' must be a number of hours, 0 or more; got {hours}"
+                                )),
+                            }
+                            section.params.insert(RETENTION_HOURS.to_string(), hours);
+                        }
                         other => return Err(unknown(&format!("{at}.{other}"))),
                     }
                 }
@@ -572,7 +587,8 @@ fn env_key(location: &str, parts: &[&str]) -> String {
 fn unknown(key: &str) -> String {
     format!(
         "unknown setting '{key}'; a location (root, local, mirror...) takes filesystem, \
-         filesystem_options, read_only, {}, and a table per backend ({})",
+         filesystem_options, read_only, {}, and a table per backend ({}) with filesystem, \
+         filesystem_options, those parameters and {RETENTION_HOURS}",
         BACKEND_PARAMS.join(", "),
         KNOWN_BACKENDS.join(", ")
     )

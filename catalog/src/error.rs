@@ -155,6 +155,9 @@ fn python_storage(backend: &str) -> String {
     match backend {
         "basic" => "as a pickle (the basic backend)".to_string(),
         "zarr" => "with its zarr backend (this build lacks nuthatch's `zarr` feature)".to_string(),
+        "delta" => {
+            "with its delta backend (this build lacks nuthatch's `delta` feature)".to_string()
+        }
         other => format!("with its {other} backend"),
     }
 }

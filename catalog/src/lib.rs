@@ -34,7 +34,7 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
-use nuthatch_backends::{Backend, Backends, WriteOptions, Written};
+use nuthatch_backends::{Backend, Backends, Commit, WriteMode, WriteOptions, Written};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 
@@ -67,7 +67,7 @@ pub struct EntryId {
 #[derive(Debug, Clone)]
 pub enum Found {
     /// A null marker: the function returned no result.
-    Null(Tier),
+    Null(Box<Tier>),
     /// A valid entry.
     Entry(Box<Entry>),
 }
@@ -265,7 +265,7 @@ impl Catalog {
         schema: &SchemaRef,
     ) -> Result<Option<Found>> {
         if self.has_null(tier, id).await? {
-            return Ok(Some(Found::Null(tier.clone())));
+            return Ok(Some(Found::Null(Box::new(tier.clone()))));
         }
         if let Some(name) = backend {
             let backend = self.backend(name)?;
@@ -390,10 +390,13 @@ impl Catalog {
         metadata: MetadataRow,
         schema: &SchemaRef,
     ) -> Result<Option<Entry>> {
-        let at = tier.data_location(
+        let mut at = tier.data_location(
             backend.name(),
             data_path(&id.key, id.namespace.as_deref(), backend.extension()),
         );
+        if backend.commit() == Commit::Versioned {
+            at.version = metadata.recorded.data_version.map(|v| v as u64);
+        }
         let opened = backend
             .open(&at, Arc::clone(schema))
             .await
@@ -487,14 +490,18 @@ impl Catalog {
 
     /// Stores the result stream `data` as the entry `id` on `tier`.
     ///
-    /// Order matters: an old entry's metadata and any null marker are
-    /// removed first (so a crash cannot leave old metadata vouching for new
-    /// data, and the new data is not hidden), then the backend writes the
-    /// data, visible all at once when complete, then the metadata row is
-    /// put. At every instant the entry is absent or whole. The result is
-    /// computed while it is written: an error of the stream is a
-    /// [`Error::ComputeFailed`], and it leaves nothing stored. Returns what
-    /// was written and the new entry, opened to be read as `schema`.
+    /// Order matters. For most formats an old entry's metadata and any null
+    /// marker are removed first (so a crash cannot leave old metadata
+    /// vouching for new data, and the new data is not hidden), then the
+    /// backend writes the data, visible all at once when complete, then the
+    /// metadata row is put. At every instant the entry is absent or whole.
+    /// A versioned format ([`Commit::Versioned`]) keeps the old metadata:
+    /// it vouches for the old version, which stays readable while the new
+    /// one is committed beside it, and the new row (naming the new version)
+    /// replaces it after the commit. The result is computed while it is
+    /// written: an error of the stream is a [`Error::ComputeFailed`], and
+    /// it leaves nothing stored. Returns what was written and the new
+    /// entry, opened to be read as `schema`.
     pub async fn store(
         &self,
         tier: &Tier,
@@ -508,9 +515,17 @@ impl Catalog {
         let store = tier.store();
         let meta_path = metadata_path(&id.key, id.namespace.as_deref(), backend.name());
         let path = data_path(&id.key, id.namespace.as_deref(), backend.extension());
-        match store.delete(&meta_path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(Catalog::unwritable(tier, &meta_path, e)),
+        let versioned = backend.commit() == Commit::Versioned;
+        // What a merge adds to: its time range widens the stored one.
+        let previous = match options.mode {
+            WriteMode::Replace => None,
+            _ => self.read_metadata(tier, id, backend.name()).await?,
+        };
+        if !versioned {
+            match store.delete(&meta_path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(Catalog::unwritable(tier, &meta_path, e)),
+            }
         }
         self.delete_null(tier, id).await?;
 
@@ -546,7 +561,11 @@ impl Catalog {
         // here is staged; what is staged is a killed process's.
         tier.sweep_staged(backend.name(), &path);
         let at = tier.data_location(backend.name(), path.clone());
-        let written = match backend.write(&at, data, options).await {
+        let mut options = options.clone();
+        if versioned {
+            options.retention = Some(tier.retention(backend.name()));
+        }
+        let written = match backend.write(&at, data, &options).await {
             Ok(written) => written,
             Err(source) => {
                 let computed = compute_error.lock().expect("compute error slot").take();
@@ -572,13 +591,17 @@ impl Catalog {
             user: metastore::current_user(),
             path: format!("{}/{path}", tier.url().trim_end_matches('/')),
             recorded: {
-                let range = range.lock().expect("time range");
+                let mut range = range.lock().expect("time range");
+                if let Some(previous) = previous.filter(|p| p.recorded.time_column.is_some()) {
+                    range.widen(previous.recorded.time_min, previous.recorded.time_max);
+                }
                 Recorded {
                     rows: Some(written.rows as i64),
                     bytes: Some(written.bytes as i64),
                     time_column: options.sorted_by.clone(),
                     time_min: range.min,
                     time_max: range.max,
+                    data_version: written.version.map(|v| v as i64),
                 }
             },
         };
@@ -587,8 +610,11 @@ impl Catalog {
             .map_err(|e| self.backend_error("metastore", id, tier, e))?;
         if let Err(e) = store.put(&meta_path, PutPayload::from(encoded)).await {
             // The data is unreachable without metadata; remove it so a failed
-            // commit leaves nothing behind.
-            let _ = backend.delete(&at).await;
+            // commit leaves nothing behind. A versioned entry keeps its old
+            // metadata, which still vouches for the old version.
+            if !versioned {
+                let _ = backend.delete(&at).await;
+            }
             return Err(Catalog::unwritable(tier, &meta_path, e));
         }
         tracing::debug!(key = %id.key, tier = tier.name(), rows = written.rows, bytes = written.bytes, "stored entry");
@@ -618,6 +644,15 @@ struct TimeRange {
 }
 
 impl TimeRange {
+    fn widen(&mut self, low: Option<i64>, high: Option<i64>) {
+        if let Some(low) = low {
+            self.min = Some(self.min.map_or(low, |m| m.min(low)));
+        }
+        if let Some(high) = high {
+            self.max = Some(self.max.map_or(high, |m| m.max(high)));
+        }
+    }
+
     /// Widens the range by `batch`'s `column`; a column that is missing or
     /// not temporal leaves it unknown.
     fn note(&mut self, batch: &arrow::array::RecordBatch, column: &str) {
@@ -637,12 +672,7 @@ impl TimeRange {
         let Some(micros) = micros.as_any().downcast_ref::<TimestampMicrosecondArray>() else {
             return;
         };
-        if let Some(low) = arrow::compute::min(micros) {
-            self.min = Some(self.min.map_or(low, |m| m.min(low)));
-        }
-        if let Some(high) = arrow::compute::max(micros) {
-            self.max = Some(self.max.map_or(high, |m| m.max(high)));
-        }
+        self.widen(arrow::compute::min(micros), arrow::compute::max(micros));
     }
 }
 

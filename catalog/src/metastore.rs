@@ -103,6 +103,9 @@ pub struct Recorded {
     /// microseconds (dates count from midnight).
     pub time_min: Option<i64>,
     pub time_max: Option<i64>,
+    /// The version of a versioned format's data (a Delta log version) this
+    /// row vouches for; readers open that version, not the latest.
+    pub data_version: Option<i64>,
 }
 
 impl MetadataRow {
@@ -136,6 +139,7 @@ impl MetadataRow {
                 DataType::Timestamp(TimeUnit::Microsecond, None),
                 true,
             ),
+            Field::new("data_version", DataType::Int64, true),
         ]))
     }
 
@@ -162,6 +166,7 @@ impl MetadataRow {
                 Arc::new(TimestampMicrosecondArray::from(vec![
                     self.recorded.time_max,
                 ])),
+                Arc::new(Int64Array::from(vec![self.recorded.data_version])),
             ],
         )?;
         let mut buffer = Vec::new();
@@ -231,6 +236,7 @@ impl MetadataRow {
             time_column: optional_text("time_column")?,
             time_min: integer("time_min")?,
             time_max: integer("time_max")?,
+            data_version: integer("data_version")?,
         };
         let last_modified = match batch.column_by_name("last_modified") {
             Some(column) => {
@@ -366,6 +372,7 @@ mod tests {
                 time_column: Some("time".into()),
                 time_min: Some(1_577_836_800_000_000),
                 time_max: Some(1_577_919_600_000_000),
+                data_version: Some(3),
             },
         };
         assert_eq!(MetadataRow::decode(row.encode().unwrap()).unwrap(), row);

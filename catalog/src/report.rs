@@ -29,6 +29,11 @@ pub enum Outcome {
     NullHit,
     /// Computed, and the function returned no result.
     ComputedNull,
+    /// Computed and merged into the stored entry by key (`upsert`).
+    Upserted,
+    /// Computed for the call's window, which replaced that window of the
+    /// stored entry (`replace_window`).
+    WindowReplaced,
 }
 
 impl Outcome {
@@ -39,6 +44,8 @@ impl Outcome {
             Outcome::ComputedNotStored => "computed (not stored)",
             Outcome::NullHit => "null hit",
             Outcome::ComputedNull => "computed null",
+            Outcome::Upserted => "upserted",
+            Outcome::WindowReplaced => "window replaced",
         }
     }
 }
@@ -63,6 +70,13 @@ pub struct CallReport {
     pub row_groups_read: Option<(usize, usize)>,
     /// Chunks of a Zarr entry that the scan read, and how many it has.
     pub chunks_read: Option<(usize, usize)>,
+    /// Files of a Delta version that the scan read, and how many it has.
+    pub files_read: Option<(usize, usize)>,
+    /// The version of a versioned entry (Delta) that was read or written.
+    pub data_version: Option<i64>,
+    /// For an upsert: stored rows it updated, and rows it inserted.
+    pub updated: Option<u64>,
+    pub inserted: Option<u64>,
     /// Chunks read that were not in the store, which Zarr reads as the
     /// array's fill value.
     pub chunks_missing: usize,
@@ -90,7 +104,19 @@ impl fmt::Display for CallReport {
         if let Some(ns) = &self.namespace {
             write!(f, " namespace={ns}")?;
         }
+        if let Some(version) = self.data_version {
+            write!(f, " version={version}")?;
+        }
         write!(f, " rows={}", self.rows)?;
+        if let Some(inserted) = self.inserted {
+            write!(f, " inserted={inserted}")?;
+        }
+        if let Some(updated) = self.updated {
+            write!(f, " updated={updated}")?;
+        }
+        if let Some((read, total)) = self.files_read {
+            write!(f, " files={read}/{total}")?;
+        }
         if let Some((read, total)) = self.row_groups_read {
             write!(f, " row_groups={read}/{total}")?;
         }

@@ -28,6 +28,7 @@ use object_store::ObjectStore;
 use object_store::{BackoffConfig, RetryConfig};
 use url::Url;
 
+use nuthatch_backends::sorted::SortedListing;
 use nuthatch_backends::Location;
 
 use crate::config::TierConfig;
@@ -85,7 +86,12 @@ pub struct Tier {
     backend_stores: BTreeMap<String, Store>,
     location: String,
     read_only: bool,
+    /// Per backend, how long files older versions need are kept.
+    retention: BTreeMap<String, Duration>,
 }
+
+/// Delta's own default for keeping files that older versions need.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Tier {
     /// Opens the store a tier config names, under the location name `name`,
@@ -94,9 +100,15 @@ impl Tier {
     pub fn open(role: TierRole, name: &str, config: &TierConfig) -> Result<Tier> {
         let main = open_store(role, name, config)?;
         let mut backend_stores = BTreeMap::new();
-        for backend in config.backends.keys() {
+        let mut retention = BTreeMap::new();
+        for (backend, section) in &config.backends {
             if let Some(moved) = config.backend_store(backend) {
                 backend_stores.insert(backend.clone(), open_store(role, name, &moved)?);
+            }
+            if let Some(hours) = section.params.get(crate::config::RETENTION_HOURS) {
+                // Checked when the configuration was read.
+                let hours: f64 = hours.parse().unwrap_or(0.0);
+                retention.insert(backend.clone(), Duration::from_secs_f64(hours * 3600.0));
             }
         }
         Ok(Tier {
@@ -106,6 +118,7 @@ impl Tier {
             backend_stores,
             location: redact(&config.filesystem),
             read_only: config.read_only || role == TierRole::Mirror,
+            retention,
         })
     }
 
@@ -128,6 +141,15 @@ impl Tier {
         &self.location
     }
 
+    /// How long `backend`'s files that only older versions need are kept
+    /// (`retention_hours` in the backend's section).
+    pub fn retention(&self, backend: &str) -> Duration {
+        self.retention
+            .get(backend)
+            .copied()
+            .unwrap_or(DEFAULT_RETENTION)
+    }
+
     /// Mirrors always are; local and root when configured so.
     pub fn is_read_only(&self) -> bool {
         self.read_only
@@ -141,6 +163,7 @@ impl Tier {
             store: Arc::clone(&store.store),
             store_url: store.url.clone(),
             path,
+            version: None,
         }
     }
 
@@ -281,14 +304,16 @@ fn local_store(
         std::fs::create_dir_all(path)
             .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     }
-    if path.is_dir() {
-        return Ok(Arc::new(
-            LocalFileSystem::new_with_prefix(path).map_err(|e| e.to_string())?,
-        ));
-    }
-    let absolute = std::path::absolute(path).map_err(|e| e.to_string())?;
-    let prefix = ObjectPath::from_absolute_path(&absolute).map_err(|e| e.to_string())?;
-    Ok(Arc::new(PrefixStore::new(LocalFileSystem::new(), prefix)))
+    // A folder lists in directory order; readers of Delta logs need key
+    // order, which object stores give.
+    let store: Arc<dyn ObjectStore> = if path.is_dir() {
+        Arc::new(LocalFileSystem::new_with_prefix(path).map_err(|e| e.to_string())?)
+    } else {
+        let absolute = std::path::absolute(path).map_err(|e| e.to_string())?;
+        let prefix = ObjectPath::from_absolute_path(&absolute).map_err(|e| e.to_string())?;
+        Arc::new(PrefixStore::new(LocalFileSystem::new(), prefix))
+    };
+    Ok(Arc::new(SortedListing::new(store)))
 }
 
 /// How a location is spelt in `NUTHATCH_<LOCATION>_...` variables.

@@ -7,9 +7,12 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // Delta's log reader logs each error it also returns, backtrace and
+    // all; the returned error is reported once, with its entry named.
+    let default = "warn,buoyant_kernel=off";
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("NUTHATCH_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
+            EnvFilter::try_from_env("NUTHATCH_LOG").unwrap_or_else(|_| EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
         // Colour codes only where a terminal reads them, not in log files.

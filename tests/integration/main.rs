@@ -5,6 +5,8 @@ mod support;
 
 mod backends;
 mod compat;
+#[cfg(feature = "delta")]
+mod delta;
 mod engine;
 mod errors;
 mod pushdown;

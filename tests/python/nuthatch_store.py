@@ -5,6 +5,16 @@
         (nuthatch's parquet default, a directory of part files), a pandas frame
         with backend='parquet' (a single file), and a namespaced dask frame.
 
+    python nuthatch_store.py write-delta ROOT
+        Caches `series` entries as Delta tables, nuthatch's default for
+        pandas frames: station 'delta1' once, and station 'delta2' twice
+        (the second call overwrites, so its table has two log versions and
+        the first version's file stays, marked removed). The overwrite's
+        values are scaled by 10.
+
+    python nuthatch_store.py read-delta ROOT STATION SCALE START END
+        As `read`, for a Delta entry (backend='delta').
+
     python nuthatch_store.py write-basic ROOT
         Caches `counts(3)`, whose result is a Python list, so nuthatch
         stores it with its basic backend: a pickle.
@@ -48,18 +58,18 @@ def frame(station, scale):
     )
 
 
-def define_series(kind):
+def define_series(kind, backend="parquet", factor=1.0):
     # nuthatch reads its root from the environment when it is imported.
     from nuthatch import cache
     from nuthatch.processors import timeseries
 
     # parquet is nuthatch's default for dask frames only; pandas needs it named.
     @timeseries("time")
-    @cache(cache_args=["station", "scale"], version="1", backend="parquet")
+    @cache(cache_args=["station", "scale"], version="1", backend=backend)
     def series(start_time, end_time, station="north", scale=1.0):
         if kind == "read":
             raise RuntimeError("the entry should have been read, not computed")
-        data = frame(station, scale)
+        data = frame(station, scale * factor)
         return dd.from_pandas(data, npartitions=3) if kind == "dask" else data
 
     return series
@@ -74,6 +84,13 @@ def main():
         # nuthatch's pandas parquet write does not create the key's directory;
         # the dask entry above already did.
         define_series("pandas")(None, None, station="east", scale=2.0)
+        return
+    if command == "write-delta":
+        define_series("pandas", "delta")(None, None, station="delta1", scale=1.0)
+        define_series("pandas", "delta")(None, None, station="delta2", scale=1.0)
+        define_series("pandas", "delta", factor=10.0)(
+            None, None, station="delta2", scale=1.0, recompute=True, cache_mode="overwrite"
+        )
         return
     if command == "write-basic":
         from nuthatch import cache
@@ -92,16 +109,17 @@ def main():
         os.makedirs(os.path.expanduser("~/.nuthatch/caches/series"), exist_ok=True)
         define_series("pandas")("2020-01-01", "2020-01-02", station="localpy", cache_mode="local")
         return
-    if command in ("read", "local-read"):
+    if command in ("read", "local-read", "read-delta"):
         station, scale, start, end = sys.argv[3:7]
         namespace = sys.argv[7] if len(sys.argv) > 7 else None
-        data = define_series("read")(
+        backend = "delta" if command == "read-delta" else "parquet"
+        data = define_series("read", backend)(
             start or None,
             end or None,
             station=station,
             scale=float(scale),
             namespace=namespace,
-            cache_mode="read_only_strict" if command == "read" else "local_strict",
+            cache_mode="local_strict" if command == "local-read" else "read_only_strict",
             engine="pandas",
         )
         if isinstance(data, dd.DataFrame):

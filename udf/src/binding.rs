@@ -76,6 +76,12 @@ pub struct CallOptions {
     pub backend: Option<String>,
     /// The backend to store a computed result with.
     pub storage_backend: Option<String>,
+    /// Compute and merge the result into the stored entry by the
+    /// function's `upsert_keys`.
+    pub upsert: bool,
+    /// Compute the call's time window and replace that window of the
+    /// stored entry, keeping the rest.
+    pub replace_window: bool,
 }
 
 /// A call with every parameter bound.
@@ -190,6 +196,8 @@ fn apply_option(
             Value::String(name) => options.storage_backend = Some(name.trim().to_ascii_lowercase()),
             _ => options.storage_backend = None,
         },
+        "upsert" => options.upsert = flag(function, arg, scalar)?,
+        "replace_window" => options.replace_window = flag(function, arg, scalar)?,
         _ => unreachable!("only reserved names reach here"),
     }
     Ok(())

@@ -13,8 +13,9 @@ use std::sync::Arc;
 
 use datafusion::catalog::Session;
 use datafusion::common::{DataFusionError, Result};
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::Expr;
-use nuthatch_backends::Backend;
+use nuthatch_backends::{Backend, WriteMode};
 use nuthatch_catalog::{
     cache_key, CacheMode, Catalog, EntryId, Error, KeyValue, ReportLog, Tier, TierRole,
 };
@@ -45,6 +46,10 @@ pub struct Call {
     pub memoize: bool,
     pub retry_null_cache: bool,
     pub fail_if_no_cache: bool,
+    /// What the write does with the stored entry: `upsert => true` merges
+    /// by the function's keys, `replace_window => true` replaces the
+    /// call's window; otherwise a computed result replaces the entry.
+    pub write_mode: WriteMode,
     /// Whether root and mirrors take part (the function's `cache`, the
     /// call's, and `cache_disable_if`).
     pub cache: bool,
@@ -173,6 +178,8 @@ impl Call {
             Some(column) => Window::from_args(function.name(), column, &bound.args)?,
             None => None,
         };
+        let write_mode = write_mode(function, &bound.options, window.as_ref())?;
+
         let call = Call {
             function: Arc::clone(function),
             catalog: Arc::clone(catalog),
@@ -189,6 +196,7 @@ impl Call {
             memoize,
             retry_null_cache,
             fail_if_no_cache,
+            write_mode,
             cache,
             backend,
             storage_backend,
@@ -220,6 +228,12 @@ impl Call {
         }
     }
 
+    /// Whether the call merges into the stored entry rather than reading it
+    /// or replacing it.
+    pub fn merges(&self) -> bool {
+        self.write_mode != WriteMode::Replace
+    }
+
     /// The backend a computed result is stored with: `storage_backend`,
     /// else `backend`, else the default.
     pub fn write_backend(&self) -> Result<Arc<dyn Backend>> {
@@ -239,5 +253,53 @@ impl Call {
             id.key,
             id.version.as_deref().unwrap_or("")
         )
+    }
+}
+
+/// The write mode `upsert` or `replace_window` asks for, checked against
+/// the function: an upsert needs keys, a window replacement a timeseries
+/// function called with a window.
+fn write_mode(
+    function: &CachedFunction,
+    options: &CallOptions,
+    window: Option<&Window>,
+) -> Result<WriteMode> {
+    let name = function.name();
+    match (options.upsert, options.replace_window) {
+        (false, false) => Ok(WriteMode::Replace),
+        (true, true) => Err(DataFusionError::Plan(format!(
+            "{name}: upsert and replace_window cannot be combined; an upsert merges by key, a \
+             window replacement replaces every row of the window"
+        ))),
+        (true, false) => {
+            if function.upsert_keys().is_empty() {
+                return Err(DataFusionError::Plan(format!(
+                    "{name}: upsert => true needs the columns that identify a row; declare them \
+                     with WITH (upsert_keys = (...)) (.upsert_keys([...]) in Rust)"
+                )));
+            }
+            Ok(WriteMode::Upsert {
+                keys: function.upsert_keys().to_vec(),
+            })
+        }
+        (false, true) => {
+            let Some(column) = function.timeseries() else {
+                return Err(DataFusionError::Plan(format!(
+                    "{name}: replace_window => true replaces a time window, and {name} is not a \
+                     timeseries function (WITH (timeseries = 'time'))"
+                )));
+            };
+            let predicate = window
+                .map(|w| w.predicates(function.schema()))
+                .transpose()?
+                .and_then(conjunction)
+                .ok_or_else(|| {
+                    DataFusionError::Plan(format!(
+                        "{name}: replace_window => true needs a window: pass start_time and \
+                         end_time (the rows of {column} between them are replaced)"
+                    ))
+                })?;
+            Ok(WriteMode::ReplaceWhere { predicate })
+        }
     }
 }

@@ -9,7 +9,8 @@
 //!        memoize = true, cache = false, fail_if_no_cache = true,
 //!        cache_disable_if = (p1 = 1 OR p1 IN (2, 3) AND p2 = 'x'),
 //!        dimensions = (time, lat, lon), chunking = (time = 365, lat = 30),
-//!        chunk_by_arg = ((p1 = 7, time = 52), (p1 = 1, time = 365)))]
+//!        chunk_by_arg = ((p1 = 7, time = 52), (p1 = 1, time = 365)),
+//!        upsert_keys = (time, station))]
 //! AS <query>
 //! ```
 //!
@@ -54,6 +55,7 @@ pub struct CreateCachedFunction {
     /// "argument is one of these values".
     pub disable_if: Conditions,
     pub grid: Grid,
+    pub upsert_keys: Vec<String>,
     pub body: SqlBody,
 }
 
@@ -127,6 +129,7 @@ impl CreateCachedFunction {
             fail_if_no_cache: false,
             disable_if: Vec::new(),
             grid: Grid::default(),
+            upsert_keys: Vec::new(),
             body: SqlBody::new(*empty_query()?),
         };
         if parser.parse_keyword(Keyword::WITH) {
@@ -216,6 +219,14 @@ impl CreateCachedFunction {
                 self.grid.dimensions = values.iter().map(|v| v.to_ascii_lowercase()).collect()
             }
             "chunking" => self.grid.chunking = sizes(&self.name, option, &values)?,
+            "upsert_keys" => {
+                self.upsert_keys = values
+                    .iter()
+                    .flat_map(|v| v.split(','))
+                    .map(|v| v.trim().to_ascii_lowercase())
+                    .filter(|v| !v.is_empty())
+                    .collect()
+            }
             "chunk_by_arg" => {
                 // One rule `(arg = v, dim = n, ...)`, or several in parentheses.
                 let rules: Vec<Vec<String>> = if values.iter().any(|v| v.contains(';')) {
@@ -248,7 +259,7 @@ impl CreateCachedFunction {
                 return plan_err!(
                     "{}: unknown option '{other}'; options are cache_args, version, namespace, \
                      timeseries, backend, storage_backend, memoize, cache, fail_if_no_cache, \
-                     cache_disable_if, dimensions, chunking, chunk_by_arg",
+                     cache_disable_if, dimensions, chunking, chunk_by_arg, upsert_keys",
                     self.name
                 )
             }
@@ -317,7 +328,10 @@ impl CreateCachedFunction {
         for rule in self.grid.chunk_by_arg {
             builder = builder.chunk_by_arg(rule.arg, rule.value, rule.chunking);
         }
-        builder.cache(self.cache).build()
+        builder
+            .upsert_keys(self.upsert_keys)
+            .cache(self.cache)
+            .build()
     }
 }
 

@@ -251,7 +251,7 @@ impl Tracker {
             return;
         };
         let (mut pruned, mut matched, mut bytes, mut pruning_seen) = (0, 0, 0, false);
-        let (mut chunks, mut missing) = (None, 0);
+        let (mut chunks, mut missing, mut files) = (None, 0, None);
         collect_metrics(&prepared.plan, &mut |metric| match metric.value() {
             MetricValue::PruningMetrics {
                 name,
@@ -266,6 +266,14 @@ impl Tracker {
                 pruning_metrics,
             } if name == "chunks_pruned" => {
                 let (read, total) = chunks.get_or_insert((0, 0));
+                *read += pruning_metrics.matched();
+                *total += pruning_metrics.matched() + pruning_metrics.pruned();
+            }
+            MetricValue::PruningMetrics {
+                name,
+                pruning_metrics,
+            } if name == "files_pruned" => {
+                let (read, total) = files.get_or_insert((0, 0));
                 *read += pruning_metrics.matched();
                 *total += pruning_metrics.matched() + pruning_metrics.pruned();
             }
@@ -284,7 +292,11 @@ impl Tracker {
             });
         }
         let call = &self.call;
-        let scanned = matches!(prepared.outcome, Outcome::Hit | Outcome::Computed);
+        let scanned = matches!(
+            prepared.outcome,
+            Outcome::Hit | Outcome::Computed | Outcome::Upserted | Outcome::WindowReplaced
+        );
+        let written = prepared.written.as_ref();
         call.reports.push(CallReport {
             function: call.function.name().to_string(),
             outcome: prepared.outcome,
@@ -296,6 +308,10 @@ impl Tracker {
             rows: self.rows.load(Ordering::Acquire),
             row_groups_read: (scanned && pruning_seen).then_some((matched, matched + pruned)),
             chunks_read: chunks.filter(|_| scanned),
+            files_read: files.filter(|_| scanned),
+            data_version: prepared.data_version,
+            updated: written.and_then(|w| w.updated),
+            inserted: written.and_then(|w| w.inserted),
             chunks_missing: missing,
             bytes_scanned: scanned.then_some(bytes),
             spilled_bytes: spilled,

@@ -26,7 +26,7 @@ use crate::sql_body::SqlBody;
 use crate::value::{ParamType, Value};
 
 /// Named arguments that set per-call cache options instead of parameters.
-pub const RESERVED_ARGUMENTS: [&str; 9] = [
+pub const RESERVED_ARGUMENTS: [&str; 11] = [
     "cache_mode",
     "recompute",
     "namespace",
@@ -36,6 +36,8 @@ pub const RESERVED_ARGUMENTS: [&str; 9] = [
     "retry_null_cache",
     "fail_if_no_cache",
     "cache",
+    "upsert",
+    "replace_window",
 ];
 
 /// What a compute body returns. nuthatch runs it as a stream: a DataFrame
@@ -142,6 +144,8 @@ pub struct CachedFunction {
     pub(crate) fail_if_no_cache: bool,
     pub(crate) disable_if: Vec<DisableIf>,
     pub(crate) grid: Grid,
+    /// The columns that identify a row, for `upsert => true` calls.
+    pub(crate) upsert_keys: Vec<String>,
     pub(crate) schema: SchemaRef,
     pub(crate) body: Body,
     /// The definitions file a SQL function came from.
@@ -164,6 +168,7 @@ impl CachedFunction {
             fail_if_no_cache: false,
             disable_if: Vec::new(),
             grid: Grid::default(),
+            upsert_keys: Vec::new(),
             schema: None,
             body: None,
         }
@@ -230,6 +235,11 @@ impl CachedFunction {
         &self.grid
     }
 
+    /// The columns that identify a row when a call upserts.
+    pub fn upsert_keys(&self) -> &[String] {
+        &self.upsert_keys
+    }
+
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
     }
@@ -293,6 +303,7 @@ pub struct CachedFunctionBuilder {
     fail_if_no_cache: bool,
     disable_if: Vec<DisableIf>,
     grid: Grid,
+    upsert_keys: Vec<String>,
     schema: Option<SchemaRef>,
     body: Option<Body>,
 }
@@ -430,6 +441,17 @@ impl CachedFunctionBuilder {
         self
     }
 
+    /// The columns that identify a row of the result: an `upsert => true`
+    /// call merges its result into the stored entry by them.
+    pub fn upsert_keys<I, S>(mut self, columns: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.upsert_keys = columns.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// The schema of the result.
     pub fn returns(mut self, schema: SchemaRef) -> Self {
         self.schema = Some(schema);
@@ -557,6 +579,20 @@ impl CachedFunctionBuilder {
                  dimensions = (time, lat, lon) (.dimensions([...]) in Rust)"
             );
         }
+        for (i, key) in self.upsert_keys.iter().enumerate() {
+            if schema.field_with_name(key).is_err() {
+                let columns: Vec<&str> =
+                    schema.fields().iter().map(|f| f.name().as_str()).collect();
+                return plan_err!(
+                    "{name}: upsert_keys names '{key}', which is not a column of the result; \
+                     its columns are {}",
+                    columns.join(", ")
+                );
+            }
+            if self.upsert_keys[..i].contains(key) {
+                return plan_err!("{name}: upsert_keys names '{key}' twice");
+            }
+        }
         // Every column may hold nulls: results computed by different bodies,
         // and files written by Python, disagree on nullability.
         let schema = Arc::new(arrow::datatypes::Schema::new(
@@ -580,6 +616,7 @@ impl CachedFunctionBuilder {
             fail_if_no_cache: self.fail_if_no_cache,
             disable_if,
             grid,
+            upsert_keys: self.upsert_keys,
             schema,
             body,
             source: None,

@@ -35,7 +35,7 @@ use object_store::prefix::PrefixStore;
 use zarrs::storage::AsyncReadableWritableListableStorageTraits;
 use zarrs_object_store::AsyncObjectStore;
 
-use crate::{Backend, Location, WriteOptions, Written};
+use crate::{Backend, Commit, Location, WriteOptions, Written};
 
 pub use read::{ZarrScan, ZarrTable};
 pub use write::DEFAULT_CHUNK_CELLS;
@@ -59,6 +59,10 @@ impl Backend for ZarrBackend {
 
     fn extension(&self) -> &'static str {
         "zarr"
+    }
+
+    fn commit(&self) -> Commit {
+        Commit::InPlace
     }
 
     async fn open(
@@ -127,6 +131,7 @@ impl Backend for ZarrBackend {
             rows,
             bytes,
             parts: chunks,
+            ..Written::default()
         })
     }
 

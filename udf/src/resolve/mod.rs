@@ -17,6 +17,11 @@
 //! A memoizing call keeps what it serves (clipped to its window) in the
 //! memory tier. Writes that would replace a valid entry under a mode that
 //! asks first fail before computing, naming the mode that overwrites.
+//!
+//! Calls that merge into the stored entry (`upsert`, `replace_window`)
+//! read nothing first: they compute and merge ([`merge`]).
+
+mod merge;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -41,7 +46,7 @@ use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMerge
 use datafusion::physical_plan::{
     collect, execute_stream, ExecutionPlan, ExecutionPlanProperties, PhysicalExpr,
 };
-use nuthatch_backends::{Backend, WriteOptions};
+use nuthatch_backends::{Backend, WriteMode, WriteOptions, Written};
 use nuthatch_catalog::{
     CacheMode, Claim, Entry, EntryId, Error, Followed, Found, Memoized, Outcome, Overwrite, Phase,
     Policy, Running, Tier,
@@ -84,6 +89,10 @@ pub(crate) struct Prepared {
     pub copied_to: Option<String>,
     pub backend: String,
     pub started: Instant,
+    /// What the call wrote, when it merged into an entry.
+    pub written: Option<Written>,
+    /// The version of a versioned entry served.
+    pub data_version: Option<i64>,
 }
 
 /// Resolves `call` as its mode's policy says.
@@ -141,6 +150,9 @@ enum Led {
 impl Resolver<'_> {
     async fn run(&self) -> Result<Prepared> {
         let call = self.call;
+        if call.merges() {
+            return self.merge_into().await;
+        }
         if call.memoize && !call.recompute {
             if let Some(id) = &call.local_id {
                 if let Some(memoized) = call.catalog.memory().get(id) {
@@ -219,8 +231,15 @@ impl Resolver<'_> {
                 .is_none()
         {
             let raw = entry.provider.scan(self.state, None, &[], None).await?;
-            self.store_plan(catalog.root(), &call.id, &storage, raw, false)
-                .await?;
+            self.store_plan(
+                catalog.root(),
+                &call.id,
+                &storage,
+                raw,
+                false,
+                WriteMode::Replace,
+            )
+            .await?;
             copied_to = Some("root".to_string());
         }
         if let (true, Some(local_id)) = (self.policy.write_local, &call.local_id) {
@@ -238,8 +257,15 @@ impl Resolver<'_> {
                     .provider
                     .scan(self.state, None, &self.shape.window_exprs, None)
                     .await?;
-                let (local, _) = self
-                    .store_plan(catalog.local(), local_id, &storage, scan, true)
+                let (local, _, _) = self
+                    .store_plan(
+                        catalog.local(),
+                        local_id,
+                        &storage,
+                        scan,
+                        true,
+                        WriteMode::Replace,
+                    )
                     .await?;
                 entry = local;
                 copied_to = Some("local".to_string());
@@ -264,14 +290,7 @@ impl Resolver<'_> {
         if (call.fail_if_no_cache || policy.fail_if_no_cache) && call.cache {
             return Err(self.strict_miss().into());
         }
-        let target = if policy.write_global && call.cache {
-            Some(catalog.root())
-        } else if policy.write_local {
-            call.local_id.as_ref().map(|_| catalog.local())
-        } else {
-            None
-        };
-        let Some(tier) = target else {
+        let Some(tier) = self.write_target() else {
             return self.compute_unstored().await;
         };
         let id = call.id_on(tier).expect("a local target has a local key");
@@ -365,6 +384,18 @@ impl Resolver<'_> {
         }
     }
 
+    /// The tier the mode stores computed results on, if any.
+    fn write_target(&self) -> Option<&Tier> {
+        let (call, policy) = (self.call, self.policy);
+        if policy.write_global && call.cache {
+            Some(call.catalog.root())
+        } else if policy.write_local {
+            call.local_id.as_ref().map(|_| call.catalog.local())
+        } else {
+            None
+        }
+    }
+
     fn strict_miss(&self) -> Error {
         let call = self.call;
         let tiers: Vec<String> = self
@@ -425,13 +456,15 @@ impl Resolver<'_> {
         let plan = frame.create_physical_plan().await.map_err(failed)?;
         // Local holds results clipped to the call's window, root whole.
         let clip = !tier.role().is_global();
-        let (entry, compute) = self.store_plan(tier, id, backend, plan, clip).await?;
+        let (entry, compute, _) = self
+            .store_plan(tier, id, backend, plan, clip, WriteMode::Replace)
+            .await?;
         Ok(Led::Stored(entry, compute))
     }
 
     /// Streams `plan` (clipped to the window when `clip`, sorted by the
-    /// time column) into `tier` as `id`; returns the stored entry and the
-    /// plan that ran.
+    /// time column) into `tier` as `id`, as `mode` says; returns the stored
+    /// entry, the plan that ran and what was written.
     async fn store_plan(
         &self,
         tier: &Tier,
@@ -439,7 +472,8 @@ impl Resolver<'_> {
         backend: &Arc<dyn Backend>,
         plan: Arc<dyn ExecutionPlan>,
         clip: bool,
-    ) -> Result<(Entry, Arc<dyn ExecutionPlan>)> {
+        mode: WriteMode,
+    ) -> Result<(Entry, Arc<dyn ExecutionPlan>, Written)> {
         let call = self.call;
         let failed = |source: DataFusionError| Error::ComputeFailed {
             key: id.key.display().to_string(),
@@ -471,13 +505,15 @@ impl Resolver<'_> {
             progress: Some(Arc::clone(&self.running.written)),
             dimensions: grid.dimensions.clone(),
             chunking: grid.chunking_for(&call.args),
+            mode,
+            retention: None,
         };
         let (written, entry) = call
             .catalog
             .store(tier, id, backend, stream, &options, call.function.schema())
             .await?;
         tracing::debug!(key = %id.key, tier = tier.name(), rows = written.rows, bytes = written.bytes, "stored");
-        Ok((entry, plan))
+        Ok((entry, plan, written))
     }
 
     /// Computes and serves the result without storing it.
@@ -526,6 +562,10 @@ impl Resolver<'_> {
             Source::Entry(entry) => entry.backend.name().to_string(),
             Source::Unstored(_) => self.call.write_backend()?.name().to_string(),
         };
+        let data_version = match &source {
+            Source::Entry(entry) => entry.metadata.recorded.data_version,
+            Source::Unstored(_) => None,
+        };
         if let (true, Some(id)) = (self.call.memoize, &self.call.local_id) {
             let whole = match &source {
                 Source::Entry(entry) => {
@@ -549,6 +589,7 @@ impl Resolver<'_> {
                 .await?;
             prepared.compute = compute.or(Some(clipped));
             prepared.backend = backend;
+            prepared.data_version = data_version;
             return Ok(prepared);
         }
         let plan = match source {
@@ -576,6 +617,8 @@ impl Resolver<'_> {
             copied_to,
             backend,
             started: self.started,
+            written: None,
+            data_version,
         })
     }
 
@@ -601,6 +644,8 @@ impl Resolver<'_> {
             copied_to,
             backend: "memory".to_string(),
             started: self.started,
+            written: None,
+            data_version: None,
         })
     }
 
@@ -615,6 +660,8 @@ impl Resolver<'_> {
             copied_to: None,
             backend: "null".to_string(),
             started: self.started,
+            written: None,
+            data_version: None,
         })
     }
 }

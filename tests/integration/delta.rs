@@ -1,0 +1,677 @@
+//! The Delta backend as users meet it: entries stored as Delta tables whose
+//! windows skip files, overwrites that add log versions, reads pinned to
+//! the version the metadata records, upserts and window replacement (and
+//! the same two on Parquet), a killed write, errors, and Python nuthatch's
+//! Delta entries both ways.
+//!
+//! The Python tests are `#[ignore]`d for a bare `cargo test`; `bash
+//! scripts/test` runs them with its venv's nuthatch and deltalake.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use nuthatch::demo::{air_schema, air_temperature, LATS, LONS};
+use nuthatch::{CachedFunction, Config, MetadataRow, Outcome, ParamType, Value};
+
+use crate::support::{assert_outcome, files_under, Fixture};
+use crate::system::text_rows;
+
+fn demo_grid(name: &str, backend: &str, steps: usize) -> CachedFunction {
+    CachedFunction::builder(name)
+        .param("start_time", ParamType::Timestamp)
+        .param("end_time", ParamType::Timestamp)
+        .timeseries("time")
+        .backend(backend)
+        .returns(air_schema())
+        .compute(move |_ctx, _args| async move { air_temperature(steps) })
+        .build()
+        .unwrap()
+}
+
+fn observations_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(
+            "time",
+            DataType::Timestamp(TimeUnit::Nanosecond, None),
+            true,
+        ),
+        Field::new("station", DataType::Utf8, true),
+        Field::new("value", DataType::Float64, true),
+    ]))
+}
+
+/// `name(start_time, end_time, revision => 1)`: hourly readings of
+/// stations `a` and `b` over the window, each valued `revision`, keyed by
+/// nothing (neither the window nor the revision is a cache argument), rows
+/// identified by time and station. A revision of -1 also returns a row a
+/// day after the window.
+fn observations(name: &str, backend: &str) -> CachedFunction {
+    CachedFunction::builder(name)
+        .param("start_time", ParamType::Timestamp)
+        .param("end_time", ParamType::Timestamp)
+        .param_default("revision", ParamType::Int, Value::Int(1))
+        .timeseries("time")
+        .backend(backend)
+        .upsert_keys(["time", "station"])
+        .returns(observations_schema())
+        .compute(|_ctx, args| async move {
+            let start = args.timestamp("start_time")?.expect("a start");
+            let end = args.timestamp("end_time")?.expect("an end");
+            let revision = args.i64("revision")?;
+            let mut hours = Vec::new();
+            let mut at = start;
+            while at <= end {
+                hours.push(at);
+                at += chrono::Duration::hours(1);
+            }
+            if revision < 0 {
+                hours.push(end + chrono::Duration::days(1));
+            }
+            let mut times = Vec::new();
+            let mut stations = Vec::new();
+            for hour in &hours {
+                for station in ["a", "b"] {
+                    times.push(hour.and_utc().timestamp_nanos_opt().unwrap());
+                    stations.push(station);
+                }
+            }
+            let values = vec![revision as f64; times.len()];
+            Ok(vec![RecordBatch::try_new(
+                observations_schema(),
+                vec![
+                    Arc::new(TimestampNanosecondArray::from(times)),
+                    Arc::new(StringArray::from(stations)),
+                    Arc::new(Float64Array::from(values)),
+                ],
+            )?])
+        })
+        .build()
+        .unwrap()
+}
+
+/// Rows per value of `value` in the stored entry, as "value:count" text.
+async fn revisions(f: &Fixture, name: &str) -> Vec<String> {
+    let sql = format!(
+        "SELECT CAST(value AS BIGINT) AS v, count(*) FROM {name}(NULL, NULL) GROUP BY v ORDER BY v"
+    );
+    let rows = text_rows(&f.query(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")));
+    f.reports();
+    rows.iter().map(|r| format!("{}:{}", r[0], r[1])).collect()
+}
+
+/// The Delta log versions of the table at `table`.
+fn log_versions(table: &Path) -> Vec<String> {
+    let mut versions: Vec<String> = std::fs::read_dir(table.join("_delta_log"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".json")
+                .map(str::to_string)
+        })
+        .collect();
+    versions.sort();
+    versions
+}
+
+fn metadata(root: &Path, key: &str) -> MetadataRow {
+    let path = root.join(format!("nuthatch_metadata.nut/{key}/delta.parquet"));
+    MetadataRow::decode(std::fs::read(path).unwrap().into()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_skips_the_files_outside_it() {
+    let f = Fixture::new();
+    let steps = 730;
+    f.nuthatch
+        .register(demo_grid("grid_delta", "delta", steps))
+        .unwrap();
+    f.nuthatch
+        .register(demo_grid("grid_parquet", "parquet", steps))
+        .unwrap();
+    let whole = "count(*), sum(air), min(time), max(time), count(DISTINCT lat)";
+    let delta = text_rows(
+        &f.query(&format!("SELECT {whole} FROM grid_delta(NULL, NULL)"))
+            .await
+            .unwrap(),
+    );
+    let report = f.report();
+    assert_outcome(&report, Outcome::Computed);
+    assert_eq!(report.backend, "delta");
+    assert_eq!(report.data_version, Some(0), "{report}");
+    let parquet = text_rows(
+        &f.query(&format!("SELECT {whole} FROM grid_parquet(NULL, NULL)"))
+            .await
+            .unwrap(),
+    );
+    f.reports();
+    assert_eq!(delta, parquet);
+    assert_eq!(delta[0][0], (steps * LATS * LONS).to_string());
+
+    // A Delta table at the zero-argument key, with the protocol Python's
+    // deltalake gives naive timestamps (timestamp_ntz: reader 3, writer 7).
+    let table = f.root().join("grid_delta/.delta");
+    assert_eq!(log_versions(&table), ["00000000000000000000"]);
+    let log = std::fs::read_to_string(table.join("_delta_log/00000000000000000000.json")).unwrap();
+    assert!(log.contains(r#""minReaderVersion":3"#), "{log}");
+    assert!(log.contains("timestampNtz"), "{log}");
+    assert_eq!(
+        metadata(&f.root(), "grid_delta").recorded.data_version,
+        Some(0)
+    );
+
+    // A week reads a few of the files, and the same rows as Parquet.
+    let week = "'2013-03-01', '2013-03-07T18:00:00'";
+    let sql = |name: &str| format!("SELECT count(*), sum(air) FROM {name}({week}) WHERE lat > 40");
+    let from_delta = text_rows(&f.query(&sql("grid_delta")).await.unwrap());
+    let report = f.report();
+    assert_outcome(&report, Outcome::Hit);
+    let (read, total) = report.files_read.expect("a Delta scan reports its files");
+    assert!(total >= 4, "the entry is split into files: {report}");
+    assert!(
+        read * 4 <= total,
+        "a week of two years reads few files: {report}"
+    );
+    let from_parquet = text_rows(&f.query(&sql("grid_parquet")).await.unwrap());
+    f.reports();
+    assert_eq!(from_delta, from_parquet);
+    let calls = text_rows(
+        &f.query(
+            "SELECT files_read, files_total, data_version FROM nuthatch.calls \
+             WHERE function = 'grid_delta' ORDER BY finished_at DESC LIMIT 1",
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(calls[0], [read.to_string(), total.to_string(), "0".into()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overwrite_adds_a_version_and_reads_keep_to_the_recorded_one() {
+    let f = Fixture::new();
+    f.nuthatch.register(observations("obs", "delta")).unwrap();
+    let day = "'2020-01-01', '2020-01-01T23:00:00'";
+    f.query(&format!("SELECT * FROM obs({day})")).await.unwrap();
+    f.reports();
+    let table = f.root().join("obs/.delta");
+    let files_before = files_under(&table);
+
+    // recompute + overwrite: a second version; the first version's files
+    // stay for readers still on it (retention: 7 days by default).
+    f.query(&format!(
+        "SELECT * FROM obs({day}, revision => 2, recompute => true, cache_mode => 'overwrite')"
+    ))
+    .await
+    .unwrap();
+    let report = f.report();
+    assert_outcome(&report, Outcome::Computed);
+    assert_eq!(report.data_version, Some(1), "{report}");
+    assert_eq!(log_versions(&table).len(), 2);
+    for file in &files_before {
+        assert!(table.join(file).exists(), "{file} was removed too soon");
+    }
+    assert_eq!(revisions(&f, "obs").await, ["2:48"]);
+
+    // A commit that no metadata vouches for (a writer killed between its
+    // commit and its metadata) is not read: readers open version 1.
+    let at = nuthatch::Location {
+        version: None,
+        ..f.engine
+            .catalog()
+            .root()
+            .data_location("delta", "obs/.delta".into())
+    };
+    let stray = futures::stream::once(async {
+        let batch = RecordBatch::try_new(
+            observations_schema(),
+            vec![
+                Arc::new(TimestampNanosecondArray::from(vec![0])),
+                Arc::new(StringArray::from(vec!["stray"])),
+                Arc::new(Float64Array::from(vec![99.0])),
+            ],
+        )?;
+        Ok(batch)
+    });
+    let stray = Box::pin(
+        datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+            observations_schema(),
+            stray,
+        ),
+    );
+    let written = nuthatch::Backends::builtin()
+        .get("delta")
+        .unwrap()
+        .write(&at, stray, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(written.version, Some(2));
+    assert_eq!(revisions(&f, "obs").await, ["2:48"]);
+    assert_eq!(metadata(&f.root(), "obs/").recorded.data_version, Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_removes_what_old_versions_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::with_config(dir, |root| {
+        let mut config = Config::with_root(root.display().to_string());
+        config.set("root.delta.retention_hours", "0").unwrap();
+        config
+    });
+    f.nuthatch.register(observations("obs", "delta")).unwrap();
+    let day = "'2020-01-01', '2020-01-01T23:00:00'";
+    f.query(&format!("SELECT * FROM obs({day})")).await.unwrap();
+    let table = f.root().join("obs/.delta");
+    let first: Vec<String> = files_under(&table)
+        .into_iter()
+        .filter(|p| p.ends_with(".parquet"))
+        .collect();
+    f.query(&format!(
+        "SELECT * FROM obs({day}, revision => 2, cache_mode => 'overwrite', recompute => true)"
+    ))
+    .await
+    .unwrap();
+    f.reports();
+    for file in &first {
+        assert!(
+            !table.join(file).exists(),
+            "{file} outlived a 0-hour retention"
+        );
+    }
+    assert_eq!(revisions(&f, "obs").await, ["2:48"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upsert_updates_matching_keys_and_inserts_new_ones() {
+    let f = Fixture::new();
+    f.nuthatch.register(observations("obs", "delta")).unwrap();
+    f.nuthatch
+        .register(observations("obs_pq", "parquet"))
+        .unwrap();
+    for name in ["obs", "obs_pq"] {
+        f.query(&format!(
+            "SELECT * FROM {name}('2020-01-01', '2020-01-01T23:00:00')"
+        ))
+        .await
+        .unwrap();
+        f.reports();
+        assert_eq!(revisions(&f, name).await, ["1:48"]);
+    }
+    // The second half of the day again, and the first half of the next.
+    let call = "('2020-01-01T12:00:00', '2020-01-02T11:00:00', revision => 2, upsert => true)";
+    let served = f.int(&format!("SELECT count(*) FROM obs{call}")).await;
+    let report = f.report();
+    assert_outcome(&report, Outcome::Upserted);
+    assert_eq!(
+        (report.updated, report.inserted),
+        (Some(24), Some(24)),
+        "{report}"
+    );
+    assert_eq!(report.data_version, Some(1));
+    // The call serves its window of the merged entry.
+    assert_eq!(served, 48);
+    assert_eq!(revisions(&f, "obs").await, ["1:24", "2:48"]);
+    assert_eq!(log_versions(&f.root().join("obs/.delta")).len(), 2);
+    let range = metadata(&f.root(), "obs/").recorded;
+    assert_eq!(
+        (range.rows, range.time_min),
+        (Some(72), Some(1_577_836_800_000_000))
+    );
+
+    // Parquet keeps Python nuthatch's upsert: new keys are added, stored
+    // rows are never updated.
+    f.int(&format!("SELECT count(*) FROM obs_pq{call}")).await;
+    let report = f.report();
+    assert_outcome(&report, Outcome::Upserted);
+    assert_eq!(
+        (report.updated, report.inserted),
+        (Some(0), Some(24)),
+        "{report}"
+    );
+    assert_eq!(revisions(&f, "obs_pq").await, ["1:48", "2:24"]);
+
+    // An upsert into nothing stores the result.
+    f.nuthatch.register(observations("fresh", "delta")).unwrap();
+    f.int(&format!("SELECT count(*) FROM fresh{call}")).await;
+    assert_eq!(f.report().data_version, Some(0));
+    assert_eq!(revisions(&f, "fresh").await, ["2:48"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_window_replaces_that_window_only() {
+    let f = Fixture::new();
+    f.nuthatch.register(observations("obs", "delta")).unwrap();
+    f.nuthatch
+        .register(observations("obs_pq", "parquet"))
+        .unwrap();
+    for name in ["obs", "obs_pq"] {
+        f.query(&format!(
+            "SELECT * FROM {name}('2020-01-01', '2020-01-01T23:00:00')"
+        ))
+        .await
+        .unwrap();
+        f.reports();
+        // Six hours, recomputed with a body that also returns a row outside
+        // them (revision -1): that row is not stored.
+        let served = f
+            .int(&format!(
+                "SELECT count(*) FROM {name}('2020-01-01T06:00:00', '2020-01-01T11:00:00', \
+                 revision => -1, replace_window => true)"
+            ))
+            .await;
+        let report = f.report();
+        assert_outcome(&report, Outcome::WindowReplaced);
+        assert_eq!(served, 12);
+        assert_eq!(revisions(&f, name).await, ["-1:12", "1:36"], "{name}");
+    }
+    assert_eq!(log_versions(&f.root().join("obs/.delta")).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merging_calls_say_what_is_wrong() {
+    let f = Fixture::new();
+    f.nuthatch.register(observations("obs", "delta")).unwrap();
+    f.nuthatch.register(demo_grid("grid", "delta", 8)).unwrap();
+    let err = f
+        .error("SELECT * FROM grid(NULL, NULL, upsert => true)")
+        .await;
+    assert!(err.contains("upsert_keys"), "{err}");
+    let err = f
+        .error("SELECT * FROM obs(NULL, NULL, replace_window => true)")
+        .await;
+    assert!(
+        err.contains("needs a window: pass start_time and end_time"),
+        "{err}"
+    );
+    let err = f
+        .error(
+            "SELECT * FROM obs('2020-01-01', '2020-01-02', upsert => true, replace_window => true)",
+        )
+        .await;
+    assert!(err.contains("cannot be combined"), "{err}");
+    let err = f
+        .error("SELECT * FROM obs('2020-01-01', '2020-01-02', upsert => true, cache_mode => 'off')")
+        .await;
+    assert!(
+        err.contains("stores nothing") && err.contains("cache_mode => 'write'"),
+        "{err}"
+    );
+    let err = f
+        .error("SELECT * FROM obs('2020-01-01', '2020-01-02', upsert => true, backend => 'zarr')")
+        .await;
+    assert!(err.contains("zarr entries cannot upsert"), "{err}");
+    let err = CachedFunction::builder("bad")
+        .returns(observations_schema())
+        .upsert_keys(["time", "place"])
+        .compute(|_ctx, _args| async { Ok(Vec::<RecordBatch>::new()) })
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("'place', which is not a column"), "{err}");
+
+    // A table whose log is corrupt: the error names the table, and the
+    // fix.
+    f.query("SELECT * FROM obs('2020-01-01', '2020-01-01T03:00:00')")
+        .await
+        .unwrap();
+    f.reports();
+    let log = f
+        .root()
+        .join("obs/.delta/_delta_log/00000000000000000000.json");
+    std::fs::write(&log, "{ not json").unwrap();
+    let err = f.error("SELECT * FROM obs(NULL, NULL)").await;
+    assert!(err.contains("delta") && err.contains("obs"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_definition_overwrites_with_a_new_schema_and_refuses_to_merge_into_the_old() {
+    let f = Fixture::new();
+    f.nuthatch.register(observations("obs", "delta")).unwrap();
+    f.query("SELECT * FROM obs('2020-01-01', '2020-01-01T23:00:00')")
+        .await
+        .unwrap();
+    f.reports();
+    // Same key, value now an integer count, plus a column.
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(
+            "time",
+            DataType::Timestamp(TimeUnit::Nanosecond, None),
+            true,
+        ),
+        Field::new("station", DataType::Utf8, true),
+        Field::new("value", DataType::Utf8, true),
+    ]));
+    let returned = Arc::clone(&schema);
+    let changed = CachedFunction::builder("obs")
+        .param("start_time", ParamType::Timestamp)
+        .param("end_time", ParamType::Timestamp)
+        .timeseries("time")
+        .backend("delta")
+        .upsert_keys(["time", "station"])
+        .returns(Arc::clone(&schema))
+        .compute(move |_ctx, _args| {
+            let schema = Arc::clone(&returned);
+            async move {
+                Ok(vec![RecordBatch::try_new(
+                    schema,
+                    vec![
+                        Arc::new(TimestampNanosecondArray::from(vec![
+                            1_577_836_800_000_000_000,
+                        ])),
+                        Arc::new(StringArray::from(vec!["a"])),
+                        Arc::new(StringArray::from(vec!["new"])),
+                    ],
+                )?])
+            }
+        })
+        .build()
+        .unwrap();
+    f.nuthatch.register(changed).unwrap();
+    let err = f
+        .error("SELECT * FROM obs('2020-01-01', '2020-01-01T23:00:00', upsert => true)")
+        .await;
+    assert!(err.to_lowercase().contains("value"), "{err}");
+    assert_eq!(log_versions(&f.root().join("obs/.delta")).len(), 1);
+    // An overwrite stores the new shape as the next version.
+    let count = f
+        .int("SELECT count(*) FROM obs(NULL, NULL, recompute => true, cache_mode => 'overwrite') WHERE value = 'new'")
+        .await;
+    assert_eq!(count, 1);
+    assert_eq!(f.report().data_version, Some(1));
+}
+
+/// The child half of `a_killed_write_leaves_the_previous_version`: when
+/// `NUTHATCH_KILLED_WRITE_ROOT` names a root, overwrites `endless` there
+/// with a body that streams until the process is killed. Otherwise does
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_write_child() {
+    let Ok(root) = std::env::var("NUTHATCH_KILLED_WRITE_ROOT") else {
+        return;
+    };
+    let engine = nuthatch::Engine::new(&Config::with_root(root)).unwrap();
+    let session = engine.session();
+    session.register(endless(true)).unwrap();
+    let _ = session
+        .sql("SELECT count(*) FROM endless(recompute => true, cache_mode => 'overwrite')")
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    unreachable!("the body never ends");
+}
+
+/// `endless()`, whose body, when `forever`, streams batches until it is
+/// stopped; otherwise 100,000 rows. Not a timeseries: a timeseries result
+/// is sorted before it is written, which never ends for an endless one.
+fn endless(forever: bool) -> CachedFunction {
+    let schema = observations_schema();
+    let returned = Arc::clone(&schema);
+    CachedFunction::builder("endless")
+        .backend("delta")
+        .returns(schema)
+        .compute(move |_ctx, _args| {
+            let schema = Arc::clone(&returned);
+            async move {
+                let batches = futures::stream::unfold(0i64, move |i| {
+                    let schema = Arc::clone(&schema);
+                    async move {
+                        if !forever && i >= 10 {
+                            return None;
+                        }
+                        if forever && i > 50 {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        let n = 10_000i64;
+                        let times: Vec<i64> =
+                            (i * n..(i + 1) * n).map(|t| t * 1_000_000_000).collect();
+                        let values: Vec<f64> = (0..n)
+                            .map(|v| ((v * 7919 + i) % 10007) as f64 / 3.0)
+                            .collect();
+                        let batch = RecordBatch::try_new(
+                            schema,
+                            vec![
+                                Arc::new(TimestampNanosecondArray::from(times)),
+                                Arc::new(StringArray::from(vec!["x"; n as usize])),
+                                Arc::new(Float64Array::from(values)),
+                            ],
+                        );
+                        Some((batch.map_err(Into::into), i + 1))
+                    }
+                });
+                let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                    observations_schema(),
+                    batches,
+                );
+                Ok(nuthatch::Computed::Stream(Box::pin(stream)))
+            }
+        })
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_write_leaves_the_previous_version() {
+    let f = Fixture::new();
+    f.nuthatch.register(endless(false)).unwrap();
+    assert_eq!(f.int("SELECT count(*) FROM endless()").await, 100_000);
+    f.reports();
+    let table = f.root().join("endless/.delta");
+    let parquet_files = || {
+        files_under(&table)
+            .into_iter()
+            .filter(|p| p.ends_with(".parquet"))
+            .count()
+    };
+    let before = parquet_files();
+
+    // Another process overwrites the entry; it is killed once the new
+    // version has data files but before it can commit.
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "delta::killed_write_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("NUTHATCH_KILLED_WRITE_ROOT", f.root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while parquet_files() <= before + 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the child wrote no data files"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(log_versions(&table), ["00000000000000000000"]);
+    assert_eq!(
+        metadata(&f.root(), "endless/").recorded.data_version,
+        Some(0)
+    );
+
+    // The entry reads as before, and the next write commits version 1.
+    assert_eq!(f.int("SELECT count(*) FROM endless()").await, 100_000);
+    assert_outcome(&f.report(), Outcome::Hit);
+    f.query("SELECT count(*) FROM endless(recompute => true, cache_mode => 'overwrite')")
+        .await
+        .unwrap();
+    assert_eq!(f.report().data_version, Some(1));
+}
+
+fn python(args: &[&str], root: &Path) -> String {
+    let python = std::env::var("NUTHATCH_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
+    let mut command = Command::new(python);
+    command
+        .arg(dir.join("nuthatch_store.py"))
+        .args(args.iter().take(1))
+        .arg(root)
+        .args(args.iter().skip(1))
+        .env("PYTHONPATH", dir.join("stubs"));
+    let output = command.output().expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "{args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Python nuthatch (scripts/test installs it)"]
+async fn python_delta_entries_read_here_and_ours_read_in_python() {
+    let f = Fixture::new();
+    python(&["write-delta"], &f.root());
+    // Python's frame: value = hour * scale (+ 1000); delta2 was overwritten
+    // with values ten times larger, so its log has two versions.
+    let hours = 1440.0_f64;
+    let expected = |factor: f64| (hours - 1.0) * hours / 2.0 * factor + 1000.0 * hours;
+    for (station, factor) in [("delta1", 1.0), ("delta2", 10.0)] {
+        let rows = text_rows(
+            &f.query(&format!(
+                "SELECT count(*), sum(value), CAST(min(time) AS VARCHAR) \
+                 FROM series(NULL, NULL, station => '{station}', backend => 'delta')"
+            ))
+            .await
+            .unwrap(),
+        );
+        let report = f.report();
+        assert_outcome(&report, Outcome::Hit);
+        assert_eq!(report.backend, "delta");
+        assert_eq!(rows[0][0], "1440");
+        assert_eq!(
+            rows[0][1].parse::<f64>().unwrap(),
+            expected(factor),
+            "{station}"
+        );
+        assert_eq!(rows[0][2], "2020-01-01T00:00:00");
+    }
+    assert_eq!(
+        log_versions(&f.root().join("series/1.0_delta2.delta")).len(),
+        2
+    );
+    assert_eq!(f.computes(), 0);
+
+    // Ours, in Python's read_only_strict mode (a miss would fail there).
+    let ours = f
+        .int("SELECT count(*) FROM series(NULL, NULL, station => 'rust', backend => 'delta')")
+        .await;
+    assert_eq!(ours, 1440);
+    let sum = (hours - 1.0) * hours / 2.0;
+    let read = python(&["read-delta", "rust", "1.0", "", ""], &f.root());
+    assert!(
+        read.lines().any(|l| l == format!("result 1440 {sum:?}")),
+        "{read}"
+    );
+}
