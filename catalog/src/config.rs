@@ -374,11 +374,12 @@ impl Config {
                         }
                         RETENTION_HOURS => {
                             let hours = scalar(&at, k, v)?;
-                            match hours.parse::<f64>() {
-                                Ok(h) if h >= 0.0 && h.is_finite() => {}
-                                _ => return Err(format!(
-                                    "'{at}.{k}' must be a number of hours, 0 or more; got {hours}"
-                                )),
+                            let valid = hours
+                                .parse::<f64>()
+                                .is_ok_and(|h| h >= 0.0 && h.is_finite());
+                            if !valid {
+                                let wrong = format!("'{at}.{k}' must be a number of hours");
+                                return Err(format!("{wrong}, 0 or more; got {hours}"));
                             }
                             section.params.insert(RETENTION_HOURS.to_string(), hours);
                         }

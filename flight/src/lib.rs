@@ -79,6 +79,11 @@ pub async fn serve(
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .tcp_nodelay(true);
     if let Some((cert, key)) = &options.tls {
+        // rustls picks its cryptography by feature, and a build that also
+        // has the Delta backend carries two (ring, and aws-lc-rs through
+        // delta-rs' HTTP client), so it cannot pick: name tonic's. An
+        // embedding program that installed one keeps it.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         builder = builder
             .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
             .map_err(|e| DataFusionError::Configuration(format!("TLS certificate or key: {e}")))?;

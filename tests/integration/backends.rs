@@ -112,7 +112,7 @@ async fn an_unknown_backend_names_the_ones_there_are() {
         .error("SELECT * FROM series(NULL, NULL, backend => 'feather')")
         .await;
     assert!(
-        error.contains("unknown backend 'feather'") && error.contains("arrow, parquet"),
+        error.contains("unknown backend 'feather'") && error.contains("arrow, delta, parquet"),
         "{error}"
     );
     let error = f

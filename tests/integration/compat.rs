@@ -71,7 +71,8 @@ async fn entries_are_written_in_pythons_layout_with_its_metadata_row() {
             "bytes",
             "time_column",
             "time_min",
-            "time_max"
+            "time_max",
+            "data_version"
         ]
     );
     assert_eq!(text(&row, "time_column").as_deref(), Some("time"));

@@ -128,6 +128,51 @@ async fn an_s3_root_stores_entries_in_the_bucket_layout() {
     );
 }
 
+/// Delta commits through the tier's own S3 store: a put-if-absent of each
+/// log file, which the S3 server must honour.
+#[cfg(feature = "delta")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs an S3 server: run bash scripts/test"]
+async fn delta_entries_version_and_upsert_on_s3() {
+    let endpoint = endpoint();
+    let config = s3_config(BUCKET, &endpoint);
+    let call = |extra: &str| {
+        format!(
+            "SELECT count(*) FROM series('2020-01-01', '2020-01-02', station => 's3delta', \
+             backend => 'delta'{extra})"
+        )
+    };
+    let first = session(&config);
+    assert_eq!(count(&first, &call("")).await.unwrap(), 48);
+    let report = first.take_reports().remove(0);
+    assert_outcome(&report, Outcome::Computed);
+    assert_eq!(report.data_version, Some(0));
+    let overwrite = ", recompute => true, cache_mode => 'overwrite'";
+    assert_eq!(count(&first, &call(overwrite)).await.unwrap(), 48);
+    assert_eq!(first.take_reports()[0].data_version, Some(1));
+    // Another session reads the recorded version.
+    let second = session(&config);
+    assert_eq!(count(&second, &call("")).await.unwrap(), 48);
+    let report = second.take_reports().remove(0);
+    assert_outcome(&report, Outcome::Hit);
+    assert_eq!(report.data_version, Some(1));
+
+    let bucket = test_bucket(&endpoint);
+    let log: Vec<String> = bucket
+        .list(Some(
+            &"team/caches/series/1.0_s3delta.delta/_delta_log".into(),
+        ))
+        .map_ok(|meta| meta.location.to_string())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        log.iter().filter(|k| k.ends_with(".json")).count(),
+        2,
+        "{log:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs an S3 server: run bash scripts/test"]
 async fn the_catalog_of_an_s3_root_is_listed_and_deleted_from_in_the_bucket() {
