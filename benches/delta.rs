@@ -11,8 +11,11 @@
 //!
 //! Each timing is the median of a few runs.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{ms, size_under};
 use datafusion::common::ScalarValue;
 use datafusion::error::Result;
 use datafusion::logical_expr::{col, lit};
@@ -84,22 +87,6 @@ async fn median(
     }
     times.sort();
     Ok((times[runs / 2], parts))
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn size_under(path: &std::path::Path) -> u64 {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return 0;
-    };
-    if meta.is_file() {
-        return meta.len();
-    }
-    std::fs::read_dir(path)
-        .map(|d| d.flatten().map(|e| size_under(&e.path())).sum())
-        .unwrap_or(0)
 }
 
 fn row(label: &str, parquet: f64, delta: f64, digits: usize) {

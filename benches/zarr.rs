@@ -12,9 +12,12 @@
 //!
 //! Each timing is the median of a few runs.
 
+mod common;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{ms, size_under};
 use datafusion::error::Result;
 use nuthatch::demo::{air_schema, air_temperature, TIME_STEPS};
 use nuthatch::{CachedFunction, Config, Engine, ParamType, Session};
@@ -55,22 +58,6 @@ async fn median(session: &Session, sql: &str) -> Result<(Duration, Option<(usize
     }
     times.sort();
     Ok((times[RUNS / 2], parts))
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn size_under(path: &std::path::Path) -> u64 {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return 0;
-    };
-    if meta.is_file() {
-        return meta.len();
-    }
-    std::fs::read_dir(path)
-        .map(|d| d.flatten().map(|e| size_under(&e.path())).sum())
-        .unwrap_or(0)
 }
 
 const PYTHON: &str = r#"

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use nuthatch::demo::{air_schema, air_temperature, LATS, LONS};
 use nuthatch::{CachedFunction, Config, MetadataRow, Outcome, ParamType, Value};
 
-use crate::support::{assert_outcome, files_under, Fixture};
+use crate::support::{assert_outcome, files_under, series_schema, Fixture};
 use crate::system::text_rows;
 
 fn demo_grid(name: &str, backend: &str, steps: usize) -> CachedFunction {
@@ -30,18 +30,6 @@ fn demo_grid(name: &str, backend: &str, steps: usize) -> CachedFunction {
         .compute(move |_ctx, _args| async move { air_temperature(steps) })
         .build()
         .unwrap()
-}
-
-fn observations_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new(
-            "time",
-            DataType::Timestamp(TimeUnit::Nanosecond, None),
-            true,
-        ),
-        Field::new("station", DataType::Utf8, true),
-        Field::new("value", DataType::Float64, true),
-    ]))
 }
 
 /// `name(start_time, end_time, revision => 1)`: hourly readings of
@@ -57,7 +45,7 @@ fn observations(name: &str, backend: &str) -> CachedFunction {
         .timeseries("time")
         .backend(backend)
         .upsert_keys(["time", "station"])
-        .returns(observations_schema())
+        .returns(series_schema())
         .compute(|_ctx, args| async move {
             let start = args.timestamp("start_time")?.expect("a start");
             let end = args.timestamp("end_time")?.expect("an end");
@@ -81,7 +69,7 @@ fn observations(name: &str, backend: &str) -> CachedFunction {
             }
             let values = vec![revision as f64; times.len()];
             Ok(vec![RecordBatch::try_new(
-                observations_schema(),
+                series_schema(),
                 vec![
                     Arc::new(TimestampNanosecondArray::from(times)),
                     Arc::new(StringArray::from(stations)),
@@ -228,7 +216,7 @@ async fn an_overwrite_adds_a_version_and_reads_keep_to_the_recorded_one() {
     };
     let stray = futures::stream::once(async {
         let batch = RecordBatch::try_new(
-            observations_schema(),
+            series_schema(),
             vec![
                 Arc::new(TimestampNanosecondArray::from(vec![0])),
                 Arc::new(StringArray::from(vec!["stray"])),
@@ -238,10 +226,7 @@ async fn an_overwrite_adds_a_version_and_reads_keep_to_the_recorded_one() {
         Ok(batch)
     });
     let stray = Box::pin(
-        datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
-            observations_schema(),
-            stray,
-        ),
+        datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(series_schema(), stray),
     );
     let written = nuthatch::Backends::builtin()
         .get("delta")
@@ -405,7 +390,7 @@ async fn merging_calls_say_what_is_wrong() {
         .await;
     assert!(err.contains("zarr entries cannot upsert"), "{err}");
     let err = CachedFunction::builder("bad")
-        .returns(observations_schema())
+        .returns(series_schema())
         .upsert_keys(["time", "place"])
         .compute(|_ctx, _args| async { Ok(Vec::<RecordBatch>::new()) })
         .build()
@@ -509,7 +494,7 @@ async fn killed_write_child() {
 /// stopped; otherwise 100,000 rows. Not a timeseries: a timeseries result
 /// is sorted before it is written, which never ends for an endless one.
 fn endless(forever: bool) -> CachedFunction {
-    let schema = observations_schema();
+    let schema = series_schema();
     let returned = Arc::clone(&schema);
     CachedFunction::builder("endless")
         .backend("delta")
@@ -525,6 +510,14 @@ fn endless(forever: bool) -> CachedFunction {
                         }
                         if forever && i > 50 {
                             tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        if forever && i > 3_000 {
+                            // Never killed (the parent failed): fail the
+                            // write rather than run on.
+                            let stop = datafusion::error::DataFusionError::Execution(
+                                "the child was not killed".into(),
+                            );
+                            return Some((Err(stop), i + 1));
                         }
                         let n = 10_000i64;
                         let times: Vec<i64> =
@@ -544,7 +537,7 @@ fn endless(forever: bool) -> CachedFunction {
                     }
                 });
                 let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
-                    observations_schema(),
+                    series_schema(),
                     batches,
                 );
                 Ok(nuthatch::Computed::Stream(Box::pin(stream)))
@@ -571,7 +564,15 @@ async fn a_killed_write_leaves_the_previous_version() {
 
     // Another process overwrites the entry; it is killed once the new
     // version has data files but before it can commit.
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    /// Kills the child however the test ends.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
             "delta::killed_write_child",
@@ -583,6 +584,7 @@ async fn a_killed_write_leaves_the_previous_version() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let mut child = Killed(child);
     let started = std::time::Instant::now();
     while parquet_files() <= before + 1 {
         assert!(
@@ -591,8 +593,8 @@ async fn a_killed_write_leaves_the_previous_version() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
     assert_eq!(log_versions(&table), ["00000000000000000000"]);
     assert_eq!(
         metadata(&f.root(), "endless/").recorded.data_version,
