@@ -161,8 +161,10 @@ async fn a_window_skips_the_files_outside_it() {
     assert_outcome(&report, Outcome::Hit);
     let (read, total) = report.files_read.expect("a Delta scan reports its files");
     assert!(total >= 4, "the entry is split into files: {report}");
+    // File boundaries follow the writer's byte counts, so a week may
+    // straddle two files.
     assert!(
-        read * 4 <= total,
+        read * 2 <= total,
         "a week of two years reads few files: {report}"
     );
     let from_parquet = text_rows(&f.query(&sql("grid_parquet")).await.unwrap());
