@@ -116,6 +116,14 @@ pub async fn write(
             table
         }
         (mode, exists) => {
+            // A window's literals are cast to the stored types; the table is
+            // already loaded, so this reads nothing more.
+            let stored = match mode {
+                WriteMode::ReplaceWhere { .. } if exists => {
+                    Some(table.table_provider().await?.schema())
+                }
+                _ => None,
+            };
             let source = one_shot(data)?;
             let plan =
                 LogicalPlanBuilder::scan(SOURCE, provider_as_source(source), None)?.build()?;
@@ -127,7 +135,7 @@ pub async fn write(
                 .with_target_file_size(NonZeroU64::new(TARGET_FILE_BYTES));
             match mode {
                 WriteMode::ReplaceWhere { predicate } if exists => {
-                    let stored = stored_schema(&latest).await?;
+                    let stored = stored.expect("read above for a window");
                     let predicate = cast_literals(predicate.clone(), &stored)?;
                     builder = builder.with_replace_where(predicate);
                 }
@@ -222,13 +230,6 @@ fn in_stored_types(data: SendableRecordBatchStream) -> Result<SendableRecordBatc
         Ok(RecordBatch::try_new(Arc::clone(&target), columns)?)
     });
     Ok(Box::pin(RecordBatchStreamAdapter::new(stored, cast)))
-}
-
-/// The stored schema of the latest version, as delta-rs reads it.
-async fn stored_schema(at: &Location) -> Result<SchemaRef> {
-    let (table, _) = table(at).await?;
-    let provider = table.table_provider().await?;
-    Ok(provider.schema())
 }
 
 /// Merges `data` into `table` on `keys`; returns the new table and how
