@@ -137,11 +137,18 @@ impl Screen {
 
     /// What the screen shows after the last `mark` (the line being edited
     /// when `mark` is the prompt).
-    fn after_last(&self, mark: &str) -> String {
-        let text = self.text();
-        let at = text.rfind(mark).unwrap_or(0);
-        text[at..].trim_end().to_string()
+    /// The prompt's line once it reads `expected`: typed keys and Tab
+    /// echo a moment after they are sent, later on a loaded machine.
+    fn line_becomes(&self, expected: &str) {
+        let what = format!("the prompt line never read {expected:?}");
+        self.poll(&what, |text| last_from(text, "nuthatch> ") == expected);
     }
+}
+
+/// `text` from the last `mark` on, without trailing blanks.
+fn last_from(text: &str, mark: &str) -> String {
+    let at = text.rfind(mark).unwrap_or(0);
+    text[at..].trim_end().to_string()
 }
 
 impl Drop for Screen {
@@ -214,10 +221,7 @@ fn statements_commands_and_tab_completion_at_the_prompt() {
     screen.press("Tab");
     screen.type_text(" count(*) AS entries FROM nuthatch.caches WHERE backe");
     screen.press("Tab");
-    assert_eq!(
-        screen.after_last("nuthatch> "),
-        "nuthatch> select count(*) AS entries FROM nuthatch.caches WHERE backend"
-    );
+    screen.line_becomes("nuthatch> select count(*) AS entries FROM nuthatch.caches WHERE backend");
     screen.enter(" = 'parquet';");
     screen.wait_for("| 0       |");
 
@@ -228,10 +232,8 @@ fn statements_commands_and_tab_completion_at_the_prompt() {
     screen.press("Tab");
     screen.type_text("2, cache_mode => 'ov");
     screen.press("Tab");
-    let line = screen.after_last("nuthatch> ");
-    assert_eq!(
-        line,
-        "nuthatch> SELECT count(*) AS n FROM hourly('2020-01-02', '2020-01-03', step => 2, cache_mode => 'overwrite'"
+    screen.line_becomes(
+        "nuthatch> SELECT count(*) AS n FROM hourly('2020-01-02', '2020-01-03', step => 2, cache_mode => 'overwrite'",
     );
     screen.enter(");");
     let text = screen.wait_for("nuthatch: hourly: computed root parquet hourly/2 rows=48");
