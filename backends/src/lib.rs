@@ -23,11 +23,14 @@ pub mod delta;
 pub mod files;
 pub mod parquet;
 pub mod sorted;
+#[cfg(feature = "sql")]
+pub mod sql;
 #[cfg(feature = "zarr")]
 pub mod zarr;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +47,8 @@ use object_store::ObjectStore;
 
 /// Where an entry's data lives: a path in one tier's store, and the URL
 /// under which that store is registered in DataFusion's runtime (which is
-/// how scans reach it).
+/// how scans reach it); for formats that keep data outside the store (a
+/// database), the entry's key and the tier's settings for the format.
 #[derive(Debug, Clone)]
 pub struct Location {
     pub store: Arc<dyn ObjectStore>,
@@ -56,6 +60,54 @@ pub struct Location {
     /// that a commit whose metadata never got written stays unseen. `None`
     /// reads the latest (entries Python wrote record no version).
     pub version: Option<u64>,
+    /// The entry's cache key and namespace, for formats that name what they
+    /// store after the key rather than a path (database tables).
+    pub key: String,
+    pub namespace: Option<String>,
+    /// The tier's settings for this format: the location's parameters,
+    /// overridden by the format's own section (a database's address and
+    /// credentials).
+    pub settings: Settings,
+    /// The local folder the store is rooted at, when it is one; formats
+    /// that need a file of their own beside the tier (SQLite) put it there.
+    pub folder: Option<PathBuf>,
+}
+
+impl Location {
+    /// `path` in `store`, with no key, settings or folder.
+    pub fn new(store: Arc<dyn ObjectStore>, store_url: ObjectStoreUrl, path: Path) -> Location {
+        Location {
+            store,
+            store_url,
+            path,
+            version: None,
+            key: String::new(),
+            namespace: None,
+            settings: Settings::default(),
+            folder: None,
+        }
+    }
+}
+
+/// A tier's settings for one format, by name. They may hold credentials,
+/// so the `Debug` form shows names only.
+#[derive(Clone, Default, PartialEq)]
+pub struct Settings(Arc<BTreeMap<String, String>>);
+
+impl Settings {
+    pub fn new(settings: BTreeMap<String, String>) -> Settings {
+        Settings(Arc::new(settings))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+}
+
+impl Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 /// What a write does with the rows the entry already holds.
@@ -190,6 +242,13 @@ pub trait Backend: Debug + Send + Sync {
         false
     }
 
+    /// Whether the entry's data is objects under its path in the tier's
+    /// store, which an import copies byte for byte. Formats that keep it
+    /// elsewhere (a database) say no.
+    fn stores_objects(&self) -> bool {
+        true
+    }
+
     /// Opens the entry stored at `at`, to be read as `schema`. `Ok(None)`
     /// when no data is there. Opening may read the format's own metadata,
     /// never the data.
@@ -230,6 +289,8 @@ impl Backends {
             Arc::new(zarr::ZarrBackend),
             #[cfg(feature = "delta")]
             Arc::new(delta::DeltaBackend),
+            #[cfg(feature = "sql")]
+            Arc::new(sql::SqlBackend::default()),
         ])
     }
 

@@ -73,6 +73,10 @@ const BACKEND_PARAMS: [&str; 9] = [
 /// need, in hours (default 168, Delta's own).
 pub const RETENTION_HOURS: &str = "retention_hours";
 
+/// The SQL backend's own settings: connections per pool, and md5 table
+/// names for every entry (Python's `hash_table_name`).
+const SQL_SETTINGS: [&str; 2] = ["max_connections", "hash_table_name"];
+
 /// Keys Python nuthatch reads that have no meaning here; accepted so a
 /// Python project's file works unchanged.
 const PYTHON_ONLY: [&str; 5] = [
@@ -372,6 +376,9 @@ impl Config {
                                 .params
                                 .insert(p.to_string(), text(&at, k, v)?.to_string());
                         }
+                        p if SQL_SETTINGS.contains(&p) => {
+                            section.params.insert(p.to_string(), scalar(&at, k, v)?);
+                        }
                         RETENTION_HOURS => {
                             let hours = scalar(&at, k, v)?;
                             let valid = hours
@@ -589,9 +596,10 @@ fn unknown(key: &str) -> String {
     format!(
         "unknown setting '{key}'; a location (root, local, mirror...) takes filesystem, \
          filesystem_options, read_only, {}, and a table per backend ({}) with filesystem, \
-         filesystem_options, those parameters and {RETENTION_HOURS}",
+         filesystem_options, those parameters, {RETENTION_HOURS} and (for sql) {}",
         BACKEND_PARAMS.join(", "),
-        KNOWN_BACKENDS.join(", ")
+        KNOWN_BACKENDS.join(", "),
+        SQL_SETTINGS.join(", ")
     )
 }
 

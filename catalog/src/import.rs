@@ -83,6 +83,15 @@ impl Catalog {
                 self.backends.names().join(", ")
             ))
         })?;
+        if !backend.stores_objects() {
+            return Err(Error::Config(format!(
+                "cannot import {} from {}: it is stored with {backend_name}, whose data lives in \
+                 a database rather than the tier's store; point both tiers at one database, or \
+                 call the function with recompute => true on the target tier",
+                id.key,
+                listed.tier.name()
+            )));
+        }
         let existing = self.read_metadata(to, &id, backend.name()).await?;
         if existing.is_some_and(|r| r.is_valid_for(id.version.as_deref())) {
             return Ok(Imported::AlreadyThere);
@@ -95,8 +104,8 @@ impl Catalog {
         }
         self.delete_null(to, &id).await?;
         let path = data_path(&id.key, id.namespace.as_deref(), backend.extension());
-        let from = listed.tier.data_location(backend.name(), path.clone());
-        let into = to.data_location(backend.name(), path.clone());
+        let from = listed.tier.entry_location(&**backend, &id.key, id.namespace.as_deref());
+        let into = to.entry_location(&**backend, &id.key, id.namespace.as_deref());
         // Old data of the target, which no metadata vouches for any more,
         // may have files the copy would not overwrite.
         backend

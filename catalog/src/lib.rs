@@ -390,10 +390,7 @@ impl Catalog {
         metadata: MetadataRow,
         schema: &SchemaRef,
     ) -> Result<Option<Entry>> {
-        let mut at = tier.data_location(
-            backend.name(),
-            data_path(&id.key, id.namespace.as_deref(), backend.extension()),
-        );
+        let mut at = tier.entry_location(&**backend, &id.key, id.namespace.as_deref());
         if backend.commit() == Commit::Versioned {
             at.version = metadata.recorded.data_version.map(|v| v as u64);
         }
@@ -560,7 +557,7 @@ impl Catalog {
         // This process holds the entry's in-flight claim, so no write of it
         // here is staged; what is staged is a killed process's.
         tier.sweep_staged(backend.name(), &path);
-        let at = tier.data_location(backend.name(), path.clone());
+        let at = tier.entry_location(&**backend, &id.key, id.namespace.as_deref());
         let mut options = options.clone();
         if versioned {
             options.retention = Some(tier.retention(backend.name()));

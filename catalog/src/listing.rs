@@ -385,10 +385,7 @@ impl Catalog {
             );
             return Ok(());
         };
-        let at = tier.data_location(
-            backend.name(),
-            data_path(&key, namespace.as_deref(), backend.extension()),
-        );
+        let at = tier.entry_location(&**backend, &key, namespace.as_deref());
         let id = EntryId {
             key,
             namespace,

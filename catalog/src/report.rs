@@ -72,6 +72,9 @@ pub struct CallReport {
     pub chunks_read: Option<(usize, usize)>,
     /// Files of a Delta version that the scan read, and how many it has.
     pub files_read: Option<(usize, usize)>,
+    /// Rows a database sent for the scan (SQL entries), after the filters
+    /// it evaluated.
+    pub rows_fetched: Option<usize>,
     /// The version of a versioned entry (Delta) that was read or written.
     pub data_version: Option<i64>,
     /// For an upsert: stored rows it updated, and rows it inserted.
@@ -116,6 +119,9 @@ impl fmt::Display for CallReport {
         }
         if let Some((read, total)) = self.files_read {
             write!(f, " files={read}/{total}")?;
+        }
+        if let Some(fetched) = self.rows_fetched {
+            write!(f, " fetched={fetched}")?;
         }
         if let Some((read, total)) = self.row_groups_read {
             write!(f, " row_groups={read}/{total}")?;

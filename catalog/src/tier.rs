@@ -29,9 +29,11 @@ use object_store::{BackoffConfig, RetryConfig};
 use url::Url;
 
 use nuthatch_backends::sorted::SortedListing;
-use nuthatch_backends::Location;
+use nuthatch_backends::{Backend, Location, Settings};
 
 use crate::config::TierConfig;
+use crate::key::CacheKey;
+use crate::metastore::data_path;
 use crate::error::{Error, Result};
 
 /// Tells apart the store URLs of catalogs that share one runtime.
@@ -88,6 +90,10 @@ pub struct Tier {
     read_only: bool,
     /// Per backend, how long files older versions need are kept.
     retention: BTreeMap<String, Duration>,
+    /// The location's parameters (database settings), and per backend
+    /// those overridden by its section.
+    params: Settings,
+    backend_params: BTreeMap<String, Settings>,
 }
 
 /// Delta's own default for keeping files that older versions need.
@@ -101,7 +107,11 @@ impl Tier {
         let main = open_store(role, name, config)?;
         let mut backend_stores = BTreeMap::new();
         let mut retention = BTreeMap::new();
+        let mut backend_params = BTreeMap::new();
         for (backend, section) in &config.backends {
+            let mut params = config.params.clone();
+            params.extend(section.params.clone());
+            backend_params.insert(backend.clone(), Settings::new(params));
             if let Some(moved) = config.backend_store(backend) {
                 backend_stores.insert(backend.clone(), open_store(role, name, &moved)?);
             }
@@ -119,6 +129,8 @@ impl Tier {
             location: redact(&config.filesystem),
             read_only: config.read_only || role == TierRole::Mirror,
             retention,
+            params: Settings::new(config.params.clone()),
+            backend_params,
         })
     }
 
@@ -156,15 +168,32 @@ impl Tier {
     }
 
     /// Where `backend` keeps the data at `path`: the main store, or the
-    /// store the backend's section of the configuration names.
+    /// store the backend's section of the configuration names, with the
+    /// tier's settings for it.
     pub fn data_location(&self, backend: &str, path: ObjectPath) -> Location {
         let store = self.backend_stores.get(backend).unwrap_or(&self.main);
-        Location {
-            store: Arc::clone(&store.store),
-            store_url: store.url.clone(),
-            path,
-            version: None,
-        }
+        let mut at = Location::new(Arc::clone(&store.store), store.url.clone(), path);
+        at.settings = self
+            .backend_params
+            .get(backend)
+            .unwrap_or(&self.params)
+            .clone();
+        at.folder = store.folder.clone();
+        at
+    }
+
+    /// Where `backend` keeps the entry `key` of `namespace` on this tier.
+    pub fn entry_location(
+        &self,
+        backend: &dyn Backend,
+        key: &CacheKey,
+        namespace: Option<&str>,
+    ) -> Location {
+        let path = data_path(key, namespace, backend.extension());
+        let mut at = self.data_location(backend.name(), path);
+        at.key = key.as_str().to_string();
+        at.namespace = namespace.map(str::to_string);
+        at
     }
 
     /// The error for a store operation that failed on this tier.

@@ -17,7 +17,7 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use nuthatch::demo::{air_schema, air_temperature, LATS, LONS};
 use nuthatch::{CachedFunction, Config, MetadataRow, Outcome, ParamType, Value};
 
-use crate::support::{assert_outcome, files_under, series_schema, Fixture};
+use crate::support::{assert_outcome, files_under, observations, revisions, series_schema, Fixture};
 use crate::system::text_rows;
 
 fn demo_grid(name: &str, backend: &str, steps: usize) -> CachedFunction {
@@ -30,65 +30,6 @@ fn demo_grid(name: &str, backend: &str, steps: usize) -> CachedFunction {
         .compute(move |_ctx, _args| async move { air_temperature(steps) })
         .build()
         .unwrap()
-}
-
-/// `name(start_time, end_time, revision => 1)`: hourly readings of
-/// stations `a` and `b` over the window, each valued `revision`, keyed by
-/// nothing (neither the window nor the revision is a cache argument), rows
-/// identified by time and station. A revision of -1 also returns a row a
-/// day after the window.
-fn observations(name: &str, backend: &str) -> CachedFunction {
-    CachedFunction::builder(name)
-        .param("start_time", ParamType::Timestamp)
-        .param("end_time", ParamType::Timestamp)
-        .param_default("revision", ParamType::Int, Value::Int(1))
-        .timeseries("time")
-        .backend(backend)
-        .upsert_keys(["time", "station"])
-        .returns(series_schema())
-        .compute(|_ctx, args| async move {
-            let start = args.timestamp("start_time")?.expect("a start");
-            let end = args.timestamp("end_time")?.expect("an end");
-            let revision = args.i64("revision")?;
-            let mut hours = Vec::new();
-            let mut at = start;
-            while at <= end {
-                hours.push(at);
-                at += chrono::Duration::hours(1);
-            }
-            if revision < 0 {
-                hours.push(end + chrono::Duration::days(1));
-            }
-            let mut times = Vec::new();
-            let mut stations = Vec::new();
-            for hour in &hours {
-                for station in ["a", "b"] {
-                    times.push(hour.and_utc().timestamp_nanos_opt().unwrap());
-                    stations.push(station);
-                }
-            }
-            let values = vec![revision as f64; times.len()];
-            Ok(vec![RecordBatch::try_new(
-                series_schema(),
-                vec![
-                    Arc::new(TimestampNanosecondArray::from(times)),
-                    Arc::new(StringArray::from(stations)),
-                    Arc::new(Float64Array::from(values)),
-                ],
-            )?])
-        })
-        .build()
-        .unwrap()
-}
-
-/// Rows per value of `value` in the stored entry, as "value:count" text.
-async fn revisions(f: &Fixture, name: &str) -> Vec<String> {
-    let sql = format!(
-        "SELECT CAST(value AS BIGINT) AS v, count(*) FROM {name}(NULL, NULL) GROUP BY v ORDER BY v"
-    );
-    let rows = text_rows(&f.query(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")));
-    f.reports();
-    rows.iter().map(|r| format!("{}:{}", r[0], r[1])).collect()
 }
 
 /// The Delta log versions of the table at `table`.

@@ -12,6 +12,8 @@ mod errors;
 mod pushdown;
 mod python;
 mod readme;
+#[cfg(feature = "sql")]
+mod sql;
 mod sql_functions;
 mod stores;
 mod system;

@@ -15,6 +15,14 @@
     python nuthatch_store.py read-delta ROOT STATION SCALE START END
         As `read`, for a Delta entry (backend='delta').
 
+    python nuthatch_store.py write-sql ROOT
+        Caches `series(station='sql1')` with backend='sql': a table in the
+        PostgreSQL database that NUTHATCH_ROOT_SQL_* name, written by pandas'
+        `to_sql`.
+
+    python nuthatch_store.py read-sql ROOT STATION SCALE START END
+        As `read`, for a SQL entry (backend='sql').
+
     python nuthatch_store.py write-basic ROOT
         Caches `counts(3)`, whose result is a Python list, so nuthatch
         stores it with its basic backend: a pickle.
@@ -92,6 +100,9 @@ def main():
             None, None, station="delta2", scale=1.0, recompute=True, cache_mode="overwrite"
         )
         return
+    if command == "write-sql":
+        define_series("pandas", "sql")(None, None, station="sql1", scale=1.0)
+        return
     if command == "write-basic":
         from nuthatch import cache
 
@@ -109,10 +120,10 @@ def main():
         os.makedirs(os.path.expanduser("~/.nuthatch/caches/series"), exist_ok=True)
         define_series("pandas")("2020-01-01", "2020-01-02", station="localpy", cache_mode="local")
         return
-    if command in ("read", "local-read", "read-delta"):
+    if command in ("read", "local-read", "read-delta", "read-sql"):
         station, scale, start, end = sys.argv[3:7]
         namespace = sys.argv[7] if len(sys.argv) > 7 else None
-        backend = "delta" if command == "read-delta" else "parquet"
+        backend = {"read-delta": "delta", "read-sql": "sql"}.get(command, "parquet")
         data = define_series("read", backend)(
             start or None,
             end or None,

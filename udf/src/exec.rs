@@ -251,7 +251,7 @@ impl Tracker {
             return;
         };
         let (mut pruned, mut matched, mut bytes, mut pruning_seen) = (0, 0, 0, false);
-        let (mut chunks, mut missing, mut files) = (None, 0, None);
+        let (mut chunks, mut missing, mut files, mut fetched) = (None, 0, None, None);
         collect_metrics(&prepared.plan, &mut |metric| match metric.value() {
             MetricValue::PruningMetrics {
                 name,
@@ -279,6 +279,9 @@ impl Tracker {
             }
             MetricValue::Count { name, count } if name == "chunks_missing" => {
                 missing += count.value()
+            }
+            MetricValue::Count { name, count } if name == "rows_fetched" => {
+                *fetched.get_or_insert(0) += count.value()
             }
             MetricValue::Count { name, count } if name == "bytes_scanned" => bytes += count.value(),
             _ => {}
@@ -309,6 +312,7 @@ impl Tracker {
             row_groups_read: (scanned && pruning_seen).then_some((matched, matched + pruned)),
             chunks_read: chunks.filter(|_| scanned),
             files_read: files.filter(|_| scanned),
+            rows_fetched: fetched.filter(|_| scanned),
             data_version: prepared.data_version,
             updated: written.and_then(|w| w.updated),
             inserted: written.and_then(|w| w.inserted),

@@ -227,12 +227,11 @@ mod tests {
     #[test]
     fn table_urls_carry_any_key_back_to_its_path() {
         for key in ["plain/7.delta", "f/a|b^c@d [x].delta", "ns/f/é=1,2.delta"] {
-            let at = Location {
-                store: Arc::new(object_store::memory::InMemory::new()),
-                store_url: ObjectStoreUrl::parse("nuthatch://root-1").unwrap(),
-                path: Path::from(key),
-                version: None,
-            };
+            let at = Location::new(
+                Arc::new(object_store::memory::InMemory::new()),
+                ObjectStoreUrl::parse("nuthatch://root-1").unwrap(),
+                Path::from(key),
+            );
             let url = table_url(&at).unwrap();
             assert_eq!(url.host_str(), Some("root-1"));
             let back = Path::from_url_path(url.path()).unwrap();

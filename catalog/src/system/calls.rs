@@ -40,6 +40,7 @@ pub fn calls_table(reports: Arc<ReportLog>) -> LazyTable {
         count("data_version"),
         count("rows_inserted"),
         count("rows_updated"),
+        count("rows_fetched"),
         count("bytes_scanned"),
         count("spilled_bytes"),
         Field::new("elapsed_ms", DataType::Float64, false),
@@ -87,6 +88,7 @@ fn calls_batch(schema: SchemaRef, reports: &ReportLog) -> Result<RecordBatch> {
             count(&|r| r.data_version.map(|v| v as usize)),
             count(&|r| r.inserted.map(|n| n as usize)),
             count(&|r| r.updated.map(|n| n as usize)),
+            count(&|r| r.rows_fetched),
             count(&|r| r.bytes_scanned),
             count(&|r| Some(r.spilled_bytes)),
             Arc::new(Float64Array::from_iter_values(

@@ -1,0 +1,101 @@
+//! The SQL backend (feature `sql`): an entry is a table in a database, for
+//! dashboards and services that speak SQL, as Python nuthatch's `sql`
+//! backend stores it.
+//!
+//! The database is a tier's setting (see [`database`]): PostgreSQL for a
+//! shared store, or a SQLite file beside a local tier when none is set.
+//! The entry's metadata stays in the tier's metastore like every other
+//! format's; only the rows live in the database, in one table per entry
+//! named after the cache key (its md5 when the key is too long for
+//! PostgreSQL's names), in a schema named after the namespace.
+//!
+//! - [`read`] serves a table through a `TableProvider` whose scans send
+//!   the projection, the filters the database can evaluate exactly, and
+//!   the limit, and stream rows back in batches.
+//! - [`write`] writes in one transaction per write: a replacement, an
+//!   upsert by key columns, or the replacement of a time window.
+//! - [`filter`] turns DataFusion filters into SQL whose values are all
+//!   bound parameters.
+//! - [`types`] maps columns between Arrow and SQL.
+//!
+//! Writes are [`Commit::Atomic`]: the transaction makes the new table
+//! visible at once. They are also merges ([`Backend::merges`]), and the
+//! data is not objects in the tier's store, so entries cannot be imported
+//! byte for byte.
+
+pub mod database;
+pub mod filter;
+pub mod read;
+pub mod types;
+pub mod write;
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::TableProvider;
+use datafusion::common::Result;
+use datafusion::execution::SendableRecordBatchStream;
+
+use crate::{Backend, Commit, Location, WriteOptions, Written};
+
+pub use database::SQLITE_FILE;
+pub use read::{SqlScan, SqlTable};
+
+/// The backend; it keeps the pools of every database it has been pointed
+/// at, so all calls on one tier share a bounded set of connections.
+#[derive(Debug, Default)]
+pub struct SqlBackend {
+    databases: database::Databases,
+}
+
+#[async_trait]
+impl Backend for SqlBackend {
+    fn name(&self) -> &'static str {
+        "sql"
+    }
+
+    /// Only named in the metadata row's path; no file has it.
+    fn extension(&self) -> &'static str {
+        "sql"
+    }
+
+    fn commit(&self) -> Commit {
+        Commit::Atomic
+    }
+
+    fn merges(&self) -> bool {
+        true
+    }
+
+    fn stores_objects(&self) -> bool {
+        false
+    }
+
+    async fn open(
+        &self,
+        at: &Location,
+        schema: SchemaRef,
+    ) -> Result<Option<Arc<dyn TableProvider>>> {
+        let database = self.databases.get(at)?;
+        match read::find(&database, at).await? {
+            Some(table) => Ok(Some(Arc::new(SqlTable::new(database, table, schema)?))),
+            None => Ok(None),
+        }
+    }
+
+    async fn write(
+        &self,
+        at: &Location,
+        data: SendableRecordBatchStream,
+        options: &WriteOptions,
+    ) -> Result<Written> {
+        let database = self.databases.get(at)?;
+        write::write(&database, at, data, options).await
+    }
+
+    async fn delete(&self, at: &Location) -> Result<()> {
+        let database = self.databases.get(at)?;
+        write::delete(&database, at).await
+    }
+}

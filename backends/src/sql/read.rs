@@ -1,0 +1,540 @@
+//! Reading an entry's table: finding it, and scanning it with projection,
+//! filters and limits in the statement sent.
+//!
+//! [`SqlTable`] is the entry's `TableProvider`. Its scan builds one
+//! `SELECT` of the projected columns, the filters the database evaluates
+//! exactly (see [`super::filter`]) and, when every filter went down, the
+//! limit; [`SqlScan`] runs it on a pooled read connection and streams the
+//! rows back in batches of the session's batch size, counting them in the
+//! `rows_fetched` metric. A query that reads no column (`count(*)`) asks
+//! the database for the count alone.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DataFusionError, Result};
+use datafusion::datasource::TableType;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::{EquivalenceProperties, Partitioning};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, PhysicalExpr, PlanProperties,
+};
+use futures::TryStreamExt;
+use sqlx::postgres::PgArguments;
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Arguments, AssertSqlSafe, Row};
+use tokio::sync::mpsc;
+
+use super::database::{quote, table_names, Database, Dialect, Pools, TableName};
+use super::filter::{ColumnInfo, Param, Translator};
+use super::types::{to_declared, Builder, Wire};
+use crate::Location;
+
+/// A table as the database describes it.
+#[derive(Debug, Clone)]
+pub struct StoredTable {
+    pub name: TableName,
+    /// Columns in table order: name and type as the database spells it.
+    pub columns: Vec<(String, String)>,
+}
+
+/// Finds the entry's table under any of its names; `None` if it has none.
+pub async fn find(database: &Database, at: &Location) -> Result<Option<StoredTable>> {
+    for name in table_names(database, at)? {
+        if let Some(table) = describe(database, &name).await? {
+            return Ok(Some(table));
+        }
+    }
+    Ok(None)
+}
+
+/// The columns of the table `name`, if it exists.
+pub async fn describe(database: &Database, name: &TableName) -> Result<Option<StoredTable>> {
+    let doing = format!("looking up the table {name}");
+    let columns: Vec<(String, String)> = match &database.pools {
+        Pools::Postgres { read, .. } => {
+            // to_regclass reads a quoted name and is NULL when there is no
+            // such table; the name travels as a parameter.
+            let query = "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) \
+                         FROM pg_attribute a \
+                         WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 \
+                         AND NOT a.attisdropped ORDER BY a.attnum";
+            match sqlx::query(query).bind(name.quoted()).fetch_all(read).await {
+                Ok(rows) => rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
+                Err(e) => return Err(database.error(&doing, e).await),
+            }
+        }
+        Pools::Sqlite { read, .. } => {
+            let query = "SELECT name, type FROM pragma_table_info(?1)";
+            match sqlx::query(query).bind(&name.table).fetch_all(read).await {
+                Ok(rows) => rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
+                Err(e) => return Err(database.error(&doing, e).await),
+            }
+        }
+    };
+    Ok((!columns.is_empty()).then(|| StoredTable {
+        name: name.clone(),
+        columns,
+    }))
+}
+
+/// An entry's table, read as the function's declared schema.
+#[derive(Debug)]
+pub struct SqlTable {
+    database: Database,
+    table: TableName,
+    schema: SchemaRef,
+    /// Per declared column: its name in the table, and its wire type
+    /// (`None`: selected as text and cast).
+    stored: Vec<(String, Option<Wire>)>,
+    /// The columns filters may name.
+    filterable: HashMap<String, ColumnInfo>,
+}
+
+impl SqlTable {
+    /// Matches the declared columns to the table's; a declared column the
+    /// table lacks is an error that names the fix.
+    pub fn new(database: Database, table: StoredTable, schema: SchemaRef) -> Result<SqlTable> {
+        let dialect = database.dialect();
+        let mut stored = Vec::with_capacity(schema.fields().len());
+        let mut filterable = HashMap::new();
+        for field in schema.fields() {
+            let found = table
+                .columns
+                .iter()
+                .find(|(name, _)| name == field.name())
+                .or_else(|| {
+                    let mut same = table
+                        .columns
+                        .iter()
+                        .filter(|(name, _)| name.eq_ignore_ascii_case(field.name()));
+                    same.next().filter(|_| same.next().is_none())
+                });
+            let Some((name, type_name)) = found else {
+                let has: Vec<&str> = table.columns.iter().map(|(n, _)| n.as_str()).collect();
+                return Err(DataFusionError::Plan(format!(
+                    "the table {} has no column {} (it has {}); the function's schema changed \
+                     since the entry was written: call it with recompute => true",
+                    table.name,
+                    field.name(),
+                    has.join(", ")
+                )));
+            };
+            let wire = match dialect {
+                Dialect::Postgres => Wire::from_postgres(type_name),
+                Dialect::Sqlite => Some(Wire::for_sqlite_read(field.data_type())),
+            };
+            if let Some(wire) = wire {
+                filterable.insert(
+                    field.name().clone(),
+                    ColumnInfo {
+                        stored: name.clone(),
+                        wire,
+                        declared: field.data_type().clone(),
+                    },
+                );
+            }
+            stored.push((name.clone(), wire));
+        }
+        Ok(SqlTable {
+            database,
+            table: table.name,
+            schema,
+            stored,
+            filterable,
+        })
+    }
+}
+
+#[async_trait]
+impl TableProvider for SqlTable {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        let dialect = self.database.dialect();
+        Ok(filters
+            .iter()
+            .map(|filter| {
+                match Translator::new(dialect, &self.filterable).translate(filter) {
+                    Some(_) => TableProviderFilterPushDown::Exact,
+                    None => TableProviderFilterPushDown::Unsupported,
+                }
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        session: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let indices: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.stored.len()).collect(),
+        };
+        let schema = Arc::new(self.schema.project(&indices)?);
+        let dialect = self.database.dialect();
+        let mut translator = Translator::new(dialect, &self.filterable);
+        let mut conditions = Vec::new();
+        let mut all_pushed = true;
+        for filter in filters {
+            match translator.translate(filter) {
+                Some(sql) => conditions.push(sql),
+                None => all_pushed = false,
+            }
+        }
+        let params = translator.into_params();
+        let mut wires = Vec::with_capacity(indices.len());
+        let mut selected = Vec::with_capacity(indices.len());
+        for i in &indices {
+            let (name, wire) = &self.stored[*i];
+            match wire {
+                Some(wire) => {
+                    selected.push(quote(name));
+                    wires.push(*wire);
+                }
+                None => {
+                    selected.push(format!("{}::text", quote(name)));
+                    wires.push(Wire::Text);
+                }
+            }
+        }
+        let mut from = format!("FROM {}", self.table.quoted());
+        if !conditions.is_empty() {
+            from.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
+        }
+        if let (Some(limit), true) = (limit, all_pushed) {
+            from.push_str(&format!(" LIMIT {limit}"));
+        }
+        let count_only = selected.is_empty();
+        let sql = if count_only {
+            format!("SELECT count(*) FROM (SELECT 1 {from}) AS counted")
+        } else {
+            format!("SELECT {} {from}", selected.join(", "))
+        };
+        Ok(Arc::new(SqlScan::new(
+            self.database.clone(),
+            sql,
+            params,
+            wires,
+            schema,
+            session.config().batch_size(),
+            count_only,
+        )))
+    }
+}
+
+/// Runs one `SELECT` and streams its rows as batches.
+pub struct SqlScan {
+    database: Database,
+    sql: String,
+    params: Vec<Param>,
+    wires: Vec<Wire>,
+    schema: SchemaRef,
+    batch_size: usize,
+    count_only: bool,
+    properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl fmt::Debug for SqlScan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SqlScan({})", self.sql)
+    }
+}
+
+impl SqlScan {
+    fn new(
+        database: Database,
+        sql: String,
+        params: Vec<Param>,
+        wires: Vec<Wire>,
+        schema: SchemaRef,
+        batch_size: usize,
+        count_only: bool,
+    ) -> SqlScan {
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&schema)),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        SqlScan {
+            database,
+            sql,
+            params,
+            wires,
+            schema,
+            batch_size: batch_size.max(1),
+            count_only,
+            properties,
+            metrics: ExecutionPlanMetricsSet::new(),
+        }
+    }
+
+    /// The statement sent, placeholders and all (values are not shown).
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+}
+
+impl DisplayAs for SqlScan {
+    fn fmt_as(&self, _: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "SqlScan: {} sql={}", self.database.shown, self.sql)
+    }
+}
+
+impl ExecutionPlan for SqlScan {
+    fn name(&self) -> &str {
+        "SqlScan"
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.is_empty() {
+            Ok(self)
+        } else {
+            Err(DataFusionError::Internal("SqlScan has no children".into()))
+        }
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let fetched = MetricBuilder::new(&self.metrics).counter("rows_fetched", partition);
+        // Two batches ahead of the consumer at most; the task ends when the
+        // stream is dropped (its next send fails) and so frees its
+        // connection.
+        let (sender, receiver) = mpsc::channel(2);
+        let query = Query {
+            database: self.database.clone(),
+            sql: self.sql.clone(),
+            params: self.params.clone(),
+            wires: self.wires.clone(),
+            schema: Arc::clone(&self.schema),
+            batch_size: self.batch_size,
+            fetched,
+        };
+        let count_only = self.count_only;
+        tokio::spawn(async move {
+            let failed = if count_only {
+                query.count(&sender).await
+            } else {
+                query.rows(&sender).await
+            };
+            if let Err(e) = failed {
+                let _ = sender.send(Err(e)).await;
+            }
+        });
+        let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|item| (item, receiver))
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            stream,
+        )))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+}
+
+type Sender = mpsc::Sender<Result<RecordBatch>>;
+
+/// What the fetching task needs.
+struct Query {
+    database: Database,
+    sql: String,
+    params: Vec<Param>,
+    wires: Vec<Wire>,
+    schema: SchemaRef,
+    batch_size: usize,
+    fetched: Count,
+}
+
+impl Query {
+    async fn count(&self, sender: &Sender) -> Result<()> {
+        let doing = "counting rows";
+        let count: i64 = match &self.database.pools {
+            Pools::Postgres { read, .. } => {
+                let query = sqlx::query_with(AssertSqlSafe(self.sql.clone()), pg_arguments(&self.params)?);
+                match query.fetch_one(read).await {
+                    Ok(row) => row.get(0),
+                    Err(e) => return Err(self.database.error(doing, e).await),
+                }
+            }
+            Pools::Sqlite { read, .. } => {
+                let query =
+                    sqlx::query_with(AssertSqlSafe(self.sql.clone()), sqlite_arguments(&self.params)?);
+                match query.fetch_one(read).await {
+                    Ok(row) => row.get(0),
+                    Err(e) => return Err(self.database.error(doing, e).await),
+                }
+            }
+        };
+        self.fetched.add(1);
+        let options = RecordBatchOptions::new().with_row_count(Some(count.max(0) as usize));
+        let batch = RecordBatch::try_new_with_options(Arc::new(Schema::empty()), vec![], &options)?;
+        let _ = sender.send(Ok(batch)).await;
+        Ok(())
+    }
+
+    async fn rows(&self, sender: &Sender) -> Result<()> {
+        let doing = "reading";
+        let mut builders: Vec<Builder> =
+            self.wires.iter().map(|w| Builder::new(*w, self.batch_size)).collect();
+        let mut rows_in_batch = 0;
+        macro_rules! drain {
+            ($stream:expr, $push:ident) => {{
+                let mut stream = $stream;
+                loop {
+                    let row = match stream.try_next().await {
+                        Ok(Some(row)) => row,
+                        Ok(None) => break,
+                        Err(e) => return Err(self.database.error(doing, e).await),
+                    };
+                    for (i, builder) in builders.iter_mut().enumerate() {
+                        builder.$push(&row, i).map_err(|e| {
+                            DataFusionError::Execution(format!(
+                                "reading column {} of {}: {e}",
+                                self.schema.field(i).name(),
+                                self.database.shown
+                            ))
+                        })?;
+                    }
+                    rows_in_batch += 1;
+                    if rows_in_batch == self.batch_size {
+                        self.fetched.add(rows_in_batch);
+                        rows_in_batch = 0;
+                        if sender.send(self.batch(&mut builders)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+            }};
+        }
+        match &self.database.pools {
+            Pools::Postgres { read, .. } => {
+                let mut conn = match read.acquire().await {
+                    Ok(conn) => conn,
+                    Err(e) => return Err(self.database.error(doing, e).await),
+                };
+                let query = sqlx::query_with(AssertSqlSafe(self.sql.clone()), pg_arguments(&self.params)?);
+                drain!(query.fetch(&mut *conn), push_postgres);
+            }
+            Pools::Sqlite { read, .. } => {
+                let mut conn = match read.acquire().await {
+                    Ok(conn) => conn,
+                    Err(e) => return Err(self.database.error(doing, e).await),
+                };
+                let query =
+                    sqlx::query_with(AssertSqlSafe(self.sql.clone()), sqlite_arguments(&self.params)?);
+                drain!(query.fetch(&mut *conn), push_sqlite);
+            }
+        }
+        if rows_in_batch > 0 {
+            self.fetched.add(rows_in_batch);
+            let _ = sender.send(self.batch(&mut builders)).await;
+        }
+        Ok(())
+    }
+
+    /// The rows decoded so far as a batch of the declared types.
+    fn batch(&self, builders: &mut [Builder]) -> Result<RecordBatch> {
+        let columns = builders
+            .iter_mut()
+            .zip(self.schema.fields())
+            .map(|(builder, field)| to_declared(builder.finish(), field))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+    }
+}
+
+fn bind_error(e: sqlx::error::BoxDynError) -> DataFusionError {
+    DataFusionError::Execution(format!("binding a filter value: {e}"))
+}
+
+/// Parameters for PostgreSQL.
+pub fn pg_arguments(params: &[Param]) -> Result<PgArguments> {
+    let mut args = PgArguments::default();
+    for param in params {
+        match param {
+            Param::Bool(v) => args.add(*v),
+            Param::Int(v) => args.add(*v),
+            Param::Float(v) => args.add(*v),
+            Param::Text(v) => args.add(v.clone()),
+            Param::Bytes(v) => args.add(v.clone()),
+            Param::Date(v) => args.add(*v),
+            Param::Timestamp(v) => args.add(*v),
+            Param::TimestampUtc(v) => args.add(*v),
+        }
+        .map_err(bind_error)?;
+    }
+    Ok(args)
+}
+
+/// Parameters for SQLite, dates and timestamps as its text.
+pub fn sqlite_arguments(params: &[Param]) -> Result<SqliteArguments> {
+    let mut args = SqliteArguments::default();
+    for param in params {
+        match param.for_sqlite() {
+            Param::Int(v) => args.add(v),
+            Param::Float(v) => args.add(v),
+            Param::Text(v) => args.add(v),
+            Param::Bytes(v) => args.add(v),
+            other => unreachable!("for_sqlite leaves no {other:?}"),
+        }
+        .map_err(bind_error)?;
+    }
+    Ok(args)
+}

@@ -1,0 +1,788 @@
+//! Writing an entry's table, each write one transaction.
+//!
+//! - **Replace**: the rows stream into a new staging table beside the
+//!   entry's; then the old table is dropped and the staging table renamed
+//!   into its place, and the transaction commits. Both engines make DDL
+//!   part of the transaction, so a reader sees the old table or the new
+//!   one, and a write that fails or is killed at any point leaves nothing:
+//!   the database rolls it all back.
+//! - **Upsert**: the rows stream into a temporary table; duplicate keys
+//!   among them are an error; the entry's table gets the unique constraint
+//!   Python nuthatch gives it (`unique_constraint_for_<md5(key)[:10]>`) if
+//!   it lacks one; then one `INSERT ... ON CONFLICT (keys) DO UPDATE`
+//!   merges them, on the write connection.
+//! - **Replace a window**: the rows stream into a temporary table, the
+//!   stored rows matching the window are deleted, and the new ones
+//!   inserted.
+//!
+//! Rows reach PostgreSQL by `COPY ... FROM STDIN` in its binary format,
+//! which needs no escaping and keeps every value exact; SQLite gets
+//! multi-row `INSERT`s with every value bound. A timeseries entry gets an
+//! index on its time column, so a window read finds its rows without
+//! scanning the table.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, AsArray, BinaryArray, BooleanArray, Date32Array, Float32Array, Float64Array,
+    Int16Array, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::SendableRecordBatchStream;
+use futures::StreamExt;
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Arguments, AssertSqlSafe, Executor, PgConnection, Row, SqliteConnection};
+
+use super::database::{md5_hex, quote, table_names, Database, Dialect, Pools, TableName};
+use super::filter::{ColumnInfo, Translator};
+use super::read::{describe, find, pg_arguments, sqlite_arguments, StoredTable};
+use super::types::{sqlite_date, sqlite_timestamp, to_wire, wire_schema, wires, Wire};
+use crate::{Location, WriteMode, WriteOptions, Written};
+
+/// SQLite binds at most 32766 values per statement; rows per `INSERT`
+/// stay well under that and under a size that keeps statements cheap.
+const SQLITE_ROWS_PER_INSERT: usize = 500;
+const SQLITE_MAX_VALUES: usize = 32_000;
+
+/// PostgreSQL's binary COPY is sent in pieces of about this size.
+const COPY_CHUNK: usize = 1 << 20;
+
+/// Days and microseconds from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
+const PG_EPOCH_DAYS: i32 = 10_957;
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// The rows of a write, with what the database needs to create tables for
+/// them.
+struct Input {
+    data: SendableRecordBatchStream,
+    /// The stream's schema (names as the function declares them).
+    schema: SchemaRef,
+    wires: Vec<Wire>,
+    wire_schema: SchemaRef,
+    options: WriteOptions,
+}
+
+/// Writes `data` as the entry at `at`.
+pub async fn write(
+    database: &Database,
+    at: &Location,
+    data: SendableRecordBatchStream,
+    options: &WriteOptions,
+) -> Result<Written> {
+    let schema = data.schema();
+    if schema.fields().is_empty() {
+        return Err(DataFusionError::Plan(
+            "a result with no columns cannot be stored as a table".into(),
+        ));
+    }
+    let wires = wires(&schema)?;
+    let input = Input {
+        wire_schema: wire_schema(&schema, &wires),
+        schema,
+        wires,
+        data,
+        options: options.clone(),
+    };
+    let names = table_names(database, at)?;
+    let existing = match options.mode {
+        WriteMode::Replace => None,
+        _ => find(database, at).await?,
+    };
+    let (table, rows) = match (&options.mode, existing) {
+        (WriteMode::Upsert { keys }, Some(stored)) => {
+            let counts = merge(database, at, &stored, input, Merge::Upsert(keys)).await?;
+            (stored.name, counts)
+        }
+        (WriteMode::ReplaceWhere { predicate }, Some(stored)) => {
+            let counts = merge(database, at, &stored, input, Merge::Window(predicate)).await?;
+            (stored.name, counts)
+        }
+        // A merge into nothing is a first write.
+        _ => {
+            let loaded = replace(database, &names, input).await?;
+            (names[0].clone(), Counts { loaded, updated: None, inserted: None })
+        }
+    };
+    let (total, bytes) = measure(database, &table).await;
+    Ok(Written {
+        rows: total.unwrap_or(rows.loaded),
+        bytes,
+        parts: 1,
+        version: None,
+        updated: rows.updated,
+        inserted: rows.inserted,
+    })
+}
+
+/// What a write loaded and changed.
+struct Counts {
+    loaded: u64,
+    updated: Option<u64>,
+    inserted: Option<u64>,
+}
+
+enum Merge<'a> {
+    Upsert(&'a [String]),
+    Window(&'a datafusion::logical_expr::Expr),
+}
+
+/// A name no other write uses, for a staging table.
+fn staging_name() -> String {
+    use std::sync::atomic::AtomicU64;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or_default();
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("nuthatch_staging_{:x}_{nanos:x}_{n}", std::process::id())
+}
+
+/// `CREATE TABLE` for the input's columns.
+fn create_table(table: &str, input: &Input, dialect: Dialect, temporary: bool) -> String {
+    let columns: Vec<String> = input
+        .schema
+        .fields()
+        .iter()
+        .zip(&input.wires)
+        .map(|(f, w)| format!("{} {}", quote(f.name()), w.sql_type(dialect)))
+        .collect();
+    let temp = if temporary { "TEMPORARY " } else { "" };
+    let tail = if temporary && dialect == Dialect::Postgres {
+        " ON COMMIT DROP"
+    } else {
+        ""
+    };
+    format!("CREATE {temp}TABLE {table} ({}){tail}", columns.join(", "))
+}
+
+fn column_list(schema: &Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| quote(f.name()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An error of the driver during a write: the database's message, and
+/// that nothing was changed (the transaction is rolled back when dropped).
+async fn failed(database: &Database, doing: &str, e: sqlx::Error) -> DataFusionError {
+    let error = database.error(doing, e).await;
+    DataFusionError::Execution(format!("{error}; the entry was not changed"))
+}
+
+/// Replaces the entry's table; rows loaded.
+async fn replace(database: &Database, names: &[TableName], mut input: Input) -> Result<u64> {
+    let target = &names[0];
+    let staging = target.sibling(staging_name());
+    let doing = format!("writing {target}");
+    macro_rules! run {
+        ($tx:expr, $sql:expr) => {
+            if let Err(e) = $tx.execute(AssertSqlSafe($sql)).await {
+                return Err(failed(database, &doing, e).await);
+            }
+        };
+    }
+    let create = create_table(&staging.quoted(), &input, database.dialect(), false);
+    let index = input.options.sorted_by.clone().map(|column| {
+        format!(
+            "CREATE INDEX {} ON {} ({})",
+            quote(&format!("{}_{}", staging.table, "time")),
+            staging.quoted(),
+            quote(&column)
+        )
+    });
+    let mut finish = Vec::new();
+    for old in names {
+        finish.push(format!("DROP TABLE IF EXISTS {}", old.quoted()));
+    }
+    finish.push(format!(
+        "ALTER TABLE {} RENAME TO {}",
+        staging.quoted(),
+        quote(&target.table)
+    ));
+    let loaded = match &database.pools {
+        Pools::Postgres { write, .. } => {
+            let mut tx = match write.begin().await {
+                Ok(tx) => tx,
+                Err(e) => return Err(failed(database, &doing, e).await),
+            };
+            if let Some(schema) = &target.schema {
+                run!(tx, format!("CREATE SCHEMA IF NOT EXISTS {}", quote(schema)));
+            }
+            run!(tx, create);
+            let loaded = copy_in(database, &mut tx, &staging.quoted(), &mut input).await?;
+            if let Some(index) = index {
+                run!(tx, index);
+            }
+            for statement in finish {
+                run!(tx, statement);
+            }
+            if let Err(e) = tx.commit().await {
+                return Err(failed(database, &doing, e).await);
+            }
+            loaded
+        }
+        Pools::Sqlite { write, .. } => {
+            let mut tx = match write.begin().await {
+                Ok(tx) => tx,
+                Err(e) => return Err(failed(database, &doing, e).await),
+            };
+            run!(tx, create);
+            let loaded = insert_sqlite(database, &mut tx, &staging.quoted(), &mut input).await?;
+            if let Some(index) = index {
+                run!(tx, index);
+            }
+            for statement in finish {
+                run!(tx, statement);
+            }
+            if let Err(e) = tx.commit().await {
+                return Err(failed(database, &doing, e).await);
+            }
+            loaded
+        }
+    };
+    tracing::debug!(table = %target, rows = loaded, "wrote sql entry");
+    Ok(loaded)
+}
+
+/// Merges the input into the stored table.
+async fn merge(
+    database: &Database,
+    at: &Location,
+    stored: &StoredTable,
+    mut input: Input,
+    how: Merge<'_>,
+) -> Result<Counts> {
+    let target = &stored.name;
+    let doing = match how {
+        Merge::Upsert(_) => format!("upserting into {target}"),
+        Merge::Window(_) => format!("replacing a window of {target}"),
+    };
+    // The stored table must have every column the result has.
+    for field in input.schema.fields() {
+        if !stored.columns.iter().any(|(name, _)| name == field.name()) {
+            return Err(DataFusionError::Plan(format!(
+                "cannot {} {target}: it has no column {}; the function's schema changed since \
+                 the entry was written, so call it with recompute => true to replace it",
+                if matches!(how, Merge::Upsert(_)) { "upsert into" } else { "replace a window of" },
+                field.name()
+            )));
+        }
+    }
+    let dialect = database.dialect();
+    let staging = quote(&staging_name());
+    let columns = column_list(&input.schema);
+    let mut statements = Statements::new(database, &doing);
+    match &how {
+        Merge::Upsert(keys) => {
+            let key_list = keys.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ");
+            statements.duplicates = Some(format!(
+                "SELECT count(*) FROM (SELECT 1 FROM {staging} GROUP BY {key_list} \
+                 HAVING count(*) > 1) AS repeated"
+            ));
+            let constraint = format!("unique_constraint_for_{}", &md5_hex(&at.key)[..10]);
+            statements.constraint = Some((constraint.clone(), key_list.clone()));
+            let matched = keys
+                .iter()
+                .map(|k| format!("t.{0} = s.{0}", quote(k)))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            statements.updated = Some(format!(
+                "SELECT count(*) FROM {staging} AS s WHERE EXISTS \
+                 (SELECT 1 FROM {} AS t WHERE {matched})",
+                target.quoted()
+            ));
+            let updates: Vec<String> = input
+                .schema
+                .fields()
+                .iter()
+                .filter(|f| !keys.contains(f.name()))
+                .map(|f| format!("{0} = EXCLUDED.{0}", quote(f.name())))
+                .collect();
+            let action = if updates.is_empty() {
+                "DO NOTHING".to_string()
+            } else {
+                format!("DO UPDATE SET {}", updates.join(", "))
+            };
+            // SQLite needs a WHERE to tell ON CONFLICT from a join clause.
+            statements.insert = format!(
+                "INSERT INTO {} ({columns}) SELECT {columns} FROM {staging} WHERE true \
+                 ON CONFLICT ({key_list}) {action}",
+                target.quoted()
+            );
+        }
+        Merge::Window(predicate) => {
+            let filterable = filterable(stored, &input, dialect);
+            let mut translator = Translator::new(dialect, &filterable);
+            let condition = translator.translate(predicate).ok_or_else(|| {
+                DataFusionError::Plan(format!(
+                    "cannot replace a window of {target}: the window {predicate} cannot be \
+                     written as SQL"
+                ))
+            })?;
+            statements.delete = Some((
+                format!("DELETE FROM {} WHERE {condition}", target.quoted()),
+                translator.into_params(),
+            ));
+            statements.insert = format!(
+                "INSERT INTO {} ({columns}) SELECT {columns} FROM {staging}",
+                target.quoted()
+            );
+        }
+    }
+    let create = create_table(&staging, &input, dialect, true);
+    let counts = match &database.pools {
+        Pools::Postgres { write, .. } => {
+            let mut tx = match write.begin().await {
+                Ok(tx) => tx,
+                Err(e) => return Err(failed(database, &doing, e).await),
+            };
+            statements.run(&mut *tx, &create).await?;
+            let loaded = copy_in(database, &mut tx, &staging, &mut input).await?;
+            let counts = statements.apply_postgres(&mut tx, target, loaded).await?;
+            if let Err(e) = tx.commit().await {
+                return Err(failed(database, &doing, e).await);
+            }
+            counts
+        }
+        Pools::Sqlite { write, .. } => {
+            let mut tx = match write.begin().await {
+                Ok(tx) => tx,
+                Err(e) => return Err(failed(database, &doing, e).await),
+            };
+            statements.run(&mut *tx, &create).await?;
+            let loaded = insert_sqlite(database, &mut tx, &staging, &mut input).await?;
+            let counts = statements.apply_sqlite(&mut tx, target, loaded).await?;
+            statements.run(&mut *tx, &format!("DROP TABLE temp.{staging}")).await?;
+            if let Err(e) = tx.commit().await {
+                return Err(failed(database, &doing, e).await);
+            }
+            counts
+        }
+    };
+    Ok(counts)
+}
+
+/// The stored columns a window predicate may name, typed as the result
+/// declares them.
+fn filterable(
+    stored: &StoredTable,
+    input: &Input,
+    dialect: Dialect,
+) -> std::collections::HashMap<String, ColumnInfo> {
+    let mut columns = std::collections::HashMap::new();
+    for field in input.schema.fields() {
+        let Some((name, type_name)) = stored.columns.iter().find(|(n, _)| n == field.name())
+        else {
+            continue;
+        };
+        let wire = match dialect {
+            Dialect::Postgres => Wire::from_postgres(type_name),
+            Dialect::Sqlite => Some(Wire::for_sqlite_read(field.data_type())),
+        };
+        if let Some(wire) = wire {
+            let declared = field.data_type().clone();
+            columns.insert(field.name().clone(), ColumnInfo { stored: name.clone(), wire, declared });
+        }
+    }
+    columns
+}
+
+/// The statements of one merge, run in its transaction.
+struct Statements<'a> {
+    database: &'a Database,
+    doing: &'a str,
+    /// Counts key groups of the staged rows that repeat.
+    duplicates: Option<String>,
+    /// The unique constraint (name, key list) an upsert needs.
+    constraint: Option<(String, String)>,
+    /// Counts staged rows whose keys are stored.
+    updated: Option<String>,
+    /// Deletes the window, with its parameters.
+    delete: Option<(String, Vec<super::filter::Param>)>,
+    insert: String,
+}
+
+impl<'a> Statements<'a> {
+    fn new(database: &'a Database, doing: &'a str) -> Self {
+        Statements {
+            database,
+            doing,
+            duplicates: None,
+            constraint: None,
+            updated: None,
+            delete: None,
+            insert: String::new(),
+        }
+    }
+
+    async fn run<'c, E: Executor<'c>>(&self, conn: E, sql: &str) -> Result<()> {
+        match conn.execute(AssertSqlSafe(sql.to_string())).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(failed(self.database, self.doing, e).await),
+        }
+    }
+
+    async fn count<'c, E>(&self, conn: E, sql: &str) -> Result<u64>
+    where
+        E: Executor<'c>,
+    {
+        match conn.fetch_one(AssertSqlSafe(sql.to_string())).await {
+            Ok(row) => Ok(row.try_get::<i64, _>(0).unwrap_or_default().max(0) as u64),
+            Err(e) => Err(failed(self.database, self.doing, e).await),
+        }
+    }
+
+    async fn check_duplicates<'c, E: Executor<'c>>(&self, conn: E) -> Result<()> {
+        let Some(sql) = &self.duplicates else {
+            return Ok(());
+        };
+        let repeated = self.count(conn, sql).await?;
+        if repeated > 0 {
+            return Err(DataFusionError::Execution(format!(
+                "{}: the computed result has {repeated} key(s) on more than one row, so an \
+                 upsert could not tell which row to keep; make the upsert_keys unique in the \
+                 result; the entry was not changed",
+                self.doing
+            )));
+        }
+        Ok(())
+    }
+
+    async fn apply_postgres(
+        &self,
+        tx: &mut PgConnection,
+        target: &TableName,
+        loaded: u64,
+    ) -> Result<Counts> {
+        self.check_duplicates(&mut *tx).await?;
+        if let Some((name, keys)) = &self.constraint {
+            let exists = sqlx::query(
+                "SELECT count(*) FROM pg_constraint WHERE conrelid = to_regclass($1) \
+                 AND conname = $2",
+            )
+            .bind(target.quoted())
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await;
+            let exists = match exists {
+                Ok(row) => row.get::<i64, _>(0) > 0,
+                Err(e) => return Err(failed(self.database, self.doing, e).await),
+            };
+            if !exists {
+                let add = format!(
+                    "ALTER TABLE {} ADD CONSTRAINT {} UNIQUE ({keys})",
+                    target.quoted(),
+                    quote(name)
+                );
+                self.run(&mut *tx, &add).await.map_err(|e| self.stored_duplicates(e))?;
+            }
+        }
+        let mut counts = self.count_updates(&mut *tx, loaded).await?;
+        if let Some((sql, params)) = &self.delete {
+            let query = sqlx::query_with(AssertSqlSafe(sql.clone()), pg_arguments(params)?);
+            if let Err(e) = query.execute(&mut *tx).await {
+                return Err(failed(self.database, self.doing, e).await);
+            }
+            counts.inserted = Some(loaded);
+        }
+        self.run(&mut *tx, &self.insert).await?;
+        Ok(counts)
+    }
+
+    async fn apply_sqlite(
+        &self,
+        tx: &mut SqliteConnection,
+        target: &TableName,
+        loaded: u64,
+    ) -> Result<Counts> {
+        self.check_duplicates(&mut *tx).await?;
+        if let Some((name, keys)) = &self.constraint {
+            let index = format!(
+                "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({keys})",
+                quote(name),
+                target.quoted()
+            );
+            self.run(&mut *tx, &index).await.map_err(|e| self.stored_duplicates(e))?;
+        }
+        let mut counts = self.count_updates(&mut *tx, loaded).await?;
+        if let Some((sql, params)) = &self.delete {
+            let query = sqlx::query_with(AssertSqlSafe(sql.clone()), sqlite_arguments(params)?);
+            if let Err(e) = query.execute(&mut *tx).await {
+                return Err(failed(self.database, self.doing, e).await);
+            }
+            counts.inserted = Some(loaded);
+        }
+        self.run(&mut *tx, &self.insert).await?;
+        Ok(counts)
+    }
+
+    /// For an upsert, how many staged rows replace stored ones.
+    async fn count_updates<'c, E: Executor<'c>>(&self, conn: E, loaded: u64) -> Result<Counts> {
+        let mut counts = Counts { loaded, updated: None, inserted: None };
+        if let Some(sql) = &self.updated {
+            let updated = self.count(conn, sql).await?;
+            counts.updated = Some(updated);
+            counts.inserted = Some(loaded - updated.min(loaded));
+        }
+        Ok(counts)
+    }
+
+    /// Adding the unique constraint failed: the stored rows repeat keys.
+    fn stored_duplicates(&self, e: DataFusionError) -> DataFusionError {
+        DataFusionError::Execution(format!(
+            "{e}; the stored table has rows with equal upsert keys, so it cannot be upserted \
+             into by them: call the function with recompute => true to rewrite it"
+        ))
+    }
+}
+
+/// Rows in the table and bytes it takes, after a write; `None` and 0 when
+/// the database will not say.
+async fn measure(database: &Database, table: &TableName) -> (Option<u64>, u64) {
+    let count = format!("SELECT count(*) FROM {}", table.quoted());
+    match &database.pools {
+        Pools::Postgres { read, .. } => {
+            let rows = sqlx::query(AssertSqlSafe(count)).fetch_one(read).await.ok();
+            let bytes = sqlx::query("SELECT pg_total_relation_size(to_regclass($1))")
+                .bind(table.quoted())
+                .fetch_one(read)
+                .await
+                .ok();
+            (
+                rows.map(|r| r.get::<i64, _>(0) as u64),
+                bytes.and_then(|r| r.try_get::<Option<i64>, _>(0).ok().flatten()).unwrap_or(0)
+                    as u64,
+            )
+        }
+        Pools::Sqlite { read, .. } => {
+            let rows = sqlx::query(AssertSqlSafe(count)).fetch_one(read).await.ok();
+            let bytes = sqlx::query("SELECT sum(pgsize) FROM dbstat WHERE name = ?1")
+                .bind(&table.table)
+                .fetch_one(read)
+                .await
+                .ok();
+            (
+                rows.map(|r| r.get::<i64, _>(0) as u64),
+                bytes.and_then(|r| r.try_get::<Option<i64>, _>(0).ok().flatten()).unwrap_or(0)
+                    as u64,
+            )
+        }
+    }
+}
+
+/// Streams the input into `table` by binary COPY; rows loaded.
+async fn copy_in(
+    database: &Database,
+    conn: &mut PgConnection,
+    table: &str,
+    input: &mut Input,
+) -> Result<u64> {
+    let doing = format!("loading rows into {table}");
+    let statement = format!(
+        "COPY {table} ({}) FROM STDIN (FORMAT binary)",
+        column_list(&input.schema)
+    );
+    let mut copy = match conn.copy_in_raw(&statement).await {
+        Ok(copy) => copy,
+        Err(e) => return Err(failed(database, &doing, e).await),
+    };
+    let mut buffer = Vec::with_capacity(COPY_CHUNK + (COPY_CHUNK >> 2));
+    buffer.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    buffer.extend_from_slice(&0i32.to_be_bytes());
+    buffer.extend_from_slice(&0i32.to_be_bytes());
+    let mut rows = 0u64;
+    while let Some(batch) = input.data.next().await {
+        let batch = batch.and_then(|b| to_wire(&b, &input.wires, &input.wire_schema));
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                let _ = copy.abort("the result being written failed").await;
+                return Err(e);
+            }
+        };
+        encode_copy_rows(&batch, &mut buffer);
+        rows += batch.num_rows() as u64;
+        if buffer.len() >= COPY_CHUNK {
+            if let Some(progress) = &input.options.progress {
+                progress.bytes.fetch_add(buffer.len() as u64, Ordering::Relaxed);
+            }
+            if let Err(e) = copy.send(buffer.as_slice()).await {
+                return Err(failed(database, &doing, e).await);
+            }
+            buffer.clear();
+        }
+    }
+    buffer.extend_from_slice(&(-1i16).to_be_bytes());
+    if let Err(e) = copy.send(buffer.as_slice()).await {
+        return Err(failed(database, &doing, e).await);
+    }
+    if let Err(e) = copy.finish().await {
+        return Err(failed(database, &doing, e).await);
+    }
+    Ok(rows)
+}
+
+/// Appends a wire-typed batch as rows of PostgreSQL's binary COPY format:
+/// per row the field count, then per field its length (-1 for NULL) and
+/// its bytes in network order.
+fn encode_copy_rows(batch: &RecordBatch, out: &mut Vec<u8>) {
+    let fields = batch.num_columns() as i16;
+    for row in 0..batch.num_rows() {
+        out.extend_from_slice(&fields.to_be_bytes());
+        for column in batch.columns() {
+            if column.is_null(row) {
+                out.extend_from_slice(&(-1i32).to_be_bytes());
+                continue;
+            }
+            let mut field = |bytes: &[u8]| {
+                out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+                out.extend_from_slice(bytes);
+            };
+            match column.data_type() {
+                DataType::Boolean => field(&[column.as_boolean().value(row) as u8]),
+                DataType::Int16 => field(&column.as_primitive::<arrow::datatypes::Int16Type>().value(row).to_be_bytes()),
+                DataType::Int32 => field(&column.as_primitive::<arrow::datatypes::Int32Type>().value(row).to_be_bytes()),
+                DataType::Int64 => field(&column.as_primitive::<arrow::datatypes::Int64Type>().value(row).to_be_bytes()),
+                DataType::Float32 => field(&column.as_primitive::<arrow::datatypes::Float32Type>().value(row).to_be_bytes()),
+                DataType::Float64 => field(&column.as_primitive::<arrow::datatypes::Float64Type>().value(row).to_be_bytes()),
+                DataType::Utf8 => field(column.as_string::<i32>().value(row).as_bytes()),
+                DataType::Binary => field(column.as_binary::<i32>().value(row)),
+                DataType::Date32 => {
+                    let days = column.as_primitive::<arrow::datatypes::Date32Type>().value(row);
+                    field(&(days - PG_EPOCH_DAYS).to_be_bytes())
+                }
+                DataType::Timestamp(_, _) => {
+                    let micros = column
+                        .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+                        .value(row);
+                    field(&(micros - PG_EPOCH_MICROS).to_be_bytes())
+                }
+                other => unreachable!("{other} is not a wire type"),
+            }
+        }
+    }
+}
+
+/// Streams the input into `table` by multi-row INSERTs; rows loaded.
+async fn insert_sqlite(
+    database: &Database,
+    conn: &mut SqliteConnection,
+    table: &str,
+    input: &mut Input,
+) -> Result<u64> {
+    let doing = format!("loading rows into {table}");
+    let width = input.schema.fields().len();
+    let per_statement = SQLITE_ROWS_PER_INSERT.min((SQLITE_MAX_VALUES / width).max(1));
+    let columns = column_list(&input.schema);
+    let row_marks = format!("({})", vec!["?"; width].join(", "));
+    let statement = |rows: usize| {
+        format!("INSERT INTO {table} ({columns}) VALUES {}", vec![row_marks.as_str(); rows].join(", "))
+    };
+    let full = statement(per_statement);
+    let mut rows = 0u64;
+    while let Some(batch) = input.data.next().await {
+        let batch = batch.and_then(|b| to_wire(&b, &input.wires, &input.wire_schema))?;
+        let mut start = 0;
+        while start < batch.num_rows() {
+            let take = per_statement.min(batch.num_rows() - start);
+            let mut args = SqliteArguments::default();
+            for row in start..start + take {
+                for column in batch.columns() {
+                    bind_sqlite(&mut args, column.as_ref(), row)?;
+                }
+            }
+            let sql = if take == per_statement { full.clone() } else { statement(take) };
+            if let Err(e) = sqlx::query_with(AssertSqlSafe(sql), args).execute(&mut *conn).await {
+                return Err(failed(database, &doing, e).await);
+            }
+            start += take;
+        }
+        rows += batch.num_rows() as u64;
+        if let Some(progress) = &input.options.progress {
+            let bytes = batch.get_array_memory_size() as u64;
+            progress.bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+    Ok(rows)
+}
+
+/// Binds one value of a wire-typed column.
+fn bind_sqlite(args: &mut SqliteArguments, column: &dyn Array, row: usize) -> Result<()> {
+    let bound = if column.is_null(row) {
+        args.add(None::<i64>)
+    } else {
+        match column.data_type() {
+            DataType::Boolean => args.add(downcast::<BooleanArray>(column).value(row) as i64),
+            DataType::Int16 => args.add(downcast::<Int16Array>(column).value(row) as i64),
+            DataType::Int32 => args.add(downcast::<Int32Array>(column).value(row) as i64),
+            DataType::Int64 => args.add(downcast::<Int64Array>(column).value(row)),
+            DataType::Float32 => args.add(downcast::<Float32Array>(column).value(row) as f64),
+            DataType::Float64 => args.add(downcast::<Float64Array>(column).value(row)),
+            DataType::Utf8 => args.add(downcast::<StringArray>(column).value(row).to_string()),
+            DataType::Binary => args.add(downcast::<BinaryArray>(column).value(row).to_vec()),
+            DataType::Date32 => args.add(sqlite_date(downcast::<Date32Array>(column).value(row))),
+            DataType::Timestamp(_, _) => args.add(sqlite_timestamp(
+                downcast::<TimestampMicrosecondArray>(column).value(row),
+            )),
+            other => unreachable!("{other} is not a wire type"),
+        }
+    };
+    bound.map_err(|e| DataFusionError::Execution(format!("binding a value: {e}")))
+}
+
+fn downcast<T: 'static>(column: &dyn Array) -> &T {
+    column.as_any().downcast_ref::<T>().expect("a wire-typed column")
+}
+
+/// Drops the entry's table under every name it may have.
+pub async fn delete(database: &Database, at: &Location) -> Result<()> {
+    for name in table_names(database, at)? {
+        if describe(database, &name).await?.is_none() {
+            continue;
+        }
+        let sql = format!("DROP TABLE IF EXISTS {}", name.quoted());
+        let doing = format!("dropping {name}");
+        let done = match &database.pools {
+            Pools::Postgres { write, .. } => write.execute(AssertSqlSafe(sql)).await.map(|_| ()),
+            Pools::Sqlite { write, .. } => write.execute(AssertSqlSafe(sql)).await.map(|_| ()),
+        };
+        if let Err(e) = done {
+            return Err(database.error(&doing, e).await);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::ArrayRef;
+
+    #[test]
+    fn copy_rows_follow_the_binary_format() {
+        let schema = Arc::new(Schema::new(vec![
+            arrow::datatypes::Field::new("n", DataType::Int32, true),
+            arrow::datatypes::Field::new("s", DataType::Utf8, true),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int32Array::from(vec![Some(7), None])),
+            Arc::new(StringArray::from(vec![Some("ab"), Some("")])),
+        ];
+        let batch = RecordBatch::try_new(schema, columns).unwrap();
+        let mut out = Vec::new();
+        encode_copy_rows(&batch, &mut out);
+        let expected: Vec<u8> = [
+            &2i16.to_be_bytes()[..], &4i32.to_be_bytes(), &7i32.to_be_bytes(),
+            &2i32.to_be_bytes(), b"ab",
+            &2i16.to_be_bytes(), &(-1i32).to_be_bytes(), &0i32.to_be_bytes(),
+        ]
+        .concat();
+        assert_eq!(out, expected);
+    }
+}
