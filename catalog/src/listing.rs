@@ -25,7 +25,7 @@ use object_store::ObjectStoreExt;
 
 use crate::error::{Error, Result};
 use crate::key::CacheKey;
-use crate::metastore::{data_path, MetadataRow, METASTORE_DIR};
+use crate::metastore::{MetadataRow, METASTORE_DIR};
 use crate::tier::Tier;
 use crate::{Catalog, EntryId};
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use arrow::array::{Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use nuthatch::demo::{air_schema, air_temperature, LATS, LONS};
-use nuthatch::{CachedFunction, Config, MetadataRow, Outcome, ParamType, Value};
+use nuthatch::{CachedFunction, Config, MetadataRow, Outcome, ParamType};
 
 use crate::support::{assert_outcome, files_under, observations, revisions, series_schema, Fixture};
 use crate::system::text_rows;

@@ -225,12 +225,13 @@ impl<'a> Translator<'a> {
             }
             // A widening cast (an integer column compared with a larger
             // literal, a timestamp's unit made finer) keeps every value.
-            Expr::Cast(Cast { expr, data_type }) => {
+            Expr::Cast(Cast { expr, field }) => {
                 let Expr::Column(column) = expr.as_ref() else {
                     return None;
                 };
                 let info = self.columns.get(column.name())?;
-                lossless(&info.declared, data_type).then(|| (quote(&info.stored), kind(info.wire)))
+                lossless(&info.declared, field.data_type())
+                    .then(|| (quote(&info.stored), kind(info.wire)))
             }
             _ => None,
         }

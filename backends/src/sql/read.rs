@@ -9,7 +9,6 @@
 //! `rows_fetched` metric. A query that reads no column (`count(*)`) asks
 //! the database for the count alone.
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -159,10 +158,6 @@ impl SqlTable {
 
 #[async_trait]
 impl TableProvider for SqlTable {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
@@ -313,10 +308,6 @@ impl DisplayAs for SqlScan {
 impl ExecutionPlan for SqlScan {
     fn name(&self) -> &str {
         "SqlScan"
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {

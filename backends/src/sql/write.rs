@@ -22,8 +22,6 @@
 //! scanning the table.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
-
 use arrow::array::{
     Array, AsArray, BinaryArray, BooleanArray, Date32Array, Float32Array, Float64Array,
     Int16Array, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray,
@@ -342,9 +340,11 @@ async fn merge(
                 Ok(tx) => tx,
                 Err(e) => return Err(failed(database, &doing, e).await),
             };
-            statements.run(&mut *tx, &create).await?;
+            statements.run(&mut Conn::Pg(&mut tx), &create).await?;
             let loaded = copy_in(database, &mut tx, &staging, &mut input).await?;
-            let counts = statements.apply_postgres(&mut tx, target, loaded).await?;
+            let counts = statements
+                .apply(&mut Conn::Pg(&mut tx), target, loaded)
+                .await?;
             if let Err(e) = tx.commit().await {
                 return Err(failed(database, &doing, e).await);
             }
@@ -355,10 +355,12 @@ async fn merge(
                 Ok(tx) => tx,
                 Err(e) => return Err(failed(database, &doing, e).await),
             };
-            statements.run(&mut *tx, &create).await?;
+            statements.run(&mut Conn::Lite(&mut tx), &create).await?;
             let loaded = insert_sqlite(database, &mut tx, &staging, &mut input).await?;
-            let counts = statements.apply_sqlite(&mut tx, target, loaded).await?;
-            statements.run(&mut *tx, &format!("DROP TABLE temp.{staging}")).await?;
+            let mut conn = Conn::Lite(&mut tx);
+            let counts = statements.apply(&mut conn, target, loaded).await?;
+            let drop = format!("DROP TABLE temp.{staging}");
+            statements.run(&mut conn, &drop).await?;
             if let Err(e) = tx.commit().await {
                 return Err(failed(database, &doing, e).await);
             }
@@ -393,6 +395,30 @@ fn filterable(
     columns
 }
 
+/// One transaction's connection, of either engine.
+enum Conn<'a> {
+    Pg(&'a mut PgConnection),
+    Lite(&'a mut SqliteConnection),
+}
+
+impl Conn<'_> {
+    async fn execute(&mut self, sql: &str) -> std::result::Result<(), sqlx::Error> {
+        let sql = AssertSqlSafe(sql.to_string());
+        match self {
+            Conn::Pg(c) => sqlx::query(sql).execute(&mut **c).await.map(|_| ()),
+            Conn::Lite(c) => sqlx::query(sql).execute(&mut **c).await.map(|_| ()),
+        }
+    }
+
+    async fn count(&mut self, sql: &str) -> std::result::Result<i64, sqlx::Error> {
+        let sql = AssertSqlSafe(sql.to_string());
+        match self {
+            Conn::Pg(c) => sqlx::query(sql).fetch_one(&mut **c).await.map(|r| r.get(0)),
+            Conn::Lite(c) => sqlx::query(sql).fetch_one(&mut **c).await.map(|r| r.get(0)),
+        }
+    }
+}
+
 /// The statements of one merge, run in its transaction.
 struct Statements<'a> {
     database: &'a Database,
@@ -421,115 +447,94 @@ impl<'a> Statements<'a> {
         }
     }
 
-    async fn run<'c, E: Executor<'c>>(&self, conn: E, sql: &str) -> Result<()> {
-        match conn.execute(AssertSqlSafe(sql.to_string())).await {
-            Ok(_) => Ok(()),
+    async fn run(&self, conn: &mut Conn<'_>, sql: &str) -> Result<()> {
+        match conn.execute(sql).await {
+            Ok(()) => Ok(()),
             Err(e) => Err(failed(self.database, self.doing, e).await),
         }
     }
 
-    async fn count<'c, E>(&self, conn: E, sql: &str) -> Result<u64>
-    where
-        E: Executor<'c>,
-    {
-        match conn.fetch_one(AssertSqlSafe(sql.to_string())).await {
-            Ok(row) => Ok(row.try_get::<i64, _>(0).unwrap_or_default().max(0) as u64),
+    async fn count(&self, conn: &mut Conn<'_>, sql: &str) -> Result<u64> {
+        match conn.count(sql).await {
+            Ok(n) => Ok(n.max(0) as u64),
             Err(e) => Err(failed(self.database, self.doing, e).await),
         }
     }
 
-    async fn check_duplicates<'c, E: Executor<'c>>(&self, conn: E) -> Result<()> {
-        let Some(sql) = &self.duplicates else {
-            return Ok(());
-        };
-        let repeated = self.count(conn, sql).await?;
-        if repeated > 0 {
-            return Err(DataFusionError::Execution(format!(
-                "{}: the computed result has {repeated} key(s) on more than one row, so an \
-                 upsert could not tell which row to keep; make the upsert_keys unique in the \
-                 result; the entry was not changed",
-                self.doing
-            )));
+    /// Checks the staged rows, prepares the table, and merges them in.
+    async fn apply(&self, conn: &mut Conn<'_>, target: &TableName, loaded: u64) -> Result<Counts> {
+        if let Some(sql) = &self.duplicates {
+            let repeated = self.count(conn, sql).await?;
+            if repeated > 0 {
+                return Err(DataFusionError::Execution(format!(
+                    "{}: the computed result has {repeated} key(s) on more than one row, so an \
+                     upsert could not tell which row to keep; make the upsert_keys unique in \
+                     the result; the entry was not changed",
+                    self.doing
+                )));
+            }
         }
-        Ok(())
-    }
-
-    async fn apply_postgres(
-        &self,
-        tx: &mut PgConnection,
-        target: &TableName,
-        loaded: u64,
-    ) -> Result<Counts> {
-        self.check_duplicates(&mut *tx).await?;
         if let Some((name, keys)) = &self.constraint {
-            let exists = sqlx::query(
-                "SELECT count(*) FROM pg_constraint WHERE conrelid = to_regclass($1) \
-                 AND conname = $2",
-            )
-            .bind(target.quoted())
-            .bind(name)
-            .fetch_one(&mut *tx)
-            .await;
-            let exists = match exists {
-                Ok(row) => row.get::<i64, _>(0) > 0,
-                Err(e) => return Err(failed(self.database, self.doing, e).await),
+            let add = match conn {
+                Conn::Pg(c) => {
+                    let exists = sqlx::query(
+                        "SELECT count(*) FROM pg_constraint WHERE conrelid = to_regclass($1) \
+                         AND conname = $2",
+                    )
+                    .bind(target.quoted())
+                    .bind(name)
+                    .fetch_one(&mut **c)
+                    .await;
+                    match exists {
+                        Ok(row) if row.get::<i64, _>(0) > 0 => None,
+                        Ok(_) => Some(format!(
+                            "ALTER TABLE {} ADD CONSTRAINT {} UNIQUE ({keys})",
+                            target.quoted(),
+                            quote(name)
+                        )),
+                        Err(e) => return Err(failed(self.database, self.doing, e).await),
+                    }
+                }
+                Conn::Lite(_) => Some(format!(
+                    "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({keys})",
+                    quote(name),
+                    target.quoted()
+                )),
             };
-            if !exists {
-                let add = format!(
-                    "ALTER TABLE {} ADD CONSTRAINT {} UNIQUE ({keys})",
-                    target.quoted(),
-                    quote(name)
-                );
-                self.run(&mut *tx, &add).await.map_err(|e| self.stored_duplicates(e))?;
+            if let Some(add) = add {
+                self.run(conn, &add)
+                    .await
+                    .map_err(|e| self.stored_duplicates(e))?;
             }
         }
-        let mut counts = self.count_updates(&mut *tx, loaded).await?;
-        if let Some((sql, params)) = &self.delete {
-            let query = sqlx::query_with(AssertSqlSafe(sql.clone()), pg_arguments(params)?);
-            if let Err(e) = query.execute(&mut *tx).await {
-                return Err(failed(self.database, self.doing, e).await);
-            }
-            counts.inserted = Some(loaded);
-        }
-        self.run(&mut *tx, &self.insert).await?;
-        Ok(counts)
-    }
-
-    async fn apply_sqlite(
-        &self,
-        tx: &mut SqliteConnection,
-        target: &TableName,
-        loaded: u64,
-    ) -> Result<Counts> {
-        self.check_duplicates(&mut *tx).await?;
-        if let Some((name, keys)) = &self.constraint {
-            let index = format!(
-                "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({keys})",
-                quote(name),
-                target.quoted()
-            );
-            self.run(&mut *tx, &index).await.map_err(|e| self.stored_duplicates(e))?;
-        }
-        let mut counts = self.count_updates(&mut *tx, loaded).await?;
-        if let Some((sql, params)) = &self.delete {
-            let query = sqlx::query_with(AssertSqlSafe(sql.clone()), sqlite_arguments(params)?);
-            if let Err(e) = query.execute(&mut *tx).await {
-                return Err(failed(self.database, self.doing, e).await);
-            }
-            counts.inserted = Some(loaded);
-        }
-        self.run(&mut *tx, &self.insert).await?;
-        Ok(counts)
-    }
-
-    /// For an upsert, how many staged rows replace stored ones.
-    async fn count_updates<'c, E: Executor<'c>>(&self, conn: E, loaded: u64) -> Result<Counts> {
-        let mut counts = Counts { loaded, updated: None, inserted: None };
+        let mut counts = Counts {
+            loaded,
+            updated: None,
+            inserted: None,
+        };
         if let Some(sql) = &self.updated {
             let updated = self.count(conn, sql).await?;
             counts.updated = Some(updated);
             counts.inserted = Some(loaded - updated.min(loaded));
         }
+        if let Some((sql, params)) = &self.delete {
+            let sql = AssertSqlSafe(sql.clone());
+            let deleted = match conn {
+                Conn::Pg(c) => sqlx::query_with(sql, pg_arguments(params)?)
+                    .execute(&mut **c)
+                    .await
+                    .map(|_| ()),
+                Conn::Lite(c) => sqlx::query_with(sql, sqlite_arguments(params)?)
+                    .execute(&mut **c)
+                    .await
+                    .map(|_| ()),
+            };
+            if let Err(e) = deleted {
+                return Err(failed(self.database, self.doing, e).await);
+            }
+            counts.inserted = Some(loaded);
+        }
+        self.run(conn, &self.insert).await?;
         Ok(counts)
     }
 
@@ -763,6 +768,7 @@ pub async fn delete(database: &Database, at: &Location) -> Result<()> {
 mod tests {
     use super::*;
     use arrow::array::ArrayRef;
+    use std::sync::Arc;
 
     #[test]
     fn copy_rows_follow_the_binary_format() {
