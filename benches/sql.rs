@@ -59,7 +59,10 @@ async fn main() -> Result<()> {
     let mut engines = vec![("SQLite", Engine::new(&config)?)];
     if let Some(port) = &pg {
         let var = |n: &str| std::env::var(format!("NUTHATCH_TEST_PG_{n}")).unwrap_or_default();
-        config.set("root.filesystem", &dir.path().join("pg").display().to_string())?;
+        config.set(
+            "root.filesystem",
+            &dir.path().join("pg").display().to_string(),
+        )?;
         config.set("root.sql.driver", "postgresql")?;
         config.set("root.sql.host", "127.0.0.1")?;
         config.set("root.sql.port", port)?;

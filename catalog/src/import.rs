@@ -104,7 +104,9 @@ impl Catalog {
         }
         self.delete_null(to, &id).await?;
         let path = data_path(&id.key, id.namespace.as_deref(), backend.extension());
-        let from = listed.tier.entry_location(&**backend, &id.key, id.namespace.as_deref());
+        let from = listed
+            .tier
+            .entry_location(&**backend, &id.key, id.namespace.as_deref());
         let into = to.entry_location(&**backend, &id.key, id.namespace.as_deref());
         // Old data of the target, which no metadata vouches for any more,
         // may have files the copy would not overwrite.

@@ -32,9 +32,9 @@ use nuthatch_backends::sorted::SortedListing;
 use nuthatch_backends::{Backend, Location, Settings};
 
 use crate::config::TierConfig;
+use crate::error::{Error, Result};
 use crate::key::CacheKey;
 use crate::metastore::data_path;
-use crate::error::{Error, Result};
 
 /// Tells apart the store URLs of catalogs that share one runtime.
 static NEXT_STORE_ID: AtomicUsize = AtomicUsize::new(1);

@@ -17,7 +17,9 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use nuthatch::demo::{air_schema, air_temperature, LATS, LONS};
 use nuthatch::{CachedFunction, Config, MetadataRow, Outcome, ParamType};
 
-use crate::support::{assert_outcome, files_under, observations, revisions, series_schema, Fixture};
+use crate::support::{
+    assert_outcome, files_under, observations, revisions, series_schema, Fixture,
+};
 use crate::system::text_rows;
 
 fn demo_grid(name: &str, backend: &str, steps: usize) -> CachedFunction {

@@ -252,7 +252,8 @@ pub async fn revisions(f: &Fixture, name: &str) -> Vec<String> {
     let sql = format!(
         "SELECT CAST(value AS BIGINT) AS v, count(*) FROM {name}(NULL, NULL) GROUP BY v ORDER BY v"
     );
-    let rows = crate::system::text_rows(&f.query(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")));
+    let rows =
+        crate::system::text_rows(&f.query(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")));
     f.reports();
     rows.iter().map(|r| format!("{}:{}", r[0], r[1])).collect()
 }

@@ -241,9 +241,9 @@ fn target(at: &Location) -> Result<Target> {
             Ok(sqlite_file(folder.join(SQLITE_FILE)))
         }
         Some(d) if d.starts_with("sqlite") => {
-            let file = setting(at, "database").map(PathBuf::from).or_else(|| {
-                at.folder.as_ref().map(|f| f.join(SQLITE_FILE))
-            });
+            let file = setting(at, "database")
+                .map(PathBuf::from)
+                .or_else(|| at.folder.as_ref().map(|f| f.join(SQLITE_FILE)));
             let file = file.ok_or_else(|| {
                 config("driver sqlite needs database = <file of the SQLite database>".to_string())
             })?;
@@ -412,7 +412,10 @@ pub fn md5_hex(text: &str) -> String {
 /// has no schemas, so the table is `"ns/key"`, the data path's spelling.
 pub fn table_names(database: &Database, at: &Location) -> Result<Vec<TableName>> {
     let key = at.key.as_str();
-    if key.is_empty() || key.contains('\0') || at.namespace.as_deref().is_some_and(|n| n.contains('\0')) {
+    if key.is_empty()
+        || key.contains('\0')
+        || at.namespace.as_deref().is_some_and(|n| n.contains('\0'))
+    {
         return Err(DataFusionError::Configuration(format!(
             "{key:?} cannot name a table: a key must be non-empty and have no NUL character"
         )));
@@ -423,29 +426,55 @@ pub fn table_names(database: &Database, at: &Location) -> Result<Vec<TableName>>
         Dialect::Postgres => {
             let schema = at.namespace.clone();
             let long = key.len() > PG_NAME_LIMIT;
-            let first = if database.hash_names || long { &hashed } else { key };
-            names.push(TableName { schema: schema.clone(), table: first.to_string() });
+            let first = if database.hash_names || long {
+                &hashed
+            } else {
+                key
+            };
+            names.push(TableName {
+                schema: schema.clone(),
+                table: first.to_string(),
+            });
             if !long && !database.hash_names {
-                names.push(TableName { schema: schema.clone(), table: hashed });
+                names.push(TableName {
+                    schema: schema.clone(),
+                    table: hashed,
+                });
             } else if !long {
-                names.push(TableName { schema: schema.clone(), table: key.to_string() });
+                names.push(TableName {
+                    schema: schema.clone(),
+                    table: key.to_string(),
+                });
             }
             if let Some(ns) = &at.namespace {
                 let dotted = format!("{ns}.{key}");
                 if dotted.len() <= PG_NAME_LIMIT {
-                    names.push(TableName { schema: None, table: dotted });
+                    names.push(TableName {
+                        schema: None,
+                        table: dotted,
+                    });
                 }
             }
         }
         Dialect::Sqlite => {
-            let prefix = at.namespace.as_ref().map(|ns| format!("{ns}/")).unwrap_or_default();
+            let prefix = at
+                .namespace
+                .as_ref()
+                .map(|ns| format!("{ns}/"))
+                .unwrap_or_default();
             let (first, second) = if database.hash_names {
                 (hashed, key.to_string())
             } else {
                 (key.to_string(), hashed)
             };
-            names.push(TableName { schema: None, table: format!("{prefix}{first}") });
-            names.push(TableName { schema: None, table: format!("{prefix}{second}") });
+            names.push(TableName {
+                schema: None,
+                table: format!("{prefix}{first}"),
+            });
+            names.push(TableName {
+                schema: None,
+                table: format!("{prefix}{second}"),
+            });
         }
     }
     Ok(names)
@@ -458,7 +487,10 @@ mod tests {
     #[test]
     fn any_text_quotes_to_one_identifier() {
         assert_eq!(quote("plain"), "\"plain\"");
-        assert_eq!(quote("a\"; DROP TABLE x; --"), "\"a\"\"; DROP TABLE x; --\"");
+        assert_eq!(
+            quote("a\"; DROP TABLE x; --"),
+            "\"a\"\"; DROP TABLE x; --\""
+        );
     }
 
     #[test]

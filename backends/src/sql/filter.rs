@@ -47,9 +47,7 @@ impl Param {
         match self {
             Param::Bool(b) => Param::Int(*b as i64),
             Param::Date(d) => Param::Text(d.format("%Y-%m-%d").to_string()),
-            Param::Timestamp(t) => {
-                Param::Text(sqlite_timestamp(t.and_utc().timestamp_micros()))
-            }
+            Param::Timestamp(t) => Param::Text(sqlite_timestamp(t.and_utc().timestamp_micros())),
             Param::TimestampUtc(t) => Param::Text(sqlite_timestamp(t.timestamp_micros())),
             other => other.clone(),
         }
@@ -294,7 +292,9 @@ fn literal(value: &ScalarValue) -> Option<(Param, Kind)> {
         ScalarValue::UInt64(Some(v)) => (Param::Int(i64::try_from(*v).ok()?), Kind::Number),
         ScalarValue::Float32(Some(v)) => (Param::Float(*v as f64), Kind::Number),
         ScalarValue::Float64(Some(v)) => (Param::Float(*v), Kind::Number),
-        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => {
             // PostgreSQL text cannot hold NUL; such a value matches nothing
             // there, and DataFusion says so itself.
             if s.contains('\0') {
@@ -362,9 +362,13 @@ mod tests {
     fn text_ordering_stays_with_datafusion_on_postgres_only() {
         let columns = columns();
         let filter = col("name").lt(lit("m"));
-        assert!(Translator::new(Dialect::Postgres, &columns).translate(&filter).is_none());
+        assert!(Translator::new(Dialect::Postgres, &columns)
+            .translate(&filter)
+            .is_none());
         assert_eq!(
-            Translator::new(Dialect::Sqlite, &columns).translate(&filter).as_deref(),
+            Translator::new(Dialect::Sqlite, &columns)
+                .translate(&filter)
+                .as_deref(),
             Some("(\"name\" < ?1)")
         );
     }
@@ -373,7 +377,9 @@ mod tests {
     fn unknown_columns_and_functions_do_not_push_and_bind_nothing() {
         let columns = columns();
         let mut t = Translator::new(Dialect::Postgres, &columns);
-        assert!(t.translate(&col("lat").gt(lit(1.0)).and(col("other").eq(lit(1)))).is_none());
+        assert!(t
+            .translate(&col("lat").gt(lit(1.0)).and(col("other").eq(lit(1))))
+            .is_none());
         assert!(t.into_params().is_empty());
     }
 }

@@ -24,7 +24,9 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::{EquivalenceProperties, Partitioning};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
+use datafusion::physical_plan::metrics::{
+    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PhysicalExpr, PlanProperties,
@@ -173,12 +175,12 @@ impl TableProvider for SqlTable {
         let dialect = self.database.dialect();
         Ok(filters
             .iter()
-            .map(|filter| {
-                match Translator::new(dialect, &self.filterable).translate(filter) {
+            .map(
+                |filter| match Translator::new(dialect, &self.filterable).translate(filter) {
                     Some(_) => TableProviderFilterPushDown::Exact,
                     None => TableProviderFilterPushDown::Unsupported,
-                }
-            })
+                },
+            )
             .collect())
     }
 
@@ -398,15 +400,18 @@ impl Query {
         let doing = "counting rows";
         let count: i64 = match &self.database.pools {
             Pools::Postgres { read, .. } => {
-                let query = sqlx::query_with(AssertSqlSafe(self.sql.clone()), pg_arguments(&self.params)?);
+                let query =
+                    sqlx::query_with(AssertSqlSafe(self.sql.clone()), pg_arguments(&self.params)?);
                 match query.fetch_one(read).await {
                     Ok(row) => row.get(0),
                     Err(e) => return Err(self.database.error(doing, e).await),
                 }
             }
             Pools::Sqlite { read, .. } => {
-                let query =
-                    sqlx::query_with(AssertSqlSafe(self.sql.clone()), sqlite_arguments(&self.params)?);
+                let query = sqlx::query_with(
+                    AssertSqlSafe(self.sql.clone()),
+                    sqlite_arguments(&self.params)?,
+                );
                 match query.fetch_one(read).await {
                     Ok(row) => row.get(0),
                     Err(e) => return Err(self.database.error(doing, e).await),
@@ -422,8 +427,11 @@ impl Query {
 
     async fn rows(&self, sender: &Sender) -> Result<()> {
         let doing = "reading";
-        let mut builders: Vec<Builder> =
-            self.wires.iter().map(|w| Builder::new(*w, self.batch_size)).collect();
+        let mut builders: Vec<Builder> = self
+            .wires
+            .iter()
+            .map(|w| Builder::new(*w, self.batch_size))
+            .collect();
         let mut rows_in_batch = 0;
         macro_rules! drain {
             ($stream:expr, $push:ident) => {{
@@ -460,7 +468,8 @@ impl Query {
                     Ok(conn) => conn,
                     Err(e) => return Err(self.database.error(doing, e).await),
                 };
-                let query = sqlx::query_with(AssertSqlSafe(self.sql.clone()), pg_arguments(&self.params)?);
+                let query =
+                    sqlx::query_with(AssertSqlSafe(self.sql.clone()), pg_arguments(&self.params)?);
                 drain!(query.fetch(&mut *conn), push_postgres);
             }
             Pools::Sqlite { read, .. } => {
@@ -468,8 +477,10 @@ impl Query {
                     Ok(conn) => conn,
                     Err(e) => return Err(self.database.error(doing, e).await),
                 };
-                let query =
-                    sqlx::query_with(AssertSqlSafe(self.sql.clone()), sqlite_arguments(&self.params)?);
+                let query = sqlx::query_with(
+                    AssertSqlSafe(self.sql.clone()),
+                    sqlite_arguments(&self.params)?,
+                );
                 drain!(query.fetch(&mut *conn), push_sqlite);
             }
         }

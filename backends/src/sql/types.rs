@@ -16,9 +16,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float32Builder,
-    Float64Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
-    TimestampMicrosecondBuilder,
+    Array, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float32Builder, Float64Builder,
+    Int16Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::compute::{cast_with_options, CastOptions};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -188,9 +187,8 @@ pub fn to_wire(batch: &RecordBatch, wires: &[Wire], schema: &SchemaRef) -> Resul
         .zip(wires)
         .zip(batch.schema().fields())
         .map(|((column, wire), field)| {
-            cast_with_options(column, &wire.arrow(), &options).map_err(|e| {
-                DataFusionError::Execution(format!("column {}: {e}", field.name()))
-            })
+            cast_with_options(column, &wire.arrow(), &options)
+                .map_err(|e| DataFusionError::Execution(format!("column {}: {e}", field.name())))
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
@@ -280,9 +278,7 @@ impl Builder {
             Builder::Float64(b) => b.append_option(row.try_get::<Option<f64>, _>(i)?),
             Builder::Text(b) => b.append_option(row.try_get::<Option<&str>, _>(i)?),
             Builder::Bytes(b) => b.append_option(row.try_get::<Option<&[u8]>, _>(i)?),
-            Builder::Date(b) => {
-                b.append_option(row.try_get::<Option<NaiveDate>, _>(i)?.map(days))
-            }
+            Builder::Date(b) => b.append_option(row.try_get::<Option<NaiveDate>, _>(i)?.map(days)),
             Builder::Timestamp(b) => b.append_option(
                 row.try_get::<Option<NaiveDateTime>, _>(i)?
                     .map(|t| t.and_utc().timestamp_micros()),
@@ -380,7 +376,11 @@ fn parse_sqlite_timestamp(text: &str) -> std::result::Result<i64, String> {
         }
         if format == "%Y-%m-%d" {
             if let Ok(d) = NaiveDate::parse_from_str(trimmed, format) {
-                return Ok(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_micros());
+                return Ok(d
+                    .and_hms_opt(0, 0, 0)
+                    .expect("midnight")
+                    .and_utc()
+                    .timestamp_micros());
             }
         }
     }
@@ -389,7 +389,9 @@ fn parse_sqlite_timestamp(text: &str) -> std::result::Result<i64, String> {
             return Ok(t.timestamp_micros());
         }
     }
-    Err(format!("'{text}' is not a timestamp (YYYY-MM-DD HH:MM:SS[.ffffff])"))
+    Err(format!(
+        "'{text}' is not a timestamp (YYYY-MM-DD HH:MM:SS[.ffffff])"
+    ))
 }
 
 /// A wire timestamp value as SQLite's text.
@@ -417,15 +419,27 @@ mod tests {
         assert_eq!(early, "2013-01-01 05:00:00.000000");
         assert!(early < late);
         assert_eq!(parse_sqlite_timestamp(&late), Ok(1_357_016_400_000_001));
-        assert_eq!(parse_sqlite_timestamp("2013-01-01T05:00:00+01:00"), Ok(1_357_012_800_000_000));
+        assert_eq!(
+            parse_sqlite_timestamp("2013-01-01T05:00:00+01:00"),
+            Ok(1_357_012_800_000_000)
+        );
         assert!(parse_sqlite_timestamp("yesterday").is_err());
     }
 
     #[test]
     fn postgres_type_names_map_to_wires() {
-        assert_eq!(Wire::from_postgres("timestamp without time zone"), Some(Wire::Timestamp));
-        assert_eq!(Wire::from_postgres("timestamp(3) with time zone"), Some(Wire::TimestampUtc));
-        assert_eq!(Wire::from_postgres("character varying(20)"), Some(Wire::Text));
+        assert_eq!(
+            Wire::from_postgres("timestamp without time zone"),
+            Some(Wire::Timestamp)
+        );
+        assert_eq!(
+            Wire::from_postgres("timestamp(3) with time zone"),
+            Some(Wire::TimestampUtc)
+        );
+        assert_eq!(
+            Wire::from_postgres("character varying(20)"),
+            Some(Wire::Text)
+        );
         assert_eq!(Wire::from_postgres("numeric(10,2)"), None);
     }
 }

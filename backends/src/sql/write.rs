@@ -21,10 +21,9 @@
 //! index on its time column, so a window read finds its rows without
 //! scanning the table.
 
-use std::sync::atomic::Ordering;
 use arrow::array::{
-    Array, AsArray, BinaryArray, BooleanArray, Date32Array, Float32Array, Float64Array,
-    Int16Array, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray,
+    Array, AsArray, BinaryArray, BooleanArray, Date32Array, Float32Array, Float64Array, Int16Array,
+    Int32Array, Int64Array, StringArray, TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -33,6 +32,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use futures::StreamExt;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, AssertSqlSafe, Executor, PgConnection, Row, SqliteConnection};
+use std::sync::atomic::Ordering;
 
 use super::database::{md5_hex, quote, table_names, Database, Dialect, Pools, TableName};
 use super::filter::{ColumnInfo, Translator};
@@ -101,7 +101,14 @@ pub async fn write(
         // A merge into nothing is a first write.
         _ => {
             let loaded = replace(database, &names, input).await?;
-            (names[0].clone(), Counts { loaded, updated: None, inserted: None })
+            (
+                names[0].clone(),
+                Counts {
+                    loaded,
+                    updated: None,
+                    inserted: None,
+                },
+            )
         }
     };
     let (total, bytes) = measure(database, &table).await;
@@ -267,7 +274,11 @@ async fn merge(
             return Err(DataFusionError::Plan(format!(
                 "cannot {} {target}: it has no column {}; the function's schema changed since \
                  the entry was written, so call it with recompute => true to replace it",
-                if matches!(how, Merge::Upsert(_)) { "upsert into" } else { "replace a window of" },
+                if matches!(how, Merge::Upsert(_)) {
+                    "upsert into"
+                } else {
+                    "replace a window of"
+                },
                 field.name()
             )));
         }
@@ -379,8 +390,7 @@ fn filterable(
 ) -> std::collections::HashMap<String, ColumnInfo> {
     let mut columns = std::collections::HashMap::new();
     for field in input.schema.fields() {
-        let Some((name, type_name)) = stored.columns.iter().find(|(n, _)| n == field.name())
-        else {
+        let Some((name, type_name)) = stored.columns.iter().find(|(n, _)| n == field.name()) else {
             continue;
         };
         let wire = match dialect {
@@ -389,7 +399,14 @@ fn filterable(
         };
         if let Some(wire) = wire {
             let declared = field.data_type().clone();
-            columns.insert(field.name().clone(), ColumnInfo { stored: name.clone(), wire, declared });
+            columns.insert(
+                field.name().clone(),
+                ColumnInfo {
+                    stored: name.clone(),
+                    wire,
+                    declared,
+                },
+            );
         }
     }
     columns
@@ -561,8 +578,9 @@ async fn measure(database: &Database, table: &TableName) -> (Option<u64>, u64) {
                 .ok();
             (
                 rows.map(|r| r.get::<i64, _>(0) as u64),
-                bytes.and_then(|r| r.try_get::<Option<i64>, _>(0).ok().flatten()).unwrap_or(0)
-                    as u64,
+                bytes
+                    .and_then(|r| r.try_get::<Option<i64>, _>(0).ok().flatten())
+                    .unwrap_or(0) as u64,
             )
         }
         Pools::Sqlite { read, .. } => {
@@ -574,8 +592,9 @@ async fn measure(database: &Database, table: &TableName) -> (Option<u64>, u64) {
                 .ok();
             (
                 rows.map(|r| r.get::<i64, _>(0) as u64),
-                bytes.and_then(|r| r.try_get::<Option<i64>, _>(0).ok().flatten()).unwrap_or(0)
-                    as u64,
+                bytes
+                    .and_then(|r| r.try_get::<Option<i64>, _>(0).ok().flatten())
+                    .unwrap_or(0) as u64,
             )
         }
     }
@@ -615,7 +634,9 @@ async fn copy_in(
         rows += batch.num_rows() as u64;
         if buffer.len() >= COPY_CHUNK {
             if let Some(progress) = &input.options.progress {
-                progress.bytes.fetch_add(buffer.len() as u64, Ordering::Relaxed);
+                progress
+                    .bytes
+                    .fetch_add(buffer.len() as u64, Ordering::Relaxed);
             }
             if let Err(e) = copy.send(buffer.as_slice()).await {
                 return Err(failed(database, &doing, e).await);
@@ -651,15 +672,42 @@ fn encode_copy_rows(batch: &RecordBatch, out: &mut Vec<u8>) {
             };
             match column.data_type() {
                 DataType::Boolean => field(&[column.as_boolean().value(row) as u8]),
-                DataType::Int16 => field(&column.as_primitive::<arrow::datatypes::Int16Type>().value(row).to_be_bytes()),
-                DataType::Int32 => field(&column.as_primitive::<arrow::datatypes::Int32Type>().value(row).to_be_bytes()),
-                DataType::Int64 => field(&column.as_primitive::<arrow::datatypes::Int64Type>().value(row).to_be_bytes()),
-                DataType::Float32 => field(&column.as_primitive::<arrow::datatypes::Float32Type>().value(row).to_be_bytes()),
-                DataType::Float64 => field(&column.as_primitive::<arrow::datatypes::Float64Type>().value(row).to_be_bytes()),
+                DataType::Int16 => field(
+                    &column
+                        .as_primitive::<arrow::datatypes::Int16Type>()
+                        .value(row)
+                        .to_be_bytes(),
+                ),
+                DataType::Int32 => field(
+                    &column
+                        .as_primitive::<arrow::datatypes::Int32Type>()
+                        .value(row)
+                        .to_be_bytes(),
+                ),
+                DataType::Int64 => field(
+                    &column
+                        .as_primitive::<arrow::datatypes::Int64Type>()
+                        .value(row)
+                        .to_be_bytes(),
+                ),
+                DataType::Float32 => field(
+                    &column
+                        .as_primitive::<arrow::datatypes::Float32Type>()
+                        .value(row)
+                        .to_be_bytes(),
+                ),
+                DataType::Float64 => field(
+                    &column
+                        .as_primitive::<arrow::datatypes::Float64Type>()
+                        .value(row)
+                        .to_be_bytes(),
+                ),
                 DataType::Utf8 => field(column.as_string::<i32>().value(row).as_bytes()),
                 DataType::Binary => field(column.as_binary::<i32>().value(row)),
                 DataType::Date32 => {
-                    let days = column.as_primitive::<arrow::datatypes::Date32Type>().value(row);
+                    let days = column
+                        .as_primitive::<arrow::datatypes::Date32Type>()
+                        .value(row);
                     field(&(days - PG_EPOCH_DAYS).to_be_bytes())
                 }
                 DataType::Timestamp(_, _) => {
@@ -687,7 +735,10 @@ async fn insert_sqlite(
     let columns = column_list(&input.schema);
     let row_marks = format!("({})", vec!["?"; width].join(", "));
     let statement = |rows: usize| {
-        format!("INSERT INTO {table} ({columns}) VALUES {}", vec![row_marks.as_str(); rows].join(", "))
+        format!(
+            "INSERT INTO {table} ({columns}) VALUES {}",
+            vec![row_marks.as_str(); rows].join(", ")
+        )
     };
     let full = statement(per_statement);
     let mut rows = 0u64;
@@ -702,8 +753,15 @@ async fn insert_sqlite(
                     bind_sqlite(&mut args, column.as_ref(), row)?;
                 }
             }
-            let sql = if take == per_statement { full.clone() } else { statement(take) };
-            if let Err(e) = sqlx::query_with(AssertSqlSafe(sql), args).execute(&mut *conn).await {
+            let sql = if take == per_statement {
+                full.clone()
+            } else {
+                statement(take)
+            };
+            if let Err(e) = sqlx::query_with(AssertSqlSafe(sql), args)
+                .execute(&mut *conn)
+                .await
+            {
                 return Err(failed(database, &doing, e).await);
             }
             start += take;
@@ -742,7 +800,10 @@ fn bind_sqlite(args: &mut SqliteArguments, column: &dyn Array, row: usize) -> Re
 }
 
 fn downcast<T: 'static>(column: &dyn Array) -> &T {
-    column.as_any().downcast_ref::<T>().expect("a wire-typed column")
+    column
+        .as_any()
+        .downcast_ref::<T>()
+        .expect("a wire-typed column")
 }
 
 /// Drops the entry's table under every name it may have.
@@ -784,9 +845,14 @@ mod tests {
         let mut out = Vec::new();
         encode_copy_rows(&batch, &mut out);
         let expected: Vec<u8> = [
-            &2i16.to_be_bytes()[..], &4i32.to_be_bytes(), &7i32.to_be_bytes(),
-            &2i32.to_be_bytes(), b"ab",
-            &2i16.to_be_bytes(), &(-1i32).to_be_bytes(), &0i32.to_be_bytes(),
+            &2i16.to_be_bytes()[..],
+            &4i32.to_be_bytes(),
+            &7i32.to_be_bytes(),
+            &2i32.to_be_bytes(),
+            b"ab",
+            &2i16.to_be_bytes(),
+            &(-1i32).to_be_bytes(),
+            &0i32.to_be_bytes(),
         ]
         .concat();
         assert_eq!(out, expected);
