@@ -10,6 +10,7 @@
 //!    (so every row is fetched and filtered here), with the rows the
 //!    database sent for each.
 
+#[allow(dead_code)] // sizes on disk: the file formats' benches
 mod common;
 
 use std::time::{Duration, Instant};
