@@ -21,6 +21,7 @@ pub mod arrow_ipc;
 #[cfg(feature = "delta")]
 pub mod delta;
 pub mod files;
+pub mod once;
 pub mod parquet;
 pub mod sorted;
 #[cfg(feature = "sql")]

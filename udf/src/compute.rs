@@ -9,19 +9,16 @@
 //! schema (columns picked by name and cast), never collected: the caller
 //! streams it into a backend or straight into the query.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::compute::cast;
 use arrow::datatypes::{Schema, SchemaRef};
-use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::{SessionContext, SessionState};
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{cast as cast_expr, col};
-use datafusion::physical_plan::streaming::PartitionStream;
 
 use crate::call::Call;
 use crate::function::{Body, CachedFunction, Computed};
@@ -60,13 +57,8 @@ pub async fn body_frame(call: &Call, parent: &SessionState) -> Result<Option<Dat
             ctx.read_table(Arc::new(table))
         }
         Computed::Stream(stream) => {
-            let partition = OnceStream {
-                schema: stream.schema(),
-                stream: Mutex::new(Some(stream)),
-            };
-            let table =
-                StreamingTable::try_new(partition.schema.clone(), vec![Arc::new(partition)])?;
-            conform(function, ctx.read_table(Arc::new(table))?)
+            let table = nuthatch_backends::once::table_once(stream)?;
+            conform(function, ctx.read_table(table)?)
         }
     };
     frame.map(Some)
@@ -111,39 +103,4 @@ fn conform_batch(function: &CachedFunction, batch: &RecordBatch) -> Result<Recor
         columns.push(cast(column, field.data_type())?);
     }
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
-}
-
-/// A stream a body returned, as a one-partition table that can be read once.
-struct OnceStream {
-    schema: SchemaRef,
-    stream: Mutex<Option<SendableRecordBatchStream>>,
-}
-
-impl std::fmt::Debug for OnceStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("OnceStream")
-    }
-}
-
-impl PartitionStream for OnceStream {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        match self.stream.lock().expect("stream slot poisoned").take() {
-            Some(stream) => stream,
-            None => {
-                let error = DataFusionError::Execution(
-                    "a stream returned by a compute body can be read only once".into(),
-                );
-                Box::pin(
-                    datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
-                        Arc::clone(&self.schema),
-                        futures::stream::once(async move { Err(error) }),
-                    ),
-                )
-            }
-        }
-    }
 }

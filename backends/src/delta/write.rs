@@ -2,7 +2,7 @@
 //!
 //! The result arrives as a stream that can be read once, and may be larger
 //! than memory. delta-rs takes its input as a DataFusion plan, so the
-//! stream is wrapped in a one-partition [`StreamingTable`] and delta-rs
+//! stream is wrapped in a table scanned once ([`crate::once`]) and delta-rs
 //! pulls it through its writer, which rolls files as they reach
 //! [`TARGET_FILE_BYTES`].
 //!
@@ -22,18 +22,16 @@
 //! overwrites do not grow the store without bound.
 
 use std::num::NonZeroU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
-use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::{Column, DataFusionError, Result};
 use datafusion::datasource::provider_as_source;
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::SessionContext;
 use deltalake::delta_datafusion::DeltaColumn;
 use deltalake::operations::write::SchemaMode;
@@ -55,41 +53,6 @@ pub const TARGET_FILE_BYTES: u64 = 1024 * 1024;
 const SOURCE: &str = "source";
 /// Names the stored rows of a merge.
 const TARGET: &str = "target";
-
-/// A stream served once, as the only partition of a table.
-struct OneShot {
-    schema: SchemaRef,
-    stream: Mutex<Option<SendableRecordBatchStream>>,
-}
-
-impl std::fmt::Debug for OneShot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("OneShot")
-    }
-}
-
-impl PartitionStream for OneShot {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        self.stream
-            .lock()
-            .expect("one-shot stream")
-            .take()
-            .expect("delta-rs reads the result once")
-    }
-}
-
-fn one_shot(data: SendableRecordBatchStream) -> Result<Arc<StreamingTable>> {
-    let schema = data.schema();
-    let partition = Arc::new(OneShot {
-        schema: Arc::clone(&schema),
-        stream: Mutex::new(Some(data)),
-    });
-    Ok(Arc::new(StreamingTable::try_new(schema, vec![partition])?))
-}
 
 /// Writes `data` into the table at `at` as `options.mode` says.
 pub async fn write(
@@ -124,7 +87,7 @@ pub async fn write(
                 }
                 _ => None,
             };
-            let source = one_shot(data)?;
+            let source = crate::once::table_once(data)?;
             let plan =
                 LogicalPlanBuilder::scan(SOURCE, provider_as_source(source), None)?.build()?;
             let mut builder = table
@@ -248,7 +211,7 @@ async fn merge(
             )));
         }
     }
-    let source = SessionContext::new().read_table(one_shot(data)?)?;
+    let source = SessionContext::new().read_table(crate::once::table_once(data)?)?;
     let column = |side: &str, name: &str| Expr::Column(Column::new(Some(side), name));
     let on = keys
         .iter()

@@ -111,7 +111,10 @@ pub async fn write(
             )
         }
     };
-    let (total, bytes) = measure(database, &table).await;
+    // A replace loaded every row the table holds; only a merge needs the
+    // database to count what its rows joined.
+    let merged = rows.updated.is_some() || rows.inserted.is_some();
+    let (total, bytes) = measure(database, &table, merged).await;
     Ok(Written {
         rows: total.unwrap_or(rows.loaded),
         bytes,
@@ -564,40 +567,47 @@ impl<'a> Statements<'a> {
     }
 }
 
-/// Rows in the table and bytes it takes, after a write; `None` and 0 when
-/// the database will not say.
-async fn measure(database: &Database, table: &TableName) -> (Option<u64>, u64) {
-    let count = format!("SELECT count(*) FROM {}", table.quoted());
-    match &database.pools {
+/// Bytes the table takes after a write, and with `count` its rows; `None`
+/// and 0 when the database will not say.
+async fn measure(database: &Database, table: &TableName, count: bool) -> (Option<u64>, u64) {
+    let rows = count.then(|| format!("SELECT count(*) FROM {}", table.quoted()));
+    let (rows, bytes) = match &database.pools {
         Pools::Postgres { read, .. } => {
-            let rows = sqlx::query(AssertSqlSafe(count)).fetch_one(read).await.ok();
             let bytes = sqlx::query("SELECT pg_total_relation_size(to_regclass($1))")
                 .bind(table.quoted())
                 .fetch_one(read)
                 .await
-                .ok();
-            (
-                rows.map(|r| r.get::<i64, _>(0) as u64),
-                bytes
-                    .and_then(|r| r.try_get::<Option<i64>, _>(0).ok().flatten())
-                    .unwrap_or(0) as u64,
-            )
+                .ok()
+                .and_then(|r| r.try_get::<Option<i64>, _>(0).ok().flatten());
+            let rows = match rows {
+                Some(statement) => sqlx::query(AssertSqlSafe(statement))
+                    .fetch_one(read)
+                    .await
+                    .ok()
+                    .map(|r| r.get::<i64, _>(0)),
+                None => None,
+            };
+            (rows, bytes)
         }
         Pools::Sqlite { read, .. } => {
-            let rows = sqlx::query(AssertSqlSafe(count)).fetch_one(read).await.ok();
             let bytes = sqlx::query("SELECT sum(pgsize) FROM dbstat WHERE name = ?1")
                 .bind(&table.table)
                 .fetch_one(read)
                 .await
-                .ok();
-            (
-                rows.map(|r| r.get::<i64, _>(0) as u64),
-                bytes
-                    .and_then(|r| r.try_get::<Option<i64>, _>(0).ok().flatten())
-                    .unwrap_or(0) as u64,
-            )
+                .ok()
+                .and_then(|r| r.try_get::<Option<i64>, _>(0).ok().flatten());
+            let rows = match rows {
+                Some(statement) => sqlx::query(AssertSqlSafe(statement))
+                    .fetch_one(read)
+                    .await
+                    .ok()
+                    .map(|r| r.get::<i64, _>(0)),
+                None => None,
+            };
+            (rows, bytes)
         }
-    }
+    };
+    (rows.map(|n| n as u64), bytes.unwrap_or(0) as u64)
 }
 
 /// Streams the input into `table` by binary COPY; rows loaded.
