@@ -46,7 +46,16 @@ pub mod crates {
     pub use nuthatch_catalog as catalog;
     #[cfg(feature = "flight")]
     pub use nuthatch_flight as flight;
+    #[cfg(feature = "polars")]
+    pub use nuthatch_polars as polars;
     pub use nuthatch_udf as udf;
 }
 
 pub use nuthatch_udf::error_message;
+
+/// Polars: cached results as frames, bodies in Polars, Polars SQL over
+/// cached calls (the `polars` feature).
+#[cfg(feature = "polars")]
+pub mod polars {
+    pub use nuthatch_polars::*;
+}

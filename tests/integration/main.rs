@@ -9,6 +9,8 @@ mod compat;
 mod delta;
 mod engine;
 mod errors;
+#[cfg(feature = "polars")]
+mod polars_frames;
 mod pushdown;
 mod python;
 mod readme;
