@@ -12,6 +12,7 @@
 //!
 //! Each timing is the median of a few runs.
 
+#[allow(dead_code)]
 mod common;
 
 use std::sync::Arc;

@@ -21,7 +21,8 @@ use crate::frames::Polars;
 
 /// What a Polars body may return.
 pub enum PolarsComputed {
-    Lazy(LazyFrame),
+    // Boxed: a LazyFrame is a plan several hundred bytes large.
+    Lazy(Box<LazyFrame>),
     Frame(DataFrame),
     /// No result: stored as a null marker, as Python stores `None`.
     Null,
@@ -29,7 +30,7 @@ pub enum PolarsComputed {
 
 impl From<LazyFrame> for PolarsComputed {
     fn from(frame: LazyFrame) -> Self {
-        PolarsComputed::Lazy(frame)
+        PolarsComputed::Lazy(Box::new(frame))
     }
 }
 
@@ -81,7 +82,8 @@ impl PolarsBody for CachedFunctionBuilder {
                         // Polars computes on its own threads and blocks
                         // the caller until done: not on a runtime worker.
                         tokio::task::spawn_blocking(move || {
-                            lazy.collect_with_engine(engine)
+                            (*lazy)
+                                .collect_with_engine(engine)
                                 .map(|result| result.unwrap_single())
                         })
                         .await
