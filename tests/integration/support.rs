@@ -158,8 +158,19 @@ impl Fixture {
     }
 
     /// The one report of the last statement's only cached call.
+    ///
+    /// A call whose stream a LIMIT dropped is reported when DataFusion's
+    /// spawned tasks let go of it, which can be just after `collect`
+    /// returns; so an empty log is given a moment to fill.
     pub fn report(&self) -> CallReport {
         let mut reports = self.reports();
+        for _ in 0..200 {
+            if !reports.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            reports = self.reports();
+        }
         assert_eq!(reports.len(), 1, "{reports:?}");
         reports.remove(0)
     }
