@@ -40,6 +40,58 @@ async fn planning_reads_and_computes_nothing() {
     assert_eq!(f.files(), Vec::<String>::new());
 }
 
+/// The plan `EXPLAIN ANALYZE` prints, with each node's metrics.
+async fn analyzed(f: &Fixture, sql: &str) -> String {
+    let batches = f.query(&format!("EXPLAIN ANALYZE {sql}")).await.unwrap();
+    let plans = batches[0]
+        .column(1)
+        .as_any()
+        .downcast_ref::<arrow::array::StringArray>()
+        .expect("the plan column is text");
+    plans.value(0).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_analyze_shows_the_compute_and_the_write_under_the_call() {
+    let f = Fixture::new();
+    let sql = "SELECT count(*) FROM series('2020-01-05', '2020-01-06') WHERE value > 3";
+    let miss = analyzed(&f, sql).await;
+    let lines: Vec<&str> = miss.lines().collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|line| line.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle} in\n{miss}"))
+    };
+    let depth = |i: usize| lines[i].len() - lines[i].trim_start().len();
+    let call = at("CachedCallExec: function=series");
+    assert!(
+        lines[call].contains("outcome=computed, tier=root, served_by=parquet"),
+        "{miss}"
+    );
+    assert!(lines[call].contains("output_rows=48"), "{miss}");
+    // The write, with what it stored, is a child of the call, and the
+    // compute (the sort by time over the body's batches) is below it.
+    let write = at("DataSinkExec: sink=EntrySink: tier=root, backend=parquet");
+    assert_eq!(depth(write), depth(call) + 2, "{miss}");
+    for metric in ["rows_written=1.44 K", "bytes_written=", "write_time="] {
+        assert!(lines[write].contains(metric), "{metric} in {miss}");
+    }
+    let sort = at("SortExec: expr=[time@0 ASC]");
+    assert!(sort > write && depth(sort) > depth(write), "{miss}");
+    // The rows served come from reading the new entry back, pruned.
+    let scan = at("DataSourceExec");
+    assert!(scan > sort && depth(scan) > depth(call), "{miss}");
+    f.reports();
+
+    // A hit shows the read alone, with what it pruned.
+    let hit = analyzed(&f, sql).await;
+    assert!(hit.contains("outcome=hit"), "{hit}");
+    assert!(!hit.contains("DataSinkExec"), "{hit}");
+    assert!(hit.contains("row_groups_pruned_statistics"), "{hit}");
+    assert_eq!(f.computes(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn windows_are_inclusive_and_date_only_ends_keep_their_day() {
     let f = Fixture::new();

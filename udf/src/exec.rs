@@ -5,6 +5,15 @@
 //! ([`crate::resolve`]), and every partition then streams its share of the
 //! inner plan that produced. When the last partition finishes, the call's
 //! report goes to its session's log.
+//!
+//! What the call ran is only known once it has run, so the exec is a leaf
+//! while it is planned and optimized, and lists the plans it ran as its
+//! children afterwards: the write of a miss (a `DataSinkExec` above the
+//! compute) and the plan that served the rows. That is what
+//! `EXPLAIN ANALYZE` walks, so it shows where a call spent its time with
+//! each plan's own metrics, as for any other node. Nothing rewrites a plan
+//! after it ran, and `with_new_children` given back the same children
+//! keeps the exec as it is.
 
 use std::fmt;
 use std::pin::Pin;
@@ -21,7 +30,9 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::{EquivalenceProperties, Partitioning};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::metrics::{Metric, MetricValue, MetricsSet};
+use datafusion::physical_plan::metrics::{
+    Count, ExecutionPlanMetricsSet, Metric, MetricBuilder, MetricValue, MetricsSet,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PhysicalExpr, PlanProperties,
@@ -44,6 +55,9 @@ pub struct CachedCallExec {
     properties: Arc<PlanProperties>,
     prepared: Arc<Mutex<Option<PreparedFuture>>>,
     tracker: Arc<Tracker>,
+    /// Rows served per partition, and the time resolving took (lookups,
+    /// and on a miss the compute and the write).
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl CachedCallExec {
@@ -67,6 +81,7 @@ impl CachedCallExec {
             properties,
             prepared: Arc::new(Mutex::new(None)),
             tracker,
+            metrics: ExecutionPlanMetricsSet::new(),
         })
     }
 
@@ -86,8 +101,11 @@ impl CachedCallExec {
                         .begin(call.function.name(), call.id.key.display())
                 })
                 .clone();
+            let resolve_time = MetricBuilder::new(&self.metrics).subset_time("resolve_time", 0);
             async move {
+                let timer = resolve_time.timer();
                 let prepared = prepare(call, state, shape, Arc::clone(&running)).await;
+                timer.done();
                 running.set_phase(Phase::Reading);
                 prepared.map(Arc::new).map_err(Arc::new)
             }
@@ -135,6 +153,13 @@ impl DisplayAs for CachedCallExec {
             let filters: Vec<String> = self.shape.filters.iter().map(Expr::to_string).collect();
             write!(f, ", pruning=[{}]", filters.join(", "))?;
         }
+        if let Some(prepared) = self.tracker.prepared.get() {
+            write!(f, ", outcome={}", prepared.outcome.name())?;
+            if let Some(tier) = &prepared.tier {
+                write!(f, ", tier={tier}")?;
+            }
+            write!(f, ", served_by={}", prepared.backend)?;
+        }
         Ok(())
     }
 }
@@ -148,8 +173,13 @@ impl ExecutionPlan for CachedCallExec {
         &self.properties
     }
 
+    /// None while planning; the plans the call ran, once it has (see the
+    /// module docs).
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
+        let Some(prepared) = self.tracker.prepared.get() else {
+            return vec![];
+        };
+        prepared.compute.iter().chain([&prepared.plan]).collect()
     }
 
     fn apply_expressions(
@@ -163,7 +193,12 @@ impl ExecutionPlan for CachedCallExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.is_empty() {
+        let same = children.len() == self.children().len()
+            && children
+                .iter()
+                .zip(self.children())
+                .all(|(new, old)| Arc::ptr_eq(new, old));
+        if same {
             Ok(self)
         } else {
             Err(DataFusionError::Internal(
@@ -179,6 +214,7 @@ impl ExecutionPlan for CachedCallExec {
     ) -> Result<SendableRecordBatchStream> {
         let prepared = self.prepared();
         let tracker = Arc::clone(&self.tracker);
+        let output_rows = MetricBuilder::new(&self.metrics).output_rows(partition);
         let stream = futures::stream::once(async move {
             let prepared = prepared.await.map_err(DataFusionError::Shared)?;
             tracker.prepared.get_or_init(|| Arc::clone(&prepared));
@@ -188,6 +224,7 @@ impl ExecutionPlan for CachedCallExec {
         let counted = Counted {
             inner: Box::pin(stream),
             tracker: Arc::clone(&self.tracker),
+            output_rows,
             finished: false,
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
@@ -196,15 +233,9 @@ impl ExecutionPlan for CachedCallExec {
         )))
     }
 
-    /// The metrics of the scan and of the compute, once run.
+    /// The call's own: what its children did, they show themselves.
     fn metrics(&self) -> Option<MetricsSet> {
-        let prepared = self.tracker.prepared.get()?;
-        let mut all = MetricsSet::new();
-        collect_metrics(&prepared.plan, &mut |m| all.push(Arc::clone(m)));
-        if let Some(compute) = &prepared.compute {
-            collect_metrics(compute, &mut |m| all.push(Arc::clone(m)));
-        }
-        Some(all)
+        Some(self.metrics.clone_inner())
     }
 }
 
@@ -328,6 +359,7 @@ impl Tracker {
 struct Counted {
     inner: Pin<Box<dyn Stream<Item = Result<RecordBatch>> + Send>>,
     tracker: Arc<Tracker>,
+    output_rows: Count,
     finished: bool,
 }
 
@@ -338,6 +370,7 @@ impl Stream for Counted {
         let polled = self.inner.poll_next_unpin(cx);
         match &polled {
             Poll::Ready(Some(Ok(batch))) => {
+                self.output_rows.add(batch.num_rows());
                 self.tracker
                     .rows
                     .fetch_add(batch.num_rows(), Ordering::AcqRel);

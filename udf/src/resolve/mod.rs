@@ -22,6 +22,7 @@
 //! read nothing first: they compute and merge ([`merge`]).
 
 mod merge;
+mod sink;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,6 +31,7 @@ use arrow::compute::SortOptions;
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
 use datafusion::common::{DataFusionError, Result};
+use datafusion::datasource::sink::{DataSink, DataSinkExec};
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::SessionState;
 use datafusion::execution::memory_pool::MemoryLimit;
@@ -43,9 +45,8 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
-use datafusion::physical_plan::{
-    collect, execute_stream, ExecutionPlan, ExecutionPlanProperties, PhysicalExpr,
-};
+use datafusion::physical_plan::{collect, ExecutionPlan, ExecutionPlanProperties, PhysicalExpr};
+use futures::TryStreamExt;
 use nuthatch_backends::{Backend, WriteMode, WriteOptions, Written};
 use nuthatch_catalog::{
     CacheMode, Claim, Entry, EntryId, Error, Followed, Found, Memoized, Outcome, Overwrite, Phase,
@@ -55,6 +56,7 @@ use nuthatch_catalog::{
 use crate::call::Call;
 use crate::compute::body_frame;
 use crate::settings::Prompter;
+use sink::EntrySink;
 
 /// How the stored data is to be read for one call.
 #[derive(Debug, Clone)]
@@ -499,7 +501,9 @@ impl Resolver<'_> {
             );
             plan = sort(plan, &order, bounded).map_err(failed)?;
         }
-        let stream = execute_stream(Arc::clone(&plan), self.state.task_ctx()).map_err(failed)?;
+        if plan.output_partitioning().partition_count() > 1 {
+            plan = Arc::new(CoalescePartitionsExec::new(plan));
+        }
         let options = WriteOptions {
             sorted_by,
             progress: Some(Arc::clone(&self.running.written)),
@@ -508,12 +512,29 @@ impl Resolver<'_> {
             mode,
             retention: None,
         };
-        let (written, entry) = call
-            .catalog
-            .store(tier, id, backend, stream, &options, call.function.schema())
-            .await?;
+        let sink = Arc::new(EntrySink::new(
+            Arc::clone(&call.catalog),
+            tier.clone(),
+            id.clone(),
+            Arc::clone(backend),
+            options,
+            Arc::clone(call.function.schema()),
+            plan.schema(),
+        ));
+        let write: Arc<dyn ExecutionPlan> = Arc::new(DataSinkExec::new(
+            plan,
+            Arc::clone(&sink) as Arc<dyn DataSink>,
+            None,
+        ));
+        // Failing to start the compute is the compute's failure; what the
+        // stream yields is already told apart by the store.
+        let stream = write.execute(0, self.state.task_ctx()).map_err(failed)?;
+        stream.try_collect::<Vec<_>>().await?;
+        let (written, entry) = sink.take_stored().ok_or_else(|| {
+            DataFusionError::Internal("the entry sink finished without storing".into())
+        })?;
         tracing::debug!(key = %id.key, tier = tier.name(), rows = written.rows, bytes = written.bytes, "stored");
-        Ok((entry, plan, written))
+        Ok((entry, write, written))
     }
 
     /// Computes and serves the result without storing it.
