@@ -2,8 +2,10 @@
 -- under `definitions` in its nuthatch.toml so the nuthatch binary loads it.
 
 -- An air-temperature grid shaped like xarray's air_temperature tutorial data:
--- 2920 six-hourly steps over 2013-2014, 25 latitudes, 53 longitudes.
+-- 2920 six-hourly steps over 2013-2014, 25 latitudes, 53 longitudes, kept
+-- in time order so that per-series windows over it need no sort.
 CREATE OR REPLACE CACHED FUNCTION my_first_cache()
+WITH (order_by = (time))
 AS
 SELECT t.value AS time,
        CAST(75.0 - 2.5 * la.value AS FLOAT) AS lat,

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use arrow::compute::SortOptions;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -18,6 +19,8 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_expr::expressions::col as physical_col;
+use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::stream::RecordBatchReceiverStream;
 use datafusion::physical_plan::{ExecutionPlan, PhysicalExpr};
 use futures::{StreamExt, TryStreamExt};
@@ -117,16 +120,46 @@ pub struct FileEntry<F> {
     store_url: datafusion::datasource::object_store::ObjectStoreUrl,
     files: Vec<ObjectMeta>,
     schema: SchemaRef,
+    /// The columns the rows were written sorted by (see
+    /// [`Location::sort_order`]); every byte range of one file keeps it.
+    sort_order: Vec<String>,
 }
 
 impl<F: FileFormatSource> FileEntry<F> {
     pub fn new(format: F, at: &Location, files: Vec<ObjectMeta>, schema: SchemaRef) -> Self {
+        // Only a single file is known to be in order: parts of a directory
+        // may interleave.
+        let sort_order = if files.len() == 1 {
+            at.sort_order.clone()
+        } else {
+            Vec::new()
+        };
         FileEntry {
             format,
             store_url: at.store_url.clone(),
             files,
             schema,
+            sort_order,
         }
+    }
+
+    /// The written order, over the full schema (DataFusion projects it).
+    fn ordering(&self) -> Option<LexOrdering> {
+        let keys = self
+            .sort_order
+            .iter()
+            .map_while(|column| {
+                let expr = physical_col(column, &self.schema).ok()?;
+                Some(PhysicalSortExpr::new(
+                    expr,
+                    SortOptions {
+                        descending: false,
+                        nulls_first: false,
+                    },
+                ))
+            })
+            .collect::<Vec<_>>();
+        LexOrdering::new(keys)
     }
 
     pub fn files(&self) -> &[ObjectMeta] {
@@ -173,9 +206,11 @@ impl<F: FileFormatSource> TableProvider for FileEntry<F> {
             .format
             .source(session, Arc::clone(&self.schema), predicate);
         let partitions = session.config().target_partitions().max(1);
+        let ordering = self.ordering();
         let config = FileScanConfigBuilder::new(self.store_url.clone(), source)
             .with_file_groups(split_into_groups(&self.files, partitions))
             .with_projection_indices(projection.cloned())?
+            .with_output_ordering(ordering.into_iter().collect())
             .with_limit(limit)
             .build();
         Ok(DataSourceExec::from_data_source(config))

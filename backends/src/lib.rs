@@ -72,6 +72,10 @@ pub struct Location {
     /// The local folder the store is rooted at, when it is one; formats
     /// that need a file of their own beside the tier (SQLite) put it there.
     pub folder: Option<PathBuf>,
+    /// The columns the entry's rows were written in ascending order of
+    /// (nulls last), as its metadata records; formats that read rows back
+    /// in the order they were written declare it to DataFusion.
+    pub sort_order: Vec<String>,
 }
 
 impl Location {
@@ -86,6 +90,7 @@ impl Location {
             namespace: None,
             settings: Settings::default(),
             folder: None,
+            sort_order: Vec::new(),
         }
     }
 }
@@ -154,10 +159,12 @@ pub enum Commit {
 /// How a result is to be written.
 #[derive(Debug, Clone, Default)]
 pub struct WriteOptions {
-    /// The stream arrives sorted ascending by this column (the timeseries
-    /// column); formats that can record a sort order or keep statistics per
-    /// block do so, so that time windows prune.
+    /// The timeseries column: formats that keep statistics per block do
+    /// so for it, so that time windows prune.
     pub sorted_by: Option<String>,
+    /// The stream arrives sorted ascending (nulls last) by these columns;
+    /// formats that can record a sort order do (Parquet's sorting columns).
+    pub order: Vec<String>,
     /// Advanced as the write goes, for whoever shows progress: rows taken
     /// from the stream and bytes encoded so far.
     pub progress: Option<Arc<WriteProgress>>,

@@ -65,14 +65,18 @@ impl FileFormatSource for ParquetFormat {
 
 /// The writer settings that make windows prune.
 pub(crate) fn properties(schema: &SchemaRef, options: &WriteOptions) -> Result<WriterProperties> {
-    let sorting = match &options.sorted_by {
-        Some(column) => Some(vec![SortingColumn {
-            column_idx: schema.index_of(column)? as i32,
-            descending: false,
-            nulls_first: true,
-        }]),
-        None => None,
-    };
+    let sorting = options
+        .order
+        .iter()
+        .map(|column| {
+            Ok(SortingColumn {
+                column_idx: schema.index_of(column)? as i32,
+                descending: false,
+                nulls_first: false,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let sorting = (!sorting.is_empty()).then_some(sorting);
     Ok(WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))

@@ -394,6 +394,7 @@ impl Catalog {
         if backend.commit() == Commit::Versioned {
             at.version = metadata.recorded.data_version.map(|v| v as u64);
         }
+        at.sort_order = metadata.recorded.sort_order.clone();
         let opened = backend
             .open(&at, Arc::clone(schema))
             .await
@@ -599,6 +600,11 @@ impl Catalog {
                     time_min: range.min,
                     time_max: range.max,
                     data_version: written.version.map(|v| v as i64),
+                    // A merge interleaves new rows with stored ones.
+                    sort_order: match options.mode {
+                        WriteMode::Replace => options.order.clone(),
+                        _ => Vec::new(),
+                    },
                 }
             },
         };

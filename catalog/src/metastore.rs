@@ -106,6 +106,10 @@ pub struct Recorded {
     /// The version of a versioned format's data (a Delta log version) this
     /// row vouches for; readers open that version, not the latest.
     pub data_version: Option<i64>,
+    /// The columns the data was written in ascending order of (nulls
+    /// last), outermost first; empty when unknown or unordered. Stored as
+    /// their names joined by newlines, which column names never hold here.
+    pub sort_order: Vec<String>,
 }
 
 impl MetadataRow {
@@ -140,6 +144,7 @@ impl MetadataRow {
                 true,
             ),
             Field::new("data_version", DataType::Int64, true),
+            text("sort_order", true),
         ]))
     }
 
@@ -167,6 +172,11 @@ impl MetadataRow {
                     self.recorded.time_max,
                 ])),
                 Arc::new(Int64Array::from(vec![self.recorded.data_version])),
+                text(
+                    (!self.recorded.sort_order.is_empty())
+                        .then(|| self.recorded.sort_order.join("\n"))
+                        .as_deref(),
+                ),
             ],
         )?;
         let mut buffer = Vec::new();
@@ -237,6 +247,9 @@ impl MetadataRow {
             time_min: integer("time_min")?,
             time_max: integer("time_max")?,
             data_version: integer("data_version")?,
+            sort_order: optional_text("sort_order")?
+                .map(|names| names.split('\n').map(str::to_string).collect())
+                .unwrap_or_default(),
         };
         let last_modified = match batch.column_by_name("last_modified") {
             Some(column) => {
@@ -373,6 +386,7 @@ mod tests {
                 time_min: Some(1_577_836_800_000_000),
                 time_max: Some(1_577_919_600_000_000),
                 data_version: Some(3),
+                sort_order: vec!["time".into(), "station".into()],
             },
         };
         assert_eq!(MetadataRow::decode(row.encode().unwrap()).unwrap(), row);

@@ -72,10 +72,12 @@ async fn entries_are_written_in_pythons_layout_with_its_metadata_row() {
             "time_column",
             "time_min",
             "time_max",
-            "data_version"
+            "data_version",
+            "sort_order"
         ]
     );
     assert_eq!(text(&row, "time_column").as_deref(), Some("time"));
+    assert_eq!(text(&row, "sort_order").as_deref(), Some("time"));
     assert_eq!(text(&row, "rows").as_deref(), Some("1440"));
     assert_eq!(text(&row, "cache_key").as_deref(), Some("series/2.0_south"));
     assert_eq!(text(&row, "namespace"), None);

@@ -14,6 +14,7 @@ mod polars_frames;
 mod pushdown;
 mod python;
 mod readme;
+mod rolling;
 #[cfg(feature = "sql")]
 mod sql;
 mod sql_functions;

@@ -77,7 +77,7 @@ async fn explain_analyze_shows_the_compute_and_the_write_under_the_call() {
     for metric in ["rows_written=1.44 K", "bytes_written=", "write_time="] {
         assert!(lines[write].contains(metric), "{metric} in {miss}");
     }
-    let sort = at("SortExec: expr=[time@0 ASC]");
+    let sort = at("SortExec: expr=[time@0 ASC NULLS LAST]");
     assert!(sort > write && depth(sort) > depth(write), "{miss}");
     // The rows served come from reading the new entry back, pruned.
     let scan = at("DataSourceExec");

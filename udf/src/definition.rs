@@ -10,7 +10,7 @@
 //!        cache_disable_if = (p1 = 1 OR p1 IN (2, 3) AND p2 = 'x'),
 //!        dimensions = (time, lat, lon), chunking = (time = 365, lat = 30),
 //!        chunk_by_arg = ((p1 = 7, time = 52), (p1 = 1, time = 365)),
-//!        upsert_keys = (time, station))]
+//!        upsert_keys = (time, station), order_by = (time, station))]
 //! AS <query>
 //! ```
 //!
@@ -56,6 +56,7 @@ pub struct CreateCachedFunction {
     pub disable_if: Conditions,
     pub grid: Grid,
     pub upsert_keys: Vec<String>,
+    pub order_by: Vec<String>,
     pub body: SqlBody,
 }
 
@@ -130,6 +131,7 @@ impl CreateCachedFunction {
             disable_if: Vec::new(),
             grid: Grid::default(),
             upsert_keys: Vec::new(),
+            order_by: Vec::new(),
             body: SqlBody::new(*empty_query()?),
         };
         if parser.parse_keyword(Keyword::WITH) {
@@ -219,6 +221,14 @@ impl CreateCachedFunction {
                 self.grid.dimensions = values.iter().map(|v| v.to_ascii_lowercase()).collect()
             }
             "chunking" => self.grid.chunking = sizes(&self.name, option, &values)?,
+            "order_by" => {
+                self.order_by = values
+                    .iter()
+                    .flat_map(|v| v.split(','))
+                    .map(|v| v.trim().to_ascii_lowercase())
+                    .filter(|v| !v.is_empty())
+                    .collect()
+            }
             "upsert_keys" => {
                 self.upsert_keys = values
                     .iter()
@@ -259,7 +269,7 @@ impl CreateCachedFunction {
                 return plan_err!(
                     "{}: unknown option '{other}'; options are cache_args, version, namespace, \
                      timeseries, backend, storage_backend, memoize, cache, fail_if_no_cache, \
-                     cache_disable_if, dimensions, chunking, chunk_by_arg, upsert_keys",
+                     cache_disable_if, dimensions, chunking, chunk_by_arg, upsert_keys, order_by",
                     self.name
                 )
             }
@@ -330,6 +340,7 @@ impl CreateCachedFunction {
         }
         builder
             .upsert_keys(self.upsert_keys)
+            .order_by(self.order_by)
             .cache(self.cache)
             .build()
     }

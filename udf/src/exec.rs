@@ -67,7 +67,7 @@ impl CachedCallExec {
             None => Arc::clone(&shape.scan_schema),
         };
         let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(Arc::clone(&schema)),
+            EquivalenceProperties::new_with_orderings(Arc::clone(&schema), shape.ordering.clone()),
             Partitioning::UnknownPartitioning(shape.partitions),
             EmissionType::Incremental,
             Boundedness::Bounded,

@@ -137,6 +137,8 @@ pub struct CachedFunction {
     pub(crate) version: Option<String>,
     pub(crate) namespace: Option<String>,
     pub(crate) timeseries: Option<String>,
+    /// The order entries keep and calls declare; see [`Self::order_by`].
+    pub(crate) order_by: Vec<String>,
     pub(crate) backend: Option<String>,
     pub(crate) storage_backend: Option<String>,
     pub(crate) memoize: bool,
@@ -161,6 +163,7 @@ impl CachedFunction {
             version: None,
             namespace: None,
             timeseries: None,
+            order_by: Vec::new(),
             backend: None,
             storage_backend: None,
             memoize: false,
@@ -196,6 +199,24 @@ impl CachedFunction {
 
     pub fn timeseries(&self) -> Option<&str> {
         self.timeseries.as_deref()
+    }
+
+    /// The columns every call's rows come in ascending order of (nulls
+    /// last), within each partition: entries are stored in this order and
+    /// calls declare it to DataFusion, so what needs it (a window per
+    /// series, a merge join, `ORDER BY`) does not sort again. Empty when
+    /// the function declares none.
+    pub fn order_by(&self) -> &[String] {
+        &self.order_by
+    }
+
+    /// The order entries are written in: the declared one, else the
+    /// timeseries column (which makes windows prune).
+    pub fn stored_order(&self) -> Vec<String> {
+        if !self.order_by.is_empty() {
+            return self.order_by.clone();
+        }
+        self.timeseries.iter().cloned().collect()
     }
 
     /// The backend the function names, if any; `None` stores with the
@@ -296,6 +317,7 @@ pub struct CachedFunctionBuilder {
     version: Option<String>,
     namespace: Option<String>,
     timeseries: Option<String>,
+    order_by: Vec<String>,
     backend: Option<String>,
     storage_backend: Option<String>,
     memoize: bool,
@@ -352,6 +374,18 @@ impl CachedFunctionBuilder {
     /// Names the time column; calls are clipped to `[start_time, end_time]`.
     pub fn timeseries(mut self, column: impl Into<String>) -> Self {
         self.timeseries = Some(column.into());
+        self
+    }
+
+    /// Declares the order entries keep and calls give their rows in,
+    /// outermost first (ascending, nulls last): for example `["time"]` for
+    /// a grid that per-series windows read, so the window need not sort.
+    pub fn order_by<I, S>(mut self, columns: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.order_by = columns.into_iter().map(Into::into).collect();
         self
     }
 
@@ -579,6 +613,26 @@ impl CachedFunctionBuilder {
                  dimensions = (time, lat, lon) (.dimensions([...]) in Rust)"
             );
         }
+        for (i, column) in self.order_by.iter().enumerate() {
+            if schema.field_with_name(column).is_err() {
+                let columns: Vec<&str> =
+                    schema.fields().iter().map(|f| f.name().as_str()).collect();
+                return plan_err!(
+                    "{name}: order_by names '{column}', which is not a column of the result; \
+                     its columns are {}",
+                    columns.join(", ")
+                );
+            }
+            if self.order_by[..i].contains(column) {
+                return plan_err!("{name}: order_by names '{column}' twice");
+            }
+        }
+        if zarr && !self.order_by.is_empty() {
+            return plan_err!(
+                "{name}: a Zarr entry is read chunk by chunk, in no row order; drop order_by, \
+                 or store with another backend"
+            );
+        }
         for (i, key) in self.upsert_keys.iter().enumerate() {
             if schema.field_with_name(key).is_err() {
                 let columns: Vec<&str> =
@@ -609,6 +663,7 @@ impl CachedFunctionBuilder {
             version: self.version,
             namespace: self.namespace,
             timeseries: self.timeseries,
+            order_by: self.order_by,
             backend: self.backend,
             storage_backend: self.storage_backend,
             memoize: self.memoize,

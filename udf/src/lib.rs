@@ -29,6 +29,7 @@ pub mod function;
 pub mod planner;
 pub mod registry;
 pub mod resolve;
+pub mod rolling;
 pub mod script;
 pub mod session;
 pub mod settings;

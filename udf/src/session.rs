@@ -17,6 +17,7 @@ use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlanBuilder;
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use nuthatch_catalog::system::{self, DeleteGuard, SystemSchema};
 use nuthatch_catalog::{CallReport, ReportLog, Running};
 
@@ -24,6 +25,7 @@ use crate::definition::CreateCachedFunction;
 use crate::engine::Engine;
 use crate::function::CachedFunction;
 use crate::planner::NamedArgumentPlanner;
+use crate::rolling::with_rolling_windows;
 use crate::script::split_statements;
 use crate::settings::{NuthatchOptions, OverwritePrompt, Prompter};
 use crate::system_tables::functions_table;
@@ -68,6 +70,7 @@ impl Engine {
             .with_config(config)
             .with_runtime_env(Arc::clone(self.runtime()))
             .with_default_features()
+            .with_physical_optimizer_rules(with_rolling_windows(PhysicalOptimizer::new().rules))
             .build();
         let ctx = SessionContext::new_with_state(state);
         self.prepare_context(&ctx, &reports)
@@ -91,6 +94,12 @@ impl Engine {
             let extensions = &mut config.options_mut().extensions;
             if extensions.get::<NuthatchOptions>().is_none() {
                 extensions.insert(NuthatchOptions::default());
+            }
+            let rules = with_rolling_windows(state.physical_optimizers().to_vec());
+            if rules.len() != state.physical_optimizers().len() {
+                *state = SessionStateBuilder::new_from_existing(state.clone())
+                    .with_physical_optimizer_rules(rules)
+                    .build();
             }
         }
         self.prepare_context(ctx, &reports)?;

@@ -97,7 +97,7 @@ impl TableProvider for CachedCall {
         // The scan reads the requested columns plus the time column the
         // window needs; a projection above drops it again.
         let mut scan_indices: Option<Vec<usize>> = projection.cloned();
-        let mut output_indices = None;
+        let mut output_indices: Option<Vec<usize>> = None;
         if let (Some(window), Some(indices)) = (&self.call.window, &mut scan_indices) {
             let time = schema.index_of(&window.column)?;
             if !indices.contains(&time) {
@@ -124,6 +124,19 @@ impl TableProvider for CachedCall {
             .chain(window_predicates)
             .collect();
         let limit = if window_filter.is_some() { None } else { limit };
+        let output_schema = match &output_indices {
+            Some(indices) => Arc::new(scan_schema.project(indices)?),
+            None => Arc::clone(&scan_schema),
+        };
+        let ordered: Vec<String> = self
+            .call
+            .function
+            .order_by()
+            .iter()
+            .take_while(|column| output_schema.index_of(column).is_ok())
+            .cloned()
+            .collect();
+        let ordering = crate::resolve::ascending(&ordered, &output_schema)?;
         let shape = ScanShape {
             scan_indices,
             scan_schema,
@@ -134,6 +147,7 @@ impl TableProvider for CachedCall {
             full_window,
             limit,
             partitions: state.config().target_partitions().max(1),
+            ordering,
         };
         Ok(Arc::new(CachedCallExec::new(
             Arc::clone(&self.call),

@@ -79,6 +79,10 @@ pub struct ScanShape {
     pub full_window: Option<Arc<dyn PhysicalExpr>>,
     pub limit: Option<usize>,
     pub partitions: usize,
+    /// The order each partition of the call's output keeps, over its
+    /// output schema: the function's `order_by`, as far as the output
+    /// holds its leading columns.
+    pub ordering: Option<LexOrdering>,
 }
 
 /// The inner plan of a resolved call, and what the report says about it.
@@ -487,12 +491,13 @@ impl Resolver<'_> {
         }
         let sorted_by = call.function.timeseries().map(str::to_string);
         // A gridded result is written a slab of the outermost dimension at a
-        // time, so it arrives sorted by the dimensions; others by time.
+        // time, so it arrives sorted by the dimensions; others in the order
+        // the function declares, else by time.
         let grid = call.function.grid();
         let order: Vec<String> = if !grid.dimensions.is_empty() && backend.name() == "zarr" {
             grid.dimensions.clone()
         } else {
-            sorted_by.iter().cloned().collect()
+            call.function.stored_order()
         };
         if !order.is_empty() {
             let bounded = matches!(
@@ -506,6 +511,7 @@ impl Resolver<'_> {
         }
         let options = WriteOptions {
             sorted_by,
+            order,
             progress: Some(Arc::clone(&self.running.written)),
             dimensions: grid.dimensions.clone(),
             chunking: grid.chunking_for(&call.args),
@@ -631,7 +637,7 @@ impl Resolver<'_> {
             },
         };
         Ok(Prepared {
-            plan: fit(clip(plan, shape)?, shape.partitions)?,
+            plan: in_order(fit(clip(plan, shape)?, shape.partitions)?, shape)?,
             compute,
             outcome,
             tier,
@@ -658,7 +664,7 @@ impl Resolver<'_> {
             .scan(self.state, projection, &shape.filters, shape.limit)
             .await?;
         Ok(Prepared {
-            plan: fit(clip(plan, shape)?, shape.partitions)?,
+            plan: in_order(fit(clip(plan, shape)?, shape.partitions)?, shape)?,
             compute: None,
             outcome,
             tier,
@@ -674,7 +680,7 @@ impl Resolver<'_> {
         let shape = self.shape;
         let empty = Arc::new(EmptyExec::new(Arc::clone(&shape.scan_schema)));
         Ok(Prepared {
-            plan: fit(clip(empty, shape)?, shape.partitions)?,
+            plan: in_order(fit(clip(empty, shape)?, shape.partitions)?, shape)?,
             compute: None,
             outcome,
             tier,
@@ -687,7 +693,27 @@ impl Resolver<'_> {
     }
 }
 
-/// `plan`'s rows ascending by `column`, nulls first, in one partition.
+/// Ascending by `columns`, nulls last (what `ORDER BY` means by default,
+/// so plans that need the order recognise it), over `schema`.
+pub(crate) fn ascending(columns: &[String], schema: &SchemaRef) -> Result<Option<LexOrdering>> {
+    let keys = columns
+        .iter()
+        .map(|column| {
+            Ok(PhysicalSortExpr::new(
+                physical_col(column, schema)?,
+                SortOptions {
+                    descending: false,
+                    nulls_first: false,
+                },
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(LexOrdering::new(keys))
+}
+
+/// `plan`'s rows ascending by `columns`, nulls last, in one partition.
+/// What already arrives in that order is not sorted again: one ordered
+/// partition passes as it is, several are merged.
 /// Under a memory limit one sorter owns the pool: partitions sorting side
 /// by side race for fair shares, and one partition's in-memory merge can
 /// starve the other's. Unbounded, partitions sort in parallel and merge.
@@ -696,22 +722,18 @@ fn sort(
     columns: &[String],
     bounded: bool,
 ) -> Result<Arc<dyn ExecutionPlan>> {
-    let schema = plan.schema();
-    let keys = columns
-        .iter()
-        .map(|column| {
-            Ok(PhysicalSortExpr::new(
-                physical_col(column, &schema)?,
-                SortOptions {
-                    descending: false,
-                    nulls_first: true,
-                },
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let ordering = LexOrdering::new(keys)
+    let ordering = ascending(columns, &plan.schema())?
         .ok_or_else(|| DataFusionError::Internal("an empty sort order".into()))?;
     let partitions = plan.output_partitioning().partition_count();
+    if plan
+        .equivalence_properties()
+        .ordering_satisfy(ordering.clone())?
+    {
+        if partitions <= 1 {
+            return Ok(plan);
+        }
+        return Ok(Arc::new(SortPreservingMergeExec::new(ordering, plan)));
+    }
     if partitions <= 1 {
         return Ok(Arc::new(SortExec::new(ordering, plan)));
     }
@@ -752,13 +774,33 @@ fn clip(input: Arc<dyn ExecutionPlan>, shape: &ScanShape) -> Result<Arc<dyn Exec
 }
 
 /// Gives the inner plan the partition count the exec declared when it was
-/// planned (before anyone knew what the entry or the compute would give).
+/// planned (before anyone knew what the entry or the compute would give),
+/// keeping each partition in order if the plan's are.
 fn fit(plan: Arc<dyn ExecutionPlan>, partitions: usize) -> Result<Arc<dyn ExecutionPlan>> {
     if plan.output_partitioning().partition_count() == partitions {
         return Ok(plan);
     }
-    Ok(Arc::new(RepartitionExec::try_new(
-        plan,
-        Partitioning::RoundRobinBatch(partitions),
-    )?))
+    Ok(Arc::new(
+        RepartitionExec::try_new(plan, Partitioning::RoundRobinBatch(partitions))?
+            .with_preserve_order(),
+    ))
+}
+
+/// Makes each partition of `plan` keep the order the call declared (the
+/// function's `order_by`): an entry written in it says so itself; anything
+/// else (an entry Python wrote, a compute served unstored, another
+/// format) is sorted here.
+fn in_order(plan: Arc<dyn ExecutionPlan>, shape: &ScanShape) -> Result<Arc<dyn ExecutionPlan>> {
+    let Some(ordering) = &shape.ordering else {
+        return Ok(plan);
+    };
+    if plan
+        .equivalence_properties()
+        .ordering_satisfy(ordering.clone())?
+    {
+        return Ok(plan);
+    }
+    Ok(Arc::new(
+        SortExec::new(ordering.clone(), plan).with_preserve_partitioning(true),
+    ))
 }

@@ -1,0 +1,348 @@
+//! [`RollingWindowExec`]: rolling `count`, `sum` and `avg` over `ROWS`
+//! frames that end at the current row, one pass over the input.
+//!
+//! Each row is looked up in a table of series (the `PARTITION BY` values,
+//! interned a batch at a time as a `GROUP BY` does) and updates that
+//! series' running sum and count, retracting the value that leaves the
+//! frame; the input must bring each series' rows in `ORDER BY` order and
+//! in one partition, in any interleaving. The arithmetic is DataFusion's
+//! own, in the same order (add the entering value, then retract the
+//! leaving one), so results equal `BoundedWindowAggExec`'s to the bit.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use arrow::array::{Array, ArrayRef, AsArray, Float64Builder, Int64Builder, RecordBatch};
+use arrow::datatypes::{Float64Type, Schema, SchemaRef};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::aggregates::group_values::{new_group_values, GroupValues};
+use datafusion::physical_plan::aggregates::order::GroupOrdering;
+use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
+    PlanProperties, RecordBatchStream,
+};
+use futures::{Stream, StreamExt};
+
+/// The aggregate a rolling column computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Non-null values in the frame (`Int64`, never null).
+    Count,
+    /// Their sum (`Float64`; null when there are none).
+    Sum,
+    /// Their mean (`Float64`; null when there are none).
+    Avg,
+}
+
+/// One rolling column.
+#[derive(Debug, Clone)]
+pub struct Rolling {
+    /// The window expression's name, which is its output column's.
+    pub name: String,
+    pub kind: Kind,
+    /// The aggregate's argument (`Float64` for sums and means).
+    pub arg: Arc<dyn PhysicalExpr>,
+    /// Rows before the current one in the frame; `None` is unbounded.
+    pub preceding: Option<usize>,
+}
+
+pub struct RollingWindowExec {
+    input: Arc<dyn ExecutionPlan>,
+    partition_by: Vec<Arc<dyn PhysicalExpr>>,
+    rolling: Vec<Rolling>,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl RollingWindowExec {
+    /// `schema` is the window exec's being replaced: the input's columns
+    /// followed by one per rolling column.
+    pub fn new(
+        input: Arc<dyn ExecutionPlan>,
+        partition_by: Vec<Arc<dyn PhysicalExpr>>,
+        rolling: Vec<Rolling>,
+        schema: SchemaRef,
+    ) -> Self {
+        // Rows pass through in input order, so the input's orderings hold
+        // (its columns keep their positions).
+        let equivalence = EquivalenceProperties::new_with_orderings(
+            Arc::clone(&schema),
+            input.equivalence_properties().oeq_class().iter().cloned(),
+        );
+        let properties = Arc::new(PlanProperties::new(
+            equivalence,
+            input.output_partitioning().clone(),
+            input.pipeline_behavior(),
+            input.boundedness(),
+        ));
+        RollingWindowExec {
+            input,
+            partition_by,
+            rolling,
+            schema,
+            properties,
+            metrics: ExecutionPlanMetricsSet::new(),
+        }
+    }
+}
+
+impl fmt::Debug for RollingWindowExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RollingWindowExec")
+            .field("rolling", &self.rolling)
+            .finish()
+    }
+}
+
+impl DisplayAs for RollingWindowExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let keys: Vec<String> = self.partition_by.iter().map(|e| e.to_string()).collect();
+        let columns: Vec<String> = self
+            .rolling
+            .iter()
+            .map(|r| {
+                let frame = match r.preceding {
+                    Some(n) => format!("{n} preceding"),
+                    None => "unbounded preceding".to_string(),
+                };
+                format!("{:?}({}) over {frame}", r.kind, r.arg).to_lowercase()
+            })
+            .collect();
+        write!(
+            f,
+            "RollingWindowExec: series=[{}], rolling=[{}]",
+            keys.join(", "),
+            columns.join(", ")
+        )
+    }
+}
+
+impl ExecutionPlan for RollingWindowExec {
+    fn name(&self) -> &str {
+        "RollingWindowExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        for expr in self
+            .partition_by
+            .iter()
+            .chain(self.rolling.iter().map(|r| &r.arg))
+        {
+            if f(expr)? == TreeNodeRecursion::Stop {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    /// Every row of a series must reach the same partition.
+    fn required_input_distribution(&self) -> Vec<Distribution> {
+        if self.partition_by.is_empty() {
+            vec![Distribution::SinglePartition]
+        } else {
+            vec![Distribution::KeyPartitioned(self.partition_by.clone())]
+        }
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![true]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let [input] = <[_; 1]>::try_from(children)
+            .map_err(|_| DataFusionError::Internal("RollingWindowExec has one child".into()))?;
+        Ok(Arc::new(RollingWindowExec::new(
+            input,
+            self.partition_by.clone(),
+            self.rolling.clone(),
+            Arc::clone(&self.schema),
+        )))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, context)?;
+        let key_fields = self
+            .partition_by
+            .iter()
+            .map(|e| e.return_field(&self.input.schema()))
+            .collect::<Result<Vec<_>>>()?;
+        let series = new_group_values(Arc::new(Schema::new(key_fields)), &GroupOrdering::None)?;
+        Ok(Box::pin(RollingStream {
+            input,
+            schema: Arc::clone(&self.schema),
+            partition_by: self.partition_by.clone(),
+            rolling: self.rolling.clone(),
+            series,
+            groups: Vec::new(),
+            frames: vec![Vec::new(); self.rolling.len()],
+            baseline: BaselineMetrics::new(&self.metrics, partition),
+        }))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+}
+
+/// One series' frame for one rolling column.
+#[derive(Debug, Clone, Default)]
+struct Frame {
+    sum: f64,
+    count: u64,
+    /// The values in the frame, oldest first, when it has a start.
+    values: VecDeque<Option<f64>>,
+}
+
+struct RollingStream {
+    input: SendableRecordBatchStream,
+    schema: SchemaRef,
+    partition_by: Vec<Arc<dyn PhysicalExpr>>,
+    rolling: Vec<Rolling>,
+    series: Box<dyn GroupValues>,
+    /// The series of each row of the current batch.
+    groups: Vec<usize>,
+    /// Per rolling column, per series.
+    frames: Vec<Vec<Frame>>,
+    baseline: BaselineMetrics,
+}
+
+impl RollingStream {
+    fn compute(&mut self, batch: RecordBatch) -> Result<RecordBatch> {
+        let rows = batch.num_rows();
+        let keys = self
+            .partition_by
+            .iter()
+            .map(|e| e.evaluate(&batch)?.into_array(rows))
+            .collect::<Result<Vec<_>>>()?;
+        if keys.is_empty() {
+            self.groups.clear();
+            self.groups.resize(rows, 0);
+        } else {
+            self.series.intern(&keys, &mut self.groups)?;
+        }
+        let series = self.groups.iter().max().map_or(0, |g| g + 1);
+        let mut columns = batch.columns().to_vec();
+        for (rolling, frames) in self.rolling.iter().zip(self.frames.iter_mut()) {
+            if frames.len() < series {
+                frames.resize(series, Frame::default());
+            }
+            let arg = rolling.arg.evaluate(&batch)?.into_array(rows)?;
+            columns.push(roll(rolling, &arg, &self.groups, frames)?);
+        }
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+    }
+}
+
+/// Advances every row's frame and returns the column of results.
+fn roll(
+    rolling: &Rolling,
+    arg: &ArrayRef,
+    groups: &[usize],
+    frames: &mut [Frame],
+) -> Result<ArrayRef> {
+    let rows = arg.len();
+    let value = |i: usize| -> Option<f64> {
+        arg.is_valid(i).then(|| match rolling.kind {
+            // Counting looks at validity only.
+            Kind::Count => 0.0,
+            Kind::Sum | Kind::Avg => arg.as_primitive::<Float64Type>().value(i),
+        })
+    };
+    if rolling.kind != Kind::Count && arg.data_type() != &arrow::datatypes::DataType::Float64 {
+        return Err(DataFusionError::Internal(format!(
+            "rolling {:?} over {}",
+            rolling.kind,
+            arg.data_type()
+        )));
+    }
+    let mut step = |i: usize| -> (u64, f64) {
+        let frame = &mut frames[groups[i]];
+        let entering = value(i);
+        // DataFusion's order: the entering value first, then the leaving.
+        if let Some(x) = entering {
+            frame.sum += x;
+            frame.count += 1;
+        }
+        if let Some(preceding) = rolling.preceding {
+            frame.values.push_back(entering);
+            if frame.values.len() > preceding + 1 {
+                if let Some(Some(x)) = frame.values.pop_front() {
+                    frame.sum -= x;
+                    frame.count -= 1;
+                }
+            }
+        }
+        (frame.count, frame.sum)
+    };
+    Ok(match rolling.kind {
+        Kind::Count => {
+            let mut out = Int64Builder::with_capacity(rows);
+            for i in 0..rows {
+                out.append_value(step(i).0 as i64);
+            }
+            Arc::new(out.finish())
+        }
+        Kind::Sum | Kind::Avg => {
+            let mut out = Float64Builder::with_capacity(rows);
+            for i in 0..rows {
+                match (step(i), rolling.kind) {
+                    ((0, _), _) => out.append_null(),
+                    ((_, sum), Kind::Sum) => out.append_value(sum),
+                    ((n, sum), _) => out.append_value(sum / n as f64),
+                }
+            }
+            Arc::new(out.finish())
+        }
+    })
+}
+
+impl Stream for RollingStream {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = self.input.poll_next_unpin(cx);
+        let result = match polled {
+            Poll::Ready(Some(Ok(batch))) => {
+                let elapsed = self.baseline.elapsed_compute().clone();
+                let timer = elapsed.timer();
+                let computed = self.compute(batch);
+                timer.done();
+                Poll::Ready(Some(computed))
+            }
+            other => other,
+        };
+        self.baseline.record_poll(result)
+    }
+}
+
+impl RecordBatchStream for RollingStream {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+}
