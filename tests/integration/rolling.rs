@@ -31,7 +31,7 @@ fn readings() -> RecordBatch {
             site.push(s);
             depth.push(d);
             let i = t * 7 + d;
-            value.push((i % 11 != 3).then(|| (i as f64) * 0.1 + 1e15 * ((i % 5) as f64 - 2.0)));
+            value.push((i % 11 != 3).then_some((i as f64) * 0.1 + 1e15 * ((i % 5) as f64 - 2.0)));
         }
     }
     RecordBatch::try_new(

@@ -1,0 +1,279 @@
+//! The README workflow against its peers, as ratios measured in one run.
+//!
+//! 1. Each step of the workflow, with the SQL definitions of
+//!    `examples/readme_functions.sql`, against the real Python nuthatch
+//!    0.4.11 doing the same step on the same data (its zarr, parquet and
+//!    delta paths; the fastest counts). Each repeat starts from an empty
+//!    store; times are in-process, from the call to the end of the
+//!    reductions the README's queries compute (rows, first and last time,
+//!    mean air).
+//! 2. Reading the daily entry this engine wrote, against DuckDB reading the
+//!    same file: a five-month window and the whole entry, as `count(*)` and
+//!    `avg(air)`, and materialised as Arrow.
+//!
+//! Run it through the script that installs the peers:
+//! `bash scripts/peers cargo bench --workspace --bench peers`.
+//! Without `NUTHATCH_PEERS_PYTHON` only this engine's side runs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use datafusion::error::{DataFusionError, Result};
+use nuthatch::{Config, Engine, Outcome, Session};
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+const REPEATS: usize = 5;
+const READ_REPEATS: usize = 20;
+
+/// The README's steps, in order, as (name, query, expected outcome of the
+/// `agg_and_clip` call).
+const STEPS: &[(&str, &str, Outcome)] = &[
+    (
+        "first_compute",
+        "SELECT count(*), min(time), max(time), avg(air) \
+         FROM agg_and_clip('2013-01-01', '2014-01-01', agg_days => 1)",
+        Outcome::Computed,
+    ),
+    (
+        "full_hit",
+        "SELECT count(*), min(time), max(time), avg(air) \
+         FROM agg_and_clip('2013-01-01', '2014-01-01', agg_days => 1)",
+        Outcome::Hit,
+    ),
+    (
+        "clipped_hit",
+        "SELECT count(*), min(time), max(time), avg(air) \
+         FROM agg_and_clip('2013-01-01', '2013-06-01', agg_days => 1)",
+        Outcome::Hit,
+    ),
+    (
+        "weekly_compute",
+        "SELECT count(*), min(time), max(time), avg(air) \
+         FROM agg_and_clip('2013-01-01', '2014-01-01', agg_days => 7)",
+        Outcome::Computed,
+    ),
+    (
+        "recompute_overwrite",
+        "SELECT count(*), min(time), max(time), avg(air) \
+         FROM agg_and_clip('2013-01-01', '2014-01-01', agg_days => 7, \
+                           recompute => true, cache_mode => 'overwrite')",
+        Outcome::Computed,
+    ),
+];
+
+/// Timed second: the first keeps the result in memory.
+const MEMOIZED: &str = "SELECT count(*), min(time), max(time), avg(air) \
+     FROM agg_and_clip('2013-01-01', '2014-01-01', agg_days => 7, memoize => true)";
+
+fn definitions() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/readme_functions.sql")
+}
+
+async fn session(root: &Path) -> Result<Session> {
+    let config = Config::with_root(root.display().to_string());
+    let session = Engine::new(&config)?.session();
+    session.load_definitions(&definitions()).await?;
+    Ok(session)
+}
+
+async fn timed(session: &Session, sql: &str) -> Result<Duration> {
+    let started = Instant::now();
+    session.sql(sql).await?.collect().await?;
+    Ok(started.elapsed())
+}
+
+/// The outcome of the `agg_and_clip` call of the last statement.
+fn outcome(session: &Session) -> Option<Outcome> {
+    session
+        .take_reports()
+        .into_iter()
+        .rev()
+        .find(|r| r.function == "agg_and_clip")
+        .map(|r| r.outcome)
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// Every step, `REPEATS` times from an empty store; the daily entry of the
+/// last repeat stays in `keep` for the read comparison.
+async fn our_steps(keep: &Path) -> Result<BTreeMap<&'static str, Duration>> {
+    let mut times: BTreeMap<&'static str, Vec<Duration>> = BTreeMap::new();
+    for repeat in 0..REPEATS {
+        let root = keep.join(format!("run{repeat}"));
+        let session = session(&root).await?;
+        for (name, sql, expected) in STEPS {
+            let took = timed(&session, sql).await?;
+            let got = outcome(&session);
+            if got != Some(*expected) {
+                return Err(DataFusionError::Execution(format!(
+                    "{name}: expected {expected:?}, got {got:?}"
+                )));
+            }
+            times.entry(name).or_default().push(took);
+        }
+        timed(&session, MEMOIZED).await?;
+        session.take_reports();
+        let took = timed(&session, MEMOIZED).await?;
+        let reports = session.take_reports();
+        if reports.iter().any(|r| r.tier.as_deref() != Some("memory")) {
+            return Err(DataFusionError::Execution(format!(
+                "memoized_recall read a store: {reports:?}"
+            )));
+        }
+        times.entry("memoized_recall").or_default().push(took);
+    }
+    Ok(times.into_iter().map(|(k, v)| (k, median(v))).collect())
+}
+
+/// Runs a peer script with the peers' Python; its JSON, or why not.
+fn peer(script: &str, args: &[String]) -> std::result::Result<serde_json::Value, String> {
+    let python = std::env::var("NUTHATCH_PEERS_PYTHON")
+        .map_err(|_| "NUTHATCH_PEERS_PYTHON is not set: run through `bash scripts/peers`")?;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("benches/peers")
+        .join(script);
+    let output = std::process::Command::new(python)
+        .arg(path)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{script}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{script} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    serde_json::from_slice(&output.stdout).map_err(|e| format!("{script}: {e}"))
+}
+
+fn seconds(value: &serde_json::Value) -> Option<Duration> {
+    value.as_f64().map(Duration::from_secs_f64)
+}
+
+/// Python nuthatch's fastest path per step, and its name.
+fn fastest(python: &serde_json::Value, step: &str) -> Option<(Duration, String)> {
+    python["steps"][step]
+        .as_object()?
+        .iter()
+        .filter_map(|(path, s)| Some((seconds(s)?, path.clone())))
+        .min()
+}
+
+async fn reads(session: &Session) -> Result<BTreeMap<&'static str, Duration>> {
+    let window = "agg_and_clip('2013-01-01', '2013-06-01', agg_days => 1)";
+    let full = "agg_and_clip(NULL, NULL, agg_days => 1)";
+    let queries = [
+        (
+            "window_hit",
+            format!("SELECT count(*), avg(air) FROM {window}"),
+        ),
+        ("full_hit", format!("SELECT count(*), avg(air) FROM {full}")),
+        ("window_arrow", format!("SELECT * FROM {window}")),
+        ("full_arrow", format!("SELECT * FROM {full}")),
+    ];
+    let mut times = BTreeMap::new();
+    for (name, sql) in queries {
+        timed(session, &sql).await?;
+        let mut runs = Vec::new();
+        for _ in 0..READ_REPEATS {
+            runs.push(timed(session, &sql).await?);
+        }
+        session.take_reports();
+        times.insert(name, median(runs));
+    }
+    Ok(times)
+}
+
+fn row(name: &str, ours: Duration, peer: Option<(Duration, String)>, target: &str) {
+    match peer {
+        Some((theirs, path)) => println!(
+            "  {name:<20} {:>9.1} ms  {:>9.1} ms {:<8} {:>7.2}   {target}",
+            ms(ours),
+            ms(theirs),
+            format!("({path})"),
+            ours.as_secs_f64() / theirs.as_secs_f64()
+        ),
+        None => println!("  {name:<20} {:>9.1} ms", ms(ours)),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ours = our_steps(dir.path()).await?;
+    let python = peer(
+        "python_nuthatch.py",
+        &[
+            dir.path().join("python").display().to_string(),
+            "--repeats".into(),
+            REPEATS.to_string(),
+        ],
+    );
+    if let Err(why) = &python {
+        println!("(Python nuthatch not run: {why})");
+    }
+    println!("README workflow, median of {REPEATS}: ours, Python nuthatch's fastest path, ratio");
+    for (name, _, _) in STEPS {
+        let target = if name.ends_with("compute") || name.starts_with("recompute") {
+            "(target <= 0.5)"
+        } else {
+            "(target <= 1.0)"
+        };
+        let theirs = python.as_ref().ok().and_then(|p| fastest(p, name));
+        row(name, ours[name], theirs, target);
+    }
+    let theirs = python
+        .as_ref()
+        .ok()
+        .and_then(|p| fastest(p, "memoized_recall"));
+    row(
+        "memoized_recall",
+        ours["memoized_recall"],
+        theirs,
+        "(target <= 1.0)",
+    );
+
+    // The daily entry the last repeat wrote, read here and by DuckDB. The
+    // window's date-only end keeps the whole day; DuckDB's bounds are
+    // inclusive, so its end is that day's last six-hourly step.
+    let root = dir.path().join(format!("run{}", REPEATS - 1));
+    let session = session(&root).await?;
+    let ours = reads(&session).await?;
+    let file = root.join("agg_and_clip/1.parquet");
+    let duck = peer(
+        "duckdb_window.py",
+        &[
+            file.display().to_string(),
+            "2013-01-01 00:00:00".into(),
+            "2013-06-01 18:00:00".into(),
+            "--repeats".into(),
+            READ_REPEATS.to_string(),
+        ],
+    );
+    if let Err(why) = &duck {
+        println!("(DuckDB not run: {why})");
+    }
+    println!(
+        "Reading the daily entry, median of {READ_REPEATS}: ours, DuckDB on the same file, ratio"
+    );
+    for (name, target) in [
+        ("window_hit", "(target <= 0.8)"),
+        ("full_hit", "(target <= 1.0)"),
+        ("window_arrow", "(target <= 1.0)"),
+        ("full_arrow", "(target <= 1.0)"),
+    ] {
+        let theirs = duck
+            .as_ref()
+            .ok()
+            .and_then(|d| Some((seconds(&d[name])?, "duckdb".to_string())));
+        row(name, ours[name], theirs, target);
+    }
+    Ok(())
+}
