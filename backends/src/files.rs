@@ -367,6 +367,11 @@ impl Upload {
         }
     }
 
+    /// Bytes handed over so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
     pub async fn put(&mut self, bytes: Bytes) -> Result<()> {
         if bytes.is_empty() {
             return Ok(());

@@ -257,6 +257,26 @@ async fn a_result_larger_than_the_memory_limit_is_stored_and_read_back() {
         last_max = *stats.max_opt().unwrap();
     }
     assert!(reader.metadata().num_row_groups() >= 40);
+    // Encodings chosen per column: the sorted time column as deltas, the
+    // distinct ids and measurements without a dictionary, the floats split
+    // into byte streams.
+    let group = reader.metadata().row_group(0);
+    let encodings = |i: usize| format!("{:?}", group.column(i).encodings().collect::<Vec<_>>());
+    let dictionary = |i: usize| group.column(i).dictionary_page_offset().is_some();
+    assert!(
+        encodings(0).contains("DELTA_BINARY_PACKED"),
+        "{}",
+        encodings(0)
+    );
+    assert!(
+        encodings(2).contains("BYTE_STREAM_SPLIT"),
+        "{}",
+        encodings(2)
+    );
+    assert_eq!(
+        (dictionary(0), dictionary(1), dictionary(2)),
+        (false, false, false)
+    );
 
     let hit = session.sql(totals).await.unwrap().collect().await.unwrap();
     check(hit);
