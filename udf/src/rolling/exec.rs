@@ -9,13 +9,15 @@
 //! own, in the same order (add the entering value, then retract the
 //! leaving one), so results equal `BoundedWindowAggExec`'s to the bit.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use arrow::array::{Array, ArrayRef, AsArray, Float64Builder, Int64Builder, RecordBatch};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanBufferBuilder, Float64Array, Int64Array, RecordBatch,
+};
+use arrow::buffer::NullBuffer;
 use arrow::datatypes::{Float64Type, Schema, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result};
@@ -200,7 +202,11 @@ impl ExecutionPlan for RollingWindowExec {
             rolling: self.rolling.clone(),
             series,
             groups: Vec::new(),
-            frames: vec![Vec::new(); self.rolling.len()],
+            frames: self
+                .rolling
+                .iter()
+                .map(|r| Frames::new(r.preceding))
+                .collect(),
             baseline: BaselineMetrics::new(&self.metrics, partition),
         }))
     }
@@ -210,13 +216,75 @@ impl ExecutionPlan for RollingWindowExec {
     }
 }
 
-/// One series' frame for one rolling column.
+/// Every series' frame for one rolling column: running sums and counts,
+/// and for a frame with a start the values in it, in one ring per series
+/// laid end to end (`capacity` slots each), so a row costs a few array
+/// accesses and no allocation.
 #[derive(Debug, Clone, Default)]
-struct Frame {
-    sum: f64,
-    count: u64,
-    /// The values in the frame, oldest first, when it has a start.
-    values: VecDeque<Option<f64>>,
+struct Frames {
+    /// Rows a frame holds; 0 when it has no start.
+    capacity: usize,
+    sum: Vec<f64>,
+    count: Vec<u64>,
+    /// Where each series' oldest value is, and how many it holds.
+    head: Vec<usize>,
+    held: Vec<usize>,
+    values: Vec<f64>,
+    valid: Vec<bool>,
+}
+
+impl Frames {
+    fn new(preceding: Option<usize>) -> Self {
+        Frames {
+            capacity: preceding.map_or(0, |n| n + 1),
+            ..Frames::default()
+        }
+    }
+
+    fn grow(&mut self, series: usize) {
+        if self.sum.len() >= series {
+            return;
+        }
+        self.sum.resize(series, 0.0);
+        self.count.resize(series, 0);
+        self.head.resize(series, 0);
+        self.held.resize(series, 0);
+        self.values.resize(series * self.capacity, 0.0);
+        self.valid.resize(series * self.capacity, false);
+    }
+
+    /// Takes `value` (`None`: null) into series `g`'s frame and drops the
+    /// value that leaves it; returns the frame's count and sum. DataFusion's
+    /// order: the entering value first, then the leaving one.
+    #[inline]
+    fn step(&mut self, g: usize, value: Option<f64>) -> (u64, f64) {
+        if let Some(x) = value {
+            self.sum[g] += x;
+            self.count[g] += 1;
+        }
+        let capacity = self.capacity;
+        if capacity > 0 {
+            let base = g * capacity;
+            let held = self.held[g];
+            if held == capacity {
+                // Full: the oldest leaves and the new value takes its slot.
+                let slot = base + self.head[g];
+                if self.valid[slot] {
+                    self.sum[g] -= self.values[slot];
+                    self.count[g] -= 1;
+                }
+                self.values[slot] = value.unwrap_or(0.0);
+                self.valid[slot] = value.is_some();
+                self.head[g] = (self.head[g] + 1) % capacity;
+            } else {
+                let slot = base + (self.head[g] + held) % capacity;
+                self.values[slot] = value.unwrap_or(0.0);
+                self.valid[slot] = value.is_some();
+                self.held[g] = held + 1;
+            }
+        }
+        (self.count[g], self.sum[g])
+    }
 }
 
 struct RollingStream {
@@ -227,8 +295,8 @@ struct RollingStream {
     series: Box<dyn GroupValues>,
     /// The series of each row of the current batch.
     groups: Vec<usize>,
-    /// Per rolling column, per series.
-    frames: Vec<Vec<Frame>>,
+    /// Per rolling column.
+    frames: Vec<Frames>,
     baseline: BaselineMetrics,
 }
 
@@ -249,9 +317,7 @@ impl RollingStream {
         let series = self.groups.iter().max().map_or(0, |g| g + 1);
         let mut columns = batch.columns().to_vec();
         for (rolling, frames) in self.rolling.iter().zip(self.frames.iter_mut()) {
-            if frames.len() < series {
-                frames.resize(series, Frame::default());
-            }
+            frames.grow(series);
             let arg = rolling.arg.evaluate(&batch)?.into_array(rows)?;
             columns.push(roll(rolling, &arg, &self.groups, frames)?);
         }
@@ -264,62 +330,39 @@ fn roll(
     rolling: &Rolling,
     arg: &ArrayRef,
     groups: &[usize],
-    frames: &mut [Frame],
+    frames: &mut Frames,
 ) -> Result<ArrayRef> {
     let rows = arg.len();
-    let value = |i: usize| -> Option<f64> {
-        arg.is_valid(i).then(|| match rolling.kind {
-            // Counting looks at validity only.
-            Kind::Count => 0.0,
-            Kind::Sum | Kind::Avg => arg.as_primitive::<Float64Type>().value(i),
-        })
-    };
-    if rolling.kind != Kind::Count && arg.data_type() != &arrow::datatypes::DataType::Float64 {
+    let nulls = arg.logical_nulls();
+    let valid = |i: usize| nulls.as_ref().is_none_or(|n| n.is_valid(i));
+    if rolling.kind == Kind::Count {
+        // Counting looks at validity only.
+        let counts: Vec<i64> = (0..rows)
+            .map(|i| frames.step(groups[i], valid(i).then_some(0.0)).0 as i64)
+            .collect();
+        return Ok(Arc::new(Int64Array::from(counts)));
+    }
+    let Some(values) = arg.as_primitive_opt::<Float64Type>() else {
         return Err(DataFusionError::Internal(format!(
             "rolling {:?} over {}",
             rolling.kind,
             arg.data_type()
         )));
-    }
-    let mut step = |i: usize| -> (u64, f64) {
-        let frame = &mut frames[groups[i]];
-        let entering = value(i);
-        // DataFusion's order: the entering value first, then the leaving.
-        if let Some(x) = entering {
-            frame.sum += x;
-            frame.count += 1;
-        }
-        if let Some(preceding) = rolling.preceding {
-            frame.values.push_back(entering);
-            if frame.values.len() > preceding + 1 {
-                if let Some(Some(x)) = frame.values.pop_front() {
-                    frame.sum -= x;
-                    frame.count -= 1;
-                }
-            }
-        }
-        (frame.count, frame.sum)
     };
-    Ok(match rolling.kind {
-        Kind::Count => {
-            let mut out = Int64Builder::with_capacity(rows);
-            for i in 0..rows {
-                out.append_value(step(i).0 as i64);
-            }
-            Arc::new(out.finish())
-        }
-        Kind::Sum | Kind::Avg => {
-            let mut out = Float64Builder::with_capacity(rows);
-            for i in 0..rows {
-                match (step(i), rolling.kind) {
-                    ((0, _), _) => out.append_null(),
-                    ((_, sum), Kind::Sum) => out.append_value(sum),
-                    ((n, sum), _) => out.append_value(sum / n as f64),
-                }
-            }
-            Arc::new(out.finish())
-        }
-    })
+    let values = values.values();
+    let mut out = Vec::with_capacity(rows);
+    let mut present = BooleanBufferBuilder::new(rows);
+    for (i, &g) in groups.iter().enumerate().take(rows) {
+        let (count, sum) = frames.step(g, valid(i).then(|| values[i]));
+        present.append(count > 0);
+        out.push(match (count, rolling.kind) {
+            (0, _) => 0.0,
+            (_, Kind::Sum) => sum,
+            (n, _) => sum / n as f64,
+        });
+    }
+    let nulls = NullBuffer::new(present.finish());
+    Ok(Arc::new(Float64Array::new(out.into(), Some(nulls))))
 }
 
 impl Stream for RollingStream {
