@@ -221,7 +221,9 @@ async fn main() -> Result<()> {
     }
     println!("README workflow, median of {REPEATS}: ours, Python nuthatch's fastest path, ratio");
     for (name, _, _) in STEPS {
-        let target = if name.ends_with("compute") || name.starts_with("recompute") {
+        // The miss proper (the grid already cached) at most half of
+        // Python's; every other step at least as fast.
+        let target = if matches!(*name, "weekly_compute" | "recompute_overwrite") {
             "(target <= 0.5)"
         } else {
             "(target <= 1.0)"

@@ -20,6 +20,7 @@ use datafusion::common::Result;
 use datafusion::datasource::physical_plan::{ArrowSource, FileSource};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::PhysicalExpr;
+use object_store::ObjectStore;
 
 use crate::files::{self, Encoder, FileFormatSource};
 use crate::{Backend, Location, WriteOptions, Written};
@@ -34,6 +35,7 @@ impl FileFormatSource for ArrowFormat {
     fn source(
         &self,
         _session: &dyn Session,
+        _store: Arc<dyn ObjectStore>,
         schema: SchemaRef,
         _predicate: Option<Arc<dyn PhysicalExpr>>,
     ) -> Arc<dyn FileSource> {

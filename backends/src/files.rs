@@ -96,11 +96,12 @@ pub async fn delete(at: &Location) -> Result<()> {
 
 /// How a file format turns into a DataFusion file source.
 pub trait FileFormatSource: fmt::Debug + Send + Sync + 'static {
-    /// A source reading files as `schema`, pruning with `predicate` if the
-    /// format can.
+    /// A source reading files of `store` as `schema`, pruning with
+    /// `predicate` if the format can.
     fn source(
         &self,
         session: &dyn Session,
+        store: Arc<dyn ObjectStore>,
         schema: SchemaRef,
         predicate: Option<Arc<dyn PhysicalExpr>>,
     ) -> Arc<dyn FileSource>;
@@ -202,9 +203,10 @@ impl<F: FileFormatSource> TableProvider for FileEntry<F> {
             ),
             _ => None,
         };
+        let store = session.runtime_env().object_store(&self.store_url)?;
         let source = self
             .format
-            .source(session, Arc::clone(&self.schema), predicate);
+            .source(session, store, Arc::clone(&self.schema), predicate);
         let partitions = session.config().target_partitions().max(1);
         let ordering = self.ordering();
         let config = FileScanConfigBuilder::new(self.store_url.clone(), source)
@@ -338,9 +340,15 @@ pub async fn open_entry<F: FileFormatSource>(
     at: &Location,
     schema: SchemaRef,
 ) -> Result<Option<Arc<dyn TableProvider>>> {
-    Ok(locate(at.store.as_ref(), &at.path, extension)
-        .await?
-        .map(|found| Arc::new(FileEntry::new(format, at, found, schema)) as Arc<dyn TableProvider>))
+    let Some(mut found) = locate(at.store.as_ref(), &at.path, extension).await? else {
+        return Ok(None);
+    };
+    if let (Some(micros), [file]) = (at.committed, found.as_mut_slice()) {
+        if let Some(committed) = chrono::DateTime::from_timestamp_micros(micros) {
+            file.last_modified = committed;
+        }
+    }
+    Ok(Some(Arc::new(FileEntry::new(format, at, found, schema))))
 }
 
 /// Bytes handed to the store in one piece; also the size of a multipart

@@ -76,6 +76,11 @@ pub struct Location {
     /// (nulls last), as its metadata records; formats that read rows back
     /// in the order they were written declare it to DataFusion.
     pub sort_order: Vec<String>,
+    /// When the entry was committed (epoch microseconds), from its
+    /// metadata. Readers that cache a file's metadata key it on the size
+    /// and this, which changes with every write, rather than on the
+    /// store's modification time, which some stores keep to the second.
+    pub committed: Option<i64>,
 }
 
 impl Location {
@@ -91,6 +96,7 @@ impl Location {
             settings: Settings::default(),
             folder: None,
             sort_order: Vec::new(),
+            committed: None,
         }
     }
 }

@@ -23,10 +23,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DataFusionError, Result};
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileSource, ParquetSource};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::PhysicalExpr;
 use futures::StreamExt;
+use object_store::ObjectStore;
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -53,14 +55,26 @@ pub struct ParquetBackend;
 struct ParquetFormat;
 
 impl FileFormatSource for ParquetFormat {
+    /// Footers and page indexes come from the runtime's metadata cache,
+    /// which checks each file's size and modification time, so a hit reads
+    /// only the pages it needs after the first and a rewritten entry is
+    /// never served stale metadata.
     fn source(
         &self,
         session: &dyn Session,
+        store: Arc<dyn ObjectStore>,
         schema: SchemaRef,
         predicate: Option<Arc<dyn PhysicalExpr>>,
     ) -> Arc<dyn FileSource> {
+        let metadata = session
+            .runtime_env()
+            .cache_manager
+            .get_file_metadata_cache();
         let mut source = ParquetSource::new(schema)
-            .with_table_parquet_options(session.table_options().parquet.clone());
+            .with_table_parquet_options(session.table_options().parquet.clone())
+            .with_parquet_file_reader_factory(Arc::new(CachedParquetFileReaderFactory::new(
+                store, metadata,
+            )));
         if let Some(predicate) = predicate {
             source = source.with_predicate(predicate);
         }

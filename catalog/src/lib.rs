@@ -395,6 +395,7 @@ impl Catalog {
             at.version = metadata.recorded.data_version.map(|v| v as u64);
         }
         at.sort_order = metadata.recorded.sort_order.clone();
+        at.committed = Some(metadata.last_modified as i64);
         let opened = backend
             .open(&at, Arc::clone(schema))
             .await
