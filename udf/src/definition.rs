@@ -199,14 +199,7 @@ impl CreateCachedFunction {
             }
         };
         match option {
-            "cache_args" => {
-                self.cache_args = values
-                    .iter()
-                    .flat_map(|v| v.split(','))
-                    .map(|v| v.trim().to_ascii_lowercase())
-                    .filter(|v| !v.is_empty())
-                    .collect()
-            }
+            "cache_args" => self.cache_args = names(&values),
             "version" => self.version = Some(single(&values)?),
             "namespace" => self.namespace = Some(single(&values)?),
             "timeseries" => self.timeseries = Some(single(&values)?),
@@ -221,22 +214,8 @@ impl CreateCachedFunction {
                 self.grid.dimensions = values.iter().map(|v| v.to_ascii_lowercase()).collect()
             }
             "chunking" => self.grid.chunking = sizes(&self.name, option, &values)?,
-            "order_by" => {
-                self.order_by = values
-                    .iter()
-                    .flat_map(|v| v.split(','))
-                    .map(|v| v.trim().to_ascii_lowercase())
-                    .filter(|v| !v.is_empty())
-                    .collect()
-            }
-            "upsert_keys" => {
-                self.upsert_keys = values
-                    .iter()
-                    .flat_map(|v| v.split(','))
-                    .map(|v| v.trim().to_ascii_lowercase())
-                    .filter(|v| !v.is_empty())
-                    .collect()
-            }
+            "order_by" => self.order_by = names(&values),
+            "upsert_keys" => self.upsert_keys = names(&values),
             "chunk_by_arg" => {
                 // One rule `(arg = v, dim = n, ...)`, or several in parentheses.
                 let rules: Vec<Vec<String>> = if values.iter().any(|v| v.contains(';')) {
@@ -344,6 +323,16 @@ impl CreateCachedFunction {
             .cache(self.cache)
             .build()
     }
+}
+
+/// Column or parameter names, as `(a, b)` or `'a, b'`, lowercased.
+fn names(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(|v| v.trim().to_ascii_lowercase())
+        .filter(|v| !v.is_empty())
+        .collect()
 }
 
 fn boolean(function: &str, option: &str, text: &str) -> Result<bool> {

@@ -613,40 +613,14 @@ impl CachedFunctionBuilder {
                  dimensions = (time, lat, lon) (.dimensions([...]) in Rust)"
             );
         }
-        for (i, column) in self.order_by.iter().enumerate() {
-            if schema.field_with_name(column).is_err() {
-                let columns: Vec<&str> =
-                    schema.fields().iter().map(|f| f.name().as_str()).collect();
-                return plan_err!(
-                    "{name}: order_by names '{column}', which is not a column of the result; \
-                     its columns are {}",
-                    columns.join(", ")
-                );
-            }
-            if self.order_by[..i].contains(column) {
-                return plan_err!("{name}: order_by names '{column}' twice");
-            }
-        }
+        check_columns(&name, "order_by", &self.order_by, &schema)?;
         if zarr && !self.order_by.is_empty() {
             return plan_err!(
                 "{name}: a Zarr entry is read chunk by chunk, in no row order; drop order_by, \
                  or store with another backend"
             );
         }
-        for (i, key) in self.upsert_keys.iter().enumerate() {
-            if schema.field_with_name(key).is_err() {
-                let columns: Vec<&str> =
-                    schema.fields().iter().map(|f| f.name().as_str()).collect();
-                return plan_err!(
-                    "{name}: upsert_keys names '{key}', which is not a column of the result; \
-                     its columns are {}",
-                    columns.join(", ")
-                );
-            }
-            if self.upsert_keys[..i].contains(key) {
-                return plan_err!("{name}: upsert_keys names '{key}' twice");
-            }
-        }
+        check_columns(&name, "upsert_keys", &self.upsert_keys, &schema)?;
         // Every column may hold nulls: results computed by different bodies,
         // and files written by Python, disagree on nullability.
         let schema = Arc::new(arrow::datatypes::Schema::new(
@@ -677,6 +651,25 @@ impl CachedFunctionBuilder {
             source: None,
         })
     }
+}
+
+/// Each of `columns`, which `option` names, is a column of the result,
+/// named once.
+fn check_columns(name: &str, option: &str, columns: &[String], schema: &SchemaRef) -> Result<()> {
+    for (i, column) in columns.iter().enumerate() {
+        if schema.field_with_name(column).is_err() {
+            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            return plan_err!(
+                "{name}: {option} names '{column}', which is not a column of the result; \
+                 its columns are {}",
+                names.join(", ")
+            );
+        }
+        if columns[..i].contains(column) {
+            return plan_err!("{name}: {option} names '{column}' twice");
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn param_list(params: &[Param]) -> String {
