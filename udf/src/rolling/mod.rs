@@ -12,8 +12,8 @@
 //! that keeps one frame per series. It needs each series' rows in order,
 //! not the series one after another, so when the input already comes
 //! ordered by the window's `ORDER BY` (an entry of a function declaring
-//! `order_by = (time)`), the sort goes and the repartition by series keeps
-//! that order by merging instead.
+//! `order_by = (time)`), the sort and the repartition by series go: the
+//! window reads the input's partitions merged into one ordered stream.
 
 mod exec;
 
@@ -26,11 +26,14 @@ use datafusion::logical_expr::{WindowFrameBound, WindowFrameUnits};
 use datafusion::physical_expr::window::{
     PlainAggregateWindowExpr, SlidingAggregateWindowExpr, WindowExpr,
 };
-use datafusion::physical_expr::{physical_exprs_equal, PhysicalExpr, PhysicalSortExpr};
+use datafusion::physical_expr::{
+    physical_exprs_equal, LexOrdering, PhysicalExpr, PhysicalSortExpr,
+};
 use datafusion::physical_optimizer::sanity_checker::SanityCheckPlan;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
+use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::windows::BoundedWindowAggExec;
 use datafusion::physical_plan::{
     ExecutionPlan, ExecutionPlanProperties, InputOrderMode, Partitioning,
@@ -234,15 +237,26 @@ fn series_in_order(
             _ => false,
         };
         if by_series && in_order(source)? {
-            let merged =
-                RepartitionExec::try_new(Arc::clone(source), repartition.partitioning().clone())?
-                    .with_preserve_order();
-            return Ok(Arc::new(merged));
+            return Ok(merged(source, order_by));
         }
         return Ok(Arc::clone(input));
     }
-    if below.output_partitioning().partition_count() == 1 && in_order(below)? {
-        return Ok(Arc::clone(below));
+    if in_order(below)? {
+        return Ok(merged(below, order_by));
     }
     Ok(Arc::clone(input))
+}
+
+/// `plan`'s partitions, each in `order_by` order, as one stream in that
+/// order. One partition holds every series, which a window by series
+/// accepts, and the one merge here replaces two: a repartition by series
+/// that keeps order merges, and so does whatever needs the rows in one
+/// ordered stream afterwards (storing an entry does).
+fn merged(plan: &Arc<dyn ExecutionPlan>, order_by: &[PhysicalSortExpr]) -> Arc<dyn ExecutionPlan> {
+    match LexOrdering::new(order_by.iter().cloned()) {
+        Some(ordering) if plan.output_partitioning().partition_count() > 1 => {
+            Arc::new(SortPreservingMergeExec::new(ordering, Arc::clone(plan)))
+        }
+        _ => Arc::clone(plan),
+    }
 }
