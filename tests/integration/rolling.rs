@@ -155,6 +155,15 @@ async fn a_window_over_an_entry_kept_in_time_order_sorts_nothing() {
     );
     assert!(!shown.contains("SortExec:"), "{shown}");
     assert!(!shown.contains("RepartitionExec"), "{shown}");
+    // The catalog shows the declared order.
+    let declared = f
+        .query("SELECT order_by FROM nuthatch.functions WHERE name = 'grid'")
+        .await
+        .unwrap();
+    let declared = arrow::util::pretty::pretty_format_batches(&declared)
+        .unwrap()
+        .to_string();
+    assert!(declared.contains("| time     |"), "{declared}");
     // Without a declared order the input is sorted by series first.
     let shown = plan_text(f.nuthatch.context(), &windows("unordered_grid")).await;
     assert!(shown.contains("SortExec"), "{shown}");
