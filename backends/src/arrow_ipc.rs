@@ -31,6 +31,7 @@ pub struct ArrowBackend;
 #[derive(Debug, Clone, Copy)]
 struct ArrowFormat;
 
+#[async_trait::async_trait]
 impl FileFormatSource for ArrowFormat {
     fn source(
         &self,

@@ -95,6 +95,7 @@ pub async fn delete(at: &Location) -> Result<()> {
 }
 
 /// How a file format turns into a DataFusion file source.
+#[async_trait]
 pub trait FileFormatSource: fmt::Debug + Send + Sync + 'static {
     /// A source reading files of `store` as `schema`, pruning with
     /// `predicate` if the format can.
@@ -108,6 +109,18 @@ pub trait FileFormatSource: fmt::Debug + Send + Sync + 'static {
 
     /// Can the format use a predicate to skip data?
     fn prunes(&self) -> bool;
+
+    /// `files` split into at most `partitions` groups, when the format
+    /// knows a better split than byte ranges ([`split_into_groups`]).
+    async fn groups(
+        &self,
+        _session: &dyn Session,
+        _store: &Arc<dyn ObjectStore>,
+        _files: &[ObjectMeta],
+        _partitions: usize,
+    ) -> Result<Option<Vec<FileGroup>>> {
+        Ok(None)
+    }
 }
 
 /// A stored entry made of files, as a table.
@@ -204,13 +217,21 @@ impl<F: FileFormatSource> TableProvider for FileEntry<F> {
             _ => None,
         };
         let store = session.runtime_env().object_store(&self.store_url)?;
+        let partitions = session.config().target_partitions().max(1);
+        let groups = match self
+            .format
+            .groups(session, &store, &self.files, partitions)
+            .await?
+        {
+            Some(groups) => groups,
+            None => split_into_groups(&self.files, partitions),
+        };
         let source = self
             .format
             .source(session, store, Arc::clone(&self.schema), predicate);
-        let partitions = session.config().target_partitions().max(1);
         let ordering = self.ordering();
         let config = FileScanConfigBuilder::new(self.store_url.clone(), source)
-            .with_file_groups(split_into_groups(&self.files, partitions))
+            .with_file_groups(groups)
             .with_projection_indices(projection.cloned())?
             .with_output_ordering(ordering.into_iter().collect())
             .with_limit(limit)
@@ -234,8 +255,10 @@ pub fn split_into_groups(files: &[ObjectMeta], partitions: usize) -> Vec<FileGro
         while start < file.size {
             let end = (start + room).min(file.size);
             groups[group].push(
-                PartitionedFile::new(file.location.to_string(), file.size)
-                    .with_range(start as i64, end as i64),
+                // The whole ObjectMeta, modification time included: the
+                // metadata cache checks it to tell a rewrite from the file
+                // it cached.
+                PartitionedFile::new_from_meta(file.clone()).with_range(start as i64, end as i64),
             );
             room -= end - start;
             start = end;

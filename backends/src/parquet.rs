@@ -25,12 +25,16 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DataFusionError, Result};
-use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
-use datafusion::datasource::physical_plan::{FileSource, ParquetSource};
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
+use datafusion::datasource::physical_plan::parquet::{
+    CachedParquetFileReaderFactory, ParquetAccessPlan,
+};
+use datafusion::datasource::physical_plan::{FileGroup, FileSource, ParquetSource};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::PhysicalExpr;
 use futures::StreamExt;
-use object_store::ObjectStore;
+use object_store::{ObjectMeta, ObjectStore};
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding};
@@ -56,6 +60,7 @@ pub struct ParquetBackend;
 #[derive(Debug, Clone, Copy)]
 struct ParquetFormat;
 
+#[async_trait]
 impl FileFormatSource for ParquetFormat {
     /// Footers and page indexes come from the runtime's metadata cache,
     /// which checks each file's size and modification time, so a hit reads
@@ -85,6 +90,50 @@ impl FileFormatSource for ParquetFormat {
 
     fn prunes(&self) -> bool {
         true
+    }
+
+    /// One file's row groups dealt out to the partitions in turn, instead
+    /// of byte ranges: a time window selects neighbouring row groups of a
+    /// sorted file, which byte ranges would all give to one partition while
+    /// the other cores idle. Each partition still reads its row groups in
+    /// file order, so it keeps the file's sort order. The footer read here
+    /// goes into the metadata cache the scan reads from.
+    async fn groups(
+        &self,
+        session: &dyn Session,
+        store: &Arc<dyn ObjectStore>,
+        files: &[ObjectMeta],
+        partitions: usize,
+    ) -> Result<Option<Vec<FileGroup>>> {
+        let [file] = files else {
+            return Ok(None);
+        };
+        if partitions < 2 {
+            return Ok(None);
+        }
+        let cache = session
+            .runtime_env()
+            .cache_manager
+            .get_file_metadata_cache();
+        let metadata = DFParquetMetadata::new(store.as_ref(), file)
+            .with_file_metadata_cache(Some(cache))
+            .fetch_metadata()
+            .await?;
+        let row_groups = metadata.num_row_groups();
+        if row_groups < 2 {
+            return Ok(None);
+        }
+        let groups = (0..partitions.min(row_groups))
+            .map(|partition| {
+                let mut plan = ParquetAccessPlan::new_none(row_groups);
+                for row_group in (partition..row_groups).step_by(partitions) {
+                    plan.scan(row_group);
+                }
+                let part = PartitionedFile::new_from_meta(file.clone()).with_extension(plan);
+                FileGroup::new(vec![part])
+            })
+            .collect();
+        Ok(Some(groups))
     }
 }
 

@@ -9,6 +9,7 @@ mod compat;
 mod delta;
 mod engine;
 mod errors;
+mod order;
 #[cfg(feature = "polars")]
 mod polars_frames;
 mod pushdown;

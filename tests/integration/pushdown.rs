@@ -71,14 +71,17 @@ async fn explain_analyze_shows_the_compute_and_the_write_under_the_call() {
     );
     assert!(lines[call].contains("output_rows=48"), "{miss}");
     // The write, with what it stored, is a child of the call, and the
-    // compute (the sort by time over the body's batches) is below it.
+    // compute is below it: the body's batches, checked to be in time order
+    // and so not sorted.
     let write = at("DataSinkExec: sink=EntrySink: tier=root, backend=parquet");
     assert_eq!(depth(write), depth(call) + 2, "{miss}");
     for metric in ["rows_written=1.44 K", "bytes_written=", "write_time="] {
         assert!(lines[write].contains(metric), "{metric} in {miss}");
     }
-    let sort = at("SortExec: expr=[time@0 ASC NULLS LAST]");
+    let sort = at("StoredOrderExec: [time@0 ASC NULLS LAST]");
     assert!(sort > write && depth(sort) > depth(write), "{miss}");
+    assert!(lines[sort].contains("rows_sorted=0"), "{miss}");
+    assert!(!miss.contains("SortExec"), "{miss}");
     // The rows served come from reading the new entry back, pruned.
     let scan = at("DataSourceExec");
     assert!(scan > sort && depth(scan) > depth(call), "{miss}");
@@ -189,4 +192,124 @@ async fn named_arguments_keep_their_names_under_lateral() {
                CROSS JOIN LATERAL series('2020-01-01', '2020-01-01', scale => 3)";
     assert_eq!(f.int(sql).await, 24);
     assert_eq!(f.report().key, "series/3.0_north");
+}
+
+/// Output rows of each partition of the first `name` node under `plan`.
+fn rows_per_partition(
+    plan: &std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    name: &str,
+) -> Option<Vec<usize>> {
+    if plan.name() == name {
+        let mut rows = std::collections::BTreeMap::new();
+        for metric in plan.metrics()?.iter() {
+            if let (Some(partition), "output_rows") = (metric.partition(), metric.value().name()) {
+                *rows.entry(partition).or_insert(0) += metric.value().as_usize();
+            }
+        }
+        return Some(rows.into_values().collect());
+    }
+    plan.children()
+        .into_iter()
+        .find_map(|child| rows_per_partition(child, name))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_of_a_sorted_entry_is_read_on_every_core() {
+    let f = Fixture::new();
+    f.query("SET datafusion.execution.target_partitions = 2")
+        .await
+        .unwrap();
+    // 400,000 minutes: seven row groups.
+    f.query(
+        "CREATE CACHED FUNCTION minutes(start_time TIMESTAMP, end_time TIMESTAMP) \
+         WITH (timeseries = 'time') AS \
+         SELECT to_timestamp_seconds(1577836800 + value * 60) AS time, CAST(value AS DOUBLE) AS v \
+         FROM generate_series(0, 399999)",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        f.int("SELECT count(*) FROM minutes(NULL, NULL)").await,
+        400_000
+    );
+    // Rows 70,000 to 300,000: neighbouring row groups, which byte ranges
+    // of the file would all have given to the first partition.
+    let frame = f
+        .nuthatch
+        .sql("SELECT sum(v) FROM minutes('2020-02-18 14:40:00', '2020-07-27T08:00:00')")
+        .await
+        .unwrap();
+    let task = frame.task_ctx();
+    let plan = frame.create_physical_plan().await.unwrap();
+    let batches = datafusion::physical_plan::collect(plan.clone(), std::sync::Arc::new(task))
+        .await
+        .unwrap();
+    let sum = batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::Float64Array>()
+        .unwrap()
+        .value(0);
+    assert_eq!(sum, (70_000..=300_000).map(|v| v as f64).sum::<f64>());
+    let rows = rows_per_partition(&plan, "DataSourceExec").expect("the scan ran");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(
+        rows.iter().all(|&n| n >= 65_536),
+        "each partition reads row groups of the window: {rows:?}"
+    );
+    f.reports();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewritten_entry_of_the_same_size_is_not_read_with_the_old_footer() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Arc;
+
+    let f = Fixture::new();
+    let runs = Arc::new(AtomicI64::new(0));
+    let counted = Arc::clone(&runs);
+    let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new("v", arrow::datatypes::DataType::Int64, true),
+    ]));
+    let function = nuthatch::CachedFunction::builder("run_number")
+        .returns(Arc::clone(&schema))
+        .compute(move |_ctx, _args| {
+            let run = counted.fetch_add(1, Ordering::SeqCst) + 1;
+            let schema = Arc::clone(&schema);
+            async move {
+                Ok(vec![arrow::array::RecordBatch::try_new(
+                    schema,
+                    vec![Arc::new(arrow::array::Int64Array::from(vec![run]))],
+                )?])
+            }
+        })
+        .build()
+        .unwrap();
+    f.nuthatch.register(function).unwrap();
+    let file = f.root().join("run_number/.parquet");
+
+    assert_eq!(f.int("SELECT v FROM run_number()").await, 1);
+    // A hit: the footer (with statistics saying v is 1) is now cached.
+    assert_eq!(
+        f.int("SELECT count(*) FROM run_number() WHERE v = 1").await,
+        1
+    );
+    let first = std::fs::metadata(&file).unwrap().len();
+    assert_eq!(
+        f.int("SELECT v FROM run_number(recompute => true, cache_mode => 'overwrite')")
+            .await,
+        2
+    );
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().len(),
+        first,
+        "the rewrite has the same size, which the cache alone cannot tell apart"
+    );
+    assert_eq!(
+        f.int("SELECT count(*) FROM run_number() WHERE v = 2").await,
+        1,
+        "statistics of the old footer would prune the new row"
+    );
+    assert_eq!(f.int("SELECT v FROM run_number()").await, 2);
+    f.reports();
 }

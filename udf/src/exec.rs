@@ -85,6 +85,22 @@ impl CachedCallExec {
         })
     }
 
+    /// The same call serving one partition in its declared order, if it
+    /// declares one and serves several now: what a plan that needs one
+    /// ordered stream can ask for instead of merging the partitions. The
+    /// call then reads a sorted entry front to back.
+    pub fn in_one_partition(&self) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        if self.shape.ordering.is_none() || self.shape.partitions <= 1 {
+            return Ok(None);
+        }
+        let shape = ScanShape {
+            partitions: 1,
+            ..self.shape.clone()
+        };
+        let one = CachedCallExec::new(Arc::clone(&self.call), Arc::clone(&self.state), shape)?;
+        Ok(Some(Arc::new(one)))
+    }
+
     /// The shared future that resolves the call; created by the first
     /// partition that runs, awaited by all.
     fn prepared(&self) -> PreparedFuture {

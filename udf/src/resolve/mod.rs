@@ -22,8 +22,10 @@
 //! read nothing first: they compute and merge ([`merge`]).
 
 mod merge;
+mod order;
 mod sink;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -44,7 +46,6 @@ use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
-use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::{collect, ExecutionPlan, ExecutionPlanProperties, PhysicalExpr};
 use futures::TryStreamExt;
 use nuthatch_backends::{Backend, WriteMode, WriteOptions, Written};
@@ -56,6 +57,7 @@ use nuthatch_catalog::{
 use crate::call::Call;
 use crate::compute::body_frame;
 use crate::settings::Prompter;
+use order::in_stored_order;
 use sink::EntrySink;
 
 /// How the stored data is to be read for one call.
@@ -504,7 +506,10 @@ impl Resolver<'_> {
                 self.state.runtime_env().memory_pool.memory_limit(),
                 MemoryLimit::Finite(_)
             );
-            plan = sort(plan, &order, bounded).map_err(failed)?;
+            let ordering = ascending(&order, &plan.schema())
+                .map_err(failed)?
+                .ok_or_else(|| DataFusionError::Internal("an empty sort order".into()))?;
+            plan = in_stored_order(plan, ordering, bounded).map_err(failed)?;
         }
         if plan.output_partitioning().partition_count() > 1 {
             plan = Arc::new(CoalescePartitionsExec::new(plan));
@@ -621,10 +626,11 @@ impl Resolver<'_> {
         }
         let plan = match source {
             Source::Entry(entry) => {
+                let session = scan_session(self.state, shape.partitions);
                 entry
                     .provider
                     .scan(
-                        self.state,
+                        session.as_ref(),
                         shape.scan_indices.as_ref(),
                         &shape.filters,
                         shape.limit,
@@ -711,40 +717,6 @@ pub(crate) fn ascending(columns: &[String], schema: &SchemaRef) -> Result<Option
     Ok(LexOrdering::new(keys))
 }
 
-/// `plan`'s rows ascending by `columns`, nulls last, in one partition.
-/// What already arrives in that order is not sorted again: one ordered
-/// partition passes as it is, several are merged.
-/// Under a memory limit one sorter owns the pool: partitions sorting side
-/// by side race for fair shares, and one partition's in-memory merge can
-/// starve the other's. Unbounded, partitions sort in parallel and merge.
-fn sort(
-    plan: Arc<dyn ExecutionPlan>,
-    columns: &[String],
-    bounded: bool,
-) -> Result<Arc<dyn ExecutionPlan>> {
-    let ordering = ascending(columns, &plan.schema())?
-        .ok_or_else(|| DataFusionError::Internal("an empty sort order".into()))?;
-    let partitions = plan.output_partitioning().partition_count();
-    if plan
-        .equivalence_properties()
-        .ordering_satisfy(ordering.clone())?
-    {
-        if partitions <= 1 {
-            return Ok(plan);
-        }
-        return Ok(Arc::new(SortPreservingMergeExec::new(ordering, plan)));
-    }
-    if partitions <= 1 {
-        return Ok(Arc::new(SortExec::new(ordering, plan)));
-    }
-    if bounded {
-        let one = Arc::new(CoalescePartitionsExec::new(plan));
-        return Ok(Arc::new(SortExec::new(ordering, one)));
-    }
-    let sorted = Arc::new(SortExec::new(ordering.clone(), plan).with_preserve_partitioning(true));
-    Ok(Arc::new(SortPreservingMergeExec::new(ordering, sorted)))
-}
-
 fn project(input: Arc<dyn ExecutionPlan>, indices: &[usize]) -> Result<Arc<dyn ExecutionPlan>> {
     let schema = input.schema();
     let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = indices
@@ -758,6 +730,18 @@ fn project(input: Arc<dyn ExecutionPlan>, indices: &[usize]) -> Result<Arc<dyn E
         })
         .collect();
     Ok(Arc::new(ProjectionExec::try_new(exprs, input)?))
+}
+
+/// The session an entry is scanned in: with one target partition when the
+/// call serves one (a plan asked it for one ordered stream), so that a
+/// sorted file is read front to back instead of in ranges merged again.
+fn scan_session(state: &SessionState, partitions: usize) -> Cow<'_, SessionState> {
+    if partitions != 1 || state.config().target_partitions() == 1 {
+        return Cow::Borrowed(state);
+    }
+    let mut one = state.clone();
+    one.config_mut().options_mut().execution.target_partitions = 1;
+    Cow::Owned(one)
 }
 
 /// Applies the window exactly and drops the time column if only the window

@@ -23,14 +23,14 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
-use datafusion::physical_plan::aggregates::group_values::{new_group_values, GroupValues};
-use datafusion::physical_plan::aggregates::order::GroupOrdering;
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
     PlanProperties, RecordBatchStream,
 };
 use futures::{Stream, StreamExt};
+
+use super::series::Series;
 
 /// The aggregate a rolling column computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,7 +194,7 @@ impl ExecutionPlan for RollingWindowExec {
             .iter()
             .map(|e| e.return_field(&self.input.schema()))
             .collect::<Result<Vec<_>>>()?;
-        let series = new_group_values(Arc::new(Schema::new(key_fields)), &GroupOrdering::None)?;
+        let series = Series::new(Arc::new(Schema::new(key_fields)))?;
         Ok(Box::pin(RollingStream {
             input,
             schema: Arc::clone(&self.schema),
@@ -292,7 +292,7 @@ struct RollingStream {
     schema: SchemaRef,
     partition_by: Vec<Arc<dyn PhysicalExpr>>,
     rolling: Vec<Rolling>,
-    series: Box<dyn GroupValues>,
+    series: Series,
     /// The series of each row of the current batch.
     groups: Vec<usize>,
     /// Per rolling column.

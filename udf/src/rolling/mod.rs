@@ -16,6 +16,7 @@
 //! window reads the input's partitions merged into one ordered stream.
 
 mod exec;
+mod series;
 
 use std::sync::Arc;
 
@@ -31,6 +32,9 @@ use datafusion::physical_expr::{
 };
 use datafusion::physical_optimizer::sanity_checker::SanityCheckPlan;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::execution_plan::replace_children_if_necessary;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
@@ -40,6 +44,8 @@ use datafusion::physical_plan::{
 };
 
 pub use exec::{Kind, Rolling, RollingWindowExec};
+
+use crate::exec::CachedCallExec;
 
 /// The optimizer rule; see the module docs.
 #[derive(Debug, Default)]
@@ -237,12 +243,12 @@ fn series_in_order(
             _ => false,
         };
         if by_series && in_order(source)? {
-            return Ok(merged(source, order_by));
+            return merged(source, order_by);
         }
         return Ok(Arc::clone(input));
     }
     if in_order(below)? {
-        return Ok(merged(below, order_by));
+        return merged(below, order_by);
     }
     Ok(Arc::clone(input))
 }
@@ -251,12 +257,44 @@ fn series_in_order(
 /// order. One partition holds every series, which a window by series
 /// accepts, and the one merge here replaces two: a repartition by series
 /// that keeps order merges, and so does whatever needs the rows in one
-/// ordered stream afterwards (storing an entry does).
-fn merged(plan: &Arc<dyn ExecutionPlan>, order_by: &[PhysicalSortExpr]) -> Arc<dyn ExecutionPlan> {
-    match LexOrdering::new(order_by.iter().cloned()) {
-        Some(ordering) if plan.output_partitioning().partition_count() > 1 => {
-            Arc::new(SortPreservingMergeExec::new(ordering, Arc::clone(plan)))
-        }
-        _ => Arc::clone(plan),
+/// ordered stream afterwards (storing an entry does). A cached call that
+/// declares the order is asked for one partition instead, which it serves
+/// without merging (see [`CachedCallExec::in_one_partition`]).
+fn merged(
+    plan: &Arc<dyn ExecutionPlan>,
+    order_by: &[PhysicalSortExpr],
+) -> Result<Arc<dyn ExecutionPlan>> {
+    if plan.output_partitioning().partition_count() <= 1 {
+        return Ok(Arc::clone(plan));
+    }
+    if let Some(one) = one_ordered_partition(plan)? {
+        return Ok(one);
+    }
+    Ok(match LexOrdering::new(order_by.iter().cloned()) {
+        Some(ordering) => Arc::new(SortPreservingMergeExec::new(ordering, Arc::clone(plan))),
+        None => Arc::clone(plan),
+    })
+}
+
+/// `plan` reading a cached call in one ordered partition, if it is such a
+/// call under nodes that keep rows in order, partition by partition.
+fn one_ordered_partition(plan: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    if let Some(call) = plan.downcast_ref::<CachedCallExec>() {
+        return call.in_one_partition();
+    }
+    let keeps_order = plan.downcast_ref::<ProjectionExec>().is_some()
+        || plan.downcast_ref::<FilterExec>().is_some();
+    let [child] = plan.children()[..] else {
+        return Ok(None);
+    };
+    if !keeps_order {
+        return Ok(None);
+    }
+    match one_ordered_partition(child)? {
+        Some(one) => Ok(Some(replace_children_if_necessary(
+            Arc::clone(plan),
+            vec![one],
+        )?)),
+        None => Ok(None),
     }
 }
