@@ -275,9 +275,13 @@ impl Frames {
                 }
                 self.values[slot] = value.unwrap_or(0.0);
                 self.valid[slot] = value.is_some();
-                self.head[g] = (self.head[g] + 1) % capacity;
+                // Wrapping by comparison: a division per row would cost
+                // more than the rest of the step.
+                let next = self.head[g] + 1;
+                self.head[g] = if next == capacity { 0 } else { next };
             } else {
-                let slot = base + (self.head[g] + held) % capacity;
+                let at = self.head[g] + held;
+                let slot = base + if at >= capacity { at - capacity } else { at };
                 self.values[slot] = value.unwrap_or(0.0);
                 self.valid[slot] = value.is_some();
                 self.held[g] = held + 1;

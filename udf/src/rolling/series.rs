@@ -103,16 +103,30 @@ impl Packed {
         let mut shift = 0;
         for (column, (key, &width)) in keys.iter().zip(&self.widths).enumerate() {
             let data = key.to_data();
-            let bytes = &data.buffers()[0].as_slice()[data.offset() * width..];
-            let nulls = key.logical_nulls();
-            for (i, packed) in self.packed.iter_mut().enumerate() {
-                if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
-                    *packed |= 1u128 << (64 + column);
-                    continue;
+            let start = data.offset() * width;
+            let values = &data.buffers()[0].as_slice()[start..start + rows * width];
+            let packed = self.packed.iter_mut();
+            // One loop per width, so each compiles to plain loads.
+            match width {
+                8 => pack(packed, values.chunks_exact(8), shift, |b| {
+                    u64::from_le_bytes(b.try_into().expect("8 bytes"))
+                }),
+                4 => pack(packed, values.chunks_exact(4), shift, |b| {
+                    u32::from_le_bytes(b.try_into().expect("4 bytes")) as u64
+                }),
+                2 => pack(packed, values.chunks_exact(2), shift, |b| {
+                    u16::from_le_bytes(b.try_into().expect("2 bytes")) as u64
+                }),
+                _ => pack(packed, values.chunks_exact(1), shift, |b| b[0] as u64),
+            }
+            // A null's slot holds any value: clear it and raise the flag.
+            if let Some(nulls) = key.logical_nulls().filter(|n| n.null_count() > 0) {
+                let bits = (1u128 << (width * 8)) - 1;
+                for (i, packed) in self.packed.iter_mut().enumerate() {
+                    if nulls.is_null(i) {
+                        *packed = (*packed & !(bits << shift)) | 1u128 << (64 + column);
+                    }
                 }
-                let mut raw = [0u8; 8];
-                raw[..width].copy_from_slice(&bytes[i * width..(i + 1) * width]);
-                *packed |= (u64::from_le_bytes(raw) as u128) << shift;
             }
             shift += width * 8;
         }
@@ -137,6 +151,19 @@ impl Packed {
                 series + 1
             };
         }
+    }
+}
+
+/// ORs each value, read by `read` from its bytes, into its row's key at
+/// `shift` bits.
+fn pack<'a>(
+    packed: std::slice::IterMut<'_, u128>,
+    values: std::slice::ChunksExact<'a, u8>,
+    shift: usize,
+    read: impl Fn(&'a [u8]) -> u64,
+) {
+    for (key, bytes) in packed.zip(values) {
+        *key |= (read(bytes) as u128) << shift;
     }
 }
 
