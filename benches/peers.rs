@@ -15,10 +15,6 @@
 //! `bash scripts/peers cargo bench --workspace --bench peers`.
 //! Without `NUTHATCH_PEERS_PYTHON` only this engine's side runs.
 
-// The allocator the `nuthatch` binary uses, so numbers match what it does.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -14,10 +14,6 @@
 //! Each timing is the median of a few runs; every miss uses a fresh
 //! namespace so that it really is a miss.
 
-// The allocator the `nuthatch` binary uses, so numbers match what it does.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -5,12 +5,6 @@ use std::io::IsTerminal;
 use nuthatch_repl::{interactive, manage, open, run_batch, Args};
 use tracing_subscriber::EnvFilter;
 
-// As datafusion-cli does: queries allocate and free many large buffers,
-// which mimalloc reuses where the system allocator returns them to the
-// kernel and faults them in again.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     // Delta's log reader logs each error it also returns, backtrace and
