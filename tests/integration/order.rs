@@ -72,6 +72,15 @@ fn stored_times(f: &Fixture, name: &str) -> Vec<Option<i64>> {
     times
 }
 
+/// The encodings of the entry's `id` column in its first row group.
+fn id_encodings(f: &Fixture, name: &str) -> String {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let file = std::fs::File::open(f.root().join(format!("{name}/.parquet"))).unwrap();
+    let reader = SerializedFileReader::new(file).unwrap();
+    let group = reader.metadata().row_group(0);
+    format!("{:?}", group.column(1).encodings().collect::<Vec<_>>())
+}
+
 fn assert_ascending(times: &[Option<i64>], rows: usize) {
     assert_eq!(times.len(), rows);
     // Ascending with nulls last: `None` sorts before `Some` in Rust, so
@@ -99,6 +108,8 @@ async fn rows_that_arrive_in_order_are_stored_without_a_sort() {
     assert_eq!(sorted, "0", "{plan}");
     assert!(!plan.contains("SortExec"), "{plan}");
     assert_ascending(&stored_times(&f, "rising"), 200_000);
+    // The id ascends with time too, so it is stored as deltas.
+    assert!(id_encodings(&f, "rising").contains("DELTA_BINARY_PACKED"));
 
     // Nulls come last in the stored order, so trailing nulls are in order.
     define(
@@ -153,6 +164,8 @@ async fn rows_out_of_order_are_sorted_even_when_the_last_is() {
         "{plan}"
     );
     assert_ascending(&stored_times(&f, "scrambled"), 100_000);
+    // Sorted by time, the ids are scrambled: plain values.
+    assert!(!id_encodings(&f, "scrambled").contains("DELTA_BINARY_PACKED"));
 
     // Every row in order but the very last, which belongs first: all of
     // them were kept before it came, and are sorted with it.
