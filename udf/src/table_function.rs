@@ -114,10 +114,6 @@ impl TableProvider for CachedCall {
                 session.create_physical_expr(e, &DFSchema::try_from(scan_schema.as_ref().clone())?)
             })
             .transpose()?;
-        let window_column = match &self.call.window {
-            Some(window) => Some(scan_schema.index_of(&window.column)?),
-            None => None,
-        };
         let full_window = conjunction(window_predicates.iter().cloned())
             .map(|e| session.create_physical_expr(e, &DFSchema::try_from(schema.as_ref().clone())?))
             .transpose()?;
@@ -147,7 +143,6 @@ impl TableProvider for CachedCall {
             output_indices,
             filters,
             window_filter,
-            window_column,
             window_exprs,
             full_window,
             limit,

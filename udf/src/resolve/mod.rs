@@ -21,7 +21,6 @@
 //! Calls that merge into the stored entry (`upsert`, `replace_window`)
 //! read nothing first: they compute and merge ([`merge`]).
 
-mod clip;
 mod merge;
 mod order;
 mod sink;
@@ -58,7 +57,6 @@ use nuthatch_catalog::{
 use crate::call::Call;
 use crate::compute::body_frame;
 use crate::settings::Prompter;
-use clip::ClipExec;
 use order::in_stored_order;
 use sink::EntrySink;
 
@@ -76,8 +74,6 @@ pub struct ScanShape {
     pub filters: Vec<Expr>,
     /// The clip window over the scan schema, applied exactly.
     pub window_filter: Option<Arc<dyn PhysicalExpr>>,
-    /// The window's time column in the scan schema.
-    pub window_column: Option<usize>,
     /// The window alone, as filters over the full schema, for reading a
     /// whole clipped result (local copies, memoized results).
     pub window_exprs: Vec<Expr>,
@@ -753,10 +749,7 @@ fn scan_session(state: &SessionState, partitions: usize) -> Cow<'_, SessionState
 fn clip(input: Arc<dyn ExecutionPlan>, shape: &ScanShape) -> Result<Arc<dyn ExecutionPlan>> {
     let mut plan = input;
     if let Some(window) = &shape.window_filter {
-        plan = match shape.window_column {
-            Some(time) => Arc::new(ClipExec::new(plan, Arc::clone(window), time)),
-            None => Arc::new(FilterExec::try_new(Arc::clone(window), plan)?),
-        };
+        plan = Arc::new(FilterExec::try_new(Arc::clone(window), plan)?);
     }
     if let Some(indices) = &shape.output_indices {
         plan = project(plan, indices)?;
