@@ -17,11 +17,19 @@ use datafusion::physical_plan::streaming::PartitionStream;
 /// `stream` as a one-partition table whose first scan serves it.
 pub fn table_once(stream: SendableRecordBatchStream) -> Result<Arc<StreamingTable>> {
     let schema = stream.schema();
-    let partition = Arc::new(Once {
-        schema: Arc::clone(&schema),
+    Ok(Arc::new(StreamingTable::try_new(
+        schema,
+        vec![partition_once(stream)],
+    )?))
+}
+
+/// `stream` as a partition whose first execution serves it, for a
+/// `StreamingTable` or a `StreamingTableExec` of several.
+pub fn partition_once(stream: SendableRecordBatchStream) -> Arc<dyn PartitionStream> {
+    Arc::new(Once {
+        schema: stream.schema(),
         stream: Mutex::new(Some(stream)),
-    });
-    Ok(Arc::new(StreamingTable::try_new(schema, vec![partition])?))
+    })
 }
 
 struct Once {

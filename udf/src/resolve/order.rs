@@ -26,7 +26,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use arrow::array::{downcast_primitive_array, Array, ArrayRef, ArrowPrimitiveType, RecordBatch};
 use arrow::array::{ArrowNativeTypeOp, PrimitiveArray};
@@ -52,6 +52,7 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
 };
 use futures::{StreamExt, TryStreamExt};
+use nuthatch_backends::once::partition_once;
 
 /// `plan`'s rows ascending by `ordering`, in one partition. A plan that
 /// proves the order is only merged (when it has several partitions); one
@@ -315,10 +316,15 @@ impl Arrange {
             .map(|k| {
                 // The sort accounts for the rows from here on.
                 drop(k.reservation);
-                Arc::new(Replay {
-                    schema: Arc::clone(&self.schema),
-                    parts: Mutex::new(Some((k.batches, k.rest))),
-                }) as Arc<dyn PartitionStream>
+                let again = futures::stream::iter(k.batches.into_iter().map(Ok));
+                let stream = match k.rest {
+                    Some(rest) => again.chain(rest).boxed(),
+                    None => again.boxed(),
+                };
+                partition_once(Box::pin(RecordBatchStreamAdapter::new(
+                    Arc::clone(&self.schema),
+                    stream,
+                )))
             })
             .collect();
         let replay = Arc::new(StreamingTableExec::try_new(
@@ -515,48 +521,6 @@ fn end_to_end(
             .map(|(_, _, batch)| batch.clone())
             .collect(),
     ))
-}
-
-/// One partition's kept batches followed by the rest of its stream, read
-/// once by the sort.
-struct Replay {
-    schema: SchemaRef,
-    parts: Mutex<Option<(Vec<RecordBatch>, Option<SendableRecordBatchStream>)>>,
-}
-
-impl fmt::Debug for Replay {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Replay")
-    }
-}
-
-impl PartitionStream for Replay {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let parts = self.parts.lock().ok().and_then(|mut slot| slot.take());
-        let stream = match parts {
-            Some((batches, rest)) => {
-                let kept = futures::stream::iter(batches.into_iter().map(Ok));
-                match rest {
-                    Some(rest) => kept.chain(rest).boxed(),
-                    None => kept.boxed(),
-                }
-            }
-            None => futures::stream::once(async {
-                Err(DataFusionError::Internal(
-                    "a kept partition was replayed twice".into(),
-                ))
-            })
-            .boxed(),
-        };
-        Box::pin(RecordBatchStreamAdapter::new(
-            Arc::clone(&self.schema),
-            stream,
-        ))
-    }
 }
 
 #[cfg(test)]
