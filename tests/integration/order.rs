@@ -6,7 +6,7 @@
 use arrow::array::{Array, TimestampSecondArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::support::Fixture;
+use crate::support::{analyzed, Fixture};
 
 /// Defines `name(start_time, end_time)` as a timeseries over `body`.
 async fn define(f: &Fixture, name: &str, body: &str) {
@@ -20,19 +20,7 @@ async fn define(f: &Fixture, name: &str, body: &str) {
 
 /// The miss's `EXPLAIN ANALYZE` text and the `rows_sorted` it shows.
 async fn stored(f: &Fixture, name: &str) -> (String, String) {
-    let batches = f
-        .query(&format!(
-            "EXPLAIN ANALYZE SELECT count(*) FROM {name}(NULL, NULL)"
-        ))
-        .await
-        .unwrap();
-    let plan = batches[0]
-        .column(1)
-        .as_any()
-        .downcast_ref::<arrow::array::StringArray>()
-        .unwrap()
-        .value(0)
-        .to_string();
+    let plan = analyzed(f, &format!("SELECT count(*) FROM {name}(NULL, NULL)")).await;
     assert!(plan.contains("outcome=computed"), "{plan}");
     assert!(
         plan.contains("StoredOrderExec: [time@0 ASC NULLS LAST]"),

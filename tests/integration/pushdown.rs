@@ -3,7 +3,7 @@
 
 use nuthatch::Outcome;
 
-use crate::support::{assert_outcome, Fixture};
+use crate::support::{analyzed, assert_outcome, Fixture};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn planning_reads_and_computes_nothing() {
@@ -38,17 +38,6 @@ async fn planning_reads_and_computes_nothing() {
     assert!(!explain.is_empty());
     assert_eq!(f.computes(), 0);
     assert_eq!(f.files(), Vec::<String>::new());
-}
-
-/// The plan `EXPLAIN ANALYZE` prints, with each node's metrics.
-async fn analyzed(f: &Fixture, sql: &str) -> String {
-    let batches = f.query(&format!("EXPLAIN ANALYZE {sql}")).await.unwrap();
-    let plans = batches[0]
-        .column(1)
-        .as_any()
-        .downcast_ref::<arrow::array::StringArray>()
-        .expect("the plan column is text");
-    plans.value(0).to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

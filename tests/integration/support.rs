@@ -205,6 +205,17 @@ pub fn files_under(root: &Path) -> Vec<String> {
     }
 }
 
+/// The plan `EXPLAIN ANALYZE` prints for `sql`, with each node's metrics.
+pub async fn analyzed(f: &Fixture, sql: &str) -> String {
+    let batches = f.query(&format!("EXPLAIN ANALYZE {sql}")).await.unwrap();
+    let plans = batches[0]
+        .column(1)
+        .as_any()
+        .downcast_ref::<arrow::array::StringArray>()
+        .expect("the plan column is text");
+    plans.value(0).to_string()
+}
+
 pub fn assert_outcome(report: &CallReport, outcome: Outcome) {
     assert_eq!(report.outcome, outcome, "{report}");
 }
