@@ -231,10 +231,10 @@ struct Arrange {
 /// What one partition's task kept.
 struct Kept {
     batches: Vec<RecordBatch>,
-    /// What was not read, when the task stopped early.
+    /// What was not read, when the task stopped early: at a row out of
+    /// order (anywhere), or a batch the pool refused. `None`: every row of
+    /// the partition was kept, in order.
     rest: Option<SendableRecordBatchStream>,
-    /// Every kept row continued the order.
-    in_order: bool,
     reservation: MemoryReservation,
 }
 
@@ -271,7 +271,7 @@ impl Arrange {
                 .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))??;
             kept.push(partition);
         }
-        let arrived_in_order = kept.iter().all(|k| k.in_order && k.rest.is_none());
+        let arrived_in_order = kept.iter().all(|k| k.rest.is_none());
         if !arrived_in_order {
             return self.sort_all(kept);
         }
@@ -405,7 +405,6 @@ async fn keep(
             return Ok(Kept {
                 batches,
                 rest: Some(input),
-                in_order,
                 reservation,
             });
         }
@@ -413,7 +412,6 @@ async fn keep(
     Ok(Kept {
         batches,
         rest: None,
-        in_order: true,
         reservation,
     })
 }
