@@ -7,6 +7,7 @@ mod backends;
 mod compat;
 #[cfg(feature = "delta")]
 mod delta;
+mod encodings;
 mod engine;
 mod errors;
 mod order;

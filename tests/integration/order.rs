@@ -6,7 +6,7 @@
 use arrow::array::{Array, TimestampSecondArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::support::{analyzed, Fixture};
+use crate::support::{analyzed, column_encodings, Fixture};
 
 /// Defines `name(start_time, end_time)` as a timeseries over `body`.
 async fn define(f: &Fixture, name: &str, body: &str) {
@@ -62,11 +62,7 @@ fn stored_times(f: &Fixture, name: &str) -> Vec<Option<i64>> {
 
 /// The encodings of the entry's `id` column in its first row group.
 fn id_encodings(f: &Fixture, name: &str) -> String {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
-    let file = std::fs::File::open(f.root().join(format!("{name}/.parquet"))).unwrap();
-    let reader = SerializedFileReader::new(file).unwrap();
-    let group = reader.metadata().row_group(0);
-    format!("{:?}", group.column(1).encodings().collect::<Vec<_>>())
+    column_encodings(f, name, 1)
 }
 
 fn assert_ascending(times: &[Option<i64>], rows: usize) {

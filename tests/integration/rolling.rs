@@ -46,11 +46,18 @@ fn readings() -> RecordBatch {
     .unwrap()
 }
 
+/// Counts beside a mean over the same values and frame (`n5`, and `n5_real`
+/// through the mean's cast) are read from the mean's frame; counts of other
+/// values or over other frames (`depths5`, `n3`) keep their own.
 const WINDOWS: &str = "SELECT time, site, depth, value,
         count(value) OVER (PARTITION BY site, depth ORDER BY time ROWS BETWEEN 5 PRECEDING AND CURRENT ROW) AS n5,
         avg(value) OVER (PARTITION BY site, depth ORDER BY time ROWS BETWEEN 5 PRECEDING AND CURRENT ROW) AS mean5,
         sum(value) OVER (PARTITION BY site, depth ORDER BY time ROWS BETWEEN 5 PRECEDING AND CURRENT ROW) AS sum5,
         count(*) OVER (PARTITION BY site, depth ORDER BY time ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS rows2,
+        count(value) OVER (PARTITION BY site, depth ORDER BY time ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) AS n3,
+        count(depth) OVER (PARTITION BY site, depth ORDER BY time ROWS BETWEEN 5 PRECEDING AND CURRENT ROW) AS depths5,
+        count(abs(CAST(value AS REAL))) OVER (PARTITION BY site, depth ORDER BY time ROWS BETWEEN 5 PRECEDING AND CURRENT ROW) AS n5_real,
+        avg(abs(CAST(value AS REAL))) OVER (PARTITION BY site, depth ORDER BY time ROWS BETWEEN 5 PRECEDING AND CURRENT ROW) AS mean5_real,
         sum(value) OVER (PARTITION BY site, depth ORDER BY time ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS running,
         avg(depth) OVER (PARTITION BY site, depth ORDER BY time ROWS BETWEEN CURRENT ROW AND CURRENT ROW) AS itself
     FROM readings";

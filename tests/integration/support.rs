@@ -279,3 +279,13 @@ pub async fn revisions(f: &Fixture, name: &str) -> Vec<String> {
     f.reports();
     rows.iter().map(|r| format!("{}:{}", r[0], r[1])).collect()
 }
+
+/// The encodings of column `column` of entry `<name>/.parquet` in its
+/// first row group.
+pub fn column_encodings(f: &Fixture, name: &str, column: usize) -> String {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let file = std::fs::File::open(f.root().join(format!("{name}/.parquet"))).unwrap();
+    let reader = SerializedFileReader::new(file).unwrap();
+    let group = reader.metadata().row_group(0);
+    format!("{:?}", group.column(column).encodings().collect::<Vec<_>>())
+}

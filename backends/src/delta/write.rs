@@ -68,7 +68,7 @@ pub async fn write(
     };
     let (mut table, exists) = table(&latest).await?;
     let data = in_stored_types(data)?;
-    let properties = crate::parquet::properties(&data.schema(), options, None)?;
+    let properties = crate::parquet::properties(&data.schema(), options, &[])?;
     let mut updated = None;
     let mut inserted = None;
     table = match (&options.mode, exists) {

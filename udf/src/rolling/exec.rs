@@ -18,10 +18,11 @@ use arrow::array::{
     Array, ArrayRef, AsArray, BooleanBufferBuilder, Float64Array, Int64Array, RecordBatch,
 };
 use arrow::buffer::NullBuffer;
-use arrow::datatypes::{Float64Type, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Float64Type, Schema, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::expressions::CastExpr;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::{
@@ -195,11 +196,13 @@ impl ExecutionPlan for RollingWindowExec {
             .map(|e| e.return_field(&self.input.schema()))
             .collect::<Result<Vec<_>>>()?;
         let series = Series::new(Arc::new(Schema::new(key_fields)))?;
+        let counted_by = counted_by(&self.rolling, &self.input.schema())?;
         Ok(Box::pin(RollingStream {
             input,
             schema: Arc::clone(&self.schema),
             partition_by: self.partition_by.clone(),
             rolling: self.rolling.clone(),
+            counted_by,
             series,
             groups: Vec::new(),
             frames: self
@@ -296,6 +299,9 @@ struct RollingStream {
     schema: SchemaRef,
     partition_by: Vec<Arc<dyn PhysicalExpr>>,
     rolling: Vec<Rolling>,
+    /// Per rolling column, the column whose frame counts it (see
+    /// [`counted_by`]).
+    counted_by: Vec<Option<usize>>,
     series: Series,
     /// The series of each row of the current batch.
     groups: Vec<usize>,
@@ -319,22 +325,77 @@ impl RollingStream {
             self.series.intern(&keys, &mut self.groups)?;
         }
         let series = self.groups.iter().max().map_or(0, |g| g + 1);
-        let mut columns = batch.columns().to_vec();
-        for (rolling, frames) in self.rolling.iter().zip(self.frames.iter_mut()) {
+        let mut rolled = vec![None; self.rolling.len()];
+        let mut counts = vec![None; self.rolling.len()];
+        for (i, (rolling, frames)) in self.rolling.iter().zip(self.frames.iter_mut()).enumerate() {
+            if self.counted_by[i].is_some() {
+                continue;
+            }
             frames.grow(series);
             let arg = rolling.arg.evaluate(&batch)?.into_array(rows)?;
-            columns.push(roll(rolling, &arg, &self.groups, frames)?);
+            let mut counted = self.counted_by.contains(&Some(i)).then(Vec::new);
+            rolled[i] = Some(roll(rolling, &arg, &self.groups, frames, counted.as_mut())?);
+            counts[i] = counted;
+        }
+        let mut columns = batch.columns().to_vec();
+        for (i, column) in rolled.into_iter().enumerate() {
+            columns.push(match (column, self.counted_by[i]) {
+                (Some(column), _) => column,
+                (None, Some(by)) => {
+                    let counts = counts[by].clone().unwrap_or_default();
+                    Arc::new(Int64Array::from(counts))
+                }
+                (None, None) => unreachable!("every rolling column is rolled or counted"),
+            });
         }
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
 }
 
-/// Advances every row's frame and returns the column of results.
+/// For each rolling column, the column whose frame it can read instead of
+/// keeping its own: a count beside a sum or mean over the same rows of the
+/// same values, as in `CASE WHEN count(x) OVER w = n THEN avg(x) OVER w
+/// END`, where the count would otherwise step a second frame through every
+/// row. The mean's argument is the count's cast to `Float64`, and a cast
+/// from a number to `Float64` keeps nulls where they are.
+fn counted_by(rolling: &[Rolling], input: &Schema) -> Result<Vec<Option<usize>>> {
+    let values = |arg: &Arc<dyn PhysicalExpr>| -> Result<Arc<dyn PhysicalExpr>> {
+        if let Some(cast) = arg.downcast_ref::<CastExpr>() {
+            if cast.cast_type() == &DataType::Float64 && cast.expr().data_type(input)?.is_numeric()
+            {
+                return Ok(Arc::clone(cast.expr()));
+            }
+        }
+        Ok(Arc::clone(arg))
+    };
+    let mut counted_by = Vec::with_capacity(rolling.len());
+    for count in rolling {
+        let mut by = None;
+        if count.kind == Kind::Count {
+            let counted = values(&count.arg)?;
+            for (i, other) in rolling.iter().enumerate() {
+                if other.kind != Kind::Count
+                    && other.preceding == count.preceding
+                    && values(&other.arg)?.as_ref() == counted.as_ref()
+                {
+                    by = Some(i);
+                    break;
+                }
+            }
+        }
+        counted_by.push(by);
+    }
+    Ok(counted_by)
+}
+
+/// Advances every row's frame and returns the column of results; `counts`,
+/// when asked for, receives each row's count of values in its frame.
 fn roll(
     rolling: &Rolling,
     arg: &ArrayRef,
     groups: &[usize],
     frames: &mut Frames,
+    mut counts: Option<&mut Vec<i64>>,
 ) -> Result<ArrayRef> {
     let rows = arg.len();
     let nulls = arg.logical_nulls();
@@ -356,8 +417,14 @@ fn roll(
     let values = values.values();
     let mut out = Vec::with_capacity(rows);
     let mut present = BooleanBufferBuilder::new(rows);
+    if let Some(counts) = counts.as_mut() {
+        counts.reserve(rows);
+    }
     for (i, &g) in groups.iter().enumerate().take(rows) {
         let (count, sum) = frames.step(g, valid(i).then(|| values[i]));
+        if let Some(counts) = counts.as_mut() {
+            counts.push(count as i64);
+        }
         present.append(count > 0);
         out.push(match (count, rolling.kind) {
             (0, _) => 0.0,
