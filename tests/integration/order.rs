@@ -26,14 +26,18 @@ async fn stored(f: &Fixture, name: &str) -> (String, String) {
         plan.contains("StoredOrderExec: [time@0 ASC NULLS LAST]"),
         "{plan}"
     );
-    let sorted = plan
-        .split("rows_sorted=")
-        .nth(1)
-        .and_then(|rest| rest.split([',', ']']).next())
-        .unwrap_or_else(|| panic!("no rows_sorted in {plan}"))
-        .to_string();
+    let sorted = metric(&plan, "rows_sorted");
     f.reports();
     (plan, sorted)
+}
+
+/// The value of metric `name` in an `EXPLAIN ANALYZE` text.
+fn metric(plan: &str, name: &str) -> String {
+    plan.split(&format!("{name}="))
+        .nth(1)
+        .and_then(|rest| rest.split([',', ']']).next())
+        .unwrap_or_else(|| panic!("no {name} in {plan}"))
+        .to_string()
 }
 
 /// The entry file's times, in the order they are stored, as seconds.
@@ -149,6 +153,8 @@ async fn rows_out_of_order_are_sorted_even_when_the_last_is() {
     .await;
     let (plan, sorted) = stored(&f, "scrambled").await;
     assert_eq!(sorted, "100.0 K", "{plan}");
+    // Out of order from the first batch: nothing was written twice.
+    assert_eq!(metric(&plan, "rows_rewritten"), "0", "{plan}");
     assert!(
         plan.contains("SortExec: expr=[time@0 ASC NULLS LAST]"),
         "{plan}"
@@ -170,6 +176,9 @@ async fn rows_out_of_order_are_sorted_even_when_the_last_is() {
     .await;
     let (plan, sorted) = stored(&f, "late").await;
     assert_eq!(sorted, "200.0 K", "{plan}");
+    // The rows before it had gone on to the writer, which started again.
+    let rewritten = metric(&plan, "rows_rewritten");
+    assert!(rewritten.ends_with(" K"), "{plan}");
     let times = stored_times(&f, "late");
     assert_ascending(&times, 200_000);
     assert_eq!(times[0], Some(1577836799));

@@ -501,6 +501,7 @@ impl Resolver<'_> {
         } else {
             call.function.stored_order()
         };
+        let mut rewrite = None;
         if !order.is_empty() {
             let bounded = matches!(
                 self.state.runtime_env().memory_pool.memory_limit(),
@@ -509,7 +510,7 @@ impl Resolver<'_> {
             let ordering = ascending(&order, &plan.schema())
                 .map_err(failed)?
                 .ok_or_else(|| DataFusionError::Internal("an empty sort order".into()))?;
-            plan = in_stored_order(plan, ordering, bounded).map_err(failed)?;
+            (plan, rewrite) = in_stored_order(plan, ordering, bounded).map_err(failed)?;
         }
         if plan.output_partitioning().partition_count() > 1 {
             plan = Arc::new(CoalescePartitionsExec::new(plan));
@@ -531,6 +532,7 @@ impl Resolver<'_> {
             options,
             Arc::clone(call.function.schema()),
             plan.schema(),
+            rewrite,
         ));
         let write: Arc<dyn ExecutionPlan> = Arc::new(DataSinkExec::new(
             plan,

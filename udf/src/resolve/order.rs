@@ -11,22 +11,33 @@
 //! through [`StoredOrderExec`]:
 //!
 //! - each input partition is read by its own task (the compute runs in the
-//!   polls, so both cores keep computing), and its batches are kept while
-//!   a check confirms that every row continues the order;
-//! - when every row arrived in order, the batches are put end to end by
-//!   their first and last rows (round-robin partitions of ordered rows
-//!   interleave whole batches), or, when partitions overlap, merged;
-//! - the first row out of order, or a batch the memory pool refuses, hands
-//!   what was kept, and the rest of every partition, to DataFusion's sort,
-//!   which spills under a memory limit; the sort sees every row once.
+//!   polls, so both cores keep computing), which checks that every row
+//!   continues the order;
+//! - without a memory limit, batches that arrived in order are passed on
+//!   to the writer at once, whole, the partition whose next batch comes
+//!   first at a time (round-robin partitions of ordered rows deal out whole
+//!   batches), so the compute and the encoding overlap; each is kept too;
+//! - if a row then arrives out of order, or partitions turn out to overlap,
+//!   what was kept and the rest are arranged (merged when every partition
+//!   is in order, else sorted) and handed to the sink through [`Rewrite`]:
+//!   the stream fails, the write that had begun is abandoned (nothing of it
+//!   is visible, see `Catalog::store`), and the sink writes the arranged
+//!   rows from the start. When nothing was passed on yet, as for rows out
+//!   of order from the first batch, they simply follow;
+//! - under a memory limit nothing is passed on until every partition was
+//!   read in order, then the batches go end to end, or are merged; the
+//!   first row out of order, or a batch the pool refuses, hands what was
+//!   kept and the rest of every partition to DataFusion's sort, which
+//!   spills; the sort sees every row once.
 //!
-//! The batches are kept rather than streamed on: a row out of order can
-//! arrive last, and by then everything before it would be written. A sort
-//! keeps the whole result too, so this holds no more than it would.
+//! The batches are kept because a row out of order can arrive last, and by
+//! then everything before it has been encoded. A sort keeps the whole
+//! result too, so this holds no more than it would.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow::array::{downcast_primitive_array, Array, ArrayRef, ArrowPrimitiveType, RecordBatch};
 use arrow::array::{ArrowNativeTypeOp, PrimitiveArray};
@@ -51,29 +62,60 @@ use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
 };
+use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use nuthatch_backends::once::partition_once;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+/// A plan in the stored order, and the slot its sink must watch, if any.
+pub(crate) type InStoredOrder = (Arc<dyn ExecutionPlan>, Option<Arc<Rewrite>>);
 
 /// `plan`'s rows ascending by `ordering`, in one partition. A plan that
 /// proves the order is only merged (when it has several partitions); one
 /// that does not is checked as it arrives and sorted only if it must be
-/// ([`StoredOrderExec`]). `bounded`: the memory pool has a limit.
+/// ([`StoredOrderExec`]), and the sink it feeds must then watch the
+/// returned [`Rewrite`]. `bounded`: the memory pool has a limit.
 pub(crate) fn in_stored_order(
     plan: Arc<dyn ExecutionPlan>,
     ordering: LexOrdering,
     bounded: bool,
-) -> Result<Arc<dyn ExecutionPlan>> {
+) -> Result<InStoredOrder> {
     let partitions = plan.output_partitioning().partition_count();
     if plan
         .equivalence_properties()
         .ordering_satisfy(ordering.clone())?
     {
         if partitions <= 1 {
-            return Ok(plan);
+            return Ok((plan, None));
         }
-        return Ok(Arc::new(SortPreservingMergeExec::new(ordering, plan)));
+        return Ok((Arc::new(SortPreservingMergeExec::new(ordering, plan)), None));
     }
-    Ok(Arc::new(StoredOrderExec::new(plan, ordering, bounded)))
+    let exec = StoredOrderExec::new(plan, ordering, bounded);
+    let rewrite = Arc::clone(&exec.rewrite);
+    Ok((Arc::new(exec), Some(rewrite)))
+}
+
+/// Where a [`StoredOrderExec`] leaves its whole result, arranged, when rows
+/// arrived out of order after some had been passed on: its stream then
+/// fails, and the sink that was writing it writes this instead.
+#[derive(Default)]
+pub(crate) struct Rewrite(Mutex<Option<SendableRecordBatchStream>>);
+
+impl Rewrite {
+    /// The arranged result, if the stream failed to be rewritten.
+    pub(crate) fn take(&self) -> Option<SendableRecordBatchStream> {
+        self.0.lock().expect("rewrite slot poisoned").take()
+    }
+
+    fn put(&self, stream: SendableRecordBatchStream) {
+        *self.0.lock().expect("rewrite slot poisoned") = Some(stream);
+    }
+}
+
+impl fmt::Debug for Rewrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Rewrite")
+    }
 }
 
 /// DataFusion's sort of `plan` into one partition. Under a memory limit one
@@ -107,6 +149,7 @@ pub(crate) struct StoredOrderExec {
     /// The sort, once rows arrived out of order: listed as a child after
     /// running, so that its metrics (spills) show and reach call reports.
     sort: Arc<OnceLock<Arc<dyn ExecutionPlan>>>,
+    rewrite: Arc<Rewrite>,
 }
 
 impl StoredOrderExec {
@@ -124,6 +167,7 @@ impl StoredOrderExec {
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
             sort: Arc::default(),
+            rewrite: Arc::default(),
         }
     }
 }
@@ -175,11 +219,10 @@ impl ExecutionPlan for StoredOrderExec {
             .into_iter()
             .next()
             .ok_or_else(|| DataFusionError::Internal("StoredOrderExec has an input".into()))?;
-        Ok(Arc::new(StoredOrderExec::new(
-            input,
-            self.ordering.clone(),
-            self.bounded,
-        )))
+        // The sink watches this node's rewrite slot, so keep it.
+        let mut exec = StoredOrderExec::new(input, self.ordering.clone(), self.bounded);
+        exec.rewrite = Arc::clone(&self.rewrite);
+        Ok(Arc::new(exec))
     }
 
     fn execute(
@@ -206,12 +249,21 @@ impl ExecutionPlan for StoredOrderExec {
             sort: Arc::clone(&self.sort),
         };
         let schema = self.input.schema();
-        let stream = futures::stream::once(arrange.run(inputs)).try_flatten();
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+        if self.bounded {
+            let stream = futures::stream::once(arrange.run(inputs)).try_flatten();
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)));
+        }
+        let passing = Passing::start(arrange, inputs, Arc::clone(&self.rewrite), &self.metrics)?;
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            passing.into_stream(),
+        )))
     }
 
-    /// `rows_sorted` is 0 when the rows arrived in order; `elapsed_compute`
-    /// is the time spent checking and arranging them.
+    /// `rows_sorted` is 0 when the rows arrived in order; `rows_rewritten`
+    /// counts rows written before a row out of order sent the write back
+    /// to the start (without a memory limit); `elapsed_compute` is the time
+    /// spent checking and arranging them.
     fn metrics(&self) -> Option<MetricsSet> {
         Some(self.metrics.clone_inner())
     }
@@ -271,6 +323,15 @@ impl Arrange {
                 .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))??;
             kept.push(partition);
         }
+        self.finish(kept)
+    }
+
+    /// The rows each partition kept, and the rest of those that stopped
+    /// early, in order: end to end or merged when every partition was read
+    /// in order, else sorted.
+    fn finish(self, kept: Vec<Kept>) -> Result<SendableRecordBatchStream> {
+        let columns = self.order_columns()?;
+        let fields = self.sort_fields()?;
         let arrived_in_order = kept.iter().all(|k| k.rest.is_none());
         if !arrived_in_order {
             return self.sort_all(kept);
@@ -378,6 +439,264 @@ impl Arrange {
                 ))
             })
             .collect()
+    }
+}
+
+/// A batch as a partition's task passes it on, and whether it continued the
+/// partition's order (after the first that did not, none is checked).
+struct Arrived {
+    batch: RecordBatch,
+    in_order: bool,
+}
+
+/// Reads one partition to its end, checking the order until a row breaks
+/// it. Stops early when the receiver is gone.
+async fn pass(
+    mut input: SendableRecordBatchStream,
+    mut check: OrderCheck,
+    to: UnboundedSender<Result<Arrived>>,
+) {
+    let mut in_order = true;
+    while let Some(batch) = input.next().await {
+        let arrived = batch.and_then(|batch| {
+            if in_order && batch.num_rows() > 0 {
+                in_order = check.admit(&batch)?;
+            }
+            Ok(Arrived { batch, in_order })
+        });
+        let failed = arrived.is_err();
+        if to.send(arrived).is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// A batch received and not passed on yet, with its first and last rows
+/// when it arrived in order.
+struct Held {
+    range: Option<(OwnedRow, OwnedRow)>,
+    batch: RecordBatch,
+}
+
+/// What [`Passing`] does next.
+enum Step {
+    Pass(RecordBatch),
+    /// Partitions overlap (`in_order`), or a row arrived out of order.
+    Arrange {
+        in_order: bool,
+    },
+    Done,
+}
+
+/// One execution of a [`StoredOrderExec`] without a memory limit, which
+/// passes batches on as they arrive in order (module docs).
+struct Passing {
+    arrange: Arrange,
+    rewrite: Arc<Rewrite>,
+    columns: Vec<usize>,
+    converter: RowConverter,
+    arriving: Vec<UnboundedReceiver<Result<Arrived>>>,
+    /// Per partition, what was received and not passed on yet.
+    held: Vec<VecDeque<Held>>,
+    ended: Vec<bool>,
+    /// Per partition, what was passed on, kept for a rewrite.
+    passed: Vec<Vec<RecordBatch>>,
+    reservation: MemoryReservation,
+    /// Rows passed on before rows arrived out of order, which the sink
+    /// encoded in vain.
+    rows_rewritten: Count,
+    /// Per partition, its task: dropping one stops it, so a partition's
+    /// task lives as long as what reads the rest of it.
+    tasks: Vec<Option<SpawnedTask<()>>>,
+}
+
+impl Passing {
+    fn start(
+        arrange: Arrange,
+        inputs: Vec<SendableRecordBatchStream>,
+        rewrite: Arc<Rewrite>,
+        metrics: &ExecutionPlanMetricsSet,
+    ) -> Result<Self> {
+        let columns = arrange.order_columns()?;
+        let fields = arrange.sort_fields()?;
+        let (mut arriving, mut tasks) = (Vec::new(), Vec::new());
+        for input in inputs {
+            let (to, from) = tokio::sync::mpsc::unbounded_channel();
+            let check = OrderCheck::new(columns.clone(), fields.clone())?;
+            tasks.push(Some(SpawnedTask::spawn(pass(input, check, to))));
+            arriving.push(from);
+        }
+        let partitions = arriving.len();
+        let reservation =
+            MemoryConsumer::new("StoredOrderExec").register(arrange.context.memory_pool());
+        Ok(Passing {
+            rows_rewritten: MetricBuilder::new(metrics).counter("rows_rewritten", 0),
+            rewrite,
+            columns,
+            converter: RowConverter::new(fields)?,
+            arriving,
+            held: (0..partitions).map(|_| VecDeque::new()).collect(),
+            ended: vec![false; partitions],
+            passed: vec![Vec::new(); partitions],
+            reservation,
+            tasks,
+            arrange,
+        })
+    }
+
+    fn into_stream(self) -> impl futures::Stream<Item = Result<RecordBatch>> + Send {
+        futures::stream::try_unfold(Some(self), |state| async move {
+            let Some(mut passing) = state else {
+                return Ok::<_, DataFusionError>(None);
+            };
+            let next = match passing.step().await? {
+                Step::Pass(batch) => {
+                    let baseline = &passing.arrange.baseline;
+                    baseline.record_output(batch.num_rows());
+                    baseline.output_batches().add(1);
+                    let one = futures::stream::iter([Ok(batch)]).boxed();
+                    Some((one, Some(passing)))
+                }
+                Step::Arrange { in_order } => Some((passing.arrange(in_order).await?, None)),
+                Step::Done => None,
+            };
+            Ok(next)
+        })
+        .try_flatten()
+    }
+
+    async fn step(&mut self) -> Result<Step> {
+        // Every partition that has not ended shows its next batch.
+        for p in 0..self.arriving.len() {
+            while self.held[p].is_empty() && !self.ended[p] {
+                let Some(arrived) = self.arriving[p].recv().await else {
+                    self.ended[p] = true;
+                    break;
+                };
+                let Arrived { batch, in_order } = arrived?;
+                if batch.num_rows() == 0 {
+                    continue;
+                }
+                if !in_order {
+                    self.held[p].push_back(Held { range: None, batch });
+                    return Ok(Step::Arrange { in_order: false });
+                }
+                let keys: Vec<ArrayRef> = self
+                    .columns
+                    .iter()
+                    .map(|&i| Arc::clone(batch.column(i)))
+                    .collect();
+                let first = row_at(&self.converter, &keys, 0)?;
+                let last = row_at(&self.converter, &keys, batch.num_rows() - 1)?;
+                self.held[p].push_back(Held {
+                    range: Some((first, last)),
+                    batch,
+                });
+            }
+        }
+        fn first(held: &VecDeque<Held>) -> Option<&OwnedRow> {
+            held.front().and_then(|h| h.range.as_ref()).map(|r| &r.0)
+        }
+        let Some(p) = (0..self.held.len())
+            .filter(|&p| first(&self.held[p]).is_some())
+            .min_by(|&a, &b| first(&self.held[a]).cmp(&first(&self.held[b])))
+        else {
+            return Ok(Step::Done);
+        };
+        let last = &self.held[p][0].range.as_ref().expect("a ranged batch").1;
+        let overlaps = (0..self.held.len())
+            .any(|q| q != p && first(&self.held[q]).is_some_and(|other| other < last));
+        if overlaps {
+            return Ok(Step::Arrange { in_order: true });
+        }
+        let batch = self.held[p].pop_front().expect("a held batch").batch;
+        self.reservation.grow(batch.get_array_memory_size());
+        self.passed[p].push(batch.clone());
+        Ok(Step::Pass(batch))
+    }
+
+    /// Everything, passed on or not, arranged; if some was passed on, left
+    /// for the sink to write again, and the stream fails.
+    async fn arrange(
+        mut self,
+        mut in_order: bool,
+    ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        let passed_rows: usize = self
+            .passed
+            .iter()
+            .flatten()
+            .map(RecordBatch::num_rows)
+            .sum();
+        let mut kept = Vec::with_capacity(self.arriving.len());
+        let arriving = std::mem::take(&mut self.arriving);
+        for (p, mut from) in arriving.into_iter().enumerate() {
+            let mut batches = std::mem::take(&mut self.passed[p]);
+            batches.extend(self.held[p].drain(..).map(|held| held.batch));
+            // Partitions in order so far that only overlap are read to the
+            // end for a merge, unless a row out of order shows up.
+            while in_order {
+                match from.recv().await.transpose()? {
+                    Some(arrived) => {
+                        in_order = arrived.in_order;
+                        if arrived.batch.num_rows() > 0 {
+                            batches.push(arrived.batch);
+                        }
+                    }
+                    None => break,
+                }
+            }
+            let task = self.tasks[p].take();
+            let rest = (!in_order).then(|| {
+                let rest = futures::stream::poll_fn(move |cx| {
+                    let _running = &task;
+                    from.poll_recv(cx)
+                })
+                .map(|arrived| arrived.map(|a| a.batch));
+                Box::pin(RecordBatchStreamAdapter::new(
+                    Arc::clone(&self.arrange.schema),
+                    rest,
+                )) as SendableRecordBatchStream
+            });
+            let reservation = if p == 0 {
+                let empty = self.reservation.new_empty();
+                std::mem::replace(&mut self.reservation, empty)
+            } else {
+                self.reservation.new_empty()
+            };
+            kept.push(Kept {
+                batches,
+                rest,
+                reservation,
+            });
+        }
+        if !in_order {
+            // A partition read to its end before the row out of order
+            // showed up still goes to the sort whole.
+            for k in &mut kept {
+                if k.rest.is_none() {
+                    k.rest = Some(Box::pin(RecordBatchStreamAdapter::new(
+                        Arc::clone(&self.arrange.schema),
+                        futures::stream::empty(),
+                    )));
+                }
+            }
+        }
+        let arranged = self.arrange.finish(kept)?;
+        if passed_rows == 0 {
+            return Ok(arranged.boxed());
+        }
+        self.rows_rewritten.add(passed_rows);
+        tracing::debug!(
+            rows = passed_rows,
+            "rows arrived out of the stored order after some were written; writing again"
+        );
+        self.rewrite.put(arranged);
+        Ok(futures::stream::iter([Err(DataFusionError::Execution(
+            "rows arrived out of the stored order after the write began; \
+             it starts again with the rows arranged"
+                .into(),
+        ))])
+        .boxed())
     }
 }
 

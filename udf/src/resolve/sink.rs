@@ -8,6 +8,7 @@
 //! owns the commit; what that produced is kept here for the resolver.
 
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::SchemaRef;
@@ -22,6 +23,8 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use nuthatch_backends::{Backend, WriteOptions, Written};
 use nuthatch_catalog::{Catalog, Entry, EntryId, Tier};
 
+use super::order::Rewrite;
+
 /// Where and how one computed result is stored.
 pub(crate) struct EntrySink {
     catalog: Arc<Catalog>,
@@ -33,6 +36,9 @@ pub(crate) struct EntrySink {
     entry_schema: SchemaRef,
     /// What arrives: the compute plan's schema.
     input_schema: SchemaRef,
+    /// Where the stored order leaves the result to write again, when rows
+    /// arrived out of order after the write began (see [`Rewrite`]).
+    rewrite: Option<Arc<Rewrite>>,
     stored: Mutex<Option<(Written, Entry)>>,
     metrics: SinkMetrics,
 }
@@ -74,6 +80,7 @@ impl EntrySink {
         options: WriteOptions,
         entry_schema: SchemaRef,
         input_schema: SchemaRef,
+        rewrite: Option<Arc<Rewrite>>,
     ) -> Self {
         EntrySink {
             catalog,
@@ -83,9 +90,24 @@ impl EntrySink {
             options,
             entry_schema,
             input_schema,
+            rewrite,
             stored: Mutex::new(None),
             metrics: SinkMetrics::new(),
         }
+    }
+
+    async fn store(&self, data: SendableRecordBatchStream) -> Result<(Written, Entry)> {
+        self.catalog
+            .store(
+                &self.tier,
+                &self.id,
+                &self.backend,
+                data,
+                &self.options,
+                &self.entry_schema,
+            )
+            .await
+            .map_err(DataFusionError::from)
     }
 
     /// What the write produced, once it has committed.
@@ -136,18 +158,19 @@ impl DataSink for EntrySink {
         _context: &Arc<TaskContext>,
     ) -> Result<u64> {
         let timer = self.metrics.elapsed.timer();
-        let (written, entry) = self
-            .catalog
-            .store(
-                &self.tier,
-                &self.id,
-                &self.backend,
-                data,
-                &self.options,
-                &self.entry_schema,
-            )
-            .await
-            .map_err(DataFusionError::from)?;
+        let mut stored = self.store(data).await;
+        // The write stopped at rows out of order; nothing of it is visible,
+        // and the arranged rows are written from the start.
+        if stored.is_err() {
+            if let Some(arranged) = self.rewrite.as_ref().and_then(|r| r.take()) {
+                if let Some(progress) = &self.options.progress {
+                    progress.rows.store(0, Ordering::Relaxed);
+                    progress.bytes.store(0, Ordering::Relaxed);
+                }
+                stored = self.store(arranged).await;
+            }
+        }
+        let (written, entry) = stored?;
         timer.done();
         self.metrics.rows.add(written.rows as usize);
         self.metrics.bytes.add(written.bytes as usize);
