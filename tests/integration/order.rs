@@ -183,3 +183,30 @@ async fn rows_out_of_order_are_sorted_even_when_the_last_is() {
     assert_ascending(&times, 200_000);
     assert_eq!(times[0], Some(1577836799));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_too_large_to_keep_is_computed_again_when_its_last_row_is_late() {
+    let f = Fixture::new();
+    // 5M rows of time and id, 80 MB in Arrow: more than what was passed on
+    // to the writer is kept, so when the last row turns out to belong
+    // first, the result is computed again and sorted.
+    define(
+        &f,
+        "large_late",
+        "SELECT CASE WHEN value = 4999999 THEN to_timestamp_seconds(1577836799) \
+                     ELSE to_timestamp_seconds(1577836800 + value) END AS time, \
+                value AS id \
+         FROM generate_series(0, 4999999)",
+    )
+    .await;
+    let (plan, sorted) = stored(&f, "large_late").await;
+    assert_eq!(sorted, "5.00 M", "{plan}");
+    assert!(metric(&plan, "rows_rewritten").ends_with(" M"), "{plan}");
+    let times = stored_times(&f, "large_late");
+    assert_ascending(&times, 5_000_000);
+    assert_eq!(times[0], Some(1577836799));
+    assert_eq!(
+        f.int("SELECT sum(id) FROM large_late(NULL, NULL)").await,
+        4_999_999 * 5_000_000 / 2
+    );
+}

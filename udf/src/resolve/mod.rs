@@ -23,6 +23,7 @@
 
 mod merge;
 mod order;
+mod passing;
 mod sink;
 
 use std::borrow::Cow;

@@ -34,7 +34,6 @@
 //! then everything before it has been encoded. A sort keeps the whole
 //! result too, so this holds no more than it would.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -62,10 +61,10 @@ use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
 };
-use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use nuthatch_backends::once::partition_once;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+use super::passing::Passing;
 
 /// A plan in the stored order, and the slot its sink must watch, if any.
 pub(crate) type InStoredOrder = (Arc<dyn ExecutionPlan>, Option<Arc<Rewrite>>);
@@ -107,7 +106,7 @@ impl Rewrite {
         self.0.lock().expect("rewrite slot poisoned").take()
     }
 
-    fn put(&self, stream: SendableRecordBatchStream) {
+    pub(super) fn put(&self, stream: SendableRecordBatchStream) {
         *self.0.lock().expect("rewrite slot poisoned") = Some(stream);
     }
 }
@@ -253,7 +252,13 @@ impl ExecutionPlan for StoredOrderExec {
             let stream = futures::stream::once(arrange.run(inputs)).try_flatten();
             return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)));
         }
-        let passing = Passing::start(arrange, inputs, Arc::clone(&self.rewrite), &self.metrics)?;
+        let passing = Passing::start(
+            arrange,
+            &self.input,
+            inputs,
+            Arc::clone(&self.rewrite),
+            &self.metrics,
+        )?;
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             schema,
             passing.into_stream(),
@@ -270,24 +275,24 @@ impl ExecutionPlan for StoredOrderExec {
 }
 
 /// One execution of a [`StoredOrderExec`].
-struct Arrange {
-    schema: SchemaRef,
-    ordering: LexOrdering,
-    bounded: bool,
-    context: Arc<TaskContext>,
-    baseline: BaselineMetrics,
-    rows_sorted: Count,
-    sort: Arc<OnceLock<Arc<dyn ExecutionPlan>>>,
+pub(super) struct Arrange {
+    pub(super) schema: SchemaRef,
+    pub(super) ordering: LexOrdering,
+    pub(super) bounded: bool,
+    pub(super) context: Arc<TaskContext>,
+    pub(super) baseline: BaselineMetrics,
+    pub(super) rows_sorted: Count,
+    pub(super) sort: Arc<OnceLock<Arc<dyn ExecutionPlan>>>,
 }
 
 /// What one partition's task kept.
-struct Kept {
-    batches: Vec<RecordBatch>,
+pub(super) struct Kept {
+    pub(super) batches: Vec<RecordBatch>,
     /// What was not read, when the task stopped early: at a row out of
     /// order (anywhere), or a batch the pool refused. `None`: every row of
     /// the partition was kept, in order.
-    rest: Option<SendableRecordBatchStream>,
-    reservation: MemoryReservation,
+    pub(super) rest: Option<SendableRecordBatchStream>,
+    pub(super) reservation: MemoryReservation,
 }
 
 impl Arrange {
@@ -329,7 +334,7 @@ impl Arrange {
     /// The rows each partition kept, and the rest of those that stopped
     /// early, in order: end to end or merged when every partition was read
     /// in order, else sorted.
-    fn finish(self, kept: Vec<Kept>) -> Result<SendableRecordBatchStream> {
+    pub(super) fn finish(self, kept: Vec<Kept>) -> Result<SendableRecordBatchStream> {
         let columns = self.order_columns()?;
         let fields = self.sort_fields()?;
         let arrived_in_order = kept.iter().all(|k| k.rest.is_none());
@@ -396,7 +401,15 @@ impl Arrange {
             false,
             None,
         )?);
-        let plan = sorted(replay, self.ordering.clone(), self.bounded);
+        self.sort_plan(replay)
+    }
+
+    /// DataFusion's sort of `input`, whose output counts as sorted rows.
+    pub(super) fn sort_plan(
+        &self,
+        input: Arc<dyn ExecutionPlan>,
+    ) -> Result<SendableRecordBatchStream> {
+        let plan = sorted(input, self.ordering.clone(), self.bounded);
         let stream = plan.execute(0, Arc::clone(&self.context))?;
         let _ = self.sort.set(plan);
         let baseline = self.baseline.clone();
@@ -412,7 +425,7 @@ impl Arrange {
         )))
     }
 
-    fn order_columns(&self) -> Result<Vec<usize>> {
+    pub(super) fn order_columns(&self) -> Result<Vec<usize>> {
         self.ordering
             .iter()
             .map(|key| {
@@ -429,7 +442,7 @@ impl Arrange {
             .collect()
     }
 
-    fn sort_fields(&self) -> Result<Vec<SortField>> {
+    pub(super) fn sort_fields(&self) -> Result<Vec<SortField>> {
         self.ordering
             .iter()
             .map(|key| {
@@ -439,264 +452,6 @@ impl Arrange {
                 ))
             })
             .collect()
-    }
-}
-
-/// A batch as a partition's task passes it on, and whether it continued the
-/// partition's order (after the first that did not, none is checked).
-struct Arrived {
-    batch: RecordBatch,
-    in_order: bool,
-}
-
-/// Reads one partition to its end, checking the order until a row breaks
-/// it. Stops early when the receiver is gone.
-async fn pass(
-    mut input: SendableRecordBatchStream,
-    mut check: OrderCheck,
-    to: UnboundedSender<Result<Arrived>>,
-) {
-    let mut in_order = true;
-    while let Some(batch) = input.next().await {
-        let arrived = batch.and_then(|batch| {
-            if in_order && batch.num_rows() > 0 {
-                in_order = check.admit(&batch)?;
-            }
-            Ok(Arrived { batch, in_order })
-        });
-        let failed = arrived.is_err();
-        if to.send(arrived).is_err() || failed {
-            return;
-        }
-    }
-}
-
-/// A batch received and not passed on yet, with its first and last rows
-/// when it arrived in order.
-struct Held {
-    range: Option<(OwnedRow, OwnedRow)>,
-    batch: RecordBatch,
-}
-
-/// What [`Passing`] does next.
-enum Step {
-    Pass(RecordBatch),
-    /// Partitions overlap (`in_order`), or a row arrived out of order.
-    Arrange {
-        in_order: bool,
-    },
-    Done,
-}
-
-/// One execution of a [`StoredOrderExec`] without a memory limit, which
-/// passes batches on as they arrive in order (module docs).
-struct Passing {
-    arrange: Arrange,
-    rewrite: Arc<Rewrite>,
-    columns: Vec<usize>,
-    converter: RowConverter,
-    arriving: Vec<UnboundedReceiver<Result<Arrived>>>,
-    /// Per partition, what was received and not passed on yet.
-    held: Vec<VecDeque<Held>>,
-    ended: Vec<bool>,
-    /// Per partition, what was passed on, kept for a rewrite.
-    passed: Vec<Vec<RecordBatch>>,
-    reservation: MemoryReservation,
-    /// Rows passed on before rows arrived out of order, which the sink
-    /// encoded in vain.
-    rows_rewritten: Count,
-    /// Per partition, its task: dropping one stops it, so a partition's
-    /// task lives as long as what reads the rest of it.
-    tasks: Vec<Option<SpawnedTask<()>>>,
-}
-
-impl Passing {
-    fn start(
-        arrange: Arrange,
-        inputs: Vec<SendableRecordBatchStream>,
-        rewrite: Arc<Rewrite>,
-        metrics: &ExecutionPlanMetricsSet,
-    ) -> Result<Self> {
-        let columns = arrange.order_columns()?;
-        let fields = arrange.sort_fields()?;
-        let (mut arriving, mut tasks) = (Vec::new(), Vec::new());
-        for input in inputs {
-            let (to, from) = tokio::sync::mpsc::unbounded_channel();
-            let check = OrderCheck::new(columns.clone(), fields.clone())?;
-            tasks.push(Some(SpawnedTask::spawn(pass(input, check, to))));
-            arriving.push(from);
-        }
-        let partitions = arriving.len();
-        let reservation =
-            MemoryConsumer::new("StoredOrderExec").register(arrange.context.memory_pool());
-        Ok(Passing {
-            rows_rewritten: MetricBuilder::new(metrics).counter("rows_rewritten", 0),
-            rewrite,
-            columns,
-            converter: RowConverter::new(fields)?,
-            arriving,
-            held: (0..partitions).map(|_| VecDeque::new()).collect(),
-            ended: vec![false; partitions],
-            passed: vec![Vec::new(); partitions],
-            reservation,
-            tasks,
-            arrange,
-        })
-    }
-
-    fn into_stream(self) -> impl futures::Stream<Item = Result<RecordBatch>> + Send {
-        futures::stream::try_unfold(Some(self), |state| async move {
-            let Some(mut passing) = state else {
-                return Ok::<_, DataFusionError>(None);
-            };
-            let next = match passing.step().await? {
-                Step::Pass(batch) => {
-                    let baseline = &passing.arrange.baseline;
-                    baseline.record_output(batch.num_rows());
-                    baseline.output_batches().add(1);
-                    let one = futures::stream::iter([Ok(batch)]).boxed();
-                    Some((one, Some(passing)))
-                }
-                Step::Arrange { in_order } => Some((passing.arrange(in_order).await?, None)),
-                Step::Done => None,
-            };
-            Ok(next)
-        })
-        .try_flatten()
-    }
-
-    async fn step(&mut self) -> Result<Step> {
-        // Every partition that has not ended shows its next batch.
-        for p in 0..self.arriving.len() {
-            while self.held[p].is_empty() && !self.ended[p] {
-                let Some(arrived) = self.arriving[p].recv().await else {
-                    self.ended[p] = true;
-                    break;
-                };
-                let Arrived { batch, in_order } = arrived?;
-                if batch.num_rows() == 0 {
-                    continue;
-                }
-                if !in_order {
-                    self.held[p].push_back(Held { range: None, batch });
-                    return Ok(Step::Arrange { in_order: false });
-                }
-                let keys: Vec<ArrayRef> = self
-                    .columns
-                    .iter()
-                    .map(|&i| Arc::clone(batch.column(i)))
-                    .collect();
-                let first = row_at(&self.converter, &keys, 0)?;
-                let last = row_at(&self.converter, &keys, batch.num_rows() - 1)?;
-                self.held[p].push_back(Held {
-                    range: Some((first, last)),
-                    batch,
-                });
-            }
-        }
-        fn first(held: &VecDeque<Held>) -> Option<&OwnedRow> {
-            held.front().and_then(|h| h.range.as_ref()).map(|r| &r.0)
-        }
-        let Some(p) = (0..self.held.len())
-            .filter(|&p| first(&self.held[p]).is_some())
-            .min_by(|&a, &b| first(&self.held[a]).cmp(&first(&self.held[b])))
-        else {
-            return Ok(Step::Done);
-        };
-        let last = &self.held[p][0].range.as_ref().expect("a ranged batch").1;
-        let overlaps = (0..self.held.len())
-            .any(|q| q != p && first(&self.held[q]).is_some_and(|other| other < last));
-        if overlaps {
-            return Ok(Step::Arrange { in_order: true });
-        }
-        let batch = self.held[p].pop_front().expect("a held batch").batch;
-        self.reservation.grow(batch.get_array_memory_size());
-        self.passed[p].push(batch.clone());
-        Ok(Step::Pass(batch))
-    }
-
-    /// Everything, passed on or not, arranged; if some was passed on, left
-    /// for the sink to write again, and the stream fails.
-    async fn arrange(
-        mut self,
-        mut in_order: bool,
-    ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
-        let passed_rows: usize = self
-            .passed
-            .iter()
-            .flatten()
-            .map(RecordBatch::num_rows)
-            .sum();
-        let mut kept = Vec::with_capacity(self.arriving.len());
-        let arriving = std::mem::take(&mut self.arriving);
-        for (p, mut from) in arriving.into_iter().enumerate() {
-            let mut batches = std::mem::take(&mut self.passed[p]);
-            batches.extend(self.held[p].drain(..).map(|held| held.batch));
-            // Partitions in order so far that only overlap are read to the
-            // end for a merge, unless a row out of order shows up.
-            while in_order {
-                match from.recv().await.transpose()? {
-                    Some(arrived) => {
-                        in_order = arrived.in_order;
-                        if arrived.batch.num_rows() > 0 {
-                            batches.push(arrived.batch);
-                        }
-                    }
-                    None => break,
-                }
-            }
-            let task = self.tasks[p].take();
-            let rest = (!in_order).then(|| {
-                let rest = futures::stream::poll_fn(move |cx| {
-                    let _running = &task;
-                    from.poll_recv(cx)
-                })
-                .map(|arrived| arrived.map(|a| a.batch));
-                Box::pin(RecordBatchStreamAdapter::new(
-                    Arc::clone(&self.arrange.schema),
-                    rest,
-                )) as SendableRecordBatchStream
-            });
-            let reservation = if p == 0 {
-                let empty = self.reservation.new_empty();
-                std::mem::replace(&mut self.reservation, empty)
-            } else {
-                self.reservation.new_empty()
-            };
-            kept.push(Kept {
-                batches,
-                rest,
-                reservation,
-            });
-        }
-        if !in_order {
-            // A partition read to its end before the row out of order
-            // showed up still goes to the sort whole.
-            for k in &mut kept {
-                if k.rest.is_none() {
-                    k.rest = Some(Box::pin(RecordBatchStreamAdapter::new(
-                        Arc::clone(&self.arrange.schema),
-                        futures::stream::empty(),
-                    )));
-                }
-            }
-        }
-        let arranged = self.arrange.finish(kept)?;
-        if passed_rows == 0 {
-            return Ok(arranged.boxed());
-        }
-        self.rows_rewritten.add(passed_rows);
-        tracing::debug!(
-            rows = passed_rows,
-            "rows arrived out of the stored order after some were written; writing again"
-        );
-        self.rewrite.put(arranged);
-        Ok(futures::stream::iter([Err(DataFusionError::Execution(
-            "rows arrived out of the stored order after the write began; \
-             it starts again with the rows arranged"
-                .into(),
-        ))])
-        .boxed())
     }
 }
 
@@ -737,14 +492,14 @@ async fn keep(
 
 /// Whether each batch of a partition continues the order: its own rows
 /// ascend, and its first row does not come before the last one kept.
-struct OrderCheck {
+pub(super) struct OrderCheck {
     columns: Vec<usize>,
     converter: RowConverter,
     last: Option<OwnedRow>,
 }
 
 impl OrderCheck {
-    fn new(columns: Vec<usize>, fields: Vec<SortField>) -> Result<Self> {
+    pub(super) fn new(columns: Vec<usize>, fields: Vec<SortField>) -> Result<Self> {
         Ok(OrderCheck {
             columns,
             converter: RowConverter::new(fields)?,
@@ -752,7 +507,7 @@ impl OrderCheck {
         })
     }
 
-    fn admit(&mut self, batch: &RecordBatch) -> Result<bool> {
+    pub(super) fn admit(&mut self, batch: &RecordBatch) -> Result<bool> {
         let keys: Vec<ArrayRef> = self
             .columns
             .iter()
@@ -771,7 +526,7 @@ impl OrderCheck {
 }
 
 /// Row `i` of `keys` in the converter's comparable form.
-fn row_at(converter: &RowConverter, keys: &[ArrayRef], i: usize) -> Result<OwnedRow> {
+pub(super) fn row_at(converter: &RowConverter, keys: &[ArrayRef], i: usize) -> Result<OwnedRow> {
     let one: Vec<ArrayRef> = keys.iter().map(|k| k.slice(i, 1)).collect();
     Ok(converter.convert_columns(&one)?.row(0).owned())
 }
