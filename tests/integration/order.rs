@@ -69,6 +69,17 @@ fn id_encodings(f: &Fixture, name: &str) -> String {
     column_encodings(f, name, 1)
 }
 
+/// A body of `rows` rows one second apart, in time order but for the last,
+/// which belongs first.
+fn last_row_first(rows: usize) -> String {
+    format!(
+        "SELECT CASE WHEN value = {rows} - 1 THEN to_timestamp_seconds(1577836799) \
+                     ELSE to_timestamp_seconds(1577836800 + value) END AS time, \
+                value AS id \
+         FROM generate_series(0, {rows} - 1)"
+    )
+}
+
 fn assert_ascending(times: &[Option<i64>], rows: usize) {
     assert_eq!(times.len(), rows);
     // Ascending with nulls last: `None` sorts before `Some` in Rust, so
@@ -165,15 +176,7 @@ async fn rows_out_of_order_are_sorted_even_when_the_last_is() {
 
     // Every row in order but the very last, which belongs first: all of
     // them were kept before it came, and are sorted with it.
-    define(
-        &f,
-        "late",
-        "SELECT CASE WHEN value = 199999 THEN to_timestamp_seconds(1577836799) \
-                     ELSE to_timestamp_seconds(1577836800 + value) END AS time, \
-                value AS id \
-         FROM generate_series(0, 199999)",
-    )
-    .await;
+    define(&f, "late", &last_row_first(200_000)).await;
     let (plan, sorted) = stored(&f, "late").await;
     assert_eq!(sorted, "200.0 K", "{plan}");
     // The rows before it had gone on to the writer, which started again.
@@ -190,15 +193,7 @@ async fn a_result_too_large_to_keep_is_computed_again_when_its_last_row_is_late(
     // 5M rows of time and id, 80 MB in Arrow: more than what was passed on
     // to the writer is kept, so when the last row turns out to belong
     // first, the result is computed again and sorted.
-    define(
-        &f,
-        "large_late",
-        "SELECT CASE WHEN value = 4999999 THEN to_timestamp_seconds(1577836799) \
-                     ELSE to_timestamp_seconds(1577836800 + value) END AS time, \
-                value AS id \
-         FROM generate_series(0, 4999999)",
-    )
-    .await;
+    define(&f, "large_late", &last_row_first(5_000_000)).await;
     let (plan, sorted) = stored(&f, "large_late").await;
     assert_eq!(sorted, "5.00 M", "{plan}");
     assert!(metric(&plan, "rows_rewritten").ends_with(" M"), "{plan}");
