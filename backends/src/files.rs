@@ -30,6 +30,7 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
 
+use crate::bounds::Bounds;
 use crate::{Location, WriteProgress, Written};
 
 /// Finds the files of the entry at `path`: the object itself, or the part
@@ -111,14 +112,23 @@ pub trait FileFormatSource: fmt::Debug + Send + Sync + 'static {
     /// Can the format use a predicate to skip data?
     fn prunes(&self) -> bool;
 
+    /// Can the format read exactly the rows of one file sorted by a column
+    /// that [`Bounds`] on that column keep (in [`FileFormatSource::groups`])?
+    fn reads_within_bounds(&self) -> bool {
+        false
+    }
+
     /// `files` split into at most `partitions` groups, when the format
-    /// knows a better split than byte ranges ([`split_into_groups`]).
+    /// knows a better split than byte ranges ([`split_into_groups`]), and
+    /// must when `bounds` are given: the groups then read only the rows
+    /// within them.
     async fn groups(
         &self,
         _session: &dyn Session,
         _store: &Arc<dyn ObjectStore>,
         _files: &[ObjectMeta],
         _partitions: usize,
+        _bounds: Option<&Bounds>,
     ) -> Result<Option<Vec<FileGroup>>> {
         Ok(None)
     }
@@ -180,6 +190,13 @@ impl<F: FileFormatSource> FileEntry<F> {
     pub fn files(&self) -> &[ObjectMeta] {
         &self.files
     }
+
+    /// The column whose comparisons the scan applies exactly: the leading
+    /// sort column, when the format reads within bounds.
+    fn bounded_column(&self) -> Option<&str> {
+        let column = self.sort_order.first()?;
+        self.format.reads_within_bounds().then_some(column.as_str())
+    }
 }
 
 #[async_trait]
@@ -192,16 +209,24 @@ impl<F: FileFormatSource> TableProvider for FileEntry<F> {
         TableType::Base
     }
 
+    /// Comparisons of a single file's leading sort column with a literal
+    /// are exact where the format reads only the rows within them; other
+    /// filters prune where the format can.
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        let support = if self.format.prunes() {
-            TableProviderFilterPushDown::Inexact
-        } else {
-            TableProviderFilterPushDown::Unsupported
-        };
-        Ok(vec![support; filters.len()])
+        let bounded = self.bounded_column();
+        Ok(filters
+            .iter()
+            .map(|filter| match bounded {
+                Some(column) if Bounds::applies(column, &self.schema, filter) => {
+                    TableProviderFilterPushDown::Exact
+                }
+                _ if self.format.prunes() => TableProviderFilterPushDown::Inexact,
+                _ => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
     }
 
     async fn scan(
@@ -219,9 +244,12 @@ impl<F: FileFormatSource> TableProvider for FileEntry<F> {
         };
         let store = session.runtime_env().object_store(&self.store_url)?;
         let partitions = session.config().target_partitions().max(1);
+        let bounds = self
+            .bounded_column()
+            .and_then(|column| Bounds::from_filters(column, &self.schema, filters));
         let groups = match self
             .format
-            .groups(session, &store, &self.files, partitions)
+            .groups(session, &store, &self.files, partitions, bounds.as_ref())
             .await?
         {
             Some(groups) => groups,

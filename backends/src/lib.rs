@@ -18,6 +18,7 @@
 //! on a format's name.
 
 pub mod arrow_ipc;
+pub mod bounds;
 #[cfg(feature = "delta")]
 pub mod delta;
 pub mod files;

@@ -1,6 +1,7 @@
 //! Planning does no work; windows and WHERE filters reach the scan; calls
 //! work anywhere a table can stand.
 
+use arrow::array::Array;
 use nuthatch::Outcome;
 
 use crate::support::{analyzed, assert_outcome, Fixture};
@@ -300,5 +301,112 @@ async fn a_rewritten_entry_of_the_same_size_is_not_read_with_the_old_footer() {
         "statistics of the old footer would prune the new row"
     );
     assert_eq!(f.int("SELECT v FROM run_number()").await, 2);
+    f.reports();
+}
+
+/// `(count, sum)` of the first two columns of a one-row result.
+async fn count_and_sum(f: &Fixture, sql: &str) -> (i64, Option<i64>) {
+    let batches = f.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let ints = |i: usize| {
+        let column =
+            arrow::compute::cast(batches[0].column(i), &arrow::datatypes::DataType::Int64).unwrap();
+        let ints = column
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap()
+            .clone();
+        ints.is_valid(0).then(|| ints.value(0))
+    };
+    (ints(0).unwrap(), ints(1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_of_a_sorted_entry_read_exactly_their_rows_and_filter_nothing() {
+    let f = Fixture::new();
+    // 200,000 rows, three to a second (runs of equal times cross pages of
+    // 8,192 rows and row groups of 65,536), the last 1,000 without a time.
+    let body = "SELECT CASE WHEN value < 199000 \
+                            THEN to_timestamp_seconds(1577836800 + value / 3) END AS time, \
+                       value AS v \
+                FROM generate_series(0, 199999)";
+    f.query(&format!(
+        "CREATE CACHED FUNCTION thirds(start_time TIMESTAMP, end_time TIMESTAMP) \
+         WITH (timeseries = 'time') AS {body}"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        f.int("SELECT count(*) FROM thirds(NULL, NULL)").await,
+        200_000
+    );
+    assert_outcome(&f.report(), Outcome::Computed);
+
+    // Each window against the same bounds evaluated row by row over the
+    // body, uncached: starts and ends at a row group's edge (second
+    // 21,845 holds rows 65,535 to 65,537), inside a run of equal times,
+    // at a page's edge, before and after the data, and open on either side.
+    let second = |s: i64| format!("to_timestamp_seconds({})", 1577836800 + s);
+    let at = |s: i64| {
+        chrono::DateTime::from_timestamp(1577836800 + s, 0)
+            .unwrap()
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string()
+    };
+    let windows: Vec<(Option<i64>, Option<i64>)> = vec![
+        (Some(21_845), Some(43_690)),
+        (Some(2_730), Some(2_731)),
+        (Some(100), Some(100)),
+        (Some(-50), Some(10)),
+        (Some(66_300), Some(70_000)),
+        (Some(66_333), None),
+        (None, Some(21_845)),
+        (Some(70_000), Some(80_000)),
+        (Some(40_000), Some(30_000)),
+    ];
+    for (start, end) in windows {
+        let call = format!(
+            "thirds({}, {})",
+            start.map_or("NULL".into(), |s| format!("'{}'", at(s))),
+            end.map_or("NULL".into(), |e| format!("'{}'", at(e))),
+        );
+        if matches!((start, end), (Some(s), Some(e)) if e < s) {
+            // An end before the start is refused, not read as empty.
+            assert!(f
+                .error(&format!("SELECT count(*) FROM {call}"))
+                .await
+                .contains("swap them"));
+            f.reports();
+            continue;
+        }
+        let mut conditions = vec!["time IS NOT NULL".to_string()];
+        conditions.extend(start.map(|s| format!("time >= {}", second(s))));
+        conditions.extend(end.map(|e| format!("time <= {}", second(e))));
+        let expected = count_and_sum(
+            &f,
+            &format!(
+                "SELECT count(*), sum(v) FROM ({body}) WHERE {}",
+                conditions.join(" AND ")
+            ),
+        )
+        .await;
+        let got = count_and_sum(&f, &format!("SELECT count(*), sum(v) FROM {call}")).await;
+        assert_eq!(got, expected, "{call}");
+        let report = f.report();
+        assert_outcome(&report, Outcome::Hit);
+        assert_eq!(report.rows as i64, expected.0, "{call}: {report}");
+    }
+
+    // The scan yields the window's rows and no others: nothing above it
+    // filters them, and the time column is not read for a query that
+    // does not ask for it.
+    let window = "thirds('2020-01-01T06:04:10', '2020-01-01T08:00:00')";
+    let plan = analyzed(&f, &format!("SELECT sum(v) FROM {window}")).await;
+    assert!(!plan.contains("FilterExec"), "{plan}");
+    let scan = plan
+        .lines()
+        .find(|line| line.contains("DataSourceExec"))
+        .unwrap_or_else(|| panic!("no scan in {plan}"));
+    assert!(scan.contains("output_rows=20.85 K"), "{scan}");
+    assert!(scan.contains("projection=[v]"), "{scan}");
     f.reports();
 }

@@ -38,7 +38,7 @@ use datafusion::datasource::sink::{DataSink, DataSinkExec};
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::SessionState;
 use datafusion::execution::memory_pool::MemoryLimit;
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::expressions::{col as physical_col, Column};
 use datafusion::physical_expr::{LexOrdering, Partitioning, PhysicalSortExpr};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
@@ -86,6 +86,18 @@ pub struct ScanShape {
     /// output schema: the function's `order_by`, as far as the output
     /// holds its leading columns.
     pub ordering: Option<LexOrdering>,
+}
+
+impl ScanShape {
+    /// The columns of the full schema the call outputs: the scan's, less
+    /// the time column if only the window needed it.
+    fn output_projection(&self) -> Option<Vec<usize>> {
+        match (&self.output_indices, &self.scan_indices) {
+            (Some(output), Some(scan)) => Some(output.iter().map(|&i| scan[i]).collect()),
+            (Some(output), None) => Some(output.clone()),
+            (None, scan) => scan.clone(),
+        }
+    }
 }
 
 /// The inner plan of a resolved call, and what the report says about it.
@@ -630,23 +642,39 @@ impl Resolver<'_> {
         let plan = match source {
             Source::Entry(entry) => {
                 let session = scan_session(self.state, shape.partitions);
-                entry
+                // An entry that reads only the rows within the window needs
+                // neither the clip nor the time column it would read.
+                let exact = clips_itself(entry.provider.as_ref(), shape)?;
+                let projection = if exact {
+                    shape.output_projection()
+                } else {
+                    shape.scan_indices.clone()
+                };
+                let scan = entry
                     .provider
                     .scan(
                         session.as_ref(),
-                        shape.scan_indices.as_ref(),
+                        projection.as_ref(),
                         &shape.filters,
                         shape.limit,
                     )
-                    .await?
+                    .await?;
+                if exact {
+                    scan
+                } else {
+                    clip(scan, shape)?
+                }
             }
-            Source::Unstored(plan) => match &shape.scan_indices {
-                Some(indices) => project(plan, indices)?,
-                None => plan,
-            },
+            Source::Unstored(plan) => clip(
+                match &shape.scan_indices {
+                    Some(indices) => project(plan, indices)?,
+                    None => plan,
+                },
+                shape,
+            )?,
         };
         Ok(Prepared {
-            plan: in_order(fit(clip(plan, shape)?, shape.partitions)?, shape)?,
+            plan: in_order(fit(plan, shape.partitions)?, shape)?,
             compute,
             outcome,
             tier,
@@ -745,6 +773,20 @@ fn scan_session(state: &SessionState, partitions: usize) -> Cow<'_, SessionState
     let mut one = state.clone();
     one.config_mut().options_mut().execution.target_partitions = 1;
     Cow::Owned(one)
+}
+
+/// Whether `provider` keeps only the rows within the call's window itself
+/// (it says the window's filters are exact), as a Parquet entry sorted by
+/// the time column does.
+fn clips_itself(provider: &dyn TableProvider, shape: &ScanShape) -> Result<bool> {
+    if shape.window_exprs.is_empty() {
+        return Ok(false);
+    }
+    let window: Vec<&Expr> = shape.window_exprs.iter().collect();
+    Ok(provider
+        .supports_filters_pushdown(&window)?
+        .iter()
+        .all(|support| *support == TableProviderFilterPushDown::Exact))
 }
 
 /// Applies the window exactly and drops the time column if only the window

@@ -28,7 +28,7 @@ use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::datasource::physical_plan::parquet::{
-    CachedParquetFileReaderFactory, ParquetAccessPlan,
+    CachedParquetFileReaderFactory, ParquetAccessPlan, RowGroupAccess,
 };
 use datafusion::datasource::physical_plan::{FileGroup, FileSource, ParquetSource};
 use datafusion::execution::SendableRecordBatchStream;
@@ -43,6 +43,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPrope
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
+use crate::bounds::Bounds;
 use crate::files::{self, FileFormatSource, Upload, UPLOAD_CHUNK};
 use crate::{Backend, Location, WriteOptions, Written};
 
@@ -53,6 +54,8 @@ pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 
 /// Rows per data page; the page index lets a scan skip pages inside a group.
 const PAGE_ROWS: usize = 8 * 1024;
+
+mod rows;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ParquetBackend;
@@ -92,23 +95,29 @@ impl FileFormatSource for ParquetFormat {
         true
     }
 
+    fn reads_within_bounds(&self) -> bool {
+        true
+    }
+
     /// One file's row groups dealt out to the partitions in turn, instead
     /// of byte ranges: a time window selects neighbouring row groups of a
     /// sorted file, which byte ranges would all give to one partition while
     /// the other cores idle. Each partition still reads its row groups in
-    /// file order, so it keeps the file's sort order. The footer read here
-    /// goes into the metadata cache the scan reads from.
+    /// file order, so it keeps the file's sort order. With `bounds`, each
+    /// row group reads only its rows within them ([`rows::within`]). The
+    /// footer read here goes into the metadata cache the scan reads from.
     async fn groups(
         &self,
         session: &dyn Session,
         store: &Arc<dyn ObjectStore>,
         files: &[ObjectMeta],
         partitions: usize,
+        bounds: Option<&Bounds>,
     ) -> Result<Option<Vec<FileGroup>>> {
         let [file] = files else {
             return Ok(None);
         };
-        if partitions < 2 {
+        if partitions < 2 && bounds.is_none() {
             return Ok(None);
         }
         let cache = session
@@ -120,14 +129,16 @@ impl FileFormatSource for ParquetFormat {
             .fetch_metadata()
             .await?;
         let row_groups = metadata.num_row_groups();
-        if row_groups < 2 {
-            return Ok(None);
-        }
-        let groups = (0..partitions.min(row_groups))
+        let accesses = match bounds {
+            Some(bounds) => rows::within(store, file, &metadata, bounds).await?,
+            None if row_groups < 2 => return Ok(None),
+            None => vec![RowGroupAccess::Scan; row_groups],
+        };
+        let groups = (0..partitions.min(row_groups).max(1))
             .map(|partition| {
                 let mut plan = ParquetAccessPlan::new_none(row_groups);
                 for row_group in (partition..row_groups).step_by(partitions) {
-                    plan.scan(row_group);
+                    plan.set(row_group, accesses[row_group].clone());
                 }
                 let part = PartitionedFile::new_from_meta(file.clone()).with_extension(plan);
                 FileGroup::new(vec![part])
