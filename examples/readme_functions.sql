@@ -13,10 +13,10 @@ CREATE OR REPLACE CACHED FUNCTION my_first_cache()
 WITH (order_by = (time))
 AS
 WITH steps AS (
-    SELECT value AS step,
-           CAST(to_timestamp_seconds(1356998400 + value * 21600) AS TIMESTAMP) AS time,
+    SELECT CAST(to_timestamp_seconds(1356998400 + value * 21600) AS TIMESTAMP) AS time,
            cos(2 * pi() * (CAST(value / 4 % 365 + 1 AS DOUBLE) - 15.0) / 365.25) AS season,
-           2.5 * cos(2 * pi() * (CAST(value % 4 * 6 AS DOUBLE) - 14.0) / 24.0) AS daily
+           2.5 * cos(2 * pi() * (CAST(value % 4 * 6 AS DOUBLE) - 14.0) / 24.0) AS daily,
+           CAST(62824 + value AS DOUBLE) AS epoch
     FROM generate_series(0, 2920 - 1)
 ), points AS (
     SELECT value / 53 AS la,
@@ -25,18 +25,15 @@ WITH steps AS (
            200.0 + 2.5 * (value % 53) AS lon
     FROM generate_series(0, 25 * 53 - 1)
 ), terms AS (
-    SELECT la, lo, lat, lon,
-           32.0 * cos(radians(lat)) AS mean,
+    SELECT CAST(lat AS FLOAT) AS lat,
+           CAST(lon AS FLOAT) AS lon,
+           273.15 + 32.0 * cos(radians(lat)) - 8.0 + 3.0 * sin(3 * radians(lon)) AS base,
            18.0 * sin(radians(lat)) AS swing,
-           3.0 * sin(3 * radians(lon)) AS relief
+           12.9898 * la + 78.233 * lo AS phase
     FROM points
 )
-SELECT time,
-       CAST(lat AS FLOAT) AS lat,
-       CAST(lon AS FLOAT) AS lon,
-       CAST(273.15 + mean - 8.0 - swing * season + daily + relief
-            + 1.5 * sin(12.9898 * la + 78.233 * lo + CAST(62824 + step AS DOUBLE))
-            AS FLOAT) AS air
+SELECT time, lat, lon,
+       CAST(base - swing * season + daily + 1.5 * sin(phase + epoch) AS FLOAT) AS air
 FROM steps CROSS JOIN terms;
 
 -- The rolling mean of air over $agg_days time steps per grid point, null for
