@@ -13,7 +13,9 @@
 //!
 //! Run it through the script that installs the peers:
 //! `bash scripts/peers cargo bench --workspace --bench peers`.
-//! Without `NUTHATCH_PEERS_PYTHON` only this engine's side runs.
+//! Without `NUTHATCH_PEERS_PYTHON` only this engine's side runs. With
+//! `NUTHATCH_PEERS_EXPLAIN=1` it first prints `EXPLAIN ANALYZE` of each
+//! step (where a miss spends its time, in this optimised build).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -102,13 +104,16 @@ fn median(mut times: Vec<Duration>) -> Duration {
 
 /// Every step, `REPEATS` times from an empty store; the daily entry of the
 /// last repeat stays in `keep` for the read comparison.
-async fn our_steps(keep: &Path) -> Result<BTreeMap<&'static str, Duration>> {
+async fn our_steps(keep: &Path) -> Result<Steps> {
     let mut times: BTreeMap<&'static str, Vec<Duration>> = BTreeMap::new();
+    let mut cpu: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
     for repeat in 0..REPEATS {
         let root = keep.join(format!("run{repeat}"));
         let session = session(&root).await?;
         for (name, args, expected) in STEPS {
+            let used = cpu_ms();
             let took = timed(&session, &query(args)).await?;
+            cpu.entry(name).or_default().push(cpu_ms() - used);
             let got = outcome(&session);
             if got != Some(*expected) {
                 return Err(DataFusionError::Execution(format!(
@@ -128,7 +133,23 @@ async fn our_steps(keep: &Path) -> Result<BTreeMap<&'static str, Duration>> {
         }
         times.entry("memoized_recall").or_default().push(took);
     }
-    Ok(times.into_iter().map(|(k, v)| (k, median(v))).collect())
+    Ok(Steps {
+        wall: times.into_iter().map(|(k, v)| (k, median(v))).collect(),
+        cpu: cpu
+            .into_iter()
+            .map(|(k, mut v)| {
+                v.sort_by(f64::total_cmp);
+                (k, v[v.len() / 2])
+            })
+            .collect(),
+    })
+}
+
+/// Medians per step: wall time, and the CPU time of the whole process
+/// (milliseconds) over the step, which says how well it used the cores.
+struct Steps {
+    wall: BTreeMap<&'static str, Duration>,
+    cpu: BTreeMap<&'static str, f64>,
 }
 
 /// Runs a peer script with the peers' Python; its JSON, or why not.
@@ -203,9 +224,75 @@ fn row(name: &str, ours: Duration, peer: Option<(Duration, String)>, target: &st
     }
 }
 
+/// CPU time the whole process has used, in milliseconds.
+fn cpu_ms() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec for the call to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    if !from.exists() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Each step's `EXPLAIN ANALYZE`, on an empty store.
+async fn explain(root: &Path) -> Result<()> {
+    let session = session(root).await?;
+    for (name, args, _) in STEPS {
+        // CPU time against wall time of the step itself, on a copy of the
+        // store as it was before the step.
+        let copy = root.with_extension(name);
+        copy_dir(root, &copy)?;
+        let other = self::session(&copy).await?;
+        let (cpu, started) = (cpu_ms(), Instant::now());
+        other.sql(&query(args)).await?.collect().await?;
+        println!(
+            "== {name}: {:.1} ms wall, {:.1} ms CPU",
+            ms(started.elapsed()),
+            cpu_ms() - cpu
+        );
+        let plans = session
+            .sql(&format!("EXPLAIN ANALYZE {}", query(args)))
+            .await?
+            .collect()
+            .await?;
+        for batch in plans {
+            let plan = batch.column(1);
+            let plan = datafusion::arrow::util::display::ArrayFormatter::try_new(
+                plan.as_ref(),
+                &Default::default(),
+            )?;
+            for row in 0..batch.num_rows() {
+                println!("{}", plan.value(row));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;
+    if std::env::var_os("NUTHATCH_PEERS_EXPLAIN").is_some() {
+        explain(&dir.path().join("explain")).await?;
+    }
     let ours = our_steps(dir.path()).await?;
     let python = peer(
         "python_nuthatch.py",
@@ -228,7 +315,7 @@ async fn main() -> Result<()> {
             "(target <= 1.0)"
         };
         let theirs = python.as_ref().ok().and_then(|p| fastest(p, name));
-        row(name, ours[name], theirs, target);
+        row(name, ours.wall[name], theirs, target);
     }
     let theirs = python
         .as_ref()
@@ -236,10 +323,15 @@ async fn main() -> Result<()> {
         .and_then(|p| fastest(p, "memoized_recall"));
     row(
         "memoized_recall",
-        ours["memoized_recall"],
+        ours.wall["memoized_recall"],
         theirs,
         "(target <= 1.0)",
     );
+
+    println!("CPU time over each step (both cores), median:");
+    for (name, cpu) in &ours.cpu {
+        println!("  {name:<20} {cpu:>9.1} ms");
+    }
 
     // The daily entry the last repeat wrote, read here and by DuckDB. The
     // window's date-only end keeps the whole day; DuckDB's bounds are
