@@ -408,14 +408,10 @@ fn roll(
     let nulls = arg.logical_nulls().filter(|n| n.null_count() > 0);
     if rolling.kind == Kind::Count {
         // Counting looks at validity only.
-        let counts: Vec<i64> = match &nulls {
-            None => (0..rows)
-                .map(|i| frames.step(groups[i], Some(0.0)).0 as i64)
-                .collect(),
-            Some(nulls) => (0..rows)
-                .map(|i| frames.step(groups[i], nulls.is_valid(i).then_some(0.0)).0 as i64)
-                .collect(),
-        };
+        let valid = |i: usize| nulls.as_ref().is_none_or(|n| n.is_valid(i));
+        let counts: Vec<i64> = (0..rows)
+            .map(|i| frames.step(groups[i], valid(i).then_some(0.0)).0 as i64)
+            .collect();
         return Ok(Arc::new(Int64Array::from(counts)));
     }
     let Some(values) = arg.as_primitive_opt::<Float64Type>() else {
