@@ -29,7 +29,7 @@ use datafusion::physical_plan::{
 };
 use futures::{Stream, StreamExt};
 
-use super::series::Series;
+use super::series::{Run, Series};
 
 /// The aggregate a rolling column computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,7 +206,7 @@ impl ExecutionPlan for RollingWindowExec {
             rolling: self.rolling.clone(),
             counted_by,
             series,
-            groups: Vec::new(),
+            runs: Vec::new(),
             frames: self
                 .rolling
                 .iter()
@@ -221,83 +221,230 @@ impl ExecutionPlan for RollingWindowExec {
     }
 }
 
-/// One series' running state for one rolling column, kept together so a
-/// row touches one place for it.
-#[derive(Debug, Clone, Copy, Default)]
-struct Frame {
-    sum: f64,
-    count: u64,
-    /// Where the oldest value is in the series' ring, and how many it holds.
-    head: u32,
-    held: u32,
-}
-
 /// Every series' frame for one rolling column: running sums and counts,
-/// and for a frame with a start the values in it, in one ring per series
-/// laid end to end (`capacity` slots each), so a row costs a few array
-/// accesses and no allocation.
+/// and for a frame with a start the values in it, in a ring per series.
+///
+/// The state is laid out by series (and the ring by slot, then series), so
+/// that a [`Run`] of consecutive series whose rings stand at the same slot
+/// (every series of a grid, at every time step) steps as arrays: one pass
+/// of vector arithmetic instead of a lookup per row. That took the
+/// README's weekly window from about 34 to 12 ms on one core.
+///
+/// A null adds (and a null leaving the frame retracts) `+0.0`, so each
+/// step is free of branches. That changes no bits: a sum that starts at
+/// `+0.0` never becomes `-0.0` (IEEE 754 gives `-0.0` for a sum only when
+/// both terms are), and adding or subtracting `+0.0` leaves every other
+/// value as it is.
 #[derive(Debug, Clone, Default)]
 struct Frames {
     /// Rows a frame holds; 0 when it has no start.
     capacity: usize,
-    frames: Vec<Frame>,
-    values: Vec<f64>,
-    valid: Vec<bool>,
+    sums: Vec<f64>,
+    counts: Vec<u64>,
+    /// Where each series' oldest value is in its ring, and how many it holds.
+    heads: Vec<u32>,
+    held: Vec<u32>,
+    /// Per ring slot, each series' value there, and whether it is one.
+    slots: Vec<Vec<f64>>,
+    valid: Vec<Vec<bool>>,
+}
+
+/// Some rows' values of a rolling column's argument, and their results.
+struct Column<'a> {
+    values: &'a [f64],
+    /// `None`: no nulls.
+    valid: Option<&'a [bool]>,
+    /// Whether `out` receives means rather than sums.
+    mean: bool,
+    out: &'a mut [f64],
+    counts: &'a mut [i64],
+}
+
+/// What a frame of `count` values summing to `sum` yields (any value when
+/// it is empty, which is null).
+#[inline(always)]
+fn result(sum: f64, count: u64, mean: bool) -> f64 {
+    match (count, mean) {
+        (0, _) => 0.0,
+        (_, false) => sum,
+        (n, true) => sum / n as i64 as f64,
+    }
 }
 
 impl Frames {
     fn new(preceding: Option<usize>) -> Self {
+        let capacity = preceding.map_or(0, |n| n + 1);
         Frames {
-            capacity: preceding.map_or(0, |n| n + 1),
+            capacity,
+            slots: vec![Vec::new(); capacity],
+            valid: vec![Vec::new(); capacity],
             ..Frames::default()
         }
     }
 
     fn grow(&mut self, series: usize) {
-        if self.frames.len() >= series {
+        if self.sums.len() >= series {
             return;
         }
-        self.frames.resize(series, Frame::default());
-        self.values.resize(series * self.capacity, 0.0);
-        self.valid.resize(series * self.capacity, false);
+        self.sums.resize(series, 0.0);
+        self.counts.resize(series, 0);
+        self.heads.resize(series, 0);
+        self.held.resize(series, 0);
+        for (slot, valid) in self.slots.iter_mut().zip(&mut self.valid) {
+            slot.resize(series, 0.0);
+            valid.resize(series, false);
+        }
     }
 
-    /// Takes `value` (`None`: null) into series `g`'s frame and drops the
-    /// value that leaves it; returns the frame's count and sum. DataFusion's
-    /// order: the entering value first, then the leaving one.
-    #[inline(always)]
-    fn step(&mut self, g: usize, value: Option<f64>) -> (u64, f64) {
-        let capacity = self.capacity;
-        let frame = &mut self.frames[g];
-        if let Some(x) = value {
-            frame.sum += x;
-            frame.count += 1;
+    /// Steps the frames of series `run.first..` through the run's rows,
+    /// `column` holding the run's rows only.
+    fn step_run(&mut self, run: Run, column: Column<'_>) {
+        let series = run.first..run.first + run.len;
+        let head = self.heads[run.first];
+        let held = self.held[run.first];
+        let aligned = self.heads[series.clone()].iter().all(|&h| h == head)
+            && self.held[series.clone()].iter().all(|&h| h == held);
+        if !aligned {
+            for i in 0..run.len {
+                let valid = column.valid.is_none_or(|v| v[i]);
+                let (count, sum) = self.step_one(run.first + i, column.values[i], valid);
+                column.out[i] = result(sum, count, column.mean);
+                column.counts[i] = count as i64;
+            }
+            return;
         }
+        let (sums, counts) = (
+            &mut self.sums[series.clone()],
+            &mut self.counts[series.clone()],
+        );
+        let capacity = self.capacity;
+        if capacity == 0 {
+            match column.valid {
+                None => add(sums, counts, column, |_| true),
+                Some(valid) => add(sums, counts, column, |i| valid[i]),
+            }
+            return;
+        }
+        if held as usize == capacity {
+            // Full: the oldest values leave and the new ones take their slot.
+            let head = head as usize;
+            let slot = &mut self.slots[head][series.clone()];
+            let slot_valid = &mut self.valid[head][series.clone()];
+            match column.valid {
+                None => slide(sums, counts, slot, slot_valid, column, |_| true),
+                Some(valid) => slide(sums, counts, slot, slot_valid, column, |i| valid[i]),
+            }
+            let next = if head + 1 == capacity {
+                0
+            } else {
+                head as u32 + 1
+            };
+            self.heads[series].fill(next);
+        } else {
+            let at = head as usize + held as usize;
+            let at = if at >= capacity { at - capacity } else { at };
+            self.slots[at][series.clone()].copy_from_slice(column.values);
+            let slot_valid = &mut self.valid[at][series.clone()];
+            match column.valid {
+                None => slot_valid.fill(true),
+                Some(valid) => slot_valid.copy_from_slice(valid),
+            }
+            // A null's slot holds a value; it is retracted as +0.0 below.
+            match column.valid {
+                None => add(sums, counts, column, |_| true),
+                Some(valid) => add(sums, counts, column, |i| valid[i]),
+            }
+            self.held[series].fill(held + 1);
+        }
+    }
+
+    /// Takes one value into series `g`'s frame and drops the one that
+    /// leaves it; returns the frame's count and sum. DataFusion's order:
+    /// the entering value first, then the leaving one.
+    fn step_one(&mut self, g: usize, value: f64, valid: bool) -> (u64, f64) {
+        let x = if valid { value } else { 0.0 };
+        let mut sum = self.sums[g] + x;
+        let mut count = self.counts[g] + valid as u64;
+        let capacity = self.capacity;
         if capacity > 0 {
-            let ring = g * capacity..(g + 1) * capacity;
-            let (values, valid) = (&mut self.values[ring.clone()], &mut self.valid[ring]);
-            let (head, held) = (frame.head as usize, frame.held as usize);
+            let (head, held) = (self.heads[g] as usize, self.held[g] as usize);
             if held == capacity {
-                // Full: the oldest leaves and the new value takes its slot.
-                if valid[head] {
-                    frame.sum -= values[head];
-                    frame.count -= 1;
-                }
-                values[head] = value.unwrap_or(0.0);
-                valid[head] = value.is_some();
+                let leaving = self.valid[head][g];
+                sum -= if leaving { self.slots[head][g] } else { 0.0 };
+                count -= leaving as u64;
+                self.slots[head][g] = x;
+                self.valid[head][g] = valid;
                 // Wrapping by comparison: a division per row would cost
                 // more than the rest of the step.
                 let next = head + 1;
-                frame.head = if next == capacity { 0 } else { next as u32 };
+                self.heads[g] = if next == capacity { 0 } else { next as u32 };
             } else {
                 let at = head + held;
-                let slot = if at >= capacity { at - capacity } else { at };
-                values[slot] = value.unwrap_or(0.0);
-                valid[slot] = value.is_some();
-                frame.held = held as u32 + 1;
+                let at = if at >= capacity { at - capacity } else { at };
+                self.slots[at][g] = x;
+                self.valid[at][g] = valid;
+                self.held[g] = held as u32 + 1;
             }
         }
-        (frame.count, frame.sum)
+        self.sums[g] = sum;
+        self.counts[g] = count;
+        (count, sum)
+    }
+}
+
+/// Adds a run's values to its series' sums (a frame not yet full, or one
+/// without a start).
+#[inline(always)]
+fn add(sums: &mut [f64], counts: &mut [u64], column: Column<'_>, valid: impl Fn(usize) -> bool) {
+    let n = sums.len();
+    let mean = column.mean;
+    let (values, out, counted) = (
+        &column.values[..n],
+        &mut column.out[..n],
+        &mut column.counts[..n],
+    );
+    for i in 0..n {
+        let v = valid(i);
+        let sum = sums[i] + if v { values[i] } else { 0.0 };
+        let count = counts[i] + v as u64;
+        sums[i] = sum;
+        counts[i] = count;
+        out[i] = result(sum, count, mean);
+        counted[i] = count as i64;
+    }
+}
+
+/// Adds a run's values to full frames and retracts the values in `slot`,
+/// which they replace.
+#[inline(always)]
+fn slide(
+    sums: &mut [f64],
+    counts: &mut [u64],
+    slot: &mut [f64],
+    slot_valid: &mut [bool],
+    column: Column<'_>,
+    valid: impl Fn(usize) -> bool,
+) {
+    let n = sums.len();
+    let (slot, slot_valid) = (&mut slot[..n], &mut slot_valid[..n]);
+    let mean = column.mean;
+    let (values, out, counted) = (
+        &column.values[..n],
+        &mut column.out[..n],
+        &mut column.counts[..n],
+    );
+    for i in 0..n {
+        let v = valid(i);
+        let x = if v { values[i] } else { 0.0 };
+        let leaving = slot_valid[i];
+        let sum = (sums[i] + x) - if leaving { slot[i] } else { 0.0 };
+        let count = counts[i] + v as u64 - leaving as u64;
+        slot[i] = x;
+        slot_valid[i] = v;
+        sums[i] = sum;
+        counts[i] = count;
+        out[i] = result(sum, count, mean);
+        counted[i] = count as i64;
     }
 }
 
@@ -310,8 +457,8 @@ struct RollingStream {
     /// [`counted_by`]).
     counted_by: Vec<Option<usize>>,
     series: Series,
-    /// The series of each row of the current batch.
-    groups: Vec<usize>,
+    /// The current batch's rows, as runs of consecutive series.
+    runs: Vec<Run>,
     /// Per rolling column.
     frames: Vec<Frames>,
     baseline: BaselineMetrics,
@@ -325,13 +472,19 @@ impl RollingStream {
             .iter()
             .map(|e| e.evaluate(&batch)?.into_array(rows))
             .collect::<Result<Vec<_>>>()?;
+        self.runs.clear();
         if keys.is_empty() {
-            self.groups.clear();
-            self.groups.resize(rows, 0);
+            // One series, as a run of one row each.
+            self.runs
+                .extend((0..rows).map(|_| Run { first: 0, len: 1 }));
         } else {
-            self.series.intern(&keys, &mut self.groups)?;
+            self.series.intern(&keys, &mut self.runs)?;
         }
-        let series = self.groups.iter().max().map_or(0, |g| g + 1);
+        let series = if keys.is_empty() {
+            1
+        } else {
+            self.series.len()
+        };
         let mut rolled = vec![None; self.rolling.len()];
         let mut counts = vec![None; self.rolling.len()];
         for (i, (rolling, frames)) in self.rolling.iter().zip(self.frames.iter_mut()).enumerate() {
@@ -340,25 +493,24 @@ impl RollingStream {
             }
             frames.grow(series);
             let arg = rolling.arg.evaluate(&batch)?.into_array(rows)?;
-            let mut counted = self.counted_by.contains(&Some(i)).then(Vec::new);
-            rolled[i] = Some(roll(rolling, &arg, &self.groups, frames, counted.as_mut())?);
-            counts[i] = counted;
+            let (column, counted) = roll(rolling, &arg, &self.runs, frames)?;
+            rolled[i] = Some(column);
+            counts[i] = Some(counted);
         }
         let mut columns = batch.columns().to_vec();
+        let mut count_columns: Vec<Option<ArrayRef>> = vec![None; self.rolling.len()];
         for (i, column) in rolled.into_iter().enumerate() {
             columns.push(match (column, self.counted_by[i]) {
                 (Some(column), _) => column,
-                (None, Some(by)) => {
-                    let counts = counts[by].clone().unwrap_or_default();
-                    Arc::new(Int64Array::from(counts))
-                }
+                (None, Some(by)) => Arc::clone(count_columns[by].get_or_insert_with(|| {
+                    Arc::new(Int64Array::from(counts[by].take().unwrap_or_default()))
+                })),
                 (None, None) => unreachable!("every rolling column is rolled or counted"),
             });
         }
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
 }
-
 /// For each rolling column, the column whose frame it can read instead of
 /// keeping its own: a count beside a sum or mean over the same rows of the
 /// same values, as in `CASE WHEN count(x) OVER w = n THEN avg(x) OVER w
@@ -395,66 +547,56 @@ fn counted_by(rolling: &[Rolling], input: &Schema) -> Result<Vec<Option<usize>>>
     Ok(counted_by)
 }
 
-/// Advances every row's frame and returns the column of results; `counts`,
-/// when asked for, receives each row's count of values in its frame.
+/// Advances every row's frame; returns the column of results and, for a
+/// sum or mean, each row's count of values in its frame.
 fn roll(
     rolling: &Rolling,
     arg: &ArrayRef,
-    groups: &[usize],
+    runs: &[Run],
     frames: &mut Frames,
-    counts: Option<&mut Vec<i64>>,
-) -> Result<ArrayRef> {
-    let rows = arg.len().min(groups.len());
-    let nulls = arg.logical_nulls().filter(|n| n.null_count() > 0);
-    if rolling.kind == Kind::Count {
-        // Counting looks at validity only.
-        let valid = |i: usize| nulls.as_ref().is_none_or(|n| n.is_valid(i));
-        let counts: Vec<i64> = (0..rows)
-            .map(|i| frames.step(groups[i], valid(i).then_some(0.0)).0 as i64)
-            .collect();
-        return Ok(Arc::new(Int64Array::from(counts)));
-    }
-    let Some(values) = arg.as_primitive_opt::<Float64Type>() else {
+) -> Result<(ArrayRef, Vec<i64>)> {
+    let rows = arg.len();
+    let valid: Option<Vec<bool>> = arg
+        .logical_nulls()
+        .filter(|n| n.null_count() > 0)
+        .map(|n| n.iter().collect());
+    // Counting looks at validity only.
+    let zeros;
+    let values = if rolling.kind == Kind::Count {
+        zeros = vec![0.0; rows];
+        &zeros[..]
+    } else if let Some(values) = arg.as_primitive_opt::<Float64Type>() {
+        &values.values()[..]
+    } else {
         return Err(DataFusionError::Internal(format!(
             "rolling {:?} over {}",
             rolling.kind,
             arg.data_type()
         )));
     };
-    let values = &values.values()[..rows];
-    let mut out = Vec::with_capacity(rows);
-    let mut counted = Vec::with_capacity(rows);
-    // One loop per case, so the common one (no nulls in the batch) checks
-    // no validity per row.
-    let mut each = |g: usize, value: Option<f64>| {
-        let (count, sum) = frames.step(g, value);
-        counted.push(count as i64);
-        out.push(match (count, rolling.kind) {
-            (0, _) => 0.0,
-            (_, Kind::Sum) => sum,
-            (n, _) => sum / n as f64,
-        });
-    };
-    match &nulls {
-        None => {
-            for (&g, &x) in groups.iter().zip(values) {
-                each(g, Some(x));
-            }
-        }
-        Some(nulls) => {
-            for (i, (&g, &x)) in groups.iter().zip(values).enumerate() {
-                each(g, nulls.is_valid(i).then_some(x));
-            }
-        }
+    let mut out = vec![0.0; rows];
+    let mut counted = vec![0i64; rows];
+    let mut row = 0;
+    for &run in runs {
+        let at = row..row + run.len;
+        frames.step_run(
+            run,
+            Column {
+                values: &values[at.clone()],
+                valid: valid.as_ref().map(|v| &v[at.clone()]),
+                mean: rolling.kind == Kind::Avg,
+                out: &mut out[at.clone()],
+                counts: &mut counted[at],
+            },
+        );
+        row += run.len;
+    }
+    if rolling.kind == Kind::Count {
+        return Ok((Arc::new(Int64Array::from(counted)), Vec::new()));
     }
     let present = BooleanBuffer::collect_bool(rows, |i| counted[i] > 0);
-    if let Some(counts) = counts {
-        *counts = counted;
-    }
-    Ok(Arc::new(Float64Array::new(
-        out.into(),
-        Some(NullBuffer::new(present)),
-    )))
+    let column = Float64Array::new(out.into(), Some(NullBuffer::new(present)));
+    Ok((Arc::new(column), counted))
 }
 
 impl Stream for RollingStream {

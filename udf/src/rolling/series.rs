@@ -4,10 +4,11 @@
 //! A gridded result keyed by two `Float32` coordinates is the common case:
 //! millions of rows, a few thousand series, and at every time step the
 //! series come again in the same order. Such keys fit in 64 bits together,
-//! so they are packed into one number (with a flag per null) and looked up
-//! first in the series expected next, the one after the previous row's;
-//! only a row that breaks the cycle is hashed. Other keys are interned as
-//! DataFusion's `GROUP BY` does.
+//! so they are packed into one number (with a flag per null beside it) and
+//! compared, a stretch of rows at a time, with the series expected next:
+//! the ones after the previous row's. Only a row that breaks the cycle is
+//! hashed. Other keys are interned as DataFusion's `GROUP BY` does. Either
+//! way a batch comes out as [`Run`]s of rows whose series are consecutive.
 //!
 //! Packed keys compare floats by their bits, Arrow's total order, which is
 //! how DataFusion's own window tells series apart (it sorts and hashes by
@@ -23,9 +24,34 @@ use arrow::datatypes::SchemaRef;
 use datafusion::common::Result;
 use datafusion::physical_plan::aggregates::group_values::{new_group_values, GroupValues};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
+/// A stretch of a batch whose rows belong to consecutive series: its
+/// `i`-th row to series `first + i`. A grid at one time step is one run,
+/// which lets the window step all of its series' frames as arrays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Run {
+    pub first: usize,
+    pub len: usize,
+}
+
+/// Appends series `series` as the next row, extending the last run when
+/// it continues it.
+fn push_row(runs: &mut Vec<Run>, series: usize) {
+    match runs.last_mut() {
+        Some(run) if run.first + run.len == series => run.len += 1,
+        _ => runs.push(Run {
+            first: series,
+            len: 1,
+        }),
+    }
+}
+
 pub(super) enum Series {
     Packed(Packed),
-    Grouped(Box<dyn GroupValues>),
+    Grouped {
+        values: Box<dyn GroupValues>,
+        /// Scratch: the series of each row of the current batch.
+        groups: Vec<usize>,
+    },
 }
 
 impl Series {
@@ -40,10 +66,17 @@ impl Series {
             Some(widths) if widths.iter().sum::<usize>() <= 8 && !widths.is_empty() => {
                 Ok(Series::Packed(Packed::new(widths)))
             }
-            _ => Ok(Series::Grouped(new_group_values(
+            _ => Ok(Series::grouped_by(new_group_values(
                 keys,
                 &GroupOrdering::None,
             )?)),
+        }
+    }
+
+    fn grouped_by(values: Box<dyn GroupValues>) -> Series {
+        Series::Grouped {
+            values,
+            groups: Vec::new(),
         }
     }
 
@@ -55,34 +88,52 @@ impl Series {
             .enumerate()
             .map(|(i, t)| arrow::datatypes::Field::new(format!("k{i}"), t.clone(), true))
             .collect();
-        Ok(Series::Grouped(new_group_values(
+        Ok(Series::grouped_by(new_group_values(
             std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
             &GroupOrdering::None,
         )?))
     }
 
-    /// Sets `groups` to the series of each row of `keys`.
-    pub(super) fn intern(&mut self, keys: &[ArrayRef], groups: &mut Vec<usize>) -> Result<()> {
+    /// Sets `runs` to the series of the rows of `keys`, in row order.
+    pub(super) fn intern(&mut self, keys: &[ArrayRef], runs: &mut Vec<Run>) -> Result<()> {
+        runs.clear();
         match self {
-            Series::Packed(packed) => {
-                packed.intern(keys, groups);
-                Ok(())
+            Series::Packed(packed) => packed.intern(keys, runs),
+            Series::Grouped { values, groups } => {
+                values.intern(keys, groups)?;
+                for &series in groups.iter() {
+                    push_row(runs, series);
+                }
             }
-            Series::Grouped(values) => values.intern(keys, groups),
+        }
+        Ok(())
+    }
+
+    /// How many series there are so far.
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Series::Packed(packed) => packed.keys.len(),
+            Series::Grouped { values, .. } => values.len(),
         }
     }
 }
 
-/// Keys packed into the low 64 bits of a `u128`, their null flags above.
+/// Keys packed into 64 bits, with a flag per null column beside them.
 pub(super) struct Packed {
     widths: Vec<usize>,
-    /// The series of each packed key, and each series' key.
+    /// The series of each key (flags above the packed bits).
     ids: HashMap<u128, usize, BuildHasherDefault<Mix>>,
-    keys: Vec<u128>,
+    /// Each series' packed key, and its null flags.
+    keys: Vec<u64>,
+    flags: Vec<u8>,
+    /// Whether any series has a null in its key.
+    flagged: bool,
     /// The series expected for the next row.
     next: usize,
-    /// Scratch: the current batch's packed keys.
-    packed: Vec<u128>,
+    /// Scratch: the current batch's packed keys, and their null flags when
+    /// the batch has nulls.
+    packed: Vec<u64>,
+    packed_flags: Vec<u8>,
 }
 
 impl Packed {
@@ -91,15 +142,19 @@ impl Packed {
             widths,
             ids: HashMap::default(),
             keys: Vec::new(),
+            flags: Vec::new(),
+            flagged: false,
             next: 0,
             packed: Vec::new(),
+            packed_flags: Vec::new(),
         }
     }
 
-    fn intern(&mut self, keys: &[ArrayRef], groups: &mut Vec<usize>) {
+    fn intern(&mut self, keys: &[ArrayRef], runs: &mut Vec<Run>) {
         let rows = keys.first().map_or(0, |k| k.len());
         self.packed.clear();
         self.packed.resize(rows, 0);
+        self.packed_flags.clear();
         let mut shift = 0;
         for (column, (key, &width)) in keys.iter().zip(&self.widths).enumerate() {
             let data = key.to_data();
@@ -121,30 +176,66 @@ impl Packed {
             }
             // A null's slot holds any value: clear it and raise the flag.
             if let Some(nulls) = key.logical_nulls().filter(|n| n.null_count() > 0) {
-                let bits = (1u128 << (width * 8)) - 1;
-                for (i, packed) in self.packed.iter_mut().enumerate() {
+                if self.packed_flags.is_empty() {
+                    self.packed_flags.resize(rows, 0);
+                }
+                let bits = if width == 8 {
+                    u64::MAX
+                } else {
+                    (1u64 << (width * 8)) - 1
+                };
+                for (i, (packed, flags)) in self
+                    .packed
+                    .iter_mut()
+                    .zip(self.packed_flags.iter_mut())
+                    .enumerate()
+                {
                     if nulls.is_null(i) {
-                        *packed = (*packed & !(bits << shift)) | 1u128 << (64 + column);
+                        *packed &= !(bits << shift);
+                        *flags |= 1 << column;
                     }
                 }
             }
             shift += width * 8;
         }
-        groups.clear();
-        groups.reserve(rows);
-        for &key in &self.packed {
+        let with_flags = self.flagged || !self.packed_flags.is_empty();
+        let mut row = 0;
+        while row < rows {
+            // Rows that follow the known cycle of series, compared a
+            // stretch at a time; keys with nulls compare their flags too.
             let expected = self.next;
-            let series = if self.keys.get(expected) == Some(&key) {
-                expected
+            let same = if with_flags {
+                self.matching_with_flags(row, expected)
             } else {
-                let known = self.keys.len();
-                let series = *self.ids.entry(key).or_insert(known);
-                if series == known {
-                    self.keys.push(key);
-                }
-                series
+                matching(
+                    &self.packed[row..],
+                    &self.keys[expected.min(self.keys.len())..],
+                )
             };
-            groups.push(series);
+            if same > 0 {
+                runs.push(Run {
+                    first: expected,
+                    len: same,
+                });
+                row += same;
+                self.next = if expected + same == self.keys.len() {
+                    0
+                } else {
+                    expected + same
+                };
+                continue;
+            }
+            let flags = self.packed_flags.get(row).copied().unwrap_or(0);
+            let key = (flags as u128) << 64 | self.packed[row] as u128;
+            let known = self.keys.len();
+            let series = *self.ids.entry(key).or_insert(known);
+            if series == known {
+                self.keys.push(self.packed[row]);
+                self.flags.push(flags);
+                self.flagged |= flags != 0;
+            }
+            push_row(runs, series);
+            row += 1;
             self.next = if series + 1 == self.keys.len() {
                 0
             } else {
@@ -152,18 +243,47 @@ impl Packed {
             };
         }
     }
+
+    /// How many rows from `row` on have the keys (flags included) of the
+    /// series from `expected` on.
+    fn matching_with_flags(&self, row: usize, expected: usize) -> usize {
+        let flag = |flags: &[u8], i: usize| flags.get(i).copied().unwrap_or(0);
+        (row..self.packed.len())
+            .zip(expected..self.keys.len())
+            .take_while(|&(r, s)| {
+                self.packed[r] == self.keys[s]
+                    && flag(&self.packed_flags, r) == flag(&self.flags, s)
+            })
+            .count()
+    }
+}
+
+/// The length of the common prefix of `a` and `b`, compared in blocks
+/// the compiler turns into vector compares.
+fn matching(a: &[u64], b: &[u64]) -> usize {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    const BLOCK: usize = 16;
+    let mut same = 0;
+    while same + BLOCK <= n && a[same..same + BLOCK] == b[same..same + BLOCK] {
+        same += BLOCK;
+    }
+    while same < n && a[same] == b[same] {
+        same += 1;
+    }
+    same
 }
 
 /// ORs each value, read by `read` from its bytes, into its row's key at
 /// `shift` bits.
 fn pack<'a>(
-    packed: std::slice::IterMut<'_, u128>,
+    packed: std::slice::IterMut<'_, u64>,
     values: std::slice::ChunksExact<'a, u8>,
     shift: usize,
     read: impl Fn(&'a [u8]) -> u64,
 ) {
     for (key, bytes) in packed.zip(values) {
-        *key |= (read(bytes) as u128) << shift;
+        *key |= read(bytes) << shift;
     }
 }
 
@@ -196,6 +316,13 @@ mod tests {
     use arrow::array::{Float32Array, Int64Array};
     use arrow::datatypes::{DataType, Field, Schema};
     use std::sync::Arc;
+
+    /// The series of each row.
+    fn groups(series: &mut Series, keys: &[ArrayRef]) -> Vec<usize> {
+        let mut runs = vec![];
+        series.intern(keys, &mut runs).unwrap();
+        runs.iter().flat_map(|r| r.first..r.first + r.len).collect()
+    }
 
     fn keys_schema(types: &[DataType]) -> SchemaRef {
         Arc::new(Schema::new(
@@ -250,10 +377,23 @@ mod tests {
         let mut packed = Series::new(keys_schema(&types)).unwrap();
         assert!(matches!(packed, Series::Packed(_)));
         for _ in 0..3 {
-            let mut ours = vec![];
-            packed.intern(&keys, &mut ours).unwrap();
-            assert_eq!(ours, expected);
+            assert_eq!(groups(&mut packed, &keys), expected);
         }
+        assert_eq!(packed.len(), 8);
+        // A null is not the value its cleared slot holds, whichever comes
+        // first and whether or not the batch has nulls.
+        let zero: Vec<ArrayRef> = vec![
+            Arc::new(Float32Array::from(vec![0.0f32, 0.0])),
+            Arc::new(Float32Array::from(vec![5.0f32, 5.0])),
+        ];
+        assert_eq!(groups(&mut packed, &zero), vec![8, 8]);
+        let mut fresh = Series::new(keys_schema(&types)).unwrap();
+        let null: Vec<ArrayRef> = vec![
+            Arc::new(Float32Array::from(vec![None, Some(0.0f32)])),
+            Arc::new(Float32Array::from(vec![5.0f32, 5.0])),
+        ];
+        assert_eq!(groups(&mut fresh, &zero), vec![0, 0]);
+        assert_eq!(groups(&mut fresh, &null), vec![1, 0]);
         // Without signed zeros both numberings agree.
         let plain: Vec<ArrayRef> = vec![
             Arc::new(Float32Array::from(lat[..9].to_vec())),
@@ -261,17 +401,12 @@ mod tests {
         ];
         let mut packed = Series::new(keys_schema(&types)).unwrap();
         let mut grouped = Series::grouped(&types).unwrap();
-        let (mut ours, mut theirs) = (vec![], vec![]);
-        packed.intern(&plain, &mut ours).unwrap();
-        grouped.intern(&plain, &mut theirs).unwrap();
-        assert_eq!(ours, theirs);
+        assert_eq!(groups(&mut packed, &plain), groups(&mut grouped, &plain));
         // A key wider than 64 bits is grouped.
         let wide = Series::new(keys_schema(&[DataType::Int64, DataType::Int64])).unwrap();
-        assert!(matches!(wide, Series::Grouped(_)));
+        assert!(matches!(wide, Series::Grouped { .. }));
         let mut single = Series::new(keys_schema(&[DataType::Int64])).unwrap();
-        let mut groups = vec![];
         let ids: ArrayRef = Arc::new(Int64Array::from(vec![7, 8, 7, 9, 8]));
-        single.intern(&[ids], &mut groups).unwrap();
-        assert_eq!(groups, vec![0, 1, 0, 2, 1]);
+        assert_eq!(groups(&mut single, &[ids]), vec![0, 1, 0, 2, 1]);
     }
 }
