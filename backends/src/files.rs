@@ -328,6 +328,9 @@ pub fn prefetch(mut data: SendableRecordBatchStream) -> SendableRecordBatchStrea
             if to.send((batch, taken)).is_err() {
                 break;
             }
+            // Lets a task woken on this worker run while a compute that
+            // never waits keeps producing (see `passing` in nuthatch-udf).
+            tokio::task::consume_budget().await;
         }
     });
     let stream = futures::stream::poll_fn(move |cx| {

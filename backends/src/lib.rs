@@ -221,6 +221,10 @@ pub struct Written {
     /// For a merge: stored rows the stream replaced, and rows it added.
     pub updated: Option<u64>,
     pub inserted: Option<u64>,
+    /// Time spent encoding, summed over the threads that encoded side by
+    /// side, for formats that measure it apart from the compute feeding
+    /// them (Parquet).
+    pub encode_time: Option<std::time::Duration>,
 }
 
 /// A storage format.

@@ -65,7 +65,12 @@ async fn explain_analyze_shows_the_compute_and_the_write_under_the_call() {
     // and so not sorted.
     let write = at("DataSinkExec: sink=EntrySink: tier=root, backend=parquet");
     assert_eq!(depth(write), depth(call) + 2, "{miss}");
-    for metric in ["rows_written=1.44 K", "bytes_written=", "write_time="] {
+    for metric in [
+        "rows_written=1.44 K",
+        "bytes_written=",
+        "write_time=",
+        "encode_time=",
+    ] {
         assert!(lines[write].contains(metric), "{metric} in {miss}");
     }
     let sort = at("StoredOrderExec: [time@0 ASC NULLS LAST]");

@@ -129,6 +129,7 @@ pub async fn write(
         version: table.version(),
         updated,
         inserted,
+        encode_time: None,
     })
 }
 

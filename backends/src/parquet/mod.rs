@@ -18,6 +18,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arrow::array::{Array, ArrayData, ArrayRef, RecordBatch};
 use arrow::datatypes::SchemaRef;
@@ -374,7 +375,7 @@ fn plain_packs(column: &ArrayRef, distinct: usize) -> bool {
 }
 
 /// One row group's rows, encoded into column chunks on a blocking thread.
-type EncodedRowGroup = tokio::task::JoinHandle<Result<Vec<ArrowColumnChunk>>>;
+type EncodedRowGroup = tokio::task::JoinHandle<Result<(Vec<ArrowColumnChunk>, Duration)>>;
 
 fn encode_row_group(
     factory: Arc<ArrowRowGroupWriterFactory>,
@@ -383,6 +384,7 @@ fn encode_row_group(
     batches: Vec<RecordBatch>,
 ) -> EncodedRowGroup {
     tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
         let mut writers = factory.create_column_writers(index)?;
         for batch in &batches {
             let mut next = writers.iter_mut();
@@ -395,10 +397,11 @@ fn encode_row_group(
                 }
             }
         }
-        writers
+        let chunks = writers
             .into_iter()
             .map(|writer| Ok(writer.close()?))
-            .collect()
+            .collect::<Result<_>>()?;
+        Ok((chunks, started.elapsed()))
     })
 }
 
@@ -408,13 +411,15 @@ struct Assembly {
     file: SerializedFileWriter<Vec<u8>>,
     upload: Upload,
     row_groups: u64,
+    encode_time: Duration,
 }
 
 impl Assembly {
     async fn append(&mut self, encoding: EncodedRowGroup) -> Result<()> {
-        let chunks = encoding
+        let (chunks, took) = encoding
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))??;
+        self.encode_time += took;
         let mut row_group = self.file.next_row_group()?;
         for chunk in chunks {
             chunk.append_to_row_group(&mut row_group)?;
@@ -461,6 +466,7 @@ async fn write_row_groups(
         file,
         upload: Upload::new(at),
         row_groups: 0,
+        encode_time: Duration::ZERO,
     };
     let in_flight = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
     let mut rows = 0u64;
@@ -511,13 +517,17 @@ async fn write_row_groups(
     }
     .await;
     let Assembly {
-        upload, row_groups, ..
+        upload,
+        row_groups,
+        encode_time,
+        ..
     } = assembly;
     match encoded {
         Ok(()) => Ok(Written {
             rows,
             bytes: upload.finish().await?,
             parts: row_groups,
+            encode_time: Some(encode_time),
             ..Written::default()
         }),
         Err(e) => {

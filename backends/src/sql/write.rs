@@ -122,6 +122,7 @@ pub async fn write(
         version: None,
         updated: rows.updated,
         inserted: rows.inserted,
+        encode_time: None,
     })
 }
 

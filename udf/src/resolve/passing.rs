@@ -49,6 +49,13 @@ async fn pass(
         if to.send(arrived).is_err() || failed {
             return;
         }
+        // A compute that never waits (a cross join yields thousands of
+        // batches from one probe batch) would otherwise keep this worker
+        // until it ends, and a task woken meanwhile in the worker's
+        // unstealable LIFO slot (the other partition's, whose first batch
+        // the passing waits for) with it: the README's first compute ran
+        // 110 ms on one core before its first row reached the writer.
+        tokio::task::consume_budget().await;
     }
 }
 

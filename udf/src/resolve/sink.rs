@@ -175,6 +175,12 @@ impl DataSink for EntrySink {
         self.metrics.rows.add(written.rows as usize);
         self.metrics.bytes.add(written.bytes as usize);
         self.metrics.parts.add(written.parts as usize);
+        // Registered once known: only some formats measure it.
+        if let Some(took) = written.encode_time {
+            MetricBuilder::new(&self.metrics.set)
+                .subset_time("encode_time", 0)
+                .add_duration(took);
+        }
         let rows = written.rows;
         *self.stored.lock().expect("stored slot poisoned") = Some((written, entry));
         Ok(rows)
