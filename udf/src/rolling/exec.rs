@@ -261,6 +261,15 @@ struct Column<'a> {
     counts: &'a mut [i64],
 }
 
+impl<'a> Column<'a> {
+    /// The first `n` rows' values, results and counts, cut to one length so
+    /// the loops over them need no bounds checks.
+    #[inline(always)]
+    fn first(self, n: usize) -> (&'a [f64], &'a mut [f64], &'a mut [i64]) {
+        (&self.values[..n], &mut self.out[..n], &mut self.counts[..n])
+    }
+}
+
 /// What a frame of `count` values summing to `sum` yields (any value when
 /// it is empty, which is null).
 #[inline(always)]
@@ -399,11 +408,7 @@ impl Frames {
 fn add(sums: &mut [f64], counts: &mut [u64], column: Column<'_>, valid: impl Fn(usize) -> bool) {
     let n = sums.len();
     let mean = column.mean;
-    let (values, out, counted) = (
-        &column.values[..n],
-        &mut column.out[..n],
-        &mut column.counts[..n],
-    );
+    let (values, out, counted) = column.first(n);
     for i in 0..n {
         let v = valid(i);
         let sum = sums[i] + if v { values[i] } else { 0.0 };
@@ -429,11 +434,7 @@ fn slide(
     let n = sums.len();
     let (slot, slot_valid) = (&mut slot[..n], &mut slot_valid[..n]);
     let mean = column.mean;
-    let (values, out, counted) = (
-        &column.values[..n],
-        &mut column.out[..n],
-        &mut column.counts[..n],
-    );
+    let (values, out, counted) = column.first(n);
     for i in 0..n {
         let v = valid(i);
         let x = if v { values[i] } else { 0.0 };
