@@ -24,6 +24,7 @@ use arrow::datatypes::SchemaRef;
 use datafusion::common::Result;
 use datafusion::physical_plan::aggregates::group_values::{new_group_values, GroupValues};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
+
 /// A stretch of a batch whose rows belong to consecutive series: its
 /// `i`-th row to series `first + i`. A grid at one time step is one run,
 /// which lets the window step all of its series' frames as arrays.
