@@ -329,10 +329,7 @@ impl Frames {
         );
         let capacity = self.capacity;
         if capacity == 0 {
-            match column.valid {
-                None => add(sums, counts, column, |_| true),
-                Some(valid) => add(sums, counts, column, |i| valid[i]),
-            }
+            add(sums, counts, column);
             return;
         }
         if held as usize == capacity {
@@ -360,10 +357,7 @@ impl Frames {
                 Some(valid) => slot_valid.copy_from_slice(valid),
             }
             // A null's slot holds a value; it is retracted as +0.0 below.
-            match column.valid {
-                None => add(sums, counts, column, |_| true),
-                Some(valid) => add(sums, counts, column, |i| valid[i]),
-            }
+            add(sums, counts, column);
             self.held[series].fill(held + 1);
         }
     }
@@ -403,9 +397,22 @@ impl Frames {
 }
 
 /// Adds a run's values to its series' sums (a frame not yet full, or one
-/// without a start).
+/// without a start). A column without nulls gets a loop of its own, with
+/// no validity to read.
+fn add(sums: &mut [f64], counts: &mut [u64], column: Column<'_>) {
+    match column.valid {
+        None => add_where(sums, counts, column, |_| true),
+        Some(valid) => add_where(sums, counts, column, |i| valid[i]),
+    }
+}
+
 #[inline(always)]
-fn add(sums: &mut [f64], counts: &mut [u64], column: Column<'_>, valid: impl Fn(usize) -> bool) {
+fn add_where(
+    sums: &mut [f64],
+    counts: &mut [u64],
+    column: Column<'_>,
+    valid: impl Fn(usize) -> bool,
+) {
     let n = sums.len();
     let mean = column.mean;
     let (values, out, counted) = column.first(n);
@@ -474,17 +481,14 @@ impl RollingStream {
             .iter()
             .map(|e| e.evaluate(&batch)?.into_array(rows))
             .collect::<Result<Vec<_>>>()?;
-        self.runs.clear();
-        if keys.is_empty() {
+        let series = if keys.is_empty() {
             // One series, as a run of one row each.
+            self.runs.clear();
             self.runs
                 .extend((0..rows).map(|_| Run { first: 0, len: 1 }));
-        } else {
-            self.series.intern(&keys, &mut self.runs)?;
-        }
-        let series = if keys.is_empty() {
             1
         } else {
+            self.series.intern(&keys, &mut self.runs)?;
             self.series.len()
         };
         let mut rolled = vec![None; self.rolling.len()];
@@ -513,6 +517,7 @@ impl RollingStream {
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
 }
+
 /// For each rolling column, the column whose frame it can read instead of
 /// keeping its own: a count beside a sum or mean over the same rows of the
 /// same values, as in `CASE WHEN count(x) OVER w = n THEN avg(x) OVER w
