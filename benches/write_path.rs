@@ -233,6 +233,49 @@ async fn parquet_against_arrow(session: &Session, root: &std::path::Path) -> Res
     Ok(())
 }
 
+/// CPU time of this process so far, in milliseconds.
+fn cpu_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // utime and stime are fields 14 and 15, after the command in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |t| {
+        t.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
+    });
+    ticks * 10.0
+}
+
+/// With `NUTHATCH_WRITE_PATH_EXPLAIN` set: wall and CPU time, and the
+/// `EXPLAIN ANALYZE`, of the 30M-row miss and of its compute alone.
+async fn explain(session: &Session) -> Result<()> {
+    for (what, call) in [
+        (
+            "compute alone",
+            "series30m(NULL, NULL, cache_mode => 'off')",
+        ),
+        ("miss", "series30m(NULL, NULL, namespace => 'explain0')"),
+    ] {
+        let (cpu, started) = (cpu_ms(), Instant::now());
+        rows(session, &format!("SELECT count(*) FROM {call}")).await?;
+        println!(
+            "== {what}: {:.1} ms wall, {:.0} ms CPU",
+            ms(started.elapsed()),
+            cpu_ms() - cpu
+        );
+        let call = call.replace("explain0", "explain1");
+        let plans = session
+            .sql(&format!("EXPLAIN ANALYZE SELECT count(*) FROM {call}"))
+            .await?
+            .collect()
+            .await?;
+        session.take_reports();
+        print!("{}", arrow::util::pretty::pretty_format_batches(&plans)?);
+        println!();
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -248,6 +291,9 @@ async fn main() -> Result<()> {
     session.register(series30m()?)?;
     // The grid agg_and_clip reads is cached first, as in the README.
     rows(&session, "SELECT count(*) FROM my_first_cache()").await?;
+    if std::env::var_os("NUTHATCH_WRITE_PATH_EXPLAIN").is_some() {
+        return explain(&session).await;
+    }
 
     miss_against_compute(&session).await?;
     memory_against_limit()?;

@@ -3,7 +3,8 @@
 //! This crate owns configuration ([`config`]), cache keys ([`key`]), the
 //! metastore layout shared with Python nuthatch ([`metastore`]), tiers
 //! ([`tier`]), cache modes as policies ([`mode`]), the collapsing of
-//! identical computes ([`inflight`]), call reports ([`report`]) and its
+//! identical computes ([`inflight`]), call reports ([`report`]), writes that outlive
+//! their query ([`background`]) and its
 //! errors ([`error`]), and the memory tier of memoized results
 //! ([`memory`]). [`Catalog`] ties them together: [`Catalog::lookup`] finds a
 //! null marker or a valid entry on one tier, across backends;
@@ -12,6 +13,7 @@
 //! caller. The catalog knows nothing about SQL functions, and nothing about
 //! storage formats beyond the [`nuthatch_backends::Backend`] trait.
 
+pub mod background;
 pub mod config;
 pub mod error;
 pub mod import;
@@ -38,6 +40,7 @@ use nuthatch_backends::{Backend, Backends, Commit, WriteMode, WriteOptions, Writ
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 
+pub use background::{Background, BackgroundWrite};
 pub use config::{Config, TierConfig};
 pub use error::{Error, Result};
 pub use import::Imported;

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use nuthatch_backends::WriteProgress;
 
+use crate::background::Background;
+
 /// How a call was served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -159,6 +161,8 @@ pub struct ReportLog {
     /// Calls started and not finished. Weak, so a call whose plan is
     /// dropped midway (a cancelled query) leaves by itself.
     running: Mutex<Vec<Weak<Running>>>,
+    /// Writes of this session's misses still under way.
+    pub background: Background,
 }
 
 /// What a running call is doing now.

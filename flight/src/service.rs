@@ -216,19 +216,22 @@ fn encode(
 }
 
 /// A result stream that says so when it is dropped before its end: the
-/// client went away, and the query (a compute too) stops with it.
+/// client went away, and the query (a compute too) stops with it, as do
+/// the writes of misses it was served while they were stored.
 struct Watched<S> {
     inner: S,
     batches: usize,
     ended: bool,
+    client: Arc<Client>,
 }
 
 impl<S> Watched<S> {
-    fn new(inner: S) -> Self {
+    fn new(inner: S, client: Arc<Client>) -> Self {
         Watched {
             inner,
             batches: 0,
             ended: false,
+            client,
         }
     }
 }
@@ -257,6 +260,7 @@ impl<S> Drop for Watched<S> {
                 batches_sent = self.batches,
                 "the client went away; its query is cancelled"
             );
+            self.client.session.cancel_writes();
         }
     }
 }
@@ -343,7 +347,10 @@ impl FlightSqlService for FlightSqlServer {
         let stream = execute_stream(pending.plan, task).map_err(to_status)?;
         // Dropping the response (the client went away) drops the stream,
         // which cancels the query, its compute included.
-        Ok(Response::new(ahead(encode(schema, Watched::new(stream)))))
+        Ok(Response::new(ahead(encode(
+            schema,
+            Watched::new(stream, Arc::clone(&pending.client)),
+        ))))
     }
 
     async fn do_action_create_prepared_statement(

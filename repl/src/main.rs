@@ -26,7 +26,7 @@ async fn main() -> std::process::ExitCode {
             ));
         }
         let (session, source) = open(&args).await?;
-        if let Some(command) = &args.command {
+        let ran = if let Some(command) = &args.command {
             manage::run(
                 &session,
                 command,
@@ -39,7 +39,10 @@ async fn main() -> std::process::ExitCode {
             interactive::run(&session, &args).await
         } else {
             run_batch(&session, &sources, &args).await
-        }
+        };
+        // Misses whose query stopped reading early are still being stored.
+        session.finish_writes().await;
+        ran
     }
     .await;
     match result {

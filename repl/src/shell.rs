@@ -172,6 +172,7 @@ impl<'a> Shell<'a> {
                 _ = &mut ctrl_c, if interactive => {
                     line.clear();
                     drop(stream);
+                    self.session.cancel_writes();
                     output.abandon();
                     return Err(DataFusionError::Execution(CANCELLED.into()));
                 }

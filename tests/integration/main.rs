@@ -22,6 +22,7 @@ mod sql;
 mod sql_functions;
 mod stores;
 mod system;
+mod through;
 mod tiers;
 #[cfg(feature = "zarr")]
 mod zarr;

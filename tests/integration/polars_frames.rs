@@ -150,13 +150,20 @@ async fn a_lazy_scan_pushes_its_filter_into_the_entry() {
     f.nuthatch.register(ticks()).unwrap();
     let polars = f.nuthatch.polars();
 
-    // The whole entry, as a frame: every row group.
-    let all = polars
-        .frame("SELECT * FROM ticks(NULL, NULL)")
-        .await
-        .unwrap();
-    assert_eq!(all.height(), TICKS as usize);
-    let full = f.report();
+    // The whole entry, as a frame: computed (and served as it is stored),
+    // then read whole, every row group.
+    let mut reports = Vec::new();
+    for _ in 0..2 {
+        let all = polars
+            .frame("SELECT * FROM ticks(NULL, NULL)")
+            .await
+            .unwrap();
+        assert_eq!(all.height(), TICKS as usize);
+        reports.push(f.report());
+    }
+    assert_outcome(&reports[0], Outcome::Computed);
+    let full = reports.pop().unwrap();
+    assert_outcome(&full, Outcome::Hit);
     let (_, total) = full.row_groups_read.unwrap();
     assert!(total >= 4, "{full}");
 

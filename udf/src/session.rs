@@ -268,6 +268,22 @@ impl Session {
         self.reports.running()
     }
 
+    /// Abandons the writes of misses that this session's queries stopped
+    /// reading before their end. A miss serves its rows while they are
+    /// stored, and its write goes on when the query stops early (a `LIMIT`
+    /// above a filter, a dropped stream); a front end that cancels a
+    /// statement calls this so that nothing of it is stored.
+    pub fn cancel_writes(&self) {
+        self.reports.background.cancel();
+    }
+
+    /// Waits for the writes that this session's queries left running (see
+    /// [`Session::cancel_writes`]); a program calls this before it exits so
+    /// that every miss it computed is stored.
+    pub async fn finish_writes(&self) {
+        self.reports.background.settled().await;
+    }
+
     /// The reports of this session's calls finished since the last time
     /// this was asked, nested calls included.
     pub fn take_reports(&self) -> Vec<CallReport> {
