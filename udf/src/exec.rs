@@ -122,7 +122,9 @@ impl CachedCallExec {
                 let timer = resolve_time.timer();
                 let prepared = prepare(call, state, shape, Arc::clone(&running)).await;
                 timer.done();
-                running.set_phase(Phase::Reading);
+                if !prepared.as_ref().is_ok_and(|p| p.storing) {
+                    running.set_phase(Phase::Reading);
+                }
                 prepared.map(Arc::new).map_err(Arc::new)
             }
             .boxed()

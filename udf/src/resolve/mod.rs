@@ -116,6 +116,9 @@ pub(crate) struct Prepared {
     pub started: Instant,
     /// What the call wrote, when it merged into an entry.
     pub written: Option<Written>,
+    /// The rows are served while the write runs ([`through`]): the call
+    /// is computing until its streams end.
+    pub storing: bool,
     /// The version of a versioned entry served.
     pub data_version: Option<i64>,
 }
@@ -734,6 +737,7 @@ impl Resolver<'_> {
             backend: backend.to_string(),
             started: self.started,
             written: None,
+            storing: true,
             data_version: None,
         }
     }
@@ -851,6 +855,7 @@ impl Resolver<'_> {
             backend,
             started: self.started,
             written: None,
+            storing: false,
             data_version,
         })
     }
@@ -878,6 +883,7 @@ impl Resolver<'_> {
             backend: "memory".to_string(),
             started: self.started,
             written: None,
+            storing: false,
             data_version: None,
         })
     }
@@ -894,6 +900,7 @@ impl Resolver<'_> {
             backend: "null".to_string(),
             started: self.started,
             written: None,
+            storing: false,
             data_version: None,
         })
     }
