@@ -36,7 +36,9 @@ use arrow::array::RecordBatch;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::metrics::{
+    BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet, RecordOutput,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PhysicalExpr,
@@ -328,7 +330,7 @@ impl ExecutionPlan for ServedExec {
         let baseline = BaselineMetrics::new(&self.metrics, partition);
         let rows = futures::stream::poll_fn(move |cx| queue.poll_recv(cx)).map(move |batch| {
             if let Ok(batch) = &batch {
-                baseline.record_output(batch.num_rows());
+                batch.record_output(&baseline);
             }
             batch
         });
