@@ -35,25 +35,18 @@ use arrow::compute::SortOptions;
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
 use datafusion::common::{DataFusionError, Result};
-use datafusion::datasource::sink::{DataSink, DataSinkExec};
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::SessionState;
-use datafusion::execution::memory_pool::MemoryLimit;
-use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::expressions::{col as physical_col, Column};
 use datafusion::physical_expr::{LexOrdering, Partitioning, PhysicalSortExpr};
-use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::{collect, ExecutionPlan, ExecutionPlanProperties, PhysicalExpr};
-use futures::channel::oneshot;
-use futures::TryStreamExt;
-use nuthatch_backends::{Backend, WriteMode, WriteOptions, Written};
-use nuthatch_catalog::inflight::Lead;
+use nuthatch_backends::{Backend, WriteMode, Written};
 use nuthatch_catalog::{
     CacheMode, Claim, Entry, EntryId, Error, Followed, Found, Memoized, Outcome, Overwrite, Phase,
     Policy, Running, Tier,
@@ -62,8 +55,7 @@ use nuthatch_catalog::{
 use crate::call::Call;
 use crate::compute::body_frame;
 use crate::settings::Prompter;
-use order::in_stored_order;
-use sink::EntrySink;
+use sink::WritePlan;
 
 /// How the stored data is to be read for one call.
 #[derive(Debug, Clone)]
@@ -172,46 +164,9 @@ enum Led {
     /// finished).
     Found(Entry),
     /// Is storing it, and serves the rows as they are stored.
-    Storing(Storing),
+    Storing(through::Storing),
     /// The body returned no result; a null marker was stored.
     Null,
-}
-
-/// A miss served while it is stored ([`through`]): the plan the query
-/// reads, and the write that is yet to run.
-struct Storing {
-    served: Arc<dyn ExecutionPlan>,
-    write: WritePlan,
-    committed: oneshot::Sender<Result<()>>,
-}
-
-/// The write of a computed result: `DataSinkExec(EntrySink)` above it.
-struct WritePlan {
-    plan: Arc<dyn ExecutionPlan>,
-    sink: Arc<EntrySink>,
-    key: String,
-    tier: String,
-}
-
-impl WritePlan {
-    /// Runs the write to its commit.
-    async fn run(&self, context: Arc<TaskContext>) -> Result<(Written, Entry)> {
-        // Failing to start the compute is the compute's failure; what the
-        // stream yields is already told apart by the store.
-        let stream = self
-            .plan
-            .execute(0, context)
-            .map_err(|source| Error::ComputeFailed {
-                key: self.key.clone(),
-                source: Box::new(source),
-            })?;
-        stream.try_collect::<Vec<_>>().await?;
-        let stored = self.sink.take_stored().ok_or_else(|| {
-            DataFusionError::Internal("the entry sink finished without storing".into())
-        })?;
-        tracing::debug!(key = %self.key, tier = %self.tier, rows = stored.0.rows, bytes = stored.0.bytes, "stored");
-        Ok(stored)
-    }
 }
 
 impl Resolver<'_> {
@@ -551,195 +506,6 @@ impl Resolver<'_> {
         let write = self.write_plan(tier, id, backend, plan, mode)?;
         let (written, entry) = write.run(self.state.task_ctx()).await?;
         Ok((entry, write.plan, written))
-    }
-
-    /// `plan` clipped to the call's window when `clip`.
-    fn clipped(
-        &self,
-        id: &EntryId,
-        plan: Arc<dyn ExecutionPlan>,
-        clip: bool,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        match (clip, &self.shape.full_window) {
-            (true, Some(window)) => Ok(Arc::new(
-                FilterExec::try_new(Arc::clone(window), plan).map_err(|source| {
-                    Error::ComputeFailed {
-                        key: id.key.display().to_string(),
-                        source: Box::new(source),
-                    }
-                })?,
-            )),
-            _ => Ok(plan),
-        }
-    }
-
-    /// The write of `plan` into `tier` as `id`, in the order the entry
-    /// keeps, not yet run.
-    fn write_plan(
-        &self,
-        tier: &Tier,
-        id: &EntryId,
-        backend: &Arc<dyn Backend>,
-        plan: Arc<dyn ExecutionPlan>,
-        mode: WriteMode,
-    ) -> Result<WritePlan> {
-        let call = self.call;
-        let failed = |source: DataFusionError| Error::ComputeFailed {
-            key: id.key.display().to_string(),
-            source: Box::new(source),
-        };
-        let mut plan = plan;
-        let sorted_by = call.function.timeseries().map(str::to_string);
-        // A gridded result is written a slab of the outermost dimension at a
-        // time, so it arrives sorted by the dimensions; others in the order
-        // the function declares, else by time.
-        let grid = call.function.grid();
-        let order: Vec<String> = if !grid.dimensions.is_empty() && backend.name() == "zarr" {
-            grid.dimensions.clone()
-        } else {
-            call.function.stored_order()
-        };
-        let mut rewrite = None;
-        if !order.is_empty() {
-            let bounded = matches!(
-                self.state.runtime_env().memory_pool.memory_limit(),
-                MemoryLimit::Finite(_)
-            );
-            let ordering = ascending(&order, &plan.schema())
-                .map_err(failed)?
-                .ok_or_else(|| DataFusionError::Internal("an empty sort order".into()))?;
-            (plan, rewrite) = in_stored_order(plan, ordering, bounded).map_err(failed)?;
-        }
-        if plan.output_partitioning().partition_count() > 1 {
-            plan = Arc::new(CoalescePartitionsExec::new(plan));
-        }
-        let options = WriteOptions {
-            sorted_by,
-            order,
-            progress: Some(Arc::clone(&self.running.written)),
-            dimensions: grid.dimensions.clone(),
-            chunking: grid.chunking_for(&call.args),
-            mode,
-            retention: None,
-        };
-        let sink = Arc::new(EntrySink::new(
-            Arc::clone(&call.catalog),
-            tier.clone(),
-            id.clone(),
-            Arc::clone(backend),
-            options,
-            Arc::clone(call.function.schema()),
-            plan.schema(),
-            rewrite,
-        ));
-        let write: Arc<dyn ExecutionPlan> = Arc::new(DataSinkExec::new(
-            plan,
-            Arc::clone(&sink) as Arc<dyn DataSink>,
-            None,
-        ));
-        Ok(WritePlan {
-            plan: write,
-            sink,
-            key: id.key.display().to_string(),
-            tier: tier.name().to_string(),
-        })
-    }
-
-    /// The write of a miss that serves its rows as they are stored
-    /// ([`through`]), if this call can be served so: a backend that reads
-    /// back exactly the rows it was given (Parquet, Arrow), no memoizing
-    /// (which keeps what it serves), no limit (a few rows read back cost
-    /// little, and the query would stop before the write), no memory limit
-    /// (rows the query has not read yet wait in memory), and rows that
-    /// already come in the order the call declared (else reading the
-    /// sorted entry back is cheaper than sorting them here).
-    fn through(
-        &self,
-        tier: &Tier,
-        id: &EntryId,
-        backend: &Arc<dyn Backend>,
-        compute: Arc<dyn ExecutionPlan>,
-        clip: bool,
-    ) -> Result<Option<Storing>> {
-        let bounded = matches!(
-            self.state.runtime_env().memory_pool.memory_limit(),
-            MemoryLimit::Finite(_)
-        );
-        if self.call.memoize
-            || self.shape.limit.is_some()
-            || bounded
-            || !matches!(backend.name(), "parquet" | "arrow")
-        {
-            return Ok(None);
-        }
-        let compute = self.clipped(id, compute, clip)?;
-        let (tee, served, committed) = through::tee(compute);
-        let served = unstored(served, self.shape)?;
-        if let Some(ordering) = &self.shape.ordering {
-            if !served
-                .equivalence_properties()
-                .ordering_satisfy(ordering.clone())?
-            {
-                return Ok(None);
-            }
-        }
-        let write = self.write_plan(tier, id, backend, tee, WriteMode::Replace)?;
-        Ok(Some(Storing {
-            served,
-            write,
-            committed,
-        }))
-    }
-
-    /// Runs the write of `storing` in a task of its own, which finishes
-    /// `lead` at the commit, and serves the rows meanwhile.
-    fn store_in_background(
-        &self,
-        storing: Storing,
-        lead: Lead,
-        backend: &str,
-        tier: Option<String>,
-    ) -> Prepared {
-        let Storing {
-            served,
-            write,
-            committed,
-        } = storing;
-        let compute = Arc::clone(&write.plan);
-        let background = self.call.reports.background.begin();
-        let cancelled = background.cancelled();
-        let context = self.state.task_ctx();
-        tokio::spawn(async move {
-            let _counted = background;
-            tokio::select! {
-                stored = write.run(context) => match stored {
-                    Ok(_) => {
-                        lead.finish(Ok(()));
-                        let _ = committed.send(Ok(()));
-                    }
-                    Err(error) => {
-                        let error = Arc::new(error);
-                        lead.finish(Err(Arc::clone(&error)));
-                        let _ = committed.send(Err(DataFusionError::Shared(error)));
-                    }
-                },
-                // Dropping the write abandons it (nothing becomes visible)
-                // and the lead with it, which tells its followers.
-                () = cancelled => tracing::info!(key = %write.key, "write cancelled"),
-            }
-        });
-        Prepared {
-            plan: served,
-            compute: Some(compute),
-            outcome: Outcome::Computed,
-            tier,
-            copied_to: None,
-            backend: backend.to_string(),
-            started: self.started,
-            written: None,
-            storing: true,
-            data_version: None,
-        }
     }
 
     /// Computes and serves the result without storing it.

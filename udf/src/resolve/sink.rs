@@ -6,6 +6,9 @@
 //! (the cached call lists both as its children once it has run, see
 //! [`crate::exec`]). The sink hands the stream to [`Catalog::store`], which
 //! owns the commit; what that produced is kept here for the resolver.
+//! The resolver builds that plan here too (clipped to the call's window for
+//! a local tier, in the order the entry keeps) as a [`WritePlan`], and runs
+//! it to its commit, in place or in a task of its own (`through`).
 
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -14,16 +17,23 @@ use std::sync::{Arc, Mutex};
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::common::{DataFusionError, Result};
-use datafusion::datasource::sink::DataSink;
+use datafusion::datasource::sink::{DataSink, DataSinkExec};
+use datafusion::execution::memory_pool::MemoryLimit;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::metrics::{
     Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, Time,
 };
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
-use nuthatch_backends::{Backend, WriteOptions, Written};
-use nuthatch_catalog::{Catalog, Entry, EntryId, Tier};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties,
+};
+use futures::TryStreamExt;
+use nuthatch_backends::{Backend, WriteMode, WriteOptions, Written};
+use nuthatch_catalog::{Catalog, Entry, EntryId, Error, Tier};
 
-use super::order::Rewrite;
+use super::order::{in_stored_order, Rewrite};
+use super::{ascending, Resolver};
 
 /// Where and how one computed result is stored.
 pub(crate) struct EntrySink {
@@ -184,5 +194,128 @@ impl DataSink for EntrySink {
         let rows = written.rows;
         *self.stored.lock().expect("stored slot poisoned") = Some((written, entry));
         Ok(rows)
+    }
+}
+
+/// The write of a computed result: `DataSinkExec(EntrySink)` above it.
+pub(super) struct WritePlan {
+    pub(super) plan: Arc<dyn ExecutionPlan>,
+    sink: Arc<EntrySink>,
+    pub(super) key: String,
+    tier: String,
+}
+
+impl WritePlan {
+    /// Runs the write to its commit.
+    pub(super) async fn run(&self, context: Arc<TaskContext>) -> Result<(Written, Entry)> {
+        // Failing to start the compute is the compute's failure; what the
+        // stream yields is already told apart by the store.
+        let stream = self
+            .plan
+            .execute(0, context)
+            .map_err(|source| Error::ComputeFailed {
+                key: self.key.clone(),
+                source: Box::new(source),
+            })?;
+        stream.try_collect::<Vec<_>>().await?;
+        let stored = self.sink.take_stored().ok_or_else(|| {
+            DataFusionError::Internal("the entry sink finished without storing".into())
+        })?;
+        tracing::debug!(key = %self.key, tier = %self.tier, rows = stored.0.rows, bytes = stored.0.bytes, "stored");
+        Ok(stored)
+    }
+}
+
+impl Resolver<'_> {
+    /// `plan` clipped to the call's window when `clip`.
+    pub(super) fn clipped(
+        &self,
+        id: &EntryId,
+        plan: Arc<dyn ExecutionPlan>,
+        clip: bool,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        match (clip, &self.shape.full_window) {
+            (true, Some(window)) => Ok(Arc::new(
+                FilterExec::try_new(Arc::clone(window), plan).map_err(|source| {
+                    Error::ComputeFailed {
+                        key: id.key.display().to_string(),
+                        source: Box::new(source),
+                    }
+                })?,
+            )),
+            _ => Ok(plan),
+        }
+    }
+
+    /// The write of `plan` into `tier` as `id`, in the order the entry
+    /// keeps, not yet run.
+    pub(super) fn write_plan(
+        &self,
+        tier: &Tier,
+        id: &EntryId,
+        backend: &Arc<dyn Backend>,
+        plan: Arc<dyn ExecutionPlan>,
+        mode: WriteMode,
+    ) -> Result<WritePlan> {
+        let call = self.call;
+        let failed = |source: DataFusionError| Error::ComputeFailed {
+            key: id.key.display().to_string(),
+            source: Box::new(source),
+        };
+        let mut plan = plan;
+        let sorted_by = call.function.timeseries().map(str::to_string);
+        // A gridded result is written a slab of the outermost dimension at a
+        // time, so it arrives sorted by the dimensions; others in the order
+        // the function declares, else by time.
+        let grid = call.function.grid();
+        let order: Vec<String> = if !grid.dimensions.is_empty() && backend.name() == "zarr" {
+            grid.dimensions.clone()
+        } else {
+            call.function.stored_order()
+        };
+        let mut rewrite = None;
+        if !order.is_empty() {
+            let bounded = matches!(
+                self.state.runtime_env().memory_pool.memory_limit(),
+                MemoryLimit::Finite(_)
+            );
+            let ordering = ascending(&order, &plan.schema())
+                .map_err(failed)?
+                .ok_or_else(|| DataFusionError::Internal("an empty sort order".into()))?;
+            (plan, rewrite) = in_stored_order(plan, ordering, bounded).map_err(failed)?;
+        }
+        if plan.output_partitioning().partition_count() > 1 {
+            plan = Arc::new(CoalescePartitionsExec::new(plan));
+        }
+        let options = WriteOptions {
+            sorted_by,
+            order,
+            progress: Some(Arc::clone(&self.running.written)),
+            dimensions: grid.dimensions.clone(),
+            chunking: grid.chunking_for(&call.args),
+            mode,
+            retention: None,
+        };
+        let sink = Arc::new(EntrySink::new(
+            Arc::clone(&call.catalog),
+            tier.clone(),
+            id.clone(),
+            Arc::clone(backend),
+            options,
+            Arc::clone(call.function.schema()),
+            plan.schema(),
+            rewrite,
+        ));
+        let write: Arc<dyn ExecutionPlan> = Arc::new(DataSinkExec::new(
+            plan,
+            Arc::clone(&sink) as Arc<dyn DataSink>,
+            None,
+        ));
+        Ok(WritePlan {
+            plan: write,
+            sink,
+            key: id.key.display().to_string(),
+            tier: tier.name().to_string(),
+        })
     }
 }

@@ -14,7 +14,7 @@
 //! something else that waits for the entry (a join of the call with
 //! itself) would never finish. A query slower than the compute therefore
 //! holds what it has not read yet in memory, which is why the resolver
-//! serves this way only without a memory limit (see `writes_through`).
+//! serves this way only without a memory limit (see `Resolver::through` below).
 //!
 //! A query that stops reading early leaves the write to finish by itself;
 //! cancelling the session's calls abandons it ([`nuthatch_catalog::Background`]).
@@ -35,6 +35,7 @@ use std::task::{Context, Poll};
 use arrow::array::RecordBatch;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::memory_pool::MemoryLimit;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::metrics::{
     BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet, RecordOutput,
@@ -47,7 +48,119 @@ use datafusion::physical_plan::{
 use futures::channel::oneshot;
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, Stream, StreamExt};
+use nuthatch_backends::{Backend, WriteMode};
+use nuthatch_catalog::inflight::Lead;
+use nuthatch_catalog::{EntryId, Outcome, Tier};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use super::{unstored, Prepared, Resolver, WritePlan};
+
+/// A miss served while it is stored: the plan the query
+/// reads, and the write that is yet to run.
+pub(super) struct Storing {
+    pub(super) served: Arc<dyn ExecutionPlan>,
+    pub(super) write: WritePlan,
+    pub(super) committed: oneshot::Sender<Result<()>>,
+}
+
+impl Resolver<'_> {
+    /// The write of a miss that serves its rows as they are stored
+    /// (see the module docs), if this call can be served so: a backend that reads
+    /// back exactly the rows it was given (Parquet, Arrow), no memoizing
+    /// (which keeps what it serves), no limit (a few rows read back cost
+    /// little, and the query would stop before the write), no memory limit
+    /// (rows the query has not read yet wait in memory), and rows that
+    /// already come in the order the call declared (else reading the
+    /// sorted entry back is cheaper than sorting them here).
+    pub(super) fn through(
+        &self,
+        tier: &Tier,
+        id: &EntryId,
+        backend: &Arc<dyn Backend>,
+        compute: Arc<dyn ExecutionPlan>,
+        clip: bool,
+    ) -> Result<Option<Storing>> {
+        let bounded = matches!(
+            self.state.runtime_env().memory_pool.memory_limit(),
+            MemoryLimit::Finite(_)
+        );
+        if self.call.memoize
+            || self.shape.limit.is_some()
+            || bounded
+            || !matches!(backend.name(), "parquet" | "arrow")
+        {
+            return Ok(None);
+        }
+        let compute = self.clipped(id, compute, clip)?;
+        let (tee, served, committed) = tee(compute);
+        let served = unstored(served, self.shape)?;
+        if let Some(ordering) = &self.shape.ordering {
+            if !served
+                .equivalence_properties()
+                .ordering_satisfy(ordering.clone())?
+            {
+                return Ok(None);
+            }
+        }
+        let write = self.write_plan(tier, id, backend, tee, WriteMode::Replace)?;
+        Ok(Some(Storing {
+            served,
+            write,
+            committed,
+        }))
+    }
+
+    /// Runs the write of `storing` in a task of its own, which finishes
+    /// `lead` at the commit, and serves the rows meanwhile.
+    pub(super) fn store_in_background(
+        &self,
+        storing: Storing,
+        lead: Lead,
+        backend: &str,
+        tier: Option<String>,
+    ) -> Prepared {
+        let Storing {
+            served,
+            write,
+            committed,
+        } = storing;
+        let compute = Arc::clone(&write.plan);
+        let background = self.call.reports.background.begin();
+        let cancelled = background.cancelled();
+        let context = self.state.task_ctx();
+        tokio::spawn(async move {
+            let _counted = background;
+            tokio::select! {
+                stored = write.run(context) => match stored {
+                    Ok(_) => {
+                        lead.finish(Ok(()));
+                        let _ = committed.send(Ok(()));
+                    }
+                    Err(error) => {
+                        let error = Arc::new(error);
+                        lead.finish(Err(Arc::clone(&error)));
+                        let _ = committed.send(Err(DataFusionError::Shared(error)));
+                    }
+                },
+                // Dropping the write abandons it (nothing becomes visible)
+                // and the lead with it, which tells its followers.
+                () = cancelled => tracing::info!(key = %write.key, "write cancelled"),
+            }
+        });
+        Prepared {
+            plan: served,
+            compute: Some(compute),
+            outcome: Outcome::Computed,
+            tier,
+            copied_to: None,
+            backend: backend.to_string(),
+            started: self.started,
+            written: None,
+            storing: true,
+            data_version: None,
+        }
+    }
+}
 
 /// How the write ended, as every partition of the query awaits it.
 type Committed = Shared<BoxFuture<'static, std::result::Result<(), Arc<DataFusionError>>>>;
