@@ -3,7 +3,8 @@
 //! [`CachedCallExec`] is planned like any scan, but its work starts only when
 //! it runs: the first partition to run resolves the call
 //! ([`crate::resolve`]), and every partition then streams its share of the
-//! inner plan that produced. When the last partition finishes, the call's
+//! inner plan that produced. When the last partition finishes (or the plan
+//! is dropped, if a query stopped before running them all), the call's
 //! report goes to its session's log.
 //!
 //! What the call ran is only known once it has run, so the exec is a leaf
@@ -17,7 +18,7 @@
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
@@ -268,10 +269,12 @@ fn collect_metrics(plan: &Arc<dyn ExecutionPlan>, sink: &mut dyn FnMut(&Arc<Metr
     }
 }
 
-/// Counts rows across partitions and logs the report when all are done.
+/// Counts rows across partitions and logs the report when all are done,
+/// or when the plan is dropped first.
 struct Tracker {
     call: Arc<Call>,
     remaining: AtomicUsize,
+    reported: AtomicBool,
     rows: AtomicUsize,
     prepared: OnceLock<Arc<Prepared>>,
     /// The call as progress displays see it, from its first partition on.
@@ -283,6 +286,7 @@ impl Tracker {
         Tracker {
             call,
             remaining: AtomicUsize::new(partitions),
+            reported: AtomicBool::new(false),
             rows: AtomicUsize::new(0),
             prepared: OnceLock::new(),
             running: OnceLock::new(),
@@ -290,7 +294,16 @@ impl Tracker {
     }
 
     fn partition_done(&self) {
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.report();
+        }
+    }
+
+    /// Logs the call's report, once: when its last partition is done, or
+    /// when the plan goes, for a query that stopped before DataFusion ran
+    /// every partition (a `LIMIT` met from the first).
+    fn report(&self) {
+        if self.reported.swap(true, Ordering::AcqRel) {
             return;
         }
         if let Some(running) = self.running.get() {
@@ -370,6 +383,12 @@ impl Tracker {
             spilled_bytes: spilled,
             elapsed: prepared.started.elapsed(),
         });
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        self.report();
     }
 }
 
