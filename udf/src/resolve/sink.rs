@@ -227,6 +227,14 @@ impl WritePlan {
 }
 
 impl Resolver<'_> {
+    /// Whether the engine's memory pool has a limit.
+    pub(super) fn memory_bounded(&self) -> bool {
+        matches!(
+            self.state.runtime_env().memory_pool.memory_limit(),
+            MemoryLimit::Finite(_)
+        )
+    }
+
     /// `plan` clipped to the call's window when `clip`.
     pub(super) fn clipped(
         &self,
@@ -275,10 +283,7 @@ impl Resolver<'_> {
         };
         let mut rewrite = None;
         if !order.is_empty() {
-            let bounded = matches!(
-                self.state.runtime_env().memory_pool.memory_limit(),
-                MemoryLimit::Finite(_)
-            );
+            let bounded = self.memory_bounded();
             let ordering = ascending(&order, &plan.schema())
                 .map_err(failed)?
                 .ok_or_else(|| DataFusionError::Internal("an empty sort order".into()))?;

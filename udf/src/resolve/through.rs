@@ -35,7 +35,6 @@ use std::task::{Context, Poll};
 use arrow::array::RecordBatch;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result};
-use datafusion::execution::memory_pool::MemoryLimit;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::metrics::{
     BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet, RecordOutput,
@@ -80,13 +79,9 @@ impl Resolver<'_> {
         compute: Arc<dyn ExecutionPlan>,
         clip: bool,
     ) -> Result<Option<Storing>> {
-        let bounded = matches!(
-            self.state.runtime_env().memory_pool.memory_limit(),
-            MemoryLimit::Finite(_)
-        );
         if self.call.memoize
             || self.shape.limit.is_some()
-            || bounded
+            || self.memory_bounded()
             || !matches!(backend.name(), "parquet" | "arrow")
         {
             return Ok(None);
