@@ -122,3 +122,20 @@ async fn cancelling_the_sessions_writes_stores_nothing() {
     assert_eq!(f.int("SELECT count(*) FROM big(NULL, NULL)").await, ROWS);
     assert_outcome(&f.report(), Outcome::Computed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_in_a_recursive_query_is_computed_once_then_read_each_round() {
+    let f = Fixture::new();
+    f.query(BIG).await.unwrap();
+    let rounds = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL \
+                  SELECT n + 1 FROM r JOIN big(NULL, NULL) b ON b.id = r.n WHERE n < 4) \
+                  SELECT max(n) FROM r";
+    assert_eq!(f.int(rounds).await, 4);
+    let outcomes: Vec<Outcome> = f.reports().iter().map(|r| r.outcome).collect();
+    assert_eq!(outcomes.first(), Some(&Outcome::Computed), "{outcomes:?}");
+    assert!(outcomes.len() > 1, "{outcomes:?}");
+    assert!(
+        outcomes[1..].iter().all(|o| *o == Outcome::Hit),
+        "{outcomes:?}"
+    );
+}

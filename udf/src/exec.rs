@@ -14,7 +14,8 @@
 //! `EXPLAIN ANALYZE` walks, so it shows where a call spent its time with
 //! each plan's own metrics, as for any other node. Nothing rewrites a plan
 //! after it ran, and `with_new_children` given back the same children
-//! keeps the exec as it is.
+//! keeps the exec as it is; DataFusion replaces them only to run the plan
+//! again (`reset_state`), which gives a fresh call.
 
 use std::fmt;
 use std::pin::Pin;
@@ -220,10 +221,23 @@ impl ExecutionPlan for CachedCallExec {
         if same {
             Ok(self)
         } else {
-            Err(DataFusionError::Internal(
-                "CachedCallExec has no children".into(),
-            ))
+            // Only a reset replaces the plans a call ran (see below).
+            self.reset_state()
         }
+    }
+
+    /// A call run again (the next round of a recursive query, a compute
+    /// run again to be sorted) is resolved again, as a fresh call: it finds
+    /// what its first run stored, or computes if that stored nothing.
+    fn reset_state(self: Arc<Self>) -> Result<Arc<dyn ExecutionPlan>> {
+        if self.tracker.prepared.get().is_none() {
+            return Ok(self);
+        }
+        Ok(Arc::new(CachedCallExec::new(
+            Arc::clone(&self.call),
+            Arc::clone(&self.state),
+            self.shape.clone(),
+        )?))
     }
 
     fn execute(
