@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use datafusion::error::Result;
 use nuthatch::demo::{air_schema, air_temperature};
-use nuthatch::{CachedFunction, Config, Engine, Session};
+use nuthatch::{CachedFunction, Config, CoverageKind, Engine, Session};
 
 use common::ms;
 
@@ -30,6 +30,7 @@ fn grid(name: &str, backend: &str) -> Result<CachedFunction> {
         .param("start_time", nuthatch::ParamType::Timestamp)
         .param("end_time", nuthatch::ParamType::Timestamp)
         .timeseries("time")
+        .coverage(CoverageKind::Full)
         .backend(backend)
         .returns(air_schema())
         .compute(|_ctx, _args| async move { air_temperature(TIME_STEPS) })

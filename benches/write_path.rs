@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::error::Result;
-use nuthatch::{demo, CachedFunction, Config, Engine, ParamType, Session};
+use nuthatch::{demo, CachedFunction, Config, CoverageKind, Engine, ParamType, Session};
 
 const RUNS: usize = 3;
 
@@ -65,6 +65,7 @@ fn series30m() -> Result<CachedFunction> {
         .param("start_time", ParamType::Timestamp)
         .param("end_time", ParamType::Timestamp)
         .timeseries("time")
+        .coverage(CoverageKind::Full)
         .returns(schema)
         .compute(|ctx, _args| async move {
             ctx.sql(
@@ -87,6 +88,7 @@ fn shuffled() -> Result<CachedFunction> {
         .param("n", ParamType::Int)
         .cache_args(["n"])
         .timeseries("time")
+        .coverage(CoverageKind::Full)
         .returns(schema)
         .compute(|ctx, args| async move {
             let n = args.i64("n")?;

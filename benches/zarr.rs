@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use common::{ms, size_under};
 use datafusion::error::Result;
 use nuthatch::demo::{air_schema, air_temperature, TIME_STEPS};
-use nuthatch::{CachedFunction, Config, Engine, ParamType, Session};
+use nuthatch::{CachedFunction, Config, CoverageKind, Engine, ParamType, Session};
 
 const RUNS: usize = 5;
 const MONTH: &str = "'2014-03-01', '2014-03-31T18:00:00'";
@@ -30,6 +30,7 @@ fn grid(name: &str, backend: &str) -> Result<CachedFunction> {
         .param("start_time", ParamType::Timestamp)
         .param("end_time", ParamType::Timestamp)
         .timeseries("time")
+        .coverage(CoverageKind::Full)
         .backend(backend)
         .returns(air_schema())
         .compute(|_ctx, _args| async move { air_temperature(TIME_STEPS) });
@@ -191,6 +192,7 @@ async fn main() -> Result<()> {
         .param("start_time", ParamType::Timestamp)
         .param("end_time", ParamType::Timestamp)
         .timeseries("time")
+        .coverage(CoverageKind::Full)
         .backend("zarr")
         .dimensions(["time", "lat", "lon"])
         .returns(air_schema())

@@ -43,7 +43,7 @@ CREATE OR REPLACE CACHED FUNCTION agg_and_clip(
     end_time TIMESTAMP,
     agg_days BIGINT DEFAULT 7
 )
-WITH (cache_args = (agg_days), version = '0.1.0', timeseries = 'time')
+WITH (cache_args = (agg_days), version = '0.1.0', timeseries = 'time', coverage = 'full')
 AS
 SELECT time, lat, lon,
        CASE WHEN count(air) OVER (PARTITION BY lat, lon ORDER BY time

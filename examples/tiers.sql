@@ -8,7 +8,7 @@ CREATE OR REPLACE CACHED FUNCTION hourly(
     end_time TIMESTAMP,
     station VARCHAR DEFAULT 'north'
 )
-WITH (cache_args = (station), version = '1', timeseries = 'time')
+WITH (cache_args = (station), version = '1', timeseries = 'time', coverage = 'full')
 AS
 SELECT to_timestamp_seconds(1577836800 + value * 3600) AS time,
        $station AS station,

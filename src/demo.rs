@@ -18,7 +18,7 @@ use arrow::array::{Float32Array, RecordBatch, TimestampNanosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::error::Result;
 
-use crate::{CachedFunction, ParamType, Value};
+use crate::{CachedFunction, CoverageKind, ParamType, Value};
 
 pub const TIME_STEPS: usize = 2920;
 pub const LATS: usize = 25;
@@ -121,6 +121,8 @@ pub fn agg_and_clip() -> Result<CachedFunction> {
         .cache_args(["agg_days"])
         .version("0.1.0")
         .timeseries("time")
+        // The rolling mean is computed over the whole grid and clipped.
+        .coverage(CoverageKind::Full)
         .returns(air_schema())
         .compute(|ctx, args| async move {
             let days = args.i64("agg_days")?;

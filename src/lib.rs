@@ -27,6 +27,7 @@
 
 pub mod demo;
 
+pub use nuthatch_backends::coverage::{Coverage, Span};
 pub use nuthatch_backends::{
     Backend, Backends, Commit, Location, WriteMode, WriteOptions, WriteProgress, Written,
 };
@@ -36,8 +37,8 @@ pub use nuthatch_catalog::{
     TierRole,
 };
 pub use nuthatch_udf::{
-    split_statements, Args, CachedFunction, CachedFunctionBuilder, Computed, DisableIf, Engine,
-    NuthatchOptions, OverwritePrompt, ParamType, Select, Session, Value,
+    split_statements, Args, CachedFunction, CachedFunctionBuilder, Computed, CoverageKind,
+    DisableIf, Engine, NuthatchOptions, OverwritePrompt, ParamType, Select, Session, Value,
 };
 
 /// The workspace crates, for what the re-exports above leave out.

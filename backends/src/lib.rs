@@ -19,6 +19,7 @@
 
 pub mod arrow_ipc;
 pub mod bounds;
+pub mod coverage;
 #[cfg(feature = "delta")]
 pub mod delta;
 pub mod files;
@@ -188,6 +189,19 @@ pub struct WriteOptions {
     /// How long the files a write supersedes stay for readers still on an
     /// older version; a versioned format removes older ones after writing.
     pub retention: Option<Duration>,
+    /// The time the rows were computed for, when recorded (a timeseries
+    /// result): what the entry covers after the write, or for a write that
+    /// amends the entry, what it adds.
+    pub covers: Option<coverage::Coverage>,
+    /// The part of `covers` computed while it was recent, which a later
+    /// call computes again.
+    pub provisional: Option<coverage::Coverage>,
+    /// The write amends the stored entry: its rows are the entry's with
+    /// rows added or replaced (a merge, or a timeseries entry extended,
+    /// even when a format writes it whole again). The entry's previous
+    /// record stays true of what it covers until the new one replaces it,
+    /// so the catalog leaves the entry readable while writing.
+    pub amends: bool,
 }
 
 /// How far a write has got. Counters only grow; readers poll them.

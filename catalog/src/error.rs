@@ -115,6 +115,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// A stored timeseries entry does not cover the whole window of a call
+    /// whose mode does not compute.
+    #[error("{entry} covers {covered}, and the call also asks for {missing}, which {reason}")]
+    Uncovered {
+        /// `function: entry <key> on the <tier> tier`.
+        entry: String,
+        covered: String,
+        missing: String,
+        /// What does not compute, and what would.
+        reason: String,
+    },
+
     /// A write would replace a valid entry under a mode that does not
     /// overwrite without asking, and library code never asks.
     #[error(

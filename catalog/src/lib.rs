@@ -500,7 +500,15 @@ impl Catalog {
     /// A versioned format ([`Commit::Versioned`]) keeps the old metadata:
     /// it vouches for the old version, which stays readable while the new
     /// one is committed beside it, and the new row (naming the new version)
-    /// replaces it after the commit. The result is computed while it is
+    /// replaces it after the commit. A write that amends the entry
+    /// ([`WriteOptions::amends`]: an extension of a timeseries entry, a
+    /// merge) keeps the old metadata too: the new data holds the old rows
+    /// with rows added outside the time the old record covers, which a
+    /// reader of that record never serves, or replaced (what the merge is
+    /// for), so the old record is true of the new data until the new
+    /// record replaces it. The row records the entry's coverage:
+    /// [`WriteOptions::covers`], added to the stored coverage when the
+    /// write amends the entry. The result is computed while it is
     /// written: an error of the stream is a [`Error::ComputeFailed`], and
     /// it leaves nothing stored. Returns what was written and the new
     /// entry, opened to be read as `schema`.
@@ -518,12 +526,26 @@ impl Catalog {
         let meta_path = metadata_path(&id.key, id.namespace.as_deref(), backend.name());
         let path = data_path(&id.key, id.namespace.as_deref(), backend.extension());
         let versioned = backend.commit() == Commit::Versioned;
-        // What a merge adds to: its time range widens the stored one.
-        let previous = match options.mode {
-            WriteMode::Replace => None,
-            _ => self.read_metadata(tier, id, backend.name()).await?,
+        // What a merge adds to: its time range widens the stored one, and
+        // what it covers adds to what the entry covered.
+        let amends = options.amends || options.mode != WriteMode::Replace;
+        let previous = match amends {
+            false => None,
+            true => self
+                .read_metadata(tier, id, backend.name())
+                .await?
+                .filter(|row| row.is_valid_for(id.version.as_deref())),
         };
-        if !versioned {
+        // A merge adds the time it covers to what the entry covered; an
+        // entry that recorded none (Python's) still records none.
+        let (coverage, provisional) = match &previous {
+            None => (options.covers.clone(), options.provisional.clone()),
+            Some(previous) => merged_coverage(&previous.recorded, options),
+        };
+        // An amended entry keeps its old record, which stays true of what
+        // it covers whatever the data holds meanwhile.
+        let keeps_record = versioned || options.amends;
+        if !keeps_record {
             match store.delete(&meta_path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(Catalog::unwritable(tier, &meta_path, e)),
@@ -609,6 +631,8 @@ impl Catalog {
                         WriteMode::Replace => options.order.clone(),
                         _ => Vec::new(),
                     },
+                    coverage,
+                    provisional,
                 }
             },
         };
@@ -619,7 +643,7 @@ impl Catalog {
             // The data is unreachable without metadata; remove it so a failed
             // commit leaves nothing behind. A versioned entry keeps its old
             // metadata, which still vouches for the old version.
-            if !versioned {
+            if !keeps_record {
                 let _ = backend.delete(&at).await;
             }
             return Err(Catalog::unwritable(tier, &meta_path, e));
@@ -640,6 +664,27 @@ impl Catalog {
             })?;
         Ok((written, entry))
     }
+}
+
+/// What an entry covers after a merge added the rows `options` describe
+/// to `stored`: the union, with what the merge recomputed no longer
+/// provisional unless it is again.
+fn merged_coverage(
+    stored: &Recorded,
+    options: &WriteOptions,
+) -> (
+    Option<nuthatch_backends::coverage::Coverage>,
+    Option<nuthatch_backends::coverage::Coverage>,
+) {
+    let (Some(covered), Some(added)) = (&stored.coverage, &options.covers) else {
+        return (None, None);
+    };
+    let earlier = stored.provisional.clone().unwrap_or_default();
+    let provisional = earlier
+        .subtract(added)
+        .union(&options.provisional.clone().unwrap_or_default());
+    let provisional = (!provisional.is_empty()).then_some(provisional);
+    (Some(covered.union(added)), provisional)
 }
 
 /// The smallest and largest value of a result's time column seen so far,

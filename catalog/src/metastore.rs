@@ -23,6 +23,8 @@ use object_store::path::Path;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 
+use nuthatch_backends::coverage::Coverage;
+
 use crate::key::CacheKey;
 
 pub const METASTORE_DIR: &str = "nuthatch_metadata.nut";
@@ -110,6 +112,15 @@ pub struct Recorded {
     /// last), outermost first; empty when unknown or unordered. Stored as
     /// their names joined by newlines, which column names never hold here.
     pub sort_order: Vec<String>,
+    /// For a timeseries entry, the time its rows were computed for
+    /// ([`Coverage::encode`]'s form in the row); `None` when unrecorded (an
+    /// entry Python wrote, or one written before coverage was kept), which
+    /// is read as Python reads it: whatever it holds is the answer.
+    pub coverage: Option<Coverage>,
+    /// The part of `coverage` computed while it was recent (within the
+    /// function's `settle`), which the next call that reaches it computes
+    /// again.
+    pub provisional: Option<Coverage>,
 }
 
 impl MetadataRow {
@@ -145,6 +156,8 @@ impl MetadataRow {
             ),
             Field::new("data_version", DataType::Int64, true),
             text("sort_order", true),
+            text("coverage", true),
+            text("provisional", true),
         ]))
     }
 
@@ -175,6 +188,20 @@ impl MetadataRow {
                 text(
                     (!self.recorded.sort_order.is_empty())
                         .then(|| self.recorded.sort_order.join("\n"))
+                        .as_deref(),
+                ),
+                text(
+                    self.recorded
+                        .coverage
+                        .as_ref()
+                        .map(Coverage::encode)
+                        .as_deref(),
+                ),
+                text(
+                    self.recorded
+                        .provisional
+                        .as_ref()
+                        .map(Coverage::encode)
                         .as_deref(),
                 ),
             ],
@@ -250,6 +277,14 @@ impl MetadataRow {
             sort_order: optional_text("sort_order")?
                 .map(|names| names.split('\n').map(str::to_string).collect())
                 .unwrap_or_default(),
+            coverage: optional_text("coverage")?
+                .map(|text| Coverage::decode(&text))
+                .transpose()
+                .map_err(|e| format!("column 'coverage': {e}"))?,
+            provisional: optional_text("provisional")?
+                .map(|text| Coverage::decode(&text))
+                .transpose()
+                .map_err(|e| format!("column 'provisional': {e}"))?,
         };
         let last_modified = match batch.column_by_name("last_modified") {
             Some(column) => {
@@ -387,6 +422,8 @@ mod tests {
                 time_max: Some(1_577_919_600_000_000),
                 data_version: Some(3),
                 sort_order: vec!["time".into(), "station".into()],
+                coverage: Some(Coverage::decode("..1577836800000000;1577923200000000..").unwrap()),
+                provisional: Some(Coverage::decode("1577923200000000..").unwrap()),
             },
         };
         assert_eq!(MetadataRow::decode(row.encode().unwrap()).unwrap(), row);

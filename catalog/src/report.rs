@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use nuthatch_backends::coverage::Coverage;
 use nuthatch_backends::WriteProgress;
 
 use crate::background::Background;
@@ -36,6 +37,13 @@ pub enum Outcome {
     /// Computed for the call's window, which replaced that window of the
     /// stored entry (`replace_window`).
     WindowReplaced,
+    /// Read from a stored entry, after computing the time the call asked
+    /// for that the entry did not cover and adding it to the entry.
+    Extended,
+    /// Read from a stored entry and from a compute of the time it did not
+    /// cover, which was not stored (a mode that does not write the tier
+    /// the entry is on).
+    ExtendedNotStored,
 }
 
 impl Outcome {
@@ -48,6 +56,8 @@ impl Outcome {
             Outcome::ComputedNull => "computed null",
             Outcome::Upserted => "upserted",
             Outcome::WindowReplaced => "window replaced",
+            Outcome::Extended => "extended",
+            Outcome::ExtendedNotStored => "extended (not stored)",
         }
     }
 }
@@ -79,9 +89,13 @@ pub struct CallReport {
     pub rows_fetched: Option<usize>,
     /// The version of a versioned entry (Delta) that was read or written.
     pub data_version: Option<i64>,
-    /// For an upsert: stored rows it updated, and rows it inserted.
+    /// For an upsert: stored rows it updated, and rows it inserted; for an
+    /// extension, the rows it added.
     pub updated: Option<u64>,
     pub inserted: Option<u64>,
+    /// For an extension: the time computed because the entry did not
+    /// cover it.
+    pub computed_ranges: Option<Coverage>,
     /// Chunks read that were not in the store, which Zarr reads as the
     /// array's fill value.
     pub chunks_missing: usize,
@@ -113,8 +127,13 @@ impl fmt::Display for CallReport {
             write!(f, " version={version}")?;
         }
         write!(f, " rows={}", self.rows)?;
-        if let Some(inserted) = self.inserted {
-            write!(f, " inserted={inserted}")?;
+        if let Some(ranges) = &self.computed_ranges {
+            write!(f, " computed=[{ranges}]")?;
+        }
+        match (self.inserted, self.outcome) {
+            (Some(added), Outcome::Extended) => write!(f, " added={added}")?,
+            (Some(inserted), _) => write!(f, " inserted={inserted}")?,
+            (None, _) => {}
         }
         if let Some(updated) = self.updated {
             write!(f, " updated={updated}")?;

@@ -347,6 +347,9 @@ fn function_text(function: &CachedFunction, default_backend: &str) -> String {
     if let Some(column) = function.timeseries() {
         field("timeseries", column.into());
     }
+    if let Some(coverage) = function.coverage() {
+        field("coverage", coverage.name().into());
+    }
     field(
         "backend",
         match function.backend() {

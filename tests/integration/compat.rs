@@ -73,7 +73,9 @@ async fn entries_are_written_in_pythons_layout_with_its_metadata_row() {
             "time_min",
             "time_max",
             "data_version",
-            "sort_order"
+            "sort_order",
+            "coverage",
+            "provisional"
         ]
     );
     assert_eq!(text(&row, "time_column").as_deref(), Some("time"));

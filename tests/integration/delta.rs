@@ -15,7 +15,7 @@ use std::time::Duration;
 use arrow::array::{Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use nuthatch::demo::{air_schema, air_temperature, LATS, LONS};
-use nuthatch::{CachedFunction, Config, MetadataRow, Outcome, ParamType};
+use nuthatch::{CachedFunction, Config, CoverageKind, MetadataRow, Outcome, ParamType};
 
 use crate::support::{
     assert_outcome, files_under, observations, revisions, series_schema, Fixture,
@@ -27,6 +27,7 @@ fn demo_grid(name: &str, backend: &str, steps: usize) -> CachedFunction {
         .param("start_time", ParamType::Timestamp)
         .param("end_time", ParamType::Timestamp)
         .timeseries("time")
+        .coverage(CoverageKind::Full)
         .backend(backend)
         .returns(air_schema())
         .compute(move |_ctx, _args| async move { air_temperature(steps) })
@@ -380,6 +381,7 @@ async fn a_new_definition_overwrites_with_a_new_schema_and_refuses_to_merge_into
         .param("start_time", ParamType::Timestamp)
         .param("end_time", ParamType::Timestamp)
         .timeseries("time")
+        .coverage(CoverageKind::Full)
         .backend("delta")
         .upsert_keys(["time", "station"])
         .returns(Arc::clone(&schema))

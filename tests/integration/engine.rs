@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use arrow::array::{Float64Array, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use nuthatch::{CachedFunction, Config, Engine, Outcome, ParamType};
+use nuthatch::{CachedFunction, Config, CoverageKind, Engine, Outcome, ParamType};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::statistics::Statistics;
 
@@ -189,6 +189,7 @@ fn big() -> CachedFunction {
         .param("start_time", ParamType::Timestamp)
         .param("end_time", ParamType::Timestamp)
         .timeseries("time")
+        .coverage(CoverageKind::Full)
         .returns(schema)
         .compute(|ctx, _args| async move {
             // 7919 is prime to BIG_ROWS, so the times are a permutation.

@@ -5,6 +5,7 @@ mod support;
 
 mod backends;
 mod compat;
+mod coverage;
 #[cfg(feature = "delta")]
 mod delta;
 mod encodings;

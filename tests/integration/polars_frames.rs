@@ -13,7 +13,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Int32Type, IntervalDayTime, Schema, TimeUnit};
 use nuthatch::polars::{from_polars, to_polars, PolarsBody, PolarsComputed, SessionPolars};
-use nuthatch::{CachedFunction, Outcome, ParamType};
+use nuthatch::{CachedFunction, CoverageKind, Outcome, ParamType};
 use polars::prelude::{col, lit, DataType as PlType, IntoLazy, TimeUnit as PlTimeUnit};
 
 use crate::support::{assert_outcome, Fixture};
@@ -34,6 +34,7 @@ fn ticks() -> CachedFunction {
     let returns = Arc::clone(&schema);
     CachedFunction::builder("ticks")
         .timeseries("time")
+        .coverage(CoverageKind::Full)
         .param("start_time", ParamType::Timestamp)
         .param("end_time", ParamType::Timestamp)
         .returns(schema)

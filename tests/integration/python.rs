@@ -306,3 +306,79 @@ async fn local_entries_are_shared_with_python_nuthatch_both_ways() {
         "{stdout}"
     );
 }
+
+/// `series` as a body that computes only its window (value = hours since
+/// 2020-01-01 times `scale`), stored as `backend`, under Python's key.
+fn windowed_series(backend: &str) -> nuthatch::CachedFunction {
+    use std::sync::Arc;
+
+    use arrow::array::{Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};
+    use nuthatch::{CachedFunction, ParamType, Value};
+
+    CachedFunction::builder("series")
+        .param("start_time", ParamType::Timestamp)
+        .param("end_time", ParamType::Timestamp)
+        .param_default("station", ParamType::String, Value::String("north".into()))
+        .param_default("scale", ParamType::Float, Value::Float(1.0))
+        .cache_args(["station", "scale"])
+        .version("1")
+        .timeseries("time")
+        .backend(backend)
+        .returns(crate::support::series_schema())
+        .compute(|_ctx, args| async move {
+            let origin = 1_577_836_800_i64 * 1_000_000_000;
+            let hour = 3_600_000_000_000_i64;
+            let nanos = |name| -> datafusion::error::Result<i64> {
+                let at = args.timestamp(name)?.expect("a bound");
+                Ok(at.and_utc().timestamp_nanos_opt().unwrap())
+            };
+            let (start, end) = (nanos("start_time")?, nanos("end_time")?);
+            let hours: Vec<i64> =
+                ((start - origin + hour - 1) / hour..=(end - origin) / hour).collect();
+            let station = args.str("station")?.to_string();
+            let scale = args.f64("scale")?;
+            Ok(vec![RecordBatch::try_new(
+                crate::support::series_schema(),
+                vec![
+                    Arc::new(TimestampNanosecondArray::from_iter_values(
+                        hours.iter().map(|h| origin + h * hour),
+                    )),
+                    Arc::new(StringArray::from(vec![station.as_str(); hours.len()])),
+                    Arc::new(Float64Array::from_iter_values(
+                        hours.iter().map(|h| *h as f64 * scale),
+                    )),
+                ],
+            )?])
+        })
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Python nuthatch: run bash scripts/test"]
+async fn entries_extended_here_read_whole_in_python_nuthatch() {
+    for (backend, command) in [("parquet", "read"), ("delta", "read-delta")] {
+        let f = Fixture::new();
+        f.nuthatch.register(windowed_series(backend)).unwrap();
+        let call = |from: &str, to: &str| {
+            format!("series('{from}', '{to}', station => 'grow', scale => 2)")
+        };
+        count_and_sum(&f, &call("2020-01-10", "2020-01-20")).await;
+        let ours = count_and_sum(&f, &call("2020-01-05", "2020-01-25")).await;
+        let report = f.reports().pop().unwrap();
+        assert_outcome(&report, Outcome::Extended);
+        // Hours 96 (Jan 5) to 599 (Jan 25, 23:00).
+        assert_eq!(
+            ours,
+            (21 * 24, expected_sum(96, 599, 2.0, 0.0)),
+            "{backend}"
+        );
+        let root = f.root().display().to_string();
+        let read = python(&[command, &root, "grow", "2", "", ""]);
+        let (count, sum) = ours;
+        assert!(
+            read.lines().any(|l| l == format!("result {count} {sum:?}")),
+            "{backend}: {read}"
+        );
+    }
+}

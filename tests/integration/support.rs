@@ -11,7 +11,8 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::error::{DataFusionError, Result};
 use nuthatch::{
-    CachedFunction, CallReport, Config, Engine, Outcome, ParamType, Session, TierConfig, Value,
+    CachedFunction, CallReport, Config, CoverageKind, Engine, Outcome, ParamType, Session,
+    TierConfig, Value,
 };
 use tempfile::TempDir;
 
@@ -49,6 +50,8 @@ pub fn series(computes: Arc<AtomicUsize>) -> CachedFunction {
         .cache_args(["station", "scale"])
         .version("1")
         .timeseries("time")
+        // Every call computes all 60 days, whatever its window.
+        .coverage(CoverageKind::Full)
         .returns(series_schema())
         .compute(move |_ctx, args| {
             let computes = Arc::clone(&computes);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use arrow::array::{Float32Array, RecordBatch};
 use nuthatch::demo::{air_schema, air_temperature, LATS, LONS};
-use nuthatch::{CachedFunction, Outcome, ParamType, Value};
+use nuthatch::{CachedFunction, CoverageKind, Outcome, ParamType, Value};
 
 use crate::support::{assert_outcome, Fixture};
 use crate::system::text_rows;
@@ -22,6 +22,7 @@ fn demo_grid(name: &str, backend: &str, steps: usize, chunking: &[(&str, u64)]) 
         .param("start_time", ParamType::Timestamp)
         .param("end_time", ParamType::Timestamp)
         .timeseries("time")
+        .coverage(CoverageKind::Full)
         .backend(backend)
         .returns(air_schema())
         .compute(move |_ctx, _args| async move { air_temperature(steps) });
@@ -391,7 +392,8 @@ fn python_grid(name: &str, air: arrow::datatypes::DataType) -> CachedFunction {
             .param_default("agg_days", ParamType::Int, Value::Int(1))
             .cache_args(["agg_days"])
             .version("0.1.0")
-            .timeseries("time");
+            .timeseries("time")
+            .coverage(CoverageKind::Full);
     }
     builder
         .compute(|_ctx, _args| async move {

@@ -17,6 +17,13 @@ impl Args {
         Args { values }
     }
 
+    /// These arguments with `name` set to `value`.
+    pub fn with(&self, name: &str, value: Value) -> Args {
+        let mut values = self.values.clone();
+        values.insert(name.to_string(), value);
+        Args { values }
+    }
+
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.values.get(name)
     }

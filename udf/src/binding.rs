@@ -16,6 +16,7 @@ use nuthatch_catalog::CacheMode;
 
 use crate::args::Args;
 use crate::function::{param_list, CachedFunction, RESERVED_ARGUMENTS};
+use crate::timeseries::parse_settle;
 use crate::value::{ParamType, Value};
 
 /// First field of the struct that carries named arguments.
@@ -82,6 +83,9 @@ pub struct CallOptions {
     /// Compute the call's time window and replace that window of the
     /// stored entry, keeping the rest.
     pub replace_window: bool,
+    /// How long after its end what this call computes stays provisional
+    /// (the function's `settle` for this call).
+    pub settle: Option<std::time::Duration>,
 }
 
 /// A call with every parameter bound.
@@ -198,6 +202,10 @@ fn apply_option(
         },
         "upsert" => options.upsert = flag(function, arg, scalar)?,
         "replace_window" => options.replace_window = flag(function, arg, scalar)?,
+        "settle" => match coerce(function, arg, ParamType::String, scalar)? {
+            Value::String(text) => options.settle = Some(parse_settle(function, &text)?),
+            _ => options.settle = None,
+        },
         _ => unreachable!("only reserved names reach here"),
     }
     Ok(())

@@ -15,6 +15,7 @@ use datafusion::catalog::Session;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::Expr;
+use nuthatch_backends::coverage::Span;
 use nuthatch_backends::{Backend, WriteMode};
 use nuthatch_catalog::{
     cache_key, CacheMode, Catalog, EntryId, Error, KeyValue, ReportLog, Tier, TierRole,
@@ -24,7 +25,7 @@ use crate::args::Args;
 use crate::binding::{bind, check_namespace, CallOptions, Select};
 use crate::function::CachedFunction;
 use crate::settings::{reports_of, CallFrame, CallStack, Inherited, NuthatchOptions};
-use crate::timeseries::Window;
+use crate::timeseries::{call_span, handing, Window};
 
 /// Everything settled about one call at planning time.
 #[derive(Debug)]
@@ -59,6 +60,9 @@ pub struct Call {
     /// The backend computed results are stored with, when not `backend`.
     pub storage_backend: Option<String>,
     pub window: Option<Window>,
+    /// How long after its end a range this call computes stays
+    /// provisional: the call's `settle`, else the function's.
+    pub settle: Option<std::time::Duration>,
     /// What the calls of this call's body inherit.
     pub inherited: Inherited,
     /// The calls whose bodies are running around this one.
@@ -179,6 +183,13 @@ impl Call {
             None => None,
         };
         let write_mode = write_mode(function, &bound.options, window.as_ref())?;
+        let settle = bound.options.settle.or(function.settle());
+        if bound.options.settle.is_some() && !function.covers_windows() {
+            return Err(DataFusionError::Plan(format!(
+                "{name}: settle marks recent ranges of a growing timeseries entry as \
+                 provisional, and {name} is not one (its coverage is not 'window')"
+            )));
+        }
 
         let call = Call {
             function: Arc::clone(function),
@@ -201,6 +212,7 @@ impl Call {
             backend,
             storage_backend,
             window,
+            settle,
             inherited,
             stack,
             reports: reports_of(config),
@@ -225,6 +237,23 @@ impl Call {
         match tier.role() {
             TierRole::Local => self.local_id.as_ref(),
             TierRole::Root | TierRole::Mirror => Some(&self.id),
+        }
+    }
+
+    /// The time the call asks for: its window's span, all time without one.
+    pub fn span(&self) -> Span {
+        call_span(self.window.as_ref())
+    }
+
+    /// The arguments the body is handed. A body that computes its window
+    /// gets the call's window exactly as it is clipped (a date-only end as
+    /// the last instant of that day), so what it computes is what the
+    /// entry records covering.
+    pub fn body_args(&self) -> Args {
+        if self.function.covers_windows() {
+            handing(&self.args, self.function.params(), self.span())
+        } else {
+            self.args.clone()
         }
     }
 

@@ -20,6 +20,7 @@ use datafusion::datasource::MemTable;
 use datafusion::execution::context::{SessionContext, SessionState};
 use datafusion::logical_expr::{cast as cast_expr, col};
 
+use crate::args::Args;
 use crate::call::Call;
 use crate::function::{Body, CachedFunction, Computed};
 
@@ -35,13 +36,23 @@ pub fn child_session(call: &Call, parent: &SessionState) -> SessionContext {
 /// Runs the body of `call` and returns its result, unexecuted, in the
 /// function's declared schema; `None` when the body returned no result.
 pub async fn body_frame(call: &Call, parent: &SessionState) -> Result<Option<DataFrame>> {
+    body_frame_with(call, call.body_args(), parent).await
+}
+
+/// [`body_frame`] with the body handed `args` instead of the call's (a
+/// time range an entry is missing).
+pub async fn body_frame_with(
+    call: &Call,
+    args: Args,
+    parent: &SessionState,
+) -> Result<Option<DataFrame>> {
     let function = &call.function;
     let ctx = child_session(call, parent);
     let computed = match function.body() {
-        Body::Rust(body) => body(ctx.clone(), call.args.clone()).await?,
+        Body::Rust(body) => body(ctx.clone(), args).await?,
         Body::Sql(body) => Computed::Frame(DataFrame::new(
             ctx.state(),
-            body.plan(&ctx.state(), &call.args).await?,
+            body.plan(&ctx.state(), &args).await?,
         )),
     };
     let schema = function.schema();

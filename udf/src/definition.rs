@@ -5,7 +5,8 @@
 //!     param TYPE [DEFAULT literal], ...
 //! )
 //! [WITH (cache_args = (p1, p2), version = '0.1.0', timeseries = 'time',
-//!        namespace = 'x', backend = 'parquet', storage_backend = 'arrow',
+//!        coverage = 'window', settle = '2 days', namespace = 'x',
+//!        backend = 'parquet', storage_backend = 'arrow',
 //!        memoize = true, cache = false, fail_if_no_cache = true,
 //!        cache_disable_if = (p1 = 1 OR p1 IN (2, 3) AND p2 = 'x'),
 //!        dimensions = (time, lat, lon), chunking = (time = 365, lat = 30),
@@ -30,8 +31,9 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
 use crate::args::Args;
-use crate::function::{CachedFunction, ChunkByArg, Grid, Param};
+use crate::function::{CachedFunction, ChunkByArg, CoverageKind, Grid, Param};
 use crate::sql_body::SqlBody;
+use crate::timeseries::parse_settle;
 use crate::value::{ParamType, Value};
 
 /// A parsed `CREATE CACHED FUNCTION` statement.
@@ -44,6 +46,11 @@ pub struct CreateCachedFunction {
     pub version: Option<String>,
     pub namespace: Option<String>,
     pub timeseries: Option<String>,
+    /// `coverage = 'full' | 'window'`; when not given, the body decides
+    /// (see [`crate::timeseries::check`]).
+    pub coverage: Option<CoverageKind>,
+    /// `settle = '2 days'`.
+    pub settle: Option<std::time::Duration>,
     /// The backend named in `WITH (backend = ...)`; checked when the
     /// function is registered, against the engine's backends.
     pub backend: Option<String>,
@@ -123,6 +130,8 @@ impl CreateCachedFunction {
             version: None,
             namespace: None,
             timeseries: None,
+            coverage: None,
+            settle: None,
             backend: None,
             storage_backend: None,
             memoize: false,
@@ -203,6 +212,8 @@ impl CreateCachedFunction {
             "version" => self.version = Some(single(&values)?),
             "namespace" => self.namespace = Some(single(&values)?),
             "timeseries" => self.timeseries = Some(single(&values)?),
+            "coverage" => self.coverage = Some(CoverageKind::parse(&self.name, &single(&values)?)?),
+            "settle" => self.settle = Some(parse_settle(&self.name, &single(&values)?)?),
             "backend" => self.backend = Some(single(&values)?.to_ascii_lowercase()),
             "storage_backend" => self.storage_backend = Some(single(&values)?.to_ascii_lowercase()),
             "memoize" => self.memoize = boolean(&self.name, option, &single(&values)?)?,
@@ -247,7 +258,7 @@ impl CreateCachedFunction {
             other => {
                 return plan_err!(
                     "{}: unknown option '{other}'; options are cache_args, version, namespace, \
-                     timeseries, backend, storage_backend, memoize, cache, fail_if_no_cache, \
+                     timeseries, coverage, settle, backend, storage_backend, memoize, cache, fail_if_no_cache, \
                      cache_disable_if, dimensions, chunking, chunk_by_arg, upsert_keys, order_by",
                     self.name
                 )
@@ -298,6 +309,12 @@ impl CreateCachedFunction {
         }
         if let Some(column) = self.timeseries {
             builder = builder.timeseries(column);
+        }
+        if let Some(coverage) = self.coverage {
+            builder = builder.coverage(coverage);
+        }
+        if let Some(settle) = self.settle {
+            builder = builder.settle(settle);
         }
         if let Some(backend) = self.storage_backend {
             builder = builder.storage_backend(backend);

@@ -373,7 +373,12 @@ impl Tracker {
         let call = &self.call;
         let scanned = matches!(
             prepared.outcome,
-            Outcome::Hit | Outcome::Computed | Outcome::Upserted | Outcome::WindowReplaced
+            Outcome::Hit
+                | Outcome::Computed
+                | Outcome::Upserted
+                | Outcome::WindowReplaced
+                | Outcome::Extended
+                | Outcome::ExtendedNotStored
         );
         let written = prepared.written.as_ref();
         call.reports.push(CallReport {
@@ -392,6 +397,7 @@ impl Tracker {
             data_version: prepared.data_version,
             updated: written.and_then(|w| w.updated),
             inserted: written.and_then(|w| w.inserted),
+            computed_ranges: prepared.computed_ranges.clone(),
             chunks_missing: missing,
             bytes_scanned: scanned.then_some(bytes),
             spilled_bytes: spilled,

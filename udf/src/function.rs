@@ -5,14 +5,13 @@
 //! declared return schema lets a call be planned without computing or
 //! reading anything.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use datafusion::common::{plan_err, DataFusionError, Result};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::SessionContext;
@@ -22,11 +21,14 @@ use futures::FutureExt;
 use nuthatch_catalog::key::check_function_name;
 
 use crate::args::Args;
+use crate::grid::check_grid;
+pub use crate::grid::{ChunkByArg, Grid};
 use crate::sql_body::SqlBody;
+pub use crate::timeseries::CoverageKind;
 use crate::value::{ParamType, Value};
 
 /// Named arguments that set per-call cache options instead of parameters.
-pub const RESERVED_ARGUMENTS: [&str; 11] = [
+pub const RESERVED_ARGUMENTS: [&str; 12] = [
     "cache_mode",
     "recompute",
     "namespace",
@@ -38,6 +40,7 @@ pub const RESERVED_ARGUMENTS: [&str; 11] = [
     "cache",
     "upsert",
     "replace_window",
+    "settle",
 ];
 
 /// What a compute body returns. nuthatch runs it as a stream: a DataFrame
@@ -137,6 +140,11 @@ pub struct CachedFunction {
     pub(crate) version: Option<String>,
     pub(crate) namespace: Option<String>,
     pub(crate) timeseries: Option<String>,
+    /// What a timeseries body computes; `Window` for other functions,
+    /// where it means nothing.
+    pub(crate) coverage: CoverageKind,
+    /// How long after its end a computed range stays provisional.
+    pub(crate) settle: Option<std::time::Duration>,
     /// The order entries keep and calls declare; see [`Self::order_by`].
     pub(crate) order_by: Vec<String>,
     pub(crate) backend: Option<String>,
@@ -163,6 +171,8 @@ impl CachedFunction {
             version: None,
             namespace: None,
             timeseries: None,
+            coverage: None,
+            settle: None,
             order_by: Vec::new(),
             backend: None,
             storage_backend: None,
@@ -199,6 +209,25 @@ impl CachedFunction {
 
     pub fn timeseries(&self) -> Option<&str> {
         self.timeseries.as_deref()
+    }
+
+    /// What a timeseries function's body computes; `None` for other
+    /// functions.
+    pub fn coverage(&self) -> Option<CoverageKind> {
+        self.timeseries.as_ref().map(|_| self.coverage)
+    }
+
+    /// How long after its end a range computed stays provisional: a later
+    /// call that reaches it computes it again (data revised after the
+    /// fact, as forecasts are).
+    pub fn settle(&self) -> Option<std::time::Duration> {
+        self.settle
+    }
+
+    /// Whether entries record the windows computed, and calls past them
+    /// compute what is missing.
+    pub fn covers_windows(&self) -> bool {
+        self.coverage() == Some(CoverageKind::Window)
     }
 
     /// The columns every call's rows come in ascending order of (nulls
@@ -317,6 +346,8 @@ pub struct CachedFunctionBuilder {
     version: Option<String>,
     namespace: Option<String>,
     timeseries: Option<String>,
+    coverage: Option<CoverageKind>,
+    settle: Option<std::time::Duration>,
     order_by: Vec<String>,
     backend: Option<String>,
     storage_backend: Option<String>,
@@ -374,6 +405,24 @@ impl CachedFunctionBuilder {
     /// Names the time column; calls are clipped to `[start_time, end_time]`.
     pub fn timeseries(mut self, column: impl Into<String>) -> Self {
         self.timeseries = Some(column.into());
+        self
+    }
+
+    /// Declares what the timeseries body computes: [`CoverageKind::Window`]
+    /// (the default for Rust bodies) when it computes the window it is
+    /// handed, [`CoverageKind::Full`] when it computes its whole series
+    /// whatever the window.
+    pub fn coverage(mut self, coverage: CoverageKind) -> Self {
+        self.coverage = Some(coverage);
+        self
+    }
+
+    /// Marks ranges that end less than `settle` before the time they are
+    /// computed as provisional: the next call that reaches them computes
+    /// them again, while settled history is never recomputed. Only for a
+    /// body that computes its window.
+    pub fn settle(mut self, settle: std::time::Duration) -> Self {
+        self.settle = Some(settle);
         self
     }
 
@@ -574,35 +623,15 @@ impl CachedFunctionBuilder {
                 }
             }
         }
-        if let Some(column) = &self.timeseries {
-            for bound in ["start_time", "end_time"] {
-                let ok = self.params.iter().any(|p| {
-                    p.name == bound && matches!(p.ty, ParamType::Timestamp | ParamType::Date)
-                });
-                if !ok {
-                    return plan_err!(
-                        "{name}: a timeseries function needs timestamp parameters 'start_time' \
-                         and 'end_time'"
-                    );
-                }
-            }
-            match schema.field_with_name(column) {
-                Ok(field)
-                    if matches!(
-                        field.data_type(),
-                        DataType::Timestamp(..) | DataType::Date32 | DataType::Date64
-                    ) => {}
-                Ok(field) => {
-                    return plan_err!(
-                        "{name}: timeseries column '{column}' is {}, not a timestamp",
-                        field.data_type()
-                    )
-                }
-                Err(_) => {
-                    return plan_err!("{name}: the result has no timeseries column '{column}'")
-                }
-            }
-        }
+        let coverage = crate::timeseries::check(
+            &name,
+            self.timeseries.as_deref(),
+            self.coverage,
+            self.settle.is_some(),
+            &self.params,
+            &schema,
+            &body,
+        )?;
         let grid = check_grid(&name, self.grid, &schema, &self.params, &self.cache_args)?;
         let zarr = [&self.backend, &self.storage_backend]
             .iter()
@@ -637,6 +666,8 @@ impl CachedFunctionBuilder {
             version: self.version,
             namespace: self.namespace,
             timeseries: self.timeseries,
+            coverage,
+            settle: self.settle,
             order_by: self.order_by,
             backend: self.backend,
             storage_backend: self.storage_backend,
@@ -681,98 +712,4 @@ pub(crate) fn param_list(params: &[Param]) -> String {
         .map(|p| format!("{} {}", p.name, p.ty))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// The grid of a gridded result: its dimensions and how it is chunked.
-#[derive(Debug, Clone, Default)]
-pub struct Grid {
-    pub dimensions: Vec<String>,
-    pub chunking: BTreeMap<String, u64>,
-    pub chunk_by_arg: Vec<ChunkByArg>,
-}
-
-/// Chunk lengths that apply when a cache argument has a value.
-#[derive(Debug, Clone)]
-pub struct ChunkByArg {
-    pub arg: String,
-    pub value: Value,
-    pub chunking: BTreeMap<String, u64>,
-}
-
-impl Grid {
-    /// The chunking for a call with `args`: `chunking`, then every
-    /// matching `chunk_by_arg` rule in order.
-    pub fn chunking_for(&self, args: &Args) -> BTreeMap<String, u64> {
-        let mut chunking = self.chunking.clone();
-        for rule in &self.chunk_by_arg {
-            if args
-                .get(&rule.arg)
-                .is_some_and(|v| v.key_text() == rule.value.key_text())
-            {
-                chunking.extend(rule.chunking.iter().map(|(d, n)| (d.clone(), *n)));
-            }
-        }
-        chunking
-    }
-}
-
-fn check_grid(
-    name: &str,
-    mut grid: Grid,
-    schema: &SchemaRef,
-    params: &[Param],
-    cache_args: &[String],
-) -> Result<Grid> {
-    for (i, dimension) in grid.dimensions.iter().enumerate() {
-        if schema.field_with_name(dimension).is_err() {
-            return plan_err!(
-                "{name}: dimension '{dimension}' is not a column of the result; columns are {}",
-                schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-        if grid.dimensions[..i].contains(dimension) {
-            return plan_err!("{name}: dimension '{dimension}' is named twice");
-        }
-    }
-    let check_sizes = |sizes: &BTreeMap<String, u64>, option: &str| -> Result<()> {
-        for (dimension, size) in sizes {
-            if !grid.dimensions.contains(dimension) {
-                return plan_err!(
-                    "{name}: {option} names '{dimension}', which is not one of the dimensions ({})",
-                    grid.dimensions.join(", ")
-                );
-            }
-            if *size == 0 {
-                return plan_err!("{name}: {option} gives '{dimension}' a chunk length of 0");
-            }
-        }
-        Ok(())
-    };
-    check_sizes(&grid.chunking, "chunking")?;
-    for rule in &mut grid.chunk_by_arg {
-        check_sizes(&rule.chunking, "chunk_by_arg")?;
-        if !cache_args.contains(&rule.arg) {
-            return plan_err!(
-                "{name}: chunk_by_arg names '{}', which is not one of the cache_args ({})",
-                rule.arg,
-                cache_args.join(", ")
-            );
-        }
-        let param = params
-            .iter()
-            .find(|p| p.name == rule.arg)
-            .expect("cache_args are parameters");
-        rule.value = param.ty.coerce(&rule.value.to_scalar()).map_err(|got| {
-            DataFusionError::Plan(format!(
-                "{name}: chunk_by_arg compares '{}' ({}) with {got}",
-                rule.arg, param.ty
-            ))
-        })?;
-    }
-    Ok(grid)
 }

@@ -26,6 +26,7 @@ pub mod definition;
 pub mod engine;
 pub mod exec;
 pub mod function;
+pub mod grid;
 pub mod planner;
 pub mod registry;
 pub mod resolve;
@@ -43,7 +44,9 @@ pub use args::Args;
 pub use binding::{BoundCall, CallOptions, Select};
 pub use call::Call;
 pub use engine::Engine;
-pub use function::{Body, CachedFunction, CachedFunctionBuilder, Computed, DisableIf, Param};
+pub use function::{
+    Body, CachedFunction, CachedFunctionBuilder, Computed, CoverageKind, DisableIf, Param,
+};
 pub use script::split_statements;
 pub use session::{NamedTable, Session};
 pub use settings::{CallFrame, CallStack, Inherited, NuthatchOptions, OverwritePrompt};

@@ -149,6 +149,8 @@ pub fn caches_schema() -> SchemaRef {
         text("time_column", true),
         micros("time_min", None),
         micros("time_max", None),
+        text("coverage", true),
+        text("provisional", true),
         text("problem", true),
     ]))
 }
@@ -220,6 +222,8 @@ pub fn rows_batch(rows: &[CacheRow]) -> Result<RecordBatch> {
     let mut time_column = Vec::new();
     let mut time_min = Vec::new();
     let mut time_max = Vec::new();
+    let mut coverage = Vec::new();
+    let mut provisional = Vec::new();
     let mut problem = Vec::new();
     for row in rows {
         match row {
@@ -253,6 +257,11 @@ pub fn rows_batch(rows: &[CacheRow]) -> Result<RecordBatch> {
                 time_column.push(meta.and_then(|m| m.recorded.time_column.clone()));
                 time_min.push(meta.and_then(|m| m.recorded.time_min));
                 time_max.push(meta.and_then(|m| m.recorded.time_max));
+                let shown = |c: &Option<nuthatch_backends::coverage::Coverage>| {
+                    c.as_ref().map(|c| c.to_string())
+                };
+                coverage.push(meta.and_then(|m| shown(&m.recorded.coverage)));
+                provisional.push(meta.and_then(|m| shown(&m.recorded.provisional)));
                 problem.push(
                     listed
                         .corruption()
@@ -274,7 +283,14 @@ pub fn rows_batch(rows: &[CacheRow]) -> Result<RecordBatch> {
                 uri.push(None);
                 count.push(Some(entry.rows as i64));
                 bytes.push(Some(entry.bytes as i64));
-                for column in [&mut user, &mut commit, &mut time_column, &mut problem] {
+                for column in [
+                    &mut user,
+                    &mut commit,
+                    &mut time_column,
+                    &mut coverage,
+                    &mut provisional,
+                    &mut problem,
+                ] {
                     column.push(None);
                 }
                 modified.push(Some(entry.kept_at.timestamp_micros()));
@@ -312,6 +328,8 @@ pub fn rows_batch(rows: &[CacheRow]) -> Result<RecordBatch> {
             text(time_column),
             micros(time_min, None),
             micros(time_max, None),
+            text(coverage),
+            text(provisional),
             text(problem),
         ],
     )?)

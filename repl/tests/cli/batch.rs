@@ -671,3 +671,55 @@ fn a_delete_killed_midway_leaves_every_entry_whole_or_gone() {
         stdout(&finished)
     );
 }
+
+#[test]
+fn a_wider_call_extends_the_entry_and_says_what_it_computed() {
+    let dir = project(
+        "CREATE CACHED FUNCTION daily(start_time TIMESTAMP, end_time TIMESTAMP)
+         WITH (timeseries = 'time')
+         AS SELECT t.value AS time
+            FROM generate_series(TIMESTAMP '2020-01-01', TIMESTAMP '2020-12-31', INTERVAL '1 day') AS t
+            WHERE t.value BETWEEN $start_time AND $end_time;",
+    );
+    let first = nuthatch(
+        dir.path(),
+        &[
+            "-c",
+            "SELECT count(*) AS n FROM daily('2020-01-10', '2020-01-19')",
+        ],
+    );
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(stdout(&first).contains("| 10 |"), "{}", stdout(&first));
+
+    // Another process asks for more: the days missing on both sides.
+    let wider = nuthatch(
+        dir.path(),
+        &[
+            "-c",
+            "SELECT count(*) AS n FROM daily('2020-01-05', '2020-01-25')",
+        ],
+    );
+    let out = stdout(&wider);
+    assert!(out.contains("| 21 |"), "{out}");
+    assert!(
+        out.contains(
+            "nuthatch: daily: extended root parquet daily/ rows=21 \
+             computed=[2020-01-05 .. 2020-01-10, 2020-01-20 .. 2020-01-26] added=11"
+        ),
+        "{out}"
+    );
+    let listed = nuthatch(
+        dir.path(),
+        &[
+            "--format",
+            "csv",
+            "-c",
+            "SELECT coverage, rows FROM nuthatch.caches WHERE function = 'daily'",
+        ],
+    );
+    assert!(
+        stdout(&listed).contains("2020-01-05 .. 2020-01-26,21"),
+        "{}",
+        stdout(&listed)
+    );
+}

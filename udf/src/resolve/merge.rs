@@ -22,10 +22,11 @@ use datafusion::common::{DataFusionError, JoinType, Result};
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder};
+use nuthatch_backends::coverage::Coverage;
 use nuthatch_backends::{Commit, WriteMode};
-use nuthatch_catalog::{Claim, Error, Outcome, Phase};
+use nuthatch_catalog::{Claim, Outcome, Phase};
 
-use super::{Prepared, Resolver, Source};
+use super::{compute_failed, Keep, Prepared, Resolver, Source};
 use crate::compute::body_frame;
 
 impl Resolver<'_> {
@@ -69,18 +70,15 @@ impl Resolver<'_> {
         let merged = async {
             tracing::info!(function, key = %id.key, tier = tier.name(), mode = what, "computing");
             self.running.set_phase(Phase::Computing);
-            let failed = |source: DataFusionError| Error::ComputeFailed {
-                key: id.key.display().to_string(),
-                source: Box::new(source),
-            };
-            let Some(mut computed) = body_frame(call, self.state).await.map_err(failed)? else {
+            let failed = compute_failed(id.key.display().to_string());
+            let Some(mut computed) = body_frame(call, self.state).await.map_err(&failed)? else {
                 // As Python: a null result is not recorded by a merge.
                 tracing::info!(function, "the body returned no result; nothing to {what}");
                 return Ok(None);
             };
             if let WriteMode::ReplaceWhere { predicate } = &mode {
                 // Rows outside the window would escape the replacement.
-                computed = computed.filter(predicate.clone()).map_err(failed)?;
+                computed = computed.filter(predicate.clone()).map_err(&failed)?;
             }
             let schema = call.function.schema();
             let stored = match rewrites {
@@ -97,15 +95,21 @@ impl Resolver<'_> {
                     )?
                     .build()?;
                     let stored = DataFrame::new(self.state.clone(), scan);
-                    let frame = rewritten(stored, computed, &mode).map_err(failed)?;
+                    let frame = rewritten(stored, computed, &mode).map_err(&failed)?;
                     (frame, WriteMode::Replace, stored_rows)
                 }
                 None if rewrites => (computed, WriteMode::Replace, None),
                 None => (computed, mode.clone(), None),
             };
-            let plan = frame.create_physical_plan().await.map_err(failed)?;
+            // The entry covers the call's window from now on.
+            let window = call
+                .function
+                .timeseries()
+                .map(|_| Coverage::of([call.span()]));
+            let keep = Keep::amending(window, call.settle);
+            let plan = frame.create_physical_plan().await.map_err(&failed)?;
             let (entry, compute, mut written) = self
-                .store_plan(tier, id, &backend, plan, false, write_mode)
+                .store_plan(tier, id, &backend, plan, keep, write_mode)
                 .await?;
             if rewrites && matches!(mode, WriteMode::Upsert { .. }) {
                 // The rewrite kept every stored row and added new keys only.
@@ -150,7 +154,11 @@ impl Resolver<'_> {
 
 /// The whole entry after merging `computed` into `stored` as `mode` says,
 /// for formats rewritten whole.
-fn rewritten(stored: DataFrame, computed: DataFrame, mode: &WriteMode) -> Result<DataFrame> {
+pub(super) fn rewritten(
+    stored: DataFrame,
+    computed: DataFrame,
+    mode: &WriteMode,
+) -> Result<DataFrame> {
     match mode {
         WriteMode::Upsert { keys } => {
             let keys: Vec<&str> = keys.iter().map(String::as_str).collect();

@@ -21,6 +21,7 @@
 //! Calls that merge into the stored entry (`upsert`, `replace_window`)
 //! read nothing first: they compute and merge ([`merge`]).
 
+mod extend;
 mod merge;
 mod order;
 mod passing;
@@ -46,6 +47,7 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::{collect, ExecutionPlan, ExecutionPlanProperties, PhysicalExpr};
+use nuthatch_backends::coverage::Coverage;
 use nuthatch_backends::{Backend, WriteMode, Written};
 use nuthatch_catalog::{
     CacheMode, Claim, Entry, EntryId, Error, Followed, Found, Memoized, Outcome, Overwrite, Phase,
@@ -55,7 +57,8 @@ use nuthatch_catalog::{
 use crate::call::Call;
 use crate::compute::body_frame;
 use crate::settings::Prompter;
-use sink::WritePlan;
+pub(crate) use sink::compute_failed;
+use sink::{Keep, WritePlan};
 
 /// How the stored data is to be read for one call.
 #[derive(Debug, Clone)]
@@ -113,6 +116,9 @@ pub(crate) struct Prepared {
     pub storing: bool,
     /// The version of a versioned entry served.
     pub data_version: Option<i64>,
+    /// For an extension: the time computed because the entry did not
+    /// cover it.
+    pub computed_ranges: Option<Coverage>,
 }
 
 /// Resolves `call` as its mode's policy says.
@@ -189,7 +195,12 @@ impl Resolver<'_> {
                 Some(Found::Null(tier)) => {
                     return self.serve_null(Outcome::NullHit, Some(tier.name().to_string()))
                 }
-                Some(Found::Entry(entry)) => return self.serve_found(*entry).await,
+                Some(Found::Entry(entry)) => {
+                    if let Some(missing) = self.uncovered(&entry) {
+                        return self.extend(*entry, missing).await;
+                    }
+                    return self.serve_found(*entry).await;
+                }
                 None => {}
             }
         }
@@ -253,12 +264,13 @@ impl Resolver<'_> {
                 .is_none()
         {
             let raw = entry.provider.scan(self.state, None, &[], None).await?;
+            let keep = Keep::all(entry.metadata.recorded.coverage.clone());
             self.store_plan(
                 catalog.root(),
                 &call.id,
                 &storage,
                 raw,
-                false,
+                keep,
                 WriteMode::Replace,
             )
             .await?;
@@ -285,7 +297,7 @@ impl Resolver<'_> {
                         local_id,
                         &storage,
                         scan,
-                        true,
+                        self.keep_window(),
                         WriteMode::Replace,
                     )
                     .await?;
@@ -359,7 +371,7 @@ impl Resolver<'_> {
                                 .await?
                             {
                                 Some(Found::Entry(entry)) => {
-                                    return self.serve_entry(*entry, Outcome::Hit).await
+                                    return self.serve_stored(*entry).await
                                 }
                                 Some(Found::Null(tier)) => {
                                     let name = Some(tier.name().to_string());
@@ -392,7 +404,7 @@ impl Resolver<'_> {
                         }
                         Ok(Led::Found(entry)) => {
                             lead.finish(Ok(()));
-                            self.serve_entry(entry, Outcome::Hit).await
+                            self.serve_stored(entry).await
                         }
                         Ok(Led::Null) => {
                             lead.finish(Ok(()));
@@ -470,40 +482,36 @@ impl Resolver<'_> {
         }
         tracing::info!(function = call.function.name(), key = %id.key, tier = tier.name(), "computing");
         self.running.set_phase(Phase::Computing);
-        let failed = |source: DataFusionError| Error::ComputeFailed {
-            key: id.key.display().to_string(),
-            source: Box::new(source),
-        };
-        let Some(frame) = body_frame(call, self.state).await.map_err(failed)? else {
+        let failed = compute_failed(id.key.display().to_string());
+        let Some(frame) = body_frame(call, self.state).await.map_err(&failed)? else {
             call.catalog.store_null(tier, id).await?;
             return Ok(Led::Null);
         };
-        let plan = frame.create_physical_plan().await.map_err(failed)?;
-        // Local holds results clipped to the call's window, root whole.
-        let clip = !tier.role().is_global();
-        if let Some(storing) = self.through(tier, id, backend, Arc::clone(&plan), clip)? {
+        let plan = frame.create_physical_plan().await.map_err(&failed)?;
+        let keep = self.keep_computed(tier);
+        if let Some(storing) = self.through(tier, id, backend, Arc::clone(&plan), &keep)? {
             return Ok(Led::Storing(storing));
         }
         let (entry, compute, _) = self
-            .store_plan(tier, id, backend, plan, clip, WriteMode::Replace)
+            .store_plan(tier, id, backend, plan, keep, WriteMode::Replace)
             .await?;
         Ok(Led::Stored(entry, compute))
     }
 
-    /// Streams `plan` (clipped to the window when `clip`, sorted by the
-    /// time column) into `tier` as `id`, as `mode` says; returns the stored
-    /// entry, the plan that ran and what was written.
+    /// Streams `plan` (the rows `keep` keeps, sorted by the time column)
+    /// into `tier` as `id`, as `mode` says; returns the stored entry, the
+    /// plan that ran and what was written.
     async fn store_plan(
         &self,
         tier: &Tier,
         id: &EntryId,
         backend: &Arc<dyn Backend>,
         plan: Arc<dyn ExecutionPlan>,
-        clip: bool,
+        keep: Keep,
         mode: WriteMode,
     ) -> Result<(Entry, Arc<dyn ExecutionPlan>, Written)> {
-        let plan = self.clipped(id, plan, clip)?;
-        let write = self.write_plan(tier, id, backend, plan, mode)?;
+        let plan = self.clipped(id, plan, &keep)?;
+        let write = self.write_plan(tier, id, backend, plan, mode, &keep)?;
         let (written, entry) = write.run(self.state.task_ctx()).await?;
         Ok((entry, write.plan, written))
     }
@@ -513,17 +521,12 @@ impl Resolver<'_> {
         let call = self.call;
         tracing::info!(function = call.function.name(), key = %call.id.key, "computing (not stored)");
         self.running.set_phase(Phase::Computing);
-        let failed = |source: DataFusionError| -> DataFusionError {
-            Error::ComputeFailed {
-                key: call.id.key.display().to_string(),
-                source: Box::new(source),
-            }
-            .into()
-        };
-        let Some(frame) = body_frame(call, self.state).await.map_err(failed)? else {
+        let failed = compute_failed(call.id.key.display().to_string());
+        let failed = |source| -> DataFusionError { failed(source).into() };
+        let Some(frame) = body_frame(call, self.state).await.map_err(&failed)? else {
             return self.serve_null(Outcome::ComputedNull, None);
         };
-        let compute = frame.create_physical_plan().await.map_err(failed)?;
+        let compute = frame.create_physical_plan().await.map_err(&failed)?;
         self.serve(
             Source::Unstored(compute),
             None,
@@ -623,6 +626,7 @@ impl Resolver<'_> {
             written: None,
             storing: false,
             data_version,
+            computed_ranges: None,
         })
     }
 
@@ -651,6 +655,7 @@ impl Resolver<'_> {
             written: None,
             storing: false,
             data_version: None,
+            computed_ranges: None,
         })
     }
 
@@ -668,6 +673,7 @@ impl Resolver<'_> {
             written: None,
             storing: false,
             data_version: None,
+            computed_ranges: None,
         })
     }
 }

@@ -13,6 +13,7 @@
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
@@ -29,11 +30,13 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties,
 };
 use futures::TryStreamExt;
+use nuthatch_backends::coverage::Coverage;
 use nuthatch_backends::{Backend, WriteMode, WriteOptions, Written};
 use nuthatch_catalog::{Catalog, Entry, EntryId, Error, Tier};
 
 use super::order::{in_stored_order, Rewrite};
 use super::{ascending, Resolver};
+use crate::timeseries::provisional;
 
 /// Where and how one computed result is stored.
 pub(crate) struct EntrySink {
@@ -197,6 +200,50 @@ impl DataSink for EntrySink {
     }
 }
 
+/// Maps a failure of the body of the entry `key` to the catalog's error
+/// that names it.
+pub(crate) fn compute_failed(key: String) -> impl Fn(DataFusionError) -> Error {
+    move |source| Error::ComputeFailed {
+        key: key.clone(),
+        source: Box::new(source),
+    }
+}
+
+/// Which rows of a result an entry keeps, and the time it then covers.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Keep {
+    /// Only the rows within the call's window are stored (the local tier's
+    /// copies, and a timeseries body that computes its window).
+    pub(crate) window: bool,
+    /// What the stored rows cover ([`WriteOptions::covers`]), and what of
+    /// it is provisional.
+    pub(crate) covers: Option<Coverage>,
+    pub(crate) provisional: Option<Coverage>,
+    /// The rows amend the entry ([`WriteOptions::amends`]).
+    pub(crate) amends: bool,
+}
+
+impl Keep {
+    /// Every row, covering `covers`.
+    pub(crate) fn all(covers: Option<Coverage>) -> Keep {
+        Keep {
+            covers,
+            ..Keep::default()
+        }
+    }
+
+    /// Rows that amend the stored entry, adding `covers` to what it
+    /// covers; what of it ends within `settle` of now is provisional.
+    pub(crate) fn amending(covers: Option<Coverage>, settle: Option<Duration>) -> Keep {
+        Keep {
+            provisional: covers.as_ref().and_then(|c| provisional(c, settle)),
+            covers,
+            amends: true,
+            window: false,
+        }
+    }
+}
+
 /// The write of a computed result: `DataSinkExec(EntrySink)` above it.
 pub(super) struct WritePlan {
     pub(super) plan: Arc<dyn ExecutionPlan>,
@@ -213,10 +260,7 @@ impl WritePlan {
         let stream = self
             .plan
             .execute(0, context)
-            .map_err(|source| Error::ComputeFailed {
-                key: self.key.clone(),
-                source: Box::new(source),
-            })?;
+            .map_err(compute_failed(self.key.clone()))?;
         stream.try_collect::<Vec<_>>().await?;
         let stored = self.sink.take_stored().ok_or_else(|| {
             DataFusionError::Internal("the entry sink finished without storing".into())
@@ -235,28 +279,53 @@ impl Resolver<'_> {
         )
     }
 
-    /// `plan` clipped to the call's window when `clip`.
+    /// The rows of the call's window, covering its span (all time when it
+    /// has none), for a timeseries function.
+    pub(super) fn keep_window(&self) -> Keep {
+        let call = self.call;
+        let covers = call
+            .function
+            .timeseries()
+            .map(|_| Coverage::of([call.span()]));
+        Keep {
+            window: true,
+            provisional: covers.as_ref().and_then(|c| provisional(c, call.settle)),
+            covers,
+            amends: false,
+        }
+    }
+
+    /// What the first compute of an entry on `tier` keeps: the call's
+    /// window on the local tier (whose entries are keyed by it) and for a
+    /// body that computes its window; otherwise every row, which for a
+    /// whole series covers all time.
+    pub(super) fn keep_computed(&self, tier: &Tier) -> Keep {
+        let function = &self.call.function;
+        if !tier.role().is_global() || function.covers_windows() {
+            return self.keep_window();
+        }
+        Keep::all(function.coverage().map(|_| Coverage::all()))
+    }
+
+    /// `plan` clipped to the call's window when `keep` says so.
     pub(super) fn clipped(
         &self,
         id: &EntryId,
         plan: Arc<dyn ExecutionPlan>,
-        clip: bool,
+        keep: &Keep,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        match (clip, &self.shape.full_window) {
+        match (keep.window, &self.shape.full_window) {
             (true, Some(window)) => Ok(Arc::new(
-                FilterExec::try_new(Arc::clone(window), plan).map_err(|source| {
-                    Error::ComputeFailed {
-                        key: id.key.display().to_string(),
-                        source: Box::new(source),
-                    }
-                })?,
+                FilterExec::try_new(Arc::clone(window), plan)
+                    .map_err(compute_failed(id.key.display().to_string()))?,
             )),
             _ => Ok(plan),
         }
     }
 
     /// The write of `plan` into `tier` as `id`, in the order the entry
-    /// keeps, not yet run.
+    /// keeps, not yet run; `keep` says what it covers (its rows are already
+    /// clipped).
     pub(super) fn write_plan(
         &self,
         tier: &Tier,
@@ -264,12 +333,10 @@ impl Resolver<'_> {
         backend: &Arc<dyn Backend>,
         plan: Arc<dyn ExecutionPlan>,
         mode: WriteMode,
+        keep: &Keep,
     ) -> Result<WritePlan> {
         let call = self.call;
-        let failed = |source: DataFusionError| Error::ComputeFailed {
-            key: id.key.display().to_string(),
-            source: Box::new(source),
-        };
+        let failed = compute_failed(id.key.display().to_string());
         let mut plan = plan;
         let sorted_by = call.function.timeseries().map(str::to_string);
         // A gridded result is written a slab of the outermost dimension at a
@@ -285,9 +352,9 @@ impl Resolver<'_> {
         if !order.is_empty() {
             let bounded = self.memory_bounded();
             let ordering = ascending(&order, &plan.schema())
-                .map_err(failed)?
+                .map_err(&failed)?
                 .ok_or_else(|| DataFusionError::Internal("an empty sort order".into()))?;
-            (plan, rewrite) = in_stored_order(plan, ordering, bounded).map_err(failed)?;
+            (plan, rewrite) = in_stored_order(plan, ordering, bounded).map_err(&failed)?;
         }
         if plan.output_partitioning().partition_count() > 1 {
             plan = Arc::new(CoalescePartitionsExec::new(plan));
@@ -300,6 +367,9 @@ impl Resolver<'_> {
             chunking: grid.chunking_for(&call.args),
             mode,
             retention: None,
+            covers: keep.covers.clone(),
+            provisional: keep.provisional.clone(),
+            amends: keep.amends,
         };
         let sink = Arc::new(EntrySink::new(
             Arc::clone(&call.catalog),

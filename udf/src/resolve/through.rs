@@ -52,7 +52,7 @@ use nuthatch_catalog::inflight::Lead;
 use nuthatch_catalog::{EntryId, Outcome, Tier};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use super::{unstored, Prepared, Resolver, WritePlan};
+use super::{unstored, Keep, Prepared, Resolver, WritePlan};
 
 /// A miss served while it is stored: the plan the query
 /// reads, and the write that is yet to run.
@@ -77,7 +77,7 @@ impl Resolver<'_> {
         id: &EntryId,
         backend: &Arc<dyn Backend>,
         compute: Arc<dyn ExecutionPlan>,
-        clip: bool,
+        keep: &Keep,
     ) -> Result<Option<Storing>> {
         if self.call.memoize
             || self.shape.limit.is_some()
@@ -86,7 +86,7 @@ impl Resolver<'_> {
         {
             return Ok(None);
         }
-        let compute = self.clipped(id, compute, clip)?;
+        let compute = self.clipped(id, compute, keep)?;
         let (tee, served, committed) = tee(compute);
         let served = unstored(served, self.shape)?;
         if let Some(ordering) = &self.shape.ordering {
@@ -97,7 +97,7 @@ impl Resolver<'_> {
                 return Ok(None);
             }
         }
-        let write = self.write_plan(tier, id, backend, tee, WriteMode::Replace)?;
+        let write = self.write_plan(tier, id, backend, tee, WriteMode::Replace, keep)?;
         Ok(Some(Storing {
             served,
             write,
@@ -153,6 +153,7 @@ impl Resolver<'_> {
             written: None,
             storing: true,
             data_version: None,
+            computed_ranges: None,
         }
     }
 }

@@ -1,0 +1,324 @@
+//! Timeseries entries that grow: a call is served only from time its entry
+//! covers.
+//!
+//! An entry of a function whose body computes the window it is handed
+//! ([`crate::function::CoverageKind::Window`]) records the time its rows
+//! were computed for. A call whose window reaches past that time finds the
+//! missing spans ([`Coverage::missing`]; an open side of the call stops at
+//! the edge of what is covered, so only holes between are missing), and:
+//!
+//! - under a mode that stores on root, computes each span with its own body
+//!   call (the span's bounds handed as `start_time`/`end_time`), keeps the
+//!   rows within it, and writes them into the entry as a replacement of
+//!   exactly those spans ([`WriteMode::ReplaceWhere`]): formats that merge
+//!   (Delta, SQL) add them in one commit or transaction, others are
+//!   rewritten whole with the new rows. Replacing rather than appending
+//!   makes an extension idempotent: rows left in a span by an extension
+//!   that died before recording it are replaced, never doubled. The entry
+//!   then records the spans covered too (see [`nuthatch_catalog::Catalog::store`]
+//!   for why the old record stays readable throughout);
+//! - under a mode that does not store there, computes the spans and serves
+//!   them beside the stored rows;
+//! - under a mode that does not compute, fails naming what is missing.
+//!
+//! One call per entry extends it at a time in this process: a call that
+//! waited for another looks again before computing.
+
+use std::sync::Arc;
+
+use datafusion::common::{DataFusionError, Result};
+use datafusion::dataframe::DataFrame;
+use datafusion::datasource::{provider_as_source, MemTable};
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::LogicalPlanBuilder;
+use datafusion::physical_plan::ExecutionPlan;
+use nuthatch_backends::coverage::Coverage;
+use nuthatch_backends::{Backend, Commit, WriteMode, Written};
+use nuthatch_catalog::{Claim, Entry, Error, Outcome, Phase, Tier, TierRole};
+
+use super::merge::rewritten;
+use super::{compute_failed, Keep, Prepared, Resolver, Source};
+use crate::compute::body_frame_with;
+use crate::timeseries::{coverage_predicate, handing, span_predicates};
+
+/// What extending an entry came to.
+enum Extension {
+    /// Another call covered the time meanwhile.
+    Covered(Entry),
+    /// The missing time was computed and added.
+    Stored {
+        entry: Entry,
+        compute: Arc<dyn ExecutionPlan>,
+        written: Written,
+        missing: Coverage,
+    },
+}
+
+impl Resolver<'_> {
+    /// The time the call asks for that `entry` does not cover, if any. Only
+    /// entries on root and mirrors are asked: local ones are keyed by the
+    /// window itself; entries that record no coverage (Python's) are read
+    /// as Python reads them.
+    pub(super) fn uncovered(&self, entry: &Entry) -> Option<Coverage> {
+        if !self.call.function.covers_windows() || !entry.tier.role().is_global() {
+            return None;
+        }
+        let recorded = &entry.metadata.recorded;
+        let covered = recorded.coverage.as_ref()?;
+        // Provisional time is computed again by the next call reaching it.
+        let settled = match &recorded.provisional {
+            Some(provisional) => covered.subtract(provisional),
+            None => covered.clone(),
+        };
+        let missing = settled.missing(covered.bounded(self.call.span()));
+        (!missing.is_empty()).then_some(missing)
+    }
+
+    /// Serves an entry that a compute of this call found stored, extended
+    /// first if it does not cover the call.
+    pub(super) async fn serve_stored(&self, entry: Entry) -> Result<Prepared> {
+        match self.uncovered(&entry) {
+            Some(missing) => self.extend(entry, missing).await,
+            None => self.serve_entry(entry, Outcome::Hit).await,
+        }
+    }
+
+    /// Serves `entry` with the `missing` time computed, as the module docs
+    /// say.
+    pub(super) async fn extend(&self, entry: Entry, missing: Coverage) -> Result<Prepared> {
+        let call = self.call;
+        if (call.fail_if_no_cache || self.policy.fail_if_no_cache) && call.cache {
+            return Err(self.uncovered_error(&entry, &missing).into());
+        }
+        let tier = &entry.tier;
+        let stores = self.policy.write_global
+            && call.cache
+            && tier.role() == TierRole::Root
+            && !tier.is_read_only();
+        // A format rewritten in place cannot be read while it is rewritten.
+        let extendable = entry.backend.merges() || entry.backend.commit() == Commit::Atomic;
+        if stores && !extendable {
+            tracing::warn!(
+                key = %call.id.key,
+                backend = entry.backend.name(),
+                "{} entries cannot be extended yet; the missing time is computed and served, \
+                 not stored",
+                entry.backend.name()
+            );
+        }
+        if stores && extendable {
+            self.extend_stored(entry).await
+        } else {
+            self.extend_unstored(entry, missing).await
+        }
+    }
+
+    /// Computes what `found` is missing, adds it to the entry and serves it.
+    async fn extend_stored(&self, found: Entry) -> Result<Prepared> {
+        let call = self.call;
+        let (tier, backend) = (found.tier.clone(), Arc::clone(&found.backend));
+        let inflight_key = call.inflight_key(&tier, &call.id, backend.as_ref());
+        let mut waited = false;
+        let lead = loop {
+            match call.catalog.inflight().claim(&inflight_key) {
+                Claim::Lead(lead) => break lead,
+                Claim::Follow(follow) => {
+                    waited = true;
+                    let _ = follow.wait().await;
+                }
+            }
+        };
+        let extended = self.extend_entry(&tier, &backend, found, waited).await;
+        match extended {
+            Ok(Extension::Covered(entry)) => {
+                lead.finish(Ok(()));
+                self.serve_entry(entry, Outcome::Hit).await
+            }
+            Ok(Extension::Stored {
+                entry,
+                compute,
+                written,
+                missing,
+            }) => {
+                lead.finish(Ok(()));
+                let tier = Some(tier.name().to_string());
+                let source = Source::Entry(Box::new(entry));
+                let mut prepared = self
+                    .serve(source, Some(compute), Outcome::Extended, tier, None)
+                    .await?;
+                prepared.written = Some(written);
+                prepared.computed_ranges = Some(missing);
+                Ok(prepared)
+            }
+            Err(error) => {
+                let error = Arc::new(error);
+                lead.finish(Err(Arc::clone(&error)));
+                Err(DataFusionError::Shared(error))
+            }
+        }
+    }
+
+    /// Holding the entry's claim: computes what it is missing (looking
+    /// again first if another call held the claim) and writes it in.
+    async fn extend_entry(
+        &self,
+        tier: &Tier,
+        backend: &Arc<dyn Backend>,
+        found: Entry,
+        waited: bool,
+    ) -> Result<Extension> {
+        let call = self.call;
+        let schema = call.function.schema();
+        let current = match waited {
+            false => found,
+            true => call
+                .catalog
+                .find_on(tier, &call.id, backend, schema)
+                .await?
+                .ok_or_else(|| {
+                    DataFusionError::Execution(format!(
+                        "entry {} was removed while this call waited to extend it; run the \
+                         query again to compute it",
+                        call.id.key.display()
+                    ))
+                })?,
+        };
+        let Some(missing) = self.uncovered(&current) else {
+            return Ok(Extension::Covered(current));
+        };
+        tracing::info!(function = call.function.name(), key = %call.id.key, tier = tier.name(), missing = %missing, "extending");
+        self.running.set_phase(Phase::Computing);
+        let gaps = self.gaps_frame(&missing).await?;
+        let column = call.function.timeseries().unwrap_or_default();
+        let mode = WriteMode::ReplaceWhere {
+            predicate: coverage_predicate(column, &missing, schema)?,
+        };
+        let stored_rows = current.metadata.recorded.rows;
+        let (frame, write_mode) = if backend.merges() {
+            (gaps, mode)
+        } else {
+            let stored = self.stored_frame(&current)?;
+            (rewritten(stored, gaps, &mode)?, WriteMode::Replace)
+        };
+        let failed = compute_failed(format!("{} for {missing}", call.id.key.display()));
+        let plan = frame.create_physical_plan().await.map_err(&failed)?;
+        let keep = Keep::amending(Some(missing.clone()), call.settle);
+        let (entry, compute, mut written) = self
+            .store_plan(tier, &call.id, backend, plan, keep, write_mode)
+            .await?;
+        written.inserted = stored_rows.map(|rows| written.rows.saturating_sub(rows as u64));
+        Ok(Extension::Stored {
+            entry,
+            compute,
+            written,
+            missing,
+        })
+    }
+
+    /// Serves `entry` and the `missing` time computed beside it, storing
+    /// nothing.
+    async fn extend_unstored(&self, entry: Entry, missing: Coverage) -> Result<Prepared> {
+        let tier = Some(entry.tier.name().to_string());
+        let mut stored = self.stored_frame(&entry)?;
+        if let Some(window) = conjunction(self.shape.window_exprs.iter().cloned()) {
+            stored = stored.filter(window)?;
+        }
+        let frame = stored.union(self.gaps_frame(&missing).await?)?;
+        let plan = frame.create_physical_plan().await?;
+        let mut prepared = self
+            .serve(
+                Source::Unstored(plan),
+                None,
+                Outcome::ExtendedNotStored,
+                tier,
+                None,
+            )
+            .await?;
+        prepared.computed_ranges = Some(missing);
+        prepared.data_version = entry.metadata.recorded.data_version;
+        Ok(prepared)
+    }
+
+    /// The rows of `missing`: one body call per span, handed the span's
+    /// bounds, its rows kept within the span (a row outside belongs to
+    /// time another span holds). A body returning no result adds no rows
+    /// and still covers its span.
+    async fn gaps_frame(&self, missing: &Coverage) -> Result<DataFrame> {
+        let call = self.call;
+        let function = &call.function;
+        let schema = function.schema();
+        let column = function.timeseries().unwrap_or_default();
+        let key = call.id.key.display();
+        // Bodies that compute before returning (Rust) run side by side.
+        let bodies = missing.spans().iter().map(|span| async move {
+            let args = handing(&call.args, function.params(), *span);
+            let failed = compute_failed(format!("{key} for {span}"));
+            let Some(frame) = body_frame_with(call, args, self.state)
+                .await
+                .map_err(&failed)?
+            else {
+                return Ok(None);
+            };
+            let frame = match conjunction(span_predicates(column, *span, schema)?) {
+                Some(within) => frame.filter(within).map_err(&failed)?,
+                None => frame,
+            };
+            Ok::<_, DataFusionError>(Some(frame))
+        });
+        let mut gaps: Option<DataFrame> = None;
+        for frame in futures::future::try_join_all(bodies)
+            .await?
+            .into_iter()
+            .flatten()
+        {
+            gaps = Some(match gaps {
+                Some(all) => all.union(frame)?,
+                None => frame,
+            });
+        }
+        match gaps {
+            Some(gaps) => Ok(gaps),
+            None => {
+                let empty = MemTable::try_new(Arc::clone(schema), vec![vec![]])?;
+                self.frame_of(Arc::new(empty))
+            }
+        }
+    }
+
+    /// The stored rows of `entry`, as a frame to merge with.
+    fn stored_frame(&self, entry: &Entry) -> Result<DataFrame> {
+        self.frame_of(Arc::clone(&entry.provider))
+    }
+
+    fn frame_of(&self, table: Arc<dyn datafusion::catalog::TableProvider>) -> Result<DataFrame> {
+        let scan = LogicalPlanBuilder::scan("stored", provider_as_source(table), None)?.build()?;
+        Ok(DataFrame::new(self.state.clone(), scan))
+    }
+
+    fn uncovered_error(&self, entry: &Entry, missing: &Coverage) -> Error {
+        let call = self.call;
+        let reason = if self.policy.fail_if_no_cache {
+            format!(
+                "cache_mode '{}' does not compute; call with cache_mode => 'write' to compute it \
+                 and add it to the entry, or 'read_only' to compute it without storing",
+                self.mode
+            )
+        } else {
+            "fail_if_no_cache does not compute; call with fail_if_no_cache => false to compute \
+             it and add it to the entry"
+                .to_string()
+        };
+        let covered = entry.metadata.recorded.coverage.clone().unwrap_or_default();
+        Error::Uncovered {
+            entry: format!(
+                "{}: entry {} on the {} tier",
+                call.function.name(),
+                call.id.key.display(),
+                entry.tier.name()
+            ),
+            covered: covered.to_string(),
+            missing: missing.to_string(),
+            reason,
+        }
+    }
+}
