@@ -98,12 +98,23 @@ impl Backend for ArrowBackend {
         data: SendableRecordBatchStream,
         options: &WriteOptions,
     ) -> Result<Written> {
+        let (target, part) = files::write_target(at, options, self.extension()).await?;
         let writer = FileWriter::try_new(Vec::new(), &data.schema())?;
         let encoder = IpcEncoder { writer, batches: 0 };
-        files::write_encoded(at, data, encoder, options.progress.as_deref()).await
+        let written =
+            files::write_encoded(&target, data, encoder, options.progress.as_deref()).await?;
+        Ok(Written { part, ..written })
     }
 
     async fn delete(&self, at: &Location) -> Result<()> {
         files::delete(at).await
+    }
+
+    fn parts(&self) -> bool {
+        true
+    }
+
+    async fn remove_parts(&self, at: &Location, keep: &[String]) -> Result<()> {
+        files::remove_parts(at, keep).await
     }
 }

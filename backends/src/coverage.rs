@@ -17,7 +17,10 @@
 
 use std::fmt;
 
+use arrow::datatypes::{DataType, Schema, TimeUnit};
 use chrono::{DateTime, NaiveDateTime, Timelike};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
 
 /// `[start, end)` in epoch microseconds; `None` leaves a side open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +66,71 @@ impl fmt::Display for Span {
             (None, Some(e)) => write!(f, ".. {}", instant(e)),
             (Some(s), Some(e)) => write!(f, "{} .. {}", instant(s), instant(e)),
         }
+    }
+}
+
+/// The time `filters` keep of `column` in `schema`, from their comparisons
+/// of it with timestamp or date literals (others keep any time): what a
+/// scan may skip parts outside of.
+pub fn window_of(column: &str, schema: &Schema, filters: &[Expr]) -> Span {
+    let mut window = Span::ALL;
+    let mut conjuncts = Vec::new();
+    for filter in filters {
+        split_conjunction_into(filter, &mut conjuncts);
+    }
+    let micros = |value: &ScalarValue| -> Option<i64> {
+        let cast = value
+            .cast_to(&DataType::Timestamp(TimeUnit::Microsecond, None))
+            .ok()?;
+        match cast {
+            ScalarValue::TimestampMicrosecond(at, _) => at,
+            _ => None,
+        }
+    };
+    if schema.field_with_name(column).is_err() {
+        return window;
+    }
+    for conjunct in conjuncts {
+        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = conjunct else {
+            continue;
+        };
+        let (op, value) = match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), Expr::Literal(v, _)) if c.name == column => (*op, v),
+            (Expr::Literal(v, _), Expr::Column(c)) if c.name == column => match op.swap() {
+                Some(op) => (op, v),
+                None => continue,
+            },
+            _ => continue,
+        };
+        let Some(at) = micros(value) else { continue };
+        let raise = |start: Option<i64>, to: i64| Some(start.map_or(to, |s| s.max(to)));
+        let lower = |end: Option<i64>, to: i64| Some(end.map_or(to, |e| e.min(to)));
+        match op {
+            // `> at` starts at `at` too: rows may lie within its microsecond.
+            Operator::GtEq | Operator::Gt => window.start = raise(window.start, at),
+            Operator::Lt => window.end = lower(window.end, at),
+            Operator::LtEq => window.end = lower(window.end, at.saturating_add(1)),
+            Operator::Eq => {
+                window.start = raise(window.start, at);
+                window.end = lower(window.end, at.saturating_add(1));
+            }
+            _ => {}
+        }
+    }
+    window
+}
+
+fn split_conjunction_into<'a>(expr: &'a Expr, into: &mut Vec<&'a Expr>) {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::And,
+            right,
+        }) => {
+            split_conjunction_into(left, into);
+            split_conjunction_into(right, into);
+        }
+        other => into.push(other),
     }
 }
 
@@ -176,6 +244,11 @@ impl Coverage {
     /// What this covers from `from` on.
     pub fn since(&self, from: i64) -> Coverage {
         self.subtract(&Coverage::of([Span::new(None, Some(from))]))
+    }
+
+    /// Whether any instant of `span` is covered.
+    pub fn overlaps(&self, span: Span) -> bool {
+        !span.is_empty() && self.missing(span) != Coverage::of([span])
     }
 
     /// `span` with an open side closed at the edge of what is covered: a

@@ -3,7 +3,7 @@
 //! it appears whole or not at all.
 
 use std::fmt;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -31,7 +31,8 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
 
 use crate::bounds::Bounds;
-use crate::{Location, WriteProgress, Written};
+use crate::coverage::{window_of, Coverage};
+use crate::{Location, Part, WriteMode, WriteOptions, WriteProgress, Written};
 
 /// Finds the files of the entry at `path`: the object itself, or the part
 /// files ending in `.<extension>` under it when it is a directory (what dask
@@ -71,6 +72,94 @@ pub async fn locate(
     }
     parts.sort_by(|a, b| a.location.cmp(&b.location));
     Ok(Some(parts))
+}
+
+/// Finds the parts `parts` lists of the entry at `path`, in that order,
+/// with one LIST. A listed part that is missing is an error: the metadata
+/// vouches for data that is gone.
+pub async fn locate_parts(
+    store: &dyn ObjectStore,
+    path: &Path,
+    parts: &[Part],
+) -> Result<Vec<ObjectMeta>> {
+    let mut found: std::collections::HashMap<String, ObjectMeta> = store
+        .list(Some(path))
+        .map_ok(|meta| {
+            (
+                meta.location.filename().unwrap_or_default().to_string(),
+                meta,
+            )
+        })
+        .try_collect()
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    parts
+        .iter()
+        .map(|part| {
+            found.remove(&part.name).ok_or_else(|| {
+                DataFusionError::Execution(format!(
+                    "part {} of the entry at {path} is missing; recompute the entry",
+                    part.name
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Where a write of `options` goes: the entry's own path, or a new part
+/// under it (with the part's name) when the entry is stored as parts. A new
+/// entry of parts replaces whatever was at the path first, unless the write
+/// amends it (then the parts it replaces go after the commit, see
+/// [`remove_parts`]).
+pub async fn write_target(
+    at: &Location,
+    options: &WriteOptions,
+    extension: &str,
+) -> Result<(Location, Option<String>)> {
+    if !options.parts && options.mode != WriteMode::Append {
+        return Ok((at.clone(), None));
+    }
+    if options.mode == WriteMode::Replace && !options.amends {
+        delete(at).await?;
+    }
+    let name = part_name(extension);
+    let mut target = at.clone();
+    target.path = at.path.clone().join(name.as_str());
+    Ok((target, Some(name)))
+}
+
+/// A part name no other write picks: the time and a per-process count.
+fn part_name(extension: &str) -> String {
+    static WRITTEN: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    let count = WRITTEN.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "part-{now:016x}-{:08x}{count:04x}.{extension}",
+        std::process::id()
+    )
+}
+
+/// Removes the parts under the entry at `at` that `keep` does not name.
+pub async fn remove_parts(at: &Location, keep: &[String]) -> Result<()> {
+    let parts: Vec<ObjectMeta> = at
+        .store
+        .list(Some(&at.path))
+        .try_collect()
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    for part in parts {
+        let name = part.location.filename().unwrap_or_default();
+        if keep.iter().any(|k| k == name) {
+            continue;
+        }
+        match at.store.delete(&part.location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(DataFusionError::External(Box::new(e))),
+        }
+    }
+    Ok(())
 }
 
 /// Removes an entry's data, a file or a directory of parts.
@@ -148,6 +237,10 @@ pub struct FileEntry<F> {
     /// The columns the rows were written sorted by (see
     /// [`Location::sort_order`]); every byte range of one file keeps it.
     sort_order: Vec<String>,
+    /// For parts: the time each file's rows lie in, over `time_column`,
+    /// so that a scan skips files outside its window unopened.
+    covers: Vec<Option<Coverage>>,
+    time_column: Option<String>,
 }
 
 impl<F: FileFormatSource> FileEntry<F> {
@@ -159,13 +252,40 @@ impl<F: FileFormatSource> FileEntry<F> {
         } else {
             Vec::new()
         };
+        let covers = match &at.parts {
+            Some(parts) if parts.len() == files.len() => {
+                parts.iter().map(|part| part.covers.clone()).collect()
+            }
+            _ => Vec::new(),
+        };
         FileEntry {
             format,
             store_url: at.store_url.clone(),
             files,
             schema,
             sort_order,
+            covers,
+            time_column: at.time_column.clone(),
         }
+    }
+
+    /// The files a scan with `filters` reads: every part whose time may
+    /// meet the window they keep.
+    fn files_for(&self, filters: &[Expr]) -> Vec<ObjectMeta> {
+        let Some(column) = self
+            .time_column
+            .as_deref()
+            .filter(|_| !self.covers.is_empty())
+        else {
+            return self.files.clone();
+        };
+        let window = window_of(column, &self.schema, filters);
+        self.files
+            .iter()
+            .zip(&self.covers)
+            .filter(|(_, covers)| covers.as_ref().is_none_or(|c| c.overlaps(window)))
+            .map(|(file, _)| file.clone())
+            .collect()
     }
 
     /// The written order, over the full schema (DataFusion projects it).
@@ -244,16 +364,17 @@ impl<F: FileFormatSource> TableProvider for FileEntry<F> {
         };
         let store = session.runtime_env().object_store(&self.store_url)?;
         let partitions = session.config().target_partitions().max(1);
+        let files = self.files_for(filters);
         let bounds = self
             .bounded_column()
             .and_then(|column| Bounds::from_filters(column, &self.schema, filters));
         let groups = match self
             .format
-            .groups(session, &store, &self.files, partitions, bounds.as_ref())
+            .groups(session, &store, &files, partitions, bounds.as_ref())
             .await?
         {
             Some(groups) => groups,
-            None => split_into_groups(&self.files, partitions),
+            None => split_into_groups(&files, partitions),
         };
         let source = self
             .format
@@ -415,6 +536,10 @@ pub async fn open_entry<F: FileFormatSource>(
     at: &Location,
     schema: SchemaRef,
 ) -> Result<Option<Arc<dyn TableProvider>>> {
+    if let Some(parts) = &at.parts {
+        let found = locate_parts(at.store.as_ref(), &at.path, parts).await?;
+        return Ok(Some(Arc::new(FileEntry::new(format, at, found, schema))));
+    }
     let Some(mut found) = locate(at.store.as_ref(), &at.path, extension).await? else {
         return Ok(None);
     };

@@ -78,6 +78,15 @@ pub struct Location {
     /// (nulls last), as its metadata records; formats that read rows back
     /// in the order they were written declare it to DataFusion.
     pub sort_order: Vec<String>,
+    /// For an entry stored as parts ([`Backend::parts`]), the parts its
+    /// metadata lists, by file name under `path`, each with the time its
+    /// rows lie in when known: only these are read (a part a killed write
+    /// left behind is not), and a scan skips parts outside its window
+    /// before opening them. `None` reads whatever is at `path`: a file, or
+    /// every part of a directory, as Python wrote it.
+    pub parts: Option<Vec<Part>>,
+    /// The timeseries column the parts' times are of.
+    pub time_column: Option<String>,
     /// When the entry was committed (epoch microseconds), from its
     /// metadata. Readers that cache a file's metadata key it on the size
     /// and this, which changes with every write, rather than on the
@@ -98,9 +107,19 @@ impl Location {
             settings: Settings::default(),
             folder: None,
             sort_order: Vec::new(),
+            parts: None,
+            time_column: None,
             committed: None,
         }
     }
+}
+
+/// One part of an entry stored as parts: a file under the entry's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub name: String,
+    /// The time its rows lie in, for a timeseries entry.
+    pub covers: Option<coverage::Coverage>,
 }
 
 /// A tier's settings for one format, by name. They may hold credentials,
@@ -136,6 +155,10 @@ pub enum WriteMode {
     /// The stored rows for which `predicate` holds are replaced by the
     /// stream, whose rows must all satisfy it; the other rows stay.
     ReplaceWhere { predicate: Expr },
+    /// The stream becomes a new part of the entry, beside the parts stored
+    /// (which stay). Only formats that store parts ([`Backend::parts`])
+    /// are handed it, for entries already stored as parts.
+    Append,
 }
 
 impl WriteMode {
@@ -145,6 +168,7 @@ impl WriteMode {
             WriteMode::Replace => "replace",
             WriteMode::Upsert { .. } => "upsert",
             WriteMode::ReplaceWhere { .. } => "replace a window",
+            WriteMode::Append => "append",
         }
     }
 }
@@ -202,6 +226,9 @@ pub struct WriteOptions {
     /// record stays true of what it covers until the new one replaces it,
     /// so the catalog leaves the entry readable while writing.
     pub amends: bool,
+    /// Store the entry as a directory of parts, so that later writes can
+    /// add to it ([`WriteMode::Append`]); for formats that store parts.
+    pub parts: bool,
 }
 
 /// How far a write has got. Counters only grow; readers poll them.
@@ -222,7 +249,7 @@ impl WriteProgress {
 }
 
 /// What a write produced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Written {
     pub rows: u64,
     /// Bytes stored.
@@ -239,6 +266,8 @@ pub struct Written {
     /// side, for formats that measure it apart from the compute feeding
     /// them (Parquet).
     pub encode_time: Option<std::time::Duration>,
+    /// The part written, for an entry stored as parts.
+    pub part: Option<String>,
 }
 
 /// A storage format.
@@ -280,6 +309,22 @@ pub trait Backend: Debug + Send + Sync {
     /// elsewhere (a database) say no.
     fn stores_objects(&self) -> bool {
         true
+    }
+
+    /// Whether the format can store an entry as a directory of parts
+    /// ([`WriteOptions::parts`]), add a part to it without rewriting the
+    /// others ([`WriteMode::Append`]), and read only the parts a
+    /// [`Location`] lists. A timeseries entry that grows a day at a time
+    /// then costs a day's write per day.
+    fn parts(&self) -> bool {
+        false
+    }
+
+    /// Removes the parts of the entry at `at` that `keep` does not name:
+    /// those a write replaced, and those a killed write left. Nothing for
+    /// formats without parts.
+    async fn remove_parts(&self, _at: &Location, _keep: &[String]) -> Result<()> {
+        Ok(())
     }
 
     /// Opens the entry stored at `at`, to be read as `schema`. `Ok(None)`

@@ -127,6 +127,29 @@ pub enum Error {
         reason: String,
     },
 
+    /// Another process holds an entry's commit lock for too long.
+    #[error(
+        "the {tier} tier's lock {lock} has been held for over {waited}s by another process; if \
+         no nuthatch process is committing that entry, remove the file and run again"
+    )]
+    Locked {
+        tier: String,
+        lock: String,
+        waited: u64,
+    },
+
+    /// An entry changed while a write to it was under way, so the write was
+    /// dropped rather than lose or double rows.
+    #[error(
+        "entry {key} on the {tier} tier changed while this call wrote to it ({detail}); nothing \
+         of this write was kept, run the query again"
+    )]
+    Conflict {
+        key: String,
+        tier: String,
+        detail: String,
+    },
+
     /// A write would replace a valid entry under a mode that does not
     /// overwrite without asking, and library code never asks.
     #[error(

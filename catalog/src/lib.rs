@@ -8,18 +8,21 @@
 //! errors ([`error`]), and the memory tier of memoized results
 //! ([`memory`]). [`Catalog`] ties them together: [`Catalog::lookup`] finds a
 //! null marker or a valid entry on one tier, across backends;
-//! [`Catalog::store`] is the one place the write protocol lives. Which
+//! [`Catalog::store`] is the one place the write protocol lives
+//! ([`commit`], with the entry lock of [`lock`]). Which
 //! tiers a call reads and writes is its mode's [`Policy`], applied by the
 //! caller. The catalog knows nothing about SQL functions, and nothing about
 //! storage formats beyond the [`nuthatch_backends::Backend`] trait.
 
 pub mod background;
+mod commit;
 pub mod config;
 pub mod error;
 pub mod import;
 pub mod inflight;
 pub mod key;
 pub mod listing;
+pub mod lock;
 pub mod memory;
 pub mod metastore;
 pub mod mode;
@@ -27,16 +30,13 @@ pub mod report;
 pub mod system;
 pub mod tier;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
 use datafusion::common::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnv;
-use datafusion::execution::SendableRecordBatchStream;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use futures::StreamExt;
-use nuthatch_backends::{Backend, Backends, Commit, WriteMode, WriteOptions, Written};
+use nuthatch_backends::{Backend, Backends, Commit};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 
@@ -54,9 +54,7 @@ pub use report::{CallReport, Outcome, Phase, ReportLog, Running};
 pub use system::SystemSchema;
 pub use tier::{Tier, TierRole};
 
-use metastore::{
-    data_path, metadata_dir, metadata_path, null_path, write_check_path, CONFIRMED, EXISTS_MARKER,
-};
+use metastore::{metadata_dir, metadata_path, null_path, write_check_path, EXISTS_MARKER};
 
 /// Which entry a call refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -398,6 +396,8 @@ impl Catalog {
             at.version = metadata.recorded.data_version.map(|v| v as u64);
         }
         at.sort_order = metadata.recorded.sort_order.clone();
+        at.parts = metadata.recorded.parts.clone();
+        at.time_column = metadata.recorded.time_column.clone();
         at.committed = Some(metadata.last_modified as i64);
         let opened = backend
             .open(&at, Arc::clone(schema))
@@ -488,243 +488,6 @@ impl Catalog {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(Catalog::unwritable(tier, &path, e)),
         }
-    }
-
-    /// Stores the result stream `data` as the entry `id` on `tier`.
-    ///
-    /// Order matters. For most formats an old entry's metadata and any null
-    /// marker are removed first (so a crash cannot leave old metadata
-    /// vouching for new data, and the new data is not hidden), then the
-    /// backend writes the data, visible all at once when complete, then the
-    /// metadata row is put. At every instant the entry is absent or whole.
-    /// A versioned format ([`Commit::Versioned`]) keeps the old metadata:
-    /// it vouches for the old version, which stays readable while the new
-    /// one is committed beside it, and the new row (naming the new version)
-    /// replaces it after the commit. A write that amends the entry
-    /// ([`WriteOptions::amends`]: an extension of a timeseries entry, a
-    /// merge) keeps the old metadata too: the new data holds the old rows
-    /// with rows added outside the time the old record covers, which a
-    /// reader of that record never serves, or replaced (what the merge is
-    /// for), so the old record is true of the new data until the new
-    /// record replaces it. The row records the entry's coverage:
-    /// [`WriteOptions::covers`], added to the stored coverage when the
-    /// write amends the entry. The result is computed while it is
-    /// written: an error of the stream is a [`Error::ComputeFailed`], and
-    /// it leaves nothing stored. Returns what was written and the new
-    /// entry, opened to be read as `schema`.
-    pub async fn store(
-        &self,
-        tier: &Tier,
-        id: &EntryId,
-        backend: &Arc<dyn Backend>,
-        data: SendableRecordBatchStream,
-        options: &WriteOptions,
-        schema: &SchemaRef,
-    ) -> Result<(Written, Entry)> {
-        self.check_writable(tier, id)?;
-        let store = tier.store();
-        let meta_path = metadata_path(&id.key, id.namespace.as_deref(), backend.name());
-        let path = data_path(&id.key, id.namespace.as_deref(), backend.extension());
-        let versioned = backend.commit() == Commit::Versioned;
-        // What a merge adds to: its time range widens the stored one, and
-        // what it covers adds to what the entry covered.
-        let amends = options.amends || options.mode != WriteMode::Replace;
-        let previous = match amends {
-            false => None,
-            true => self
-                .read_metadata(tier, id, backend.name())
-                .await?
-                .filter(|row| row.is_valid_for(id.version.as_deref())),
-        };
-        // A merge adds the time it covers to what the entry covered; an
-        // entry that recorded none (Python's) still records none.
-        let (coverage, provisional) = match &previous {
-            None => (options.covers.clone(), options.provisional.clone()),
-            Some(previous) => merged_coverage(&previous.recorded, options),
-        };
-        // An amended entry keeps its old record, which stays true of what
-        // it covers whatever the data holds meanwhile.
-        let keeps_record = versioned || options.amends;
-        if !keeps_record {
-            match store.delete(&meta_path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(Catalog::unwritable(tier, &meta_path, e)),
-            }
-        }
-        self.delete_null(tier, id).await?;
-
-        // Errors of the stream are the compute's; keep them apart from the
-        // backend's own.
-        let compute_error: Arc<Mutex<Option<DataFusionError>>> = Arc::default();
-        let seen = Arc::clone(&compute_error);
-        // The time range is noted on the way through, so that listing the
-        // catalog later reads no data.
-        let range = Arc::new(Mutex::new(TimeRange::default()));
-        let time_column = options.sorted_by.clone();
-        let noted = Arc::clone(&range);
-        let progress = options.progress.clone();
-        let stream_schema = data.schema();
-        let tagged = data.map(move |batch| {
-            if let (Ok(batch), Some(column)) = (&batch, &time_column) {
-                noted.lock().expect("time range").note(batch, column);
-            }
-            if let (Ok(batch), Some(progress)) = (&batch, &progress) {
-                progress.rows.fetch_add(
-                    batch.num_rows() as u64,
-                    std::sync::atomic::Ordering::Relaxed,
-                );
-            }
-            batch.map_err(|e| {
-                let text = e.to_string();
-                seen.lock().expect("compute error slot").get_or_insert(e);
-                DataFusionError::Execution(format!("the computed result failed: {text}"))
-            })
-        });
-        let data = Box::pin(RecordBatchStreamAdapter::new(stream_schema, tagged));
-        // This process holds the entry's in-flight claim, so no write of it
-        // here is staged; what is staged is a killed process's.
-        tier.sweep_staged(backend.name(), &path);
-        let at = tier.entry_location(&**backend, &id.key, id.namespace.as_deref());
-        let mut options = options.clone();
-        if versioned {
-            options.retention = Some(tier.retention(backend.name()));
-        }
-        let written = match backend.write(&at, data, &options).await {
-            Ok(written) => written,
-            Err(source) => {
-                let computed = compute_error.lock().expect("compute error slot").take();
-                return Err(match computed {
-                    Some(source) => Error::ComputeFailed {
-                        key: id.key.display().to_string(),
-                        source: Box::new(source),
-                    },
-                    None => self.backend_error(backend.name(), id, tier, source),
-                });
-            }
-        };
-
-        self.ensure_marker(tier).await?;
-        let row = MetadataRow {
-            cache_key: id.key.as_str().to_string(),
-            namespace: id.namespace.clone(),
-            version: id.version.clone(),
-            backend: backend.name().to_string(),
-            state: CONFIRMED.to_string(),
-            last_modified: chrono::Utc::now().timestamp_micros() as f64,
-            commit_hash: metastore::current_commit_hash(),
-            user: metastore::current_user(),
-            path: format!("{}/{path}", tier.url().trim_end_matches('/')),
-            recorded: {
-                let mut range = range.lock().expect("time range");
-                if let Some(previous) = previous.filter(|p| p.recorded.time_column.is_some()) {
-                    range.widen(previous.recorded.time_min, previous.recorded.time_max);
-                }
-                Recorded {
-                    rows: Some(written.rows as i64),
-                    bytes: Some(written.bytes as i64),
-                    time_column: options.sorted_by.clone(),
-                    time_min: range.min,
-                    time_max: range.max,
-                    data_version: written.version.map(|v| v as i64),
-                    // A merge interleaves new rows with stored ones.
-                    sort_order: match options.mode {
-                        WriteMode::Replace => options.order.clone(),
-                        _ => Vec::new(),
-                    },
-                    coverage,
-                    provisional,
-                }
-            },
-        };
-        let encoded = row
-            .encode()
-            .map_err(|e| self.backend_error("metastore", id, tier, e))?;
-        if let Err(e) = store.put(&meta_path, PutPayload::from(encoded)).await {
-            // The data is unreachable without metadata; remove it so a failed
-            // commit leaves nothing behind. A versioned entry keeps its old
-            // metadata, which still vouches for the old version.
-            if !keeps_record {
-                let _ = backend.delete(&at).await;
-            }
-            return Err(Catalog::unwritable(tier, &meta_path, e));
-        }
-        tracing::debug!(key = %id.key, tier = tier.name(), rows = written.rows, bytes = written.bytes, "stored entry");
-        let entry = self
-            .open_data(tier, id, backend, row, schema)
-            .await?
-            .ok_or_else(|| {
-                self.backend_error(
-                    backend.name(),
-                    id,
-                    tier,
-                    DataFusionError::Execution(
-                        "the data vanished right after it was stored".into(),
-                    ),
-                )
-            })?;
-        Ok((written, entry))
-    }
-}
-
-/// What an entry covers after a merge added the rows `options` describe
-/// to `stored`: the union, with what the merge recomputed no longer
-/// provisional unless it is again.
-fn merged_coverage(
-    stored: &Recorded,
-    options: &WriteOptions,
-) -> (
-    Option<nuthatch_backends::coverage::Coverage>,
-    Option<nuthatch_backends::coverage::Coverage>,
-) {
-    let (Some(covered), Some(added)) = (&stored.coverage, &options.covers) else {
-        return (None, None);
-    };
-    let earlier = stored.provisional.clone().unwrap_or_default();
-    let provisional = earlier
-        .subtract(added)
-        .union(&options.provisional.clone().unwrap_or_default());
-    let provisional = (!provisional.is_empty()).then_some(provisional);
-    (Some(covered.union(added)), provisional)
-}
-
-/// The smallest and largest value of a result's time column seen so far,
-/// in epoch microseconds.
-#[derive(Debug, Default)]
-struct TimeRange {
-    min: Option<i64>,
-    max: Option<i64>,
-}
-
-impl TimeRange {
-    fn widen(&mut self, low: Option<i64>, high: Option<i64>) {
-        if let Some(low) = low {
-            self.min = Some(self.min.map_or(low, |m| m.min(low)));
-        }
-        if let Some(high) = high {
-            self.max = Some(self.max.map_or(high, |m| m.max(high)));
-        }
-    }
-
-    /// Widens the range by `batch`'s `column`; a column that is missing or
-    /// not temporal leaves it unknown.
-    fn note(&mut self, batch: &arrow::array::RecordBatch, column: &str) {
-        use arrow::array::TimestampMicrosecondArray;
-        use arrow::datatypes::{DataType, TimeUnit};
-        let Some(values) = batch.column_by_name(column) else {
-            return;
-        };
-        if !values.data_type().is_temporal() {
-            return;
-        }
-        let Ok(micros) =
-            arrow::compute::cast(values, &DataType::Timestamp(TimeUnit::Microsecond, None))
-        else {
-            return;
-        };
-        let Some(micros) = micros.as_any().downcast_ref::<TimestampMicrosecondArray>() else {
-            return;
-        };
-        self.widen(arrow::compute::min(micros), arrow::compute::max(micros));
     }
 }
 

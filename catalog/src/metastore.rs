@@ -24,6 +24,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 
 use nuthatch_backends::coverage::Coverage;
+use nuthatch_backends::Part;
 
 use crate::key::CacheKey;
 
@@ -121,6 +122,10 @@ pub struct Recorded {
     /// function's `settle`), which the next call that reaches it computes
     /// again.
     pub provisional: Option<Coverage>,
+    /// For an entry stored as parts, its parts in time order, each with the
+    /// time its rows lie in: only these are read. Stored one per line,
+    /// `<name>` or `<name>\t<coverage>`.
+    pub parts: Option<Vec<Part>>,
 }
 
 impl MetadataRow {
@@ -158,6 +163,7 @@ impl MetadataRow {
             text("sort_order", true),
             text("coverage", true),
             text("provisional", true),
+            text("parts", true),
         ]))
     }
 
@@ -204,6 +210,7 @@ impl MetadataRow {
                         .map(Coverage::encode)
                         .as_deref(),
                 ),
+                text(self.recorded.parts.as_deref().map(encode_parts).as_deref()),
             ],
         )?;
         let mut buffer = Vec::new();
@@ -285,6 +292,10 @@ impl MetadataRow {
                 .map(|text| Coverage::decode(&text))
                 .transpose()
                 .map_err(|e| format!("column 'provisional': {e}"))?,
+            parts: optional_text("parts")?
+                .map(|text| decode_parts(&text))
+                .transpose()
+                .map_err(|e| format!("column 'parts': {e}"))?,
         };
         let last_modified = match batch.column_by_name("last_modified") {
             Some(column) => {
@@ -314,6 +325,30 @@ impl MetadataRow {
             recorded,
         })
     }
+}
+
+fn encode_parts(parts: &[Part]) -> String {
+    let line = |part: &Part| match &part.covers {
+        Some(covers) => format!("{}\t{}", part.name, covers.encode()),
+        None => part.name.clone(),
+    };
+    parts.iter().map(line).collect::<Vec<_>>().join("\n")
+}
+
+fn decode_parts(text: &str) -> std::result::Result<Vec<Part>, String> {
+    text.lines()
+        .filter(|line| !line.is_empty())
+        .map(|line| match line.split_once('\t') {
+            Some((name, covers)) => Ok(Part {
+                name: name.to_string(),
+                covers: Some(Coverage::decode(covers)?),
+            }),
+            None => Ok(Part {
+                name: line.to_string(),
+                covers: None,
+            }),
+        })
+        .collect()
 }
 
 /// The commit of the git repository around the working directory, or
@@ -424,6 +459,16 @@ mod tests {
                 sort_order: vec!["time".into(), "station".into()],
                 coverage: Some(Coverage::decode("..1577836800000000;1577923200000000..").unwrap()),
                 provisional: Some(Coverage::decode("1577923200000000..").unwrap()),
+                parts: Some(vec![
+                    Part {
+                        name: "part-1.parquet".into(),
+                        covers: Some(Coverage::decode("..1577836800000000").unwrap()),
+                    },
+                    Part {
+                        name: "part-2.parquet".into(),
+                        covers: None,
+                    },
+                ]),
             },
         };
         assert_eq!(MetadataRow::decode(row.encode().unwrap()).unwrap(), row);

@@ -75,7 +75,8 @@ async fn entries_are_written_in_pythons_layout_with_its_metadata_row() {
             "data_version",
             "sort_order",
             "coverage",
-            "provisional"
+            "provisional",
+            "parts"
         ]
     );
     assert_eq!(text(&row, "time_column").as_deref(), Some("time"));

@@ -594,3 +594,257 @@ async fn recent_ranges_are_computed_again_until_they_settle() {
         "{error}"
     );
 }
+
+/// The files of the entry `readings/...` under the root: its parts.
+fn data_files(f: &Fixture, function: &str) -> Vec<String> {
+    f.files()
+        .into_iter()
+        .filter(|file| file.starts_with(&format!("{function}/")) && file.ends_with(".parquet"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_grows_a_part_at_a_time_and_compacts() {
+    let f = Fixture::new();
+    f.query(&define_readings("parquet")).await.unwrap();
+    f.int("SELECT count(*) FROM readings('2020-01-10', '2020-01-20')")
+        .await;
+    f.int("SELECT count(*) FROM readings('2020-02-01', '2020-02-10')")
+        .await;
+    f.int("SELECT count(*) FROM readings('2020-01-21', '2020-01-31')")
+        .await;
+    f.reports();
+    assert_eq!(parts_of(&f, "readings").await, "3");
+    assert_eq!(data_files(&f, "readings").len(), 3, "{:?}", f.files());
+
+    // A window inside one part opens that part alone.
+    f.int("SELECT count(*) FROM readings('2020-02-02', '2020-02-03')")
+        .await;
+    let report = report_of(&f, "readings");
+    assert_outcome(&report, Outcome::Hit);
+    assert_eq!(report.row_groups_read, Some((1, 1)), "{report}");
+    let all = agrees_with_series(&f, "readings(NULL, NULL)", "2020-01-10", "2020-02-11").await;
+    assert_eq!(all, 32 * 24);
+
+    // Compacted on demand: one part, the same rows and coverage.
+    let n = f
+        .int("SELECT count(*) FROM readings(NULL, NULL, compact => true)")
+        .await;
+    assert_eq!(n, 32 * 24);
+    assert_outcome(&report_of(&f, "readings"), Outcome::Hit);
+    assert_eq!(parts_of(&f, "readings").await, "1");
+    assert_eq!(data_files(&f, "readings").len(), 1, "{:?}", f.files());
+    assert_eq!(coverage(&f, "readings").await, "2020-01-10 .. 2020-02-11");
+    agrees_with_series(&f, "readings(NULL, NULL)", "2020-01-10", "2020-02-11").await;
+    let error = f
+        .error("SELECT * FROM readings(NULL, NULL, compact => true, cache_mode => 'read_only')")
+        .await;
+    assert!(
+        error.contains("compact => true rewrites the entry's parts on root"),
+        "{error}"
+    );
+
+    // Hour after hour: compacted by itself once it has too many parts.
+    let mut most = 0;
+    for hour in 0..60 {
+        let at = chrono::NaiveDate::from_ymd_opt(2020, 2, 11)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            + chrono::Duration::hours(hour);
+        let at = at.format("%Y-%m-%dT%H:%M:%S");
+        let n = f
+            .int(&format!("SELECT count(*) FROM readings('{at}', '{at}')"))
+            .await;
+        assert_eq!(n, 1);
+        let parts: usize = parts_of(&f, "readings").await.parse().unwrap();
+        assert!(parts <= 48, "{parts} parts after {at}");
+        most = most.max(parts);
+    }
+    assert_eq!(most, 48);
+    f.reports();
+    let n = f
+        .int("SELECT count(*) FROM readings('2020-02-11T00:00:00', '2020-02-13T11:00:00')")
+        .await;
+    assert_eq!(n, 60);
+}
+
+/// How many parts `nuthatch.caches` says entry `function` on root has.
+async fn parts_of(f: &Fixture, function: &str) -> String {
+    let sql = format!(
+        "SELECT parts FROM nuthatch.caches WHERE function = '{function}' AND tier = 'root'"
+    );
+    rows(f, &sql).await[0][0].clone()
+}
+
+/// `slow(start_time, end_time)`: hourly rows of its window (value 1), after
+/// a pause of `pause_ms`; when `endless`, rows from the start on, one
+/// batch at a time, until the process is killed.
+fn slow(pause_ms: u64, endless: bool) -> CachedFunction {
+    use arrow::array::{Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};
+    CachedFunction::builder("slow")
+        .param("start_time", ParamType::Timestamp)
+        .param("end_time", ParamType::Timestamp)
+        .timeseries("time")
+        .returns(series_schema())
+        .compute(move |_ctx, args| async move {
+            tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+            let start = args.timestamp("start_time")?.expect("a start");
+            let end = args.timestamp("end_time")?.expect("an end");
+            let hour = 3_600_000_000_000_i64;
+            let first = start
+                .and_utc()
+                .timestamp_nanos_opt()
+                .unwrap()
+                .div_euclid(hour);
+            let last = end
+                .and_utc()
+                .timestamp_nanos_opt()
+                .unwrap()
+                .div_euclid(hour);
+            let batch = move |from: i64, to: i64| {
+                let times: Vec<i64> = (from..=to).map(|h| h * hour).collect();
+                let n = times.len();
+                RecordBatch::try_new(
+                    series_schema(),
+                    vec![
+                        Arc::new(TimestampNanosecondArray::from(times)),
+                        Arc::new(StringArray::from(vec!["s"; n])),
+                        Arc::new(Float64Array::from(vec![1.0; n])),
+                    ],
+                )
+                .map_err(Into::into)
+            };
+            if !endless {
+                return Ok(nuthatch::Computed::Batches(vec![batch(first, last)?]));
+            }
+            let batches = futures::stream::unfold(first, move |at| async move {
+                if at > first {
+                    println!("streaming");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Some((batch(at, at), at + 1))
+            });
+            let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                series_schema(),
+                batches,
+            );
+            Ok(nuthatch::Computed::Stream(Box::pin(stream)))
+        })
+        .build()
+        .unwrap()
+}
+
+/// The child half of the tests below: when `NUTHATCH_EXTEND_ROOT` names a
+/// root, calls `slow` over `NUTHATCH_EXTEND_WINDOW` there (endlessly with
+/// `NUTHATCH_EXTEND_ENDLESS`) and prints what the call did. Otherwise does
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extension_child() {
+    let Ok(root) = std::env::var("NUTHATCH_EXTEND_ROOT") else {
+        return;
+    };
+    let window = std::env::var("NUTHATCH_EXTEND_WINDOW").unwrap();
+    let endless = std::env::var("NUTHATCH_EXTEND_ENDLESS").is_ok();
+    let engine = nuthatch::Engine::new(&nuthatch::Config::with_root(root)).unwrap();
+    let session = engine.session();
+    session.register(slow(300, endless)).unwrap();
+    let sql = format!("SELECT count(*) FROM slow({window})");
+    session.sql(&sql).await.unwrap().collect().await.unwrap();
+    for report in session.take_reports() {
+        println!("{report}");
+    }
+}
+
+/// Runs [`extension_child`] over `window` on `f`'s root.
+fn child(f: &Fixture, window: &str, endless: bool) -> std::process::Child {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "--exact",
+            "coverage::extension_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("NUTHATCH_EXTEND_ROOT", f.root())
+        .env("NUTHATCH_EXTEND_WINDOW", window)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    if endless {
+        command.env("NUTHATCH_EXTEND_ENDLESS", "1");
+    }
+    command.spawn().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_extending_at_once_add_each_row_once() {
+    let f = Fixture::new();
+    f.nuthatch.register(slow(0, false)).unwrap();
+    f.int("SELECT count(*) FROM slow('2020-01-10', '2020-01-10')")
+        .await;
+    f.reports();
+    // Both compute Jan 11 and 12; whichever commits second looks again.
+    let first = child(&f, "'2020-01-01', '2020-01-12'", false);
+    let second = child(&f, "'2020-01-08', '2020-01-20'", false);
+    for process in [first, second] {
+        let output = process.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(output.status.success(), "{said}");
+        assert!(said.contains("slow: extended root parquet"), "{said}");
+    }
+    let got = rows(
+        &f,
+        "SELECT count(*), count(DISTINCT time) FROM slow('2020-01-01', '2020-01-20')",
+    )
+    .await;
+    assert_eq!(got, [["480", "480"]]);
+    assert_outcome(&f.report(), Outcome::Hit);
+    assert_eq!(coverage(&f, "slow").await, "2020-01-01 .. 2020-01-21");
+    let listed: usize = parts_of(&f, "slow").await.parse().unwrap();
+    assert_eq!(data_files(&f, "slow").len(), listed, "{:?}", f.files());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_killed_while_extending_leaves_the_entry_as_it_was() {
+    use std::io::BufRead;
+    let f = Fixture::new();
+    f.nuthatch.register(slow(0, false)).unwrap();
+    f.int("SELECT count(*) FROM slow('2020-01-10', '2020-01-10')")
+        .await;
+    f.reports();
+    let mut process = child(&f, "'2020-01-05', '2020-01-20'", true);
+    let out = std::io::BufReader::new(process.stdout.take().unwrap());
+    for line in out.lines() {
+        if line.unwrap() == "streaming" {
+            break;
+        }
+    }
+    process.kill().unwrap();
+    process.wait().unwrap();
+
+    assert_eq!(coverage(&f, "slow").await, "2020-01-10 .. 2020-01-11");
+    let n = f
+        .int("SELECT count(*) FROM slow('2020-01-10', '2020-01-10')")
+        .await;
+    assert_outcome(&f.report(), Outcome::Hit);
+    assert_eq!(n, 24);
+    // A part a killed write left is never read, and goes at the next commit.
+    let kept = data_files(&f, "slow");
+    let orphan = f.root().join(kept[0].replace("part-", "part-0-orphan-"));
+    std::fs::copy(f.root().join(&kept[0]), &orphan).unwrap();
+    assert_eq!(
+        f.int("SELECT count(*) FROM slow('2020-01-10', '2020-01-10')")
+            .await,
+        24
+    );
+    f.reports();
+    let got = rows(
+        &f,
+        "SELECT count(*), count(DISTINCT time) FROM slow('2020-01-05', '2020-01-20')",
+    )
+    .await;
+    assert_eq!(got, [["384", "384"]]);
+    assert!(!orphan.exists(), "{:?}", f.files());
+    let listed: usize = parts_of(&f, "slow").await.parse().unwrap();
+    assert_eq!(data_files(&f, "slow").len(), listed, "{:?}", f.files());
+}

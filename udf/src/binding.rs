@@ -86,6 +86,8 @@ pub struct CallOptions {
     /// How long after its end what this call computes stays provisional
     /// (the function's `settle` for this call).
     pub settle: Option<std::time::Duration>,
+    /// Rewrite the entry's parts as one before reading it.
+    pub compact: bool,
 }
 
 /// A call with every parameter bound.
@@ -202,6 +204,7 @@ fn apply_option(
         },
         "upsert" => options.upsert = flag(function, arg, scalar)?,
         "replace_window" => options.replace_window = flag(function, arg, scalar)?,
+        "compact" => options.compact = flag(function, arg, scalar)?,
         "settle" => match coerce(function, arg, ParamType::String, scalar)? {
             Value::String(text) => options.settle = Some(parse_settle(function, &text)?),
             _ => options.settle = None,

@@ -63,6 +63,8 @@ pub struct Call {
     /// How long after its end a range this call computes stays
     /// provisional: the call's `settle`, else the function's.
     pub settle: Option<std::time::Duration>,
+    /// Rewrite the entry's parts as one (`compact => true`).
+    pub compact: bool,
     /// What the calls of this call's body inherit.
     pub inherited: Inherited,
     /// The calls whose bodies are running around this one.
@@ -184,6 +186,7 @@ impl Call {
         };
         let write_mode = write_mode(function, &bound.options, window.as_ref())?;
         let settle = bound.options.settle.or(function.settle());
+        let compact = bound.options.compact;
         if bound.options.settle.is_some() && !function.covers_windows() {
             return Err(DataFusionError::Plan(format!(
                 "{name}: settle marks recent ranges of a growing timeseries entry as \
@@ -213,6 +216,7 @@ impl Call {
             storage_backend,
             window,
             settle,
+            compact,
             inherited,
             stack,
             reports: reports_of(config),

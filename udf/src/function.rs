@@ -28,7 +28,7 @@ pub use crate::timeseries::CoverageKind;
 use crate::value::{ParamType, Value};
 
 /// Named arguments that set per-call cache options instead of parameters.
-pub const RESERVED_ARGUMENTS: [&str; 12] = [
+pub const RESERVED_ARGUMENTS: [&str; 13] = [
     "cache_mode",
     "recompute",
     "namespace",
@@ -41,6 +41,7 @@ pub const RESERVED_ARGUMENTS: [&str; 12] = [
     "upsert",
     "replace_window",
     "settle",
+    "compact",
 ];
 
 /// What a compute body returns. nuthatch runs it as a stream: a DataFrame

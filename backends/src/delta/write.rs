@@ -130,6 +130,7 @@ pub async fn write(
         updated,
         inserted,
         encode_time: None,
+        part: None,
     })
 }
 

@@ -561,10 +561,20 @@ impl Backend for ParquetBackend {
         data: SendableRecordBatchStream,
         options: &WriteOptions,
     ) -> Result<Written> {
-        write_row_groups(at, data, options).await
+        let (target, part) = files::write_target(at, options, self.extension()).await?;
+        let written = write_row_groups(&target, data, options).await?;
+        Ok(Written { part, ..written })
     }
 
     async fn delete(&self, at: &Location) -> Result<()> {
         files::delete(at).await
+    }
+
+    fn parts(&self) -> bool {
+        true
+    }
+
+    async fn remove_parts(&self, at: &Location, keep: &[String]) -> Result<()> {
+        files::remove_parts(at, keep).await
     }
 }

@@ -123,6 +123,7 @@ pub async fn write(
         updated: rows.updated,
         inserted: rows.inserted,
         encode_time: None,
+        part: None,
     })
 }
 

@@ -151,6 +151,7 @@ pub fn caches_schema() -> SchemaRef {
         micros("time_max", None),
         text("coverage", true),
         text("provisional", true),
+        Field::new("parts", DataType::Int64, true),
         text("problem", true),
     ]))
 }
@@ -224,6 +225,7 @@ pub fn rows_batch(rows: &[CacheRow]) -> Result<RecordBatch> {
     let mut time_max = Vec::new();
     let mut coverage = Vec::new();
     let mut provisional = Vec::new();
+    let mut parts = Vec::new();
     let mut problem = Vec::new();
     for row in rows {
         match row {
@@ -262,6 +264,7 @@ pub fn rows_batch(rows: &[CacheRow]) -> Result<RecordBatch> {
                 };
                 coverage.push(meta.and_then(|m| shown(&m.recorded.coverage)));
                 provisional.push(meta.and_then(|m| shown(&m.recorded.provisional)));
+                parts.push(meta.and_then(|m| m.recorded.parts.as_ref().map(|p| p.len() as i64)));
                 problem.push(
                     listed
                         .corruption()
@@ -294,6 +297,7 @@ pub fn rows_batch(rows: &[CacheRow]) -> Result<RecordBatch> {
                     column.push(None);
                 }
                 modified.push(Some(entry.kept_at.timestamp_micros()));
+                parts.push(None);
                 time_min.push(None);
                 time_max.push(None);
             }
@@ -330,6 +334,7 @@ pub fn rows_batch(rows: &[CacheRow]) -> Result<RecordBatch> {
             micros(time_max, None),
             text(coverage),
             text(provisional),
+            Arc::new(Int64Array::from(parts)),
             text(problem),
         ],
     )?)

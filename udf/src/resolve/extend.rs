@@ -41,16 +41,25 @@ use super::{compute_failed, Keep, Prepared, Resolver, Source};
 use crate::compute::body_frame_with;
 use crate::timeseries::{coverage_predicate, handing, span_predicates};
 
+/// Times a call looks again after another process committed to the
+/// entry it was extending first.
+const CONFLICT_RETRIES: usize = 3;
+
+/// Parts past which an entry is compacted into one when it grows: each part
+/// costs a scan a file to open.
+pub const COMPACT_PARTS: usize = 48;
+
 /// What extending an entry came to.
 enum Extension {
     /// Another call covered the time meanwhile.
     Covered(Entry),
-    /// The missing time was computed and added.
+    /// The missing time, if any, was computed and added, and the parts
+    /// compacted if due.
     Stored {
         entry: Entry,
-        compute: Arc<dyn ExecutionPlan>,
-        written: Written,
-        missing: Coverage,
+        compute: Option<Arc<dyn ExecutionPlan>>,
+        written: Option<Written>,
+        missing: Option<Coverage>,
     },
 }
 
@@ -90,11 +99,7 @@ impl Resolver<'_> {
         if (call.fail_if_no_cache || self.policy.fail_if_no_cache) && call.cache {
             return Err(self.uncovered_error(&entry, &missing).into());
         }
-        let tier = &entry.tier;
-        let stores = self.policy.write_global
-            && call.cache
-            && tier.role() == TierRole::Root
-            && !tier.is_read_only();
+        let stores = self.stores_on(&entry.tier);
         // A format rewritten in place cannot be read while it is rewritten.
         let extendable = entry.backend.merges() || entry.backend.commit() == Commit::Atomic;
         if stores && !extendable {
@@ -113,8 +118,40 @@ impl Resolver<'_> {
         }
     }
 
-    /// Computes what `found` is missing, adds it to the entry and serves it.
-    async fn extend_stored(&self, found: Entry) -> Result<Prepared> {
+    /// Whether this call stores on `tier`: root, under a mode that writes
+    /// it.
+    fn stores_on(&self, tier: &Tier) -> bool {
+        self.policy.write_global
+            && self.call.cache
+            && tier.role() == TierRole::Root
+            && !tier.is_read_only()
+    }
+
+    /// Serves `entry`, which covers the call, after compacting its parts
+    /// where this call writes it.
+    pub(super) async fn compact_found(&self, entry: Entry) -> Result<Prepared> {
+        if self.stores_on(&entry.tier) {
+            return self.extend_stored(entry).await;
+        }
+        self.serve_found(entry).await
+    }
+
+    /// A call that asks to compact must be one that writes root.
+    pub(super) fn check_compact(&self) -> Result<()> {
+        if !self.call.compact || (self.policy.write_global && self.call.cache) {
+            return Ok(());
+        }
+        Err(DataFusionError::Plan(format!(
+            "{}: compact => true rewrites the entry's parts on root, and cache_mode '{}' does \
+             not write there; call with cache_mode => 'write'",
+            self.call.function.name(),
+            self.mode
+        )))
+    }
+
+    /// Computes what `found` is missing, adds it to the entry (compacting
+    /// its parts when due) and serves it.
+    pub(super) async fn extend_stored(&self, found: Entry) -> Result<Prepared> {
         let call = self.call;
         let (tier, backend) = (found.tier.clone(), Arc::clone(&found.backend));
         let inflight_key = call.inflight_key(&tier, &call.id, backend.as_ref());
@@ -128,52 +165,64 @@ impl Resolver<'_> {
                 }
             }
         };
-        let extended = self.extend_entry(&tier, &backend, found, waited).await;
-        match extended {
-            Ok(Extension::Covered(entry)) => {
-                lead.finish(Ok(()));
-                self.serve_entry(entry, Outcome::Hit).await
+        let found = (!waited).then_some(found);
+        let mut extended = self.extend_entry(&tier, &backend, found).await;
+        // Another process committed to the entry first: look again, and
+        // compute what is still missing.
+        for _ in 0..CONFLICT_RETRIES {
+            match &extended {
+                Err(e) if matches!(Error::find(e), Some(Error::Conflict { .. })) => {
+                    tracing::info!(key = %call.id.key, "{e}; looking again");
+                    extended = self.extend_entry(&tier, &backend, None).await;
+                }
+                _ => break,
             }
-            Ok(Extension::Stored {
+        }
+        let extension = match extended {
+            Ok(extension) => extension,
+            Err(error) => {
+                let error = Arc::new(error);
+                lead.finish(Err(Arc::clone(&error)));
+                return Err(DataFusionError::Shared(error));
+            }
+        };
+        lead.finish(Ok(()));
+        let (entry, compute, written, missing) = match extension {
+            Extension::Covered(entry) => return self.serve_entry(entry, Outcome::Hit).await,
+            Extension::Stored {
                 entry,
                 compute,
                 written,
                 missing,
-            }) => {
-                lead.finish(Ok(()));
-                let tier = Some(tier.name().to_string());
-                let source = Source::Entry(Box::new(entry));
-                let mut prepared = self
-                    .serve(source, Some(compute), Outcome::Extended, tier, None)
-                    .await?;
-                prepared.written = Some(written);
-                prepared.computed_ranges = Some(missing);
-                Ok(prepared)
-            }
-            Err(error) => {
-                let error = Arc::new(error);
-                lead.finish(Err(Arc::clone(&error)));
-                Err(DataFusionError::Shared(error))
-            }
-        }
+            } => (entry, compute, written, missing),
+        };
+        let outcome = match missing {
+            Some(_) => Outcome::Extended,
+            None => Outcome::Hit,
+        };
+        let tier = Some(tier.name().to_string());
+        let source = Source::Entry(Box::new(entry));
+        let mut prepared = self.serve(source, compute, outcome, tier, None).await?;
+        prepared.written = written;
+        prepared.computed_ranges = missing;
+        Ok(prepared)
     }
 
-    /// Holding the entry's claim: computes what it is missing (looking
-    /// again first if another call held the claim) and writes it in.
+    /// Holding the entry's claim: computes what it is missing and writes it
+    /// in, then compacts it if due. `found` is the entry as the call found
+    /// it, or `None` to look again (another call held the claim).
     async fn extend_entry(
         &self,
         tier: &Tier,
         backend: &Arc<dyn Backend>,
-        found: Entry,
-        waited: bool,
+        found: Option<Entry>,
     ) -> Result<Extension> {
         let call = self.call;
-        let schema = call.function.schema();
-        let current = match waited {
-            false => found,
-            true => call
+        let current = match found {
+            Some(found) => found,
+            None => call
                 .catalog
-                .find_on(tier, &call.id, backend, schema)
+                .find_on(tier, &call.id, backend, call.function.schema())
                 .await?
                 .ok_or_else(|| {
                     DataFusionError::Execution(format!(
@@ -183,18 +232,90 @@ impl Resolver<'_> {
                     ))
                 })?,
         };
-        let Some(missing) = self.uncovered(&current) else {
+        let missing = self.uncovered(&current);
+        if missing.is_none() && !self.compaction_due(&current) {
             return Ok(Extension::Covered(current));
+        }
+        let (entry, compute, written) = match &missing {
+            Some(missing) => {
+                let (entry, compute, written) =
+                    self.add_missing(tier, backend, current, missing).await?;
+                (entry, Some(compute), Some(written))
+            }
+            None => (current, None, None),
         };
+        let entry = match self.compaction_due(&entry) {
+            true => self.compact(tier, backend, entry).await?,
+            false => entry,
+        };
+        Ok(Extension::Stored {
+            entry,
+            compute,
+            written,
+            missing,
+        })
+    }
+
+    /// Whether `entry` has parts to compact: asked for (`compact => true`),
+    /// or more than [`COMPACT_PARTS`].
+    pub(super) fn compaction_due(&self, entry: &Entry) -> bool {
+        let parts = entry.metadata.recorded.parts.as_ref().map_or(0, Vec::len);
+        parts > COMPACT_PARTS || (self.call.compact && parts > 1)
+    }
+
+    /// Rewrites the parts of `entry` as one, keeping what it covers, in one
+    /// commit that fails if another process changed the entry meanwhile.
+    async fn compact(
+        &self,
+        tier: &Tier,
+        backend: &Arc<dyn Backend>,
+        entry: Entry,
+    ) -> Result<Entry> {
+        let recorded = &entry.metadata.recorded;
+        let parts = recorded.parts.as_ref().map_or(0, Vec::len);
+        let keep = Keep {
+            covers: recorded.coverage.clone(),
+            provisional: recorded.provisional.clone(),
+            amends: true,
+            parts: true,
+            window: false,
+        };
+        let plan = self.stored_frame(&entry)?.create_physical_plan().await?;
+        let (entry, _, _) = self
+            .store_plan(tier, &self.call.id, backend, plan, keep, WriteMode::Replace)
+            .await?;
+        tracing::info!(key = %self.call.id.key, parts, "compacted the entry's parts into one");
+        Ok(entry)
+    }
+
+    /// Computes `missing` and writes it into `current`: as a new part of an
+    /// entry stored as parts, by the format's merge, or by rewriting it.
+    async fn add_missing(
+        &self,
+        tier: &Tier,
+        backend: &Arc<dyn Backend>,
+        current: Entry,
+        missing: &Coverage,
+    ) -> Result<(Entry, Arc<dyn ExecutionPlan>, Written)> {
+        let call = self.call;
+        let schema = call.function.schema();
         tracing::info!(function = call.function.name(), key = %call.id.key, tier = tier.name(), missing = %missing, "extending");
         self.running.set_phase(Phase::Computing);
-        let gaps = self.gaps_frame(&missing).await?;
+        let gaps = self.gaps_frame(missing).await?;
         let column = call.function.timeseries().unwrap_or_default();
         let mode = WriteMode::ReplaceWhere {
-            predicate: coverage_predicate(column, &missing, schema)?,
+            predicate: coverage_predicate(column, missing, schema)?,
         };
-        let stored_rows = current.metadata.recorded.rows;
-        let (frame, write_mode) = if backend.merges() {
+        let recorded = &current.metadata.recorded;
+        let stored_rows = recorded.rows;
+        // Time computed again (provisional) replaces rows stored; time
+        // never covered only adds rows.
+        let replaces = (recorded.coverage.as_ref())
+            .is_some_and(|covered| missing.spans().iter().any(|s| covered.overlaps(*s)));
+        let parts = recorded.parts.is_some() && backend.parts();
+        let (frame, write_mode) = if parts && !replaces {
+            (gaps, WriteMode::Append)
+        } else if backend.merges() {
             (gaps, mode)
         } else {
             let stored = self.stored_frame(&current)?;
@@ -202,17 +323,18 @@ impl Resolver<'_> {
         };
         let failed = compute_failed(format!("{} for {missing}", call.id.key.display()));
         let plan = frame.create_physical_plan().await.map_err(&failed)?;
-        let keep = Keep::amending(Some(missing.clone()), call.settle);
+        let keep = Keep {
+            parts,
+            ..Keep::amending(Some(missing.clone()), call.settle)
+        };
         let (entry, compute, mut written) = self
             .store_plan(tier, &call.id, backend, plan, keep, write_mode)
             .await?;
-        written.inserted = stored_rows.map(|rows| written.rows.saturating_sub(rows as u64));
-        Ok(Extension::Stored {
-            entry,
-            compute,
-            written,
-            missing,
-        })
+        let total = entry.metadata.recorded.rows;
+        written.inserted = stored_rows
+            .zip(total)
+            .map(|(before, after)| after.saturating_sub(before) as u64);
+        Ok((entry, compute, written))
     }
 
     /// Serves `entry` and the `missing` time computed beside it, storing

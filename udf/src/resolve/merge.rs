@@ -85,9 +85,10 @@ impl Resolver<'_> {
                 true => catalog.find_on(tier, id, &backend, schema).await?,
                 false => None,
             };
-            let (frame, write_mode, stored_rows) = match stored {
+            let (frame, write_mode, stored_rows, parts) = match stored {
                 Some(entry) => {
                     let stored_rows = entry.metadata.recorded.rows;
+                    let parts = entry.metadata.recorded.parts.is_some();
                     let scan = LogicalPlanBuilder::scan(
                         "stored",
                         provider_as_source(Arc::clone(&entry.provider)),
@@ -96,17 +97,20 @@ impl Resolver<'_> {
                     .build()?;
                     let stored = DataFrame::new(self.state.clone(), scan);
                     let frame = rewritten(stored, computed, &mode).map_err(&failed)?;
-                    (frame, WriteMode::Replace, stored_rows)
+                    (frame, WriteMode::Replace, stored_rows, parts)
                 }
-                None if rewrites => (computed, WriteMode::Replace, None),
-                None => (computed, mode.clone(), None),
+                None if rewrites => (computed, WriteMode::Replace, None, false),
+                None => (computed, mode.clone(), None, false),
             };
             // The entry covers the call's window from now on.
             let window = call
                 .function
                 .timeseries()
                 .map(|_| Coverage::of([call.span()]));
-            let keep = Keep::amending(window, call.settle);
+            let keep = Keep {
+                parts,
+                ..Keep::amending(window, call.settle)
+            };
             let plan = frame.create_physical_plan().await.map_err(&failed)?;
             let (entry, compute, mut written) = self
                 .store_plan(tier, id, &backend, plan, keep, write_mode)
@@ -171,6 +175,7 @@ pub(super) fn rewritten(
             let outside = stored.filter(Expr::IsNotTrue(Box::new(predicate.clone())))?;
             outside.union(computed)
         }
+        WriteMode::Append => stored.union(computed),
         WriteMode::Replace => Ok(computed),
     }
 }

@@ -181,6 +181,7 @@ impl Resolver<'_> {
         if call.merges() {
             return self.merge_into().await;
         }
+        self.check_compact()?;
         if call.memoize && !call.recompute {
             if let Some(id) = &call.local_id {
                 if let Some(memoized) = call.catalog.memory().get(id) {
@@ -198,6 +199,9 @@ impl Resolver<'_> {
                 Some(Found::Entry(entry)) => {
                     if let Some(missing) = self.uncovered(&entry) {
                         return self.extend(*entry, missing).await;
+                    }
+                    if self.compaction_due(&entry) {
+                        return self.compact_found(*entry).await;
                     }
                     return self.serve_found(*entry).await;
                 }
@@ -488,7 +492,7 @@ impl Resolver<'_> {
             return Ok(Led::Null);
         };
         let plan = frame.create_physical_plan().await.map_err(&failed)?;
-        let keep = self.keep_computed(tier);
+        let keep = self.keep_computed(tier, backend);
         if let Some(storing) = self.through(tier, id, backend, Arc::clone(&plan), &keep)? {
             return Ok(Led::Storing(storing));
         }

@@ -221,6 +221,8 @@ pub(crate) struct Keep {
     pub(crate) provisional: Option<Coverage>,
     /// The rows amend the entry ([`WriteOptions::amends`]).
     pub(crate) amends: bool,
+    /// The entry is stored as parts ([`WriteOptions::parts`]).
+    pub(crate) parts: bool,
 }
 
 impl Keep {
@@ -239,7 +241,7 @@ impl Keep {
             provisional: covers.as_ref().and_then(|c| provisional(c, settle)),
             covers,
             amends: true,
-            window: false,
+            ..Keep::default()
         }
     }
 }
@@ -291,18 +293,25 @@ impl Resolver<'_> {
             window: true,
             provisional: covers.as_ref().and_then(|c| provisional(c, call.settle)),
             covers,
-            amends: false,
+            ..Keep::default()
         }
     }
 
     /// What the first compute of an entry on `tier` keeps: the call's
     /// window on the local tier (whose entries are keyed by it) and for a
     /// body that computes its window; otherwise every row, which for a
-    /// whole series covers all time.
-    pub(super) fn keep_computed(&self, tier: &Tier) -> Keep {
+    /// whole series covers all time. An entry on root that will grow is
+    /// stored as parts where `backend` can, so it grows a part at a time.
+    pub(super) fn keep_computed(&self, tier: &Tier, backend: &Arc<dyn Backend>) -> Keep {
         let function = &self.call.function;
-        if !tier.role().is_global() || function.covers_windows() {
+        if !tier.role().is_global() {
             return self.keep_window();
+        }
+        if function.covers_windows() {
+            return Keep {
+                parts: backend.parts(),
+                ..self.keep_window()
+            };
         }
         Keep::all(function.coverage().map(|_| Coverage::all()))
     }
@@ -370,6 +379,7 @@ impl Resolver<'_> {
             covers: keep.covers.clone(),
             provisional: keep.provisional.clone(),
             amends: keep.amends,
+            parts: keep.parts,
         };
         let sink = Arc::new(EntrySink::new(
             Arc::clone(&call.catalog),

@@ -1,0 +1,58 @@
+"""Times what Python nuthatch must do to add a day to a timeseries entry,
+for the coverage bench: recompute the whole range with recompute=True.
+
+    python python_append.py WORKDIR REPEATS
+
+`daily_air(start_time, end_time)` reads its window from the README grid
+(cached once as `my_first_cache()`, parquet with pandas, as in
+python_nuthatch.py), as the bench's SQL function does. 2013 is computed,
+then each repeat asks for 2013 and the next day of 2014 with
+recompute=True, cache_mode='overwrite'. Prints one JSON object:
+
+    {"recompute_with_day": median_seconds, "repeats": N}
+"""
+
+import json
+import os
+import statistics
+import sys
+import time
+
+import pandas as pd
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import python_nuthatch  # noqa: E402  (the grid, and nuthatch's logging quietened)
+
+
+def main():
+    workdir, repeats = sys.argv[1], int(sys.argv[2])
+    os.makedirs(workdir, exist_ok=True)
+    os.environ["NUTHATCH_ROOT_FILESYSTEM"] = workdir
+    from nuthatch import cache
+    from nuthatch.processors import timeseries
+
+    my_first_cache, _ = python_nuthatch.define("parquet")
+
+    @timeseries()
+    @cache(cache_args=[], version="1", backend="parquet", engine="pandas")
+    def daily_air(start_time, end_time):
+        grid = my_first_cache()
+        within = (grid["time"] >= pd.Timestamp(start_time)) & (
+            grid["time"] < pd.Timestamp(end_time) + pd.Timedelta(days=1)
+        )
+        return grid[within].reset_index(drop=True)
+
+    my_first_cache()
+    daily_air("2013-01-01", "2013-12-31")
+    times = []
+    for n in range(repeats):
+        day = (pd.Timestamp("2014-01-01") + pd.Timedelta(days=n)).strftime("%Y-%m-%d")
+        started = time.perf_counter()
+        result = daily_air("2013-01-01", day, recompute=True, cache_mode="overwrite")
+        len(result)
+        times.append(time.perf_counter() - started)
+    print(json.dumps({"recompute_with_day": statistics.median(times), "repeats": repeats}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,443 @@
+//! The write protocol: how a computed result becomes an entry that readers
+//! see whole or not at all, and how an entry grows.
+//!
+//! [`Catalog::store`] is the one place it lives. A write that replaces an
+//! entry hides the old one first (its metadata row goes, unless the format
+//! keeps old versions readable), the backend writes the data, visible at
+//! once when complete, and the new metadata row is put last. A write that
+//! amends an entry ([`WriteOptions::amends`]) keeps the old row throughout:
+//! the old row stays true of the new data, since the new data only adds
+//! rows outside the time the old row covers, or replaces rows (what a
+//! merge is for).
+//!
+//! An entry stored as parts ([`Backend::parts`]) grows by a part at a
+//! time: the part is written under a name of its own, then the new row,
+//! listing it beside the parts already listed, is committed under the
+//! entry's lock ([`crate::lock`]) after checking, on the row as it is now,
+//! that no other process added the same time meanwhile (their parts would
+//! double each other's rows) and that the part is still there. Parts no
+//! row lists (replaced, or left by a killed write) are removed after the
+//! commit, so that Python's readers, which read every file of the
+//! directory, read what the row lists.
+
+use std::sync::{Arc, Mutex};
+
+use arrow::datatypes::SchemaRef;
+use datafusion::common::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::StreamExt;
+use nuthatch_backends::coverage::Coverage;
+use nuthatch_backends::{Backend, Commit, Location, Part, WriteMode, WriteOptions, Written};
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+
+use crate::lock::EntryLock;
+use crate::metastore::{self, data_path, metadata_dir, metadata_path, CONFIRMED};
+use crate::{Catalog, Entry, EntryId, Error, MetadataRow, Recorded, Result, Tier};
+
+/// Where one write goes, and what it is to record.
+struct Target<'a> {
+    tier: &'a Tier,
+    id: &'a EntryId,
+    backend: &'a Arc<dyn Backend>,
+    options: &'a WriteOptions,
+    /// The data path, relative to the tier.
+    path: Path,
+    at: Location,
+}
+
+impl Catalog {
+    /// Stores the result stream `data` as the entry `id` on `tier`, as the
+    /// module docs say. The result is computed while it is written: an
+    /// error of the stream is a [`Error::ComputeFailed`], and it leaves
+    /// nothing stored. Returns what was written and the new entry, opened
+    /// to be read as `schema`.
+    pub async fn store(
+        &self,
+        tier: &Tier,
+        id: &EntryId,
+        backend: &Arc<dyn Backend>,
+        data: SendableRecordBatchStream,
+        options: &WriteOptions,
+        schema: &SchemaRef,
+    ) -> Result<(Written, Entry)> {
+        self.check_writable(tier, id)?;
+        let meta_path = metadata_path(&id.key, id.namespace.as_deref(), backend.name());
+        let versioned = backend.commit() == Commit::Versioned;
+        // What a write that amends the entry adds to: its time range and
+        // coverage add to the stored ones.
+        let amends = options.amends || options.mode != WriteMode::Replace;
+        let previous = match amends {
+            false => None,
+            true => self.valid_metadata(tier, id, backend.name()).await?,
+        };
+        let keeps_record = versioned || options.amends;
+        if !keeps_record {
+            match tier.store().delete(&meta_path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(Catalog::unwritable(tier, &meta_path, e)),
+            }
+        }
+        self.delete_null(tier, id).await?;
+        let mut options = options.clone();
+        if versioned {
+            options.retention = Some(tier.retention(backend.name()));
+        }
+        let target = Target {
+            tier,
+            id,
+            backend,
+            options: &options,
+            path: data_path(&id.key, id.namespace.as_deref(), backend.extension()),
+            at: tier.entry_location(&**backend, &id.key, id.namespace.as_deref()),
+        };
+        let (written, range) = self.write_data(&target, data).await?;
+        self.ensure_marker(tier).await?;
+        let row = match &written.part {
+            Some(part) => {
+                self.commit_part(&target, &written, part, previous, range)
+                    .await?
+            }
+            None => {
+                let row = target.row(&written, previous.as_ref(), range);
+                if let Err(e) = self.put_row(&target, &row).await {
+                    // The data is unreachable without metadata; remove it
+                    // so a failed commit leaves nothing behind. A kept
+                    // record still vouches for the data it had.
+                    if !keeps_record {
+                        let _ = backend.delete(&target.at).await;
+                    }
+                    return Err(e);
+                }
+                row
+            }
+        };
+        tracing::debug!(key = %id.key, tier = tier.name(), rows = written.rows, bytes = written.bytes, "stored entry");
+        let entry = self
+            .open_data(tier, id, backend, row, schema)
+            .await?
+            .ok_or_else(|| {
+                let vanished = "the data vanished right after it was stored";
+                self.backend_error(
+                    backend.name(),
+                    id,
+                    tier,
+                    DataFusionError::Execution(vanished.into()),
+                )
+            })?;
+        Ok((written, entry))
+    }
+
+    /// The metadata row of `id` on `tier` for `backend`, if it is a valid
+    /// entry of `id`'s version.
+    async fn valid_metadata(
+        &self,
+        tier: &Tier,
+        id: &EntryId,
+        backend: &str,
+    ) -> Result<Option<MetadataRow>> {
+        Ok(self
+            .read_metadata(tier, id, backend)
+            .await?
+            .filter(|row| row.is_valid_for(id.version.as_deref())))
+    }
+
+    /// Streams `data` through the backend; notes the time range on the way,
+    /// so that listing the catalog later reads no data.
+    async fn write_data(
+        &self,
+        target: &Target<'_>,
+        data: SendableRecordBatchStream,
+    ) -> Result<(Written, TimeRange)> {
+        let (tier, id, backend, options) = (target.tier, target.id, target.backend, target.options);
+        // Errors of the stream are the compute's; keep them apart from the
+        // backend's own.
+        let compute_error: Arc<Mutex<Option<DataFusionError>>> = Arc::default();
+        let seen = Arc::clone(&compute_error);
+        let range = Arc::new(Mutex::new(TimeRange::default()));
+        let time_column = options.sorted_by.clone();
+        let noted = Arc::clone(&range);
+        let progress = options.progress.clone();
+        let stream_schema = data.schema();
+        let tagged = data.map(move |batch| {
+            if let (Ok(batch), Some(column)) = (&batch, &time_column) {
+                noted.lock().expect("time range").note(batch, column);
+            }
+            if let (Ok(batch), Some(progress)) = (&batch, &progress) {
+                progress.rows.fetch_add(
+                    batch.num_rows() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
+            batch.map_err(|e| {
+                let text = e.to_string();
+                seen.lock().expect("compute error slot").get_or_insert(e);
+                DataFusionError::Execution(format!("the computed result failed: {text}"))
+            })
+        });
+        let data = Box::pin(RecordBatchStreamAdapter::new(stream_schema, tagged));
+        // This process holds the entry's in-flight claim, so no write of it
+        // here is staged; what is staged is a killed process's.
+        tier.sweep_staged(backend.name(), &target.path);
+        match backend.write(&target.at, data, options).await {
+            Ok(written) => {
+                let range = std::mem::take(&mut *range.lock().expect("time range"));
+                Ok((written, range))
+            }
+            Err(source) => {
+                let computed = compute_error.lock().expect("compute error slot").take();
+                Err(match computed {
+                    Some(source) => Error::ComputeFailed {
+                        key: id.key.display().to_string(),
+                        source: Box::new(source),
+                    },
+                    None => self.backend_error(backend.name(), id, tier, source),
+                })
+            }
+        }
+    }
+
+    async fn put_row(&self, target: &Target<'_>, row: &MetadataRow) -> Result<()> {
+        let (tier, id) = (target.tier, target.id);
+        let meta_path = metadata_path(&id.key, id.namespace.as_deref(), target.backend.name());
+        let encoded = row
+            .encode()
+            .map_err(|e| self.backend_error("metastore", id, tier, e))?;
+        tier.store()
+            .put(&meta_path, PutPayload::from(encoded))
+            .await
+            .map_err(|e| Catalog::unwritable(tier, &meta_path, e))?;
+        Ok(())
+    }
+
+    /// Commits the new `part` under the entry's lock (see the module
+    /// docs); the part is removed if the commit fails.
+    async fn commit_part(
+        &self,
+        target: &Target<'_>,
+        written: &Written,
+        part: &str,
+        read: Option<MetadataRow>,
+        range: TimeRange,
+    ) -> Result<MetadataRow> {
+        let (tier, id, backend) = (target.tier, target.id, target.backend);
+        let lock_path =
+            metadata_dir(&id.key, id.namespace.as_deref()).join(format!("{}.lock", backend.name()));
+        let lock = EntryLock::acquire(tier, lock_path).await?;
+        let committed = async {
+            let current = self.valid_metadata(tier, id, backend.name()).await?;
+            self.check_part(target, part, read.as_ref(), current.as_ref())
+                .await?;
+            let row = target.row(written, current.as_ref(), range);
+            self.put_row(target, &row).await?;
+            Ok(row)
+        }
+        .await;
+        lock.release().await;
+        match committed {
+            Ok(row) => {
+                let keep: Vec<String> = (row.recorded.parts.iter().flatten())
+                    .map(|p| p.name.clone())
+                    .collect();
+                if let Err(e) = backend.remove_parts(&target.at, &keep).await {
+                    tracing::warn!(key = %id.key, "could not remove replaced parts: {e}");
+                }
+                Ok(row)
+            }
+            Err(error) => {
+                let _ = tier
+                    .store()
+                    .delete(&target.at.path.clone().join(part))
+                    .await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Whether `part` can be committed over the row as it is now
+    /// (`current`), when the write began from `read`.
+    async fn check_part(
+        &self,
+        target: &Target<'_>,
+        part: &str,
+        read: Option<&MetadataRow>,
+        current: Option<&MetadataRow>,
+    ) -> Result<()> {
+        let conflict = |detail: String| Error::Conflict {
+            key: target.id.key.display().to_string(),
+            tier: target.tier.name().to_string(),
+            detail,
+        };
+        // Another commit removes the parts its row does not list.
+        if let Err(e) = target
+            .tier
+            .store()
+            .head(&target.at.path.clone().join(part))
+            .await
+        {
+            return Err(conflict(format!("the part written is gone: {e}")));
+        }
+        let options = target.options;
+        match (&options.mode, current) {
+            (WriteMode::Append, None) => Err(conflict("the entry was removed".into())),
+            (WriteMode::Append, Some(current)) if current.recorded.parts.is_none() => {
+                Err(conflict("it is no longer stored as parts".into()))
+            }
+            (WriteMode::Append, Some(current)) => {
+                // A part only ever adds time the row did not cover.
+                let covered = current.recorded.coverage.clone().unwrap_or_default();
+                let added = options.covers.clone().unwrap_or_else(Coverage::all);
+                match added.spans().iter().any(|span| covered.overlaps(*span)) {
+                    true => Err(conflict(format!(
+                        "another write added part of {added} meanwhile"
+                    ))),
+                    false => Ok(()),
+                }
+            }
+            // A rewrite of the whole entry must be of the row it read.
+            (_, current) if options.amends => {
+                let stamp = |row: Option<&MetadataRow>| row.map(|r| r.last_modified);
+                match stamp(current) == stamp(read) {
+                    true => Ok(()),
+                    false => Err(conflict("another write committed meanwhile".into())),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Target<'_> {
+    /// The metadata row of the entry once `written` is committed over
+    /// `previous` (the row as it is now, for a write that amends it).
+    fn row(
+        &self,
+        written: &Written,
+        previous: Option<&MetadataRow>,
+        mut range: TimeRange,
+    ) -> MetadataRow {
+        let (tier, id, options) = (self.tier, self.id, self.options);
+        let appended = options.mode == WriteMode::Append;
+        let stored = previous.map(|p| &p.recorded);
+        if let Some(stored) = stored.filter(|s| s.time_column.is_some()) {
+            range.widen(stored.time_min, stored.time_max);
+        }
+        // An entry that recorded no coverage (Python's) still records none.
+        let (coverage, provisional) = match stored {
+            None => (options.covers.clone(), options.provisional.clone()),
+            Some(stored) => merged_coverage(stored, options),
+        };
+        let parts = written.part.as_ref().map(|name| {
+            let part = Part {
+                name: name.clone(),
+                covers: if appended {
+                    options.covers.clone()
+                } else {
+                    coverage.clone()
+                },
+            };
+            let mut parts = match stored.and_then(|s| s.parts.clone()) {
+                Some(parts) if appended => parts,
+                _ => Vec::new(),
+            };
+            parts.push(part);
+            parts
+        });
+        let sum = |of: fn(&Recorded) -> Option<i64>, now: u64| match (appended, stored) {
+            (true, Some(stored)) => of(stored).map(|before| before + now as i64),
+            _ => Some(now as i64),
+        };
+        MetadataRow {
+            cache_key: id.key.as_str().to_string(),
+            namespace: id.namespace.clone(),
+            version: id.version.clone(),
+            backend: self.backend.name().to_string(),
+            state: CONFIRMED.to_string(),
+            last_modified: chrono::Utc::now().timestamp_micros() as f64,
+            commit_hash: metastore::current_commit_hash(),
+            user: metastore::current_user(),
+            path: format!("{}/{}", tier.url().trim_end_matches('/'), self.path),
+            recorded: Recorded {
+                rows: sum(|r| r.rows, written.rows),
+                bytes: sum(|r| r.bytes, written.bytes),
+                time_column: options.sorted_by.clone(),
+                time_min: range.min,
+                time_max: range.max,
+                data_version: written.version.map(|v| v as i64),
+                // A merge interleaves new rows with stored ones, and parts
+                // each keep their own order.
+                sort_order: match (&options.mode, &parts) {
+                    (WriteMode::Replace, None) => options.order.clone(),
+                    (WriteMode::Replace, Some(parts)) if parts.len() == 1 => options.order.clone(),
+                    _ => Vec::new(),
+                },
+                coverage,
+                provisional,
+                parts,
+            },
+        }
+    }
+}
+
+/// What an entry covers after a merge added the rows `options` describe
+/// to `stored`: the union, with what the merge recomputed no longer
+/// provisional unless it is again.
+fn merged_coverage(
+    stored: &Recorded,
+    options: &WriteOptions,
+) -> (
+    Option<nuthatch_backends::coverage::Coverage>,
+    Option<nuthatch_backends::coverage::Coverage>,
+) {
+    let (Some(covered), Some(added)) = (&stored.coverage, &options.covers) else {
+        return (None, None);
+    };
+    let earlier = stored.provisional.clone().unwrap_or_default();
+    let provisional = earlier
+        .subtract(added)
+        .union(&options.provisional.clone().unwrap_or_default());
+    let provisional = (!provisional.is_empty()).then_some(provisional);
+    (Some(covered.union(added)), provisional)
+}
+
+/// The smallest and largest value of a result's time column seen so far,
+/// in epoch microseconds.
+#[derive(Debug, Default)]
+struct TimeRange {
+    min: Option<i64>,
+    max: Option<i64>,
+}
+
+impl TimeRange {
+    fn widen(&mut self, low: Option<i64>, high: Option<i64>) {
+        if let Some(low) = low {
+            self.min = Some(self.min.map_or(low, |m| m.min(low)));
+        }
+        if let Some(high) = high {
+            self.max = Some(self.max.map_or(high, |m| m.max(high)));
+        }
+    }
+
+    /// Widens the range by `batch`'s `column`; a column that is missing or
+    /// not temporal leaves it unknown.
+    fn note(&mut self, batch: &arrow::array::RecordBatch, column: &str) {
+        use arrow::array::TimestampMicrosecondArray;
+        use arrow::datatypes::{DataType, TimeUnit};
+        let Some(values) = batch.column_by_name(column) else {
+            return;
+        };
+        if !values.data_type().is_temporal() {
+            return;
+        }
+        let Ok(micros) =
+            arrow::compute::cast(values, &DataType::Timestamp(TimeUnit::Microsecond, None))
+        else {
+            return;
+        };
+        let Some(micros) = micros.as_any().downcast_ref::<TimestampMicrosecondArray>() else {
+            return;
+        };
+        self.widen(arrow::compute::min(micros), arrow::compute::max(micros));
+    }
+}
