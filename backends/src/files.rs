@@ -162,27 +162,13 @@ pub async fn remove_parts(at: &Location, keep: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Removes an entry's data, a file or a directory of parts.
+/// Removes an entry's data, a file or a directory of parts. An object
+/// store answers the delete of a directory's path as done, so its parts
+/// are listed whatever the delete says.
 pub async fn delete(at: &Location) -> Result<()> {
-    match at.store.delete(&at.path).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-        Err(_) => {
-            // A directory: remove its parts.
-            let parts: Vec<ObjectMeta> = at
-                .store
-                .list(Some(&at.path))
-                .try_collect()
-                .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            for part in parts {
-                match at.store.delete(&part.location).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(DataFusionError::External(Box::new(e))),
-                }
-            }
-        }
-    }
-    Ok(())
+    // A local directory refuses the delete of its path; its parts go next.
+    let _ = at.store.delete(&at.path).await;
+    remove_parts(at, &[]).await
 }
 
 /// How a file format turns into a DataFusion file source.

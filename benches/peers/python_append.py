@@ -13,6 +13,7 @@ recompute=True, cache_mode='overwrite'. Prints one JSON object:
 """
 
 import json
+import logging
 import os
 import statistics
 import sys
@@ -26,7 +27,13 @@ import python_nuthatch  # noqa: E402  (the grid, and nuthatch's logging quietene
 
 def main():
     workdir, repeats = sys.argv[1], int(sys.argv[2])
-    os.makedirs(workdir, exist_ok=True)
+    # stdout carries the JSON: nuthatch's log goes to stderr, warnings only.
+    handler = python_nuthatch.core.stream_handler
+    handler.setStream(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    # nuthatch's pandas parquet write does not create the key's folder.
+    for function in ("my_first_cache", "daily_air"):
+        os.makedirs(os.path.join(workdir, function), exist_ok=True)
     os.environ["NUTHATCH_ROOT_FILESYSTEM"] = workdir
     from nuthatch import cache
     from nuthatch.processors import timeseries

@@ -68,7 +68,8 @@ impl Catalog {
         // What a write that amends the entry adds to: its time range and
         // coverage add to the stored ones.
         let amends = options.amends || options.mode != WriteMode::Replace;
-        let previous = match amends {
+        // A part added reads the row under the entry's lock instead.
+        let previous = match amends && options.mode != WriteMode::Append {
             false => None,
             true => self.valid_metadata(tier, id, backend.name()).await?,
         };
@@ -79,7 +80,10 @@ impl Catalog {
                 Err(e) => return Err(Catalog::unwritable(tier, &meta_path, e)),
             }
         }
-        self.delete_null(tier, id).await?;
+        // An entry that is there to amend has no null marker.
+        if !amends {
+            self.delete_null(tier, id).await?;
+        }
         let mut options = options.clone();
         if versioned {
             options.retention = Some(tier.retention(backend.name()));
@@ -225,10 +229,13 @@ impl Catalog {
         let lock_path =
             metadata_dir(&id.key, id.namespace.as_deref()).join(format!("{}.lock", backend.name()));
         let lock = EntryLock::acquire(tier, lock_path).await?;
+        let amends = target.options.amends || target.options.mode != WriteMode::Replace;
         let committed = async {
             let current = self.valid_metadata(tier, id, backend.name()).await?;
             self.check_part(target, part, read.as_ref(), current.as_ref())
                 .await?;
+            // A write that replaces the entry owes nothing to what is there.
+            let current = current.filter(|_| amends);
             let row = target.row(written, current.as_ref(), range);
             self.put_row(target, &row).await?;
             Ok(row)

@@ -170,7 +170,7 @@ impl Selector {
 }
 
 const SHORT_COLUMNS: &str =
-    "tier, function, key, namespace, version, backend, rows, bytes, last_modified";
+    "tier, function, key, namespace, version, backend, rows, bytes, last_modified, coverage";
 const ORDER: &str = " ORDER BY tier, key, namespace, backend";
 
 /// The listing `nuthatch list [FUNCTION]` prints, as SQL; the prompt's

@@ -6,6 +6,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use arrow::array::{Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};
+use chrono::NaiveDateTime;
 use nuthatch::{CachedFunction, CallReport, Outcome, ParamType, Value};
 
 use crate::support::{assert_outcome, observations, series_schema, Fixture};
@@ -21,6 +23,35 @@ fn define_readings(backend: &str) -> String {
          AS SELECT time, station, value FROM series(NULL, NULL, station => $station) \
             WHERE time BETWEEN $start_time AND $end_time"
     )
+}
+
+/// Rows of `series_schema()` at `times` (epoch nanoseconds), of `station`,
+/// each valued `value`.
+fn series_rows(
+    times: Vec<i64>,
+    station: &str,
+    value: f64,
+) -> datafusion::error::Result<RecordBatch> {
+    let n = times.len();
+    Ok(RecordBatch::try_new(
+        series_schema(),
+        vec![
+            Arc::new(TimestampNanosecondArray::from(times)),
+            Arc::new(StringArray::from(vec![station; n])),
+            Arc::new(Float64Array::from(vec![value; n])),
+        ],
+    )?)
+}
+
+/// The whole hours from `start` to `end`, both included, in epoch
+/// nanoseconds.
+fn hours(start: NaiveDateTime, end: NaiveDateTime) -> Vec<i64> {
+    let hour = 3_600_000_000_000_i64;
+    let nanos = |at: NaiveDateTime| at.and_utc().timestamp_nanos_opt().unwrap();
+    let first = nanos(start).div_euclid(hour) + i64::from(nanos(start).rem_euclid(hour) != 0);
+    (first..=nanos(end).div_euclid(hour))
+        .map(|h| h * hour)
+        .collect()
 }
 
 /// One row of text per row of `sql`.
@@ -307,21 +338,7 @@ fn observations_like(
                         "the feed has nothing after January".into(),
                     ));
                 }
-                let mut times = Vec::new();
-                let mut at = start;
-                while at <= end {
-                    times.push(at.and_utc().timestamp_nanos_opt().unwrap());
-                    at += chrono::Duration::hours(1);
-                }
-                let n = times.len();
-                Ok(vec![arrow::array::RecordBatch::try_new(
-                    series_schema(),
-                    vec![
-                        Arc::new(arrow::array::TimestampNanosecondArray::from(times)),
-                        Arc::new(arrow::array::StringArray::from(vec!["a"; n])),
-                        Arc::new(arrow::array::Float64Array::from(vec![1.0; n])),
-                    ],
-                )?])
+                Ok(vec![series_rows(hours(start, end), "a", 1.0)?])
             }
         })
         .build()
@@ -488,24 +505,7 @@ fn forecast(runs: Arc<AtomicUsize>) -> CachedFunction {
             async move {
                 let start = args.timestamp("start_time")?.expect("a start");
                 let end = args.timestamp("end_time")?.expect("an end");
-                // Whole hours from the start's hour on.
-                let mut at = start.date().and_hms_opt(0, 0, 0).unwrap();
-                let mut times = Vec::new();
-                while at <= end {
-                    if at >= start {
-                        times.push(at.and_utc().timestamp_nanos_opt().unwrap());
-                    }
-                    at += chrono::Duration::hours(1);
-                }
-                let n = times.len();
-                Ok(vec![arrow::array::RecordBatch::try_new(
-                    series_schema(),
-                    vec![
-                        Arc::new(arrow::array::TimestampNanosecondArray::from(times)),
-                        Arc::new(arrow::array::StringArray::from(vec!["f"; n])),
-                        Arc::new(arrow::array::Float64Array::from(vec![run as f64; n])),
-                    ],
-                )?])
+                Ok(vec![series_rows(hours(start, end), "f", run as f64)?])
             }
         })
         .build()
@@ -681,7 +681,6 @@ async fn parts_of(f: &Fixture, function: &str) -> String {
 /// a pause of `pause_ms`; when `endless`, rows from the start on, one
 /// batch at a time, until the process is killed.
 fn slow(pause_ms: u64, endless: bool) -> CachedFunction {
-    use arrow::array::{Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};
     CachedFunction::builder("slow")
         .param("start_time", ParamType::Timestamp)
         .param("end_time", ParamType::Timestamp)
@@ -691,39 +690,19 @@ fn slow(pause_ms: u64, endless: bool) -> CachedFunction {
             tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
             let start = args.timestamp("start_time")?.expect("a start");
             let end = args.timestamp("end_time")?.expect("an end");
-            let hour = 3_600_000_000_000_i64;
-            let first = start
-                .and_utc()
-                .timestamp_nanos_opt()
-                .unwrap()
-                .div_euclid(hour);
-            let last = end
-                .and_utc()
-                .timestamp_nanos_opt()
-                .unwrap()
-                .div_euclid(hour);
-            let batch = move |from: i64, to: i64| {
-                let times: Vec<i64> = (from..=to).map(|h| h * hour).collect();
-                let n = times.len();
-                RecordBatch::try_new(
-                    series_schema(),
-                    vec![
-                        Arc::new(TimestampNanosecondArray::from(times)),
-                        Arc::new(StringArray::from(vec!["s"; n])),
-                        Arc::new(Float64Array::from(vec![1.0; n])),
-                    ],
-                )
-                .map_err(Into::into)
-            };
+            let times = hours(start, end);
             if !endless {
-                return Ok(nuthatch::Computed::Batches(vec![batch(first, last)?]));
+                return Ok(nuthatch::Computed::Batches(vec![series_rows(
+                    times, "s", 1.0,
+                )?]));
             }
+            let first = times[0];
             let batches = futures::stream::unfold(first, move |at| async move {
                 if at > first {
                     println!("streaming");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
-                Some((batch(at, at), at + 1))
+                Some((series_rows(vec![at], "s", 1.0), at + 3_600_000_000_000))
             });
             let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
                 series_schema(),

@@ -116,6 +116,25 @@ elif scenario == "idle":
         with connect() as b, b.cursor() as cur_b:
             rows(cur_b, "SELECT 1")
         out["after"] = calls(cur_a)
+elif scenario == "extend":
+    # A timeseries entry grown over Flight SQL, as a notebook would.
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            "CREATE OR REPLACE CACHED FUNCTION days(start_time TIMESTAMP, end_time TIMESTAMP) "
+            "WITH (timeseries = 'time') AS SELECT t.value AS time FROM generate_series("
+            "TIMESTAMP '2020-01-01', TIMESTAMP '2020-12-31', INTERVAL '1 day') AS t "
+            "WHERE t.value BETWEEN $start_time AND $end_time"
+        )
+        out["may"] = rows(cur, "SELECT count(*) AS n FROM days('2020-05-01', '2020-05-31')")
+        out["spring"] = rows(cur, "SELECT count(*) AS n FROM days('2020-04-01', '2020-06-30')")
+        out["calls"] = rows(
+            cur,
+            "SELECT outcome, ranges_computed, rows_inserted FROM nuthatch.calls "
+            "WHERE function = 'days' ORDER BY finished_at",
+        )
+        out["coverage"] = rows(
+            cur, "SELECT coverage FROM nuthatch.caches WHERE function = 'days' AND tier = 'root'"
+        )
 elif scenario == "auth":
     try:
         with connect() as conn, conn.cursor() as cur:

@@ -176,6 +176,22 @@ fn adbc_clients_query_cached_functions_each_in_its_own_session() {
 
 #[test]
 #[ignore = "needs the Python ADBC client: run bash scripts/test"]
+fn a_notebook_grows_a_timeseries_entry_over_adbc() {
+    let dir = project("");
+    let server = Server::start(dir.path(), None);
+    let seen = server.client("extend", None);
+    for expected in [
+        r#""may": [{"n": 31}]"#,
+        r#""spring": [{"n": 91}]"#,
+        r#"{"outcome": "extended", "ranges_computed": "2020-04-01 .. 2020-05-01, 2020-06-01 .. 2020-07-01", "rows_inserted": 60}"#,
+        r#""coverage": [{"coverage": "2020-04-01 .. 2020-07-01"}]"#,
+    ] {
+        assert!(seen.contains(expected), "{expected} in {seen}");
+    }
+}
+
+#[test]
+#[ignore = "needs the Python ADBC client: run bash scripts/test"]
 fn ten_concurrent_clients_share_one_compute() {
     let dir = project("");
     let server = Server::start(dir.path(), None);

@@ -9,14 +9,20 @@
 //!
 //! - under a mode that stores on root, computes each span with its own body
 //!   call (the span's bounds handed as `start_time`/`end_time`), keeps the
-//!   rows within it, and writes them into the entry as a replacement of
-//!   exactly those spans ([`WriteMode::ReplaceWhere`]): formats that merge
-//!   (Delta, SQL) add them in one commit or transaction, others are
-//!   rewritten whole with the new rows. Replacing rather than appending
-//!   makes an extension idempotent: rows left in a span by an extension
-//!   that died before recording it are replaced, never doubled. The entry
-//!   then records the spans covered too (see [`nuthatch_catalog::Catalog::store`]
-//!   for why the old record stays readable throughout);
+//!   rows within it, and adds them to the entry: as a part of their own
+//!   when the entry is stored as parts (Parquet, Arrow), so adding a day
+//!   writes a day; otherwise as a replacement of exactly those spans
+//!   ([`WriteMode::ReplaceWhere`]), which Delta and SQL merge in one commit
+//!   or transaction and other formats apply by rewriting the entry. Time
+//!   computed again (provisional) replaces the rows it had the same way.
+//!   Replacing rather than appending keeps an extension idempotent where
+//!   a format has no parts: rows a killed extension left in a span are
+//!   replaced, never doubled; parts a killed write left are listed by no
+//!   record, so never read. The entry then records the spans covered too
+//!   (see [`nuthatch_catalog::Catalog::store`] for why the old record stays
+//!   readable throughout, and how parts are committed across processes);
+//!   past [`COMPACT_PARTS`] parts, or on `compact => true`, the parts are
+//!   rewritten as one;
 //! - under a mode that does not store there, computes the spans and serves
 //!   them beside the stored rows;
 //! - under a mode that does not compute, fails naming what is missing.
