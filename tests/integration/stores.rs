@@ -128,6 +128,60 @@ async fn an_s3_root_stores_entries_in_the_bucket_layout() {
     );
 }
 
+/// A timeseries entry on S3 grows by parts, each committed under a lock
+/// made with a put-if-absent, which the S3 server must honour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs an S3 server: run bash scripts/test"]
+async fn a_growing_entry_on_s3_adds_a_part_per_range_under_a_lock() {
+    let endpoint = endpoint();
+    const GROWS: &str = "CREATE CACHED FUNCTION grows(start_time TIMESTAMP, end_time TIMESTAMP) \
+         WITH (timeseries = 'time') \
+         AS SELECT time, value FROM series(NULL, NULL, station => 'grows') \
+            WHERE time BETWEEN $start_time AND $end_time";
+    let nuthatch = session(&s3_config(BUCKET, &endpoint));
+    nuthatch.sql(GROWS).await.unwrap();
+    let window = "SELECT count(*), count(DISTINCT time) FROM grows('2020-01-05', '2020-01-25')";
+    count(
+        &nuthatch,
+        "SELECT count(*) FROM grows('2020-01-10', '2020-01-20')",
+    )
+    .await
+    .unwrap();
+    nuthatch.take_reports();
+    assert_eq!(count(&nuthatch, window).await.unwrap(), 21 * 24);
+    let report = nuthatch
+        .take_reports()
+        .into_iter()
+        .find(|r| r.function == "grows")
+        .unwrap();
+    assert_outcome(&report, Outcome::Extended);
+
+    let bucket = test_bucket(&endpoint);
+    let keys: Vec<String> = bucket
+        .list(Some(&"team/caches".into()))
+        .map_ok(|meta| meta.location.to_string())
+        .try_collect()
+        .await
+        .unwrap();
+    let parts: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.starts_with("team/caches/grows/") && k.ends_with(".parquet"))
+        .collect();
+    assert_eq!(parts.len(), 2, "{keys:?}");
+    assert!(!keys.iter().any(|k| k.ends_with(".lock")), "{keys:?}");
+    // Another session reads every row once.
+    let other = session(&s3_config(BUCKET, &endpoint));
+    other.sql(GROWS).await.unwrap();
+    let batches = other.sql(window).await.unwrap().collect().await.unwrap();
+    let distinct =
+        arrow::compute::cast(batches[0].column(1), &arrow::datatypes::DataType::Int64).unwrap();
+    let distinct = distinct
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap();
+    assert_eq!(distinct.value(0), 21 * 24);
+}
+
 /// Delta commits through the tier's own S3 store: a put-if-absent of each
 /// log file, which the S3 server must honour.
 #[cfg(feature = "delta")]
