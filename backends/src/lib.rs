@@ -229,6 +229,11 @@ pub struct WriteOptions {
     /// Store the entry as a directory of parts, so that later writes can
     /// add to it ([`WriteMode::Append`]); for formats that store parts.
     pub parts: bool,
+    /// For a write of the whole entry that amends it (a compaction, a merge
+    /// rewritten whole): the commit stamp (`last_modified`) of the entry's
+    /// record its stored rows were read under. The commit fails if the
+    /// record changed since, rather than drop what another write added.
+    pub based_on: Option<f64>,
 }
 
 /// How far a write has got. Counters only grow; readers poll them.

@@ -304,8 +304,8 @@ impl Catalog {
             }
             // A rewrite of the whole entry must be of the row it read.
             (_, current) if options.amends => {
-                let stamp = |row: Option<&MetadataRow>| row.map(|r| r.last_modified);
-                match stamp(current) == stamp(read) {
+                let read = options.based_on.or(read.map(|r| r.last_modified));
+                match current.map(|r| r.last_modified) == read {
                     true => Ok(()),
                     false => Err(conflict("another write committed meanwhile".into())),
                 }

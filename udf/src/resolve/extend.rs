@@ -285,6 +285,7 @@ impl Resolver<'_> {
             amends: true,
             parts: true,
             window: false,
+            based_on: Some(entry.metadata.last_modified),
         };
         let plan = self.stored_frame(&entry)?.create_physical_plan().await?;
         let (entry, _, _) = self
@@ -331,6 +332,7 @@ impl Resolver<'_> {
         let plan = frame.create_physical_plan().await.map_err(&failed)?;
         let keep = Keep {
             parts,
+            based_on: Some(current.metadata.last_modified),
             ..Keep::amending(Some(missing.clone()), call.settle)
         };
         let (entry, compute, mut written) = self

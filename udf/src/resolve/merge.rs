@@ -85,10 +85,15 @@ impl Resolver<'_> {
                 true => catalog.find_on(tier, id, &backend, schema).await?,
                 false => None,
             };
-            let (frame, write_mode, stored_rows, parts) = match stored {
+            let (frame, write_mode, stored_rows, based_on) = match stored {
                 Some(entry) => {
                     let stored_rows = entry.metadata.recorded.rows;
-                    let parts = entry.metadata.recorded.parts.is_some();
+                    let based_on = entry
+                        .metadata
+                        .recorded
+                        .parts
+                        .as_ref()
+                        .map(|_| entry.metadata.last_modified);
                     let scan = LogicalPlanBuilder::scan(
                         "stored",
                         provider_as_source(Arc::clone(&entry.provider)),
@@ -97,10 +102,10 @@ impl Resolver<'_> {
                     .build()?;
                     let stored = DataFrame::new(self.state.clone(), scan);
                     let frame = rewritten(stored, computed, &mode).map_err(&failed)?;
-                    (frame, WriteMode::Replace, stored_rows, parts)
+                    (frame, WriteMode::Replace, stored_rows, based_on)
                 }
-                None if rewrites => (computed, WriteMode::Replace, None, false),
-                None => (computed, mode.clone(), None, false),
+                None if rewrites => (computed, WriteMode::Replace, None, None),
+                None => (computed, mode.clone(), None, None),
             };
             // The entry covers the call's window from now on.
             let window = call
@@ -108,7 +113,8 @@ impl Resolver<'_> {
                 .timeseries()
                 .map(|_| Coverage::of([call.span()]));
             let keep = Keep {
-                parts,
+                parts: based_on.is_some(),
+                based_on,
                 ..Keep::amending(window, call.settle)
             };
             let plan = frame.create_physical_plan().await.map_err(&failed)?;

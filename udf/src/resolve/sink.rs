@@ -223,6 +223,9 @@ pub(crate) struct Keep {
     pub(crate) amends: bool,
     /// The entry is stored as parts ([`WriteOptions::parts`]).
     pub(crate) parts: bool,
+    /// The stamp of the record the stored rows were read under
+    /// ([`WriteOptions::based_on`]).
+    pub(crate) based_on: Option<f64>,
 }
 
 impl Keep {
@@ -380,6 +383,7 @@ impl Resolver<'_> {
             provisional: keep.provisional.clone(),
             amends: keep.amends,
             parts: keep.parts,
+            based_on: keep.based_on,
         };
         let sink = Arc::new(EntrySink::new(
             Arc::clone(&call.catalog),
