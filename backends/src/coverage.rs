@@ -246,6 +246,15 @@ impl Coverage {
         self.subtract(&Coverage::of([Span::new(None, Some(from))]))
     }
 
+    /// The least span holding every covered instant (nothing covered: all
+    /// time).
+    pub fn hull(&self) -> Span {
+        match (self.spans.first(), self.spans.last()) {
+            (Some(first), Some(last)) => Span::new(first.start, last.end),
+            _ => Span::ALL,
+        }
+    }
+
     /// Whether any instant of `span` is covered.
     pub fn overlaps(&self, span: Span) -> bool {
         !span.is_empty() && self.missing(span) != Coverage::of([span])

@@ -120,6 +120,8 @@ pub struct Part {
     pub name: String,
     /// The time its rows lie in, for a timeseries entry.
     pub covers: Option<coverage::Coverage>,
+    /// How many rows it holds, when recorded.
+    pub rows: Option<u64>,
 }
 
 /// A tier's settings for one format, by name. They may hold credentials,
@@ -234,6 +236,10 @@ pub struct WriteOptions {
     /// record its stored rows were read under. The commit fails if the
     /// record changed since, rather than drop what another write added.
     pub based_on: Option<f64>,
+    /// For [`WriteMode::Append`]: stored parts the new part takes the place
+    /// of. It holds their rows, less the time it computes again, so a
+    /// range recomputed rewrites the parts that hold it and no others.
+    pub replaces: Vec<String>,
 }
 
 /// How far a write has got. Counters only grow; readers poll them.

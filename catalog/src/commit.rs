@@ -292,12 +292,28 @@ impl Catalog {
                 Err(conflict("it is no longer stored as parts".into()))
             }
             (WriteMode::Append, Some(current)) => {
-                // A part only ever adds time the row did not cover.
+                // A part adds only time the row did not cover, beside the
+                // time of the parts it replaces, which must still be there.
+                let listed = current.recorded.parts.iter().flatten();
+                let replaced: Vec<&Part> = listed
+                    .filter(|part| options.replaces.contains(&part.name))
+                    .collect();
+                if replaced.len() != options.replaces.len() {
+                    return Err(conflict(
+                        "another write replaced its parts meanwhile".into(),
+                    ));
+                }
+                let held = Coverage::of(
+                    replaced
+                        .iter()
+                        .flat_map(|part| part.covers.iter().flat_map(|c| c.spans().to_vec())),
+                );
                 let covered = current.recorded.coverage.clone().unwrap_or_default();
                 let added = options.covers.clone().unwrap_or_else(Coverage::all);
-                match added.spans().iter().any(|span| covered.overlaps(*span)) {
+                let fresh = added.subtract(&held);
+                match fresh.spans().iter().any(|span| covered.overlaps(*span)) {
                     true => Err(conflict(format!(
-                        "another write added part of {added} meanwhile"
+                        "another write added part of {fresh} meanwhile"
                     ))),
                     false => Ok(()),
                 }
@@ -335,6 +351,14 @@ impl Target<'_> {
             None => (options.covers.clone(), options.provisional.clone()),
             Some(stored) => merged_coverage(stored, options),
         };
+        // Parts an append replaces leave the list, and their rows the count.
+        let mut kept = stored.and_then(|s| s.parts.clone()).unwrap_or_default();
+        kept.retain(|part| !options.replaces.contains(&part.name));
+        let replaced_rows: Option<i64> = (stored.and_then(|s| s.parts.as_ref()).into_iter())
+            .flatten()
+            .filter(|part| options.replaces.contains(&part.name))
+            .map(|part| part.rows.map(|n| n as i64))
+            .sum();
         let parts = written.part.as_ref().map(|name| {
             let part = Part {
                 name: name.clone(),
@@ -343,17 +367,21 @@ impl Target<'_> {
                 } else {
                     coverage.clone()
                 },
+                rows: Some(written.rows),
             };
-            let mut parts = match stored.and_then(|s| s.parts.clone()) {
-                Some(parts) if appended => parts,
-                _ => Vec::new(),
-            };
+            let mut parts = if appended { kept } else { Vec::new() };
             parts.push(part);
             parts
         });
         let sum = |of: fn(&Recorded) -> Option<i64>, now: u64| match (appended, stored) {
             (true, Some(stored)) => of(stored).map(|before| before + now as i64),
             _ => Some(now as i64),
+        };
+        let rows = match appended {
+            true => sum(|r| r.rows, written.rows)
+                .zip(replaced_rows)
+                .map(|(n, less)| n - less),
+            false => Some(written.rows as i64),
         };
         MetadataRow {
             cache_key: id.key.as_str().to_string(),
@@ -366,7 +394,7 @@ impl Target<'_> {
             user: metastore::current_user(),
             path: format!("{}/{}", tier.url().trim_end_matches('/'), self.path),
             recorded: Recorded {
-                rows: sum(|r| r.rows, written.rows),
+                rows,
                 bytes: sum(|r| r.bytes, written.bytes),
                 time_column: options.sorted_by.clone(),
                 time_min: range.min,

@@ -327,27 +327,41 @@ impl MetadataRow {
     }
 }
 
+/// One line a part: its name, its coverage and its rows, tab-separated;
+/// an unknown coverage or row count is left empty.
 fn encode_parts(parts: &[Part]) -> String {
-    let line = |part: &Part| match &part.covers {
-        Some(covers) => format!("{}\t{}", part.name, covers.encode()),
-        None => part.name.clone(),
+    let line = |part: &Part| {
+        let covers = part
+            .covers
+            .as_ref()
+            .map(Coverage::encode)
+            .unwrap_or_default();
+        let rows = part.rows.map(|n| n.to_string()).unwrap_or_default();
+        format!("{}\t{covers}\t{rows}", part.name)
     };
     parts.iter().map(line).collect::<Vec<_>>().join("\n")
 }
 
 fn decode_parts(text: &str) -> std::result::Result<Vec<Part>, String> {
+    let part = |line: &str| -> std::result::Result<Part, String> {
+        let mut fields = line.split('\t');
+        let name = fields.next().unwrap_or_default().to_string();
+        let covers = match fields.next() {
+            Some(text) if !text.is_empty() => Some(Coverage::decode(text)?),
+            _ => None,
+        };
+        let rows = match fields.next() {
+            Some(text) if !text.is_empty() => Some(
+                text.parse()
+                    .map_err(|_| format!("part {name}: '{text}' is not a row count"))?,
+            ),
+            _ => None,
+        };
+        Ok(Part { name, covers, rows })
+    };
     text.lines()
         .filter(|line| !line.is_empty())
-        .map(|line| match line.split_once('\t') {
-            Some((name, covers)) => Ok(Part {
-                name: name.to_string(),
-                covers: Some(Coverage::decode(covers)?),
-            }),
-            None => Ok(Part {
-                name: line.to_string(),
-                covers: None,
-            }),
-        })
+        .map(part)
         .collect()
 }
 
@@ -463,10 +477,12 @@ mod tests {
                     Part {
                         name: "part-1.parquet".into(),
                         covers: Some(Coverage::decode("..1577836800000000").unwrap()),
+                        rows: Some(24),
                     },
                     Part {
                         name: "part-2.parquet".into(),
                         covers: None,
+                        rows: None,
                     },
                 ]),
             },

@@ -827,3 +827,55 @@ async fn a_process_killed_while_extending_leaves_the_entry_as_it_was() {
     let listed: usize = parts_of(&f, "slow").await.parse().unwrap();
     assert_eq!(data_files(&f, "slow").len(), listed, "{:?}", f.files());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recomputing_recent_time_rewrites_only_the_parts_that_hold_it() {
+    let f = Fixture::new();
+    let runs = Arc::new(AtomicUsize::new(0));
+    f.nuthatch.register(forecast(Arc::clone(&runs))).unwrap();
+    let today = chrono::Utc::now().date_naive();
+    let day = |back: i64| {
+        (today - chrono::Duration::days(back))
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    f.int(&format!(
+        "SELECT count(*) FROM forecast('{}', '{}')",
+        day(10),
+        day(6)
+    ))
+    .await;
+    f.int(&format!(
+        "SELECT count(*) FROM forecast('{}', '{}')",
+        day(5),
+        day(1)
+    ))
+    .await;
+    f.reports();
+    let before = data_files(&f, "forecast");
+    assert_eq!(before.len(), 2, "{before:?}");
+    f.int(&format!(
+        "SELECT count(*) FROM forecast('{}', '{}')",
+        day(2),
+        day(1)
+    ))
+    .await;
+    assert_outcome(&f.report(), Outcome::Extended);
+    let after = data_files(&f, "forecast");
+    assert_eq!(after.len(), 2, "{after:?}");
+    let kept: Vec<&String> = after.iter().filter(|file| before.contains(file)).collect();
+    // The settled days' part stays as it was.
+    assert_eq!(kept.len(), 1, "one part kept: {before:?} -> {after:?}");
+    let values = rows(
+        &f,
+        &format!(
+            "SELECT count(*), count(DISTINCT time), min(value), max(value) FROM forecast('{}', '{}', cache_mode => 'read_only_strict')",
+            day(10),
+            day(6)
+        ),
+    )
+    .await;
+    assert_eq!(values, [["120", "120", "1.0", "1.0"]]);
+    assert_eq!(parts_of(&f, "forecast").await, "2");
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+}

@@ -14,7 +14,9 @@
 //!   writes a day; otherwise as a replacement of exactly those spans
 //!   ([`WriteMode::ReplaceWhere`]), which Delta and SQL merge in one commit
 //!   or transaction and other formats apply by rewriting the entry. Time
-//!   computed again (provisional) replaces the rows it had the same way.
+//!   computed again (provisional) replaces the rows it had: in the formats
+//!   that merge, the same way; in an entry of parts, the parts holding it
+//!   become one new part with their other rows and the new ones.
 //!   Replacing rather than appending keeps an extension idempotent where
 //!   a format has no parts: rows a killed extension left in a span are
 //!   replaced, never doubled; parts a killed write left are listed by no
@@ -286,6 +288,7 @@ impl Resolver<'_> {
             parts: true,
             window: false,
             based_on: Some(entry.metadata.last_modified),
+            replaces: Vec::new(),
         };
         let plan = self.stored_frame(&entry)?.create_physical_plan().await?;
         let (entry, _, _) = self
@@ -320,20 +323,40 @@ impl Resolver<'_> {
         let replaces = (recorded.coverage.as_ref())
             .is_some_and(|covered| missing.spans().iter().any(|s| covered.overlaps(*s)));
         let parts = recorded.parts.is_some() && backend.parts();
-        let (frame, write_mode) = if parts && !replaces {
-            (gaps, WriteMode::Append)
+        let rewrite = replaced_parts(&current, missing).filter(|_| parts && replaces);
+        let mut covers = missing.clone();
+        let (frame, write_mode, replaced) = if let Some((names, held)) = rewrite {
+            // The parts holding the time computed again become one new
+            // part: their other rows, and the new ones.
+            let kept = held.subtract(missing);
+            let column = call.function.timeseries().unwrap_or_default();
+            let hull = conjunction(span_predicates(column, held.hull(), schema)?);
+            let mut stored = self.stored_frame(&current)?;
+            if let Some(hull) = hull {
+                stored = stored.filter(hull)?;
+            }
+            let stored = stored.filter(coverage_predicate(column, &kept, schema)?)?;
+            covers = held.union(missing);
+            (stored.union(gaps)?, WriteMode::Append, names)
+        } else if parts && !replaces {
+            (gaps, WriteMode::Append, Vec::new())
         } else if backend.merges() {
-            (gaps, mode)
+            (gaps, mode, Vec::new())
         } else {
             let stored = self.stored_frame(&current)?;
-            (rewritten(stored, gaps, &mode)?, WriteMode::Replace)
+            (
+                rewritten(stored, gaps, &mode)?,
+                WriteMode::Replace,
+                Vec::new(),
+            )
         };
         let failed = compute_failed(format!("{} for {missing}", call.id.key.display()));
         let plan = frame.create_physical_plan().await.map_err(&failed)?;
         let keep = Keep {
             parts,
             based_on: Some(current.metadata.last_modified),
-            ..Keep::amending(Some(missing.clone()), call.settle)
+            replaces: replaced,
+            ..Keep::amending(Some(covers), call.settle)
         };
         let (entry, compute, mut written) = self
             .store_plan(tier, &call.id, backend, plan, keep, write_mode)
@@ -451,4 +474,19 @@ impl Resolver<'_> {
             reason,
         }
     }
+}
+
+/// The parts of `entry` holding time of `missing` (their names, and the
+/// time they hold together), when every part records its time.
+fn replaced_parts(entry: &Entry, missing: &Coverage) -> Option<(Vec<String>, Coverage)> {
+    let mut names = Vec::new();
+    let mut held = Coverage::empty();
+    for part in entry.metadata.recorded.parts.iter().flatten() {
+        let covers = part.covers.as_ref()?;
+        if missing.spans().iter().any(|span| covers.overlaps(*span)) {
+            names.push(part.name.clone());
+            held = held.union(covers);
+        }
+    }
+    Some((names, held))
 }

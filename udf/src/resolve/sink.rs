@@ -226,6 +226,8 @@ pub(crate) struct Keep {
     /// The stamp of the record the stored rows were read under
     /// ([`WriteOptions::based_on`]).
     pub(crate) based_on: Option<f64>,
+    /// Parts a new part takes the place of ([`WriteOptions::replaces`]).
+    pub(crate) replaces: Vec<String>,
 }
 
 impl Keep {
@@ -384,6 +386,7 @@ impl Resolver<'_> {
             amends: keep.amends,
             parts: keep.parts,
             based_on: keep.based_on,
+            replaces: keep.replaces.clone(),
         };
         let sink = Arc::new(EntrySink::new(
             Arc::clone(&call.catalog),
