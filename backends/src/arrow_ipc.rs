@@ -103,6 +103,7 @@ impl Backend for ArrowBackend {
         let encoder = IpcEncoder { writer, batches: 0 };
         let written =
             files::write_encoded(&target, data, encoder, options.progress.as_deref()).await?;
+        files::place_part(at, &target, part.as_deref()).await?;
         Ok(Written { part, ..written })
     }
 

@@ -110,7 +110,9 @@ pub async fn locate_parts(
 /// under it (with the part's name) when the entry is stored as parts. A new
 /// entry of parts replaces whatever was at the path first, unless the write
 /// amends it (then the parts it replaces go after the commit, see
-/// [`remove_parts`]).
+/// [`remove_parts`]). On a local folder a part is written beside the
+/// directory ([`staging`]) and moved in by [`place_part`], so that readers
+/// listing the directory (Python's) never meet a half-written file.
 pub async fn write_target(
     at: &Location,
     options: &WriteOptions,
@@ -124,8 +126,31 @@ pub async fn write_target(
     }
     let name = part_name(extension);
     let mut target = at.clone();
-    target.path = at.path.clone().join(name.as_str());
+    target.path = match at.folder {
+        Some(_) => staging(&at.path).join(name.as_str()),
+        None => at.path.clone().join(name.as_str()),
+    };
     Ok((target, Some(name)))
+}
+
+/// The folder parts of the entry at `path` are written in on a local
+/// folder before they move into the entry's directory.
+pub fn staging(path: &Path) -> Path {
+    Path::from(format!("{path}.staging"))
+}
+
+/// Moves the part written at `written` into the entry at `at`, when it was
+/// written elsewhere (see [`write_target`]).
+pub async fn place_part(at: &Location, written: &Location, part: Option<&str>) -> Result<()> {
+    let Some(part) = part else { return Ok(()) };
+    let placed = at.path.clone().join(part);
+    if written.path == placed {
+        return Ok(());
+    }
+    at.store
+        .rename(&written.path, &placed)
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))
 }
 
 /// A part name no other write picks: the time and a per-process count.

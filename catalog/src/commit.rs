@@ -250,6 +250,8 @@ impl Catalog {
                 if let Err(e) = backend.remove_parts(&target.at, &keep).await {
                     tracing::warn!(key = %id.key, "could not remove replaced parts: {e}");
                 }
+                let staging = nuthatch_backends::files::staging(&target.path);
+                tier.sweep_staged_parts(backend.name(), &staging);
                 Ok(row)
             }
             Err(error) => {

@@ -36,6 +36,10 @@ use crate::error::{Error, Result};
 use crate::key::CacheKey;
 use crate::metastore::data_path;
 
+/// A staged part untouched this long was left by a write that died: a live
+/// one writes to it at least every upload piece.
+pub const STAGED_PART_AGE: Duration = Duration::from_secs(600);
+
 /// Tells apart the store URLs of catalogs that share one runtime.
 static NEXT_STORE_ID: AtomicUsize = AtomicUsize::new(1);
 
@@ -233,6 +237,33 @@ impl Tier {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
+    }
+
+    /// Removes what killed writes left in the folder at `path` on a local
+    /// folder, where an entry's parts are written before they move in:
+    /// staged files (`<part>#<n>`) and parts never moved. Another process
+    /// may be writing one right now, so only those left untouched for
+    /// [`STAGED_PART_AGE`] go.
+    pub fn sweep_staged_parts(&self, backend: &str, path: &ObjectPath) {
+        let store = self.backend_stores.get(backend).unwrap_or(&self.main);
+        let Some(folder) = &store.folder else { return };
+        let Ok(entries) = std::fs::read_dir(folder.join(path.as_ref())) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let idle = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|at| at.elapsed().ok())
+                .is_some_and(|idle| idle > STAGED_PART_AGE);
+            if idle {
+                tracing::info!(file = %entry.path().display(), "removing a part a killed write left");
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        // Gone once empty; a write that needs it again makes it again.
+        let _ = std::fs::remove_dir(folder.join(path.as_ref()));
     }
 
     /// Makes the tier's store reachable from scans run in `runtime`.

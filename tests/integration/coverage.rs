@@ -811,6 +811,24 @@ async fn a_process_killed_while_extending_leaves_the_entry_as_it_was() {
     let kept = data_files(&f, "slow");
     let orphan = f.root().join(kept[0].replace("part-", "part-0-orphan-"));
     std::fs::copy(f.root().join(&kept[0]), &orphan).unwrap();
+    // So is a part a killed upload left where parts are written before
+    // they move in, once nothing has written to it for a while; one being
+    // written now stays.
+    let (entry, part) = kept[0].rsplit_once('/').unwrap();
+    let staging = f.root().join(format!("{entry}.staging"));
+    std::fs::create_dir_all(&staging).unwrap();
+    let stale = staging.join(format!("{part}#7"));
+    let fresh = staging.join(format!("{part}#8"));
+    for staged in [&stale, &fresh] {
+        std::fs::write(staged, b"PAR1 half a part").unwrap();
+    }
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
     assert_eq!(
         f.int("SELECT count(*) FROM slow('2020-01-10', '2020-01-10')")
             .await,
@@ -824,6 +842,7 @@ async fn a_process_killed_while_extending_leaves_the_entry_as_it_was() {
     .await;
     assert_eq!(got, [["384", "384"]]);
     assert!(!orphan.exists(), "{:?}", f.files());
+    assert!(!stale.exists() && fresh.exists(), "{:?}", f.files());
     let listed: usize = parts_of(&f, "slow").await.parse().unwrap();
     assert_eq!(data_files(&f, "slow").len(), listed, "{:?}", f.files());
 }

@@ -563,6 +563,7 @@ impl Backend for ParquetBackend {
     ) -> Result<Written> {
         let (target, part) = files::write_target(at, options, self.extension()).await?;
         let written = write_row_groups(&target, data, options).await?;
+        files::place_part(at, &target, part.as_deref()).await?;
         Ok(Written { part, ..written })
     }
 
