@@ -331,6 +331,13 @@ pub trait Backend: Debug + Send + Sync {
         false
     }
 
+    /// Whether the format takes [`WriteMode::Append`] for rows that all lie
+    /// after every stored row along the entry's first grid dimension,
+    /// growing the entry in place (a Zarr grid along time).
+    fn grows_at_end(&self) -> bool {
+        false
+    }
+
     /// Removes the parts of the entry at `at` that `keep` does not name:
     /// those a write replaced, and those a killed write left. Nothing for
     /// formats without parts.

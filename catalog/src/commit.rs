@@ -69,7 +69,7 @@ impl Catalog {
         // coverage add to the stored ones.
         let amends = options.amends || options.mode != WriteMode::Replace;
         // A part added reads the row under the entry's lock instead.
-        let previous = match amends && options.mode != WriteMode::Append {
+        let previous = match amends && !(options.mode == WriteMode::Append && options.parts) {
             false => None,
             true => self.valid_metadata(tier, id, backend.name()).await?,
         };

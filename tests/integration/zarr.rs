@@ -563,3 +563,82 @@ async fn a_grid_larger_than_the_memory_limit_streams_into_zarr() {
     assert_eq!(again, rows);
     assert_outcome(&session.take_reports().remove(0), Outcome::Hit);
 }
+
+/// `name(start_time, end_time)`: the demo grid's rows of its window, as a
+/// body that computes only what it is asked for, stored as `backend`.
+fn windowed_grid(name: &str, backend: &str) -> CachedFunction {
+    let mut builder = CachedFunction::builder(name)
+        .param("start_time", ParamType::Timestamp)
+        .param("end_time", ParamType::Timestamp)
+        .timeseries("time")
+        .backend(backend)
+        .returns(air_schema())
+        .compute(|ctx, args| async move {
+            let at = |name: &str| -> datafusion::error::Result<datafusion::logical_expr::Expr> {
+                let bound = args.timestamp(name)?.expect("a bound");
+                let nanos = bound.and_utc().timestamp_nanos_opt();
+                Ok(datafusion::logical_expr::lit(
+                    datafusion::common::ScalarValue::TimestampNanosecond(nanos, None),
+                ))
+            };
+            let time = datafusion::logical_expr::col("time");
+            ctx.read_batches(air_temperature(120)?)?.filter(
+                time.clone()
+                    .gt_eq(at("start_time")?)
+                    .and(time.lt_eq(at("end_time")?)),
+            )
+        });
+    if backend == "zarr" {
+        builder = builder.dimensions(["time", "lat", "lon"]);
+    }
+    builder.build().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zarr_grid_grows_in_place_along_time() {
+    let f = Fixture::new();
+    f.nuthatch.register(windowed_grid("grown", "zarr")).unwrap();
+    f.nuthatch
+        .register(windowed_grid("flat", "parquet"))
+        .unwrap();
+    // Ten days (40 steps) fill part of the first slab of 49 steps; each
+    // growth rewrites that slab's cells and adds new ones.
+    let call = |name: &str, to: &str| format!("{name}('2013-01-01', '{to}')");
+    stats(&f, &call("grown", "2013-01-10")).await;
+    f.reports();
+    for to in ["2013-01-20", "2013-01-30"] {
+        let grown = stats(&f, &call("grown", to)).await;
+        let report = f
+            .reports()
+            .into_iter()
+            .find(|r| r.function == "grown")
+            .unwrap();
+        assert_outcome(&report, Outcome::Extended);
+        let flat = stats(&f, &call("flat", to)).await;
+        f.reports();
+        assert_eq!(grown, flat, "{to}");
+    }
+    let whole = stats(&f, "grown(NULL, NULL)").await;
+    assert_outcome(&f.report(), Outcome::Hit);
+    assert_eq!(whole.0, (30 * 4 * LATS * LONS) as i64);
+    assert_eq!(whole.4, "2013-01-30T18:00:00");
+    // Time before what is covered cannot be added at the end: served, not
+    // stored.
+    f.int("SELECT count(*) FROM grown('2012-12-31', '2013-01-02')")
+        .await;
+    assert_outcome(&f.report(), Outcome::ExtendedNotStored);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs xarray: run bash scripts/test"]
+async fn xarray_reads_a_grid_grown_in_place() {
+    let f = Fixture::new();
+    f.nuthatch.register(windowed_grid("grown", "zarr")).unwrap();
+    for to in ["2013-01-10", "2013-01-20", "2013-01-30"] {
+        stats(&f, &format!("grown('2013-01-01', '{to}')")).await;
+    }
+    let ours = stats(&f, "grown(NULL, NULL)").await;
+    let theirs = python_zarr("read-grown", &f.root());
+    let (_, xarray) = theirs.iter().find(|(name, _)| name == "open_zarr").unwrap();
+    assert_same(&ours, xarray, "xarray on the grown store");
+}

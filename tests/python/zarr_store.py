@@ -134,6 +134,10 @@ def main():
         stats("nuthatch", rust_grid(cache_mode="read_only_strict"))
         stats("open_zarr", xr.open_zarr(os.path.join(root, "rust_grid", ".zarr")))
         return
+    if command == "read-grown":
+        # A grid grown in place over several calls, read whole by xarray.
+        stats("open_zarr", xr.open_zarr(os.path.join(root, "grown", ".zarr")))
+        return
     sys.exit(f"unknown command {command}")
 
 

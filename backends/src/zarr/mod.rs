@@ -16,6 +16,14 @@
 //! catalog's protocol around every backend's write: the old metadata row is
 //! removed before, and the new one is put after this write returns. A
 //! failed write removes what it wrote.
+//!
+//! A grid grows in place along its first dimension ([`WriteMode::Append`],
+//! for rows after the time the entry covers): the slabs before the last
+//! whole one stay as they are, the rows of the last partial slab are read
+//! back and written again with the new rows, and the arrays' metadata and
+//! the root `zarr.json` go last. Until then readers see the old grid (the
+//! chunks a growth rewrites hold the same old cells), and a growth that
+//! fails leaves the old grid readable under the old record.
 
 pub mod cf;
 mod layout;
@@ -35,7 +43,7 @@ use object_store::prefix::PrefixStore;
 use zarrs::storage::AsyncReadableWritableListableStorageTraits;
 use zarrs_object_store::AsyncObjectStore;
 
-use crate::{Backend, Commit, Location, WriteOptions, Written};
+use crate::{Backend, Commit, Location, WriteMode, WriteOptions, Written};
 
 pub use read::{ZarrScan, ZarrTable};
 pub use write::DEFAULT_CHUNK_CELLS;
@@ -65,6 +73,10 @@ impl Backend for ZarrBackend {
         Commit::InPlace
     }
 
+    fn grows_at_end(&self) -> bool {
+        true
+    }
+
     async fn open(
         &self,
         at: &Location,
@@ -84,6 +96,9 @@ impl Backend for ZarrBackend {
         data: SendableRecordBatchStream,
         options: &WriteOptions,
     ) -> Result<Written> {
+        if options.mode == WriteMode::Append {
+            return grow(at, data, options).await;
+        }
         let mut grid = write::GridWriter::new(
             storage(at),
             Arc::clone(&at.store),
@@ -92,14 +107,7 @@ impl Backend for ZarrBackend {
             options,
         )?;
         write::clear(&at.store, &at.path).await?;
-        let written: Result<()> = async {
-            let mut data = crate::files::prefetch(data);
-            while let Some(batch) = data.next().await {
-                grid.push(batch?).await?;
-            }
-            Ok(())
-        }
-        .await;
+        let written = feed(&mut grid, Vec::new(), data).await;
         let finished = match written {
             Ok(()) => grid.finish().await,
             Err(e) => Err(e),
@@ -138,4 +146,107 @@ impl Backend for ZarrBackend {
     async fn delete(&self, at: &Location) -> Result<()> {
         write::clear(&at.store, &at.path).await
     }
+}
+
+/// Pushes `first`, then `data`, into `grid`.
+async fn feed(
+    grid: &mut write::GridWriter,
+    first: Vec<arrow::array::RecordBatch>,
+    data: SendableRecordBatchStream,
+) -> Result<()> {
+    for batch in first {
+        grid.push(batch).await?;
+    }
+    let mut data = crate::files::prefetch(data);
+    while let Some(batch) = data.next().await {
+        grid.push(batch?).await?;
+    }
+    Ok(())
+}
+
+/// Grows the grid at `at` by the rows of `data`, which lie after what the
+/// entry covers (see the module docs). Values of the first dimension the
+/// store has from the start of the added time on were left by a growth
+/// that never committed; they are dropped, and the new rows take their
+/// place.
+async fn grow(
+    at: &Location,
+    data: SendableRecordBatchStream,
+    options: &WriteOptions,
+) -> Result<Written> {
+    use datafusion::logical_expr::{col, lit};
+    use datafusion::prelude::SessionContext;
+
+    let schema = data.schema();
+    let missing = || DataFusionError::Execution(format!("no Zarr grid to grow at {}", at.path));
+    let opened = store::open(&at.store, &at.path, storage(at))
+        .await?
+        .ok_or_else(missing)?;
+    let location = format!("{}{}", at.store_url.as_str(), at.path);
+    let table = Arc::new(ZarrTable::open(opened, Arc::clone(&schema), location).await?);
+    let (dimensions, shape, coordinates) = table.grid();
+    let (dimensions, coordinates) = (dimensions.to_vec(), coordinates.to_vec());
+    let chunk_shape = table.chunk_shape().ok_or_else(missing)?;
+    // Where the added time starts, as the first dimension's values.
+    let added = options.covers.as_ref().map(|c| c.hull().start);
+    let from = match added.flatten() {
+        Some(micros) => {
+            let at = datafusion::common::ScalarValue::TimestampMicrosecond(Some(micros), None);
+            Some(at.cast_to(coordinates[0].data_type())?)
+        }
+        None => None,
+    };
+    // Stored values before it stay; the last partial slab is read back.
+    let before = match &from {
+        Some(from) => {
+            let first = &coordinates[0];
+            (0..first.len())
+                .take_while(|i| {
+                    datafusion::common::ScalarValue::try_from_array(first, *i)
+                        .is_ok_and(|v| v < *from)
+                })
+                .count() as u64
+        }
+        None => shape[0],
+    };
+    let kept = before - before % chunk_shape[0];
+    let mut reread = Vec::new();
+    if kept < before {
+        let ctx = SessionContext::new();
+        ctx.register_object_store(at.store_url.as_ref(), Arc::clone(&at.store));
+        let start =
+            datafusion::common::ScalarValue::try_from_array(&coordinates[0], kept as usize)?;
+        let mut frame = ctx
+            .read_table(Arc::clone(&table) as Arc<dyn TableProvider>)?
+            .filter(col(dimensions[0].as_str()).gt_eq(lit(start)))?;
+        if let Some(from) = from {
+            frame = frame.filter(col(dimensions[0].as_str()).lt(lit(from)))?;
+        }
+        let order = dimensions
+            .iter()
+            .map(|d| col(d.as_str()).sort(true, false))
+            .collect();
+        reread = frame.sort(order)?.collect().await?;
+    }
+    let reread_rows: u64 = reread.iter().map(|b| b.num_rows() as u64).sum();
+    let existing = write::Existing {
+        coordinates,
+        chunk_shape,
+        kept,
+    };
+    let mut grid = write::GridWriter::appending(
+        storage(at),
+        Arc::clone(&at.store),
+        at.path.clone(),
+        schema,
+        options,
+        existing,
+    )?;
+    feed(&mut grid, reread, data).await?;
+    let (rows, chunks) = grid.finish().await?;
+    Ok(Written {
+        rows: rows - reread_rows,
+        parts: chunks,
+        ..Written::default()
+    })
 }

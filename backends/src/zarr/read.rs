@@ -201,6 +201,20 @@ impl ZarrTable {
         })
     }
 
+    /// The grid's dimensions, outermost first, their lengths and their
+    /// coordinates (typed as the table shows them).
+    pub fn grid(&self) -> (&[String], &[u64], &[ArrayRef]) {
+        (&self.dimensions, &self.shape, &self.coordinates)
+    }
+
+    /// The chunk shape of the grid's variables.
+    pub fn chunk_shape(&self) -> Option<Vec<u64>> {
+        let reference = self.reference.as_ref()?;
+        let origin = vec![0; self.shape.len()];
+        let shape = reference.array.chunk_shape(&origin).ok()?;
+        Some(shape.iter().map(|n| n.get()).collect())
+    }
+
     /// The index range of each dimension that `filters` leave.
     fn selection(&self, session: &dyn Session, filters: &[Expr]) -> Vec<Range<u64>> {
         let mut ranges: Vec<Range<u64>> = self.shape.iter().map(|n| 0..*n).collect();

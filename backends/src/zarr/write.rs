@@ -197,6 +197,15 @@ fn keys(name: &str, column: &ArrayRef) -> Result<Vec<i64>> {
     })
 }
 
+/// What a stored grid holds, for a writer that grows it.
+pub struct Existing {
+    /// Each dimension's coordinates, outermost first.
+    pub coordinates: Vec<ArrayRef>,
+    pub chunk_shape: Vec<u64>,
+    /// How many values of the first dimension stay as they are stored.
+    pub kept: u64,
+}
+
 /// The other dimensions' coordinates, fixed by the first slab.
 struct Inner {
     keys: Vec<Vec<i64>>,
@@ -296,6 +305,48 @@ impl GridWriter {
             rows: 0,
             chunks: 0,
         })
+    }
+
+    /// A writer that grows the grid stored under `prefix` along its first
+    /// dimension: `existing` says what the store holds (its first `kept`
+    /// values of the first dimension stay as they are; the rows of the
+    /// rest, if any, arrive again with the new ones).
+    pub fn appending(
+        storage: Storage,
+        store: Arc<dyn ObjectStore>,
+        prefix: Path,
+        schema: SchemaRef,
+        options: &WriteOptions,
+        existing: Existing,
+    ) -> Result<GridWriter> {
+        let mut writer = GridWriter::new(storage, store, prefix, schema, options)?;
+        let slab = existing.chunk_shape[0];
+        if !existing.kept.is_multiple_of(slab) {
+            return plan_err!("a Zarr grid grows only from a whole slab of its first dimension");
+        }
+        let mut inner = Inner {
+            keys: Vec::new(),
+            values: Vec::new(),
+        };
+        for (name, values) in writer.names[1..].iter().zip(&existing.coordinates[1..]) {
+            inner.keys.push(keys(name, values)?);
+            inner.values.push(Arc::clone(values));
+        }
+        let first = existing.coordinates[0].slice(0, existing.kept as usize);
+        writer.first_keys = keys(&writer.names[0], &first)?;
+        writer.first_values = vec![first];
+        writer.slab = Some(slab);
+        writer.chunk_shape = existing.chunk_shape;
+        writer.slabs = existing.kept / slab;
+        let mut shape = vec![slab];
+        shape.extend(inner.keys.iter().map(|k| k.len() as u64));
+        writer.arrays = writer
+            .stored
+            .iter()
+            .map(|stored| writer.data_array(stored, shape.clone()).map(Arc::new))
+            .collect::<Result<_>>()?;
+        writer.inner = Some(inner);
+        Ok(writer)
     }
 
     /// Takes the next batch of the sorted result.

@@ -11,7 +11,9 @@
 //!   call (the span's bounds handed as `start_time`/`end_time`), keeps the
 //!   rows within it, and adds them to the entry: as a part of their own
 //!   when the entry is stored as parts (Parquet, Arrow), so adding a day
-//!   writes a day; otherwise as a replacement of exactly those spans
+//!   writes a day; a Zarr grid grown at its end along time, when the spans
+//!   all lie after what it covers; otherwise as a replacement of exactly
+//!   those spans
 //!   ([`WriteMode::ReplaceWhere`]), which Delta and SQL merge in one commit
 //!   or transaction and other formats apply by rewriting the entry. Time
 //!   computed again (provisional) replaces the rows it had: in the formats
@@ -108,14 +110,17 @@ impl Resolver<'_> {
             return Err(self.uncovered_error(&entry, &missing).into());
         }
         let stores = self.stores_on(&entry.tier);
-        // A format rewritten in place cannot be read while it is rewritten.
-        let extendable = entry.backend.merges() || entry.backend.commit() == Commit::Atomic;
+        // A format rewritten in place cannot be read while it is rewritten;
+        // one that grows at its end can add time after what it covers.
+        let extendable = entry.backend.merges()
+            || entry.backend.commit() == Commit::Atomic
+            || (entry.backend.grows_at_end() && after_coverage(&entry, &missing));
         if stores && !extendable {
             tracing::warn!(
                 key = %call.id.key,
                 backend = entry.backend.name(),
-                "{} entries cannot be extended yet; the missing time is computed and served, \
-                 not stored",
+                "{} entries grow only at their end; time missing before or inside what the \
+                 entry covers is computed and served, not stored",
                 entry.backend.name()
             );
         }
@@ -325,7 +330,10 @@ impl Resolver<'_> {
         let parts = recorded.parts.is_some() && backend.parts();
         let rewrite = replaced_parts(&current, missing).filter(|_| parts && replaces);
         let mut covers = missing.clone();
-        let (frame, write_mode, replaced) = if let Some((names, held)) = rewrite {
+        let grows = backend.grows_at_end() && after_coverage(&current, missing);
+        let (frame, write_mode, replaced) = if grows {
+            (gaps, WriteMode::Append, Vec::new())
+        } else if let Some((names, held)) = rewrite {
             // The parts holding the time computed again become one new
             // part: their other rows, and the new ones.
             let kept = held.subtract(missing);
@@ -489,4 +497,13 @@ fn replaced_parts(entry: &Entry, missing: &Coverage) -> Option<(Vec<String>, Cov
         }
     }
     Some((names, held))
+}
+
+/// Whether every missing span starts at or after the end of what `entry`
+/// covers.
+fn after_coverage(entry: &Entry, missing: &Coverage) -> bool {
+    let Some(end) = (entry.metadata.recorded.coverage.as_ref()).and_then(|c| c.hull().end) else {
+        return false;
+    };
+    (missing.spans().iter()).all(|span| span.start.is_some_and(|start| start >= end))
 }
