@@ -45,6 +45,8 @@ struct Target<'a> {
     /// The data path, relative to the tier.
     path: Path,
     at: Location,
+    /// The columns written ([`columns_of`]).
+    columns: Vec<String>,
 }
 
 impl Catalog {
@@ -95,6 +97,7 @@ impl Catalog {
             options: &options,
             path: data_path(&id.key, id.namespace.as_deref(), backend.extension()),
             at: tier.entry_location(&**backend, &id.key, id.namespace.as_deref()),
+            columns: columns_of(&data.schema()),
         };
         let (written, range) = self.write_data(&target, data).await?;
         self.ensure_marker(tier).await?;
@@ -412,6 +415,7 @@ impl Target<'_> {
                 coverage,
                 provisional,
                 parts,
+                columns: Some(self.columns.clone()),
             },
         }
     }
@@ -444,6 +448,13 @@ fn merged_coverage(
 struct TimeRange {
     min: Option<i64>,
     max: Option<i64>,
+}
+
+/// `schema`'s columns as a metadata row records them: `name: type`.
+pub fn columns_of(schema: &arrow::datatypes::Schema) -> Vec<String> {
+    (schema.fields().iter())
+        .map(|field| format!("{}: {}", field.name(), field.data_type()))
+        .collect()
 }
 
 impl TimeRange {

@@ -41,6 +41,7 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 
 pub use background::{Background, BackgroundWrite};
+pub use commit::columns_of;
 pub use config::{Config, TierConfig};
 pub use error::{Error, Result};
 pub use import::Imported;

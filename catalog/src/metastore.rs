@@ -126,6 +126,9 @@ pub struct Recorded {
     /// time its rows lie in: only these are read. Stored one per line,
     /// `<name>` or `<name>\t<coverage>`.
     pub parts: Option<Vec<Part>>,
+    /// The columns the data was written with, as `name: type`, one per
+    /// line in the row; what adds to the entry later must have the same.
+    pub columns: Option<Vec<String>>,
 }
 
 impl MetadataRow {
@@ -164,6 +167,7 @@ impl MetadataRow {
             text("coverage", true),
             text("provisional", true),
             text("parts", true),
+            text("columns", true),
         ]))
     }
 
@@ -211,6 +215,13 @@ impl MetadataRow {
                         .as_deref(),
                 ),
                 text(self.recorded.parts.as_deref().map(encode_parts).as_deref()),
+                text(
+                    self.recorded
+                        .columns
+                        .as_ref()
+                        .map(|c| c.join("\n"))
+                        .as_deref(),
+                ),
             ],
         )?;
         let mut buffer = Vec::new();
@@ -296,6 +307,8 @@ impl MetadataRow {
                 .map(|text| decode_parts(&text))
                 .transpose()
                 .map_err(|e| format!("column 'parts': {e}"))?,
+            columns: optional_text("columns")?
+                .map(|text| text.lines().map(str::to_string).collect()),
         };
         let last_modified = match batch.column_by_name("last_modified") {
             Some(column) => {
@@ -473,6 +486,7 @@ mod tests {
                 sort_order: vec!["time".into(), "station".into()],
                 coverage: Some(Coverage::decode("..1577836800000000;1577923200000000..").unwrap()),
                 provisional: Some(Coverage::decode("1577923200000000..").unwrap()),
+                columns: Some(vec!["time: Timestamp(ns)".into(), "value: Float64".into()]),
                 parts: Some(vec![
                     Part {
                         name: "part-1.parquet".into(),

@@ -76,7 +76,8 @@ async fn entries_are_written_in_pythons_layout_with_its_metadata_row() {
             "sort_order",
             "coverage",
             "provisional",
-            "parts"
+            "parts",
+            "columns"
         ]
     );
     assert_eq!(text(&row, "time_column").as_deref(), Some("time"));

@@ -898,3 +898,31 @@ async fn recomputing_recent_time_rewrites_only_the_parts_that_hold_it() {
     assert_eq!(parts_of(&f, "forecast").await, "2");
     assert_eq!(runs.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_of_other_columns_are_never_added_to_an_entry() {
+    let f = Fixture::new();
+    f.query(&define_readings("parquet")).await.unwrap();
+    f.int("SELECT count(*) FROM readings('2020-01-10', '2020-01-20')")
+        .await;
+    f.reports();
+    // Redefined with one more column and the same version.
+    f.query(
+        "CREATE OR REPLACE CACHED FUNCTION readings(start_time TIMESTAMP, end_time TIMESTAMP, \
+                                                   station VARCHAR DEFAULT 'north') \
+         WITH (cache_args = (station), timeseries = 'time') \
+         AS SELECT time, station, value, value * 2 AS doubled \
+            FROM series(NULL, NULL, station => $station) \
+            WHERE time BETWEEN $start_time AND $end_time",
+    )
+    .await
+    .unwrap();
+    let error = f
+        .error("SELECT count(*) FROM readings('2020-01-05', '2020-01-25')")
+        .await;
+    assert!(
+        error.contains("column 'doubled' differs") && error.contains("nothing was computed"),
+        "{error}"
+    );
+    assert_eq!(coverage(&f, "readings").await, "2020-01-10 .. 2020-01-21");
+}

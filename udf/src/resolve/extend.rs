@@ -44,7 +44,7 @@ use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use nuthatch_backends::coverage::Coverage;
 use nuthatch_backends::{Backend, Commit, WriteMode, Written};
-use nuthatch_catalog::{Claim, Entry, Error, Outcome, Phase, Tier, TierRole};
+use nuthatch_catalog::{columns_of, Claim, Entry, Error, Outcome, Phase, Tier, TierRole};
 
 use super::merge::rewritten;
 use super::{compute_failed, Keep, Prepared, Resolver, Source};
@@ -315,6 +315,7 @@ impl Resolver<'_> {
         let call = self.call;
         let schema = call.function.schema();
         tracing::info!(function = call.function.name(), key = %call.id.key, tier = tier.name(), missing = %missing, "extending");
+        self.check_columns(&current)?;
         self.running.set_phase(Phase::Computing);
         let gaps = self.gaps_frame(missing).await?;
         let column = call.function.timeseries().unwrap_or_default();
@@ -444,6 +445,36 @@ impl Resolver<'_> {
                 self.frame_of(Arc::new(empty))
             }
         }
+    }
+
+    /// Refuses to add to `entry` rows whose columns differ from those it
+    /// was stored with (the function was redefined without a new version).
+    fn check_columns(&self, entry: &Entry) -> Result<()> {
+        let Some(stored) = &entry.metadata.recorded.columns else {
+            return Ok(());
+        };
+        let call = self.call;
+        let now = columns_of(call.function.schema());
+        if *stored == now {
+            return Ok(());
+        }
+        let differs = (now.iter().map(Some).chain(std::iter::repeat(None)))
+            .zip(stored.iter().map(Some).chain(std::iter::repeat(None)))
+            .take(now.len().max(stored.len()))
+            .find(|(a, b)| a != b)
+            .map(|(a, b)| a.or(b).cloned().unwrap_or_default())
+            .unwrap_or_default();
+        let column = differs.split(':').next().unwrap_or_default();
+        Err(DataFusionError::Plan(format!(
+            "{}: entry {} was stored with columns ({}), and the function now returns ({}); \
+             column '{column}' differs, so nothing was computed or added. Recompute the entry \
+             (recompute => true, cache_mode => 'overwrite'), or give the changed function a \
+             new version",
+            call.function.name(),
+            call.id.key.display(),
+            stored.join(", "),
+            now.join(", ")
+        )))
     }
 
     /// The stored rows of `entry`, as a frame to merge with.
