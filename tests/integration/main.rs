@@ -12,6 +12,7 @@ mod encodings;
 mod engine;
 mod errors;
 mod order;
+mod parts;
 #[cfg(feature = "polars")]
 mod polars_frames;
 mod pushdown;

@@ -26,6 +26,7 @@
 //! fails leaves the old grid readable under the old record.
 
 pub mod cf;
+mod columns;
 mod layout;
 pub mod read;
 pub mod store;
