@@ -309,7 +309,7 @@ async fn local_entries_are_shared_with_python_nuthatch_both_ways() {
 
 /// `series` as a body that computes only its window (value = hours since
 /// 2020-01-01 times `scale`), stored as `backend`, under Python's key.
-fn windowed_series(backend: &str) -> nuthatch::CachedFunction {
+pub(crate) fn windowed_series(backend: &str) -> nuthatch::CachedFunction {
     use std::sync::Arc;
 
     use arrow::array::{Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};

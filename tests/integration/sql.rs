@@ -540,4 +540,29 @@ async fn python_sql_entries_read_here_and_ours_read_in_python() {
     assert_eq!(f.int(sql).await, 1440);
     let read = python_sql(&["read-sql", "rustsql", "1.0", "", ""], &f.root(), &pg);
     assert_eq!(read.lines().last(), Some("result 1440 1036080.0"), "{read}");
+
+    // An entry extended here (its table grown in one transaction) reads
+    // whole in Python: hours 96 (Jan 5) to 599 (Jan 25, 23:00), doubled.
+    f.nuthatch
+        .register(crate::python::windowed_series("sql"))
+        .unwrap();
+    let call = |to: &str| {
+        format!(
+            "SELECT count(*) FROM series('2020-01-05', '{to}', station => 'growsql', scale => 2)"
+        )
+    };
+    f.int(&call("2020-01-15")).await;
+    assert_eq!(f.int(&call("2020-01-25")).await, 21 * 24);
+    let extended = f
+        .reports()
+        .into_iter()
+        .any(|r| r.outcome == Outcome::Extended);
+    assert!(extended);
+    let sum: f64 = (96..=599).map(|h| h as f64 * 2.0).sum();
+    let read = python_sql(&["read-sql", "growsql", "2", "", ""], &f.root(), &pg);
+    assert_eq!(
+        read.lines().last(),
+        Some(format!("result 504 {sum:?}").as_str()),
+        "{read}"
+    );
 }
