@@ -512,17 +512,20 @@ pub(crate) fn forecast(runs: Arc<AtomicUsize>) -> CachedFunction {
         .unwrap()
 }
 
+/// The date `back` days before today, as SQL takes it.
+pub(crate) fn days_ago(back: i64) -> String {
+    let today = chrono::Utc::now().date_naive();
+    (today - chrono::Duration::days(back))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recent_ranges_are_computed_again_until_they_settle() {
     let f = Fixture::new();
     let runs = Arc::new(AtomicUsize::new(0));
     f.nuthatch.register(forecast(Arc::clone(&runs))).unwrap();
-    let today = chrono::Utc::now().date_naive();
-    let day = |back: i64| {
-        (today - chrono::Duration::days(back))
-            .format("%Y-%m-%d")
-            .to_string()
-    };
+    let day = days_ago;
     let all = format!("forecast('{}', '{}')", day(10), day(1));
     let n = f.int(&format!("SELECT count(*) FROM {all}")).await;
     assert_eq!(n, 10 * 24);

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use nuthatch::{CachedFunction, Outcome, ParamType};
 
 use crate::coverage::{
-    agrees_with_series, coverage, define_readings, forecast, hours, report_of, rows, series_rows,
+    agrees_with_series, coverage, days_ago, define_readings, forecast, hours, report_of, rows,
+    series_rows,
 };
 use crate::support::{assert_outcome, series_schema, Fixture};
 
@@ -269,12 +270,7 @@ async fn recomputing_recent_time_rewrites_only_the_parts_that_hold_it() {
     let f = Fixture::new();
     let runs = Arc::new(AtomicUsize::new(0));
     f.nuthatch.register(forecast(Arc::clone(&runs))).unwrap();
-    let today = chrono::Utc::now().date_naive();
-    let day = |back: i64| {
-        (today - chrono::Duration::days(back))
-            .format("%Y-%m-%d")
-            .to_string()
-    };
+    let day = days_ago;
     f.int(&format!(
         "SELECT count(*) FROM forecast('{}', '{}')",
         day(10),
