@@ -279,6 +279,16 @@ async fn modes_that_do_not_store_or_compute_say_so() {
         Some("2020-01-21 .. 2020-01-23")
     );
 
+    // A local mode reads root too, and stores only on the local tier:
+    // the missing days are served, root's entry stays as it was.
+    let local = "readings('2020-01-09', '2020-01-12', cache_mode => 'local')";
+    let n = agrees_with_series(&f, local, "2020-01-09", "2020-01-13").await;
+    assert_eq!(n, 4 * 24);
+    f.int(&format!("SELECT count(*) FROM {local}")).await;
+    let report = report_of(&f, "readings");
+    assert_outcome(&report, Outcome::ExtendedNotStored);
+    assert_eq!(coverage(&f, "readings").await, "2020-01-10 .. 2020-01-21");
+
     // Modes that never compute name what is missing and how to get it.
     for call in [
         "readings('2020-01-08', '2020-01-12', cache_mode => 'read_only_strict')",
