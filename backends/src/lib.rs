@@ -12,10 +12,13 @@
 //! format names. The layouts match what Python nuthatch writes
 //! (`<key>.parquet`, a single file or a directory of part files).
 //!
-//! Formats differ in how a write becomes visible ([`Commit`]) and whether
-//! they can merge rows into what is stored ([`Backend::merges`]); the
-//! catalog reads both to choose its write protocol, so no caller matches
-//! on a format's name.
+//! Formats differ in how a write becomes visible ([`Commit`]), whether
+//! they can merge rows into what is stored ([`Backend::merges`]), and how
+//! a growing timeseries entry takes new rows: as parts of their own
+//! ([`Backend::parts`]), or at the end of a grid ([`Backend::grows_at_end`]).
+//! The catalog and the resolver read these to choose the write protocol,
+//! so no caller matches on a format's name. What time a write's rows cover
+//! is [`coverage`]'s.
 
 pub mod arrow_ipc;
 pub mod bounds;
