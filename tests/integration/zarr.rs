@@ -629,6 +629,89 @@ async fn a_zarr_grid_grows_in_place_along_time() {
     assert_outcome(&f.report(), Outcome::ExtendedNotStored);
 }
 
+/// `gridcast(start_time, end_time)`: hourly steps of its window over two
+/// latitudes, each cell valued by how many times the body ran, stored as
+/// Zarr and provisional for two days.
+fn gridcast(runs: Arc<std::sync::atomic::AtomicUsize>) -> CachedFunction {
+    use arrow::array::{Float64Array, TimestampNanosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(
+            "time",
+            DataType::Timestamp(TimeUnit::Nanosecond, None),
+            true,
+        ),
+        Field::new("lat", DataType::Float64, true),
+        Field::new("value", DataType::Float64, true),
+    ]));
+    let returns = Arc::clone(&schema);
+    CachedFunction::builder("gridcast")
+        .param("start_time", ParamType::Timestamp)
+        .param("end_time", ParamType::Timestamp)
+        .timeseries("time")
+        .backend("zarr")
+        .dimensions(["time", "lat"])
+        .settle(std::time::Duration::from_secs(2 * 86_400))
+        .returns(returns)
+        .compute(move |_ctx, args| {
+            let run = runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            let schema = Arc::clone(&schema);
+            async move {
+                let start = args.timestamp("start_time")?.expect("a start");
+                let end = args.timestamp("end_time")?.expect("an end");
+                let times = crate::coverage::hours(start, end);
+                let time: Vec<i64> = times.iter().flat_map(|t| [*t, *t]).collect();
+                let lat: Vec<f64> = times.iter().flat_map(|_| [10.0, 20.0]).collect();
+                let n = time.len();
+                Ok(vec![RecordBatch::try_new(
+                    schema,
+                    vec![
+                        Arc::new(TimestampNanosecondArray::from(time)),
+                        Arc::new(Float64Array::from(lat)),
+                        Arc::new(Float64Array::from(vec![run as f64; n])),
+                    ],
+                )?])
+            }
+        })
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zarr_grid_stores_its_provisional_days_computed_again() {
+    use crate::coverage::{days_ago as day, rows};
+    let f = Fixture::new();
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    f.nuthatch.register(gridcast(Arc::clone(&runs))).unwrap();
+    let all = format!("gridcast('{}', '{}')", day(10), day(1));
+    assert_eq!(
+        f.int(&format!("SELECT count(*) FROM {all}")).await,
+        10 * 24 * 2
+    );
+    f.reports();
+    // The provisional days are computed again, and written over the
+    // store's last steps rather than served beside it.
+    let recent = format!("gridcast('{}', '{}')", day(3), day(1));
+    assert_eq!(
+        f.int(&format!("SELECT count(*) FROM {recent}")).await,
+        3 * 24 * 2
+    );
+    assert_outcome(&f.report(), Outcome::Extended);
+    let totals = format!(
+        "SELECT count(*), count(DISTINCT time), min(value), max(value), count(value) FROM {all}"
+    );
+    let grid = rows(&f, &totals).await;
+    // Reading it all reaches the provisional days once more (run 3); the
+    // settled days keep run 1's values, and no step is stored twice.
+    assert_outcome(&f.report(), Outcome::Extended);
+    assert_eq!(grid, [["480", "240", "1.0", "3.0", "480"]]);
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 3);
+    let settled = format!("gridcast('{}', '{}')", day(10), day(5));
+    let values = rows(&f, &format!("SELECT count(*), max(value) FROM {settled}")).await;
+    assert_outcome(&f.report(), Outcome::Hit);
+    assert_eq!(values, [["288", "1.0"]]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs xarray: run bash scripts/test"]
 async fn xarray_reads_a_grid_grown_in_place() {

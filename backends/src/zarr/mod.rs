@@ -18,12 +18,14 @@
 //! failed write removes what it wrote.
 //!
 //! A grid grows in place along its first dimension ([`WriteMode::Append`],
-//! for rows after the time the entry covers): the slabs before the last
-//! whole one stay as they are, the rows of the last partial slab are read
-//! back and written again with the new rows, and the arrays' metadata and
-//! the root `zarr.json` go last. Until then readers see the old grid (the
-//! chunks a growth rewrites hold the same old cells), and a growth that
-//! fails leaves the old grid readable under the old record.
+//! for rows from an instant on: after the time the entry covers, or over a
+//! provisional tail computed again, whose old steps are dropped): the
+//! slabs before the one holding that instant stay as they are, the rows of
+//! that slab before it are read back and written again with the new rows,
+//! and the arrays' metadata and the root `zarr.json` go last. Until then
+//! readers see the old grid (the chunks an extension rewrites hold the same
+//! old cells; only a provisional tail's cells may already be revised), and
+//! a growth that fails leaves the old grid readable under the old record.
 
 pub mod cf;
 mod columns;

@@ -114,13 +114,14 @@ impl Resolver<'_> {
         // one that grows at its end can add time after what it covers.
         let extendable = entry.backend.merges()
             || entry.backend.commit() == Commit::Atomic
-            || (entry.backend.grows_at_end() && after_coverage(&entry, &missing));
+            || (entry.backend.grows_at_end() && grows_into(&entry, &missing));
         if stores && !extendable {
             tracing::warn!(
                 key = %call.id.key,
                 backend = entry.backend.name(),
                 "{} entries grow only at their end; time missing before or inside what the \
-                 entry covers is computed and served, not stored",
+                 entry covers is computed and served, not stored (to store it, call once \
+                 with recompute => true over the whole range)",
                 entry.backend.name()
             );
         }
@@ -331,7 +332,7 @@ impl Resolver<'_> {
         let parts = recorded.parts.is_some() && backend.parts();
         let rewrite = replaced_parts(&current, missing).filter(|_| parts && replaces);
         let mut covers = missing.clone();
-        let grows = backend.grows_at_end() && after_coverage(&current, missing);
+        let grows = backend.grows_at_end() && grows_into(&current, missing);
         let (frame, write_mode, replaced) = if grows {
             (gaps, WriteMode::Append, Vec::new())
         } else if let Some((names, held)) = rewrite {
@@ -530,11 +531,17 @@ fn replaced_parts(entry: &Entry, missing: &Coverage) -> Option<(Vec<String>, Cov
     Some((names, held))
 }
 
-/// Whether every missing span starts at or after the end of what `entry`
-/// covers.
-fn after_coverage(entry: &Entry, missing: &Coverage) -> bool {
-    let Some(end) = (entry.metadata.recorded.coverage.as_ref()).and_then(|c| c.hull().end) else {
+/// Whether a format that grows at its end can take `missing`: nothing the
+/// entry holds from the first missing instant on is outside `missing`.
+/// Time after the coverage qualifies, and so does a provisional tail
+/// computed again, since growing from an instant drops what the store held
+/// from there on.
+fn grows_into(entry: &Entry, missing: &Coverage) -> bool {
+    let Some(covered) = entry.metadata.recorded.coverage.as_ref() else {
         return false;
     };
-    (missing.spans().iter()).all(|span| span.start.is_some_and(|start| start >= end))
+    let Some(from) = missing.hull().start else {
+        return false;
+    };
+    covered.since(from).subtract(missing).is_empty()
 }
