@@ -67,10 +67,20 @@ enum Extension {
     /// compacted if due.
     Stored {
         entry: Entry,
-        compute: Option<Arc<dyn ExecutionPlan>>,
-        written: Option<Written>,
+        added: Option<Added>,
         missing: Option<Coverage>,
     },
+}
+
+/// The missing time, computed and written into an entry.
+struct Added {
+    /// The entry with the time added.
+    entry: Entry,
+    /// The compute that ran, for the call's report.
+    compute: Arc<dyn ExecutionPlan>,
+    written: Written,
+    /// The rows added, kept for the query when they are all it asks for.
+    served: Option<Arc<dyn ExecutionPlan>>,
 }
 
 impl Resolver<'_> {
@@ -201,22 +211,36 @@ impl Resolver<'_> {
             }
         };
         lead.finish(Ok(()));
-        let (entry, compute, written, missing) = match extension {
+        let (entry, added, missing) = match extension {
             Extension::Covered(entry) => return self.serve_entry(entry, Outcome::Hit).await,
             Extension::Stored {
                 entry,
-                compute,
-                written,
+                added,
                 missing,
-            } => (entry, compute, written, missing),
+            } => (entry, added, missing),
         };
         let outcome = match missing {
             Some(_) => Outcome::Extended,
             None => Outcome::Hit,
         };
         let tier = Some(tier.name().to_string());
-        let source = Source::Entry(Box::new(entry));
+        let backend = entry.backend.name().to_string();
+        let (source, compute, written) = match added {
+            Some(Added {
+                served: Some(served),
+                compute,
+                written,
+                ..
+            }) => (Source::Unstored(served), Some(compute), Some(written)),
+            Some(added) => (
+                Source::Entry(Box::new(entry)),
+                Some(added.compute),
+                Some(added.written),
+            ),
+            None => (Source::Entry(Box::new(entry)), None, None),
+        };
         let mut prepared = self.serve(source, compute, outcome, tier, None).await?;
+        prepared.backend = backend;
         prepared.written = written;
         prepared.computed_ranges = missing;
         Ok(prepared)
@@ -250,13 +274,13 @@ impl Resolver<'_> {
         if missing.is_none() && !self.compaction_due(&current) {
             return Ok(Extension::Covered(current));
         }
-        let (entry, compute, written) = match &missing {
-            Some(missing) => {
-                let (entry, compute, written) =
-                    self.add_missing(tier, backend, current, missing).await?;
-                (entry, Some(compute), Some(written))
-            }
-            None => (current, None, None),
+        let added = match &missing {
+            Some(missing) => Some(self.add_missing(tier, backend, &current, missing).await?),
+            None => None,
+        };
+        let entry = match &added {
+            Some(added) => added.entry.clone(),
+            None => current,
         };
         let entry = match self.compaction_due(&entry) {
             true => self.compact(tier, backend, entry).await?,
@@ -264,8 +288,7 @@ impl Resolver<'_> {
         };
         Ok(Extension::Stored {
             entry,
-            compute,
-            written,
+            added,
             missing,
         })
     }
@@ -310,13 +333,13 @@ impl Resolver<'_> {
         &self,
         tier: &Tier,
         backend: &Arc<dyn Backend>,
-        current: Entry,
+        current: &Entry,
         missing: &Coverage,
-    ) -> Result<(Entry, Arc<dyn ExecutionPlan>, Written)> {
+    ) -> Result<Added> {
         let call = self.call;
         let schema = call.function.schema();
         tracing::info!(function = call.function.name(), key = %call.id.key, tier = tier.name(), missing = %missing, "extending");
-        self.check_columns(&current)?;
+        self.check_columns(current)?;
         self.running.set_phase(Phase::Computing);
         let gaps = self.gaps_frame(missing).await?;
         let column = call.function.timeseries().unwrap_or_default();
@@ -330,9 +353,9 @@ impl Resolver<'_> {
         let replaces = (recorded.coverage.as_ref())
             .is_some_and(|covered| missing.spans().iter().any(|s| covered.overlaps(*s)));
         let parts = recorded.parts.is_some() && backend.parts();
-        let rewrite = replaced_parts(&current, missing).filter(|_| parts && replaces);
+        let rewrite = replaced_parts(current, missing).filter(|_| parts && replaces);
         let mut covers = missing.clone();
-        let grows = backend.grows_at_end() && grows_into(&current, missing);
+        let grows = backend.grows_at_end() && grows_into(current, missing);
         let (frame, write_mode, replaced) = if grows {
             (gaps, WriteMode::Append, Vec::new())
         } else if let Some((names, held)) = rewrite {
@@ -341,7 +364,7 @@ impl Resolver<'_> {
             let kept = held.subtract(missing);
             let column = call.function.timeseries().unwrap_or_default();
             let hull = conjunction(span_predicates(column, held.hull(), schema)?);
-            let mut stored = self.stored_frame(&current)?;
+            let mut stored = self.stored_frame(current)?;
             if let Some(hull) = hull {
                 stored = stored.filter(hull)?;
             }
@@ -353,7 +376,7 @@ impl Resolver<'_> {
         } else if backend.merges() {
             (gaps, mode, Vec::new())
         } else {
-            let stored = self.stored_frame(&current)?;
+            let stored = self.stored_frame(current)?;
             (
                 rewritten(stored, gaps, &mode)?,
                 WriteMode::Replace,
@@ -362,20 +385,42 @@ impl Resolver<'_> {
         };
         let failed = compute_failed(format!("{} for {missing}", call.id.key.display()));
         let plan = frame.create_physical_plan().await.map_err(&failed)?;
+        // Rows that only add time are the rows served, when the call asks
+        // for nothing else.
+        let adds_only = write_mode == WriteMode::Append && replaced.is_empty();
         let keep = Keep {
             parts,
             based_on: Some(current.metadata.last_modified),
             replaces: replaced,
             ..Keep::amending(Some(covers), call.settle)
         };
-        let (entry, compute, mut written) = self
-            .store_plan(tier, &call.id, backend, plan, keep, write_mode)
+        let asked = recorded
+            .coverage
+            .clone()
+            .unwrap_or_default()
+            .bounded(call.span());
+        let asked_within = adds_only && missing.missing(asked).is_empty();
+        let (entry, compute, mut written, served) = self
+            .store_kept(
+                tier,
+                &call.id,
+                backend,
+                plan,
+                keep,
+                write_mode,
+                asked_within,
+            )
             .await?;
         let total = entry.metadata.recorded.rows;
         written.inserted = stored_rows
             .zip(total)
             .map(|(before, after)| after.saturating_sub(before) as u64);
-        Ok((entry, compute, written))
+        Ok(Added {
+            entry,
+            compute,
+            written,
+            served,
+        })
     }
 
     /// Serves `entry` and the `missing` time computed beside it, storing

@@ -47,9 +47,9 @@ use datafusion::physical_plan::{
 use futures::channel::oneshot;
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, Stream, StreamExt};
-use nuthatch_backends::{Backend, WriteMode};
+use nuthatch_backends::{Backend, WriteMode, Written};
 use nuthatch_catalog::inflight::Lead;
-use nuthatch_catalog::{EntryId, Outcome, Tier};
+use nuthatch_catalog::{Entry, EntryId, Outcome, Tier};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use super::{unstored, Keep, Prepared, Resolver, WritePlan};
@@ -103,6 +103,56 @@ impl Resolver<'_> {
             write,
             committed,
         }))
+    }
+
+    /// Stores what `plan` computes for time an entry lacked, as
+    /// [`Resolver::store_plan`] does, and when those rows are all the call
+    /// asks for (`asked_within`), keeps them for the query as they pass to
+    /// the writer, under the same conditions as a miss served while stored
+    /// ([`Resolver::through`]): the extension then serves its rows without
+    /// reading them back. The write is done when this returns, so the
+    /// served plan only drains what was kept.
+    pub(super) async fn store_kept(
+        &self,
+        tier: &Tier,
+        id: &EntryId,
+        backend: &Arc<dyn Backend>,
+        plan: Arc<dyn ExecutionPlan>,
+        keep: Keep,
+        mode: WriteMode,
+        asked_within: bool,
+    ) -> Result<(
+        Entry,
+        Arc<dyn ExecutionPlan>,
+        Written,
+        Option<Arc<dyn ExecutionPlan>>,
+    )> {
+        let servable = asked_within
+            && !self.call.memoize
+            && self.shape.limit.is_none()
+            && !self.memory_bounded()
+            && matches!(backend.name(), "parquet" | "arrow");
+        if !servable {
+            let (entry, plan, written) =
+                self.store_plan(tier, id, backend, plan, keep, mode).await?;
+            return Ok((entry, plan, written, None));
+        }
+        let plan = self.clipped(id, plan, &keep)?;
+        let (tee, served, committed) = tee(Arc::clone(&plan));
+        let in_order = match &self.shape.ordering {
+            Some(ordering) => unstored(Arc::clone(&served) as _, self.shape)?
+                .equivalence_properties()
+                .ordering_satisfy(ordering.clone())?,
+            None => true,
+        };
+        let (input, served): (Arc<dyn ExecutionPlan>, _) = match in_order {
+            true => (tee, Some(served as Arc<dyn ExecutionPlan>)),
+            false => (plan, None),
+        };
+        let write = self.write_plan(tier, id, backend, input, mode, &keep)?;
+        let (written, entry) = write.run(self.state.task_ctx()).await?;
+        let _ = committed.send(Ok(()));
+        Ok((entry, write.plan, written, served))
     }
 
     /// Runs the write of `storing` in a task of its own, which finishes
