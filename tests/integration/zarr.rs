@@ -34,18 +34,19 @@ fn demo_grid(name: &str, backend: &str, steps: usize, chunking: &[(&str, u64)]) 
     builder.build().unwrap()
 }
 
-/// count, sum of non-NaN air, NaN count, first and last time of a call.
+/// count, sum of air (missing cells skipped), missing cells, first and
+/// last time of a call.
 type Stats = (i64, f64, i64, String, String);
 
 async fn stats(f: &Fixture, call: &str) -> Stats {
     let sql = format!(
-        "SELECT count(*), sum(CASE WHEN isnan(air) THEN 0 ELSE air END), \
-         count(*) FILTER (WHERE isnan(air)), count(air) = count(*), \
+        "SELECT count(*), coalesce(sum(air), 0), count(*) - count(air), \
+         count(*) FILTER (WHERE isnan(air)), \
          CAST(min(time) AS VARCHAR), CAST(max(time) AS VARCHAR) FROM {call}"
     );
     let rows = text_rows(&f.query(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")));
     let row = &rows[0];
-    assert_eq!(row[3], "true", "NaN stays NaN, never null: {call}");
+    assert_eq!(row[3], "0", "a missing cell is null, never NaN: {call}");
     (
         row[0].parse().unwrap(),
         row[1].parse().unwrap(),
@@ -218,7 +219,7 @@ async fn a_missing_chunk_reads_as_the_fill_value_and_is_reported() {
     assert_eq!(
         after.2,
         (10 * LATS * LONS) as i64,
-        "the missing chunk's cells are NaN"
+        "the missing chunk's cells are missing (null)"
     );
     let calls = text_rows(
         &f.query("SELECT chunks_missing FROM nuthatch.calls ORDER BY finished_at DESC LIMIT 1")
@@ -434,6 +435,19 @@ async fn stores_python_nuthatch_writes_read_as_xarray_reads_them() {
         let ours = stats(&f, &call).await;
         assert_same(&ours, theirs, name);
         let report = f.report();
+        // SQL's mean skips the missing cells, as xarray's does.
+        let mean = text_rows(
+            &f.query(&format!("SELECT avg(air) FROM {call}"))
+                .await
+                .unwrap(),
+        );
+        let mean: f64 = mean[0][0].parse().unwrap();
+        let xarray = theirs.1 / (theirs.0 - theirs.2) as f64;
+        assert!(
+            (mean - xarray).abs() < 1e-6 * xarray.abs(),
+            "{name}: {mean} against {xarray}"
+        );
+        f.reports();
         assert_outcome(&report, Outcome::Hit);
         assert_eq!(
             (report.backend.as_str(), report.chunks_read),

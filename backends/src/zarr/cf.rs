@@ -3,14 +3,24 @@
 //! and sentinel values (`_FillValue`, `missing_value`) that mean "no value".
 //!
 //! Decoding turns what a store holds into what xarray would show: times as
-//! timestamps (nanoseconds), packed integers as floats, sentinels as NaN.
-//! NaN stays NaN: Zarr has no nulls, and a float array's missing cells are
-//! NaN in xarray too. Encoding writes time the way xarray does, so that a
+//! timestamps (nanoseconds), packed integers as floats. Missing cells (the
+//! sentinel, and NaN in a float array) read as null: xarray shows them as
+//! NaN but its aggregates skip them, and a SQL aggregate skips nulls, so
+//! `avg` and `count` agree with xarray's only this way. A NaN a body
+//! computed becomes missing the same way (xarray cannot tell them apart
+//! either); the write reports it. Encoding writes time the way xarray does, so that a
 //! store we write reads back in Python with the same coordinates.
 
-use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, TimestampNanosecondArray};
+use arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, Int64Array, PrimitiveArray, TimestampNanosecondArray,
+};
+use arrow::buffer::{BooleanBuffer, NullBuffer};
 use arrow::compute::kernels::cast::cast;
 use arrow::datatypes::DataType;
+use arrow::datatypes::{
+    Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type,
+    UInt64Type, UInt8Type,
+};
 use base64::Engine;
 use chrono::{NaiveDate, NaiveDateTime};
 use datafusion::common::{plan_err, DataFusionError, Result};
@@ -21,7 +31,8 @@ use serde_json::{Map, Value};
 pub enum Decoding {
     /// The values as stored.
     Plain,
-    /// Numbers, with sentinels masked to NaN and unpacked to floats.
+    /// Numbers with sentinels masked to null, unpacked to floats when
+    /// packed.
     Masked {
         sentinel: Option<f64>,
         scale: f64,
@@ -169,7 +180,12 @@ fn parse_reference(text: &str) -> Option<i64> {
 /// Applies `decoding` to a column of stored values.
 pub fn decode(values: ArrayRef, decoding: &Decoding) -> Result<ArrayRef> {
     match decoding {
-        Decoding::Plain => Ok(values),
+        Decoding::Plain => Ok(missing_as_null(values, None)),
+        Decoding::Masked {
+            sentinel,
+            scale,
+            offset,
+        } if *scale == 1.0 && *offset == 0.0 => Ok(missing_as_null(values, *sentinel)),
         Decoding::Masked {
             sentinel,
             scale,
@@ -180,18 +196,8 @@ pub fn decode(values: ArrayRef, decoding: &Decoding) -> Result<ArrayRef> {
                 .as_any()
                 .downcast_ref::<Float64Array>()
                 .expect("cast to Float64");
-            let unpack = |v: f64| {
-                if Some(v) == *sentinel {
-                    f64::NAN
-                } else {
-                    v * scale + offset
-                }
-            };
-            let decoded: Float64Array = numbers.iter().map(|v| v.map(unpack)).collect();
-            // A float array keeps its width unless unpacking widened it.
-            if *scale == 1.0 && *offset == 0.0 && values.data_type() == &DataType::Float32 {
-                return Ok(cast(&decoded, &DataType::Float32)?);
-            }
+            let unpack = |v: f64| (!v.is_nan() && Some(v) != *sentinel).then(|| v * scale + offset);
+            let decoded: Float64Array = numbers.iter().map(|v| v.and_then(unpack)).collect();
             Ok(std::sync::Arc::new(decoded))
         }
         Decoding::Time {
@@ -233,6 +239,47 @@ pub fn decode(values: ArrayRef, decoding: &Decoding) -> Result<ArrayRef> {
             };
             Ok(std::sync::Arc::new(decoded))
         }
+    }
+}
+
+/// `values` with their missing cells null: NaN in a float array, and the
+/// `sentinel` in any array, as xarray masks them. The stored type stays.
+fn missing_as_null(values: ArrayRef, sentinel: Option<f64>) -> ArrayRef {
+    macro_rules! mask {
+        ($t:ty, $missing:expr) => {{
+            let array = values.as_primitive::<$t>();
+            let missing = $missing;
+            let valid = BooleanBuffer::collect_bool(array.len(), |i| !missing(array.value(i)));
+            if valid.count_set_bits() == valid.len() {
+                return values;
+            }
+            let nulls = NullBuffer::union(array.nulls(), Some(&NullBuffer::new(valid)));
+            std::sync::Arc::new(PrimitiveArray::<$t>::new(array.values().clone(), nulls))
+        }};
+    }
+    macro_rules! int {
+        ($t:ty, $native:ty) => {{
+            // A sentinel the type cannot hold marks nothing.
+            let Some(sentinel) = sentinel.filter(|s| (*s as $native) as f64 == *s) else {
+                return values;
+            };
+            let sentinel = sentinel as $native;
+            mask!($t, |v: $native| v == sentinel)
+        }};
+    }
+    match values.data_type() {
+        DataType::Float32 => mask!(Float32Type, |v: f32| v.is_nan()
+            || sentinel.is_some_and(|s| f64::from(v) == s)),
+        DataType::Float64 => mask!(Float64Type, |v: f64| v.is_nan() || Some(v) == sentinel),
+        DataType::Int8 => int!(Int8Type, i8),
+        DataType::Int16 => int!(Int16Type, i16),
+        DataType::Int32 => int!(Int32Type, i32),
+        DataType::Int64 => int!(Int64Type, i64),
+        DataType::UInt8 => int!(UInt8Type, u8),
+        DataType::UInt16 => int!(UInt16Type, u16),
+        DataType::UInt32 => int!(UInt32Type, u32),
+        DataType::UInt64 => int!(UInt64Type, u64),
+        _ => values,
     }
 }
 
@@ -323,7 +370,7 @@ mod tests {
     }
 
     #[test]
-    fn packed_values_and_sentinels_decode_to_floats_with_nan() {
+    fn missing_cells_decode_to_null() {
         let d = decoding(
             "air",
             &attrs(json!({"scale_factor": 0.01, "add_offset": 200.0, "_FillValue": 32767})),
@@ -337,10 +384,29 @@ mod tests {
         .unwrap();
         let decoded = decoded.as_any().downcast_ref::<Float64Array>().unwrap();
         assert!((decoded.value(0) - 201.0).abs() < 1e-9);
-        assert!(decoded.value(1).is_nan());
-        // xarray's base64 NaN fill means nothing to mask.
+        assert!(decoded.is_null(1));
+        // xarray's base64 NaN fill: a float array's NaN cells are missing.
         let d = decoding("air", &attrs(json!({"_FillValue": "AAAAAAAA+H8="})), None).unwrap();
         assert_eq!(d, Decoding::Plain);
         assert_eq!(nan_fill_attribute(), json!("AAAAAAAA+H8="));
+        let floats = arrow::array::Float32Array::from(vec![1.5, f32::NAN, -0.0]);
+        let decoded = decode(std::sync::Arc::new(floats), &d).unwrap();
+        let decoded = decoded.as_primitive::<Float32Type>();
+        assert_eq!(decoded.null_count(), 1);
+        assert!(decoded.is_null(1));
+        assert!(decoded.value(2).is_sign_negative(), "-0.0 is a number");
+        // An integer sentinel masks its value, and the integers stay exact.
+        let d = decoding("n", &attrs(json!({"_FillValue": i64::MIN})), None).unwrap();
+        let big = arrow::array::Int64Array::from(vec![i64::MIN, i64::MAX, 9_007_199_254_740_993]);
+        let decoded = decode(std::sync::Arc::new(big), &d).unwrap();
+        let decoded = decoded.as_primitive::<Int64Type>();
+        assert!(decoded.is_null(0));
+        assert_eq!(decoded.value(1), i64::MAX);
+        assert_eq!(decoded.value(2), 9_007_199_254_740_993);
+        let d = decoding("u", &attrs(json!({"_FillValue": 255})), None).unwrap();
+        let bytes = arrow::array::UInt8Array::from(vec![255, 0]);
+        let decoded = decode(std::sync::Arc::new(bytes), &d).unwrap();
+        assert_eq!(decoded.null_count(), 1);
+        assert_eq!(decoded.data_type(), &DataType::UInt8);
     }
 }

@@ -98,6 +98,16 @@ pub(super) fn stored(column: usize, name: &str, t: &DataType) -> Result<Stored> 
             };
             attributes.insert("_FillValue".into(), json!(sentinel));
         }
+        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
+            // Unsigned: the largest value is the missing cell.
+            let sentinel = match t {
+                DataType::UInt8 => u64::from(u8::MAX),
+                DataType::UInt16 => u64::from(u16::MAX),
+                DataType::UInt32 => u64::from(u32::MAX),
+                _ => u64::MAX,
+            };
+            attributes.insert("_FillValue".into(), json!(sentinel));
+        }
         _ => {}
     }
     Ok(Stored {
