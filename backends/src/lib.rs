@@ -18,13 +18,15 @@
 //! ([`Backend::parts`]), or at the end of a grid ([`Backend::grows_at_end`]).
 //! The catalog and the resolver read these to choose the write protocol,
 //! so no caller matches on a format's name. What time a write's rows cover
-//! is [`coverage`]'s.
+//! is [`coverage`]'s; which values a format stores other than as given
+//! ([`Backend::losses`]) is [`fidelity`]'s.
 
 pub mod arrow_ipc;
 pub mod bounds;
 pub mod coverage;
 #[cfg(feature = "delta")]
 pub mod delta;
+pub mod fidelity;
 pub mod files;
 pub mod once;
 pub mod parquet;
@@ -41,7 +43,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Field, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::TableProvider;
 use datafusion::common::Result;
@@ -243,6 +245,9 @@ pub struct WriteOptions {
     /// of. It holds their rows, less the time it computes again, so a
     /// range recomputed rewrites the parts that hold it and no others.
     pub replaces: Vec<String>,
+    /// Refuse, rather than report, values the format would store changed
+    /// ([`Backend::losses`]): the write fails and stores nothing.
+    pub exact: bool,
 }
 
 /// How far a write has got. Counters only grow; readers poll them.
@@ -282,6 +287,8 @@ pub struct Written {
     pub encode_time: Option<std::time::Duration>,
     /// The part written, for an entry stored as parts.
     pub part: Option<String>,
+    /// Values the format stored other than as given, by column.
+    pub changes: Vec<fidelity::Change>,
 }
 
 /// A storage format.
@@ -339,6 +346,14 @@ pub trait Backend: Debug + Send + Sync {
     /// growing the entry in place (a Zarr grid along time).
     fn grows_at_end(&self) -> bool {
         false
+    }
+
+    /// The ways the format stores values of a column `field` other than as
+    /// given, at `at` (see [`fidelity`]); none for formats that keep every
+    /// value.
+    fn losses(&self, at: &Location, field: &Field) -> Vec<fidelity::Loss> {
+        let _ = (at, field);
+        Vec::new()
     }
 
     /// Removes the parts of the entry at `at` that `keep` does not name:

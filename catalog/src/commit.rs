@@ -28,6 +28,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
 use nuthatch_backends::coverage::Coverage;
+use nuthatch_backends::fidelity::Counter;
 use nuthatch_backends::{Backend, Commit, Location, Part, WriteMode, WriteOptions, Written};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -162,6 +163,9 @@ impl Catalog {
         // backend's own.
         let compute_error: Arc<Mutex<Option<DataFusionError>>> = Arc::default();
         let seen = Arc::clone(&compute_error);
+        let fidelity = Arc::new(Counter::new(&**backend, &target.at, &data.schema()));
+        let counted = Arc::clone(&fidelity);
+        let exact = options.exact;
         let range = Arc::new(Mutex::new(TimeRange::default()));
         let time_column = options.sorted_by.clone();
         let noted = Arc::clone(&range);
@@ -170,6 +174,13 @@ impl Catalog {
         let tagged = data.map(move |batch| {
             if let (Ok(batch), Some(column)) = (&batch, &time_column) {
                 noted.lock().expect("time range").note(batch, column);
+            }
+            if let Ok(batch) = &batch {
+                if let Some(change) = counted.count(batch, exact) {
+                    return Err(DataFusionError::Execution(format!(
+                        "refused to store a changed value: {change}"
+                    )));
+                }
             }
             if let (Ok(batch), Some(progress)) = (&batch, &progress) {
                 progress.rows.fetch_add(
@@ -188,10 +199,19 @@ impl Catalog {
         // here is staged; what is staged is a killed process's.
         tier.sweep_staged(backend.name(), &target.path);
         match backend.write(&target.at, data, options).await {
-            Ok(written) => {
+            Ok(mut written) => {
                 let range = std::mem::take(&mut *range.lock().expect("time range"));
+                written.changes = fidelity.changes();
+                for change in &written.changes {
+                    tracing::warn!(key = %id.key, backend = backend.name(), "stored changed: {change}");
+                }
                 Ok((written, range))
             }
+            Err(_) if fidelity.refused().is_some() => Err(Error::Inexact {
+                key: id.key.display().to_string(),
+                backend: backend.name().to_string(),
+                change: fidelity.refused().unwrap_or_default(),
+            }),
             Err(source) => {
                 let computed = compute_error.lock().expect("compute error slot").take();
                 Err(match computed {

@@ -79,6 +79,20 @@ pub enum Error {
         source: Box<DataFusionError>,
     },
 
+    /// The format would store some values other than as computed, and the
+    /// function asks for exact results.
+    #[error(
+        "{key} was not stored: the {backend} backend would change column {change}, and the \
+         function asks for exact results (exact = true). Store it with backend = 'parquet' \
+         or 'arrow', which keep every value, change the values in the function, or drop \
+         exact to store them changed with a warning"
+    )]
+    Inexact {
+        key: String,
+        backend: String,
+        change: String,
+    },
+
     /// A storage format failed to read or write an entry.
     #[error(
         "the {backend} backend failed on entry {key} on the {tier} tier at {location}: {source}"

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use nuthatch_backends::coverage::Coverage;
+use nuthatch_backends::fidelity::Change;
 use nuthatch_backends::WriteProgress;
 
 use crate::background::Background;
@@ -103,6 +104,9 @@ pub struct CallReport {
     pub bytes_scanned: Option<usize>,
     /// Bytes the compute spilled to disk to stay within the memory limit.
     pub spilled_bytes: usize,
+    /// Values the backend stored other than as computed (see
+    /// [`nuthatch_backends::fidelity`]).
+    pub changes: Vec<Change>,
     pub elapsed: Duration,
 }
 
@@ -164,8 +168,18 @@ impl fmt::Display for CallReport {
                 self.spilled_bytes as f64 / (1 << 20) as f64
             )?;
         }
-        write!(f, " in {:.3}s", self.elapsed.as_secs_f64())
+        write!(f, " in {:.3}s", self.elapsed.as_secs_f64())?;
+        if let Some(changes) = changes_text(&self.changes) {
+            write!(f, " WARNING stored changed: {changes}")?;
+        }
+        Ok(())
     }
+}
+
+/// What a write changed, one change after another; `None` for none.
+pub fn changes_text(changes: &[Change]) -> Option<String> {
+    let text: Vec<String> = changes.iter().map(Change::to_string).collect();
+    (!text.is_empty()).then(|| text.join("; "))
 }
 
 /// How many calls a session remembers for `nuthatch.calls`.

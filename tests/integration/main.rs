@@ -11,6 +11,7 @@ mod delta;
 mod encodings;
 mod engine;
 mod errors;
+mod fidelity;
 mod order;
 mod parts;
 #[cfg(feature = "polars")]

@@ -88,6 +88,9 @@ pub struct CallOptions {
     pub settle: Option<std::time::Duration>,
     /// Rewrite the entry's parts as one before reading it.
     pub compact: bool,
+    /// Refuse to store values the backend would change (the function's
+    /// `exact` for this call).
+    pub exact: Option<bool>,
 }
 
 /// A call with every parameter bound.
@@ -205,6 +208,7 @@ fn apply_option(
         "upsert" => options.upsert = flag(function, arg, scalar)?,
         "replace_window" => options.replace_window = flag(function, arg, scalar)?,
         "compact" => options.compact = flag(function, arg, scalar)?,
+        "exact" => options.exact = Some(flag(function, arg, scalar)?),
         "settle" => match coerce(function, arg, ParamType::String, scalar)? {
             Value::String(text) => options.settle = Some(parse_settle(function, &text)?),
             _ => options.settle = None,

@@ -65,6 +65,9 @@ pub struct Call {
     pub settle: Option<std::time::Duration>,
     /// Rewrite the entry's parts as one (`compact => true`).
     pub compact: bool,
+    /// Refuse to store values the backend would change: the call's
+    /// `exact`, else the function's.
+    pub exact: bool,
     /// What the calls of this call's body inherit.
     pub inherited: Inherited,
     /// The calls whose bodies are running around this one.
@@ -187,6 +190,7 @@ impl Call {
         let write_mode = write_mode(function, &bound.options, window.as_ref())?;
         let settle = bound.options.settle.or(function.settle());
         let compact = bound.options.compact;
+        let exact = bound.options.exact.unwrap_or(function.exact());
         if bound.options.settle.is_some() && !function.covers_windows() {
             return Err(DataFusionError::Plan(format!(
                 "{name}: settle marks recent ranges of a growing timeseries entry as \
@@ -217,6 +221,7 @@ impl Call {
             window,
             settle,
             compact,
+            exact,
             inherited,
             stack,
             reports: reports_of(config),

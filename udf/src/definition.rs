@@ -7,7 +7,7 @@
 //! [WITH (cache_args = (p1, p2), version = '0.1.0', timeseries = 'time',
 //!        coverage = 'window', settle = '2 days', namespace = 'x',
 //!        backend = 'parquet', storage_backend = 'arrow',
-//!        memoize = true, cache = false, fail_if_no_cache = true,
+//!        memoize = true, cache = false, fail_if_no_cache = true, exact = true,
 //!        cache_disable_if = (p1 = 1 OR p1 IN (2, 3) AND p2 = 'x'),
 //!        dimensions = (time, lat, lon), chunking = (time = 365, lat = 30),
 //!        chunk_by_arg = ((p1 = 7, time = 52), (p1 = 1, time = 365)),
@@ -51,6 +51,8 @@ pub struct CreateCachedFunction {
     pub coverage: Option<CoverageKind>,
     /// `settle = '2 days'`.
     pub settle: Option<std::time::Duration>,
+    /// `exact = true`: refuse to store values the backend would change.
+    pub exact: bool,
     /// The backend named in `WITH (backend = ...)`; checked when the
     /// function is registered, against the engine's backends.
     pub backend: Option<String>,
@@ -132,6 +134,7 @@ impl CreateCachedFunction {
             timeseries: None,
             coverage: None,
             settle: None,
+            exact: false,
             backend: None,
             storage_backend: None,
             memoize: false,
@@ -221,6 +224,7 @@ impl CreateCachedFunction {
             "fail_if_no_cache" => {
                 self.fail_if_no_cache = boolean(&self.name, option, &single(&values)?)?
             }
+            "exact" => self.exact = boolean(&self.name, option, &single(&values)?)?,
             "dimensions" => {
                 self.grid.dimensions = values.iter().map(|v| v.to_ascii_lowercase()).collect()
             }
@@ -259,7 +263,7 @@ impl CreateCachedFunction {
                 return plan_err!(
                     "{}: unknown option '{other}'; options are cache_args, version, namespace, \
                      timeseries, coverage, settle, backend, storage_backend, memoize, cache, fail_if_no_cache, \
-                     cache_disable_if, dimensions, chunking, chunk_by_arg, upsert_keys, order_by",
+                     exact, cache_disable_if, dimensions, chunking, chunk_by_arg, upsert_keys, order_by",
                     self.name
                 )
             }
@@ -316,6 +320,7 @@ impl CreateCachedFunction {
         if let Some(settle) = self.settle {
             builder = builder.settle(settle);
         }
+        builder = builder.exact(self.exact);
         if let Some(backend) = self.storage_backend {
             builder = builder.storage_backend(backend);
         }

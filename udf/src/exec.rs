@@ -401,6 +401,7 @@ impl Tracker {
             chunks_missing: missing,
             bytes_scanned: scanned.then_some(bytes),
             spilled_bytes: spilled,
+            changes: written.map(|w| w.changes.clone()).unwrap_or_default(),
             elapsed: prepared.started.elapsed(),
         });
     }

@@ -28,7 +28,7 @@ pub use crate::timeseries::CoverageKind;
 use crate::value::{ParamType, Value};
 
 /// Named arguments that set per-call cache options instead of parameters.
-pub const RESERVED_ARGUMENTS: [&str; 13] = [
+pub const RESERVED_ARGUMENTS: [&str; 14] = [
     "cache_mode",
     "recompute",
     "namespace",
@@ -42,6 +42,7 @@ pub const RESERVED_ARGUMENTS: [&str; 13] = [
     "replace_window",
     "settle",
     "compact",
+    "exact",
 ];
 
 /// What a compute body returns. nuthatch runs it as a stream: a DataFrame
@@ -146,6 +147,8 @@ pub struct CachedFunction {
     pub(crate) coverage: CoverageKind,
     /// How long after its end a computed range stays provisional.
     pub(crate) settle: Option<std::time::Duration>,
+    /// Refuse to store values the backend would change.
+    pub(crate) exact: bool,
     /// The order entries keep and calls declare; see [`Self::order_by`].
     pub(crate) order_by: Vec<String>,
     pub(crate) backend: Option<String>,
@@ -174,6 +177,7 @@ impl CachedFunction {
             timeseries: None,
             coverage: None,
             settle: None,
+            exact: false,
             order_by: Vec::new(),
             backend: None,
             storage_backend: None,
@@ -223,6 +227,13 @@ impl CachedFunction {
     /// fact, as forecasts are).
     pub fn settle(&self) -> Option<std::time::Duration> {
         self.settle
+    }
+
+    /// Whether a result the backend would store changed (a NaN SQLite
+    /// cannot hold, nanoseconds Delta truncates) fails instead of being
+    /// stored with a warning.
+    pub fn exact(&self) -> bool {
+        self.exact
     }
 
     /// Whether entries record the windows computed, and calls past them
@@ -349,6 +360,7 @@ pub struct CachedFunctionBuilder {
     timeseries: Option<String>,
     coverage: Option<CoverageKind>,
     settle: Option<std::time::Duration>,
+    exact: bool,
     order_by: Vec<String>,
     backend: Option<String>,
     storage_backend: Option<String>,
@@ -424,6 +436,14 @@ impl CachedFunctionBuilder {
     /// body that computes its window.
     pub fn settle(mut self, settle: std::time::Duration) -> Self {
         self.settle = Some(settle);
+        self
+    }
+
+    /// Fails a write whose backend would store some values changed,
+    /// storing nothing, instead of storing them with a warning (see
+    /// [`CachedFunction::exact`]).
+    pub fn exact(mut self, exact: bool) -> Self {
+        self.exact = exact;
         self
     }
 
@@ -669,6 +689,7 @@ impl CachedFunctionBuilder {
             timeseries: self.timeseries,
             coverage,
             settle: self.settle,
+            exact: self.exact,
             order_by: self.order_by,
             backend: self.backend,
             storage_backend: self.storage_backend,

@@ -30,7 +30,7 @@ pub mod write;
 
 use std::sync::{Arc, Once};
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, SchemaRef, TimeUnit};
 use async_trait::async_trait;
 use datafusion::catalog::TableProvider;
 use datafusion::common::{DataFusionError, Result};
@@ -45,6 +45,7 @@ use object_store::prefix::PrefixStore;
 use object_store::ObjectStore;
 use url::Url;
 
+use crate::fidelity::Loss;
 use crate::{Backend, Commit, Location, WriteOptions, Written};
 
 pub use read::DeltaEntry;
@@ -178,6 +179,15 @@ impl Backend for DeltaBackend {
 
     fn merges(&self) -> bool {
         true
+    }
+
+    /// Delta's timestamps are microseconds, and its dates days.
+    fn losses(&self, _at: &Location, field: &Field) -> Vec<Loss> {
+        match field.data_type() {
+            DataType::Timestamp(TimeUnit::Nanosecond, _) => vec![Loss::SubMicros],
+            DataType::Date64 => vec![Loss::TimeOfDay],
+            _ => Vec::new(),
+        }
     }
 
     async fn open(

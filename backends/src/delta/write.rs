@@ -131,6 +131,7 @@ pub async fn write(
         inserted,
         encode_time: None,
         part: None,
+        changes: Vec::new(),
     })
 }
 

@@ -31,13 +31,15 @@ pub mod write;
 
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, SchemaRef, TimeUnit};
 use async_trait::async_trait;
 use datafusion::catalog::TableProvider;
 use datafusion::common::Result;
 use datafusion::execution::SendableRecordBatchStream;
 
+use crate::fidelity::Loss;
 use crate::{Backend, Commit, Location, WriteOptions, Written};
+use database::Dialect;
 
 pub use database::SQLITE_FILE;
 pub use read::{SqlScan, SqlTable};
@@ -66,6 +68,23 @@ impl Backend for SqlBackend {
 
     fn merges(&self) -> bool {
         true
+    }
+
+    /// Both databases keep time to the microsecond and dates as days;
+    /// SQLite has no NaN (it stores null) and no -0.0.
+    fn losses(&self, at: &Location, field: &Field) -> Vec<Loss> {
+        let sqlite = self
+            .databases
+            .get(at)
+            .is_ok_and(|database| database.dialect() == Dialect::Sqlite);
+        match field.data_type() {
+            DataType::Timestamp(TimeUnit::Nanosecond, _) => vec![Loss::SubMicros],
+            DataType::Date64 => vec![Loss::TimeOfDay],
+            DataType::Float16 | DataType::Float32 | DataType::Float64 if sqlite => {
+                vec![Loss::NanAsNull, Loss::NegativeZero]
+            }
+            _ => Vec::new(),
+        }
     }
 
     fn stores_objects(&self) -> bool {

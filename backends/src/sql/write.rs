@@ -124,6 +124,7 @@ pub async fn write(
         inserted: rows.inserted,
         encode_time: None,
         part: None,
+        changes: Vec::new(),
     })
 }
 

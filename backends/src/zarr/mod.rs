@@ -36,7 +36,7 @@ pub mod write;
 
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::TableProvider;
 use datafusion::common::{DataFusionError, Result};
@@ -46,6 +46,7 @@ use object_store::prefix::PrefixStore;
 use zarrs::storage::AsyncReadableWritableListableStorageTraits;
 use zarrs_object_store::AsyncObjectStore;
 
+use crate::fidelity::Loss;
 use crate::{Backend, Commit, Location, WriteMode, WriteOptions, Written};
 
 pub use read::{ZarrScan, ZarrTable};
@@ -78,6 +79,25 @@ impl Backend for ZarrBackend {
 
     fn grows_at_end(&self) -> bool {
         true
+    }
+
+    /// Zarr has no nulls: a missing cell is the array's fill value, and a
+    /// float's NaN is missing, as in xarray (see [`cf`]).
+    fn losses(&self, _at: &Location, field: &Field) -> Vec<Loss> {
+        let loss = match field.data_type() {
+            DataType::Float16 | DataType::Float32 | DataType::Float64 => Loss::NanAsNull,
+            DataType::Int8 => Loss::FillAsNull(i8::MIN.into()),
+            DataType::Int16 => Loss::FillAsNull(i16::MIN.into()),
+            DataType::Int32 => Loss::FillAsNull(i32::MIN.into()),
+            DataType::Int64 | DataType::Timestamp(..) => Loss::FillAsNull(i64::MIN.into()),
+            DataType::UInt8 => Loss::FillAsNull(u8::MAX.into()),
+            DataType::UInt16 => Loss::FillAsNull(u16::MAX.into()),
+            DataType::UInt32 => Loss::FillAsNull(u32::MAX.into()),
+            DataType::UInt64 => Loss::FillAsNull(u64::MAX.into()),
+            DataType::Boolean => Loss::NullAsFalse,
+            _ => return Vec::new(),
+        };
+        vec![loss]
     }
 
     async fn open(

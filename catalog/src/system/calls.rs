@@ -45,6 +45,7 @@ pub fn calls_table(reports: Arc<ReportLog>) -> LazyTable {
         count("bytes_scanned"),
         count("spilled_bytes"),
         Field::new("elapsed_ms", DataType::Float64, false),
+        text("changes", true),
     ]));
     let produced = Arc::clone(&schema);
     LazyTable::new(schema, move || {
@@ -98,6 +99,7 @@ fn calls_batch(schema: SchemaRef, reports: &ReportLog) -> Result<RecordBatch> {
                     .iter()
                     .map(|(_, r)| r.elapsed.as_secs_f64() * 1000.0),
             )),
+            text(&|r| crate::report::changes_text(&r.changes)),
         ],
     )?)
 }

@@ -67,7 +67,7 @@ enum Extension {
     /// compacted if due.
     Stored {
         entry: Entry,
-        added: Option<Added>,
+        added: Option<Box<Added>>,
         missing: Option<Coverage>,
     },
 }
@@ -225,7 +225,7 @@ impl Resolver<'_> {
         };
         let tier = Some(tier.name().to_string());
         let backend = entry.backend.name().to_string();
-        let (source, compute, written) = match added {
+        let (source, compute, written) = match added.map(|added| *added) {
             Some(Added {
                 served: Some(served),
                 compute,
@@ -275,7 +275,9 @@ impl Resolver<'_> {
             return Ok(Extension::Covered(current));
         }
         let added = match &missing {
-            Some(missing) => Some(self.add_missing(tier, backend, &current, missing).await?),
+            Some(missing) => Some(Box::new(
+                self.add_missing(tier, backend, &current, missing).await?,
+            )),
             None => None,
         };
         let entry = match &added {
@@ -401,15 +403,7 @@ impl Resolver<'_> {
             .bounded(call.span());
         let asked_within = adds_only && missing.missing(asked).is_empty();
         let (entry, compute, mut written, served) = self
-            .store_kept(
-                tier,
-                &call.id,
-                backend,
-                plan,
-                keep,
-                write_mode,
-                asked_within,
-            )
+            .store_kept(tier, backend, plan, keep, write_mode, asked_within)
             .await?;
         let total = entry.metadata.recorded.rows;
         written.inserted = stored_rows

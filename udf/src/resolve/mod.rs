@@ -48,6 +48,7 @@ use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::{collect, ExecutionPlan, ExecutionPlanProperties, PhysicalExpr};
 use nuthatch_backends::coverage::Coverage;
+use nuthatch_backends::fidelity::Change;
 use nuthatch_backends::{Backend, WriteMode, Written};
 use nuthatch_catalog::{
     CacheMode, Claim, Entry, EntryId, Error, Followed, Found, Memoized, Outcome, Overwrite, Phase,
@@ -165,7 +166,7 @@ enum Source {
 /// What the leading call of a compute did.
 enum Led {
     /// Computed and stored this entry.
-    Stored(Entry, Arc<dyn ExecutionPlan>),
+    Stored(Entry, Arc<dyn ExecutionPlan>, Vec<Change>),
     /// Found it stored after all (another process, or a leader that just
     /// finished).
     Found(Entry),
@@ -392,16 +393,20 @@ impl Resolver<'_> {
                     let led = self.lead_compute(tier, id, &backend).await;
                     let tier_name = Some(tier.name().to_string());
                     return match led {
-                        Ok(Led::Stored(entry, compute)) => {
+                        Ok(Led::Stored(entry, compute, changes)) => {
                             lead.finish(Ok(()));
-                            self.serve(
-                                Source::Entry(Box::new(entry)),
-                                Some(compute),
-                                Outcome::Computed,
-                                tier_name,
-                                None,
-                            )
-                            .await
+                            let source = Source::Entry(Box::new(entry));
+                            let outcome = Outcome::Computed;
+                            let served =
+                                self.serve(source, Some(compute), outcome, tier_name, None);
+                            let mut prepared = served.await?;
+                            // A first write reports what it changed, and
+                            // no counts of rows merged.
+                            prepared.written = Some(Written {
+                                changes,
+                                ..Written::default()
+                            });
+                            Ok(prepared)
                         }
                         Ok(Led::Storing(storing)) => {
                             Ok(self.store_in_background(storing, lead, backend.name(), tier_name))
@@ -496,10 +501,10 @@ impl Resolver<'_> {
         if let Some(storing) = self.through(tier, id, backend, Arc::clone(&plan), &keep)? {
             return Ok(Led::Storing(storing));
         }
-        let (entry, compute, _) = self
+        let (entry, compute, written) = self
             .store_plan(tier, id, backend, plan, keep, WriteMode::Replace)
             .await?;
-        Ok(Led::Stored(entry, compute))
+        Ok(Led::Stored(entry, compute, written.changes))
     }
 
     /// Streams `plan` (the rows `keep` keeps, sorted by the time column)

@@ -387,6 +387,7 @@ impl Resolver<'_> {
             parts: keep.parts,
             based_on: keep.based_on,
             replaces: keep.replaces.clone(),
+            exact: call.exact,
         };
         let sink = Arc::new(EntrySink::new(
             Arc::clone(&call.catalog),

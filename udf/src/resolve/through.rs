@@ -115,7 +115,6 @@ impl Resolver<'_> {
     pub(super) async fn store_kept(
         &self,
         tier: &Tier,
-        id: &EntryId,
         backend: &Arc<dyn Backend>,
         plan: Arc<dyn ExecutionPlan>,
         keep: Keep,
@@ -132,6 +131,7 @@ impl Resolver<'_> {
             && self.shape.limit.is_none()
             && !self.memory_bounded()
             && matches!(backend.name(), "parquet" | "arrow");
+        let id = &self.call.id;
         if !servable {
             let (entry, plan, written) =
                 self.store_plan(tier, id, backend, plan, keep, mode).await?;
