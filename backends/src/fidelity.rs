@@ -19,8 +19,8 @@ use std::sync::Mutex;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{
-    DataType, Date64Type, Float16Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,
-    Int8Type, Schema, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    DataType, Date32Type, Date64Type, Float16Type, Float32Type, Float64Type, Int16Type, Int32Type,
+    Int64Type, Int8Type, Schema, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
     TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
 
@@ -42,6 +42,9 @@ pub enum Loss {
     NullAsFalse,
     /// Dates carried as milliseconds lose their time of day.
     TimeOfDay,
+    /// Dates and times outside the years 1 to 9999, which the format
+    /// cannot store at all: always refused, never changed.
+    BeyondYears,
 }
 
 impl Loss {
@@ -56,7 +59,14 @@ impl Loss {
             }
             Loss::NullAsFalse => "nulls stored as false".into(),
             Loss::TimeOfDay => "time of day dropped from dates".into(),
+            Loss::BeyondYears => "dates or times outside the years 1 to 9999".into(),
         }
+    }
+
+    /// Whether values it applies to are refused whatever the function
+    /// asks: the format cannot store them in any form.
+    pub fn refuses(&self) -> bool {
+        *self == Loss::BeyondYears
     }
 
     /// How many values of `column` it changes.
@@ -70,6 +80,7 @@ impl Loss {
                 DataType::Boolean => column.null_count(),
                 _ => 0,
             },
+            Loss::BeyondYears => beyond_years(column),
             Loss::TimeOfDay => match column.data_type() {
                 DataType::Date64 => valid(column.as_primitive::<Date64Type>(), |ms| {
                     ms.rem_euclid(86_400_000) != 0
@@ -107,7 +118,7 @@ impl fmt::Display for Change {
 pub struct Counter {
     /// Each column's losses: (column index, name, loss, values changed).
     counts: Mutex<Vec<(usize, String, Loss, u64)>>,
-    refused: Mutex<Option<String>>,
+    refused: Mutex<Option<Change>>,
 }
 
 impl Counter {
@@ -127,28 +138,29 @@ impl Counter {
     }
 
     /// Counts what `batch` loses. With `exact`, the first change is
-    /// refused instead: returned, and kept for [`Counter::refused`].
+    /// refused instead: returned, and kept for [`Counter::refused`]; so is
+    /// the first value of a loss that always [`Loss::refuses`].
     pub fn count(&self, batch: &RecordBatch, exact: bool) -> Option<String> {
         let mut counts = self.counts.lock().expect("fidelity counts");
         for (i, name, loss, values) in counts.iter_mut() {
             let changed = loss.count(batch.column(*i).as_ref()) as u64;
             *values += changed;
-            if exact && changed > 0 {
+            if changed > 0 && (exact || loss.refuses()) {
                 let change = Change {
                     column: name.clone(),
                     loss: *loss,
                     values: changed,
                 };
                 let text = change.to_string();
-                *self.refused.lock().expect("fidelity refusal") = Some(text.clone());
+                *self.refused.lock().expect("fidelity refusal") = Some(change);
                 return Some(text);
             }
         }
         None
     }
 
-    /// The change a write with `exact` refused, if any.
-    pub fn refused(&self) -> Option<String> {
+    /// The change a write refused, if any.
+    pub fn refused(&self) -> Option<Change> {
         self.refused.lock().expect("fidelity refusal").clone()
     }
 
@@ -211,6 +223,43 @@ fn integers(column: &dyn Array, fill: i128) -> usize {
         DataType::Timestamp(TimeUnit::Millisecond, _) => equal!(TimestampMillisecondType),
         DataType::Timestamp(TimeUnit::Microsecond, _) => equal!(TimestampMicrosecondType),
         DataType::Timestamp(TimeUnit::Nanosecond, _) => equal!(TimestampNanosecondType),
+        _ => 0,
+    }
+}
+
+/// 0001-01-01 and 10000-01-01, in days since 1970.
+const FIRST_DAY: i64 = -719_162;
+const END_DAY: i64 = 2_932_897;
+
+fn beyond_years(column: &dyn Array) -> usize {
+    let outside = |day: i64| !(FIRST_DAY..END_DAY).contains(&day);
+    let per_day = |unit: &TimeUnit| match unit {
+        TimeUnit::Second => 86_400,
+        TimeUnit::Millisecond => 86_400_000,
+        TimeUnit::Microsecond => 86_400_000_000,
+        TimeUnit::Nanosecond => 86_400_000_000_000,
+    };
+    match column.data_type() {
+        DataType::Date32 => valid(column.as_primitive::<Date32Type>(), |d| outside(d.into())),
+        DataType::Date64 => valid(column.as_primitive::<Date64Type>(), |ms| {
+            outside(ms.div_euclid(86_400_000))
+        }),
+        DataType::Timestamp(unit, _) => {
+            let per_day = per_day(unit);
+            let day = |v: i64| outside(v.div_euclid(per_day));
+            match unit {
+                TimeUnit::Second => valid(column.as_primitive::<TimestampSecondType>(), day),
+                TimeUnit::Millisecond => {
+                    valid(column.as_primitive::<TimestampMillisecondType>(), day)
+                }
+                TimeUnit::Microsecond => {
+                    valid(column.as_primitive::<TimestampMicrosecondType>(), day)
+                }
+                TimeUnit::Nanosecond => {
+                    valid(column.as_primitive::<TimestampNanosecondType>(), day)
+                }
+            }
+        }
         _ => 0,
     }
 }

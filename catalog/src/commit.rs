@@ -207,11 +207,22 @@ impl Catalog {
                 }
                 Ok((written, range))
             }
-            Err(_) if fidelity.refused().is_some() => Err(Error::Inexact {
-                key: id.key.display().to_string(),
-                backend: backend.name().to_string(),
-                change: fidelity.refused().unwrap_or_default(),
-            }),
+            Err(_) if fidelity.refused().is_some() => {
+                let change = fidelity.refused().expect("a refusal");
+                let (key, backend) = (id.key.display().to_string(), backend.name().to_string());
+                Err(match change.loss.refuses() {
+                    true => Error::Unstorable {
+                        key,
+                        backend,
+                        change: change.to_string(),
+                    },
+                    false => Error::Inexact {
+                        key,
+                        backend,
+                        change: change.to_string(),
+                    },
+                })
+            }
             Err(source) => {
                 let computed = compute_error.lock().expect("compute error slot").take();
                 Err(match computed {

@@ -93,6 +93,18 @@ pub enum Error {
         change: String,
     },
 
+    /// The format cannot store some values at all.
+    #[error(
+        "{key} was not stored: the {backend} backend cannot store column {change}. Store it \
+         with backend = 'parquet' or 'arrow', which keep every value, or keep the values \
+         within what the backend holds"
+    )]
+    Unstorable {
+        key: String,
+        backend: String,
+        change: String,
+    },
+
     /// A storage format failed to read or write an entry.
     #[error(
         "the {backend} backend failed on entry {key} on the {tier} tier at {location}: {source}"

@@ -147,3 +147,33 @@ async fn exact_refuses_a_change_and_stores_nothing() {
         .await;
     assert!(error.contains("exact"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dates_past_year_9999_are_refused_where_they_cannot_be_stored() {
+    for backend in ["sql", "delta", "parquet"] {
+        let f = Fixture::new();
+        f.query(&format!(
+            "CREATE CACHED FUNCTION far() WITH (backend = '{backend}') AS \
+             SELECT arrow_cast(3000000, 'Date32') AS d"
+        ))
+        .await
+        .unwrap();
+        if backend == "parquet" {
+            let far = text_rows(&f.query("SELECT CAST(d AS INT) FROM far()").await.unwrap());
+            assert_eq!(far, [["3000000"]]);
+            continue;
+        }
+        let error = f.error("SELECT * FROM far()").await;
+        assert!(
+            error.contains(&format!(
+                "the {backend} backend cannot store column d: dates or times outside the \
+                 years 1 to 9999 (1 value)"
+            )) && error.contains("backend = 'parquet'"),
+            "{error}"
+        );
+        let stored = f
+            .int("SELECT count(*) FROM nuthatch.caches WHERE function = 'far'")
+            .await;
+        assert_eq!(stored, 0, "{backend}");
+    }
+}

@@ -20,6 +20,7 @@ mod pushdown;
 mod python;
 mod readme;
 mod rolling;
+mod roundtrip;
 #[cfg(feature = "sql")]
 mod sql;
 mod sql_functions;

@@ -282,6 +282,12 @@ impl Pg {
     }
 }
 
+/// A fixture whose sql entries go to the test server, as its writer.
+pub(crate) fn writer_fixture() -> Fixture {
+    let pg = pg();
+    pg.fixture(&pg.writer, None, &[])
+}
+
 async fn count(db: &sqlx::PgPool, sql: &str) -> i64 {
     sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
         .fetch_one(db)

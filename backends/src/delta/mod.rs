@@ -181,11 +181,15 @@ impl Backend for DeltaBackend {
         true
     }
 
-    /// Delta's timestamps are microseconds, and its dates days.
+    /// Delta's timestamps are microseconds, and its dates days; its
+    /// writer's statistics hold years 1 to 9999.
     fn losses(&self, _at: &Location, field: &Field) -> Vec<Loss> {
         match field.data_type() {
-            DataType::Timestamp(TimeUnit::Nanosecond, _) => vec![Loss::SubMicros],
-            DataType::Date64 => vec![Loss::TimeOfDay],
+            DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+                vec![Loss::SubMicros, Loss::BeyondYears]
+            }
+            DataType::Date64 => vec![Loss::TimeOfDay, Loss::BeyondYears],
+            DataType::Timestamp(..) | DataType::Date32 => vec![Loss::BeyondYears],
             _ => Vec::new(),
         }
     }

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
+use arrow::compute::{cast_with_options, CastOptions};
 use arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
 use datafusion::common::{Column, DataFusionError, Result};
 use datafusion::datasource::provider_as_source;
@@ -147,6 +148,11 @@ fn stored_type(data_type: &DataType) -> Option<DataType> {
                 .then_some(stored)
         }
         DataType::Date64 => Some(DataType::Date32),
+        // Delta's integers are signed: unsigned ones go one size up, so
+        // every value fits (a UInt64 above Int64's range fails the write).
+        DataType::UInt8 => Some(DataType::Int16),
+        DataType::UInt16 => Some(DataType::Int32),
+        DataType::UInt32 | DataType::UInt64 => Some(DataType::Int64),
         _ => None,
     }
 }
@@ -187,12 +193,24 @@ fn in_stored_types(data: SendableRecordBatchStream) -> Result<SendableRecordBatc
             .zip(target.fields())
             .map(|(column, field)| {
                 if column.data_type() == field.data_type() {
-                    Ok(Arc::clone(column))
-                } else {
-                    arrow::compute::cast(column, field.data_type())
+                    return Ok(Arc::clone(column));
                 }
+                // A value that does not fit fails the write rather than
+                // become null.
+                let strict = CastOptions {
+                    safe: false,
+                    ..CastOptions::default()
+                };
+                cast_with_options(column, field.data_type(), &strict).map_err(|e| {
+                    DataFusionError::Execution(format!(
+                        "column {} cannot be stored as Delta's {}: {e}; store it with \
+                         backend = 'parquet'",
+                        field.name(),
+                        field.data_type()
+                    ))
+                })
             })
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>>>()?;
         Ok(RecordBatch::try_new(Arc::clone(&target), columns)?)
     });
     Ok(Box::pin(RecordBatchStreamAdapter::new(stored, cast)))

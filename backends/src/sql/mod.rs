@@ -71,15 +71,20 @@ impl Backend for SqlBackend {
     }
 
     /// Both databases keep time to the microsecond and dates as days;
-    /// SQLite has no NaN (it stores null) and no -0.0.
+    /// SQLite has no NaN (it stores null) and no -0.0, and its dates and
+    /// times are text of years 1 to 9999 (the range both keep).
     fn losses(&self, at: &Location, field: &Field) -> Vec<Loss> {
         let sqlite = self
             .databases
             .get(at)
             .is_ok_and(|database| database.dialect() == Dialect::Sqlite);
+        // SQLite keeps dates and times as text of four-digit years; the
+        // same range holds on PostgreSQL, so an entry moves between them.
+        let years = vec![Loss::BeyondYears];
         match field.data_type() {
-            DataType::Timestamp(TimeUnit::Nanosecond, _) => vec![Loss::SubMicros],
-            DataType::Date64 => vec![Loss::TimeOfDay],
+            DataType::Timestamp(TimeUnit::Nanosecond, _) => [vec![Loss::SubMicros], years].concat(),
+            DataType::Date64 => [vec![Loss::TimeOfDay], years].concat(),
+            DataType::Timestamp(..) | DataType::Date32 => years,
             DataType::Float16 | DataType::Float32 | DataType::Float64 if sqlite => {
                 vec![Loss::NanAsNull, Loss::NegativeZero]
             }

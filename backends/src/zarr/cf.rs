@@ -16,7 +16,7 @@ use arrow::array::{
 };
 use arrow::buffer::{BooleanBuffer, NullBuffer};
 use arrow::compute::kernels::cast::cast;
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, TimeUnit};
 use arrow::datatypes::{
     Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type,
     UInt64Type, UInt8Type,
@@ -224,6 +224,10 @@ pub fn decode(values: ArrayRef, decoding: &Decoding) -> Result<ArrayRef> {
                 _ => {
                     let numbers = cast(&values, &DataType::Int64)?;
                     let numbers = numbers.as_any().downcast_ref::<Int64Array>().expect("i64");
+                    if let Some(decoded) = in_own_unit(numbers, *unit_nanos, *reference, *sentinel)
+                    {
+                        return decoded;
+                    }
                     numbers
                         .iter()
                         .map(|v| {
@@ -240,6 +244,41 @@ pub fn decode(values: ArrayRef, decoding: &Decoding) -> Result<ArrayRef> {
             Ok(std::sync::Arc::new(decoded))
         }
     }
+}
+
+/// Integer times in an Arrow unit (seconds to nanoseconds) since a
+/// reference that is a whole number of them, as Arrow timestamps of that
+/// unit: exactly, whatever their range (as nanoseconds, times after 2262
+/// would not fit). `None` for other units.
+fn in_own_unit(
+    numbers: &Int64Array,
+    unit_nanos: i64,
+    reference: i64,
+    sentinel: Option<f64>,
+) -> Option<Result<ArrayRef>> {
+    let unit = match unit_nanos {
+        1 => TimeUnit::Nanosecond,
+        1_000 => TimeUnit::Microsecond,
+        1_000_000 => TimeUnit::Millisecond,
+        1_000_000_000 => TimeUnit::Second,
+        _ => return None,
+    };
+    if reference % unit_nanos != 0 {
+        return None;
+    }
+    let base = reference / unit_nanos;
+    let values: Int64Array = numbers
+        .iter()
+        .map(|v| {
+            let v = v?;
+            // NaT, as numpy stores it.
+            if v == i64::MIN || Some(v as f64) == sentinel {
+                return None;
+            }
+            v.checked_add(base)
+        })
+        .collect();
+    Some(cast(&values, &DataType::Timestamp(unit, None)).map_err(Into::into))
 }
 
 /// `values` with their missing cells null: NaN in a float array, and the

@@ -89,7 +89,11 @@ impl Backend for ZarrBackend {
             DataType::Int8 => Loss::FillAsNull(i8::MIN.into()),
             DataType::Int16 => Loss::FillAsNull(i16::MIN.into()),
             DataType::Int32 => Loss::FillAsNull(i32::MIN.into()),
-            DataType::Int64 | DataType::Timestamp(..) => Loss::FillAsNull(i64::MIN.into()),
+            DataType::Int64 => Loss::FillAsNull(i64::MIN.into()),
+            // numpy's NaT, and CF time of years 1 to 9999.
+            DataType::Timestamp(..) => {
+                return vec![Loss::FillAsNull(i64::MIN.into()), Loss::BeyondYears]
+            }
             DataType::UInt8 => Loss::FillAsNull(u8::MAX.into()),
             DataType::UInt16 => Loss::FillAsNull(u16::MAX.into()),
             DataType::UInt32 => Loss::FillAsNull(u32::MAX.into()),
