@@ -3,7 +3,8 @@
 //! quotes, unicode, very long text, empty and one-row results) is cached
 //! through each backend; the miss and the hit return exactly the body's
 //! rows, or the changes the backend documents, each of them reported on
-//! the call.
+//! the call; and so does the same query read as a Polars frame. (The
+//! Flight SQL server's side is `adbc_client.py`'s `roundtrip` scenario.)
 //!
 //! The expected changes are written out here, apart from the code that
 //! counts them, so that the two check each other. Cases per backend:
@@ -21,6 +22,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
+use nuthatch::polars::SessionPolars;
 use nuthatch::{CachedFunction, Outcome};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as Runner, FileFailurePersistence, TestCaseError, TestRunner};
@@ -474,6 +476,19 @@ async fn round_trip(f: &Fixture, backend: &str, columns: &[Values]) -> Result<()
             wanted.sort();
             prop_assert_eq!(said, wanted, "{}: {}", backend, report);
         }
+    }
+    // The same rows as a Polars frame, converted back.
+    if input.num_rows() > 0 {
+        let frame = (f.nuthatch.polars().frame(&sql).await)
+            .map_err(|e| TestCaseError::fail(format!("{backend} polars: {e}")))?;
+        let batches = nuthatch::polars::from_polars(frame).unwrap();
+        prop_assert_eq!(
+            texts_of(&batches, &input.schema()),
+            want,
+            "{} polars",
+            backend
+        );
+        f.reports();
     }
     Ok(())
 }

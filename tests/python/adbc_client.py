@@ -135,6 +135,43 @@ elif scenario == "extend":
         out["coverage"] = rows(
             cur, "SELECT coverage FROM nuthatch.caches WHERE function = 'days' AND tier = 'root'"
         )
+elif scenario == "roundtrip":
+    # One body's awkward values, computed alone, missed and hit through each
+    # backend, as the client receives them.
+    with connect() as conn, conn.cursor() as cur:
+        for backend in ["parquet", "arrow", "sql", "delta"]:
+            name = f"awkward_{backend}"
+            cur.execute(
+                f"CREATE OR REPLACE CACHED FUNCTION {name}() WITH (backend = '{backend}') AS "
+                "SELECT CAST(t AS TIMESTAMP) AS t, CAST(x AS DOUBLE) AS x, s, "
+                "CAST(n AS BIGINT) AS n, CAST(b AS BOOLEAN) AS b FROM (VALUES "
+                "('2020-01-01T00:00:00.000000001', 'NaN', 'it''s \"quoted\"', "
+                "-9223372036854775808, NULL), "
+                "('2020-01-01T00:00:01', '-0.0', 'ünïcødé 🦀', NULL, 'true'), "
+                "('2020-01-01T00:00:02', '1e308', NULL, 9223372036854775807, 'false')) "
+                "AS v(t, x, s, n, b)"
+            )
+            read = (
+                "SELECT arrow_cast(t, 'Int64') AS t, x, s, n, b FROM {} ORDER BY t NULLS LAST"
+            )
+            seen = {}
+            for round, call in [
+                ("off", f"{name}(cache_mode => 'off')"),
+                ("miss", f"{name}()"),
+                ("hit", f"{name}()"),
+            ]:
+                seen[round] = [[repr(v) for v in row.values()] for row in rows(cur, read.format(call))]
+            changes = rows(
+                cur,
+                f"SELECT outcome, changes FROM nuthatch.calls WHERE function = '{name}' "
+                "ORDER BY finished_at",
+            )
+            out[backend] = {
+                "miss_is_off": seen["miss"] == seen["off"],
+                "hit_is_miss": seen["hit"] == seen["miss"],
+                "hit": seen["hit"],
+                "calls": changes,
+            }
 elif scenario == "auth":
     try:
         with connect() as conn, conn.cursor() as cur:

@@ -192,6 +192,37 @@ fn a_notebook_grows_a_timeseries_entry_over_adbc() {
 
 #[test]
 #[ignore = "needs the Python ADBC client: run bash scripts/test"]
+fn a_notebook_receives_what_the_body_computed_or_what_changed() {
+    let dir = project("");
+    let server = Server::start(dir.path(), None);
+    let seen = server.client("roundtrip", None);
+    // Parquet and Arrow: the miss and the hit are what the body computed,
+    // nanoseconds, NaN, -0.0, the extreme integers and the text included.
+    for backend in ["parquet", "arrow"] {
+        let exact = format!(r#""{backend}": {{"miss_is_off": true, "hit_is_miss": true"#);
+        assert!(seen.contains(&exact), "{exact} in {seen}");
+    }
+    assert!(
+        seen.contains(
+            r#"["1577836800000000001", "nan", "'it\\'s \"quoted\"'", "-9223372036854775808", "None"]"#
+        ),
+        "{seen}"
+    );
+    // SQLite and Delta: what they cannot hold comes back changed, the
+    // same on the miss as on the hit, and the call said what changed.
+    for expected in [
+        r#""sql": {"miss_is_off": false, "hit_is_miss": true"#,
+        r#"["1577836800000000000", "None", "'it\\'s \"quoted\"'", "-9223372036854775808", "None"], ["1577836801000000000", "0.0""#,
+        r#"{"outcome": "computed", "changes": "t: nanoseconds truncated to microseconds (1 value); x: NaN stored as missing, read back as null (1 value); x: -0.0 stored as 0.0 (1 value)"}"#,
+        r#""delta": {"miss_is_off": false, "hit_is_miss": true"#,
+        r#"{"outcome": "computed", "changes": "t: nanoseconds truncated to microseconds (1 value)"}"#,
+    ] {
+        assert!(seen.contains(expected), "{expected} in {seen}");
+    }
+}
+
+#[test]
+#[ignore = "needs the Python ADBC client: run bash scripts/test"]
 fn ten_concurrent_clients_share_one_compute() {
     let dir = project("");
     let server = Server::start(dir.path(), None);
