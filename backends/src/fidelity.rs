@@ -15,14 +15,16 @@
 //! the two together.
 
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::compute::{cast_with_options, CastOptions};
 use arrow::datatypes::{
     DataType, Date32Type, Date64Type, Float16Type, Float32Type, Float64Type, Int16Type, Int32Type,
     Int64Type, Int8Type, Schema, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
     TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
+use arrow::error::ArrowError;
 
 use crate::{Backend, Location};
 
@@ -178,6 +180,39 @@ impl Counter {
     }
 }
 
+/// `column` cast to `to` as a format that keeps less precision stores it:
+/// nanoseconds to microseconds and millisecond dates to days round down,
+/// so an instant before 1970 keeps its day and microsecond (Arrow's cast
+/// would round toward 1970). Other casts are Arrow's, with `options`.
+pub fn coarsen(
+    column: &ArrayRef,
+    to: &DataType,
+    options: &CastOptions,
+) -> Result<ArrayRef, ArrowError> {
+    let too_far = || ArrowError::CastError("a date beyond the range of days".into());
+    match (column.data_type(), to) {
+        (DataType::Date64, DataType::Date32) => {
+            let days = column
+                .as_primitive::<Date64Type>()
+                .try_unary::<_, Date32Type, _>(|ms| {
+                    i32::try_from(ms.div_euclid(86_400_000)).map_err(|_| too_far())
+                })?;
+            Ok(Arc::new(days))
+        }
+        (
+            DataType::Timestamp(TimeUnit::Nanosecond, _),
+            DataType::Timestamp(TimeUnit::Microsecond, zone),
+        ) => {
+            let micros = column
+                .as_primitive::<TimestampNanosecondType>()
+                .unary::<_, TimestampMicrosecondType>(|ns| ns.div_euclid(1_000))
+                .with_timezone_opt(zone.clone());
+            Ok(Arc::new(micros))
+        }
+        _ => cast_with_options(column, to, options),
+    }
+}
+
 /// The valid values of `array` for which `changed` holds.
 fn valid<T: arrow::datatypes::ArrowPrimitiveType>(
     array: &arrow::array::PrimitiveArray<T>,
@@ -284,6 +319,23 @@ mod tests {
     };
 
     use super::*;
+
+    #[test]
+    fn coarser_times_round_down() {
+        let ns: ArrayRef = Arc::new(TimestampNanosecondArray::from(vec![-1, 1_999]));
+        let to = DataType::Timestamp(TimeUnit::Microsecond, None);
+        let micros = coarsen(&ns, &to, &CastOptions::default()).unwrap();
+        let micros = micros.as_primitive::<TimestampMicrosecondType>();
+        assert_eq!(micros.values().to_vec(), vec![-1, 1]);
+        let ms: ArrayRef = Arc::new(Date64Array::from(vec![-43_200_000, 86_400_001]));
+        let days = coarsen(&ms, &DataType::Date32, &CastOptions::default()).unwrap();
+        let days = days.as_primitive::<Date32Type>();
+        assert_eq!(
+            days.values().to_vec(),
+            vec![-1, 1],
+            "noon of 1969-12-31 is that day"
+        );
+    }
 
     #[test]
     fn each_loss_counts_the_values_it_changes() {

@@ -19,6 +19,13 @@
 //! row lists (replaced, or left by a killed write) are removed after the
 //! commit, so that Python's readers, which read every file of the
 //! directory, read what the row lists.
+//!
+//! On the way to the backend the rows are counted against what the format
+//! cannot hold ([`nuthatch_backends::fidelity`]): the write reports the
+//! values it stored changed ([`Written::changes`]), or, for a function that
+//! asks for exact results or a value the format cannot hold at all, fails
+//! before anything becomes visible ([`Error::Inexact`],
+//! [`Error::Unstorable`]).
 
 use std::sync::{Arc, Mutex};
 

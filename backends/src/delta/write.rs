@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
-use arrow::compute::{cast_with_options, CastOptions};
+use arrow::compute::CastOptions;
 use arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
 use datafusion::common::{Column, DataFusionError, Result};
 use datafusion::datasource::provider_as_source;
@@ -43,6 +43,7 @@ use parquet::file::properties::WriterProperties;
 
 use super::read::cast_literals;
 use super::{delta_error, table};
+use crate::fidelity::coarsen;
 use crate::{Location, WriteMode, WriteOptions, Written};
 
 /// Files roll over at about this many bytes. Small enough that a time
@@ -201,7 +202,7 @@ fn in_stored_types(data: SendableRecordBatchStream) -> Result<SendableRecordBatc
                     safe: false,
                     ..CastOptions::default()
                 };
-                cast_with_options(column, field.data_type(), &strict).map_err(|e| {
+                coarsen(column, field.data_type(), &strict).map_err(|e| {
                     DataFusionError::Execution(format!(
                         "column {} cannot be stored as Delta's {}: {e}; store it with \
                          backend = 'parquet'",

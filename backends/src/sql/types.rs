@@ -187,7 +187,7 @@ pub fn to_wire(batch: &RecordBatch, wires: &[Wire], schema: &SchemaRef) -> Resul
         .zip(wires)
         .zip(batch.schema().fields())
         .map(|((column, wire), field)| {
-            cast_with_options(column, &wire.arrow(), &options)
+            crate::fidelity::coarsen(column, &wire.arrow(), &options)
                 .map_err(|e| DataFusionError::Execution(format!("column {}: {e}", field.name())))
         })
         .collect::<Result<Vec<_>>>()?;
