@@ -240,7 +240,7 @@ fn results(kinds: &'static [Kind]) -> impl Strategy<Value = Vec<Values>> {
     let rows = prop_oneof![Just(0usize), Just(1usize), 2usize..12];
     (
         rows,
-        proptest::collection::vec(proptest::sample::select(kinds), 1..6),
+        proptest::collection::vec(proptest::sample::select(kinds), 1..10),
     )
         .prop_flat_map(|(rows, kinds)| {
             kinds
