@@ -8,7 +8,7 @@
 //!
 //! The expected changes are written out here, apart from the code that
 //! counts them, so that the two check each other. Cases per backend:
-//! `NUTHATCH_ROUNDTRIP_CASES` (16 by default; the README gives a longer
+//! `NUTHATCH_TEST_ROUNDTRIP_CASES` (16 by default; the README gives a longer
 //! run). A case that ever failed is kept in `roundtrip.regressions` and is
 //! run first every time.
 
@@ -635,7 +635,7 @@ fn fill_text(column: &Values) -> String {
 
 /// Runs the property for `backend` over results of `kinds`.
 fn property(backend: &'static str, kinds: &'static [Kind], fixture: impl Fn() -> Fixture) {
-    let cases = std::env::var("NUTHATCH_ROUNDTRIP_CASES")
+    let cases = std::env::var("NUTHATCH_TEST_ROUNDTRIP_CASES")
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(16);
