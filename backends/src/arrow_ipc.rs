@@ -111,6 +111,10 @@ impl Backend for ArrowBackend {
         files::delete(at).await
     }
 
+    fn exact_rows(&self) -> bool {
+        true
+    }
+
     fn parts(&self) -> bool {
         true
     }

@@ -13,7 +13,9 @@
 //! (`<key>.parquet`, a single file or a directory of part files).
 //!
 //! Formats differ in how a write becomes visible ([`Commit`]), whether
-//! they can merge rows into what is stored ([`Backend::merges`]), and how
+//! they give back exactly the rows written ([`Backend::exact_rows`]) or
+//! store grids ([`Backend::grid`]), whether they can merge rows into what
+//! is stored ([`Backend::merges`]), and how
 //! a growing timeseries entry takes new rows: as parts of their own
 //! ([`Backend::parts`]), or at the end of a grid ([`Backend::grows_at_end`]).
 //! The catalog and the resolver read these to choose the write protocol,
@@ -330,6 +332,20 @@ pub trait Backend: Debug + Send + Sync {
     /// elsewhere (a database) say no.
     fn stores_objects(&self) -> bool {
         true
+    }
+
+    /// Whether reading an entry back gives exactly the rows the write was
+    /// handed, every value as it was (see [`fidelity`]). A caller may then
+    /// serve the rows it wrote instead of reading them back.
+    fn exact_rows(&self) -> bool {
+        false
+    }
+
+    /// Whether the format stores a result as arrays over grid dimensions
+    /// ([`WriteOptions::dimensions`]), so that the write needs the rows
+    /// sorted by them.
+    fn grid(&self) -> bool {
+        false
     }
 
     /// Whether the format can store an entry as a directory of parts

@@ -571,6 +571,10 @@ impl Backend for ParquetBackend {
         files::delete(at).await
     }
 
+    fn exact_rows(&self) -> bool {
+        true
+    }
+
     fn parts(&self) -> bool {
         true
     }

@@ -81,6 +81,10 @@ impl Backend for ZarrBackend {
         true
     }
 
+    fn grid(&self) -> bool {
+        true
+    }
+
     /// Zarr has no nulls: a missing cell is the array's fill value, and a
     /// float's NaN is missing, as in xarray (see [`cf`]).
     fn losses(&self, _at: &Location, field: &Field) -> Vec<Loss> {

@@ -357,7 +357,7 @@ impl Resolver<'_> {
         // time, so it arrives sorted by the dimensions; others in the order
         // the function declares, else by time.
         let grid = call.function.grid();
-        let order: Vec<String> = if !grid.dimensions.is_empty() && backend.name() == "zarr" {
+        let order: Vec<String> = if !grid.dimensions.is_empty() && backend.grid() {
             grid.dimensions.clone()
         } else {
             call.function.stored_order()

@@ -82,7 +82,7 @@ impl Resolver<'_> {
         if self.call.memoize
             || self.shape.limit.is_some()
             || self.memory_bounded()
-            || !matches!(backend.name(), "parquet" | "arrow")
+            || !backend.exact_rows()
         {
             return Ok(None);
         }
@@ -130,7 +130,7 @@ impl Resolver<'_> {
             && !self.call.memoize
             && self.shape.limit.is_none()
             && !self.memory_bounded()
-            && matches!(backend.name(), "parquet" | "arrow");
+            && backend.exact_rows();
         let id = &self.call.id;
         if !servable {
             let (entry, plan, written) =
