@@ -142,6 +142,48 @@ async fn a_window_reads_only_the_chunks_that_hold_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_rule_matches_a_text_value_holding_separators() {
+    let f = Fixture::new();
+    f.nuthatch
+        .register(demo_grid("source", "parquet", 30, &[]))
+        .unwrap();
+    f.query(
+        "CREATE CACHED FUNCTION tagged(label VARCHAR DEFAULT 'x') \
+         WITH (cache_args = (label), backend = 'zarr', dimensions = (time, lat, lon), \
+               chunk_by_arg = ((label = 'a;b=c', time = 7), (label = 'x', time = 9))) \
+         AS SELECT time, lat, lon, air FROM source(NULL, NULL)",
+    )
+    .await
+    .unwrap();
+    for (label, steps) in [("a;b=c", 7), ("x", 9)] {
+        f.int(&format!("SELECT count(*) FROM tagged(label => '{label}')"))
+            .await;
+        let report = crate::coverage::report_of(&f, "tagged");
+        let store = f
+            .files()
+            .into_iter()
+            .filter(|file| file.starts_with(&format!("{}.zarr/", report.key)))
+            .find(|file| file.ends_with("/zarr.json") && file.matches('/').count() == 2)
+            .unwrap_or_else(|| panic!("no store for {}: {:?}", report.key, f.files()));
+        let root: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(f.root().join(store)).unwrap()).unwrap();
+        let shape = &root["consolidated_metadata"]["metadata"]["air"]["chunk_grid"]
+            ["configuration"]["chunk_shape"];
+        assert_eq!(shape[0], steps, "{label}: {shape}");
+    }
+    let error = f
+        .error(
+            "CREATE CACHED FUNCTION bad() WITH (backend = 'zarr', dimensions = (time), \
+             chunk_by_arg = ((label = 'x', time = 'long'))) AS SELECT 1 AS time",
+        )
+        .await;
+    assert!(
+        error.contains("a chunk_by_arg rule is the argument and its value, then chunk lengths"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ranges_on_any_dimension_prune_chunks_and_sql_sets_the_chunking() {
     let f = Fixture::new();
     f.nuthatch

@@ -151,9 +151,20 @@ impl CreateCachedFunction {
             loop {
                 let option = parser.parse_identifier()?.value.to_ascii_lowercase();
                 parser.expect_token(&Token::Eq)?;
-                if option == "cache_disable_if" {
-                    let condition = parser.parse_expr()?;
-                    definition.disable_if = disable_conditions(&name, &condition)?;
+                // Options whose values are expressions are read from the
+                // parsed expression, never through text, so a quoted value
+                // holding `=` or `;` stays one value.
+                if option == "cache_disable_if" || option == "chunk_by_arg" {
+                    let expr = parser.parse_expr()?;
+                    match option.as_str() {
+                        "cache_disable_if" => {
+                            definition.disable_if = disable_conditions(&name, &expr)?
+                        }
+                        _ => definition
+                            .grid
+                            .chunk_by_arg
+                            .extend(chunk_rules(&name, &expr)?),
+                    }
                     if parser.consume_token(&Token::RParen) {
                         break;
                     }
@@ -231,34 +242,6 @@ impl CreateCachedFunction {
             "chunking" => self.grid.chunking = sizes(&self.name, option, &values)?,
             "order_by" => self.order_by = names(&values),
             "upsert_keys" => self.upsert_keys = names(&values),
-            "chunk_by_arg" => {
-                // One rule `(arg = v, dim = n, ...)`, or several in parentheses.
-                let rules: Vec<Vec<String>> = if values.iter().any(|v| v.contains(';')) {
-                    values
-                        .iter()
-                        .map(|v| v.split(';').map(str::to_string).collect())
-                        .collect()
-                } else {
-                    vec![values]
-                };
-                for rule in rules {
-                    let Some((first, rest)) = rule.split_first() else {
-                        continue;
-                    };
-                    let Some((arg, value)) = first.split_once('=') else {
-                        return plan_err!(
-                            "{}: a chunk_by_arg rule starts with the argument and its value: \
-                             (agg_days = 7, time = 52)",
-                            self.name
-                        );
-                    };
-                    self.grid.chunk_by_arg.push(ChunkByArg {
-                        arg: arg.trim().to_ascii_lowercase(),
-                        value: text_value(value.trim()),
-                        chunking: sizes(&self.name, option, rest)?,
-                    });
-                }
-            }
             other => {
                 return plan_err!(
                     "{}: unknown option '{other}'; options are cache_args, version, namespace, \
@@ -473,22 +456,6 @@ fn sample(ty: ParamType) -> Value {
     }
 }
 
-/// An option's value text as the value it spells; the parameter's type
-/// coerces it when the function is built.
-fn text_value(text: &str) -> Value {
-    if let Ok(i) = text.parse::<i64>() {
-        Value::Int(i)
-    } else if let Ok(f) = text.parse::<f64>() {
-        Value::Float(f)
-    } else {
-        match text.to_ascii_lowercase().as_str() {
-            "true" => Value::Bool(true),
-            "false" => Value::Bool(false),
-            _ => Value::String(text.to_string()),
-        }
-    }
-}
-
 /// `dim = n` items as chunk lengths.
 fn sizes(function: &str, option: &str, items: &[String]) -> Result<BTreeMap<String, u64>> {
     let mut sizes = BTreeMap::new();
@@ -509,17 +476,12 @@ fn sizes(function: &str, option: &str, items: &[String]) -> Result<BTreeMap<Stri
 fn option_text(expr: &SqlExpr) -> Result<String> {
     match expr {
         SqlExpr::Identifier(ident) => Ok(ident.value.clone()),
-        // `time = 365` in chunking; `(agg_days = 7, time = 52)` in chunk_by_arg.
+        // `time = 365` in chunking.
         SqlExpr::BinaryOp {
             left,
             op: datafusion::sql::sqlparser::ast::BinaryOperator::Eq,
             right,
         } => Ok(format!("{}={}", option_text(left)?, option_text(right)?)),
-        SqlExpr::Tuple(items) => Ok(items
-            .iter()
-            .map(option_text)
-            .collect::<Result<Vec<_>>>()?
-            .join(";")),
         SqlExpr::Nested(inner) => option_text(inner),
         SqlExpr::Value(v) => match &v.value {
             SqlValue::SingleQuotedString(s) | SqlValue::DoubleQuotedString(s) => Ok(s.clone()),
@@ -529,6 +491,68 @@ fn option_text(expr: &SqlExpr) -> Result<String> {
         },
         other => plan_err!("option values must be names or strings, got {other}"),
     }
+}
+
+/// `chunk_by_arg`'s rules: one `(arg = value, dim = n, ...)`, or several
+/// in parentheses.
+fn chunk_rules(function: &str, expr: &SqlExpr) -> Result<Vec<ChunkByArg>> {
+    let wrong = |part: &SqlExpr| -> DataFusionError {
+        DataFusionError::Plan(format!(
+            "{function}: a chunk_by_arg rule is the argument and its value, then chunk lengths, \
+             as in (agg_days = 7, time = 52); got {part}"
+        ))
+    };
+    let items = match expr {
+        SqlExpr::Nested(inner) => return chunk_rules(function, inner),
+        SqlExpr::Tuple(items) => items,
+        other => return Err(wrong(other)),
+    };
+    let is_rule = |e: &SqlExpr| matches!(e, SqlExpr::Tuple(_) | SqlExpr::Nested(_));
+    if items.iter().all(is_rule) {
+        let rules = items.iter().map(|rule| chunk_rules(function, rule));
+        return Ok(rules.collect::<Result<Vec<_>>>()?.concat());
+    }
+    fn equality<'a>(
+        e: &'a SqlExpr,
+        wrong: &dyn Fn(&SqlExpr) -> DataFusionError,
+    ) -> Result<(String, &'a SqlExpr)> {
+        match e {
+            SqlExpr::BinaryOp {
+                left,
+                op: datafusion::sql::sqlparser::ast::BinaryOperator::Eq,
+                right,
+            } => match left.as_ref() {
+                SqlExpr::Identifier(name) => Ok((name.value.to_ascii_lowercase(), right)),
+                _ => Err(wrong(e)),
+            },
+            _ => Err(wrong(e)),
+        }
+    }
+    let Some((first, rest)) = items.split_first() else {
+        return Err(wrong(expr));
+    };
+    let (arg, value) = equality(first, &wrong)?;
+    let value = match literal_scalar(value).ok_or_else(|| wrong(value))? {
+        ScalarValue::Int64(Some(i)) => Value::Int(i),
+        ScalarValue::Float64(Some(f)) => Value::Float(f),
+        ScalarValue::Boolean(Some(b)) => Value::Bool(b),
+        ScalarValue::Utf8(Some(text)) => Value::String(text),
+        _ => return Err(wrong(value)),
+    };
+    let mut chunking = BTreeMap::new();
+    for item in rest {
+        let (dimension, length) = equality(item, &wrong)?;
+        let length = match literal_scalar(length) {
+            Some(ScalarValue::Int64(Some(n))) if n > 0 => n as u64,
+            _ => return Err(wrong(item)),
+        };
+        chunking.insert(dimension, length);
+    }
+    Ok(vec![ChunkByArg {
+        arg,
+        value,
+        chunking,
+    }])
 }
 
 /// A literal default as a scalar.
