@@ -241,8 +241,8 @@ fn sample(head: &[RecordBatch], name: &str) -> Result<Option<ArrayRef>> {
 /// Values of a sample above which a column counts as not repeating.
 const DISTINCT_SHARE: f64 = 0.5;
 
-/// Encodings per column, measured on the README grid (3.87M rows; see the
-/// README's benchmarks): a dictionary pays for columns that repeat
+/// Encodings per column, measured on the README grid (3.87M rows; see
+/// docs/benchmarks.md): a dictionary pays for columns that repeat
 /// (coordinates, labels) and costs for those that do not (measurements),
 /// where the writer fills a dictionary page before giving up on it. Most
 /// of our writes are such a measurement beside a few coordinates:
