@@ -4,7 +4,9 @@
 //! [`Catalog::store`] is the one place it lives. A write that replaces an
 //! entry hides the old one first (its metadata row goes, unless the format
 //! keeps old versions readable), the backend writes the data, visible at
-//! once when complete, and the new metadata row is put last. A write that
+//! once when complete, and the new metadata row is put last. When the write
+//! fails, a format that replaces its data at once ([`Commit::Atomic`])
+//! still holds the old data, and its row is put back. A write that
 //! amends an entry ([`WriteOptions::amends`]) keeps the old row throughout:
 //! the old row stays true of the new data, since the new data only adds
 //! rows outside the time the old row covers, or replaces rows (what a
@@ -84,6 +86,14 @@ impl Catalog {
             true => self.valid_metadata(tier, id, backend.name()).await?,
         };
         let keeps_record = versioned || options.amends;
+        // A format that replaces its data at once still holds the old data
+        // when the write fails (the body's error, a value refused): its row
+        // is put back then, so a failed replacement loses nothing.
+        // (A row that does not read, corrupt, is not worth restoring.)
+        let hidden = match !keeps_record && backend.commit() == Commit::Atomic {
+            true => (self.valid_metadata(tier, id, backend.name()).await).unwrap_or(None),
+            false => None,
+        };
         if !keeps_record {
             match tier.store().delete(&meta_path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
@@ -107,7 +117,17 @@ impl Catalog {
             at: tier.entry_location(&**backend, &id.key, id.namespace.as_deref()),
             columns: columns_of(&data.schema()),
         };
-        let (written, range) = self.write_data(&target, data).await?;
+        let (written, range) = match self.write_data(&target, data).await {
+            Ok(done) => done,
+            Err(error) => {
+                if let Some(row) = hidden {
+                    if let Err(e) = self.put_row(&target, &row).await {
+                        tracing::warn!(key = %id.key, "could not restore the entry's record: {e}");
+                    }
+                }
+                return Err(error);
+            }
+        };
         self.ensure_marker(tier).await?;
         let row = match &written.part {
             Some(part) => {

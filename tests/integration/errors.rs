@@ -243,3 +243,37 @@ async fn data_without_metadata_is_never_served() {
     assert_outcome(&f.reports().pop().unwrap(), Outcome::Computed);
     assert_eq!(f.computes(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recompute_that_fails_keeps_the_entry_it_would_replace() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let f = Fixture::new();
+    let runs = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&runs);
+    let flaky = nuthatch::CachedFunction::builder("flaky")
+        .returns(crate::support::series_schema())
+        .compute(move |_ctx, _args| {
+            let run = counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if run > 0 {
+                    return Err(datafusion::error::DataFusionError::Execution(
+                        "the source is down".into(),
+                    ));
+                }
+                let times = (0..24).map(|h| h * 3_600_000_000_000).collect();
+                Ok(vec![crate::coverage::series_rows(times, "n", 1.0)?])
+            }
+        })
+        .build()
+        .unwrap();
+    f.nuthatch.register(flaky).unwrap();
+    assert_eq!(f.int("SELECT count(*) FROM flaky()").await, 24);
+    let error = f
+        .error("SELECT count(*) FROM flaky(recompute => true, cache_mode => 'overwrite')")
+        .await;
+    assert!(error.contains("the source is down"), "{error}");
+    f.reports();
+    assert_eq!(f.int("SELECT count(*) FROM flaky()").await, 24);
+    assert_outcome(&f.report(), Outcome::Hit);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}

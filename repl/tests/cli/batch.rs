@@ -723,3 +723,40 @@ fn a_wider_call_extends_the_entry_and_says_what_it_computed() {
         stdout(&listed)
     );
 }
+
+#[test]
+fn a_value_stored_changed_is_said_on_the_call_line_and_exact_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let define = "CREATE CACHED FUNCTION odd() WITH (backend = 'sql') AS \
+                  SELECT CAST(x AS DOUBLE) AS x FROM (VALUES ('NaN'), ('1.5')) AS v(x)";
+    let output = nuthatch(dir.path(), &["-c", define, "-c", "SELECT * FROM odd()"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(
+        out.contains("nuthatch: odd: computed root sql odd/ rows=2 fetched=2 in ")
+            && out.contains(
+                "WARNING stored changed: x: NaN stored as missing, read back as null (1 value)"
+            ),
+        "{out}"
+    );
+    let output = nuthatch(
+        dir.path(),
+        &[
+            "-c",
+            define,
+            "-c",
+            "SELECT * FROM odd(exact => true, recompute => true, cache_mode => 'overwrite')",
+        ],
+    );
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(
+        err.contains("the sql backend would change column x: NaN stored as missing")
+            && err.contains("exact = true"),
+        "{err}"
+    );
+    // The refused replacement lost nothing: the entry is still there.
+    let output = nuthatch(dir.path(), &["-c", define, "-c", "SELECT * FROM odd()"]);
+    let out = stdout(&output);
+    assert!(out.contains("nuthatch: odd: hit root sql odd/"), "{out}");
+}
