@@ -250,6 +250,11 @@ pub struct WriteOptions {
     /// Refuse, rather than report, values the format would store changed
     /// ([`Backend::losses`]): the write fails and stores nothing.
     pub exact: bool,
+    /// The write replaces an entry that is there (a recompute): should it
+    /// fail, the catalog puts the entry's record back where the format
+    /// still holds the old data. Only then is the record read first, so a
+    /// first miss costs no extra read.
+    pub restores: bool,
 }
 
 /// How far a write has got. Counters only grow; readers poll them.

@@ -4,9 +4,10 @@
 //! [`Catalog::store`] is the one place it lives. A write that replaces an
 //! entry hides the old one first (its metadata row goes, unless the format
 //! keeps old versions readable), the backend writes the data, visible at
-//! once when complete, and the new metadata row is put last. When the write
-//! fails, a format that replaces its data at once ([`Commit::Atomic`])
-//! still holds the old data, and its row is put back. A write that
+//! once when complete, and the new metadata row is put last. When a
+//! recompute's write fails ([`WriteOptions::restores`]), a format that
+//! replaces its data at once ([`Commit::Atomic`]) still holds the old data,
+//! and its row is put back. A write that
 //! amends an entry ([`WriteOptions::amends`]) keeps the old row throughout:
 //! the old row stays true of the new data, since the new data only adds
 //! rows outside the time the old row covers, or replaces rows (what a
@@ -90,7 +91,8 @@ impl Catalog {
         // when the write fails (the body's error, a value refused): its row
         // is put back then, so a failed replacement loses nothing.
         // (A row that does not read, corrupt, is not worth restoring.)
-        let hidden = match !keeps_record && backend.commit() == Commit::Atomic {
+        let restores = options.restores && backend.commit() == Commit::Atomic;
+        let hidden = match !keeps_record && restores {
             true => (self.valid_metadata(tier, id, backend.name()).await).unwrap_or(None),
             false => None,
         };

@@ -388,6 +388,7 @@ impl Resolver<'_> {
             based_on: keep.based_on,
             replaces: keep.replaces.clone(),
             exact: call.exact,
+            restores: call.recompute,
         };
         let sink = Arc::new(EntrySink::new(
             Arc::clone(&call.catalog),
