@@ -88,25 +88,14 @@ pub(super) fn stored(column: usize, name: &str, t: &DataType) -> Result<Stored> 
         DataType::Float32 | DataType::Float64 => {
             attributes.insert("_FillValue".into(), cf::nan_fill_attribute());
         }
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
-            // A missing cell of an integer variable: xarray masks it to NaN.
-            let sentinel = match t {
-                DataType::Int8 => i64::from(i8::MIN),
-                DataType::Int16 => i64::from(i16::MIN),
-                DataType::Int32 => i64::from(i32::MIN),
-                _ => i64::MIN,
+        // A missing cell of an integer variable, which xarray masks.
+        t if t.is_integer() => {
+            let sentinel = integer_fill(t).expect("an integer type");
+            let value = match i64::try_from(sentinel) {
+                Ok(signed) => json!(signed),
+                Err(_) => json!(u64::try_from(sentinel).expect("an unsigned fill")),
             };
-            attributes.insert("_FillValue".into(), json!(sentinel));
-        }
-        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
-            // Unsigned: the largest value is the missing cell.
-            let sentinel = match t {
-                DataType::UInt8 => u64::from(u8::MAX),
-                DataType::UInt16 => u64::from(u16::MAX),
-                DataType::UInt32 => u64::from(u32::MAX),
-                _ => u64::MAX,
-            };
-            attributes.insert("_FillValue".into(), json!(sentinel));
+            attributes.insert("_FillValue".into(), value);
         }
         _ => {}
     }
@@ -119,6 +108,23 @@ pub(super) fn stored(column: usize, name: &str, t: &DataType) -> Result<Stored> 
         attributes,
         zarr_type,
         builder_fill,
+    })
+}
+
+/// The value an integer array stores for a missing cell: the smallest of
+/// a signed type, the largest of an unsigned one (what the write pads with,
+/// what `_FillValue` says, and what reads back as null).
+pub(super) fn integer_fill(t: &DataType) -> Option<i128> {
+    Some(match t {
+        DataType::Int8 => i8::MIN.into(),
+        DataType::Int16 => i16::MIN.into(),
+        DataType::Int32 => i32::MIN.into(),
+        DataType::Int64 => i64::MIN.into(),
+        DataType::UInt8 => u8::MAX.into(),
+        DataType::UInt16 => u16::MAX.into(),
+        DataType::UInt32 => u32::MAX.into(),
+        DataType::UInt64 => u64::MAX.into(),
+        _ => return None,
     })
 }
 

@@ -90,20 +90,15 @@ impl Backend for ZarrBackend {
     fn losses(&self, _at: &Location, field: &Field) -> Vec<Loss> {
         let loss = match field.data_type() {
             DataType::Float16 | DataType::Float32 | DataType::Float64 => Loss::NanAsNull,
-            DataType::Int8 => Loss::FillAsNull(i8::MIN.into()),
-            DataType::Int16 => Loss::FillAsNull(i16::MIN.into()),
-            DataType::Int32 => Loss::FillAsNull(i32::MIN.into()),
-            DataType::Int64 => Loss::FillAsNull(i64::MIN.into()),
             // numpy's NaT, and CF time of years 1 to 9999.
             DataType::Timestamp(..) => {
                 return vec![Loss::FillAsNull(i64::MIN.into()), Loss::BeyondYears]
             }
-            DataType::UInt8 => Loss::FillAsNull(u8::MAX.into()),
-            DataType::UInt16 => Loss::FillAsNull(u16::MAX.into()),
-            DataType::UInt32 => Loss::FillAsNull(u32::MAX.into()),
-            DataType::UInt64 => Loss::FillAsNull(u64::MAX.into()),
             DataType::Boolean => Loss::NullAsFalse,
-            _ => return Vec::new(),
+            t => match columns::integer_fill(t) {
+                Some(fill) => Loss::FillAsNull(fill),
+                None => return Vec::new(),
+            },
         };
         vec![loss]
     }
