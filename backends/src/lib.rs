@@ -38,17 +38,17 @@ pub mod sql;
 #[cfg(feature = "zarr")]
 pub mod zarr;
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use arrow::datatypes::{Field, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::TableProvider;
-use datafusion::common::Result;
+use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::object_store::ObjectStoreUrl;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::Expr;
@@ -74,10 +74,9 @@ pub struct Location {
     /// store after the key rather than a path (database tables).
     pub key: String,
     pub namespace: Option<String>,
-    /// The tier's settings for this format: the location's parameters,
-    /// overridden by the format's own section (a database's address and
-    /// credentials).
-    pub settings: Settings,
+    /// The tier's settings for this format, as [`Backend::configure`]
+    /// read them (a database's address and credentials).
+    pub settings: TierSettings,
     /// The local folder the store is rooted at, when it is one; formats
     /// that need a file of their own beside the tier (SQLite) put it there.
     pub folder: Option<PathBuf>,
@@ -111,7 +110,7 @@ impl Location {
             version: None,
             key: String::new(),
             namespace: None,
-            settings: Settings::default(),
+            settings: TierSettings::default(),
             folder: None,
             sort_order: Vec::new(),
             parts: None,
@@ -131,24 +130,59 @@ pub struct Part {
     pub rows: Option<u64>,
 }
 
-/// A tier's settings for one format, by name. They may hold credentials,
-/// so the `Debug` form shows names only.
-#[derive(Clone, Default, PartialEq)]
-pub struct Settings(Arc<BTreeMap<String, String>>);
+/// One format's section of a tier's configuration, as written: the keys
+/// of the format's own section (`[root.sql]`), over the location's
+/// parameters that Python nuthatch shares among its backends (`host`,
+/// `password`, ...). Values may be credentials: nothing here is printed.
+#[derive(Clone, Copy)]
+pub struct Section<'a> {
+    /// Where the section is, for messages: `root.sql`.
+    pub at: &'a str,
+    pub own: &'a BTreeMap<String, String>,
+    pub shared: &'a BTreeMap<String, String>,
+}
 
-impl Settings {
-    pub fn new(settings: BTreeMap<String, String>) -> Settings {
-        Settings(Arc::new(settings))
+impl Section<'_> {
+    /// The value of `name`, the section's own before the location's;
+    /// blank values count as unset.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        [self.own, self.shared]
+            .into_iter()
+            .filter_map(|map| map.get(name))
+            .map(|value| value.trim())
+            .find(|value| !value.is_empty())
     }
 
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
+    /// A message for a value of `name` that cannot be used, naming where it
+    /// was set and what it takes.
+    pub fn invalid(&self, name: &str, takes: &str, got: &str) -> DataFusionError {
+        DataFusionError::Configuration(format!("{}.{name} takes {takes}, got '{got}'", self.at))
     }
 }
 
-impl Debug for Settings {
+/// A format's own settings on one tier, read once when the tier opens
+/// ([`Backend::configure`]) and handed back with every [`Location`] of that
+/// tier. Each format keeps its own type inside and takes it out with
+/// [`TierSettings::get`]; the catalog never looks in.
+#[derive(Clone, Default)]
+pub struct TierSettings(Option<Arc<dyn Any + Send + Sync>>);
+
+impl TierSettings {
+    pub fn new<T: Any + Send + Sync>(settings: T) -> TierSettings {
+        TierSettings(Some(Arc::new(settings)))
+    }
+
+    /// The settings, when they are a `T`.
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0.as_deref()?.downcast_ref()
+    }
+}
+
+impl Debug for TierSettings {
+    /// Settings may hold credentials: only whether there are any shows.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries(self.0.keys()).finish()
+        let shown = if self.0.is_some() { "set" } else { "none" };
+        write!(f, "TierSettings({shown})")
     }
 }
 
@@ -180,6 +214,18 @@ impl WriteMode {
             WriteMode::Append => "append",
         }
     }
+}
+
+/// What a cached function's definition asks of the format that stores its
+/// results ([`Backend::check_layout`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Layout<'a> {
+    /// The grid dimensions, outermost first ([`WriteOptions::dimensions`]).
+    pub dimensions: &'a [String],
+    /// Columns the rows are to be read back in ascending order of.
+    pub order: &'a [String],
+    /// Columns an upsert merges by.
+    pub upsert_keys: &'a [String],
 }
 
 /// How a format's write becomes visible to readers.
@@ -219,9 +265,6 @@ pub struct WriteOptions {
     /// What happens to the rows already stored. Only formats that merge
     /// ([`Backend::merges`]) are handed anything but `Replace`.
     pub mode: WriteMode,
-    /// How long the files a write supersedes stay for readers still on an
-    /// older version; a versioned format removes older ones after writing.
-    pub retention: Option<Duration>,
     /// The time the rows were computed for, when recorded (a timeseries
     /// result): what the entry covers after the write, or for a write that
     /// amends the entry, what it adds.
@@ -318,6 +361,31 @@ pub trait Backend: Debug + Send + Sync {
 
     /// The data path's extension: `<key>.<extension>`.
     fn extension(&self) -> &'static str;
+
+    /// The keys the format's section of a tier takes (`[root.<name>]`),
+    /// besides `filesystem` and `filesystem_options`, which say where its
+    /// data goes and which the catalog reads. A key not listed is refused
+    /// when the tier opens, with this list in the message.
+    fn setting_names(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Reads the format's settings on one tier into its own type, once,
+    /// when the tier opens; a value that cannot be used is an error then,
+    /// naming the setting. The result comes back with every [`Location`] of
+    /// the tier. Formats without settings take the default.
+    fn configure(&self, section: Section<'_>) -> Result<TierSettings> {
+        let _ = section;
+        Ok(TierSettings::default())
+    }
+
+    /// Checks what a definition asks of the format that will store its
+    /// results, when the definition is registered: an error says what to
+    /// change. Every layout suits a format that stores rows as given.
+    fn check_layout(&self, layout: &Layout<'_>) -> Result<()> {
+        let _ = layout;
+        Ok(())
+    }
 
     /// How a write becomes visible.
     fn commit(&self) -> Commit {
@@ -429,6 +497,39 @@ impl Backends {
         ])
     }
 
+    /// Formats Python nuthatch writes that this build does not carry, each
+    /// with how Python stores a result in it, for the message about such
+    /// an entry. A tier's section for one of them is accepted and unused,
+    /// so a Python project's configuration works unchanged.
+    pub fn not_built(name: &str) -> Option<&'static str> {
+        match name {
+            "basic" => Some("as a pickle (the basic backend)"),
+            "terracotta" => Some("as map tiles (the terracotta backend)"),
+            #[cfg(not(feature = "zarr"))]
+            "zarr" => Some("with its zarr backend (this build lacks nuthatch's `zarr` feature)"),
+            #[cfg(not(feature = "delta"))]
+            "delta" => Some("with its delta backend (this build lacks nuthatch's `delta` feature)"),
+            #[cfg(not(feature = "sql"))]
+            "sql" => Some("with its sql backend (this build lacks nuthatch's `sql` feature)"),
+            _ => None,
+        }
+    }
+
+    /// Whether `name` is a built-in format or one of Python's
+    /// ([`Backends::not_built`]): the names a `NUTHATCH_<BACKEND>_<SETTING>`
+    /// variable may start with.
+    pub fn is_known(name: &str) -> bool {
+        Backends::builtin().get(name).is_some() || Backends::not_built(name).is_some()
+    }
+
+    /// These formats and `extra`, which replace built-in ones of the same
+    /// name: how an embedding program adds a format of its own.
+    pub fn with(&self, extra: Arc<dyn Backend>) -> Backends {
+        let mut by_name = self.by_name.clone();
+        by_name.insert(extra.name(), extra);
+        Backends { by_name }
+    }
+
     pub fn new(backends: Vec<Arc<dyn Backend>>) -> Backends {
         Backends {
             by_name: backends.into_iter().map(|b| (b.name(), b)).collect(),
@@ -451,6 +552,23 @@ impl Backends {
     /// infers a backend from the metadata it finds.
     pub fn names(&self) -> Vec<&'static str> {
         self.by_name.keys().copied().collect()
+    }
+
+    /// The names of the formats `which` picks, for a message that offers
+    /// them, the default first: `'parquet' or 'arrow'`.
+    pub fn offer(&self, which: impl Fn(&dyn Backend) -> bool) -> String {
+        let default = self.by_name.get(Self::DEFAULT).into_iter();
+        let others = self.iter().filter(|b| b.name() != Self::DEFAULT);
+        let names: Vec<String> = default
+            .chain(others)
+            .filter(|backend| which(backend.as_ref()))
+            .map(|backend| format!("'{}'", backend.name()))
+            .collect();
+        match names.split_last() {
+            None => String::new(),
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Backend>> {

@@ -106,15 +106,11 @@ impl Catalog {
         if !amends {
             self.delete_null(tier, id).await?;
         }
-        let mut options = options.clone();
-        if versioned {
-            options.retention = Some(tier.retention(backend.name()));
-        }
         let target = Target {
             tier,
             id,
             backend,
-            options: &options,
+            options,
             path: data_path(&id.key, id.namespace.as_deref(), backend.extension()),
             at: tier.entry_location(&**backend, &id.key, id.namespace.as_deref()),
             columns: columns_of(&data.schema()),
@@ -239,16 +235,19 @@ impl Catalog {
             Err(_) if fidelity.refused().is_some() => {
                 let change = fidelity.refused().expect("a refusal");
                 let (key, backend) = (id.key.display().to_string(), backend.name().to_string());
+                let exact_backends = self.backends().offer(|b| b.exact_rows());
                 Err(match change.loss.refuses() {
                     true => Error::Unstorable {
                         key,
                         backend,
                         change: change.to_string(),
+                        exact_backends,
                     },
                     false => Error::Inexact {
                         key,
                         backend,
                         change: change.to_string(),
+                        exact_backends,
                     },
                 })
             }

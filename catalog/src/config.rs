@@ -31,6 +31,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use nuthatch_backends::Backends;
+
 use crate::error::{Error, Result};
 use crate::memory::DEFAULT_MEMOIZE_LIMIT;
 
@@ -43,19 +45,8 @@ pub const EMBEDDED_ROOT: &str = ".nuthatch";
 /// Python nuthatch's local tier location.
 pub const DEFAULT_LOCAL: &str = "~/.nuthatch/caches";
 
-/// Backends a location may have a section for: this build's and Python's.
-pub const KNOWN_BACKENDS: [&str; 7] = [
-    "arrow",
-    "basic",
-    "delta",
-    "parquet",
-    "sql",
-    "terracotta",
-    "zarr",
-];
-
-/// Parameters Python's backends read (database and terracotta settings),
-/// kept for the backends that will use them.
+/// Parameters Python nuthatch shares among a location's backends (database
+/// and terracotta settings): each backend reads those it takes.
 const BACKEND_PARAMS: [&str; 9] = [
     "driver",
     "host",
@@ -67,15 +58,6 @@ const BACKEND_PARAMS: [&str; 9] = [
     "write_password",
     "override_path",
 ];
-
-/// Settings of a backend's section that only this implementation reads:
-/// how long a versioned format (Delta) keeps the files older versions
-/// need, in hours (default 168, Delta's own).
-pub const RETENTION_HOURS: &str = "retention_hours";
-
-/// The SQL backend's own settings: connections per pool, and md5 table
-/// names for every entry (Python's `hash_table_name`).
-const SQL_SETTINGS: [&str; 2] = ["max_connections", "hash_table_name"];
 
 /// Keys Python nuthatch reads that have no meaning here; accepted so a
 /// Python project's file works unchanged.
@@ -359,38 +341,24 @@ impl Config {
                 tier.params
                     .insert(param.to_string(), scalar(location, key, value)?);
             }
-            backend if KNOWN_BACKENDS.contains(&backend) => {
-                let inner = value
-                    .as_table()
-                    .ok_or_else(|| format!("'{location}.{backend}' must be a table"))?;
+            // Any other table is a backend's section. Which backends there
+            // are is known when the tiers open, and each checks its own
+            // keys then (`nuthatch_backends::Backend::configure`).
+            backend if value.is_table() => {
+                let inner = value.as_table().expect("checked");
                 let section = tier.backends.entry(backend.to_string()).or_default();
+                let at = format!("{location}.{backend}");
                 for (k, v) in inner {
-                    let at = format!("{location}.{backend}");
                     match k.as_str() {
                         "filesystem" => {
                             section.filesystem = Some(resolve_local(text(&at, k, v)?, base))
                         }
                         "filesystem_options" => options_into(&mut section.options, &at, v)?,
-                        p if BACKEND_PARAMS.contains(&p) => {
+                        setting => {
                             section
                                 .params
-                                .insert(p.to_string(), text(&at, k, v)?.to_string());
+                                .insert(setting.to_string(), scalar(&at, k, v)?);
                         }
-                        p if SQL_SETTINGS.contains(&p) => {
-                            section.params.insert(p.to_string(), scalar(&at, k, v)?);
-                        }
-                        RETENTION_HOURS => {
-                            let hours = scalar(&at, k, v)?;
-                            let valid = hours
-                                .parse::<f64>()
-                                .is_ok_and(|h| h >= 0.0 && h.is_finite());
-                            if !valid {
-                                let wrong = format!("'{at}.{k}' must be a number of hours");
-                                return Err(format!("{wrong}, 0 or more; got {hours}"));
-                            }
-                            section.params.insert(RETENTION_HOURS.to_string(), hours);
-                        }
-                        other => return Err(unknown(&format!("{at}.{other}"))),
                     }
                 }
             }
@@ -433,7 +401,7 @@ impl Config {
                 [location, rest @ ..] if is_location(location) && !rest.is_empty() => {
                     self.set(&env_key(location, rest), &value)
                 }
-                [backend, rest @ ..] if KNOWN_BACKENDS.contains(backend) && !rest.is_empty() => {
+                [backend, rest @ ..] if Backends::is_known(backend) && !rest.is_empty() => {
                     self.set(&env_key("root", &parts), &value)
                 }
                 _ => {
@@ -575,10 +543,17 @@ fn is_location(name: &str) -> bool {
 }
 
 /// `NUTHATCH_ROOT_ARROW_FILESYSTEM_OPTIONS_REGION` as
-/// `root.arrow.filesystem_options.region`.
+/// `root.arrow.filesystem_options.region`: what follows the location is
+/// the location's own setting when it names one, else the first word names
+/// a backend (so a backend whose name holds `_` is set in a file).
 fn env_key(location: &str, parts: &[&str]) -> String {
+    let own = |param: &str| {
+        ["filesystem", "read_only"].contains(&param)
+            || BACKEND_PARAMS.contains(&param)
+            || param.starts_with("filesystem_options_")
+    };
     let (backend, rest) = match parts {
-        [b, rest @ ..] if KNOWN_BACKENDS.contains(b) && !rest.is_empty() => (Some(*b), rest),
+        [b, rest @ ..] if !own(&parts.join("_")) && !rest.is_empty() => (Some(*b), rest),
         rest => (None, rest),
     };
     let param = rest.join("_");
@@ -595,11 +570,9 @@ fn env_key(location: &str, parts: &[&str]) -> String {
 fn unknown(key: &str) -> String {
     format!(
         "unknown setting '{key}'; a location (root, local, mirror...) takes filesystem, \
-         filesystem_options, read_only, {}, and a table per backend ({}) with filesystem, \
-         filesystem_options, those parameters, {RETENTION_HOURS} and (for sql) {}",
+         filesystem_options, read_only, {}, and a table per backend ([root.sql], ...) with \
+         filesystem, filesystem_options and the backend's own settings",
         BACKEND_PARAMS.join(", "),
-        KNOWN_BACKENDS.join(", "),
-        SQL_SETTINGS.join(", ")
     )
 }
 

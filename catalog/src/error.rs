@@ -83,25 +83,28 @@ pub enum Error {
     /// function asks for exact results.
     #[error(
         "{key} was not stored: the {backend} backend would change column {change}, and the \
-         function asks for exact results (exact = true). Store it with backend = 'parquet' \
-         or 'arrow', which keep every value, change the values in the function, or drop \
+         function asks for exact results (exact = true). Store it with backend = {exact_backends}, \
+         which keep every value, change the values in the function, or drop \
          exact to store them changed with a warning"
     )]
     Inexact {
         key: String,
         backend: String,
         change: String,
+        /// The formats that keep every value, as the message offers them.
+        exact_backends: String,
     },
 
     /// The format cannot store some values at all.
     #[error(
         "{key} was not stored: the {backend} backend cannot store column {change}. Store it \
-         with backend = 'parquet' or 'arrow', which keep every value, or keep the values \
+         with backend = {exact_backends}, which keep every value, or keep the values \
          within what the backend holds"
     )]
     Unstorable {
         key: String,
         backend: String,
+        exact_backends: String,
         change: String,
     },
 
@@ -210,16 +213,12 @@ pub enum Error {
     Config(String),
 }
 
-/// How Python nuthatch stores results in the backends this build lacks,
-/// for the message that says why such an entry cannot be read.
+/// How Python nuthatch stores results in a format this build lacks, for
+/// the message that says why such an entry cannot be read.
 fn python_storage(backend: &str) -> String {
-    match backend {
-        "basic" => "as a pickle (the basic backend)".to_string(),
-        "zarr" => "with its zarr backend (this build lacks nuthatch's `zarr` feature)".to_string(),
-        "delta" => {
-            "with its delta backend (this build lacks nuthatch's `delta` feature)".to_string()
-        }
-        other => format!("with its {other} backend"),
+    match nuthatch_backends::Backends::not_built(backend) {
+        Some(how) => how.to_string(),
+        None => format!("with its {backend} backend"),
     }
 }
 

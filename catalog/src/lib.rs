@@ -111,8 +111,8 @@ impl Catalog {
     /// cannot be reached is skipped when read.
     pub fn with_backends(config: &Config, backends: Backends) -> Result<Arc<Catalog>> {
         let config = &config.resolved()?;
-        let root = Tier::open(TierRole::Root, "root", &config.root)?;
-        let local = Tier::open(TierRole::Local, "local", &config.local)?;
+        let root = Tier::open(TierRole::Root, "root", &config.root, &backends)?;
+        let local = Tier::open(TierRole::Local, "local", &config.local, &backends)?;
         let mut mirrors = Vec::new();
         for (name, mirror) in &config.mirrors {
             if mirror.filesystem.is_empty() {
@@ -120,7 +120,7 @@ impl Catalog {
                 tracing::warn!("skipping mirror {name}: it names no filesystem");
                 continue;
             }
-            match Tier::open(TierRole::Mirror, name, mirror) {
+            match Tier::open(TierRole::Mirror, name, mirror, &backends) {
                 Ok(tier) => mirrors.push(tier),
                 Err(e) => tracing::warn!("skipping mirror {name}: {e}"),
             }

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use datafusion::common::DataFusionError;
 use datafusion::datasource::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use std::time::Duration;
@@ -29,7 +30,7 @@ use object_store::{BackoffConfig, RetryConfig};
 use url::Url;
 
 use nuthatch_backends::sorted::SortedListing;
-use nuthatch_backends::{Backend, Location, Settings};
+use nuthatch_backends::{Backend, Backends, Location, Section, TierSettings};
 
 use crate::config::TierConfig;
 use crate::error::{Error, Result};
@@ -92,38 +93,41 @@ pub struct Tier {
     backend_stores: BTreeMap<String, Store>,
     location: String,
     read_only: bool,
-    /// Per backend, how long files older versions need are kept.
-    retention: BTreeMap<String, Duration>,
-    /// The location's parameters (database settings), and per backend
-    /// those overridden by its section.
-    params: Settings,
-    backend_params: BTreeMap<String, Settings>,
+    /// Each backend's settings on this tier, read when it opened.
+    settings: BTreeMap<&'static str, TierSettings>,
 }
-
-/// Delta's own default for keeping files that older versions need.
-pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Tier {
     /// Opens the store a tier config names, under the location name `name`,
-    /// and the stores its backend sections name. Root's folder is created
-    /// if it is missing, as Python nuthatch does.
-    pub fn open(role: TierRole, name: &str, config: &TierConfig) -> Result<Tier> {
+    /// and the stores its backend sections name; each of `backends` reads
+    /// its settings. Root's folder is created if it is missing, as Python
+    /// nuthatch does.
+    pub fn open(
+        role: TierRole,
+        name: &str,
+        config: &TierConfig,
+        backends: &Backends,
+    ) -> Result<Tier> {
         let main = open_store(role, name, config)?;
         let mut backend_stores = BTreeMap::new();
-        let mut retention = BTreeMap::new();
-        let mut backend_params = BTreeMap::new();
-        for (backend, section) in &config.backends {
-            let mut params = config.params.clone();
-            params.extend(section.params.clone());
-            backend_params.insert(backend.clone(), Settings::new(params));
+        for backend in config.backends.keys() {
+            if backends.get(backend).is_none() {
+                if Backends::not_built(backend).is_none() {
+                    return Err(Error::Config(format!(
+                        "'{name}.{backend}' names no backend; this build has {}",
+                        backends.names().join(", ")
+                    )));
+                }
+                tracing::debug!("{name}.{backend} is for a backend this build lacks");
+                continue;
+            }
             if let Some(moved) = config.backend_store(backend) {
                 backend_stores.insert(backend.clone(), open_store(role, name, &moved)?);
             }
-            if let Some(hours) = section.params.get(crate::config::RETENTION_HOURS) {
-                // Checked when the configuration was read.
-                let hours: f64 = hours.parse().unwrap_or(0.0);
-                retention.insert(backend.clone(), Duration::from_secs_f64(hours * 3600.0));
-            }
+        }
+        let mut settings = BTreeMap::new();
+        for backend in backends.iter() {
+            settings.insert(backend.name(), configure(backend.as_ref(), name, config)?);
         }
         Ok(Tier {
             role,
@@ -132,9 +136,7 @@ impl Tier {
             backend_stores,
             location: redact(&config.filesystem),
             read_only: config.read_only || role == TierRole::Mirror,
-            retention,
-            params: Settings::new(config.params.clone()),
-            backend_params,
+            settings,
         })
     }
 
@@ -157,15 +159,6 @@ impl Tier {
         &self.location
     }
 
-    /// How long `backend`'s files that only older versions need are kept
-    /// (`retention_hours` in the backend's section).
-    pub fn retention(&self, backend: &str) -> Duration {
-        self.retention
-            .get(backend)
-            .copied()
-            .unwrap_or(DEFAULT_RETENTION)
-    }
-
     /// Mirrors always are; local and root when configured so.
     pub fn is_read_only(&self) -> bool {
         self.read_only
@@ -173,15 +166,18 @@ impl Tier {
 
     /// Where `backend` keeps the data at `path`: the main store, or the
     /// store the backend's section of the configuration names, with the
-    /// tier's settings for it.
-    pub fn data_location(&self, backend: &str, path: ObjectPath) -> Location {
-        let store = self.backend_stores.get(backend).unwrap_or(&self.main);
+    /// backend's settings on this tier.
+    pub fn data_location(&self, backend: &dyn Backend, path: ObjectPath) -> Location {
+        let store = self
+            .backend_stores
+            .get(backend.name())
+            .unwrap_or(&self.main);
         let mut at = Location::new(Arc::clone(&store.store), store.url.clone(), path);
         at.settings = self
-            .backend_params
-            .get(backend)
-            .unwrap_or(&self.params)
-            .clone();
+            .settings
+            .get(backend.name())
+            .cloned()
+            .unwrap_or_default();
         at.folder = store.folder.clone();
         at
     }
@@ -194,7 +190,7 @@ impl Tier {
         namespace: Option<&str>,
     ) -> Location {
         let path = data_path(key, namespace, backend.extension());
-        let mut at = self.data_location(backend.name(), path);
+        let mut at = self.data_location(backend, path);
         at.key = key.as_str().to_string();
         at.namespace = namespace.map(str::to_string);
         at
@@ -275,6 +271,37 @@ impl Tier {
 }
 
 /// Opens one store of a tier.
+/// `backend`'s settings on the tier `name`: the keys of its section are
+/// checked against those it takes, then it reads them with the location's
+/// shared parameters.
+fn configure(backend: &dyn Backend, name: &str, config: &TierConfig) -> Result<TierSettings> {
+    let empty = BTreeMap::new();
+    let own = config
+        .backends
+        .get(backend.name())
+        .map_or(&empty, |section| &section.params);
+    let at = format!("{name}.{}", backend.name());
+    let takes = backend.setting_names();
+    if let Some(unknown) = own.keys().find(|key| !takes.contains(&key.as_str())) {
+        let mut names = vec!["filesystem", "filesystem_options"];
+        names.extend(takes);
+        return Err(Error::Config(format!(
+            "'{at}.{unknown}' is not a setting of the {} backend; its section takes {}",
+            backend.name(),
+            names.join(", ")
+        )));
+    }
+    let section = Section {
+        at: &at,
+        own,
+        shared: &config.params,
+    };
+    backend.configure(section).map_err(|e| match e {
+        DataFusionError::Configuration(message) => Error::Config(message),
+        other => Error::Config(other.strip_backtrace()),
+    })
+}
+
 fn open_store(role: TierRole, name: &str, config: &TierConfig) -> Result<Store> {
     let location = redact(&config.filesystem);
     let unreachable = |detail: String| Error::TierUnreachable {
@@ -411,7 +438,7 @@ mod tests {
         let file = dir.path().join("plain-file");
         std::fs::write(&file, b"x").unwrap();
         let config = TierConfig::new(file.join("root").display().to_string());
-        let err = Tier::open(TierRole::Root, "root", &config)
+        let err = Tier::open(TierRole::Root, "root", &config, &Backends::builtin())
             .unwrap_err()
             .to_string();
         assert!(

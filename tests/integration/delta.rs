@@ -153,12 +153,13 @@ async fn an_overwrite_adds_a_version_and_reads_keep_to_the_recorded_one() {
 
     // A commit that no metadata vouches for (a writer killed between its
     // commit and its metadata) is not read: readers open version 1.
+    let delta = Arc::clone(f.engine.catalog().backend("delta").unwrap());
     let at = nuthatch::Location {
         version: None,
         ..f.engine
             .catalog()
             .root()
-            .data_location("delta", "obs/.delta".into())
+            .data_location(delta.as_ref(), "obs/.delta".into())
     };
     let stray = futures::stream::once(async {
         let batch = RecordBatch::try_new(
@@ -174,12 +175,7 @@ async fn an_overwrite_adds_a_version_and_reads_keep_to_the_recorded_one() {
     let stray = Box::pin(
         datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(series_schema(), stray),
     );
-    let written = nuthatch::Backends::builtin()
-        .get("delta")
-        .unwrap()
-        .write(&at, stray, &Default::default())
-        .await
-        .unwrap();
+    let written = delta.write(&at, stray, &Default::default()).await.unwrap();
     assert_eq!(written.version, Some(2));
     assert_eq!(revisions(&f, "obs").await, ["2:48"]);
     assert_eq!(metadata(&f.root(), "obs/").recorded.data_version, Some(1));

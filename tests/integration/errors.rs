@@ -277,3 +277,71 @@ async fn a_recompute_that_fails_keeps_the_entry_it_would_replace() {
     assert_outcome(&f.report(), Outcome::Hit);
     assert_eq!(runs.load(Ordering::SeqCst), 2);
 }
+
+/// A backend's section of a tier is checked by that backend when the
+/// engine opens: unknown keys and unusable values are refused with the
+/// setting named and what it takes, a section for no backend names those
+/// there are, and Python's backends this build lacks are accepted unused.
+#[test]
+fn backend_sections_are_checked_by_their_backend_when_the_engine_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = |settings: &[(&str, &str)]| {
+        let mut config = Config::with_root(dir.path().join("root").display().to_string());
+        config.local = TierConfig::new(dir.path().join("local").display().to_string());
+        for (key, value) in settings {
+            config.set(key, value).unwrap();
+        }
+        nuthatch::Engine::new(&config)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    type Case<'a> = (&'a [(&'a str, &'a str)], Option<[&'a str; 2]>);
+    let cases: [Case; 8] = [
+        (
+            &[("root.parquet.hots", "x")],
+            Some(["'root.parquet.hots'", "filesystem_options"]),
+        ),
+        (
+            &[("root.parqet.filesystem", "/x")],
+            Some(["'root.parqet'", "parquet"]),
+        ),
+        (
+            &[("root.sql.port", "five")],
+            Some(["root.sql.port", "65535"]),
+        ),
+        (
+            &[("root.sql.max_conections", "3")],
+            Some(["max_conections", "max_connections"]),
+        ),
+        (
+            &[("local.delta.retention_hours", "-1")],
+            Some(["local.delta.retention_hours", "hours"]),
+        ),
+        (&[("root.delta.retention_hours", "0.5")], None),
+        (
+            &[("root.terracotta.host", "tiles"), ("root.basic.x", "1")],
+            None,
+        ),
+        (
+            &[
+                ("root.host", "db"),
+                ("root.port", "5432"),
+                ("root.sql.password", "pw"),
+            ],
+            None,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (settings, expected) in cases {
+        let got = open(settings);
+        let fine = match (&got, expected) {
+            (Ok(()), None) => true,
+            (Err(err), Some(parts)) => parts.iter().all(|part| err.contains(part)),
+            _ => false,
+        };
+        if !fine {
+            failures.push(format!("{settings:?}: expected {expected:?}, got {got:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -13,6 +13,7 @@ mod engine;
 mod errors;
 mod fidelity;
 mod order;
+mod outside;
 mod parts;
 #[cfg(feature = "polars")]
 mod polars_frames;

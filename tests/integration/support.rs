@@ -98,7 +98,12 @@ impl Fixture {
         if config.local == Config::with_root("x").local {
             config.local = TierConfig::new(dir.path().join("local").display().to_string());
         }
-        let engine = Engine::new(&config).expect("engine opens");
+        Fixture::with_engine(dir, Engine::new(&config).expect("engine opens"))
+    }
+
+    /// A fixture over an engine built by the test (one with backends of
+    /// its own), whose tiers are under `dir`.
+    pub fn with_engine(dir: TempDir, engine: Engine) -> Fixture {
         let nuthatch = engine.session();
         let computes = Arc::new(AtomicUsize::new(0));
         nuthatch

@@ -331,8 +331,33 @@ async fn broken_stores_and_results_that_are_not_grids_fail_clearly() {
             .unwrap_err()
             .to_string()
     };
-    let err = build(CachedFunction::builder("g").backend("zarr"));
-    assert!(err.contains("dimensions = (time, lat, lon)"), "{err}");
+    // What the format asks of a layout is checked when the definition is
+    // registered; a call that picks the format is refused when it writes.
+    let register = |b: nuthatch::CachedFunctionBuilder| {
+        let function = b
+            .returns(air_schema())
+            .compute(|_c, _a| async move { air_temperature(1) })
+            .build()
+            .unwrap();
+        f.nuthatch.register(function).unwrap_err().to_string()
+    };
+    let err = register(CachedFunction::builder("g").backend("zarr"));
+    assert!(
+        err.contains("g: a Zarr entry is a grid") && err.contains("dimensions = (time, lat, lon)"),
+        "{err}"
+    );
+    let err = register(
+        CachedFunction::builder("g")
+            .storage_backend("zarr")
+            .dimensions(["time", "lat"])
+            .order_by(["time"]),
+    );
+    assert!(err.contains("drop order_by"), "{err}");
+    f.query("CREATE CACHED FUNCTION flat() AS SELECT 1 AS n")
+        .await
+        .unwrap();
+    let err = f.error("SELECT * FROM flat(backend => 'zarr')").await;
+    assert!(err.contains("needs the result's grid dimensions"), "{err}");
     let err = build(
         CachedFunction::builder("g")
             .backend("zarr")

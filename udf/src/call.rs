@@ -56,9 +56,9 @@ pub struct Call {
     pub cache: bool,
     /// The backend entries are read with; `None` reads whichever an entry
     /// has.
-    pub backend: Option<String>,
+    pub backend: Option<Arc<dyn Backend>>,
     /// The backend computed results are stored with, when not `backend`.
-    pub storage_backend: Option<String>,
+    pub storage_backend: Option<Arc<dyn Backend>>,
     pub window: Option<Window>,
     /// How long after its end a range this call computes stays
     /// provisional: the call's `settle`, else the function's.
@@ -136,19 +136,21 @@ impl Call {
             (None, Some(ns)) => Some(check_namespace(ns)?),
             (None, None) => None,
         };
-        let backend = options
-            .backend
-            .clone()
-            .or_else(|| function.backend().map(str::to_string));
-        let storage_backend = options
-            .storage_backend
-            .clone()
-            .or_else(|| function.storage_backend().map(str::to_string));
-        for name in backend.iter().chain(&storage_backend) {
-            catalog
+        // Looked up once, here: the call carries the formats themselves.
+        let resolve = |name: Option<&str>| -> Result<Option<Arc<dyn Backend>>> {
+            let Some(name) = name else { return Ok(None) };
+            let backend = catalog
                 .backend(name)
                 .map_err(|e| DataFusionError::Plan(format!("{}: {e}", function.name())))?;
-        }
+            Ok(Some(Arc::clone(backend)))
+        };
+        let backend = resolve(options.backend.as_deref().or(function.backend()))?;
+        let storage_backend = resolve(
+            options
+                .storage_backend
+                .as_deref()
+                .or(function.storage_backend()),
+        )?;
         let key_of = |names: &mut dyn Iterator<Item = &String>| {
             let values: BTreeMap<String, KeyValue> = names
                 .map(|name| {
@@ -274,11 +276,9 @@ impl Call {
 
     /// The backend a computed result is stored with: `storage_backend`,
     /// else `backend`, else the default.
-    pub fn write_backend(&self) -> Result<Arc<dyn Backend>> {
-        match self.storage_backend.as_ref().or(self.backend.as_ref()) {
-            Some(name) => Ok(Arc::clone(self.catalog.backend(name)?)),
-            None => Ok(Arc::clone(self.catalog.backends().default_backend())),
-        }
+    pub fn write_backend(&self) -> Arc<dyn Backend> {
+        let chosen = self.storage_backend.as_ref().or(self.backend.as_ref());
+        Arc::clone(chosen.unwrap_or_else(|| self.catalog.backends().default_backend()))
     }
 
     /// Names a stored entry among all computes of this process.

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use datafusion::common::Result;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use nuthatch_backends::Backends;
 use nuthatch_catalog::{Catalog, Config};
 
 use crate::function::CachedFunction;
@@ -40,9 +41,18 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// An engine over the tiers `config` names, with its memory limit.
+    /// An engine over the tiers `config` names, with its memory limit and
+    /// every built-in backend.
     pub fn new(config: &Config) -> Result<Engine> {
-        let catalog = Catalog::open(config)?;
+        Engine::with_backends(config, Backends::builtin())
+    }
+
+    /// An engine whose tiers store entries with `backends`: how a program
+    /// adds a storage format of its own,
+    /// `Backends::builtin().with(Arc::new(MyFormat))`. Each reads its
+    /// section of the tiers' configuration as they open.
+    pub fn with_backends(config: &Config, backends: Backends) -> Result<Engine> {
+        let catalog = Catalog::with_backends(config, backends)?;
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(limit) = config.memory_limit {
             // A fair pool shares the limit among the operators that can
@@ -93,10 +103,15 @@ impl Engine {
     /// Adds a cached function, replacing one of the same name, for every
     /// session of this engine.
     pub fn register(&self, function: CachedFunction) -> Result<()> {
-        if let Some(backend) = function.backend() {
-            self.catalog().backend(backend).map_err(|e| {
+        for name in function
+            .backend()
+            .into_iter()
+            .chain(function.storage_backend())
+        {
+            let backend = self.catalog().backend(name).map_err(|e| {
                 datafusion::common::DataFusionError::Plan(format!("{}: {e}", function.name()))
             })?;
+            function.check_backend(backend.as_ref())?;
         }
         tracing::debug!(function = function.name(), "registered cached function");
         self.inner.registry.insert(Arc::new(function));

@@ -161,10 +161,10 @@ impl DisplayAs for CachedCallExec {
             None => f.write_str(", mode=default")?,
         }
         if let Some(backend) = &call.backend {
-            write!(f, ", backend={backend}")?;
+            write!(f, ", backend={}", backend.name())?;
         }
         if let Some(backend) = &call.storage_backend {
-            write!(f, ", storage_backend={backend}")?;
+            write!(f, ", storage_backend={}", backend.name())?;
         }
         if call.memoize {
             f.write_str(", memoize")?;

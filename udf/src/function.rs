@@ -18,6 +18,7 @@ use datafusion::execution::context::SessionContext;
 use datafusion::execution::SendableRecordBatchStream;
 use futures::future::BoxFuture;
 use futures::FutureExt;
+use nuthatch_backends::{Backend, Layout};
 use nuthatch_catalog::key::check_function_name;
 
 use crate::args::Args;
@@ -293,6 +294,23 @@ impl CachedFunction {
     }
 
     /// The grid dimensions and chunking of a gridded (Zarr) result.
+    /// Whether `backend` can store this function's results as its
+    /// definition lays them out (a grid needs dimensions, ...); the error
+    /// names the function and what to change.
+    pub fn check_backend(&self, backend: &dyn Backend) -> Result<()> {
+        let layout = Layout {
+            dimensions: &self.grid.dimensions,
+            order: &self.order_by,
+            upsert_keys: &self.upsert_keys,
+        };
+        backend.check_layout(&layout).map_err(|e| match e {
+            DataFusionError::Plan(message) => {
+                DataFusionError::Plan(format!("{}: {message}", self.name))
+            }
+            other => other,
+        })
+    }
+
     pub fn grid(&self) -> &Grid {
         &self.grid
     }
@@ -654,22 +672,7 @@ impl CachedFunctionBuilder {
             &body,
         )?;
         let grid = check_grid(&name, self.grid, &schema, &self.params, &self.cache_args)?;
-        let zarr = [&self.backend, &self.storage_backend]
-            .iter()
-            .any(|b| b.as_deref() == Some("zarr"));
-        if zarr && grid.dimensions.is_empty() {
-            return plan_err!(
-                "{name}: a Zarr entry is a grid: name its dimensions, outermost first, with \
-                 dimensions = (time, lat, lon) (.dimensions([...]) in Rust)"
-            );
-        }
         check_columns(&name, "order_by", &self.order_by, &schema)?;
-        if zarr && !self.order_by.is_empty() {
-            return plan_err!(
-                "{name}: a Zarr entry is read chunk by chunk, in no row order; drop order_by, \
-                 or store with another backend"
-            );
-        }
         check_columns(&name, "upsert_keys", &self.upsert_keys, &schema)?;
         // Every column may hold nulls: results computed by different bodies,
         // and files written by Python, disagree on nullability.

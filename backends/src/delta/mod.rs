@@ -46,7 +46,7 @@ use object_store::ObjectStore;
 use url::Url;
 
 use crate::fidelity::Loss;
-use crate::{Backend, Commit, Location, WriteOptions, Written};
+use crate::{Backend, Commit, Location, Section, TierSettings, WriteOptions, Written};
 
 pub use read::DeltaEntry;
 
@@ -171,6 +171,14 @@ impl Backend for DeltaBackend {
 
     fn extension(&self) -> &'static str {
         "delta"
+    }
+
+    fn setting_names(&self) -> &'static [&'static str] {
+        &["retention_hours"]
+    }
+
+    fn configure(&self, section: Section<'_>) -> Result<TierSettings> {
+        Ok(TierSettings::new(write::DeltaSettings::read(section)?))
     }
 
     fn commit(&self) -> Commit {

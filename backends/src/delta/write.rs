@@ -44,7 +44,7 @@ use parquet::file::properties::WriterProperties;
 use super::read::cast_literals;
 use super::{delta_error, table};
 use crate::fidelity::coarsen;
-use crate::{Location, WriteMode, WriteOptions, Written};
+use crate::{Location, Section, WriteMode, WriteOptions, Written};
 
 /// Files roll over at about this many bytes. Small enough that a time
 /// window of a sorted entry skips most files of a large one, large enough
@@ -55,6 +55,39 @@ pub const TARGET_FILE_BYTES: u64 = 1024 * 1024;
 const SOURCE: &str = "source";
 /// Names the stored rows of a merge.
 const TARGET: &str = "target";
+
+/// How long the files only older versions need are kept when no
+/// `retention_hours` is set: Delta's own default, 7 days.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The Delta backend's settings on a tier.
+#[derive(Debug, Clone)]
+pub struct DeltaSettings {
+    /// How long files that only older versions need stay for readers still
+    /// on them (`retention_hours`).
+    pub retention: Duration,
+}
+
+impl DeltaSettings {
+    pub fn read(section: Section<'_>) -> Result<DeltaSettings> {
+        let retention = match section.get("retention_hours") {
+            None => DEFAULT_RETENTION,
+            Some(text) => match text.parse::<f64>() {
+                Ok(hours) if hours >= 0.0 && hours.is_finite() => {
+                    Duration::from_secs_f64(hours * 3600.0)
+                }
+                _ => {
+                    return Err(section.invalid(
+                        "retention_hours",
+                        "a number of hours, 0 or more",
+                        text,
+                    ))
+                }
+            },
+        };
+        Ok(DeltaSettings { retention })
+    }
+}
 
 /// Writes `data` into the table at `at` as `options.mode` says.
 pub async fn write(
@@ -109,9 +142,11 @@ pub async fn write(
             builder.await.map_err(|e| delta_error("writing", e))?
         }
     };
-    if let Some(retention) = options.retention {
-        table = vacuum(table, retention).await?;
-    }
+    let retention = at
+        .settings
+        .get::<DeltaSettings>()
+        .map_or(DEFAULT_RETENTION, |settings| settings.retention);
+    table = vacuum(table, retention).await?;
     let snapshot = table.snapshot().map_err(|e| delta_error("reading", e))?;
     let (mut rows, mut bytes, mut files) = (0u64, 0u64, 0u64);
     for file in snapshot.log_data().iter() {

@@ -25,7 +25,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
-use crate::Location;
+use crate::{Location, Section};
 
 /// The file a local tier's SQLite database lives in.
 pub const SQLITE_FILE: &str = "nuthatch.sqlite";
@@ -185,35 +185,85 @@ impl Databases {
     }
 }
 
-fn setting(at: &Location, name: &str) -> Option<String> {
-    at.settings
-        .get(name)
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(str::to_string)
+/// The SQL backend's settings on a tier, as read when it opens: values that
+/// cannot be used (a port that is not a number) are refused then; what a
+/// database needs but lacks is said when a call first uses it, since a
+/// Python project may set parameters for its other backends.
+#[derive(Clone, Default)]
+pub struct SqlSettings {
+    driver: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    database: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    write: Option<(String, String)>,
+    pool_size: u32,
+    hash_names: bool,
 }
 
-/// Reads the database settings of `at`.
+impl SqlSettings {
+    /// The keys a tier's `sql` section takes.
+    pub const NAMES: [&'static str; 10] = [
+        "driver",
+        "host",
+        "port",
+        "database",
+        "username",
+        "password",
+        "write_username",
+        "write_password",
+        "max_connections",
+        "hash_table_name",
+    ];
+
+    pub fn read(section: Section<'_>) -> Result<SqlSettings> {
+        let text = |name: &str| section.get(name).map(str::to_string);
+        let pool_size =
+            match section.get("max_connections") {
+                Some(n) => n.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    section.invalid("max_connections", "a whole number above 0", n)
+                })?,
+                None => DEFAULT_POOL_SIZE,
+            };
+        let hash_names = match section.get("hash_table_name") {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => return Err(section.invalid("hash_table_name", "true or false", other)),
+        };
+        let port = match section.get("port") {
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .map_err(|_| section.invalid("port", "a number from 1 to 65535", p))?,
+            ),
+            None => None,
+        };
+        let write = match (text("write_username"), text("write_password")) {
+            (Some(user), Some(password)) => Some((user, password)),
+            _ => None,
+        };
+        Ok(SqlSettings {
+            driver: text("driver").map(|d| d.to_ascii_lowercase()),
+            host: text("host"),
+            port,
+            database: text("database"),
+            username: text("username"),
+            password: text("password"),
+            write,
+            pool_size,
+            hash_names,
+        })
+    }
+}
+
+/// The database `at`'s settings name.
 fn target(at: &Location) -> Result<Target> {
     let config = |text: String| DataFusionError::Configuration(text);
-    let pool_size = match setting(at, "max_connections") {
-        Some(n) => n.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
-            config(format!(
-                "max_connections must be a whole number above 0, got {n}"
-            ))
-        })?,
-        None => DEFAULT_POOL_SIZE,
+    let default = SqlSettings {
+        pool_size: DEFAULT_POOL_SIZE,
+        ..SqlSettings::default()
     };
-    let hash_names = match setting(at, "hash_table_name").as_deref() {
-        None | Some("false") | Some("0") => false,
-        Some("true") | Some("1") => true,
-        Some(other) => {
-            return Err(config(format!(
-                "hash_table_name takes true or false, got {other}"
-            )))
-        }
-    };
-    let driver = setting(at, "driver").map(|d| d.to_ascii_lowercase());
+    let settings = at.settings.get::<SqlSettings>().unwrap_or(&default);
     let sqlite_file = |file: PathBuf| Target {
         driver: Driver::Sqlite,
         host: String::new(),
@@ -222,10 +272,10 @@ fn target(at: &Location) -> Result<Target> {
         username: String::new(),
         password: String::new(),
         write: None,
-        pool_size,
-        hash_names,
+        pool_size: settings.pool_size,
+        hash_names: settings.hash_names,
     };
-    match driver.as_deref() {
+    match settings.driver.as_deref() {
         None => {
             let folder = at.folder.as_ref().ok_or_else(|| {
                 config(
@@ -241,7 +291,9 @@ fn target(at: &Location) -> Result<Target> {
             Ok(sqlite_file(folder.join(SQLITE_FILE)))
         }
         Some(d) if d.starts_with("sqlite") => {
-            let file = setting(at, "database")
+            let file = settings
+                .database
+                .clone()
                 .map(PathBuf::from)
                 .or_else(|| at.folder.as_ref().map(|f| f.join(SQLITE_FILE)));
             let file = file.ok_or_else(|| {
@@ -250,9 +302,15 @@ fn target(at: &Location) -> Result<Target> {
             Ok(sqlite_file(file))
         }
         Some(d) if d.starts_with("postgres") => {
-            let missing: Vec<&str> = ["host", "database", "username"]
-                .into_iter()
-                .filter(|name| setting(at, name).is_none())
+            let given = [
+                ("host", &settings.host),
+                ("database", &settings.database),
+                ("username", &settings.username),
+            ];
+            let missing: Vec<&str> = given
+                .iter()
+                .filter(|(_, value)| value.is_none())
+                .map(|(name, _)| *name)
                 .collect();
             if !missing.is_empty() {
                 return Err(config(format!(
@@ -260,26 +318,16 @@ fn target(at: &Location) -> Result<Target> {
                     missing.join(", ")
                 )));
             }
-            let port = match setting(at, "port") {
-                Some(p) => p.parse::<u16>().map_err(|_| {
-                    config(format!("port must be a number from 1 to 65535, got {p}"))
-                })?,
-                None => 5432,
-            };
-            let write = match (setting(at, "write_username"), setting(at, "write_password")) {
-                (Some(user), Some(password)) => Some((user, password)),
-                _ => None,
-            };
             Ok(Target {
                 driver: Driver::Postgres,
-                host: setting(at, "host").unwrap_or_default(),
-                port,
-                database: setting(at, "database").unwrap_or_default(),
-                username: setting(at, "username").unwrap_or_default(),
-                password: setting(at, "password").unwrap_or_default(),
-                write,
-                pool_size,
-                hash_names,
+                host: settings.host.clone().unwrap_or_default(),
+                port: settings.port.unwrap_or(5432),
+                database: settings.database.clone().unwrap_or_default(),
+                username: settings.username.clone().unwrap_or_default(),
+                password: settings.password.clone().unwrap_or_default(),
+                write: settings.write.clone(),
+                pool_size: settings.pool_size,
+                hash_names: settings.hash_names,
             })
         }
         Some(other) => Err(config(format!(

@@ -38,7 +38,7 @@ use datafusion::common::Result;
 use datafusion::execution::SendableRecordBatchStream;
 
 use crate::fidelity::Loss;
-use crate::{Backend, Commit, Location, WriteOptions, Written};
+use crate::{Backend, Commit, Location, Section, TierSettings, WriteOptions, Written};
 use database::Dialect;
 
 pub use database::SQLITE_FILE;
@@ -60,6 +60,14 @@ impl Backend for SqlBackend {
     /// Only named in the metadata row's path; no file has it.
     fn extension(&self) -> &'static str {
         "sql"
+    }
+
+    fn setting_names(&self) -> &'static [&'static str] {
+        &database::SqlSettings::NAMES
+    }
+
+    fn configure(&self, section: Section<'_>) -> Result<TierSettings> {
+        Ok(TierSettings::new(database::SqlSettings::read(section)?))
     }
 
     fn commit(&self) -> Commit {

@@ -39,7 +39,7 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::TableProvider;
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::{plan_err, DataFusionError, Result};
 use datafusion::execution::SendableRecordBatchStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::prefix::PrefixStore;
@@ -47,7 +47,7 @@ use zarrs::storage::AsyncReadableWritableListableStorageTraits;
 use zarrs_object_store::AsyncObjectStore;
 
 use crate::fidelity::Loss;
-use crate::{Backend, Commit, Location, WriteMode, WriteOptions, Written};
+use crate::{Backend, Commit, Layout, Location, WriteMode, WriteOptions, Written};
 
 pub use read::{ZarrScan, ZarrTable};
 pub use write::DEFAULT_CHUNK_CELLS;
@@ -83,6 +83,22 @@ impl Backend for ZarrBackend {
 
     fn grid(&self) -> bool {
         true
+    }
+
+    fn check_layout(&self, layout: &Layout<'_>) -> Result<()> {
+        if layout.dimensions.is_empty() {
+            return plan_err!(
+                "a Zarr entry is a grid: name its dimensions, outermost first, with \
+                 dimensions = (time, lat, lon) (.dimensions([...]) in Rust)"
+            );
+        }
+        if !layout.order.is_empty() {
+            return plan_err!(
+                "a Zarr entry is read chunk by chunk, in no row order; drop order_by, \
+                 or store with another backend"
+            );
+        }
+        Ok(())
     }
 
     /// Zarr has no nulls: a missing cell is the array's fill value, and a

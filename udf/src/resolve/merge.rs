@@ -45,15 +45,18 @@ impl Resolver<'_> {
             )));
         };
         let id = call.id_on(tier).expect("a local target has a local key");
-        let backend = call.write_backend()?;
+        let backend = call.write_backend();
         catalog.check_writable(tier, id)?;
         let rewrites = !backend.merges();
         if rewrites && backend.commit() != Commit::Atomic {
             return Err(DataFusionError::Plan(format!(
                 "{function}: {} entries cannot {what}: the format is rewritten in place, so it \
-                 cannot be read while its merged version is written; use backend => 'delta' (or \
-                 'parquet'), or recompute the whole entry with recompute => true",
-                backend.name()
+                 cannot be read while its merged version is written; use backend => {}, or \
+                 recompute the whole entry with recompute => true",
+                backend.name(),
+                catalog
+                    .backends()
+                    .offer(|b| b.merges() || b.commit() == Commit::Atomic)
             )));
         }
         // One merge into an entry at a time in this process: a rewrite that

@@ -229,7 +229,7 @@ impl Resolver<'_> {
             let Some(id) = call.id_on(tier) else { continue };
             match call
                 .catalog
-                .lookup(tier, id, call.backend.as_deref(), schema)
+                .lookup(tier, id, call.backend.as_ref().map(|b| b.name()), schema)
                 .await?
             {
                 None => {}
@@ -254,7 +254,7 @@ impl Resolver<'_> {
         let schema = call.function.schema();
         let read_from = entry.tier.name().to_string();
         let mut copied_to = None;
-        let storage = call.write_backend()?;
+        let storage = call.write_backend();
         let other_backend =
             call.storage_backend.is_some() && storage.name() != entry.backend.name();
         // A copy in the storage backend on root, once: Python writes one
@@ -333,7 +333,7 @@ impl Resolver<'_> {
             return self.compute_unstored().await;
         };
         let id = call.id_on(tier).expect("a local target has a local key");
-        let backend = call.write_backend()?;
+        let backend = call.write_backend();
         // Fail before computing, not after, when nothing could be stored.
         catalog.check_writable(tier, id)?;
         let may_exist = call.recompute || call.storage_backend.is_some();
@@ -564,7 +564,7 @@ impl Resolver<'_> {
         let shape = self.shape;
         let backend = match &source {
             Source::Entry(entry) => entry.backend.name().to_string(),
-            Source::Unstored(_) => self.call.write_backend()?.name().to_string(),
+            Source::Unstored(_) => self.call.write_backend().name().to_string(),
         };
         let data_version = match &source {
             Source::Entry(entry) => entry.metadata.recorded.data_version,

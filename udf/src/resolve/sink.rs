@@ -380,7 +380,6 @@ impl Resolver<'_> {
             dimensions: grid.dimensions.clone(),
             chunking: grid.chunking_for(&call.args),
             mode,
-            retention: None,
             covers: keep.covers.clone(),
             provisional: keep.provisional.clone(),
             amends: keep.amends,
