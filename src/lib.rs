@@ -39,7 +39,8 @@ pub use nuthatch_catalog::{
 };
 pub use nuthatch_udf::{
     split_statements, Args, CachedFunction, CachedFunctionBuilder, Computed, CoverageKind,
-    DisableIf, Engine, NuthatchOptions, OverwritePrompt, ParamType, Select, Session, Value,
+    DisableIf, Engine, FunctionOptions, NuthatchOptions, OverwritePrompt, ParamType, Select,
+    Session, Value,
 };
 
 /// The workspace crates, for what the re-exports above leave out.

@@ -20,7 +20,7 @@
 use std::collections::BTreeSet;
 
 use datafusion::sql::sqlparser::keywords::ALL_KEYWORDS;
-use nuthatch::crates::udf::function::RESERVED_ARGUMENTS;
+use nuthatch::crates::udf::options::{is_reserved, reserved_arguments};
 use nuthatch::CacheMode;
 
 /// Reserved options that take `true` or `false`.
@@ -137,7 +137,7 @@ fn option_before(before: &str) -> Option<String> {
     let rest = before.trim_end().strip_suffix("=>")?;
     let name_start = word_start(rest.trim_end());
     let name = rest.trim_end()[name_start..].to_ascii_lowercase();
-    RESERVED_ARGUMENTS.contains(&name.as_str()).then_some(name)
+    is_reserved(&name).then_some(name)
 }
 
 fn option_values(names: &Names, option: &str, word: &str) -> Vec<Candidate> {
@@ -241,7 +241,7 @@ fn call_arguments(
     };
     let mut found = open(params.iter().skip(positional).map(String::as_str).collect());
     if found.is_empty() {
-        found = open(RESERVED_ARGUMENTS.to_vec());
+        found = open(reserved_arguments().collect());
     }
     // A positional argument may be any expression.
     if found.is_empty() {

@@ -228,6 +228,51 @@ async fn functions_lists_definitions_with_their_body_and_file() {
     );
 }
 
+/// Every option a definition takes has a column, and SQL values keep their
+/// types on the way: a quoted text holding `=`, `;` and `,` stays one value,
+/// an interval is a length of time, and lists stay lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_shows_every_option_as_the_definition_gave_it() {
+    let f = Fixture::new();
+    f.query(
+        "CREATE CACHED FUNCTION grid(start_time TIMESTAMP, end_time TIMESTAMP, days BIGINT) \
+         WITH (cache_args = (days), version = 'v=2; beta, rc', timeseries = 'time', \
+               settle = INTERVAL '36 hours', exact = true, upsert_keys = (time, lat), \
+               dimensions = (time, lat), chunking = (time = 365, lat = 10), \
+               chunk_by_arg = ((days = 7, time = 52)), cache_disable_if = (days IN (1, 2)), \
+               storage_backend = 'arrow') \
+         AS SELECT CAST($start_time AS TIMESTAMP) AS time, 1.5 AS lat, $days AS v",
+    )
+    .await
+    .unwrap();
+    let found = rows(
+        &f,
+        "SELECT cache_args, version, settle, exact, upsert_keys, dimensions, chunking, \
+         chunk_by_arg, cache_disable_if, storage_backend, coverage \
+         FROM nuthatch.functions WHERE name = 'grid'",
+    )
+    .await;
+    let expected = [
+        "[days]",
+        "v=2; beta, rc",
+        "36 hours",
+        "true",
+        "time, lat",
+        "time, lat",
+        "lat = 10, time = 365",
+        "(days = 7, time = 52)",
+        "days IN (1, 2)",
+        "arrow",
+        "window",
+    ];
+    assert_eq!(found, [expected.map(str::to_string).to_vec()]);
+    // An option only a call takes is named as such.
+    let err = f
+        .error("CREATE CACHED FUNCTION r() WITH (recompute = true) AS SELECT 1 AS x")
+        .await;
+    assert!(err.contains("recompute is given per call"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiers_shows_reachability_and_counts_without_credentials() {
     let dir = tempfile::tempdir().unwrap();

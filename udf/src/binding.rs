@@ -15,7 +15,8 @@ use nuthatch_catalog::key::check_function_name;
 use nuthatch_catalog::CacheMode;
 
 use crate::args::Args;
-use crate::function::{param_list, CachedFunction, RESERVED_ARGUMENTS};
+use crate::function::{param_list, CachedFunction};
+use crate::options::{is_reserved, reserved_arguments};
 use crate::timeseries::parse_settle;
 use crate::value::{ParamType, Value};
 
@@ -126,7 +127,7 @@ pub fn bind(function: &CachedFunction, exprs: &[Expr]) -> Result<BoundCall> {
     }
     let mut options = CallOptions::default();
     for (arg, scalar) in named {
-        if RESERVED_ARGUMENTS.contains(&arg.as_str()) {
+        if is_reserved(&arg) {
             apply_option(name, &mut options, &arg, &scalar)?;
             continue;
         }
@@ -134,7 +135,7 @@ pub fn bind(function: &CachedFunction, exprs: &[Expr]) -> Result<BoundCall> {
             return plan_err!(
                 "{name} has no parameter '{arg}'; its parameters are {} (and the cache options {})",
                 param_list(params),
-                RESERVED_ARGUMENTS.join(", ")
+                reserved_arguments().collect::<Vec<_>>().join(", ")
             );
         };
         if values.contains_key(&arg) {

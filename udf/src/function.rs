@@ -24,27 +24,10 @@ use nuthatch_catalog::key::check_function_name;
 use crate::args::Args;
 use crate::grid::check_grid;
 pub use crate::grid::{ChunkByArg, Grid};
+use crate::options::{is_reserved, FunctionOptions};
 use crate::sql_body::SqlBody;
 pub use crate::timeseries::CoverageKind;
 use crate::value::{ParamType, Value};
-
-/// Named arguments that set per-call cache options instead of parameters.
-pub const RESERVED_ARGUMENTS: [&str; 14] = [
-    "cache_mode",
-    "recompute",
-    "namespace",
-    "backend",
-    "storage_backend",
-    "memoize",
-    "retry_null_cache",
-    "fail_if_no_cache",
-    "cache",
-    "upsert",
-    "replace_window",
-    "settle",
-    "compact",
-    "exact",
-];
 
 /// What a compute body returns. nuthatch runs it as a stream: a DataFrame
 /// or a stream is never collected, so a result larger than memory can be
@@ -139,28 +122,11 @@ impl DisableIf {
 pub struct CachedFunction {
     pub(crate) name: String,
     pub(crate) params: Vec<Param>,
-    pub(crate) cache_args: Vec<String>,
-    pub(crate) version: Option<String>,
-    pub(crate) namespace: Option<String>,
-    pub(crate) timeseries: Option<String>,
-    /// What a timeseries body computes; `Window` for other functions,
-    /// where it means nothing.
+    /// As the definition gave them, checked.
+    pub(crate) options: FunctionOptions,
+    /// What a timeseries body computes, as declared or as its body says;
+    /// `Window` for other functions, where it means nothing.
     pub(crate) coverage: CoverageKind,
-    /// How long after its end a computed range stays provisional.
-    pub(crate) settle: Option<std::time::Duration>,
-    /// Refuse to store values the backend would change.
-    pub(crate) exact: bool,
-    /// The order entries keep and calls declare; see [`Self::order_by`].
-    pub(crate) order_by: Vec<String>,
-    pub(crate) backend: Option<String>,
-    pub(crate) storage_backend: Option<String>,
-    pub(crate) memoize: bool,
-    pub(crate) cache: bool,
-    pub(crate) fail_if_no_cache: bool,
-    pub(crate) disable_if: Vec<DisableIf>,
-    pub(crate) grid: Grid,
-    /// The columns that identify a row, for `upsert => true` calls.
-    pub(crate) upsert_keys: Vec<String>,
     pub(crate) schema: SchemaRef,
     pub(crate) body: Body,
     /// The definitions file a SQL function came from.
@@ -172,25 +138,15 @@ impl CachedFunction {
         CachedFunctionBuilder {
             name: name.into(),
             params: Vec::new(),
-            cache_args: Vec::new(),
-            version: None,
-            namespace: None,
-            timeseries: None,
-            coverage: None,
-            settle: None,
-            exact: false,
-            order_by: Vec::new(),
-            backend: None,
-            storage_backend: None,
-            memoize: false,
-            cache: true,
-            fail_if_no_cache: false,
-            disable_if: Vec::new(),
-            grid: Grid::default(),
-            upsert_keys: Vec::new(),
+            options: FunctionOptions::default(),
             schema: None,
             body: None,
         }
+    }
+
+    /// Every option the definition set, defaults for the others.
+    pub fn options(&self) -> &FunctionOptions {
+        &self.options
     }
 
     pub fn name(&self) -> &str {
@@ -202,39 +158,39 @@ impl CachedFunction {
     }
 
     pub fn cache_args(&self) -> &[String] {
-        &self.cache_args
+        &self.options.cache_args
     }
 
     pub fn version(&self) -> Option<&str> {
-        self.version.as_deref()
+        self.options.version.as_deref()
     }
 
     pub fn namespace(&self) -> Option<&str> {
-        self.namespace.as_deref()
+        self.options.namespace.as_deref()
     }
 
     pub fn timeseries(&self) -> Option<&str> {
-        self.timeseries.as_deref()
+        self.options.timeseries.as_deref()
     }
 
     /// What a timeseries function's body computes; `None` for other
     /// functions.
     pub fn coverage(&self) -> Option<CoverageKind> {
-        self.timeseries.as_ref().map(|_| self.coverage)
+        self.options.timeseries.as_ref().map(|_| self.coverage)
     }
 
     /// How long after its end a range computed stays provisional: a later
     /// call that reaches it computes it again (data revised after the
     /// fact, as forecasts are).
     pub fn settle(&self) -> Option<std::time::Duration> {
-        self.settle
+        self.options.settle
     }
 
     /// Whether a result the backend would store changed (a NaN SQLite
     /// cannot hold, nanoseconds Delta truncates) fails instead of being
     /// stored with a warning.
     pub fn exact(&self) -> bool {
-        self.exact
+        self.options.exact
     }
 
     /// Whether entries record the windows computed, and calls past them
@@ -249,59 +205,58 @@ impl CachedFunction {
     /// series, a merge join, `ORDER BY`) does not sort again. Empty when
     /// the function declares none.
     pub fn order_by(&self) -> &[String] {
-        &self.order_by
+        &self.options.order_by
     }
 
     /// The order entries are written in: the declared one, else the
     /// timeseries column (which makes windows prune).
     pub fn stored_order(&self) -> Vec<String> {
-        if !self.order_by.is_empty() {
-            return self.order_by.clone();
+        if !self.options.order_by.is_empty() {
+            return self.options.order_by.clone();
         }
-        self.timeseries.iter().cloned().collect()
+        self.options.timeseries.iter().cloned().collect()
     }
 
     /// The backend the function names, if any; `None` stores with the
     /// default (Parquet) and reads whatever backend an entry was stored with.
     pub fn backend(&self) -> Option<&str> {
-        self.backend.as_deref()
+        self.options.backend.as_deref()
     }
 
     /// The backend computed results are stored with, when it differs from
     /// the one entries are read with.
     pub fn storage_backend(&self) -> Option<&str> {
-        self.storage_backend.as_deref()
+        self.options.storage_backend.as_deref()
     }
 
     /// Whether calls keep their results in memory by default.
     pub fn memoizes(&self) -> bool {
-        self.memoize
+        self.options.memoize
     }
 
     /// Whether calls use root and mirrors by default (memory and local are
     /// used regardless).
     pub fn caches(&self) -> bool {
-        self.cache
+        self.options.cache
     }
 
     /// Whether a miss is an error rather than a compute.
     pub fn fails_if_no_cache(&self) -> bool {
-        self.fail_if_no_cache
+        self.options.fail_if_no_cache
     }
 
     pub fn disable_if(&self) -> &[DisableIf] {
-        &self.disable_if
+        &self.options.disable_if
     }
 
-    /// The grid dimensions and chunking of a gridded (Zarr) result.
     /// Whether `backend` can store this function's results as its
     /// definition lays them out (a grid needs dimensions, ...); the error
     /// names the function and what to change.
     pub fn check_backend(&self, backend: &dyn Backend) -> Result<()> {
         let layout = Layout {
-            dimensions: &self.grid.dimensions,
-            order: &self.order_by,
-            upsert_keys: &self.upsert_keys,
+            dimensions: &self.options.grid.dimensions,
+            order: &self.options.order_by,
+            upsert_keys: &self.options.upsert_keys,
         };
         backend.check_layout(&layout).map_err(|e| match e {
             DataFusionError::Plan(message) => {
@@ -311,13 +266,14 @@ impl CachedFunction {
         })
     }
 
+    /// The grid dimensions and chunking of a gridded (Zarr) result.
     pub fn grid(&self) -> &Grid {
-        &self.grid
+        &self.options.grid
     }
 
     /// The columns that identify a row when a call upserts.
     pub fn upsert_keys(&self) -> &[String] {
-        &self.upsert_keys
+        &self.options.upsert_keys
     }
 
     pub fn schema(&self) -> &SchemaRef {
@@ -372,22 +328,7 @@ impl CachedFunction {
 pub struct CachedFunctionBuilder {
     name: String,
     params: Vec<Param>,
-    cache_args: Vec<String>,
-    version: Option<String>,
-    namespace: Option<String>,
-    timeseries: Option<String>,
-    coverage: Option<CoverageKind>,
-    settle: Option<std::time::Duration>,
-    exact: bool,
-    order_by: Vec<String>,
-    backend: Option<String>,
-    storage_backend: Option<String>,
-    memoize: bool,
-    cache: bool,
-    fail_if_no_cache: bool,
-    disable_if: Vec<DisableIf>,
-    grid: Grid,
-    upsert_keys: Vec<String>,
+    options: FunctionOptions,
     schema: Option<SchemaRef>,
     body: Option<Body>,
 }
@@ -419,23 +360,23 @@ impl CachedFunctionBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.cache_args = names.into_iter().map(Into::into).collect();
+        self.options.cache_args = names.into_iter().map(Into::into).collect();
         self
     }
 
     pub fn version(mut self, version: impl Into<String>) -> Self {
-        self.version = Some(version.into());
+        self.options.version = Some(version.into());
         self
     }
 
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
-        self.namespace = Some(namespace.into());
+        self.options.namespace = Some(namespace.into());
         self
     }
 
     /// Names the time column; calls are clipped to `[start_time, end_time]`.
     pub fn timeseries(mut self, column: impl Into<String>) -> Self {
-        self.timeseries = Some(column.into());
+        self.options.timeseries = Some(column.into());
         self
     }
 
@@ -444,7 +385,7 @@ impl CachedFunctionBuilder {
     /// handed, [`CoverageKind::Full`] when it computes its whole series
     /// whatever the window.
     pub fn coverage(mut self, coverage: CoverageKind) -> Self {
-        self.coverage = Some(coverage);
+        self.options.coverage = Some(coverage);
         self
     }
 
@@ -453,7 +394,7 @@ impl CachedFunctionBuilder {
     /// them again, while settled history is never recomputed. Only for a
     /// body that computes its window.
     pub fn settle(mut self, settle: std::time::Duration) -> Self {
-        self.settle = Some(settle);
+        self.options.settle = Some(settle);
         self
     }
 
@@ -461,7 +402,7 @@ impl CachedFunctionBuilder {
     /// storing nothing, instead of storing them with a warning (see
     /// [`CachedFunction::exact`]).
     pub fn exact(mut self, exact: bool) -> Self {
-        self.exact = exact;
+        self.options.exact = exact;
         self
     }
 
@@ -473,41 +414,41 @@ impl CachedFunctionBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.order_by = columns.into_iter().map(Into::into).collect();
+        self.options.order_by = columns.into_iter().map(Into::into).collect();
         self
     }
 
     /// Stores entries with the backend called `name` (`parquet`, `arrow`);
     /// checked when the function is registered.
     pub fn backend(mut self, name: impl Into<String>) -> Self {
-        self.backend = Some(name.into().to_ascii_lowercase());
+        self.options.backend = Some(name.into().to_ascii_lowercase());
         self
     }
 
     /// Stores computed results with the backend called `name` while still
     /// reading entries with [`Self::backend`] (or any backend).
     pub fn storage_backend(mut self, name: impl Into<String>) -> Self {
-        self.storage_backend = Some(name.into().to_ascii_lowercase());
+        self.options.storage_backend = Some(name.into().to_ascii_lowercase());
         self
     }
 
     /// Keeps call results in the memory tier (`memoize => false` per call
     /// turns it off).
     pub fn memoize(mut self) -> Self {
-        self.memoize = true;
+        self.options.memoize = true;
         self
     }
 
     /// `false` keeps calls off root and the mirrors; memory and the local
     /// tier still work, as with Python's `cache=False`.
     pub fn cache(mut self, cache: bool) -> Self {
-        self.cache = cache;
+        self.options.cache = cache;
         self
     }
 
     /// Makes a miss an error instead of a compute.
     pub fn fail_if_no_cache(mut self) -> Self {
-        self.fail_if_no_cache = true;
+        self.options.fail_if_no_cache = true;
         self
     }
 
@@ -521,7 +462,7 @@ impl CachedFunctionBuilder {
         S: Into<String>,
     {
         let when = when.into_iter().map(|(n, v)| (n.into(), v)).collect();
-        self.disable_if.push(DisableIf { when });
+        self.options.disable_if.push(DisableIf { when });
         self
     }
 
@@ -532,7 +473,7 @@ impl CachedFunctionBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.grid.dimensions = names.into_iter().map(Into::into).collect();
+        self.options.grid.dimensions = names.into_iter().map(Into::into).collect();
         self
     }
 
@@ -543,7 +484,7 @@ impl CachedFunctionBuilder {
         I: IntoIterator<Item = (S, u64)>,
         S: Into<String>,
     {
-        self.grid.chunking = sizes.into_iter().map(|(d, n)| (d.into(), n)).collect();
+        self.options.grid.chunking = sizes.into_iter().map(|(d, n)| (d.into(), n)).collect();
         self
     }
 
@@ -555,7 +496,7 @@ impl CachedFunctionBuilder {
         I: IntoIterator<Item = (S, u64)>,
         S: Into<String>,
     {
-        self.grid.chunk_by_arg.push(ChunkByArg {
+        self.options.grid.chunk_by_arg.push(ChunkByArg {
             arg: arg.into(),
             value,
             chunking: sizes.into_iter().map(|(d, n)| (d.into(), n)).collect(),
@@ -570,7 +511,14 @@ impl CachedFunctionBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.upsert_keys = columns.into_iter().map(Into::into).collect();
+        self.options.upsert_keys = columns.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets every option at once, as a SQL definition's `WITH (...)` gave
+    /// them; the setters above change one.
+    pub fn options(mut self, options: FunctionOptions) -> Self {
+        self.options = options;
         self
     }
 
@@ -600,6 +548,7 @@ impl CachedFunctionBuilder {
 
     pub fn build(self) -> Result<CachedFunction> {
         let name = self.name;
+        let mut options = self.options;
         check_function_name(&name).map_err(|e| DataFusionError::Plan(e.to_string()))?;
         let Some(schema) = self.schema else {
             return plan_err!(
@@ -613,7 +562,7 @@ impl CachedFunctionBuilder {
             if check_function_name(&param.name).is_err() {
                 return plan_err!("{name}: '{}' is not a valid parameter name", param.name);
             }
-            if RESERVED_ARGUMENTS.contains(&param.name.as_str()) {
+            if is_reserved(&param.name) {
                 return plan_err!(
                     "{name}: '{}' is reserved for per-call cache options and cannot be a parameter",
                     param.name
@@ -623,7 +572,7 @@ impl CachedFunctionBuilder {
                 return plan_err!("{name}: parameter '{}' is declared twice", param.name);
             }
         }
-        for arg in &self.cache_args {
+        for arg in &options.cache_args {
             if !self.params.iter().any(|p| &p.name == arg) {
                 return plan_err!(
                     "{name}: cache_args names '{arg}', which is not a parameter; parameters are {}",
@@ -631,20 +580,19 @@ impl CachedFunctionBuilder {
                 );
             }
         }
-        let mut disable_if = self.disable_if;
-        for condition in &mut disable_if {
+        for condition in &mut options.disable_if {
             if condition.when.is_empty() {
                 return plan_err!("{name}: a cache_disable_if condition names no argument");
             }
             for (arg, values) in &mut condition.when {
-                if !self.cache_args.contains(arg) {
+                if !options.cache_args.contains(arg) {
                     // Python ignores such names, and a condition naming only
                     // them disables every call; refuse it instead.
                     return plan_err!(
                         "{name}: cache_disable_if names '{arg}', which is not one of the \
                          cache_args ({}); conditions decide about cache entries, so they can \
                          only test arguments that key them",
-                        self.cache_args.join(", ")
+                        options.cache_args.join(", ")
                     );
                 }
                 let param = self
@@ -664,16 +612,22 @@ impl CachedFunctionBuilder {
         }
         let coverage = crate::timeseries::check(
             &name,
-            self.timeseries.as_deref(),
-            self.coverage,
-            self.settle.is_some(),
+            options.timeseries.as_deref(),
+            options.coverage,
+            options.settle.is_some(),
             &self.params,
             &schema,
             &body,
         )?;
-        let grid = check_grid(&name, self.grid, &schema, &self.params, &self.cache_args)?;
-        check_columns(&name, "order_by", &self.order_by, &schema)?;
-        check_columns(&name, "upsert_keys", &self.upsert_keys, &schema)?;
+        options.grid = check_grid(
+            &name,
+            options.grid,
+            &schema,
+            &self.params,
+            &options.cache_args,
+        )?;
+        check_columns(&name, "order_by", &options.order_by, &schema)?;
+        check_columns(&name, "upsert_keys", &options.upsert_keys, &schema)?;
         // Every column may hold nulls: results computed by different bodies,
         // and files written by Python, disagree on nullability.
         let schema = Arc::new(arrow::datatypes::Schema::new(
@@ -686,22 +640,8 @@ impl CachedFunctionBuilder {
         Ok(CachedFunction {
             name,
             params: self.params,
-            cache_args: self.cache_args,
-            version: self.version,
-            namespace: self.namespace,
-            timeseries: self.timeseries,
+            options,
             coverage,
-            settle: self.settle,
-            exact: self.exact,
-            order_by: self.order_by,
-            backend: self.backend,
-            storage_backend: self.storage_backend,
-            memoize: self.memoize,
-            cache: self.cache,
-            fail_if_no_cache: self.fail_if_no_cache,
-            disable_if,
-            grid,
-            upsert_keys: self.upsert_keys,
             schema,
             body,
             source: None,

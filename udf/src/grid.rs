@@ -11,7 +11,7 @@ use crate::function::Param;
 use crate::value::Value;
 
 /// The grid of a gridded result: its dimensions and how it is chunked.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Grid {
     pub dimensions: Vec<String>,
     pub chunking: BTreeMap<String, u64>,
@@ -19,7 +19,7 @@ pub struct Grid {
 }
 
 /// Chunk lengths that apply when a cache argument has a value.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ChunkByArg {
     pub arg: String,
     pub value: Value,

@@ -27,6 +27,7 @@ pub mod engine;
 pub mod exec;
 pub mod function;
 pub mod grid;
+pub mod options;
 pub mod planner;
 pub mod registry;
 pub mod resolve;
@@ -47,6 +48,7 @@ pub use engine::Engine;
 pub use function::{
     Body, CachedFunction, CachedFunctionBuilder, Computed, CoverageKind, DisableIf, Param,
 };
+pub use options::FunctionOptions;
 pub use script::split_statements;
 pub use session::{NamedTable, Session};
 pub use settings::{CallFrame, CallStack, Inherited, NuthatchOptions, OverwritePrompt};

@@ -1,7 +1,7 @@
-//! `nuthatch.functions`: every cached function the engine knows, with
-//! what decides its keys (parameters, cache_args, version, namespace) and
-//! where it stores (backend, timeseries column), and for SQL-defined
-//! functions the body and the file it came from. The other system tables
+//! `nuthatch.functions`: every cached function the engine knows, with its
+//! parameters, every option its definition takes (what decides its keys,
+//! where and how it stores), and for SQL-defined functions the body and
+//! the file it came from. The other system tables
 //! are the catalog's ([`nuthatch_catalog::system`]); this one needs the
 //! registry, which only this crate has.
 
@@ -14,35 +14,34 @@ use futures::FutureExt;
 use nuthatch_catalog::system::LazyTable;
 
 use crate::function::{Body, CachedFunction};
+use crate::options::{Shown, OPTIONS};
 use crate::registry::Registry;
 
-/// The table over an engine's registry.
+/// The table over an engine's registry: the name and parameters, a column
+/// per option a definition takes ([`OPTIONS`], in its order), then what
+/// the function returns and its body.
 pub fn functions_table(registry: Arc<Registry>) -> LazyTable {
     let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
-    let flag = |name: &str| Field::new(name, DataType::Boolean, false);
-    let schema = Arc::new(Schema::new(vec![
-        text("name", false),
-        text("parameters", false),
-        Field::new(
-            "cache_args",
-            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
-            false,
-        ),
-        text("version", true),
-        text("namespace", true),
-        text("timeseries", true),
-        text("coverage", true),
-        text("order_by", true),
-        text("backend", true),
-        text("storage_backend", true),
-        flag("memoize"),
-        flag("cache"),
-        flag("fail_if_no_cache"),
+    let mut fields = vec![text("name", false), text("parameters", false)];
+    for option in OPTIONS {
+        fields.push(match option.shown {
+            None => continue,
+            Some(Shown::Text(_)) => text(option.name, true),
+            Some(Shown::Flag(_)) => Field::new(option.name, DataType::Boolean, false),
+            Some(Shown::Names(_)) => Field::new(
+                option.name,
+                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                false,
+            ),
+        });
+    }
+    fields.extend([
         text("returns", false),
         text("language", false),
         text("body", true),
         text("source", true),
-    ]));
+    ]);
+    let schema = Arc::new(Schema::new(fields));
     let produced = Arc::clone(&schema);
     LazyTable::new(schema, move || {
         let batch = functions_batch(Arc::clone(&produced), &registry.all());
@@ -54,47 +53,42 @@ fn functions_batch(schema: SchemaRef, functions: &[Arc<CachedFunction>]) -> Resu
     let text = |f: &dyn Fn(&CachedFunction) -> Option<String>| {
         Arc::new(StringArray::from_iter(functions.iter().map(|x| f(x)))) as ArrayRef
     };
-    let flag = |f: &dyn Fn(&CachedFunction) -> bool| {
-        Arc::new(BooleanArray::from_iter(
-            functions.iter().map(|x| Some(f(x))),
-        )) as ArrayRef
-    };
-    let mut cache_args = ListBuilder::new(StringBuilder::new());
-    for function in functions {
-        for name in function.cache_args() {
-            cache_args.values().append_value(name);
-        }
-        cache_args.append(true);
+    let mut columns = vec![
+        text(&|f| Some(f.name().to_string())),
+        text(&|f| Some(f.parameters())),
+    ];
+    for option in OPTIONS {
+        columns.push(match option.shown {
+            None => continue,
+            Some(Shown::Text(show)) => text(&show),
+            Some(Shown::Flag(show)) => Arc::new(BooleanArray::from_iter(
+                functions.iter().map(|f| Some(show(f))),
+            )),
+            Some(Shown::Names(show)) => {
+                let mut lists = ListBuilder::new(StringBuilder::new());
+                for function in functions {
+                    for name in show(function) {
+                        lists.values().append_value(name);
+                    }
+                    lists.append(true);
+                }
+                Arc::new(lists.finish())
+            }
+        });
     }
-    let returns = |f: &CachedFunction| Some(f.returns());
-    Ok(RecordBatch::try_new(
-        schema,
-        vec![
-            text(&|f| Some(f.name().to_string())),
-            text(&|f| Some(f.parameters())),
-            Arc::new(cache_args.finish()),
-            text(&|f| f.version().map(str::to_string)),
-            text(&|f| f.namespace().map(str::to_string)),
-            text(&|f| f.timeseries().map(str::to_string)),
-            text(&|f| f.coverage().map(|c| c.name().to_string())),
-            text(&|f| (!f.order_by().is_empty()).then(|| f.order_by().join(", "))),
-            text(&|f| f.backend().map(str::to_string)),
-            text(&|f| f.storage_backend().map(str::to_string)),
-            flag(&|f| f.memoizes()),
-            flag(&|f| f.caches()),
-            flag(&|f| f.fails_if_no_cache()),
-            text(&returns),
-            text(&|f| {
-                Some(match f.body() {
-                    Body::Sql(_) => "sql".to_string(),
-                    Body::Rust(_) => "rust".to_string(),
-                })
-            }),
-            text(&|f| match f.body() {
-                Body::Sql(body) => Some(body.text()),
-                Body::Rust(_) => None,
-            }),
-            text(&|f| f.source().map(|p| p.display().to_string())),
-        ],
-    )?)
+    columns.extend([
+        text(&|f| Some(f.returns())),
+        text(&|f| {
+            Some(match f.body() {
+                Body::Sql(_) => "sql".to_string(),
+                Body::Rust(_) => "rust".to_string(),
+            })
+        }),
+        text(&|f| match f.body() {
+            Body::Sql(body) => Some(body.text()),
+            Body::Rust(_) => None,
+        }),
+        text(&|f| f.source().map(|p| p.display().to_string())),
+    ]);
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
