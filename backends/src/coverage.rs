@@ -285,7 +285,11 @@ impl Coverage {
     }
 
     /// Reads [`Coverage::encode`]'s form.
-    pub fn decode(text: &str) -> Result<Coverage, String> {
+    pub fn decode(text: &str) -> datafusion::common::Result<Coverage> {
+        Coverage::decode_text(text).map_err(datafusion::common::DataFusionError::Execution)
+    }
+
+    fn decode_text(text: &str) -> Result<Coverage, String> {
         let side = |text: &str| -> Result<Option<i64>, String> {
             match text.trim() {
                 "" => Ok(None),

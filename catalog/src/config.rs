@@ -146,7 +146,10 @@ impl fmt::Debug for TierConfig {
 
 /// A value computed when the engine opens its tiers (a token fetched from a
 /// vault, a path built at run time), as Python's `config_parameter`.
-pub type DynamicValue = Arc<dyn Fn() -> std::result::Result<String, String> + Send + Sync>;
+pub type DynamicValue = Arc<dyn Fn() -> std::result::Result<String, DynamicError> + Send + Sync>;
+
+/// Why a dynamic setting could not be computed.
+pub type DynamicError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The whole configuration.
 #[derive(Clone)]
@@ -267,7 +270,7 @@ impl Config {
     }
 
     /// Applies a nuthatch table (the contents of `[tool.nuthatch]`).
-    pub fn apply_table(
+    pub(crate) fn apply_table(
         &mut self,
         table: &toml::Table,
         base: &Path,
@@ -455,7 +458,7 @@ impl Config {
         &mut self,
         key: &str,
         secret: bool,
-        value: impl Fn() -> std::result::Result<String, String> + Send + Sync + 'static,
+        value: impl Fn() -> std::result::Result<String, DynamicError> + Send + Sync + 'static,
     ) -> Result<()> {
         // Check the name now; the value comes later.
         self.clone().set(key, "")?;
@@ -629,7 +632,7 @@ fn boolean(at: &str, key: &str, value: &toml::Value) -> std::result::Result<bool
 
 fn size(key: &str, value: &toml::Value) -> std::result::Result<usize, String> {
     match value {
-        toml::Value::String(s) => parse_memory_limit(s),
+        toml::Value::String(s) => memory_size(s),
         toml::Value::Integer(n) if *n > 0 => Ok(*n as usize),
         _ => Err(format!("'{key}' must be a size such as \"2G\" or \"512M\"")),
     }
@@ -658,7 +661,11 @@ fn options_into(
 /// Reads a memory size the way datafusion-cli's `--memory-limit` does: a
 /// number of bytes with an optional `K`, `M`, `G` or `T` suffix (powers of
 /// 1024), such as `512M` or `2G`.
-pub fn parse_memory_limit(text: &str) -> std::result::Result<usize, String> {
+pub fn parse_memory_limit(text: &str) -> Result<usize> {
+    memory_size(text).map_err(Error::Config)
+}
+
+fn memory_size(text: &str) -> std::result::Result<usize, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

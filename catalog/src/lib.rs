@@ -358,7 +358,7 @@ impl Catalog {
                 key: id.key.to_string(),
                 location: tier.url().trim_end_matches('/').to_string(),
                 path: path.to_string(),
-                reason,
+                reason: reason.to_string(),
             })
     }
 

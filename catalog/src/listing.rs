@@ -25,7 +25,7 @@ use object_store::ObjectStoreExt;
 
 use crate::error::{Error, Result};
 use crate::key::CacheKey;
-use crate::metastore::{MetadataRow, METASTORE_DIR};
+use crate::metastore::{MetadataRow, Unreadable, METASTORE_DIR};
 use crate::tier::Tier;
 use crate::{Catalog, EntryId};
 
@@ -84,7 +84,7 @@ pub struct Listed {
     pub object_modified: DateTime<Utc>,
     /// The metadata row, after [`Catalog::read_rows`]: `Err` holds why it
     /// could not be decoded.
-    pub row: Option<std::result::Result<Arc<MetadataRow>, String>>,
+    pub row: Option<std::result::Result<Arc<MetadataRow>, Unreadable>>,
 }
 
 impl Listed {
@@ -112,7 +112,7 @@ impl Listed {
         self.row
             .as_ref()
             .and_then(|r| r.as_ref().err())
-            .map(String::as_str)
+            .map(|why| why.0.as_str())
     }
 
     /// The key and namespace: the row's when it was read and agrees with
@@ -333,7 +333,9 @@ impl Catalog {
                     Err(reason) => Err(reason),
                 },
                 // Removed since the LIST: gone, not corrupt.
-                Err(object_store::Error::NotFound { .. }) => Err("removed while listing".into()),
+                Err(object_store::Error::NotFound { .. }) => {
+                    Err(Unreadable("removed while listing".into()))
+                }
                 Err(e) => {
                     return Err(entry
                         .tier

@@ -75,6 +75,11 @@ pub fn data_path(key: &CacheKey, namespace: Option<&str>, extension: &str) -> Pa
     }
 }
 
+/// Why a metadata row does not decode: what is missing or malformed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreadable(pub String);
+
 /// The metadata row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetadataRow {
@@ -234,7 +239,11 @@ impl MetadataRow {
     /// Reads a row written by either implementation. Polars writes strings
     /// as large strings and all-null columns with the Null type; both are
     /// accepted.
-    pub fn decode(bytes: Bytes) -> std::result::Result<MetadataRow, String> {
+    pub fn decode(bytes: Bytes) -> std::result::Result<MetadataRow, Unreadable> {
+        MetadataRow::decode_row(bytes).map_err(Unreadable)
+    }
+
+    fn decode_row(bytes: Bytes) -> std::result::Result<MetadataRow, String> {
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
             .and_then(|b| b.build())
             .map_err(|e| e.to_string())?;
@@ -298,11 +307,11 @@ impl MetadataRow {
             coverage: optional_text("coverage")?
                 .map(|text| Coverage::decode(&text))
                 .transpose()
-                .map_err(|e| format!("column 'coverage': {e}"))?,
+                .map_err(|e| format!("column 'coverage': {}", e.message()))?,
             provisional: optional_text("provisional")?
                 .map(|text| Coverage::decode(&text))
                 .transpose()
-                .map_err(|e| format!("column 'provisional': {e}"))?,
+                .map_err(|e| format!("column 'provisional': {}", e.message()))?,
             parts: optional_text("parts")?
                 .map(|text| decode_parts(&text))
                 .transpose()
@@ -360,7 +369,9 @@ fn decode_parts(text: &str) -> std::result::Result<Vec<Part>, String> {
         let mut fields = line.split('\t');
         let name = fields.next().unwrap_or_default().to_string();
         let covers = match fields.next() {
-            Some(text) if !text.is_empty() => Some(Coverage::decode(text)?),
+            Some(text) if !text.is_empty() => {
+                Some(Coverage::decode(text).map_err(|e| e.message().to_string())?)
+            }
             _ => None,
         };
         let rows = match fields.next() {

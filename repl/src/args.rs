@@ -118,7 +118,7 @@ impl std::fmt::Display for MaxRows {
     }
 }
 
-pub fn parse_maxrows(text: &str) -> Result<MaxRows, String> {
+pub(crate) fn parse_maxrows(text: &str) -> Result<MaxRows, String> {
     match text.trim().to_ascii_lowercase().as_str() {
         "inf" | "infinite" | "none" | "0" => Ok(MaxRows::Unlimited),
         number => number
@@ -128,7 +128,7 @@ pub fn parse_maxrows(text: &str) -> Result<MaxRows, String> {
     }
 }
 
-fn parse_memory_limit(text: &str) -> std::result::Result<usize, String> {
+fn parse_memory_limit(text: &str) -> nuthatch::crates::catalog::Result<usize> {
     nuthatch::crates::catalog::config::parse_memory_limit(text)
 }
 

@@ -13,6 +13,19 @@ use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use datafusion::common::ScalarValue;
 use nuthatch_catalog::key::python_float;
 
+/// What an argument was, when it is not of its parameter's type: `got
+/// 'soon'`, for a message that says what the parameter expects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch(pub String);
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Mismatch {}
+
 /// The type of a cached function's parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParamType {
@@ -67,8 +80,12 @@ impl ParamType {
         })
     }
 
-    /// Converts an argument to this type, or says why it cannot be.
-    pub fn coerce(self, scalar: &ScalarValue) -> Result<Value, String> {
+    /// Converts an argument to this type, or says what was given instead.
+    pub fn coerce(self, scalar: &ScalarValue) -> Result<Value, Mismatch> {
+        self.coerce_scalar(scalar).map_err(Mismatch)
+    }
+
+    fn coerce_scalar(self, scalar: &ScalarValue) -> Result<Value, String> {
         if scalar.is_null() {
             return Ok(Value::Null);
         }
@@ -348,7 +365,7 @@ mod tests {
     #[test]
     fn mistyped_arguments_say_what_they_got() {
         let err = ParamType::Int.coerce(&utf8("seven")).unwrap_err();
-        assert_eq!(err, "got the string seven");
+        assert_eq!(err.to_string(), "got the string seven");
         assert!(ParamType::Int
             .coerce(&ScalarValue::Float64(Some(1.5)))
             .is_err());

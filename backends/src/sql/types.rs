@@ -293,7 +293,16 @@ impl Builder {
 
     /// Appends column `i` of a SQLite row, converting the stored value to
     /// this wire's type as SQLite does.
-    pub fn push_sqlite(&mut self, row: &SqliteRow, i: usize) -> std::result::Result<(), String> {
+    pub fn push_sqlite(
+        &mut self,
+        row: &SqliteRow,
+        i: usize,
+    ) -> std::result::Result<(), sqlx::Error> {
+        self.sqlite_value(row, i)
+            .map_err(|why| sqlx::Error::Decode(why.into()))
+    }
+
+    fn sqlite_value(&mut self, row: &SqliteRow, i: usize) -> std::result::Result<(), String> {
         let value = row.try_get_raw(i).map_err(|e| e.to_string())?;
         if value.is_null() {
             self.push_null();
