@@ -38,6 +38,9 @@ extensions_options! {
         pub retry_null_cache: bool, default = false
         /// A miss is an error instead of a compute.
         pub fail_if_no_cache: bool, default = false
+        /// Replace rolling windows per series by nuthatch's own operator
+        /// (`RollingWindowExec` in plans); `false` leaves them DataFusion's.
+        pub rolling_windows: bool, default = true
     }
 }
 

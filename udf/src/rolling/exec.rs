@@ -119,7 +119,7 @@ impl DisplayAs for RollingWindowExec {
             .collect();
         write!(
             f,
-            "RollingWindowExec: series=[{}], rolling=[{}]",
+            "RollingWindowExec: series=[{}], rolling=[{}], off with nuthatch.rolling_windows = false",
             keys.join(", "),
             columns.join(", ")
         )

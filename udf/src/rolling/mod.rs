@@ -14,6 +14,11 @@
 //! ordered by the window's `ORDER BY` (an entry of a function declaring
 //! `order_by = (time)`), the sort and the repartition by series go: the
 //! window reads the input's partitions merged into one ordered stream.
+//!
+//! `SET nuthatch.rolling_windows = false` turns the rule off for a session
+//! (to compare, or to rule it out); plans then show DataFusion's
+//! `BoundedWindowAggExec` where they showed `RollingWindowExec`, whose line
+//! names the setting.
 
 mod exec;
 mod series;
@@ -46,6 +51,7 @@ use datafusion::physical_plan::{
 pub use exec::{Kind, Rolling, RollingWindowExec};
 
 use crate::exec::CachedCallExec;
+use crate::settings::NuthatchOptions;
 
 /// The optimizer rule; see the module docs.
 #[derive(Debug, Default)]
@@ -65,6 +71,10 @@ impl PhysicalOptimizerRule for RollingWindows {
         plan: Arc<dyn ExecutionPlan>,
         config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        let options = config.extensions.get::<NuthatchOptions>();
+        if options.is_some_and(|options| !options.rolling_windows) {
+            return Ok(plan);
+        }
         for drop_sorts in [true, false] {
             let rewritten = rewrite(Arc::clone(&plan), drop_sorts)?;
             if !rewritten.transformed {
