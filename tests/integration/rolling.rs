@@ -128,16 +128,28 @@ async fn rolling_windows_equal_datafusions_to_the_bit() {
     // A session can turn the rule off: DataFusion's window then computes
     // the same rows.
     let shown = plan_text(ours, WINDOWS).await;
-    assert!(shown.contains("off with nuthatch.rolling_windows = false"), "{shown}");
-    ours.sql("SET nuthatch.rolling_windows = false").await.unwrap();
+    assert!(
+        shown.contains("off with nuthatch.rolling_windows = false"),
+        "{shown}"
+    );
+    ours.sql("SET nuthatch.rolling_windows = false")
+        .await
+        .unwrap();
     let shown = plan_text(ours, WINDOWS).await;
     assert!(shown.contains("BoundedWindowAggExec"), "{shown}");
     assert!(!shown.contains("RollingWindowExec"), "{shown}");
     let got = sorted_rows(ours, WINDOWS).await;
     for (i, field) in expected.schema().fields().iter().enumerate() {
-        assert_eq!(got.column(i), expected.column(i), "rule off, column {}", field.name());
+        assert_eq!(
+            got.column(i),
+            expected.column(i),
+            "rule off, column {}",
+            field.name()
+        );
     }
-    ours.sql("SET nuthatch.rolling_windows = true").await.unwrap();
+    ours.sql("SET nuthatch.rolling_windows = true")
+        .await
+        .unwrap();
 
     // What it does not compute stays DataFusion's.
     let filtered =

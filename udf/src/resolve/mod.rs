@@ -21,6 +21,7 @@
 //! Calls that merge into the stored entry (`upsert`, `replace_window`)
 //! read nothing first: they compute and merge ([`merge`]).
 
+mod decide;
 mod extend;
 mod merge;
 mod order;
@@ -52,7 +53,7 @@ use nuthatch_backends::fidelity::Change;
 use nuthatch_backends::{Backend, WriteMode, Written};
 use nuthatch_catalog::{
     CacheMode, Claim, Entry, EntryId, Error, Followed, Found, Memoized, Outcome, Overwrite, Phase,
-    Policy, Running, Tier,
+    Policy, Running, Tier, TierRole,
 };
 
 use crate::call::Call;
@@ -336,7 +337,7 @@ impl Resolver<'_> {
         let backend = call.write_backend();
         // Fail before computing, not after, when nothing could be stored.
         catalog.check_writable(tier, id)?;
-        let may_exist = call.recompute || call.storage_backend.is_some();
+        let may_exist = decide::may_exist(call.recompute, call.storage_backend.is_some());
         if policy.overwrite == Overwrite::Ask
             && may_exist
             // An entry that does not open (corrupt) would be overwritten too.
@@ -432,13 +433,10 @@ impl Resolver<'_> {
 
     /// The tier the mode stores computed results on, if any.
     fn write_target(&self) -> Option<&Tier> {
-        let (call, policy) = (self.call, self.policy);
-        if policy.write_global && call.cache {
-            Some(call.catalog.root())
-        } else if policy.write_local {
-            call.local_id.as_ref().map(|_| call.catalog.local())
-        } else {
-            None
+        let call = self.call;
+        match decide::write_role(&self.policy, call.cache, call.local_id.is_some())? {
+            TierRole::Root => Some(call.catalog.root()),
+            _ => Some(call.catalog.local()),
         }
     }
 

@@ -33,6 +33,26 @@
 //! The batches are kept because a row out of order can arrive last, and by
 //! then everything before it has been encoded. A sort keeps the whole
 //! result too, so this holds no more than it would.
+//!
+//! The states and what moves between them (each transition has a case in
+//! `order_transitions.rs`):
+//!
+//! ```text
+//! plan proves the order ──► one partition: as it is; several: merged
+//! otherwise: StoredOrderExec
+//!   no memory limit (passing.rs), at each batch:
+//!     in order, no overlap ─────► passed on (kept while under KEEP_BYTES)
+//!     partitions overlap ───────► nothing passed yet: merged, written once
+//!                                 some passed: merged, written again (Rewrite)
+//!     a row out of order ───────► nothing passed yet: sorted, written once
+//!                                 some passed, kept: sorted, written again
+//!                                 past what is kept: computed again, sorted,
+//!                                 written again
+//!   memory limit, reading every partition:
+//!     all in order ─────────────► end to end; merged where partitions overlap
+//!     a row out of order, or a
+//!     batch the pool refuses ───► DataFusion's sort, which spills
+//! ```
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -594,6 +614,10 @@ fn end_to_end(
             .collect(),
     ))
 }
+
+#[cfg(test)]
+#[path = "order_transitions.rs"]
+mod transitions;
 
 #[cfg(test)]
 mod tests {

@@ -322,7 +322,11 @@ impl Passing {
 /// 720 MB, spent more time in page faults than in encoding), and a row out
 /// of order after this many is rare: past it, a rewrite computes the result
 /// again instead.
+#[cfg(not(test))]
 const KEEP_BYTES: usize = 64 * 1024 * 1024;
+/// Small in unit tests, so that the path that computes again runs.
+#[cfg(test)]
+const KEEP_BYTES: usize = 4096;
 
 /// The error that ends a stream whose rows went out of order after the
 /// write began; the sink then writes the [`Rewrite`].

@@ -52,6 +52,7 @@ use nuthatch_catalog::inflight::Lead;
 use nuthatch_catalog::{Entry, EntryId, Outcome, Tier};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
+use super::decide::{read_back_because, Serving};
 use super::{unstored, Keep, Prepared, Resolver, WritePlan};
 
 /// A miss served while it is stored: the plan the query
@@ -63,6 +64,17 @@ pub(super) struct Storing {
 }
 
 impl Resolver<'_> {
+    /// What decides whether this call's computed rows can be served as
+    /// they are written with `backend`.
+    fn serving(&self, backend: &dyn Backend) -> Serving {
+        Serving {
+            memoize: self.call.memoize,
+            limited: self.shape.limit.is_some(),
+            memory_bounded: self.memory_bounded(),
+            exact_rows: backend.exact_rows(),
+        }
+    }
+
     /// The write of a miss that serves its rows as they are stored
     /// (see the module docs), if this call can be served so: a backend that reads
     /// back exactly the rows it was given (Parquet, Arrow), no memoizing
@@ -79,11 +91,8 @@ impl Resolver<'_> {
         compute: Arc<dyn ExecutionPlan>,
         keep: &Keep,
     ) -> Result<Option<Storing>> {
-        if self.call.memoize
-            || self.shape.limit.is_some()
-            || self.memory_bounded()
-            || !backend.exact_rows()
-        {
+        if let Some(why) = read_back_because(self.serving(backend.as_ref())) {
+            tracing::debug!(key = %id.key, "a miss read back after its write: {why}");
             return Ok(None);
         }
         let compute = self.clipped(id, compute, keep)?;
@@ -126,11 +135,7 @@ impl Resolver<'_> {
         Written,
         Option<Arc<dyn ExecutionPlan>>,
     )> {
-        let servable = asked_within
-            && !self.call.memoize
-            && self.shape.limit.is_none()
-            && !self.memory_bounded()
-            && backend.exact_rows();
+        let servable = asked_within && read_back_because(self.serving(backend.as_ref())).is_none();
         let id = &self.call.id;
         if !servable {
             let (entry, plan, written) =
