@@ -5,7 +5,7 @@
 
 use nuthatch::Outcome;
 
-use crate::support::{assert_outcome, Fixture};
+use crate::support::{assert_outcome, each_case, Fixture};
 use crate::system::text_rows;
 
 /// `edges()`: three rows whose values some formats cannot hold: a
@@ -79,7 +79,8 @@ const READ: &str = "SELECT CAST(t AS VARCHAR) AS t, CAST(x AS VARCHAR), CAST(fla
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_backend_says_what_it_stored_changed() {
-    for (backend, changes) in CHANGES {
+    let label = |(backend, _): &(&str, &str)| backend.to_string();
+    each_case(CHANGES, label, |(backend, changes)| async move {
         let f = Fixture::new();
         f.query(&define_edges(backend)).await.unwrap();
         let computed = text_rows(&f.query(READ).await.unwrap());
@@ -110,7 +111,8 @@ async fn each_backend_says_what_it_stored_changed() {
         });
         assert_eq!(hit.collect::<Vec<_>>(), want, "{backend}");
         assert_eq!(computed.len(), 3);
-    }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

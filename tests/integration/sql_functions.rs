@@ -83,10 +83,14 @@ async fn definitions_with_mistakes_are_refused_clearly() {
             "no timeseries column 'when'",
         ),
     ];
+    let mut failures = Vec::new();
     for (sql, expected) in cases {
         let error = f.error(sql).await;
-        assert!(error.contains(expected), "{sql}\n{error}");
+        if !error.contains(expected) {
+            failures.push(format!("{sql}\n  expected {expected}\n  got {error}"));
+        }
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(f.nuthatch.function("g").is_none());
 }
 

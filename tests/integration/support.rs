@@ -297,3 +297,39 @@ pub fn column_encodings(f: &Fixture, name: &str, column: usize) -> String {
     let group = reader.metadata().row_group(0);
     format!("{:?}", group.column(column).encodings().collect::<Vec<_>>())
 }
+
+/// Runs a table-driven test's cases, each as a task of its own, and fails
+/// naming every case that failed with its message, not only the first.
+pub async fn each_case<T, F, Fut>(
+    cases: impl IntoIterator<Item = T>,
+    label: impl Fn(&T) -> String,
+    run: F,
+) where
+    T: Send + 'static,
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for case in cases {
+        count += 1;
+        let name = label(&case);
+        if let Err(error) = tokio::spawn(run(case)).await {
+            let message = match error.try_into_panic() {
+                Ok(panic) => panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default(),
+                Err(error) => error.to_string(),
+            };
+            failures.push(format!("{name}: {message}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {count} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

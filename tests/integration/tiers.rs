@@ -9,7 +9,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use nuthatch::{CachedFunction, Computed, Config, Outcome, ParamType, TierConfig};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
-use crate::support::{assert_outcome, files_under, Fixture, SERIES_ROWS};
+use crate::support::{assert_outcome, each_case, files_under, Fixture, SERIES_ROWS};
 
 pub(crate) const DAY: &str = "SELECT count(*) FROM series('2020-01-01', '2020-01-02'";
 /// The root entry of `series` with default arguments.
@@ -104,55 +104,63 @@ async fn each_mode_reads_and_writes_the_tiers_of_its_row() {
         ("off", RootHolds, Ok(ComputedNotStored), true, false),
         ("off", LocalHolds, Ok(ComputedNotStored), false, true),
     ];
-    for (mode, start, expected, root_after, local_after) in table {
-        let f = Fixture::new();
-        match start {
-            Empty => {}
-            RootHolds => assert_eq!(f.int(&day_with("cache_mode => 'write'")).await, 48),
-            LocalHolds => assert_eq!(f.int(&day_with("cache_mode => 'local_strict'")).await, 48),
-        }
-        f.reports();
-        let computes = f.computes();
-        let sql = day_with(&format!("cache_mode => '{mode}'"));
-        let case = format!("{mode} from {start:?}");
-        match expected {
-            Ok(outcome) => {
-                assert_eq!(f.int(&sql).await, 48, "{case}");
-                let report = f.report();
-                assert_eq!(report.outcome, outcome, "{case}: {report}");
-                let computed = matches!(outcome, Computed | ComputedNotStored);
-                assert_eq!(f.computes(), computes + computed as usize, "{case}");
+    let label = |(mode, start, ..): &Row| format!("{mode} from {start:?}");
+    each_case(
+        table,
+        label,
+        |(mode, start, expected, root_after, local_after)| async move {
+            let f = Fixture::new();
+            match start {
+                Empty => {}
+                RootHolds => assert_eq!(f.int(&day_with("cache_mode => 'write'")).await, 48),
+                LocalHolds => {
+                    assert_eq!(f.int(&day_with("cache_mode => 'local_strict'")).await, 48)
+                }
             }
-            Err(text) => {
-                let error = f.error(&sql).await;
-                assert!(error.contains(text), "{case}: {error}");
-                assert_eq!(f.computes(), computes, "{case}");
+            f.reports();
+            let computes = f.computes();
+            let sql = day_with(&format!("cache_mode => '{mode}'"));
+            let case = format!("{mode} from {start:?}");
+            match expected {
+                Ok(outcome) => {
+                    assert_eq!(f.int(&sql).await, 48, "{case}");
+                    let report = f.report();
+                    assert_eq!(report.outcome, outcome, "{case}: {report}");
+                    let computed = matches!(outcome, Computed | ComputedNotStored);
+                    assert_eq!(f.computes(), computes + computed as usize, "{case}");
+                }
+                Err(text) => {
+                    let error = f.error(&sql).await;
+                    assert!(error.contains(text), "{case}: {error}");
+                    assert_eq!(f.computes(), computes, "{case}");
+                }
             }
-        }
-        let root = data_files(&f.root());
-        let local = data_files(&f.local());
-        assert_eq!(
-            root.contains(&ROOT_DATA.to_string()),
-            root_after,
-            "{case}: root {root:?}"
-        );
-        assert_eq!(
-            local.contains(&LOCAL_DATA.to_string()),
-            local_after,
-            "{case}: local {local:?}"
-        );
-        // Root holds whole results, local clipped ones.
-        if root_after {
+            let root = data_files(&f.root());
+            let local = data_files(&f.local());
             assert_eq!(
-                rows_in(&f.root().join(ROOT_DATA)),
-                SERIES_ROWS as i64,
-                "{case}"
+                root.contains(&ROOT_DATA.to_string()),
+                root_after,
+                "{case}: root {root:?}"
             );
-        }
-        if local_after {
-            assert_eq!(rows_in(&f.local().join(LOCAL_DATA)), 48, "{case}");
-        }
-    }
+            assert_eq!(
+                local.contains(&LOCAL_DATA.to_string()),
+                local_after,
+                "{case}: local {local:?}"
+            );
+            // Root holds whole results, local clipped ones.
+            if root_after {
+                assert_eq!(
+                    rows_in(&f.root().join(ROOT_DATA)),
+                    SERIES_ROWS as i64,
+                    "{case}"
+                );
+            }
+            if local_after {
+                assert_eq!(rows_in(&f.local().join(LOCAL_DATA)), 48, "{case}");
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
