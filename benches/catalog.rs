@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use datafusion::error::Result;
 use futures::{StreamExt, TryStreamExt};
-use nuthatch::crates::catalog::metastore::{MetadataRow, Recorded, CONFIRMED};
+use nuthatch::crates::catalog::metastore::{CONFIRMED, MetadataRow, Recorded};
 use nuthatch::{Config, Engine, Session, TierConfig};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};

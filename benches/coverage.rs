@@ -23,10 +23,9 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use datafusion::error::Result;
-use nuthatch::{demo, Config, Engine, Outcome, Session};
+use nuthatch::{Config, Engine, Outcome, Session, demo};
 
-const DAILY_AIR: &str =
-    "CREATE CACHED FUNCTION daily_air(start_time TIMESTAMP, end_time TIMESTAMP) \
+const DAILY_AIR: &str = "CREATE CACHED FUNCTION daily_air(start_time TIMESTAMP, end_time TIMESTAMP) \
      WITH (timeseries = 'time', coverage = 'window') \
      AS SELECT time, lat, lon, air FROM my_first_cache() \
         WHERE time BETWEEN $start_time AND $end_time";

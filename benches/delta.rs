@@ -19,7 +19,7 @@ use common::{ms, size_under};
 use datafusion::common::ScalarValue;
 use datafusion::error::Result;
 use datafusion::logical_expr::{col, lit};
-use nuthatch::demo::{air_schema, air_temperature, TIME_STEPS};
+use nuthatch::demo::{TIME_STEPS, air_schema, air_temperature};
 use nuthatch::{CachedFunction, Config, Engine, ParamType, Session, Value};
 
 const RUNS: usize = 5;

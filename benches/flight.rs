@@ -21,7 +21,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_plan::execute_stream;
 use futures::StreamExt;
 use nuthatch::crates::flight::{self, ServeOptions};
-use nuthatch::{demo, Config, Engine, TierConfig};
+use nuthatch::{Config, Engine, TierConfig, demo};
 
 const RUNS: usize = 7;
 

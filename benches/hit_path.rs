@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use datafusion::error::Result;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use nuthatch::{demo, Config, Engine, TierConfig};
+use nuthatch::{Config, Engine, TierConfig, demo};
 
 const RUNS: usize = 7;
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use arrow::datatypes::{DataType, Field, Schema};
 use common::ms;
 use datafusion::error::Result;
-use nuthatch::polars::{to_polars, PolarsBody, SessionPolars};
+use nuthatch::polars::{PolarsBody, SessionPolars, to_polars};
 use nuthatch::{CachedFunction, Config, Engine, ParamType};
 use polars::prelude::col;
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::error::Result;
-use nuthatch::{demo, CachedFunction, Config, CoverageKind, Engine, ParamType, Session};
+use nuthatch::{CachedFunction, Config, CoverageKind, Engine, ParamType, Session, demo};
 
 const RUNS: usize = 3;
 
@@ -168,7 +168,9 @@ async fn miss_against_compute(session: &Session) -> Result<()> {
 
 fn memory_against_limit() -> Result<()> {
     println!("\n2. peak resident memory of a miss four times the memory limit");
-    println!("| limit | result rows | result in Arrow | process before | peak | peak / limit (target <= 1.5) |");
+    println!(
+        "| limit | result rows | result in Arrow | process before | peak | peak / limit (target <= 1.5) |"
+    );
     println!("|---|---|---|---|---|---|");
     let limit: usize = 256 << 20;
     let output = std::process::Command::new(std::env::current_exe()?)

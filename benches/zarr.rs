@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::{ms, size_under};
 use datafusion::error::Result;
-use nuthatch::demo::{air_schema, air_temperature, TIME_STEPS};
+use nuthatch::demo::{TIME_STEPS, air_schema, air_temperature};
 use nuthatch::{CachedFunction, Config, CoverageKind, Engine, ParamType, Session};
 
 const RUNS: usize = 5;

@@ -20,13 +20,17 @@ use datafusion::error::Result;
 
 use crate::{CachedFunction, CoverageKind, ParamType, Value};
 
+/// Six-hourly time steps over 2013 and 2014.
 pub const TIME_STEPS: usize = 2920;
+/// Latitudes, 75.0 down to 15.0 by 2.5.
 pub const LATS: usize = 25;
+/// Longitudes, 200.0 to 330.0 by 2.5.
 pub const LONS: usize = 53;
 const SIX_HOURS_NS: i64 = 6 * 3600 * 1_000_000_000;
 /// 2013-01-01T00:00:00 in nanoseconds since the epoch.
 const START_NS: i64 = 1_356_998_400 * 1_000_000_000;
 
+/// The grid's columns: `time`, `lat`, `lon` and `air` (kelvin).
 pub fn air_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new(

@@ -25,6 +25,8 @@
 //! metastore, errors) and `nuthatch-udf` (cached functions, engine and
 //! sessions).
 
+#![warn(missing_docs)]
+
 pub mod demo;
 
 pub use nuthatch_backends::coverage::{Coverage, Span};
@@ -33,14 +35,13 @@ pub use nuthatch_backends::{
     WriteProgress, Written,
 };
 pub use nuthatch_catalog::{
-    cache_key, CacheKey, CacheMode, CallReport, Catalog, Config, EntryId, Error, Found, KeyValue,
-    MemoryTier, MetadataRow, Outcome, Overwrite, Phase, Policy, Running, Tier, TierConfig,
-    TierRole,
+    CacheKey, CacheMode, CallReport, Catalog, Config, EntryId, Error, Found, KeyValue, MemoryTier,
+    MetadataRow, Outcome, Overwrite, Phase, Policy, Running, Tier, TierConfig, TierRole, cache_key,
 };
 pub use nuthatch_udf::{
-    split_statements, Args, CachedFunction, CachedFunctionBuilder, Computed, CoverageKind,
-    DisableIf, Engine, FunctionOptions, NuthatchOptions, OverwritePrompt, ParamType, Select,
-    Session, Value,
+    Args, CachedFunction, CachedFunctionBuilder, Computed, CoverageKind, DisableIf, Engine,
+    FunctionOptions, NuthatchOptions, OverwritePrompt, ParamType, Select, Session, Value,
+    split_statements,
 };
 
 /// The workspace crates, for what the re-exports above leave out.
@@ -61,4 +62,30 @@ pub use nuthatch_udf::error_message;
 #[cfg(feature = "polars")]
 pub mod polars {
     pub use nuthatch_polars::*;
+}
+
+/// The Rust examples of the README and of `docs/`, compiled and run as
+/// doctests, so that what the docs show works.
+#[cfg(doctest)]
+mod docs {
+    #[doc = include_str!("../README.md")]
+    struct Readme;
+    #[doc = include_str!("../docs/functions.md")]
+    struct Functions;
+    #[doc = include_str!("../docs/calling.md")]
+    struct Calling;
+    #[doc = include_str!("../docs/tiers.md")]
+    struct Tiers;
+    #[doc = include_str!("../docs/timeseries.md")]
+    struct Timeseries;
+    #[doc = include_str!("../docs/backends.md")]
+    struct Backends;
+    #[doc = include_str!("../docs/configuration.md")]
+    struct Configuration;
+    #[doc = include_str!("../docs/catalog.md")]
+    struct Catalog;
+    #[doc = include_str!("../docs/binary.md")]
+    struct Binary;
+    #[doc = include_str!("../docs/embedding.md")]
+    struct Embedding;
 }

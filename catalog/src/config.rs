@@ -1,5 +1,5 @@
 //! Where the tiers are and how calls behave, read the way Python nuthatch
-//! reads it (inventory §7), with its bugs left out.
+//! reads it, with its bugs left out.
 //!
 //! Sources, each later one winning key by key:
 //!

@@ -4,7 +4,7 @@
 //! `cache_args`, taken in the order of the sorted argument names, each turned
 //! into Python's `str()` form and joined with `_`. Lists are sorted and
 //! flattened, maps become sorted `k-v` strings. Argument names are not part
-//! of the key (inventory §1.4), so the same call lands on the same entry in
+//! of the key, so the same call lands on the same entry in
 //! either implementation.
 //!
 //! Unlike Python, values that would turn into path separators or `..`
@@ -242,7 +242,7 @@ mod tests {
     }
 
     #[test]
-    fn matches_the_python_example_from_the_inventory() {
+    fn matches_a_key_python_nuthatch_computes() {
         // {'b':[3,1,2],'a':{'y':1,'x':2},'c':None}
         let key = cache_key(
             "f",

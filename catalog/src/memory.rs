@@ -1,7 +1,7 @@
 //! The memory tier: memoized results, in this process, within a byte budget.
 //!
 //! Python nuthatch's memoizer has no bound that holds (it measures objects
-//! shallowly and can loop forever evicting, inventory §6) and keys results
+//! shallowly and can loop forever evicting) and keys results
 //! by arguments alone, so a call in one namespace can return another's. Here
 //! a result is keyed by the all-arguments key together with namespace and
 //! version, its size is the Arrow memory it holds, and the least recently

@@ -1,5 +1,5 @@
 //! The metastore: one single-row Parquet file per entry, laid out and shaped
-//! as Python nuthatch writes it (inventory §3.1–3.2), so either implementation
+//! as Python nuthatch writes it, so either implementation
 //! can read the other's store.
 //!
 //! ```text

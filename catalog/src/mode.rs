@@ -1,6 +1,6 @@
 //! Cache modes: which tiers a call may read and write.
 //!
-//! The names and the table are Python nuthatch's (inventory §2.4): a mode is
+//! The names and the table are Python nuthatch's: a mode is
 //! one row of [`CacheMode::policy`], so the rules live in data and the code
 //! that resolves a call only asks the policy. "Global" tiers are root and
 //! the mirrors; "local" is the per-machine copy.

@@ -5,7 +5,7 @@
 //! tier is registered in DataFusion's runtime under a URL of its own, which is
 //! how scans find it.
 //!
-//! Roles (inventory §2.1): **local** is a folder on this machine, keyed by
+//! Roles: **local** is a folder on this machine, keyed by
 //! all arguments and holding clipped results; **root** is the shared store;
 //! **mirrors** are other stores read after root and never written. Opening
 //! a tier contacts nothing: only root's folder is created at once (so a

@@ -32,6 +32,8 @@ use polars::prelude::{
 };
 use tokio::runtime::{Handle, RuntimeFlavor};
 
+use nuthatch_udf::session::FunctionSync;
+
 use crate::convert::{polars_error, to_polars};
 use crate::sql::PolarsSql;
 
@@ -43,6 +45,10 @@ pub struct Polars {
     /// run such scans (0.55), so a body that used one is collected by the
     /// in-memory engine.
     scanned: Arc<AtomicBool>,
+    /// For a session's handle: registers the functions the engine gained
+    /// since, before each query, so a handle kept across registrations
+    /// calls them.
+    functions: Option<FunctionSync>,
 }
 
 impl std::fmt::Debug for Polars {
@@ -58,6 +64,23 @@ impl Polars {
         Polars {
             ctx,
             scanned: Arc::new(AtomicBool::new(false)),
+            functions: None,
+        }
+    }
+
+    /// Polars over a session's context, kept in step with its engine's
+    /// functions by `functions`.
+    pub fn of_session(ctx: SessionContext, functions: FunctionSync) -> Polars {
+        Polars {
+            functions: Some(functions),
+            ..Polars::new(ctx)
+        }
+    }
+
+    /// Makes the engine's functions registered since callable.
+    pub(crate) fn refresh(&self) {
+        if let Some(functions) = &self.functions {
+            functions.refresh();
         }
     }
 
@@ -68,6 +91,7 @@ impl Polars {
 
     /// Runs `sql` and returns its whole result as a Polars frame.
     pub async fn frame(&self, sql: &str) -> Result<DataFrame> {
+        self.refresh();
         let frame = self.ctx.sql(sql).await?;
         let schema: ArrowSchemaRef = Arc::new(frame.schema().as_arrow().clone());
         let batches = frame.collect().await?;
@@ -80,6 +104,7 @@ impl Polars {
     /// Collect it with `collect()` (Polars' in-memory engine): Polars 0.55's
     /// streaming engine does not run scans defined outside Polars.
     pub async fn lazy(&self, sql: &str) -> Result<LazyFrame> {
+        self.refresh();
         let frame = self.ctx.sql(sql).await?;
         let arrow: ArrowSchemaRef = Arc::new(frame.schema().as_arrow().clone());
         let schema = Arc::clone(to_polars(&arrow, &[])?.schema());

@@ -35,6 +35,6 @@ impl SessionPolars for nuthatch_udf::Session {
         // Functions registered on the engine since the session last
         // planned a query become callable first.
         self.refresh_functions();
-        Polars::new(self.context().clone())
+        Polars::of_session(self.context().clone(), self.function_sync())
     }
 }

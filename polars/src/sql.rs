@@ -66,6 +66,7 @@ impl PolarsSql {
             )));
         }
         let mut statement = statements.remove(0);
+        self.polars.refresh();
         let known = self.polars.context().state().table_functions().clone();
         let mut calls = Calls {
             known: |name: &str| known.contains_key(name),

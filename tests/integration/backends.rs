@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use nuthatch::crates::catalog::EntryId;
-use nuthatch::{cache_key, KeyValue, Outcome};
+use nuthatch::{KeyValue, Outcome, cache_key};
 
-use crate::support::{assert_outcome, Fixture};
+use crate::support::{Fixture, assert_outcome};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_can_store_its_entry_as_arrow_ipc_and_read_it_back() {

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use arrow::array::{Array, Float64Array, LargeStringArray, NullArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use nuthatch::Outcome;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::support::{assert_outcome, Fixture};
+use crate::support::{Fixture, assert_outcome};
 
 fn read_parquet(path: &std::path::Path) -> RecordBatch {
     let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -88,9 +88,11 @@ async fn entries_are_written_in_pythons_layout_with_its_metadata_row() {
     assert_eq!(text(&row, "version").as_deref(), Some("1"));
     assert_eq!(text(&row, "backend").as_deref(), Some("parquet"));
     assert_eq!(text(&row, "state").as_deref(), Some("confirmed"));
-    assert!(text(&row, "path")
-        .unwrap()
-        .ends_with("series/2.0_south.parquet"));
+    assert!(
+        text(&row, "path")
+            .unwrap()
+            .ends_with("series/2.0_south.parquet")
+    );
     let modified = row.column_by_name("last_modified").unwrap();
     let micros = modified
         .as_any()

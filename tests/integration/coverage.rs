@@ -3,17 +3,17 @@
 //! backend that stores rows in place; modes that do not store serve it
 //! unstored, modes that do not compute say what is missing.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow::array::{Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};
 use chrono::NaiveDateTime;
 use nuthatch::{CachedFunction, CallReport, Outcome, ParamType, Value};
 
-use crate::support::{assert_outcome, observations, series_schema, Fixture};
+use crate::support::{Fixture, assert_outcome, observations, series_schema};
 use crate::system::text_rows;
 
-/// The README's `readings`: a body that reads only its window, over the
+/// The `readings` of docs/timeseries.md: a body that reads only its window, over the
 /// fixture's hourly `series` (value = hours since 2020-01-01).
 pub(crate) fn define_readings(backend: &str) -> String {
     format!(
@@ -106,7 +106,7 @@ pub(crate) async fn agrees_with_series(f: &Fixture, call: &str, from: &str, to: 
     got[0][0].parse().unwrap()
 }
 
-/// The README's `readings` extended month by month on `backend`: each
+/// The `readings` of docs/timeseries.md, extended month by month on `backend`: each
 /// wider call computes only the days missing, adds them, and returns every
 /// row of its window exactly once.
 async fn a_wider_call_computes_only_what_is_missing(backend: &str) {

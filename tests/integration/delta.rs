@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use arrow::array::{Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use nuthatch::demo::{air_schema, air_temperature, LATS, LONS};
+use nuthatch::demo::{LATS, LONS, air_schema, air_temperature};
 use nuthatch::{CachedFunction, Config, CoverageKind, MetadataRow, Outcome, ParamType};
 
 use crate::support::{
-    assert_outcome, files_under, observations, revisions, series_schema, Fixture,
+    Fixture, assert_outcome, files_under, observations, revisions, series_schema,
 };
 use crate::system::text_rows;
 

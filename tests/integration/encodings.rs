@@ -4,7 +4,7 @@
 //! in no order through a dictionary; measurements, even behind a long run
 //! of leading nulls, as split byte streams without a dictionary.
 
-use crate::support::{column_encodings, Fixture};
+use crate::support::{Fixture, column_encodings};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn columns_are_encoded_by_what_their_first_values_look_like() {

@@ -2,8 +2,8 @@
 //! their own settings and reports, recursion is refused, and a result
 //! larger than the memory limit streams through to the store and back.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arrow::array::{Float64Array, Int64Array, RecordBatch};
@@ -12,7 +12,7 @@ use nuthatch::{CachedFunction, Config, CoverageKind, Engine, Outcome, ParamType}
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::statistics::Statistics;
 
-use crate::support::{assert_outcome, Fixture};
+use crate::support::{Fixture, assert_outcome};
 
 /// Fails a test that would otherwise hang.
 async fn within<T>(what: &str, work: impl std::future::Future<Output = T>) -> T {

@@ -2,7 +2,7 @@
 
 use nuthatch::{Config, Outcome, TierConfig};
 
-use crate::support::{assert_outcome, Fixture};
+use crate::support::{Fixture, assert_outcome};
 
 async fn assert_error(fixture: &Fixture, sql: &str, expected: &[&str]) {
     let error = fixture.error(sql).await;

@@ -5,7 +5,7 @@
 
 use nuthatch::Outcome;
 
-use crate::support::{assert_outcome, each_case, Fixture};
+use crate::support::{Fixture, assert_outcome, each_case};
 use crate::system::text_rows;
 
 /// `edges()`: three rows whose values some formats cannot hold: a

@@ -11,6 +11,7 @@ mod delta;
 mod encodings;
 mod engine;
 mod errors;
+mod examples;
 mod fidelity;
 mod order;
 mod outside;

@@ -8,7 +8,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use nuthatch::Outcome;
 
-use crate::support::{analyzed, assert_outcome, column_encodings, Fixture};
+use crate::support::{Fixture, analyzed, assert_outcome, column_encodings};
 
 /// Defines `name(start_time, end_time)` as a timeseries over `body`.
 async fn define(f: &Fixture, name: &str, body: &str) {

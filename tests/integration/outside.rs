@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use nuthatch::{Backends, Config, Engine, Outcome, TierConfig};
 
-use crate::support::{assert_outcome, Fixture};
+use crate::support::{Fixture, assert_outcome};
 
 fn config(dir: &std::path::Path) -> Config {
     let mut config = Config::with_root(dir.join("root").display().to_string());

@@ -2,8 +2,8 @@
 //! outside a window, compaction, and what other processes do meanwhile
 //! (two extending at once, one killed while extending).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nuthatch::{CachedFunction, Outcome, ParamType};
 
@@ -11,7 +11,7 @@ use crate::coverage::{
     agrees_with_series, coverage, days_ago, define_readings, forecast, hours, report_of, rows,
     series_rows,
 };
-use crate::support::{assert_outcome, series_schema, Fixture};
+use crate::support::{Fixture, assert_outcome, series_schema};
 
 /// The files of the entry `readings/...` under the root: its parts.
 fn data_files(f: &Fixture, function: &str) -> Vec<String> {

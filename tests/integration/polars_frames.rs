@@ -5,18 +5,18 @@ use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, DictionaryArray,
-    DurationMicrosecondArray, Float32Array, Float64Array, Int16Array, Int32Array, Int64Array,
-    Int8Array, IntervalDayTimeArray, LargeListArray, LargeStringArray, ListArray, RecordBatch,
+    DurationMicrosecondArray, Float32Array, Float64Array, Int8Array, Int16Array, Int32Array,
+    Int64Array, IntervalDayTimeArray, LargeListArray, LargeStringArray, ListArray, RecordBatch,
     StringArray, StringViewArray, StructArray, Time64NanosecondArray, TimestampMillisecondArray,
-    TimestampNanosecondArray, TimestampSecondArray, UInt16Array, UInt32Array, UInt64Array,
-    UInt8Array,
+    TimestampNanosecondArray, TimestampSecondArray, UInt8Array, UInt16Array, UInt32Array,
+    UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Int32Type, IntervalDayTime, Schema, TimeUnit};
-use nuthatch::polars::{from_polars, to_polars, PolarsBody, PolarsComputed, SessionPolars};
+use nuthatch::polars::{PolarsBody, PolarsComputed, SessionPolars, from_polars, to_polars};
 use nuthatch::{CachedFunction, CoverageKind, Outcome, ParamType};
-use polars::prelude::{col, lit, DataType as PlType, IntoLazy, TimeUnit as PlTimeUnit};
+use polars::prelude::{DataType as PlType, IntoLazy, TimeUnit as PlTimeUnit, col, lit};
 
-use crate::support::{assert_outcome, Fixture};
+use crate::support::{Fixture, assert_outcome};
 
 /// Rows of `ticks()`: a minute apart from 2020-01-01, enough for several
 /// row groups.

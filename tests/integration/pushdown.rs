@@ -4,7 +4,7 @@
 use arrow::array::Array;
 use nuthatch::Outcome;
 
-use crate::support::{analyzed, assert_outcome, Fixture};
+use crate::support::{Fixture, analyzed, assert_outcome};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn planning_reads_and_computes_nothing() {
@@ -257,8 +257,8 @@ async fn a_window_of_a_sorted_entry_is_read_on_every_core() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rewritten_entry_of_the_same_size_is_not_read_with_the_old_footer() {
-    use std::sync::atomic::{AtomicI64, Ordering};
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
 
     let f = Fixture::new();
     let runs = Arc::new(AtomicI64::new(0));
@@ -376,10 +376,11 @@ async fn windows_of_a_sorted_entry_read_exactly_their_rows_and_filter_nothing() 
         );
         if matches!((start, end), (Some(s), Some(e)) if e < s) {
             // An end before the start is refused, not read as empty.
-            assert!(f
-                .error(&format!("SELECT count(*) FROM {call}"))
-                .await
-                .contains("swap them"));
+            assert!(
+                f.error(&format!("SELECT count(*) FROM {call}"))
+                    .await
+                    .contains("swap them")
+            );
             f.reports();
             continue;
         }

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use nuthatch::Outcome;
 
-use crate::support::{assert_outcome, Fixture, SERIES_ROWS};
+use crate::support::{Fixture, SERIES_ROWS, assert_outcome};
 use crate::system::text_rows;
 
 /// What the Python side adds to every value, so a read of its entry cannot be
@@ -206,7 +206,7 @@ async fn entries_written_here_are_hits_for_python_nuthatch() {
         (3, expected_sum(1, 3, 2.0, 0.0))
     );
     // Python's DataFrame path stops a date-only end at midnight; this crate
-    // keeps the whole end day (README, "Time windows").
+    // keeps the whole end day (docs/timeseries.md, "Time windows").
     assert_eq!(
         python_reads(&root, "south", "2", ("2020-01-01", "2020-01-02"), "").0,
         25
@@ -273,9 +273,11 @@ async fn local_entries_are_shared_with_python_nuthatch_both_ways() {
     // Python computes into local (clipped, keyed by every argument); we
     // read it in local_strict mode, which reads only local.
     python_at_home(&["local-write", &root], Some(&home));
-    assert!(local
-        .join("series/2020-01-02_1.0_2020-01-01_localpy.parquet")
-        .is_file());
+    assert!(
+        local
+            .join("series/2020-01-02_1.0_2020-01-01_localpy.parquet")
+            .is_file()
+    );
     let call =
         "series('2020-01-01', '2020-01-02', station => 'localpy', cache_mode => 'local_strict')";
     assert_eq!(

@@ -1,9 +1,9 @@
 //! The README workflow on the generated air-temperature grid: compute,
 //! clipped hits with row-group pruning, recompute, namespaces.
 
-use nuthatch::{demo, Outcome};
+use nuthatch::{Outcome, demo};
 
-use crate::support::{assert_outcome, Fixture};
+use crate::support::{Fixture, assert_outcome};
 
 const GRID: i64 = (demo::LATS * demo::LONS) as i64;
 
@@ -114,12 +114,15 @@ async fn the_readme_workflow() {
     let report = f.reports().pop().unwrap();
     assert_outcome(&report, Outcome::Computed);
     assert_eq!(report.namespace.as_deref(), Some("experiment"));
-    assert!(f
-        .files()
-        .contains(&"experiment/agg_and_clip/7.parquet".to_string()));
-    assert!(f
-        .files()
-        .contains(&"nuthatch_metadata.nut/agg_and_clip/7/experiment/parquet.parquet".to_string()));
+    assert!(
+        f.files()
+            .contains(&"experiment/agg_and_clip/7.parquet".to_string())
+    );
+    assert!(
+        f.files().contains(
+            &"nuthatch_metadata.nut/agg_and_clip/7/experiment/parquet.parquet".to_string()
+        )
+    );
 
     // `write` with recompute over an existing entry: nuthatch would ask;
     // we refuse before computing, naming the mode that overwrites.

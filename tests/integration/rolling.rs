@@ -70,10 +70,9 @@ async fn plan_text(ctx: &SessionContext, sql: &str) -> String {
         .create_physical_plan()
         .await
         .unwrap();
-    let shown = datafusion::physical_plan::displayable(plan.as_ref())
+    datafusion::physical_plan::displayable(plan.as_ref())
         .indent(true)
-        .to_string();
-    shown
+        .to_string()
 }
 
 async fn sorted_rows(ctx: &SessionContext, sql: &str) -> RecordBatch {
@@ -95,9 +94,11 @@ async fn rolling_windows_equal_datafusions_to_the_bit() {
     let shown = plan_text(ours, WINDOWS).await;
     assert!(shown.contains("RollingWindowExec"), "{shown}");
     assert!(!shown.contains("BoundedWindowAggExec"), "{shown}");
-    assert!(plan_text(&plain, WINDOWS)
-        .await
-        .contains("BoundedWindowAggExec"));
+    assert!(
+        plan_text(&plain, WINDOWS)
+            .await
+            .contains("BoundedWindowAggExec")
+    );
 
     let expected = sorted_rows(&plain, WINDOWS).await;
     let got = sorted_rows(ours, WINDOWS).await;
@@ -152,16 +153,17 @@ async fn rolling_windows_equal_datafusions_to_the_bit() {
         .unwrap();
 
     // What it does not compute stays DataFusion's.
-    let filtered =
-        "SELECT sum(value) FILTER (WHERE depth = 1) OVER (PARTITION BY site ORDER BY time \
+    let filtered = "SELECT sum(value) FILTER (WHERE depth = 1) OVER (PARTITION BY site ORDER BY time \
                     ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) FROM readings";
     let shown = plan_text(ours, filtered).await;
     assert!(shown.contains("BoundedWindowAggExec"), "{shown}");
     let following = "SELECT avg(value) OVER (PARTITION BY site ORDER BY time \
                      ROWS BETWEEN 2 PRECEDING AND 1 FOLLOWING) FROM readings";
-    assert!(!plan_text(ours, following)
-        .await
-        .contains("RollingWindowExec"));
+    assert!(
+        !plan_text(ours, following)
+            .await
+            .contains("RollingWindowExec")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,17 +8,17 @@
 //!
 //! The expected changes are written out here, apart from the code that
 //! counts them, so that the two check each other. Cases per backend:
-//! `NUTHATCH_TEST_ROUNDTRIP_CASES` (16 by default; the README gives a longer
+//! `NUTHATCH_TEST_ROUNDTRIP_CASES` (16 by default; docs/backends.md gives a longer
 //! run). A case that ever failed is kept in `roundtrip.regressions` and is
 //! run first every time.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow::array::{
     ArrayRef, BinaryArray, BooleanArray, Date32Array, Date64Array, Float32Array, Float64Array,
-    Int16Array, Int32Array, Int64Array, Int8Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray, TimestampNanosecondArray, UInt32Array, UInt64Array, UInt8Array,
+    Int8Array, Int16Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray, TimestampNanosecondArray, UInt8Array, UInt32Array, UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::util::display::{ArrayFormatter, FormatOptions};

@@ -19,7 +19,7 @@ use futures::StreamExt;
 use nuthatch::{CachedFunction, Config, Outcome, ParamType, Value};
 use sqlx::Row;
 
-use crate::support::{assert_outcome, observations, revisions, series_schema, Fixture};
+use crate::support::{Fixture, assert_outcome, observations, revisions, series_schema};
 
 /// A hostile text: quotes of both kinds, a statement separator, a comment.
 const HOSTILE: &str = "x'\"; DROP TABLE \"obs\"; --";
@@ -224,7 +224,9 @@ struct Pg {
 fn pg() -> Pg {
     let var = |name: &str| {
         std::env::var(format!("NUTHATCH_TEST_PG_{name}")).unwrap_or_else(|_| {
-            panic!("NUTHATCH_TEST_PG_{name} is unset: run `bash scripts/test`, which starts PostgreSQL")
+            panic!(
+                "NUTHATCH_TEST_PG_{name} is unset: run `bash scripts/test`, which starts PostgreSQL"
+            )
         })
     };
     Pg {

@@ -2,7 +2,7 @@
 
 use nuthatch::Outcome;
 
-use crate::support::{assert_outcome, Fixture};
+use crate::support::{Fixture, assert_outcome};
 
 const DEFINE_ROLLING: &str = "
     CREATE CACHED FUNCTION rolling(start_time TIMESTAMP, end_time TIMESTAMP, steps BIGINT DEFAULT 3, label VARCHAR DEFAULT 'r')
@@ -72,12 +72,30 @@ async fn arguments_cannot_inject_sql_into_a_body() {
 async fn definitions_with_mistakes_are_refused_clearly() {
     let f = Fixture::new();
     let cases = [
-        ("CREATE CACHED FUNCTION g(a INT) AS SELECT $b AS x", "uses $b, which is not a parameter"),
-        ("CREATE CACHED FUNCTION g(a INT) WITH (cache_args = (z)) AS SELECT $a AS x", "cache_args names 'z'"),
-        ("CREATE CACHED FUNCTION g(a BLOB) AS SELECT 1 AS x", "do not take"),
-        ("CREATE CACHED FUNCTION g(a INT DEFAULT 'x') AS SELECT 1 AS x", "default of a must be an integer"),
-        ("CREATE CACHED FUNCTION g(a INT) AS SELECT * FROM missing_table", "the body does not plan"),
-        ("CREATE CACHED FUNCTION g(cache_mode VARCHAR) AS SELECT 1 AS x", "reserved"),
+        (
+            "CREATE CACHED FUNCTION g(a INT) AS SELECT $b AS x",
+            "uses $b, which is not a parameter",
+        ),
+        (
+            "CREATE CACHED FUNCTION g(a INT) WITH (cache_args = (z)) AS SELECT $a AS x",
+            "cache_args names 'z'",
+        ),
+        (
+            "CREATE CACHED FUNCTION g(a BLOB) AS SELECT 1 AS x",
+            "do not take",
+        ),
+        (
+            "CREATE CACHED FUNCTION g(a INT DEFAULT 'x') AS SELECT 1 AS x",
+            "default of a must be an integer",
+        ),
+        (
+            "CREATE CACHED FUNCTION g(a INT) AS SELECT * FROM missing_table",
+            "the body does not plan",
+        ),
+        (
+            "CREATE CACHED FUNCTION g(cache_mode VARCHAR) AS SELECT 1 AS x",
+            "reserved",
+        ),
         (
             "CREATE CACHED FUNCTION g(start_time TIMESTAMP, end_time TIMESTAMP) WITH (timeseries = 'when') AS SELECT 1 AS x",
             "no timeseries column 'when'",
@@ -160,9 +178,11 @@ async fn an_embedding_program_installs_nuthatch_into_its_own_context() {
     };
     let listed = run("SELECT key, tier FROM nuthatch.caches").await;
     assert!(listed.contains("| series/1.0_mine | root |"), "{listed}");
-    assert!(run("SELECT key FROM nuthatch.calls")
-        .await
-        .contains("series/1.0_mine"));
+    assert!(
+        run("SELECT key FROM nuthatch.calls")
+            .await
+            .contains("series/1.0_mine")
+    );
     assert!(
         run("DELETE FROM nuthatch.caches WHERE key = 'series/1.0_mine'")
             .await

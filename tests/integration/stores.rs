@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use nuthatch::{Config, Engine, Outcome, Session, TierConfig};
-use object_store::aws::AmazonS3Builder;
 use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
 
 use crate::support::{assert_outcome, series};
 
@@ -410,9 +410,11 @@ async fn a_mirror_with_read_only_credentials_is_read_and_never_written() {
         |options: &str| format!("SELECT count(*) FROM series('2020-01-01', '2020-01-02'{options})");
     assert_eq!(count(&writer, &day("")).await.unwrap(), 48);
     let before = iam_objects().await;
-    assert!(before
-        .iter()
-        .any(|(k, _, _)| k == "team-b/caches/series/1.0_north.parquet"));
+    assert!(
+        before
+            .iter()
+            .any(|(k, _, _)| k == "team-b/caches/series/1.0_north.parquet")
+    );
 
     // We read it as a mirror, with a key that may only read.
     let dir = tempfile::tempdir().unwrap();

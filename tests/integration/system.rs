@@ -8,7 +8,7 @@ use arrow::array::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use nuthatch::{Config, Outcome, TierConfig};
 
-use crate::support::{files_under, Fixture};
+use crate::support::{Fixture, files_under};
 use crate::tiers::{day_with, maybe, with_mirrors};
 
 /// The rows of a query, each column as text (`NULL` for nulls).
@@ -315,7 +315,9 @@ async fn tiers_shows_reachability_and_counts_without_credentials() {
                 "NULL",
                 "false"
             ],
-            vec!["memory", "memory", "NULL", "false", "true", "1", "0", "true"],
+            vec![
+                "memory", "memory", "NULL", "false", "true", "1", "0", "true"
+            ],
         ]
     );
     let everything = text_rows(&f.query("SELECT * FROM nuthatch.tiers").await.unwrap());
@@ -440,9 +442,11 @@ async fn delete_removes_exactly_what_its_filter_selects() {
         )
         .await;
     assert_eq!(deleted, 2, "the local copy and the memoized result");
-    assert!(files_under(&f.local())
-        .iter()
-        .all(|p| p.ends_with("exists.nut")));
+    assert!(
+        files_under(&f.local())
+            .iter()
+            .all(|p| p.ends_with("exists.nut"))
+    );
     f.reports();
     f.int(&day_with("station => 'east', memoize => true")).await;
     assert_eq!(

@@ -5,7 +5,7 @@ use arrow::array::{Array, Int64Array};
 use futures::StreamExt;
 use nuthatch::Outcome;
 
-use crate::support::{analyzed, assert_outcome, Fixture};
+use crate::support::{Fixture, analyzed, assert_outcome};
 
 /// Two million rows, one a second; neither the query nor the entry needs
 /// them sorted again.

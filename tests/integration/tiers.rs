@@ -1,15 +1,15 @@
 //! Tiers and cache modes: for each mode and tier rule, what a call read and
 //! what it left on each tier (the files in the root and local folders).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow::array::{Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
 use nuthatch::{CachedFunction, Computed, Config, Outcome, ParamType, TierConfig};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
-use crate::support::{assert_outcome, each_case, files_under, Fixture, SERIES_ROWS};
+use crate::support::{Fixture, SERIES_ROWS, assert_outcome, each_case, files_under};
 
 pub(crate) const DAY: &str = "SELECT count(*) FROM series('2020-01-01', '2020-01-02'";
 /// The root entry of `series` with default arguments.
@@ -325,9 +325,10 @@ async fn null_results_are_markers_that_read_back_empty_until_retried() {
     f.nuthatch.register(maybe(Arc::clone(&computes))).unwrap();
     assert_eq!(f.int("SELECT count(*) FROM maybe(-1)").await, 0);
     assert_outcome(&f.report(), Outcome::ComputedNull);
-    assert!(f
-        .files()
-        .contains(&"nuthatch_metadata.nut/maybe/-1.null".to_string()));
+    assert!(
+        f.files()
+            .contains(&"nuthatch_metadata.nut/maybe/-1.null".to_string())
+    );
     assert_eq!(f.int("SELECT count(*) FROM maybe(-1)").await, 0);
     assert_outcome(&f.report(), Outcome::NullHit);
     assert_eq!(computes.load(Ordering::SeqCst), 1);
@@ -356,14 +357,16 @@ async fn null_results_are_markers_that_read_back_empty_until_retried() {
             .await,
         0
     );
-    assert!(f
-        .local()
-        .join("nuthatch_metadata.nut/maybe/-2.null")
-        .exists());
-    assert!(!f
-        .root()
-        .join("nuthatch_metadata.nut/maybe/-2.null")
-        .exists());
+    assert!(
+        f.local()
+            .join("nuthatch_metadata.nut/maybe/-2.null")
+            .exists()
+    );
+    assert!(
+        !f.root()
+            .join("nuthatch_metadata.nut/maybe/-2.null")
+            .exists()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -442,9 +445,10 @@ async fn a_storage_backend_stores_a_copy_of_what_was_read() {
         (Outcome::Hit, Some("root"))
     );
     assert!(f.files().contains(&"series/1.0_north.arrow".to_string()));
-    assert!(f
-        .files()
-        .contains(&"nuthatch_metadata.nut/series/1.0_north/arrow.parquet".to_string()));
+    assert!(
+        f.files()
+            .contains(&"nuthatch_metadata.nut/series/1.0_north/arrow.parquet".to_string())
+    );
     // Copied once: the next such read finds the arrow entry there.
     f.int(&day_with(
         "backend => 'parquet', storage_backend => 'arrow'",
@@ -786,9 +790,10 @@ async fn a_backend_section_puts_that_backends_data_on_its_own_store() {
     // Arrow data went to its store, its metadata stayed with root's.
     assert_eq!(files_under(&elsewhere), vec!["series/1.0_north.arrow"]);
     assert_eq!(data_files(&f.root()), vec![ROOT_DATA]);
-    assert!(f
-        .files()
-        .contains(&"nuthatch_metadata.nut/series/1.0_north/arrow.parquet".to_string()));
+    assert!(
+        f.files()
+            .contains(&"nuthatch_metadata.nut/series/1.0_north/arrow.parquet".to_string())
+    );
     f.reports();
     assert_eq!(f.int(&day_with("backend => 'arrow'")).await, 48);
     assert_outcome(&f.report(), Outcome::Hit);

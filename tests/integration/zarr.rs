@@ -10,10 +10,10 @@ use std::process::Command;
 use std::sync::Arc;
 
 use arrow::array::{Float32Array, RecordBatch};
-use nuthatch::demo::{air_schema, air_temperature, LATS, LONS};
+use nuthatch::demo::{LATS, LONS, air_schema, air_temperature};
 use nuthatch::{CachedFunction, CoverageKind, Outcome, ParamType, Value};
 
-use crate::support::{assert_outcome, Fixture};
+use crate::support::{Fixture, assert_outcome};
 use crate::system::text_rows;
 
 /// A grid function over the demo data, stored as `backend`.
@@ -167,8 +167,8 @@ async fn a_chunk_rule_matches_a_text_value_holding_separators() {
             .unwrap_or_else(|| panic!("no store for {}: {:?}", report.key, f.files()));
         let root: serde_json::Value =
             serde_json::from_slice(&std::fs::read(f.root().join(store)).unwrap()).unwrap();
-        let shape = &root["consolidated_metadata"]["metadata"]["air"]["chunk_grid"]
-            ["configuration"]["chunk_shape"];
+        let shape = &root["consolidated_metadata"]["metadata"]["air"]["chunk_grid"]["configuration"]
+            ["chunk_shape"];
         assert_eq!(shape[0], steps, "{label}: {shape}");
     }
     let error = f

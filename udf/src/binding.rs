@@ -24,7 +24,7 @@ use crate::value::{ParamType, Value};
 pub const NAMED_MARKER: &str = "__nuthatch_named__";
 
 /// Which calls an option such as `recompute` reaches: Python accepts
-/// `True`, a function name, a list of names, or `'_all'` (inventory §1.7).
+/// `True`, a function name, a list of names, or `'_all'`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub enum Select {
     #[default]

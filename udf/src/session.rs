@@ -43,8 +43,8 @@ pub struct Session {
     engine: Engine,
     ctx: SessionContext,
     reports: Arc<ReportLog>,
-    /// The registry generation whose functions `ctx` has.
-    synced: AtomicU64,
+    /// Keeps `ctx`'s functions in step with the engine's.
+    functions: FunctionSync,
     /// The definitions file being loaded, recorded on what it defines.
     loading: Mutex<Option<PathBuf>>,
 }
@@ -129,13 +129,50 @@ impl Engine {
     }
 }
 
+/// Registers in a session's context the engine's functions it does not
+/// have yet; cheap to clone and to call when there are none.
+#[derive(Clone)]
+pub struct FunctionSync {
+    engine: Engine,
+    ctx: SessionContext,
+    /// The registry generation whose functions `ctx` has.
+    synced: Arc<AtomicU64>,
+}
+
+impl FunctionSync {
+    /// Registers what the engine has gained since the last call.
+    pub fn refresh(&self) {
+        let registry = self.engine.registry();
+        let generation = registry.generation();
+        if self.synced.swap(generation, Ordering::AcqRel) == generation {
+            return;
+        }
+        for function in registry.all() {
+            let table_function =
+                CachedTableFunction::new(Arc::clone(&function), Arc::clone(self.engine.catalog()));
+            self.ctx
+                .register_udtf(function.name(), Arc::new(table_function));
+        }
+    }
+}
+
+impl std::fmt::Debug for FunctionSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FunctionSync")
+    }
+}
+
 impl Session {
     fn new(engine: Engine, ctx: SessionContext, reports: Arc<ReportLog>) -> Session {
         let session = Session {
+            functions: FunctionSync {
+                engine: engine.clone(),
+                ctx: ctx.clone(),
+                synced: Arc::new(AtomicU64::new(u64::MAX)),
+            },
             engine,
             ctx,
             reports,
-            synced: AtomicU64::new(u64::MAX),
             loading: Mutex::new(None),
         };
         session.refresh_functions();
@@ -154,17 +191,13 @@ impl Session {
     /// Registers the engine's functions that this session's context does
     /// not have yet (a cheap check when there are none).
     pub fn refresh_functions(&self) {
-        let registry = self.engine.registry();
-        let generation = registry.generation();
-        if self.synced.swap(generation, Ordering::AcqRel) == generation {
-            return;
-        }
-        for function in registry.all() {
-            let table_function =
-                CachedTableFunction::new(Arc::clone(&function), Arc::clone(self.engine.catalog()));
-            self.ctx
-                .register_udtf(function.name(), Arc::new(table_function));
-        }
+        self.functions.refresh();
+    }
+
+    /// What keeps this session's functions in step with the engine's, for
+    /// a front end that plans through the context directly (Polars).
+    pub fn function_sync(&self) -> FunctionSync {
+        self.functions.clone()
     }
 
     /// Adds a cached function to the engine (so to every session).

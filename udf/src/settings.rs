@@ -10,7 +10,7 @@
 //!   how a cycle is refused before it can wait for itself.
 //!
 //! - An [`OverwritePrompt`], when the front end has a person to ask before
-//!   a write replaces a valid entry (Python's `input()`, inventory §1.9).
+//!   a write replaces a valid entry (Python's `input()`).
 //!
 //! Keeping these on the config, rather than on shared objects, is what lets
 //! one engine serve many sessions at once.
@@ -57,7 +57,7 @@ impl NuthatchOptions {
 }
 
 /// What a top-level call hands down to every call its body makes, however
-/// deep, as Python nuthatch's globals do (inventory §1.7): its explicit
+/// deep, as Python nuthatch's globals do: its explicit
 /// cache mode (which wins over a nested call's own), its
 /// `retry_null_cache`, and the names `recompute` and `memoize` reach.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -1,6 +1,6 @@
 //! Resolving a call: its mode's [`Policy`] applied to the tiers.
 //!
-//! In Python nuthatch's order (inventory §1.8, §2.2):
+//! In Python nuthatch's order:
 //!
 //! 1. **memory**, when the call memoizes and does not recompute;
 //! 2. the tiers the mode reads, **local → root → mirrors**: the first null
