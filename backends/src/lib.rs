@@ -7,10 +7,15 @@
 //! callers hand a backend a [`Location`] and a stream.
 //!
 //! Every format is a [`Backend`]; [`Backends::builtin`] lists the ones this
-//! build carries. Adding a format means one module implementing the trait
-//! and one line in that list: nothing else in the workspace matches on
-//! format names. The layouts match what Python nuthatch writes
-//! (`<key>.parquet`, a single file or a directory of part files).
+//! build carries, and [`Backends::with`] adds one a program brings (the
+//! workspace's `examples/jsonl_backend` is such a format, outside these
+//! crates). Adding a format means one module implementing the trait and
+//! one line in that list: nothing else in the workspace matches on format
+//! names. A format reads its own section of a tier's configuration when the
+//! tier opens ([`Backend::configure`], into a type of its own carried by
+//! [`TierSettings`]), and checks what a definition asks of it
+//! ([`Backend::check_layout`]). The layouts match what Python nuthatch
+//! writes (`<key>.parquet`, a single file or a directory of part files).
 //!
 //! Formats differ in how a write becomes visible ([`Commit`]), whether
 //! they give back exactly the rows written ([`Backend::exact_rows`]) or

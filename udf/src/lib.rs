@@ -1,8 +1,9 @@
 //! Cached functions as DataFusion table functions.
 //!
 //! This crate owns what a cached function is ([`function`], its arguments
-//! [`args`] and [`value`]s, defined in Rust or in SQL by [`definition`] with
-//! a [`sql_body`]), how a call's arguments bind to it, positional or named
+//! [`args`] and [`value`]s, its [`options`], defined once for the SQL
+//! parser, the builder and `nuthatch.functions`, defined in Rust or in SQL
+//! by [`definition`] with a [`sql_body`]), how a call's arguments bind to it, positional or named
 //! ([`binding`], [`planner`]), how the timeseries window becomes filter
 //! pushdown ([`timeseries`]), and how a call runs: planned ([`call`]) by a
 //! table function ([`table_function`]), executed ([`exec`]) by resolving
@@ -14,7 +15,8 @@
 //! carrying its settings, reports and call stack ([`settings`]).
 //!
 //! Modules depend on each other in one direction, each only on those before
-//! it: value, args, sql_body, function, definition, binding, registry,
+//! it (function and options name each other's types): value, args,
+//! sql_body, function, options, definition, binding, registry,
 //! planner, settings, timeseries, call, compute, resolve, exec,
 //! table_function, script, system_tables, engine, session.
 
