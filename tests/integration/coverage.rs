@@ -6,8 +6,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use arrow::array::{Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};
-use chrono::NaiveDateTime;
 use nuthatch::{CachedFunction, CallReport, Outcome, ParamType, Value};
 
 use crate::support::{Fixture, assert_outcome, observations, series_schema};
@@ -25,34 +23,7 @@ pub(crate) fn define_readings(backend: &str) -> String {
     )
 }
 
-/// Rows of `series_schema()` at `times` (epoch nanoseconds), of `station`,
-/// each valued `value`.
-pub(crate) fn series_rows(
-    times: Vec<i64>,
-    station: &str,
-    value: f64,
-) -> datafusion::error::Result<RecordBatch> {
-    let n = times.len();
-    Ok(RecordBatch::try_new(
-        series_schema(),
-        vec![
-            Arc::new(TimestampNanosecondArray::from(times)),
-            Arc::new(StringArray::from(vec![station; n])),
-            Arc::new(Float64Array::from(vec![value; n])),
-        ],
-    )?)
-}
-
-/// The whole hours from `start` to `end`, both included, in epoch
-/// nanoseconds.
-pub(crate) fn hours(start: NaiveDateTime, end: NaiveDateTime) -> Vec<i64> {
-    let hour = 3_600_000_000_000_i64;
-    let nanos = |at: NaiveDateTime| at.and_utc().timestamp_nanos_opt().unwrap();
-    let first = nanos(start).div_euclid(hour) + i64::from(nanos(start).rem_euclid(hour) != 0);
-    (first..=nanos(end).div_euclid(hour))
-        .map(|h| h * hour)
-        .collect()
-}
+pub(crate) use crate::bodies::{hours, series_rows};
 
 /// One row of text per row of `sql`.
 pub(crate) async fn rows(f: &Fixture, sql: &str) -> Vec<Vec<String>> {

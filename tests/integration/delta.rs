@@ -17,8 +17,9 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use nuthatch::demo::{LATS, LONS, air_schema, air_temperature};
 use nuthatch::{CachedFunction, Config, CoverageKind, MetadataRow, Outcome, ParamType};
 
+use crate::bodies::endless;
 use crate::support::{
-    Fixture, assert_outcome, files_under, observations, revisions, series_schema,
+    Fixture, assert_outcome, example_binary, files_under, observations, revisions, series_schema,
 };
 use crate::system::text_rows;
 
@@ -416,79 +417,6 @@ async fn a_new_definition_overwrites_with_a_new_schema_and_refuses_to_merge_into
 /// `NUTHATCH_KILLED_WRITE_ROOT` names a root, overwrites `endless` there
 /// with a body that streams until the process is killed. Otherwise does
 /// nothing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_write_child() {
-    let Ok(root) = std::env::var("NUTHATCH_KILLED_WRITE_ROOT") else {
-        return;
-    };
-    let engine = nuthatch::Engine::new(&Config::with_root(root)).unwrap();
-    let session = engine.session();
-    session.register(endless(true)).unwrap();
-    let _ = session
-        .sql("SELECT count(*) FROM endless(recompute => true, cache_mode => 'overwrite')")
-        .await
-        .unwrap()
-        .collect()
-        .await;
-    unreachable!("the body never ends");
-}
-
-/// `endless()`, whose body, when `forever`, streams batches until it is
-/// stopped; otherwise 100,000 rows. Not a timeseries: a timeseries result
-/// is sorted before it is written, which never ends for an endless one.
-fn endless(forever: bool) -> CachedFunction {
-    let schema = series_schema();
-    let returned = Arc::clone(&schema);
-    CachedFunction::builder("endless")
-        .backend("delta")
-        .returns(schema)
-        .compute(move |_ctx, _args| {
-            let schema = Arc::clone(&returned);
-            async move {
-                let batches = futures::stream::unfold(0i64, move |i| {
-                    let schema = Arc::clone(&schema);
-                    async move {
-                        if !forever && i >= 10 {
-                            return None;
-                        }
-                        if forever && i > 50 {
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                        if forever && i > 3_000 {
-                            // Never killed (the parent failed): fail the
-                            // write rather than run on.
-                            let stop = datafusion::error::DataFusionError::Execution(
-                                "the child was not killed".into(),
-                            );
-                            return Some((Err(stop), i + 1));
-                        }
-                        let n = 10_000i64;
-                        let times: Vec<i64> =
-                            (i * n..(i + 1) * n).map(|t| t * 1_000_000_000).collect();
-                        let values: Vec<f64> = (0..n)
-                            .map(|v| ((v * 7919 + i) % 10007) as f64 / 3.0)
-                            .collect();
-                        let batch = RecordBatch::try_new(
-                            schema,
-                            vec![
-                                Arc::new(TimestampNanosecondArray::from(times)),
-                                Arc::new(StringArray::from(vec!["x"; n as usize])),
-                                Arc::new(Float64Array::from(values)),
-                            ],
-                        );
-                        Some((batch.map_err(Into::into), i + 1))
-                    }
-                });
-                let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
-                    series_schema(),
-                    batches,
-                );
-                Ok(nuthatch::Computed::Stream(Box::pin(stream)))
-            }
-        })
-        .build()
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_write_leaves_the_previous_version() {
@@ -515,14 +443,9 @@ async fn a_killed_write_leaves_the_previous_version() {
             let _ = self.0.wait();
         }
     }
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "delta::killed_write_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("NUTHATCH_KILLED_WRITE_ROOT", f.root())
+    let child = Command::new(example_binary("test_child"))
+        .arg("overwrite-endlessly")
+        .arg(f.root())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -1,17 +1,13 @@
 //! The runnable examples, run as a user runs them: `cargo test` builds them
 //! beside this binary, and each must finish and print what its docs say.
 
-use std::path::PathBuf;
 use std::process::Command;
+
+use crate::support::example_binary;
 
 /// Runs the example `name` and returns what it printed.
 fn run_example(name: &str) -> String {
-    let deps = std::env::current_exe().unwrap();
-    let example: PathBuf = deps
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("examples").join(name))
-        .unwrap();
+    let example = example_binary(name);
     let output = Command::new(&example)
         .env_remove("NUTHATCH_ROOT_FILESYSTEM")
         .output()

@@ -3,6 +3,8 @@
 
 mod support;
 
+mod bodies;
+
 mod backends;
 mod compat;
 mod coverage;

@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use nuthatch::{CachedFunction, Outcome, ParamType};
+use nuthatch::Outcome;
 
+use crate::bodies::slow;
 use crate::coverage::{
-    agrees_with_series, coverage, days_ago, define_readings, forecast, hours, report_of, rows,
-    series_rows,
+    agrees_with_series, coverage, days_ago, define_readings, forecast, report_of, rows,
 };
-use crate::support::{Fixture, assert_outcome, series_schema};
+use crate::support::{Fixture, assert_outcome, example_binary};
 
 /// The files of the entry `readings/...` under the root: its parts.
 fn data_files(f: &Fixture, function: &str) -> Vec<String> {
@@ -95,82 +95,22 @@ async fn parts_of(f: &Fixture, function: &str) -> String {
     rows(f, &sql).await[0][0].clone()
 }
 
-/// `slow(start_time, end_time)`: hourly rows of its window (value 1), after
-/// a pause of `pause_ms`; when `endless`, rows from the start on, one
-/// batch at a time, until the process is killed.
-fn slow(pause_ms: u64, endless: bool) -> CachedFunction {
-    CachedFunction::builder("slow")
-        .param("start_time", ParamType::Timestamp)
-        .param("end_time", ParamType::Timestamp)
-        .timeseries("time")
-        .returns(series_schema())
-        .compute(move |_ctx, args| async move {
-            tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
-            let start = args.timestamp("start_time")?.expect("a start");
-            let end = args.timestamp("end_time")?.expect("an end");
-            let times = hours(start, end);
-            if !endless {
-                return Ok(nuthatch::Computed::Batches(vec![series_rows(
-                    times, "s", 1.0,
-                )?]));
-            }
-            let first = times[0];
-            let batches = futures::stream::unfold(first, move |at| async move {
-                if at > first {
-                    println!("streaming");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-                Some((series_rows(vec![at], "s", 1.0), at + 3_600_000_000_000))
-            });
-            let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
-                series_schema(),
-                batches,
-            );
-            Ok(nuthatch::Computed::Stream(Box::pin(stream)))
-        })
-        .build()
-        .unwrap()
-}
-
-/// The child half of the tests below: when `NUTHATCH_EXTEND_ROOT` names a
-/// root, calls `slow` over `NUTHATCH_EXTEND_WINDOW` there (endlessly with
-/// `NUTHATCH_EXTEND_ENDLESS`) and prints what the call did. Otherwise does
-/// nothing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn extension_child() {
-    let Ok(root) = std::env::var("NUTHATCH_EXTEND_ROOT") else {
-        return;
-    };
-    let window = std::env::var("NUTHATCH_EXTEND_WINDOW").unwrap();
-    let endless = std::env::var("NUTHATCH_EXTEND_ENDLESS").is_ok();
-    let engine = nuthatch::Engine::new(&nuthatch::Config::with_root(root)).unwrap();
-    let session = engine.session();
-    session.register(slow(300, endless)).unwrap();
-    let sql = format!("SELECT count(*) FROM slow({window})");
-    session.sql(&sql).await.unwrap().collect().await.unwrap();
-    for report in session.take_reports() {
-        println!("{report}");
-    }
-}
-
-/// Runs [`extension_child`] over `window` on `f`'s root.
+/// Starts the child process calling `slow` over `window` on `f`'s root
+/// (endlessly: its body streams until the process is killed).
 fn child(f: &Fixture, window: &str, endless: bool) -> std::process::Child {
-    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
-    command
-        .args([
-            "--exact",
-            "parts::extension_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("NUTHATCH_EXTEND_ROOT", f.root())
-        .env("NUTHATCH_EXTEND_WINDOW", window)
+    let mode = if endless {
+        "extend-endlessly"
+    } else {
+        "extend"
+    };
+    std::process::Command::new(example_binary("test_child"))
+        .arg(mode)
+        .arg(f.root())
+        .arg(window)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
-    if endless {
-        command.env("NUTHATCH_EXTEND_ENDLESS", "1");
-    }
-    command.spawn().unwrap()
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use arrow::array::{
     Array, Float64Array, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::DataType;
 use datafusion::error::{DataFusionError, Result};
 use nuthatch::{
     CachedFunction, CallReport, Config, CoverageKind, Engine, Outcome, ParamType, Session,
@@ -24,20 +24,10 @@ pub struct Fixture {
     pub computes: Arc<AtomicUsize>,
 }
 
+pub use crate::bodies::series_schema;
+
 /// Hourly readings from 2020-01-01T00 for 60 days.
 pub const SERIES_ROWS: usize = 60 * 24;
-
-pub fn series_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new(
-            "time",
-            DataType::Timestamp(TimeUnit::Nanosecond, None),
-            true,
-        ),
-        Field::new("station", DataType::Utf8, true),
-        Field::new("value", DataType::Float64, true),
-    ]))
-}
 
 /// `series(start_time, end_time, station => 'north', scale => 1.0)`,
 /// keyed by station and scale.
@@ -332,4 +322,12 @@ pub async fn each_case<T, F, Fut>(
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// The example binary `name`, which `cargo test` builds beside this test
+/// binary (the runnable examples, and `test_child`).
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    profile.join("examples").join(name)
 }
