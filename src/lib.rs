@@ -48,6 +48,8 @@ pub use nuthatch_udf::{
 pub mod crates {
     pub use nuthatch_backends as backends;
     pub use nuthatch_catalog as catalog;
+    #[cfg(feature = "distributed")]
+    pub use nuthatch_cluster as cluster;
     #[cfg(feature = "flight")]
     pub use nuthatch_flight as flight;
     #[cfg(feature = "polars")]
@@ -56,6 +58,13 @@ pub mod crates {
 }
 
 pub use nuthatch_udf::error_message;
+
+/// A cluster: queries and cached-function bodies run across workers (the
+/// `distributed` feature).
+#[cfg(feature = "distributed")]
+pub mod cluster {
+    pub use nuthatch_cluster::*;
+}
 
 /// Polars: cached results as frames, bodies in Polars, Polars SQL over
 /// cached calls (the `polars` feature).
@@ -88,4 +97,6 @@ mod docs {
     struct Binary;
     #[doc = include_str!("../docs/embedding.md")]
     struct Embedding;
+    #[doc = include_str!("../docs/cluster.md")]
+    struct Cluster;
 }

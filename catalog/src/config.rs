@@ -36,7 +36,9 @@ use nuthatch_backends::Backends;
 use crate::error::{Error, Result};
 use crate::memory::DEFAULT_MEMOIZE_LIMIT;
 
+mod distributed;
 mod server;
+pub use distributed::DistributedConfig;
 pub use server::ServerConfig;
 
 /// The folder used as root when nothing is configured.
@@ -170,6 +172,8 @@ pub struct Config {
     pub memoize_limit: usize,
     /// How `nuthatch serve` listens.
     pub server: ServerConfig,
+    /// The workers queries run on, if any.
+    pub distributed: DistributedConfig,
     /// Keys whose values are masked wherever settings are shown.
     secrets: BTreeSet<String>,
     /// Settings computed when the tiers open.
@@ -185,6 +189,7 @@ impl PartialEq for Config {
             && self.memory_limit == other.memory_limit
             && self.memoize_limit == other.memoize_limit
             && self.server == other.server
+            && self.distributed == other.distributed
             && self.secrets == other.secrets
     }
 }
@@ -199,6 +204,7 @@ impl fmt::Debug for Config {
             .field("memory_limit", &self.memory_limit)
             .field("memoize_limit", &self.memoize_limit)
             .field("server", &self.server)
+            .field("distributed", &self.distributed)
             .finish()
     }
 }
@@ -215,6 +221,7 @@ impl Config {
             memory_limit: None,
             memoize_limit: DEFAULT_MEMOIZE_LIMIT,
             server: ServerConfig::default(),
+            distributed: DistributedConfig::default(),
             secrets: BTreeSet::new(),
             dynamic: Vec::new(),
         }
@@ -294,6 +301,11 @@ impl Config {
                 "server" => self
                     .server
                     .apply(value.as_table().ok_or("'server' must be a table")?, base)?,
+                "distributed" => self.distributed.apply(
+                    value
+                        .as_table()
+                        .ok_or("'distributed' must be a table, as [nuthatch.distributed]")?,
+                )?,
                 name if is_location(name) => {
                     let inner = value
                         .as_table()
@@ -400,6 +412,9 @@ impl Config {
                 [first, ..] if first.starts_with("test") => Ok(()),
                 ["server", rest @ ..] if !rest.is_empty() => {
                     self.set(&format!("server.{}", rest.join("_")), &value)
+                }
+                ["distributed", rest @ ..] if !rest.is_empty() => {
+                    self.set(&format!("distributed.{}", rest.join("_")), &value)
                 }
                 [location, rest @ ..] if is_location(location) && !rest.is_empty() => {
                     self.set(&env_key(location, rest), &value)
@@ -533,6 +548,7 @@ impl Config {
             tier(name, mirror);
         }
         self.server.describe(show_secrets, &mut rows);
+        self.distributed.describe(show_secrets, &mut rows);
         for (key, _) in &self.dynamic {
             rows.push((key.clone(), "<dynamic>".to_string()));
         }

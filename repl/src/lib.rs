@@ -27,6 +27,7 @@ pub mod print;
 pub mod progress;
 pub mod serve;
 pub mod shell;
+pub mod worker;
 
 use std::io::Read;
 
@@ -57,7 +58,19 @@ pub async fn open(args: &Args) -> Result<(Session, Option<String>)> {
         .command
         .as_ref()
         .and_then(|command| manage::configure(command, &mut config));
-    let session = Engine::new(&config)?.session();
+    let engine = Engine::new(&config)?;
+    // A worker serves stages; every other command coordinates the
+    // configured workers, if there are any.
+    let serves_stages = matches!(args.command, Some(manage::Command::Worker(_)));
+    if !serves_stages {
+        if let Some(workers) = nuthatch::cluster::attach(&engine)? {
+            tracing::info!(
+                workers = workers.urls().len(),
+                "queries run across the workers"
+            );
+        }
+    }
+    let session = engine.session();
     for path in &config.definitions {
         let count = session.load_definitions(path).await?;
         tracing::info!(path = %path.display(), count, "loaded definitions");

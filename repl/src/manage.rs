@@ -72,6 +72,9 @@ pub enum Command {
     },
     /// Serve SQL over Arrow Flight SQL, for ADBC clients (notebooks).
     Serve(crate::serve::Serve),
+    /// Run a worker: stages of queries that coordinators (the prompt,
+    /// scripts, `serve`, programs) send, over this project's tiers.
+    Worker(crate::worker::WorkerArgs),
 }
 
 /// Which entries a command is about.
@@ -294,6 +297,7 @@ pub async fn run(
             }
         }
         Command::Serve(serve) => crate::serve::run(session, serve).await?,
+        Command::Worker(worker) => crate::worker::run(session, worker).await?,
     }
     Ok(())
 }

@@ -6,6 +6,8 @@ mod support;
 mod bodies;
 
 mod backends;
+#[cfg(feature = "distributed")]
+mod cluster;
 mod compat;
 mod coverage;
 #[cfg(feature = "delta")]

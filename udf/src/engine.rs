@@ -8,11 +8,12 @@
 //! for a server, or one wrapped around an embedding program's own context.
 
 use std::num::NonZeroUsize;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use datafusion::common::Result;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::SessionStateBuilder;
 use nuthatch_backends::Backends;
 use nuthatch_catalog::{Catalog, Config};
 
@@ -29,7 +30,16 @@ struct EngineInner {
     catalog: Arc<Catalog>,
     registry: Arc<Registry>,
     runtime: Arc<RuntimeEnv>,
+    /// What a front end adds to every session's state (a cluster's
+    /// planner), set once, before sessions are made.
+    session_hook: RwLock<Option<SessionHook>>,
 }
+
+/// Adds to the state of each session an engine makes, and of each context
+/// it installs into: how a crate above this one (the cluster) puts its
+/// planner, codecs and settings in, since sessions are made here.
+/// It cannot fail: whatever it needs is checked when it is made.
+pub type SessionHook = Arc<dyn Fn(SessionStateBuilder) -> SessionStateBuilder + Send + Sync>;
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -73,6 +83,7 @@ impl Engine {
                 catalog,
                 registry: Arc::default(),
                 runtime,
+                session_hook: RwLock::new(None),
             }),
         })
     }
@@ -81,6 +92,26 @@ impl Engine {
     /// (see [`Config::discover`]).
     pub fn discover() -> Result<Engine> {
         Engine::new(&Config::discover()?)
+    }
+
+    /// Sets what every session made from now on adds to its state (see
+    /// [`SessionHook`]); sessions made before keep theirs.
+    pub fn set_session_hook(&self, hook: SessionHook) {
+        *self.inner.session_hook.write().expect("session hook") = Some(hook);
+    }
+
+    /// `builder` with the session hook applied, if one is set.
+    pub(crate) fn hooked(&self, builder: SessionStateBuilder) -> SessionStateBuilder {
+        let hook = self
+            .inner
+            .session_hook
+            .read()
+            .expect("session hook")
+            .clone();
+        match hook {
+            Some(hook) => hook(builder),
+            None => builder,
+        }
     }
 
     pub fn config(&self) -> &Config {

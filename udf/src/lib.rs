@@ -46,7 +46,7 @@ pub mod value;
 pub use args::Args;
 pub use binding::{BoundCall, CallOptions, Select};
 pub use call::Call;
-pub use engine::Engine;
+pub use engine::{Engine, SessionHook};
 pub use function::{
     Body, CachedFunction, CachedFunctionBuilder, Computed, CoverageKind, DisableIf, Param,
 };

@@ -66,12 +66,12 @@ impl Engine {
                 .min(limit / 16);
             config = config.with_sort_spill_reservation_bytes(reserve);
         }
-        let state = SessionStateBuilder::new()
+        let builder = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(Arc::clone(self.runtime()))
             .with_default_features()
-            .with_physical_optimizer_rules(with_rolling_windows(PhysicalOptimizer::new().rules))
-            .build();
+            .with_physical_optimizer_rules(with_rolling_windows(PhysicalOptimizer::new().rules));
+        let state = self.hooked(builder).build();
         let ctx = SessionContext::new_with_state(state);
         self.prepare_context(&ctx, &reports)
             .expect("a fresh context takes a relation planner and a schema");
@@ -96,11 +96,9 @@ impl Engine {
                 extensions.insert(NuthatchOptions::default());
             }
             let rules = with_rolling_windows(state.physical_optimizers().to_vec());
-            if rules.len() != state.physical_optimizers().len() {
-                *state = SessionStateBuilder::new_from_existing(state.clone())
-                    .with_physical_optimizer_rules(rules)
-                    .build();
-            }
+            let builder = SessionStateBuilder::new_from_existing(state.clone())
+                .with_physical_optimizer_rules(rules);
+            *state = self.hooked(builder).build();
         }
         self.prepare_context(ctx, &reports)?;
         Ok(Session::new(self.clone(), ctx.clone(), reports))

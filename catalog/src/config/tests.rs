@@ -200,3 +200,47 @@ fn server_settings_come_from_the_file_and_the_environment_and_hide_the_token() {
     let error = config.set("server.port", "1").unwrap_err().to_string();
     assert!(error.contains("unknown setting 'server.port'"), "{error}");
 }
+
+#[test]
+fn workers_come_from_a_file_list_or_the_environment_and_the_token_is_masked() {
+    let mut config = Config::with_root("/a");
+    config
+        .apply_table(
+            &table(
+                "[distributed]\nworkers = [\"http://10.0.0.5:7400\", \"http://10.0.0.6:7400\"]\n\
+                 token = \"s3cret\"",
+            ),
+            Path::new("/p"),
+        )
+        .unwrap();
+    assert_eq!(
+        config.distributed.workers,
+        ["http://10.0.0.5:7400", "http://10.0.0.6:7400"]
+    );
+    let shown = format!("{:?} {:?}", config.describe(false), config);
+    assert!(
+        !shown.contains("s3cret") && shown.contains("distributed.token"),
+        "{shown}"
+    );
+    config
+        .apply_env([(
+            "NUTHATCH_DISTRIBUTED_WORKERS".to_string(),
+            "http://a:7400, http://b:7400".to_string(),
+        )])
+        .unwrap();
+    assert_eq!(
+        config.distributed.workers,
+        ["http://a:7400", "http://b:7400"]
+    );
+    let err = config
+        .apply_env([(
+            "NUTHATCH_DISTRIBUTED_WORKERS".to_string(),
+            "a:7400".to_string(),
+        )])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("'a:7400' is not one") && err.contains("http://host:port"),
+        "{err}"
+    );
+}

@@ -1,9 +1,11 @@
 //! The `nuthatch` binary, run as a user runs it, in a fresh project folder:
 //! with arguments and pipes ([`batch`]), in a real terminal driven
-//! through tmux ([`terminal`]), and as a Flight SQL server for the real
-//! Python ADBC client ([`flight`]).
+//! through tmux ([`terminal`]), as a Flight SQL server for the real
+//! Python ADBC client ([`flight`]), and as workers of a cluster
+//! ([`cluster`]).
 
 mod batch;
+mod cluster;
 mod flight;
 mod terminal;
 

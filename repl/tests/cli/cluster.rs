@@ -1,0 +1,137 @@
+//! `nuthatch worker` processes on loopback, and the binary coordinating
+//! them: the same rows as one process, a plan that shows the stages, and an
+//! unreachable worker named in the error without a wait.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{command, nuthatch, project, stderr, stdout};
+
+/// A worker process, stopped when dropped.
+struct Worker {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `nuthatch worker` in `dir` on a free loopback port and reads the
+/// URL it prints.
+fn worker(dir: &Path) -> Worker {
+    let mut child = command(dir)
+        .args(["worker", "--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("the worker printed its address")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("nuthatch: worker on ") {
+            break rest.split(';').next().unwrap().to_string();
+        }
+    };
+    // The rest of its output goes nowhere, so that it never blocks.
+    std::thread::spawn(move || lines.for_each(drop));
+    Worker { child, url }
+}
+
+/// Writes a Parquet dataset of `rows` rows (`id`, a group `grp` of 7, a
+/// value `v`) under `dir/obs` with the binary, and returns the statement
+/// that makes it a table.
+fn dataset(dir: &Path, rows: u64) -> String {
+    let data = dir.join("obs");
+    let write = format!(
+        "COPY (SELECT value AS id, 'g' || CAST(value % 7 AS VARCHAR) AS grp, \
+         (value * 7919) % 1000 AS v FROM generate_series(0, {})) \
+         TO '{}/' STORED AS PARQUET",
+        rows - 1,
+        data.display()
+    );
+    let out = nuthatch(dir, &["-c", &write]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    format!(
+        "CREATE EXTERNAL TABLE obs STORED AS PARQUET LOCATION '{}/';",
+        data.display()
+    )
+}
+
+/// Splits scans into a task per worker however small the files are (the
+/// default is a task per 16 MiB); only a coordinator has the setting.
+const SPLIT: &str = "SET distributed.file_scan_config_bytes_per_partition = 1;";
+
+const QUERY: &str = "SELECT o.grp, count(*) AS n, sum(o.v) AS total \
+     FROM obs o JOIN obs p ON o.id = p.id + 1 WHERE p.v > 500 GROUP BY o.grp ORDER BY o.grp";
+
+#[test]
+fn two_workers_give_the_rows_one_process_gives() {
+    let dir = project("");
+    let table = dataset(dir.path(), 200_000);
+    let alone = nuthatch(dir.path(), &["-c", &table, "-c", QUERY]);
+    assert!(alone.status.success(), "{}", stderr(&alone));
+
+    let workers = [worker(dir.path()), worker(dir.path())];
+    let urls: Vec<&str> = workers.iter().map(|w| w.url.as_str()).collect();
+    let on_cluster = |sql: &str| {
+        command(dir.path())
+            .env("NUTHATCH_DISTRIBUTED_WORKERS", urls.join(","))
+            .args(["-c", &table, "-c", SPLIT, "-c", sql])
+            .output()
+            .unwrap()
+    };
+    let distributed = on_cluster(QUERY);
+    assert!(distributed.status.success(), "{}", stderr(&distributed));
+    let rows = |text: String| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("| g") && !l.starts_with("| grp"))
+            .map(str::to_string)
+            .collect()
+    };
+    let expected = rows(stdout(&alone));
+    assert_eq!(expected.len(), 7, "{}", stdout(&alone));
+    assert_eq!(rows(stdout(&distributed)), expected);
+    let plan = stdout(&on_cluster(&format!("EXPLAIN {QUERY}")));
+    assert!(
+        plan.contains("DistributedExec") && plan.contains("NetworkShuffleExec"),
+        "{plan}"
+    );
+}
+
+#[test]
+fn a_worker_that_cannot_be_reached_is_named_and_nothing_waits_for_it() {
+    let dir = project("");
+    let table = dataset(dir.path(), 100_000);
+    // One worker is up; nothing listens on the other's port (discard).
+    let live = worker(dir.path());
+    let started = Instant::now();
+    let out = command(dir.path())
+        .env(
+            "NUTHATCH_DISTRIBUTED_WORKERS",
+            format!("{},http://127.0.0.1:9", live.url),
+        )
+        .args(["-c", &table, "-c", SPLIT, "-c", QUERY])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let error = stderr(&out);
+    assert!(
+        error.contains("worker http://127.0.0.1:9/ cannot be reached (Connection refused")
+            && error.contains("nuthatch worker --listen"),
+        "{error}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+}

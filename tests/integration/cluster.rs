@@ -1,0 +1,124 @@
+//! Queries and cached-function bodies on a cluster of in-process workers
+//! (datafusion-distributed's stages, encoded and sent over gRPC through
+//! in-memory pipes): the same rows as one process, and plans that show
+//! the stages.
+
+use std::sync::Arc;
+
+use arrow::array::{Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use nuthatch::cluster::InMemoryCluster;
+use nuthatch::{Config, Engine, Outcome, TierConfig};
+use parquet::arrow::ArrowWriter;
+
+use crate::support::{Fixture, analyzed, assert_outcome};
+use crate::system::text_rows;
+
+/// Writes `files` Parquet files of `rows` rows each under `dir`: an `id`,
+/// a group `grp` (of 7) and a value `v`.
+fn dataset(dir: &std::path::Path, files: usize, rows: i64) {
+    std::fs::create_dir_all(dir).unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("grp", DataType::Utf8, false),
+        Field::new("v", DataType::Int64, false),
+    ]));
+    for file in 0..files as i64 {
+        let ids: Vec<i64> = (file * rows..(file + 1) * rows).collect();
+        let groups: Vec<String> = ids.iter().map(|i| format!("g{}", i % 7)).collect();
+        let values: Vec<i64> = ids.iter().map(|i| (i * 7919) % 1000).collect();
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(StringArray::from(groups)),
+                Arc::new(Int64Array::from(values)),
+            ],
+        )
+        .unwrap();
+        let path = dir.join(format!("part-{file}.parquet"));
+        let mut writer =
+            ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema.clone(), None)
+                .unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+    }
+}
+
+/// A fixture whose engine coordinates `workers` in-process workers (none:
+/// one process), with the dataset at `obs` registered as table `obs`.
+async fn fixture(workers: usize, obs: &std::path::Path) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::with_root(dir.path().join("root").display().to_string());
+    config.local = TierConfig::new(dir.path().join("local").display().to_string());
+    let engine = Engine::new(&config).unwrap();
+    if workers > 0 {
+        InMemoryCluster::attach(&engine, workers).unwrap();
+    }
+    let f = Fixture::with_engine(dir, engine);
+    if workers > 0 {
+        // Small files: a task per file rather than per 16 MiB, so that
+        // this little data is spread over the workers.
+        f.query("SET distributed.file_scan_config_bytes_per_partition = 1")
+            .await
+            .unwrap();
+    }
+    f.query(&format!(
+        "CREATE EXTERNAL TABLE obs STORED AS PARQUET LOCATION '{}/'",
+        obs.display()
+    ))
+    .await
+    .unwrap();
+    f.query(
+        "CREATE CACHED FUNCTION totals(min_v BIGINT) WITH (cache_args = (min_v)) AS \
+         SELECT o.grp, count(*) AS n, sum(o.v) AS total, max(p.v) AS peer_max \
+         FROM obs o JOIN obs p ON o.id = p.id + 1 \
+         WHERE o.v >= $min_v GROUP BY o.grp",
+    )
+    .await
+    .unwrap();
+    f
+}
+
+/// The physical plan `EXPLAIN` shows for `sql`.
+async fn explained(f: &Fixture, sql: &str) -> String {
+    let rows = text_rows(&f.query(&format!("EXPLAIN {sql}")).await.unwrap());
+    rows.iter()
+        .filter(|row| row[0] == "physical_plan")
+        .map(|row| row[1].clone())
+        .collect()
+}
+
+const QUERY: &str = "SELECT o.grp, count(*) AS n, sum(o.v) AS total \
+     FROM obs o JOIN obs p ON o.id = p.id + 1 WHERE p.v > 500 GROUP BY o.grp ORDER BY o.grp";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_and_a_body_give_the_same_rows_on_the_cluster_as_alone() {
+    let data = tempfile::tempdir().unwrap();
+    dataset(&data.path().join("obs"), 6, 20_000);
+    let alone = fixture(0, &data.path().join("obs")).await;
+    let cluster = fixture(3, &data.path().join("obs")).await;
+
+    // A join and an aggregate over a Parquet dataset: stages on the workers.
+    let expected = text_rows(&alone.query(QUERY).await.unwrap());
+    assert_eq!(expected.len(), 7);
+    assert_eq!(text_rows(&cluster.query(QUERY).await.unwrap()), expected);
+    let plan = explained(&cluster, QUERY).await;
+    assert!(plan.contains("DistributedExec"), "{plan}");
+    assert!(plan.contains("NetworkShuffleExec"), "{plan}");
+    assert!(!explained(&alone, QUERY).await.contains("DistributedExec"));
+
+    // A cached function's body runs on the workers; the call resolves,
+    // stores and serves here, and a hit reads what was stored.
+    let call = "SELECT * FROM totals(100) ORDER BY grp";
+    let expected = text_rows(&alone.query(call).await.unwrap());
+    alone.reports();
+    let plan = analyzed(&cluster, call).await;
+    assert_outcome(&cluster.report(), Outcome::Computed);
+    assert!(
+        plan.contains("DistributedExec"),
+        "the body ran distributed:\n{plan}"
+    );
+    assert_eq!(text_rows(&cluster.query(call).await.unwrap()), expected);
+    assert_outcome(&cluster.report(), Outcome::Hit);
+}
