@@ -34,7 +34,7 @@ impl InMemoryCluster {
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| DataFusionError::Internal(e.to_string()))?;
         let pipe = Pipe::open(engine, url)?;
-        attach_to(engine, Workers(urls), Some(Channels(Arc::new(pipe))));
+        attach_to(engine, Workers(urls), Channels(Arc::new(pipe)));
         Ok(())
     }
 }

@@ -87,7 +87,7 @@ pub fn attach(engine: &Engine) -> Result<Option<Workers>> {
     }
     let workers = Workers::parse(urls)?;
     let channels = Channels(Arc::new(NamedChannels::default()));
-    attach_to(engine, workers.clone(), Some(channels));
+    attach_to(engine, workers.clone(), channels);
     Ok(Some(workers))
 }
 
@@ -146,15 +146,13 @@ impl ChannelResolver for Channels {
 }
 
 /// Makes `engine`'s sessions coordinators of `workers`, reached through
-/// `channels` (datafusion-distributed's own when `None`).
-pub(crate) fn attach_to(engine: &Engine, workers: Workers, channels: Option<Channels>) {
+/// `channels`.
+pub(crate) fn attach_to(engine: &Engine, workers: Workers, channels: Channels) {
     engine.set_session_hook(Arc::new(move |builder: SessionStateBuilder| {
         let mut builder = builder
             .with_distributed_planner()
-            .with_distributed_worker_resolver(workers.clone());
-        if let Some(channels) = &channels {
-            builder = builder.with_distributed_channel_resolver(channels.clone());
-        }
+            .with_distributed_worker_resolver(workers.clone())
+            .with_distributed_channel_resolver(channels.clone());
         let distributed = builder
             .query_planner()
             .take()
