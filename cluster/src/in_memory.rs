@@ -13,7 +13,7 @@ use nuthatch_udf::Engine;
 use tonic::transport::{Endpoint, Server};
 use url::Url;
 
-use crate::{attach_to, Channels, Workers};
+use crate::{attach_to, worker_session, Channels, Workers};
 
 /// Where the in-process workers claim to be; no socket is opened.
 const PIPE_URL: &str = "http://in-process-worker:7400";
@@ -68,9 +68,7 @@ impl Pipe {
         let worker = Worker::from_session_builder(move |ctx: WorkerQueryContext| {
             let (runtime, dialing) = (Arc::clone(&runtime), dialing.clone());
             async move {
-                Ok(ctx
-                    .builder
-                    .with_runtime_env(runtime)
+                Ok(worker_session(ctx.builder, runtime)
                     .with_distributed_channel_resolver(dialing)
                     .build())
             }

@@ -16,22 +16,26 @@
 //! - A query whose every operator can be sent to a worker (DataFusion's
 //!   own scans, joins, aggregates, windows) is distributed: `EXPLAIN` shows
 //!   `DistributedExec` and its stages.
-//! - A query holding an operator that cannot travel yet (a cached call, the
+//! - A query that reads cached calls has them resolved here first (the
+//!   tiers, modes and credentials are here); the scan each call serves from
+//!   a stored Parquet entry then travels in its place (module `served`).
+//! - A query holding something that cannot travel (rows served from
+//!   memory, a miss served while it is written, a format's own scan, the
 //!   rolling-window operator, a system table) runs in the coordinator, as
 //!   without a cluster. A cached call's body plans in a session of its own,
-//!   so a body over large inputs is distributed when its plan can travel,
-//!   even though the call itself resolves, stores and serves in the
-//!   coordinator.
+//!   so a body over large inputs is distributed when its plan can travel.
 //!
 //! [`attach`] makes an [`Engine`]'s sessions coordinators, from
 //! `[distributed] workers`; [`worker`] is what a worker process serves.
 
 mod in_memory;
 mod planner;
+mod served;
 
 use std::sync::Arc;
 
 use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::SessionStateBuilder;
 use datafusion_distributed::{
     grpc, ChannelResolver, DistributedExt, SessionStateBuilderExt, Worker, WorkerQueryContext,
@@ -42,6 +46,7 @@ use url::Url;
 
 pub use in_memory::InMemoryCluster;
 pub use planner::ClusterPlanner;
+pub use served::{ServedCallCodec, ServedCallExec};
 
 /// The workers a coordinator sends stages to: a fixed list of URLs.
 #[derive(Debug, Clone)]
@@ -149,16 +154,24 @@ impl ChannelResolver for Channels {
 /// `channels`.
 pub(crate) fn attach_to(engine: &Engine, workers: Workers, channels: Channels) {
     engine.set_session_hook(Arc::new(move |builder: SessionStateBuilder| {
-        let mut builder = builder
+        builder
             .with_distributed_planner()
+            .with_query_planner(Arc::new(ClusterPlanner))
             .with_distributed_worker_resolver(workers.clone())
-            .with_distributed_channel_resolver(channels.clone());
-        let distributed = builder
-            .query_planner()
-            .take()
-            .expect("the distributed planner was just set");
-        builder.with_query_planner(Arc::new(ClusterPlanner::new(distributed)))
+            .with_distributed_channel_resolver(channels.clone())
+            .with_distributed_user_codec(ServedCallCodec)
     }));
+}
+
+/// A worker's session for one task: the coordinator's stages run on
+/// `runtime`, and what nuthatch adds to a plan decodes.
+pub(crate) fn worker_session(
+    builder: SessionStateBuilder,
+    runtime: Arc<RuntimeEnv>,
+) -> SessionStateBuilder {
+    builder
+        .with_runtime_env(runtime)
+        .with_distributed_user_codec(ServedCallCodec)
 }
 
 /// What a worker process serves: stages of queries planned by
@@ -169,7 +182,7 @@ pub fn worker(engine: &Engine) -> Worker {
     let runtime = Arc::clone(engine.runtime());
     Worker::from_session_builder(move |ctx: WorkerQueryContext| {
         let runtime = Arc::clone(&runtime);
-        async move { Ok(ctx.builder.with_runtime_env(runtime).build()) }
+        async move { Ok(worker_session(ctx.builder, runtime).build()) }
     })
     .with_runtime_env(Arc::clone(engine.runtime()))
     .with_version(env!("CARGO_PKG_VERSION"))

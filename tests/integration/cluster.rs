@@ -77,6 +77,12 @@ async fn fixture(workers: usize, obs: &std::path::Path) -> Fixture {
     )
     .await
     .unwrap();
+    f.query(
+        "CREATE CACHED FUNCTION picks(min_v BIGINT) WITH (cache_args = (min_v)) AS \
+         SELECT id, grp, v FROM obs WHERE v >= $min_v",
+    )
+    .await
+    .unwrap();
     f
 }
 
@@ -121,4 +127,44 @@ async fn a_query_and_a_body_give_the_same_rows_on_the_cluster_as_alone() {
     );
     assert_eq!(text_rows(&cluster.query(call).await.unwrap()), expected);
     assert_outcome(&cluster.report(), Outcome::Hit);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_entry_is_read_on_the_workers_and_the_call_reports_what_it_served() {
+    let data = tempfile::tempdir().unwrap();
+    dataset(&data.path().join("obs"), 4, 20_000);
+    let alone = fixture(0, &data.path().join("obs")).await;
+    let cluster = fixture(2, &data.path().join("obs")).await;
+    let call = "SELECT grp, count(*) AS n, sum(v) AS total FROM picks(900) \
+                WHERE grp <> 'g3' GROUP BY grp ORDER BY grp";
+    let expected = text_rows(&alone.query(call).await.unwrap());
+    assert_eq!(expected.len(), 6);
+    alone.reports();
+    assert_eq!(text_rows(&alone.query(call).await.unwrap()), expected);
+    let alone_hit = alone.report();
+    assert_outcome(&alone_hit, Outcome::Hit);
+
+    // The miss computes and stores; the hit is resolved here and its
+    // entry's files are scanned by the workers, the filter pushed down.
+    assert_eq!(text_rows(&cluster.query(call).await.unwrap()), expected);
+    assert_outcome(&cluster.report(), Outcome::Computed);
+    let plan = analyzed(&cluster, call).await;
+    assert!(plan.contains("DistributedExec"), "{plan}");
+    assert!(plan.contains("ServedCallExec: function=picks"), "{plan}");
+    let hit = cluster.report();
+    assert_outcome(&hit, Outcome::Hit);
+    assert_eq!(
+        hit.rows, alone_hit.rows,
+        "rows counted on the workers: {hit}"
+    );
+    assert_eq!(hit.row_groups_read, alone_hit.row_groups_read, "{hit}");
+    assert_eq!(text_rows(&cluster.query(call).await.unwrap()), expected);
+    assert_eq!(cluster.report().rows, alone_hit.rows);
+
+    // A call served from memory stays here: nothing of it travels.
+    let memoized = "SELECT count(*) FROM picks(900, memoize => true)";
+    let counted = text_rows(&cluster.query(memoized).await.unwrap());
+    assert_eq!(counted, text_rows(&alone.query(memoized).await.unwrap()));
+    let plan = analyzed(&cluster, memoized).await;
+    assert!(!plan.contains("ServedCallExec"), "{plan}");
 }

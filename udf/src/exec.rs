@@ -103,6 +103,25 @@ impl CachedCallExec {
         Ok(Some(Arc::new(one)))
     }
 
+    /// Resolves the call now, in this process, and returns the plan that
+    /// serves its rows: what a coordinator does before it sends the
+    /// reading of a stored entry to its workers. Running the exec after
+    /// this serves the same resolution; nothing is looked up twice.
+    pub async fn resolve(&self) -> Result<Arc<dyn ExecutionPlan>> {
+        let prepared = self.prepared().await.map_err(DataFusionError::Shared)?;
+        self.tracker.prepared.get_or_init(|| Arc::clone(&prepared));
+        Ok(Arc::clone(&prepared.plan))
+    }
+
+    /// Reports a call whose rows were served by a copy of its plan that
+    /// ran elsewhere (on workers): `rows` served, and `served`, that copy
+    /// with the metrics it gathered, for what was read. Takes the place of
+    /// the report the exec makes when its own partitions finish.
+    pub fn report_served(&self, rows: usize, served: &Arc<dyn ExecutionPlan>) {
+        self.tracker.rows.store(rows, Ordering::Release);
+        self.tracker.report_from(Some(served));
+    }
+
     /// The shared future that resolves the call; created by the first
     /// partition that runs, awaited by all.
     fn prepared(&self) -> PreparedFuture {
@@ -317,6 +336,12 @@ impl Tracker {
     /// when the plan goes, for a query that stopped before DataFusion ran
     /// every partition (a `LIMIT` met from the first).
     fn report(&self) {
+        self.report_from(None);
+    }
+
+    /// The report, with what was read taken from `served` when the rows
+    /// were served by a copy of the plan, from the plan here otherwise.
+    fn report_from(&self, served: Option<&Arc<dyn ExecutionPlan>>) {
         if self.reported.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -328,40 +353,45 @@ impl Tracker {
         };
         let (mut pruned, mut matched, mut bytes, mut pruning_seen) = (0, 0, 0, false);
         let (mut chunks, mut missing, mut files, mut fetched) = (None, 0, None, None);
-        collect_metrics(&prepared.plan, &mut |metric| match metric.value() {
-            MetricValue::PruningMetrics {
-                name,
-                pruning_metrics,
-            } if name == "row_groups_pruned_statistics" => {
-                pruning_seen = true;
-                pruned += pruning_metrics.pruned();
-                matched += pruning_metrics.matched();
-            }
-            MetricValue::PruningMetrics {
-                name,
-                pruning_metrics,
-            } if name == "chunks_pruned" => {
-                let (read, total) = chunks.get_or_insert((0, 0));
-                *read += pruning_metrics.matched();
-                *total += pruning_metrics.matched() + pruning_metrics.pruned();
-            }
-            MetricValue::PruningMetrics {
-                name,
-                pruning_metrics,
-            } if name == "files_pruned" => {
-                let (read, total) = files.get_or_insert((0, 0));
-                *read += pruning_metrics.matched();
-                *total += pruning_metrics.matched() + pruning_metrics.pruned();
-            }
-            MetricValue::Count { name, count } if name == "chunks_missing" => {
-                missing += count.value()
-            }
-            MetricValue::Count { name, count } if name == "rows_fetched" => {
-                *fetched.get_or_insert(0) += count.value()
-            }
-            MetricValue::Count { name, count } if name == "bytes_scanned" => bytes += count.value(),
-            _ => {}
-        });
+        collect_metrics(
+            served.unwrap_or(&prepared.plan),
+            &mut |metric| match metric.value() {
+                MetricValue::PruningMetrics {
+                    name,
+                    pruning_metrics,
+                } if name == "row_groups_pruned_statistics" => {
+                    pruning_seen = true;
+                    pruned += pruning_metrics.pruned();
+                    matched += pruning_metrics.matched();
+                }
+                MetricValue::PruningMetrics {
+                    name,
+                    pruning_metrics,
+                } if name == "chunks_pruned" => {
+                    let (read, total) = chunks.get_or_insert((0, 0));
+                    *read += pruning_metrics.matched();
+                    *total += pruning_metrics.matched() + pruning_metrics.pruned();
+                }
+                MetricValue::PruningMetrics {
+                    name,
+                    pruning_metrics,
+                } if name == "files_pruned" => {
+                    let (read, total) = files.get_or_insert((0, 0));
+                    *read += pruning_metrics.matched();
+                    *total += pruning_metrics.matched() + pruning_metrics.pruned();
+                }
+                MetricValue::Count { name, count } if name == "chunks_missing" => {
+                    missing += count.value()
+                }
+                MetricValue::Count { name, count } if name == "rows_fetched" => {
+                    *fetched.get_or_insert(0) += count.value()
+                }
+                MetricValue::Count { name, count } if name == "bytes_scanned" => {
+                    bytes += count.value()
+                }
+                _ => {}
+            },
+        );
         let mut spilled = 0;
         if let Some(compute) = &prepared.compute {
             collect_metrics(compute, &mut |metric| {
