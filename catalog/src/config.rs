@@ -305,6 +305,7 @@ impl Config {
                     value
                         .as_table()
                         .ok_or("'distributed' must be a table, as [nuthatch.distributed]")?,
+                    base,
                 )?,
                 name if is_location(name) => {
                     let inner = value

@@ -28,6 +28,7 @@
 //! [`attach`] makes an [`Engine`]'s sessions coordinators, from
 //! `[distributed] workers`; [`worker`] is what a worker process serves.
 
+mod connect;
 mod in_memory;
 mod planner;
 mod served;
@@ -38,12 +39,15 @@ use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::SessionStateBuilder;
 use datafusion_distributed::{
-    grpc, ChannelResolver, DistributedExt, SessionStateBuilderExt, Worker, WorkerQueryContext,
+    ChannelResolver, DistributedExt, SessionStateBuilderExt, Worker, WorkerQueryContext,
     WorkerResolver,
 };
 use nuthatch_udf::Engine;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
 use url::Url;
 
+use connect::{Dialer, TokenCheck};
 pub use in_memory::InMemoryCluster;
 pub use planner::ClusterPlanner;
 pub use served::{ServedCallCodec, ServedCallExec};
@@ -83,56 +87,18 @@ impl WorkerResolver for Workers {
 
 /// Makes every session `engine` makes from now on a coordinator of the
 /// workers its configuration lists (`[distributed] workers`,
-/// `NUTHATCH_DISTRIBUTED_WORKERS`). Returns the workers, or `None` when
-/// none are configured and queries run alone.
+/// `NUTHATCH_DISTRIBUTED_WORKERS`), reached with its token and TLS
+/// settings. Returns the workers, or `None` when none are configured and
+/// queries run alone.
 pub fn attach(engine: &Engine) -> Result<Option<Workers>> {
-    let urls = &engine.config().distributed.workers;
-    if urls.is_empty() {
+    let config = &engine.config().distributed;
+    if config.workers.is_empty() {
         return Ok(None);
     }
-    let workers = Workers::parse(urls)?;
-    let channels = Channels(Arc::new(NamedChannels::default()));
+    let workers = Workers::parse(&config.workers)?;
+    let channels = Channels(Arc::new(Dialer::new(config)?));
     attach_to(engine, workers.clone(), channels);
     Ok(Some(workers))
-}
-
-/// datafusion-distributed's gRPC connections, with an error that names the
-/// worker that cannot be reached and what to do about it.
-#[derive(Default)]
-struct NamedChannels(grpc::DefaultChannelResolver);
-
-#[async_trait::async_trait]
-impl ChannelResolver for NamedChannels {
-    async fn get_worker_client_for_url(
-        &self,
-        url: &Url,
-    ) -> Result<Box<dyn datafusion_distributed::WorkerChannel>> {
-        match self.0.get_worker_client_for_url(url).await {
-            Ok(client) => Ok(client),
-            Err(e) => {
-                let cause = why_unreachable(url)
-                    .await
-                    .unwrap_or_else(|| e.message().into());
-                Err(DataFusionError::Execution(format!(
-                    "worker {url} cannot be reached ({cause}); start it there with `nuthatch \
-                     worker --listen HOST:PORT`, or take it out of distributed.workers"
-                )))
-            }
-        }
-    }
-}
-
-/// Why a TCP connection to `url` fails (refused, no such host, timed out),
-/// which gRPC's error leaves out; `None` when it connects.
-async fn why_unreachable(url: &Url) -> Option<String> {
-    let host = url.host_str()?;
-    let port = url.port_or_known_default()?;
-    let connect = tokio::net::TcpStream::connect((host, port));
-    match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
-        Ok(Ok(_)) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some("no answer within 5s".into()),
-    }
 }
 
 /// How a coordinator reaches its workers: gRPC connections, or the
@@ -177,13 +143,58 @@ pub(crate) fn worker_session(
 /// What a worker process serves: stages of queries planned by
 /// coordinators, run on `engine`'s runtime, whose object stores are the
 /// tiers the project's configuration names (with this process's
-/// credentials).
-pub fn worker(engine: &Engine) -> Worker {
+/// credentials). It reaches other workers as a coordinator does.
+pub fn worker(engine: &Engine) -> Result<Worker> {
     let runtime = Arc::clone(engine.runtime());
-    Worker::from_session_builder(move |ctx: WorkerQueryContext| {
-        let runtime = Arc::clone(&runtime);
-        async move { Ok(worker_session(ctx.builder, runtime).build()) }
-    })
-    .with_runtime_env(Arc::clone(engine.runtime()))
-    .with_version(env!("CARGO_PKG_VERSION"))
+    let channels = Channels(Arc::new(Dialer::new(&engine.config().distributed)?));
+    Ok(
+        Worker::from_session_builder(move |ctx: WorkerQueryContext| {
+            let (runtime, channels) = (Arc::clone(&runtime), channels.clone());
+            async move {
+                Ok(worker_session(ctx.builder, runtime)
+                    .with_distributed_channel_resolver(channels)
+                    .build())
+            }
+        })
+        .with_runtime_env(Arc::clone(engine.runtime()))
+        .with_version(env!("CARGO_PKG_VERSION")),
+    )
+}
+
+/// Serves [`worker`] on `listener` until `shutdown` completes: over TLS
+/// when `identity` (a PEM certificate chain and key) is given, and only to
+/// coordinators and workers presenting `distributed.token` when one is
+/// set.
+pub async fn serve_worker(
+    engine: &Engine,
+    listener: tokio::net::TcpListener,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let check = TokenCheck::new(engine.config().distributed.token.as_deref())?;
+    let service = InterceptedService::new(worker(engine)?.into_worker_server(), check);
+    let mut server = Server::builder();
+    if let Some((cert, key)) = identity {
+        install_crypto();
+        server = server
+            .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
+            .map_err(|e| {
+                DataFusionError::Configuration(format!(
+                    "the worker's TLS certificate and key cannot be used: {e}"
+                ))
+            })?;
+    }
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    server
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(|e| DataFusionError::Execution(format!("the worker stopped: {e}")))
+}
+
+/// Picks rustls's cryptography: a build whose features bring in more than
+/// one provider has none chosen for it. Once is enough; later calls find
+/// it set.
+pub(crate) fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }

@@ -7,6 +7,7 @@
 //! process that plans them.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 /// The cluster's settings; all optional.
 #[derive(Clone, Default, PartialEq)]
@@ -17,6 +18,14 @@ pub struct DistributedConfig {
     /// The token a worker requires of coordinators (`authorization: Bearer
     /// <token>`). A secret: masked wherever settings are shown.
     pub token: Option<String>,
+    /// PEM certificate of the authority that signed the workers'
+    /// certificates, for `https://` workers whose certificates the system's
+    /// roots do not vouch for.
+    pub tls_ca: Option<PathBuf>,
+    /// A worker's PEM certificate chain and private key: `nuthatch worker`
+    /// then serves TLS, and coordinators list it as `https://`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl fmt::Debug for DistributedConfig {
@@ -24,14 +33,28 @@ impl fmt::Debug for DistributedConfig {
         f.debug_struct("DistributedConfig")
             .field("workers", &self.workers)
             .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .finish()
     }
 }
 
 impl DistributedConfig {
-    /// Applies the keys of a `distributed` table.
-    pub(super) fn apply(&mut self, table: &toml::Table) -> std::result::Result<(), String> {
+    /// Applies the keys of a `distributed` table; paths are relative to
+    /// `base`.
+    pub(super) fn apply(
+        &mut self,
+        table: &toml::Table,
+        base: &Path,
+    ) -> std::result::Result<(), String> {
         for (key, value) in table {
+            let path = || {
+                value
+                    .as_str()
+                    .map(|text| base.join(text))
+                    .ok_or_else(|| format!("'distributed.{key}' must be a file name"))
+            };
             match key.as_str() {
                 "workers" => self.workers = workers(value)?,
                 // An empty token (an unset variable in a deployment
@@ -42,10 +65,14 @@ impl DistributedConfig {
                         .ok_or("'distributed.token' must be a string")?;
                     self.token = Some(text.trim().to_string()).filter(|t| !t.is_empty());
                 }
+                "tls_ca" => self.tls_ca = Some(path()?),
+                "tls_cert" => self.tls_cert = Some(path()?),
+                "tls_key" => self.tls_key = Some(path()?),
                 other => {
                     return Err(format!(
                         "unknown setting 'distributed.{other}'; it takes workers (a list of \
-                         URLs such as [\"http://10.0.0.5:7400\"]) and token"
+                         URLs such as [\"http://10.0.0.5:7400\"]), token, tls_ca, tls_cert \
+                         and tls_key"
                     ));
                 }
             }
@@ -66,6 +93,16 @@ impl DistributedConfig {
                 "***".into()
             };
             rows.push(("distributed.token".into(), shown));
+        }
+        let paths = [
+            ("tls_ca", &self.tls_ca),
+            ("tls_cert", &self.tls_cert),
+            ("tls_key", &self.tls_key),
+        ];
+        for (key, path) in paths {
+            if let Some(path) = path {
+                rows.push((format!("distributed.{key}"), path.display().to_string()));
+            }
         }
     }
 }

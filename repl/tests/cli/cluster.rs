@@ -25,8 +25,15 @@ impl Drop for Worker {
 /// Starts `nuthatch worker` in `dir` on a free loopback port and reads the
 /// URL it prints.
 fn worker(dir: &Path) -> Worker {
+    worker_with(dir, &[], &[])
+}
+
+/// [`worker`], with more flags and environment variables.
+fn worker_with(dir: &Path, flags: &[&str], vars: &[(&str, &str)]) -> Worker {
     let mut child = command(dir)
         .args(["worker", "--listen", "127.0.0.1:0"])
+        .args(flags)
+        .envs(vars.iter().copied())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -38,7 +45,7 @@ fn worker(dir: &Path) -> Worker {
             .expect("the worker printed its address")
             .unwrap();
         if let Some(rest) = line.strip_prefix("nuthatch: worker on ") {
-            break rest.split(';').next().unwrap().to_string();
+            break rest.split([';', ',']).next().unwrap().to_string();
         }
     };
     // The rest of its output goes nowhere, so that it never blocks.
@@ -133,5 +140,108 @@ fn a_worker_that_cannot_be_reached_is_named_and_nothing_waits_for_it() {
         started.elapsed() < Duration::from_secs(60),
         "took {:?}",
         started.elapsed()
+    );
+}
+
+#[test]
+#[ignore = "needs openssl: run bash scripts/test"]
+fn workers_on_tls_take_only_coordinators_with_the_token() {
+    let dir = project("");
+    authority_and_certificate(dir.path());
+    let table = dataset(dir.path(), 100_000);
+    let alone = nuthatch(dir.path(), &["-c", &table, "-c", QUERY]);
+    assert!(alone.status.success(), "{}", stderr(&alone));
+
+    // Workers dial each other too, so they take the token and the CA.
+    const TOKEN: &str = "wren-7c1f-token";
+    let secured = [
+        ("NUTHATCH_DISTRIBUTED_TOKEN", TOKEN),
+        ("NUTHATCH_DISTRIBUTED_TLS_CA", "ca.pem"),
+    ];
+    let tls = ["--tls-cert", "cert.pem", "--tls-key", "key.pem"];
+    let workers = [
+        worker_with(dir.path(), &tls, &secured),
+        worker_with(dir.path(), &tls, &secured),
+    ];
+    assert!(
+        workers[0].url.starts_with("https://127.0.0.1:"),
+        "{}",
+        workers[0].url
+    );
+    let urls: Vec<&str> = workers.iter().map(|w| w.url.as_str()).collect();
+    let on_cluster = |vars: &[(&str, &str)]| {
+        command(dir.path())
+            .env("NUTHATCH_DISTRIBUTED_WORKERS", urls.join(","))
+            .envs(vars.iter().copied())
+            .args(["-c", &table, "-c", SPLIT, "-c", QUERY])
+            .output()
+            .unwrap()
+    };
+
+    let out = on_cluster(&secured);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = |text: String| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("| g"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(rows(stdout(&out)), rows(stdout(&alone)));
+
+    // Without the token: refused, and told what to set.
+    let out = on_cluster(&[("NUTHATCH_DISTRIBUTED_TLS_CA", "ca.pem")]);
+    assert!(!out.status.success());
+    let error = stderr(&out);
+    assert!(
+        error.contains("needs the cluster's token: set distributed.token"),
+        "{error}"
+    );
+    // With the wrong one: the same, and neither token is shown.
+    let out = on_cluster(&[
+        ("NUTHATCH_DISTRIBUTED_TLS_CA", "ca.pem"),
+        ("NUTHATCH_DISTRIBUTED_TOKEN", "guessed"),
+    ]);
+    let error = stderr(&out);
+    assert!(error.contains("needs the cluster's token"), "{error}");
+    assert!(
+        !error.contains(TOKEN) && !error.contains("guessed"),
+        "{error}"
+    );
+    // Without the authority that signed the workers' certificate: named.
+    let out = on_cluster(&[("NUTHATCH_DISTRIBUTED_TOKEN", TOKEN)]);
+    assert!(!out.status.success());
+    let error = stderr(&out);
+    assert!(
+        error.contains("answers but its TLS cannot be trusted")
+            && error.contains("distributed.tls_ca"),
+        "{error}"
+    );
+}
+
+/// An authority of the project's own (`ca.pem`) and a certificate it signed
+/// for the workers on loopback (`cert.pem`, `key.pem`), made with openssl.
+fn authority_and_certificate(dir: &Path) {
+    let openssl = |args: &str| {
+        let status = std::process::Command::new("openssl")
+            .current_dir(dir)
+            .args(args.split(' '))
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl runs");
+        assert!(status.success(), "openssl {args}");
+    };
+    openssl(
+        "req -x509 -newkey rsa:2048 -nodes -days 1 -keyout ca-key.pem -out ca.pem \
+         -subj /CN=nuthatch-test-authority",
+    );
+    openssl("req -newkey rsa:2048 -nodes -keyout key.pem -out worker.csr -subj /CN=localhost");
+    std::fs::write(
+        dir.join("worker.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(
+        "x509 -req -in worker.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 1 \
+         -out cert.pem -extfile worker.ext",
     );
 }
