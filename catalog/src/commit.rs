@@ -48,16 +48,16 @@ use crate::metastore::{self, data_path, metadata_dir, metadata_path, CONFIRMED};
 use crate::{Catalog, Entry, EntryId, Error, MetadataRow, Recorded, Result, Tier};
 
 /// Where one write goes, and what it is to record.
-struct Target<'a> {
-    tier: &'a Tier,
-    id: &'a EntryId,
-    backend: &'a Arc<dyn Backend>,
-    options: &'a WriteOptions,
+pub(crate) struct Target<'a> {
+    pub(crate) tier: &'a Tier,
+    pub(crate) id: &'a EntryId,
+    pub(crate) backend: &'a Arc<dyn Backend>,
+    pub(crate) options: &'a WriteOptions,
     /// The data path, relative to the tier.
-    path: Path,
-    at: Location,
+    pub(crate) path: Path,
+    pub(crate) at: Location,
     /// The columns written ([`columns_of`]).
-    columns: Vec<String>,
+    pub(crate) columns: Vec<String>,
 }
 
 impl Catalog {
@@ -264,7 +264,7 @@ impl Catalog {
         }
     }
 
-    async fn put_row(&self, target: &Target<'_>, row: &MetadataRow) -> Result<()> {
+    pub(crate) async fn put_row(&self, target: &Target<'_>, row: &MetadataRow) -> Result<()> {
         let (tier, id) = (target.tier, target.id);
         let meta_path = metadata_path(&id.key, id.namespace.as_deref(), target.backend.name());
         let encoded = row
@@ -398,7 +398,7 @@ impl Catalog {
 impl Target<'_> {
     /// The metadata row of the entry once `written` is committed over
     /// `previous` (the row as it is now, for a write that amends it).
-    fn row(
+    pub(crate) fn row(
         &self,
         written: &Written,
         previous: Option<&MetadataRow>,
@@ -503,10 +503,10 @@ fn merged_coverage(
 
 /// The smallest and largest value of a result's time column seen so far,
 /// in epoch microseconds.
-#[derive(Debug, Default)]
-struct TimeRange {
-    min: Option<i64>,
-    max: Option<i64>,
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    pub min: Option<i64>,
+    pub max: Option<i64>,
 }
 
 /// `schema`'s columns as a metadata row records them: `name: type`.
@@ -517,7 +517,7 @@ pub fn columns_of(schema: &arrow::datatypes::Schema) -> Vec<String> {
 }
 
 impl TimeRange {
-    fn widen(&mut self, low: Option<i64>, high: Option<i64>) {
+    pub fn widen(&mut self, low: Option<i64>, high: Option<i64>) {
         if let Some(low) = low {
             self.min = Some(self.min.map_or(low, |m| m.min(low)));
         }
@@ -528,7 +528,7 @@ impl TimeRange {
 
     /// Widens the range by `batch`'s `column`; a column that is missing or
     /// not temporal leaves it unknown.
-    fn note(&mut self, batch: &arrow::array::RecordBatch, column: &str) {
+    pub fn note(&mut self, batch: &arrow::array::RecordBatch, column: &str) {
         use arrow::array::TimestampMicrosecondArray;
         use arrow::datatypes::{DataType, TimeUnit};
         let Some(values) = batch.column_by_name(column) else {

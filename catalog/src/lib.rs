@@ -16,6 +16,7 @@
 
 pub mod background;
 mod commit;
+mod commit_parts;
 pub mod config;
 pub mod error;
 pub mod import;
@@ -41,7 +42,8 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 
 pub use background::{Background, BackgroundWrite};
-pub use commit::columns_of;
+pub use commit::{columns_of, TimeRange};
+pub use commit_parts::WrittenPart;
 pub use config::{Config, TierConfig};
 pub use error::{Error, Result};
 pub use import::Imported;
@@ -384,7 +386,7 @@ impl Catalog {
     /// (a miss, with a warning) when the data is not there. Unlike Python,
     /// the orphaned metadata is left alone: the tier may be a mirror, and a
     /// write of the entry replaces it anyway.
-    async fn open_data(
+    pub(crate) async fn open_data(
         &self,
         tier: &Tier,
         id: &EntryId,
@@ -457,7 +459,7 @@ impl Catalog {
     }
 
     /// Python readers of a store fail without the metastore's marker.
-    async fn ensure_marker(&self, tier: &Tier) -> Result<()> {
+    pub(crate) async fn ensure_marker(&self, tier: &Tier) -> Result<()> {
         let marker = Path::from(EXISTS_MARKER);
         if let Err(object_store::Error::NotFound { .. }) = tier.store().head(&marker).await {
             tier.store()

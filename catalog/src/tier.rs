@@ -13,7 +13,6 @@
 //! first entry, and a mirror that is not there is skipped when it is read.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use datafusion::common::DataFusionError;
@@ -41,8 +40,21 @@ use crate::metastore::data_path;
 /// one writes to it at least every upload piece.
 pub const STAGED_PART_AGE: Duration = Duration::from_secs(600);
 
-/// Tells apart the store URLs of catalogs that share one runtime.
-static NEXT_STORE_ID: AtomicUsize = AtomicUsize::new(1);
+/// The same for the same texts in every process and every build (FNV-1a):
+/// a tier's store is registered under a URL made of it, which a plan sent
+/// to a worker names, and the worker, which opened the same tier from the
+/// same configuration, must find the store under the same URL. Catalogs
+/// of different tiers sharing one runtime still get apart URLs.
+fn stable_hash(texts: &[&str]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for text in texts {
+        for byte in text.bytes().chain([0]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash
+}
 
 /// The role a tier plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -344,9 +356,12 @@ fn open_store(role: TierRole, name: &str, config: &TierConfig) -> Result<Store> 
             local_store(&path, create).map_err(unreachable)?
         }
     };
-    let id = NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed);
-    let url = ObjectStoreUrl::parse(format!("nuthatch://{}-{id}", role.name()))
-        .map_err(|e| unreachable(e.to_string()))?;
+    let url = ObjectStoreUrl::parse(format!(
+        "nuthatch://{}-{:016x}",
+        role.name(),
+        stable_hash(&[name, &location])
+    ))
+    .map_err(|e| unreachable(e.to_string()))?;
     Ok(Store { store, url, folder })
 }
 

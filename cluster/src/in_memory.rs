@@ -63,12 +63,12 @@ impl Pipe {
         let pipe = Pipe {
             channel: grpc::BoxCloneSyncChannel::new(channel),
         };
-        let runtime = Arc::clone(engine.runtime());
+        let own = engine.clone();
         let dialing = pipe.clone();
         let worker = Worker::from_session_builder(move |ctx: WorkerQueryContext| {
-            let (runtime, dialing) = (Arc::clone(&runtime), dialing.clone());
+            let (engine, dialing) = (own.clone(), dialing.clone());
             async move {
-                Ok(worker_session(ctx.builder, runtime)
+                Ok(worker_session(ctx.builder, &engine)
                     .with_distributed_channel_resolver(dialing)
                     .build())
             }

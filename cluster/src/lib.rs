@@ -28,6 +28,7 @@
 //! [`attach`] makes an [`Engine`]'s sessions coordinators, from
 //! `[distributed] workers`; [`worker`] is what a worker process serves.
 
+mod codec;
 mod connect;
 mod in_memory;
 mod planner;
@@ -36,21 +37,23 @@ mod served;
 use std::sync::Arc;
 
 use datafusion::common::{DataFusionError, Result};
-use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::SessionStateBuilder;
 use datafusion_distributed::{
     ChannelResolver, DistributedExt, SessionStateBuilderExt, Worker, WorkerQueryContext,
     WorkerResolver,
 };
+use datafusion_proto::physical_plan::PhysicalExtensionCodec;
+use nuthatch_udf::parallel::ParallelWrites;
 use nuthatch_udf::Engine;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use url::Url;
 
+pub use codec::NuthatchCodec;
 use connect::{Dialer, TokenCheck};
 pub use in_memory::InMemoryCluster;
 pub use planner::ClusterPlanner;
-pub use served::{ServedCallCodec, ServedCallExec};
+pub use served::ServedCallExec;
 
 /// The workers a coordinator sends stages to: a fixed list of URLs.
 #[derive(Debug, Clone)]
@@ -119,25 +122,35 @@ impl ChannelResolver for Channels {
 /// Makes `engine`'s sessions coordinators of `workers`, reached through
 /// `channels`.
 pub(crate) fn attach_to(engine: &Engine, workers: Workers, channels: Channels) {
+    let codec = codec(engine);
     engine.set_session_hook(Arc::new(move |builder: SessionStateBuilder| {
-        builder
+        let mut builder = builder
             .with_distributed_planner()
             .with_query_planner(Arc::new(ClusterPlanner))
             .with_distributed_worker_resolver(workers.clone())
             .with_distributed_channel_resolver(channels.clone())
-            .with_distributed_user_codec(ServedCallCodec)
+            .with_distributed_user_codec_arc(codec.clone());
+        // Misses are written by the workers, as parts of one entry.
+        let writes = ParallelWrites(Arc::new(planner::ClusterSpread));
+        builder
+            .config()
+            .get_or_insert_default()
+            .set_extension(Arc::new(writes));
+        builder
     }));
 }
 
+/// The codec of nuthatch's operators, with `engine`'s formats.
+fn codec(engine: &Engine) -> Arc<dyn PhysicalExtensionCodec> {
+    Arc::new(NuthatchCodec::new(engine.catalog().backends().clone()))
+}
+
 /// A worker's session for one task: the coordinator's stages run on
-/// `runtime`, and what nuthatch adds to a plan decodes.
-pub(crate) fn worker_session(
-    builder: SessionStateBuilder,
-    runtime: Arc<RuntimeEnv>,
-) -> SessionStateBuilder {
+/// `engine`'s runtime, and what nuthatch adds to a plan decodes.
+pub(crate) fn worker_session(builder: SessionStateBuilder, engine: &Engine) -> SessionStateBuilder {
     builder
-        .with_runtime_env(runtime)
-        .with_distributed_user_codec(ServedCallCodec)
+        .with_runtime_env(Arc::clone(engine.runtime()))
+        .with_distributed_user_codec_arc(codec(engine))
 }
 
 /// What a worker process serves: stages of queries planned by
@@ -145,13 +158,13 @@ pub(crate) fn worker_session(
 /// tiers the project's configuration names (with this process's
 /// credentials). It reaches other workers as a coordinator does.
 pub fn worker(engine: &Engine) -> Result<Worker> {
-    let runtime = Arc::clone(engine.runtime());
     let channels = Channels(Arc::new(Dialer::new(&engine.config().distributed)?));
+    let own = engine.clone();
     Ok(
         Worker::from_session_builder(move |ctx: WorkerQueryContext| {
-            let (runtime, channels) = (Arc::clone(&runtime), channels.clone());
+            let (engine, channels) = (own.clone(), channels.clone());
             async move {
-                Ok(worker_session(ctx.builder, runtime)
+                Ok(worker_session(ctx.builder, &engine)
                     .with_distributed_channel_resolver(channels)
                     .build())
             }

@@ -24,10 +24,12 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use datafusion::catalog::Session;
+use datafusion::common::DFSchema;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::context::QueryPlanner;
+use datafusion::execution::context::SessionState;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::logical_expr::{Explain, LogicalPlan, PlanType, StringifiedPlan};
+use datafusion::logical_expr::{EmptyRelation, Explain, LogicalPlan, PlanType, StringifiedPlan};
 use datafusion::physical_plan::analyze::AnalyzeExec;
 use datafusion::physical_plan::displayable;
 use datafusion::physical_plan::explain::ExplainExec;
@@ -36,6 +38,8 @@ use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use datafusion_distributed::{DistributedCodec, SessionStateBuilderExt};
 use datafusion_proto::bytes::physical_plan_to_bytes_with_proto_converter;
 use datafusion_proto::physical_plan::DeduplicatingProtoConverter;
+use futures::future::BoxFuture;
+use nuthatch_udf::parallel::Spread;
 
 use crate::served::{find_distributed, serve_calls_here, CallsReportedExec};
 
@@ -102,7 +106,7 @@ fn encodes(plan: &Arc<dyn ExecutionPlan>, state: &dyn Session) -> bool {
 
 /// `plan`, made for `logical`, cut into stages by datafusion-distributed
 /// (module docs); as it is when it is too small to be worth them.
-async fn distribute(
+pub(crate) async fn distribute(
     plan: Arc<dyn ExecutionPlan>,
     logical: &LogicalPlan,
     state: &dyn Session,
@@ -153,4 +157,26 @@ async fn explain_distributed(
     plans.push(StringifiedPlan::new(PlanType::FinalPhysicalPlan, shown));
     let schema = Arc::clone(explain.schema.inner());
     Ok(Arc::new(ExplainExec::new(schema, plans, explain.verbose)))
+}
+
+/// Spreads plans the resolver builds (a miss written by the workers) as
+/// queries are: see [`nuthatch_udf::parallel`].
+#[derive(Debug)]
+pub(crate) struct ClusterSpread;
+
+impl Spread for ClusterSpread {
+    fn spread<'a>(
+        &'a self,
+        plan: Arc<dyn ExecutionPlan>,
+        state: &'a SessionState,
+    ) -> BoxFuture<'a, Result<Arc<dyn ExecutionPlan>>> {
+        Box::pin(async move {
+            // The plan is made; the logical one only passes through.
+            let nothing = LogicalPlan::EmptyRelation(EmptyRelation {
+                produce_one_row: false,
+                schema: Arc::new(DFSchema::empty()),
+            });
+            distribute(plan, &nothing, state).await
+        })
+    }
 }

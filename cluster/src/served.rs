@@ -33,7 +33,6 @@ use datafusion::physical_plan::{
 use datafusion_distributed::{
     rewrite_distributed_plan_with_metrics, DistributedExec, DistributedMetricsFormat,
 };
-use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use futures::{StreamExt, TryStreamExt};
 use nuthatch_udf::exec::CachedCallExec;
 
@@ -42,7 +41,7 @@ pub(crate) type Calls = Vec<Arc<dyn ExecutionPlan>>;
 
 /// The name [`ServedCallExec`] goes by, which is how the metrics the
 /// workers sent back are matched to calls.
-const SERVED: &str = "ServedCallExec";
+pub(crate) const SERVED: &str = "ServedCallExec";
 
 /// Resolves every cached call in `plan` here, and gives the plan with each
 /// call replaced by the scan that serves it, with the calls in the order
@@ -118,13 +117,13 @@ fn reads_files_only(plan: &Arc<dyn ExecutionPlan>) -> Result<bool> {
 #[derive(Debug)]
 pub struct ServedCallExec {
     /// The call as the coordinator shows it: function, key, outcome, tier.
-    label: String,
+    pub(crate) label: String,
     input: Arc<dyn ExecutionPlan>,
     metrics: ExecutionPlanMetricsSet,
 }
 
 impl ServedCallExec {
-    fn new(label: String, input: Arc<dyn ExecutionPlan>) -> ServedCallExec {
+    pub(crate) fn new(label: String, input: Arc<dyn ExecutionPlan>) -> ServedCallExec {
         ServedCallExec {
             label,
             input,
@@ -184,46 +183,6 @@ impl ExecutionPlan for ServedCallExec {
 
     fn metrics(&self) -> Option<MetricsSet> {
         Some(self.metrics.clone_inner())
-    }
-}
-
-/// Sends [`ServedCallExec`] to workers: its label; the scan under it
-/// travels as DataFusion's own plans do.
-#[derive(Debug, Default)]
-pub struct ServedCallCodec;
-
-impl PhysicalExtensionCodec for ServedCallCodec {
-    fn try_decode(
-        &self,
-        buf: &[u8],
-        inputs: &[Arc<dyn ExecutionPlan>],
-        _ctx: &TaskContext,
-        _converter: &dyn PhysicalProtoConverterExtension,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let label = String::from_utf8(buf.to_vec())
-            .map_err(|e| DataFusionError::Internal(format!("{SERVED}: {e}")))?;
-        let [input] = inputs else {
-            return Err(DataFusionError::Internal(format!(
-                "{SERVED} takes one input"
-            )));
-        };
-        Ok(Arc::new(ServedCallExec::new(label, Arc::clone(input))))
-    }
-
-    fn try_encode(
-        &self,
-        node: Arc<dyn ExecutionPlan>,
-        buf: &mut Vec<u8>,
-        _converter: &dyn PhysicalProtoConverterExtension,
-    ) -> Result<()> {
-        let Some(served) = node.downcast_ref::<ServedCallExec>() else {
-            return Err(DataFusionError::NotImplemented(format!(
-                "{} cannot be sent to a worker",
-                node.name()
-            )));
-        };
-        buf.extend_from_slice(served.label.as_bytes());
-        Ok(())
     }
 }
 

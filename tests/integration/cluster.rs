@@ -157,7 +157,12 @@ async fn a_stored_entry_is_read_on_the_workers_and_the_call_reports_what_it_serv
         hit.rows, alone_hit.rows,
         "rows counted on the workers: {hit}"
     );
-    assert_eq!(hit.row_groups_read, alone_hit.row_groups_read, "{hit}");
+    // The filter prunes no row group of the entry the workers wrote: what
+    // they read, as counted there, is all of it.
+    assert!(
+        matches!(hit.row_groups_read, Some((read, total)) if read == total && total > 0),
+        "{hit}"
+    );
     assert_eq!(text_rows(&cluster.query(call).await.unwrap()), expected);
     assert_eq!(cluster.report().rows, alone_hit.rows);
 
@@ -167,4 +172,116 @@ async fn a_stored_entry_is_read_on_the_workers_and_the_call_reports_what_it_serv
     assert_eq!(counted, text_rows(&alone.query(memoized).await.unwrap()));
     let plan = analyzed(&cluster, memoized).await;
     assert!(!plan.contains("ServedCallExec"), "{plan}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miss_is_written_by_the_workers_as_parts_of_one_entry() {
+    let data = tempfile::tempdir().unwrap();
+    dataset(&data.path().join("obs"), 4, 20_000);
+    let alone = fixture(0, &data.path().join("obs")).await;
+    let cluster = fixture(2, &data.path().join("obs")).await;
+    let call = "SELECT grp, count(*) AS n, sum(v) AS total, min(id) AS first \
+                FROM picks(500) GROUP BY grp ORDER BY grp";
+    let expected = text_rows(&alone.query(call).await.unwrap());
+    assert_eq!(expected.len(), 7);
+
+    // Each task of the body's scan writes its rows where it runs; one
+    // record lists the parts. The rows are the ones one process stores.
+    assert_eq!(text_rows(&cluster.query(call).await.unwrap()), expected);
+    let miss = cluster.report();
+    assert_outcome(&miss, Outcome::Computed);
+    let listed = text_rows(
+        &cluster
+            .query("SELECT parts, rows FROM nuthatch.caches WHERE function = 'picks'")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let parts: i64 = listed[0][0].parse().unwrap();
+    assert!(parts > 1, "written as {parts} part(s)");
+    let stored: i64 = expected
+        .iter()
+        .map(|row| row[1].parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(listed[0][1], stored.to_string());
+    // Read back whole, on the workers.
+    assert_eq!(text_rows(&cluster.query(call).await.unwrap()), expected);
+    assert_outcome(&cluster.report(), Outcome::Hit);
+    // A recompute replaces every part.
+    let again = "SELECT count(*) FROM picks(500, recompute => true, cache_mode => 'overwrite')";
+    assert_eq!(
+        text_rows(&cluster.query(again).await.unwrap())[0][0],
+        stored.to_string()
+    );
+    let entry = std::fs::read_dir(cluster.dir.path().join("root/picks"))
+        .unwrap()
+        .map(|item| item.unwrap().path())
+        .find(|path| path.extension().is_some_and(|e| e == "parquet"))
+        .expect("the entry's directory");
+    let files = std::fs::read_dir(entry).unwrap().count();
+    let listed = text_rows(
+        &cluster
+            .query("SELECT parts FROM nuthatch.caches WHERE function = 'picks'")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(files.to_string(), listed[0][0], "no part is left unlisted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Python nuthatch: run bash scripts/test"]
+async fn python_nuthatch_reads_an_entry_the_workers_wrote() {
+    // An hour a row over January and February 2020, in four files.
+    let data = tempfile::tempdir().unwrap();
+    let hourly = data.path().join("hourly");
+    std::fs::create_dir_all(&hourly).unwrap();
+    dataset(&data.path().join("obs"), 1, 10);
+    let cluster = fixture(2, &data.path().join("obs")).await;
+    for quarter in 0..4 {
+        let (first, last) = (quarter * 360, quarter * 360 + 359);
+        cluster
+            .query(&format!(
+                "COPY (SELECT CAST(to_timestamp_seconds(1577836800 + value * 3600) AS TIMESTAMP) \
+                 AS time, CAST(value AS DOUBLE) AS value \
+                 FROM generate_series({first}, {last})) \
+                 TO '{}/q{quarter}.parquet' STORED AS PARQUET",
+                hourly.display()
+            ))
+            .await
+            .unwrap();
+    }
+    cluster
+        .query(&format!(
+            "CREATE EXTERNAL TABLE hourly STORED AS PARQUET LOCATION '{}/'",
+            hourly.display()
+        ))
+        .await
+        .unwrap();
+    // Python's `series`, here over the dataset: its name, parameters,
+    // cache_args, version and time column.
+    cluster
+        .query(
+            "CREATE OR REPLACE CACHED FUNCTION series(start_time TIMESTAMP, end_time TIMESTAMP, \
+             station VARCHAR DEFAULT 'north', scale DOUBLE DEFAULT 1.0) \
+             WITH (cache_args = (station, scale), version = '1', timeseries = 'time') AS \
+             SELECT time, $station AS station, value * $scale AS value FROM hourly",
+        )
+        .await
+        .unwrap();
+    let sql =
+        "SELECT count(*), sum(value) FROM series(NULL, NULL, station => 'workers', scale => 2)";
+    let ours = text_rows(&cluster.query(sql).await.unwrap());
+    assert_eq!(ours, [["1440", "2072160.0"]]);
+    assert_outcome(&cluster.report(), Outcome::Computed);
+    let parts = text_rows(
+        &cluster
+            .query("SELECT parts FROM nuthatch.caches WHERE function = 'series'")
+            .await
+            .unwrap(),
+    );
+    assert!(parts[0][0].parse::<i64>().unwrap() > 1, "{parts:?}");
+
+    let root = cluster.dir.path().join("root").display().to_string();
+    let read = crate::python::python(&["read", &root, "workers", "2.0", "", ""]);
+    assert_eq!(read.lines().last(), Some("result 1440 2072160.0"), "{read}");
 }

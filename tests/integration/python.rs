@@ -23,7 +23,7 @@ fn python_dir() -> PathBuf {
 }
 
 /// Runs the driver script and returns its standard output.
-fn python(args: &[&str]) -> String {
+pub(crate) fn python(args: &[&str]) -> String {
     python_at_home(args, None)
 }
 

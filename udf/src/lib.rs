@@ -18,7 +18,8 @@
 //! it (function and options name each other's types): value, args,
 //! sql_body, function, options, definition, binding, registry,
 //! planner, settings, timeseries, call, compute, resolve, exec,
-//! table_function, script, system_tables, engine, session.
+//! table_function, script, system_tables, engine, session; parallel (misses
+//! written as parts by a cluster's workers).
 
 pub mod args;
 pub mod binding;
@@ -30,6 +31,7 @@ pub mod exec;
 pub mod function;
 pub mod grid;
 pub mod options;
+pub mod parallel;
 pub mod planner;
 pub mod registry;
 pub mod resolve;

@@ -27,6 +27,7 @@ mod merge;
 mod order;
 mod passing;
 mod sink;
+mod spread;
 mod through;
 
 use std::borrow::Cow;
@@ -494,6 +495,11 @@ impl Resolver<'_> {
             call.catalog.store_null(tier, id).await?;
             return Ok(Led::Null);
         };
+        if let Some((entry, compute, written)) =
+            self.store_in_parallel(tier, id, backend, &frame).await?
+        {
+            return Ok(Led::Stored(entry, compute, written.changes));
+        }
         let plan = frame.create_physical_plan().await.map_err(&failed)?;
         let keep = self.keep_computed(tier, backend);
         if let Some(storing) = self.through(tier, id, backend, Arc::clone(&plan), &keep)? {
