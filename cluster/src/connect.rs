@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use datafusion::common::{DataFusionError, Result};
 use datafusion_distributed::{grpc, ChannelResolver, WorkerChannel};
+use http_body_util::BodyExt;
 use nuthatch_catalog::config::DistributedConfig;
+use tonic::body::Body;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 use tonic::{Request, Status};
@@ -76,14 +78,24 @@ impl Dialer {
         }
         let channel = self.connect(url).await?;
         let authorization = self.authorization.clone();
+        let worker = url.clone();
         let authorized = tower::ServiceBuilder::new()
-            .map_request(move |mut request: http::Request<tonic::body::Body>| {
+            .map_request(move |mut request: http::Request<Body>| {
                 if let Some(value) = &authorization {
                     request
                         .headers_mut()
                         .insert(http::header::AUTHORIZATION, value.clone());
                 }
                 request
+            })
+            .map_response(move |response: http::Response<Body>| {
+                let worker = worker.clone();
+                response.map(|body| {
+                    Body::new(body.map_err(move |cause| Dropped {
+                        worker: worker.clone(),
+                        cause: cause.to_string(),
+                    }))
+                })
             })
             .service(channel);
         let channel = grpc::BoxCloneSyncChannel::new(authorized);
@@ -132,6 +144,29 @@ impl ChannelResolver for Dialer {
         Ok(grpc::create_worker_client(self.channel(url).await?))
     }
 }
+
+/// A worker's stream that broke off mid-query (the worker died, or its
+/// connection did): the error names the worker, whose own error (a broken
+/// pipe) would not. It keeps its cause as text, not as a source, so that
+/// gRPC takes this message rather than the cause's.
+#[derive(Debug)]
+struct Dropped {
+    worker: Url,
+    cause: String,
+}
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "worker {} stopped answering mid-query ({}); nothing the query was storing was \
+             kept: restart the worker, or take it out of distributed.workers, and run it again",
+            self.worker, self.cause
+        )
+    }
+}
+
+impl std::error::Error for Dropped {}
 
 /// An error and its causes, one after another: tonic's own text for a
 /// failed connection is only "transport error".

@@ -1,6 +1,8 @@
 //! `nuthatch worker` processes on loopback, and the binary coordinating
-//! them: the same rows as one process, a plan that shows the stages, and an
-//! unreachable worker named in the error without a wait.
+//! them: the same rows as one process, a plan that shows the stages, a
+//! miss written by the workers to an S3 root, a worker killed while it
+//! writes, an unreachable worker named in the error without a wait, and
+//! workers that take only TLS and the cluster's token.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -13,12 +15,32 @@ use crate::{command, nuthatch, project, stderr, stdout};
 struct Worker {
     child: Child,
     url: String,
+    /// Its log, line by line, as it comes.
+    log: std::sync::mpsc::Receiver<String>,
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Worker {
+    /// Forgets what it logged so far.
+    fn drain(&self) {
+        while self.log.try_recv().is_ok() {}
+    }
+
+    /// Waits for a line of its log holding `marker`.
+    fn wait_for(&self, marker: &str) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while let Ok(line) = self.log.recv_timeout(deadline - Instant::now()) {
+            if line.contains(marker) {
+                return;
+            }
+        }
+        panic!("the worker never logged '{marker}'");
     }
 }
 
@@ -48,9 +70,15 @@ fn worker_with(dir: &Path, flags: &[&str], vars: &[(&str, &str)]) -> Worker {
             break rest.split([';', ',']).next().unwrap().to_string();
         }
     };
-    // The rest of its output goes nowhere, so that it never blocks.
-    std::thread::spawn(move || lines.for_each(drop));
-    Worker { child, url }
+    // The rest of its output is passed on as it comes, so that it never
+    // blocks, whether or not anyone reads it.
+    let (sender, log) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    Worker { child, url, log }
 }
 
 /// Writes a Parquet dataset of `rows` rows (`id`, a group `grp` of 7, a
@@ -243,5 +271,112 @@ fn authority_and_certificate(dir: &Path) {
     openssl(
         "x509 -req -in worker.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 1 \
          -out cert.pem -extfile worker.ext",
+    );
+}
+
+#[test]
+#[ignore = "needs an S3 server: run bash scripts/test"]
+fn workers_write_a_miss_to_s3_and_one_killed_midway_leaves_nothing() {
+    let endpoint = std::env::var("NUTHATCH_TEST_S3_ENDPOINT").expect("run by bash scripts/test");
+    let dir = project("");
+    let table = dataset(dir.path(), 2_000_000);
+    let root = format!("s3://nuthatch-test/cluster-{}", std::process::id());
+    let s3 = [
+        ("NUTHATCH_ROOT_FILESYSTEM", root.as_str()),
+        (
+            "NUTHATCH_ROOT_FILESYSTEM_OPTIONS_ENDPOINT",
+            endpoint.as_str(),
+        ),
+        ("NUTHATCH_ROOT_FILESYSTEM_OPTIONS_ACCESS_KEY_ID", "testing"),
+        (
+            "NUTHATCH_ROOT_FILESYSTEM_OPTIONS_SECRET_ACCESS_KEY",
+            "testing",
+        ),
+        ("NUTHATCH_ROOT_FILESYSTEM_OPTIONS_REGION", "us-east-1"),
+        ("NUTHATCH_ROOT_FILESYSTEM_OPTIONS_ALLOW_HTTP", "true"),
+        ("NUTHATCH_LOG", "info,nuthatch_backends=debug"),
+    ];
+    let workers = [
+        worker_with(dir.path(), &[], &s3),
+        worker_with(dir.path(), &[], &s3),
+    ];
+    let define = "CREATE CACHED FUNCTION noisy(min_v BIGINT) WITH (cache_args = (min_v)) AS \
+                  SELECT id, grp, v, random() AS a, random() AS b FROM obs WHERE v >= $min_v;";
+    let run = |urls: &[&str], sql: &str| {
+        command(dir.path())
+            .envs(s3.iter().copied())
+            .env("NUTHATCH_DISTRIBUTED_WORKERS", urls.join(","))
+            .args(["-c", &table, "-c", SPLIT, "-c", define, "-c", sql])
+            .output()
+            .unwrap()
+    };
+    let both = [workers[0].url.as_str(), workers[1].url.as_str()];
+    let count = "SELECT count(*) AS n FROM noisy(0);";
+
+    // The miss: both workers write parts of it, and one record lists them.
+    let out = run(&both, count);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("| 2000000 "), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("noisy: computed root parquet"),
+        "{}",
+        stderr(&out)
+    );
+    let listed = run(
+        &both,
+        "SELECT parts, rows FROM nuthatch.caches WHERE function = 'noisy';",
+    );
+    let shown = stdout(&listed);
+    let row = shown
+        .lines()
+        .find(|l| l.contains("| 2000000 "))
+        .unwrap_or_else(|| panic!("{shown}"));
+    let parts: u32 = row.split('|').nth(1).unwrap().trim().parse().unwrap();
+    assert!(parts > 1, "{shown}");
+    // The hit reads it whole.
+    let out = run(&both, count);
+    assert!(stdout(&out).contains("| 2000000 "), "{}", stdout(&out));
+    assert!(stderr(&out).contains("noisy: hit root"), "{}", stderr(&out));
+
+    // Another key; the second worker is killed once it is uploading.
+    workers[1].drain();
+    let other = "SELECT count(*) AS n FROM noisy(1);";
+    let coordinator = command(dir.path())
+        .envs(s3.iter().copied())
+        .env("NUTHATCH_DISTRIBUTED_WORKERS", both.join(","))
+        .args(["-c", &table, "-c", SPLIT, "-c", define, "-c", other])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let [live, mut doomed] = workers;
+    doomed.wait_for("uploading");
+    let _ = doomed.child.kill();
+    let out = coordinator.wait_with_output().unwrap();
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let error = stderr(&out);
+    let named = format!("worker {}/ stopped answering mid-query", doomed.url);
+    assert!(
+        error.contains(&named) && error.contains("nothing was stored"),
+        "{error}"
+    );
+    // Nothing of it is visible: a strict read finds no entry.
+    let strict = run(
+        &[live.url.as_str()],
+        "SELECT count(*) FROM noisy(1, cache_mode => 'read_only_strict');",
+    );
+    assert!(!strict.status.success());
+    assert!(
+        stderr(&strict).contains("no cache entry noisy"),
+        "{}",
+        stderr(&strict)
+    );
+    // The retry, without the dead worker, computes and stores it.
+    let out = run(&[live.url.as_str()], other);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("noisy: computed root parquet"),
+        "{}",
+        stderr(&out)
     );
 }
