@@ -89,22 +89,35 @@ async fn run() -> Result<()> {
     for session in [&alone, &cluster] {
         define(session, &data).await?;
     }
-    println!("cluster benchmark: {rows} rows, one process against a coordinator and {WORKERS} workers");
+    println!(
+        "cluster benchmark: {rows} rows, one process against a coordinator and {WORKERS} workers"
+    );
     println!("| measure | alone | cluster | cluster / alone | rows/s per worker |");
     println!("|---|---|---|---|---|");
     let query = "SELECT grp, count(*), sum(v) FROM obs WHERE v >= 500 GROUP BY grp".to_string();
-    compare(&alone, &cluster, "plain aggregate (no cache)", rows, |_| query.clone()).await?;
+    compare(&alone, &cluster, "plain aggregate (no cache)", rows, |_| {
+        query.clone()
+    })
+    .await?;
     compare(&alone, &cluster, "miss, aggregate body", rows, |run| {
         format!("SELECT * FROM totals(500, namespace => 'agg{run}')")
     })
     .await?;
-    compare(&alone, &cluster, "miss, half the rows stored", rows, |run| {
-        format!("SELECT count(*) FROM picks(500, namespace => 'half{run}')")
-    })
+    compare(
+        &alone,
+        &cluster,
+        "miss, half the rows stored",
+        rows,
+        |run| format!("SELECT count(*) FROM picks(500, namespace => 'half{run}')"),
+    )
     .await?;
-    compare(&alone, &cluster, "hit of that entry, summed", rows / 2, |_| {
-        "SELECT count(*), sum(v) FROM picks(500, namespace => 'half0')".to_string()
-    })
+    compare(
+        &alone,
+        &cluster,
+        "hit of that entry, summed",
+        rows / 2,
+        |_| "SELECT count(*), sum(v) FROM picks(500, namespace => 'half0')".to_string(),
+    )
     .await?;
     drop(workers);
     Ok(())
@@ -135,7 +148,10 @@ async fn generate(session: &Session, data: &Path, rows: u64) -> Result<()> {
     );
     session.sql(&copy).await?.collect().await?;
     std::fs::write(data.join("done"), "")?;
-    println!("generated {rows} rows in {:.1}s", started.elapsed().as_secs_f64());
+    println!(
+        "generated {rows} rows in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

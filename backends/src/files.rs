@@ -401,6 +401,21 @@ impl<F: FileFormatSource> TableProvider for FileEntry<F> {
     }
 }
 
+/// In a session's configuration: scans made in it may be sent to other
+/// processes (a cluster's workers), so a format builds them only from what
+/// travels with a plan (files and byte ranges), never from state of this
+/// process attached to a file (row group selections): those stay behind
+/// when the plan is sent, and a worker would read whole files instead.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PortableScans;
+
+impl PortableScans {
+    /// Whether scans made in `session` must be portable.
+    pub fn wanted(session: &dyn Session) -> bool {
+        session.config().get_extension::<PortableScans>().is_some()
+    }
+}
+
 /// Splits the files into exactly `partitions` groups of byte ranges of about
 /// equal size, so the scan has as many partitions as the plan above it
 /// expects. Parquet and Arrow IPC readers assign each block to the range

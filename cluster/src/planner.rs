@@ -40,6 +40,7 @@ use datafusion_proto::bytes::physical_plan_to_bytes_with_proto_converter;
 use datafusion_proto::physical_plan::DeduplicatingProtoConverter;
 use futures::future::BoxFuture;
 use nuthatch_udf::parallel::Spread;
+use nuthatch_udf::settings::NuthatchOptions;
 
 use crate::served::{find_distributed, serve_calls_here, CallsReportedExec};
 
@@ -56,6 +57,9 @@ impl QueryPlanner for ClusterPlanner {
         state: &dyn Session,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let planner = DefaultPhysicalPlanner::default();
+        if !NuthatchOptions::of(state.config()).distributed {
+            return planner.create_physical_plan(logical, state).await;
+        }
         if let LogicalPlan::Explain(explain) = logical {
             let local = planner.create_physical_plan(&explain.plan, state).await?;
             if !encodes(&local, state) {
@@ -169,14 +173,18 @@ impl Spread for ClusterSpread {
         &'a self,
         plan: Arc<dyn ExecutionPlan>,
         state: &'a SessionState,
-    ) -> BoxFuture<'a, Result<Arc<dyn ExecutionPlan>>> {
+    ) -> BoxFuture<'a, Result<Option<Arc<dyn ExecutionPlan>>>> {
         Box::pin(async move {
+            if !NuthatchOptions::of(state.config()).distributed || !encodes(&plan, state) {
+                return Ok(None);
+            }
             // The plan is made; the logical one only passes through.
             let nothing = LogicalPlan::EmptyRelation(EmptyRelation {
                 produce_one_row: false,
                 schema: Arc::new(DFSchema::empty()),
             });
-            distribute(plan, &nothing, state).await
+            let spread = distribute(plan, &nothing, state).await?;
+            Ok(find_distributed(&spread).is_some().then_some(spread))
         })
     }
 }

@@ -285,3 +285,73 @@ async fn python_nuthatch_reads_an_entry_the_workers_wrote() {
     let read = crate::python::python(&["read", &root, "workers", "2.0", "", ""]);
     assert_eq!(read.lines().last(), Some("result 1440 2072160.0"), "{read}");
 }
+
+/// The README's calls, in the README's order.
+const README_CALLS: [&str; 7] = [
+    "SELECT count(DISTINCT time), avg(air) FROM agg_and_clip('2013-01-01', '2014-01-01', agg_days => 1)",
+    "SELECT count(*), min(air), max(air) FROM agg_and_clip('2013-01-01', '2013-06-01', agg_days => 1)",
+    "SELECT count(*), avg(air) FROM agg_and_clip('2013-03-01', '2013-03-31', agg_days => 1) WHERE lat > 40",
+    "SELECT count(*), avg(air) FROM agg_and_clip(NULL, NULL, agg_days => 7)",
+    "SELECT count(*), avg(air) FROM agg_and_clip('2013-01-01', '2013-01-01', agg_days => 7, \
+     recompute => true, cache_mode => 'overwrite')",
+    "SELECT count(*), avg(air) FROM agg_and_clip('2013-01-01', '2013-01-01', agg_days => 7, \
+     namespace => 'experiment')",
+    "SELECT time, lat, lon, air FROM agg_and_clip('2013-07-01', '2013-07-02', agg_days => 7) \
+     WHERE lat = 50 ORDER BY time, lon",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_workflow_gives_the_same_rows_and_entries_on_the_cluster() {
+    let readme = |workers: usize| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::new(&Config::with_root(
+            dir.path().join("root").display().to_string(),
+        ))
+        .unwrap();
+        if workers > 0 {
+            InMemoryCluster::attach(&engine, workers).unwrap();
+        }
+        let f = Fixture::with_engine(dir, engine);
+        if workers > 0 {
+            f.query("SET distributed.file_scan_config_bytes_per_partition = 1")
+                .await
+                .unwrap();
+        }
+        for function in nuthatch::demo::readme_functions().unwrap() {
+            f.nuthatch.register(function).unwrap();
+        }
+        f
+    };
+    let (alone, cluster) = (readme(0).await, readme(3).await);
+    for call in README_CALLS {
+        let expected = text_rows(&alone.query(call).await.unwrap());
+        assert_eq!(
+            text_rows(&cluster.query(call).await.unwrap()),
+            expected,
+            "{call}"
+        );
+        let outcomes = |f: &Fixture| -> Vec<(String, Outcome, usize)> {
+            f.reports()
+                .into_iter()
+                .map(|r| (r.key, r.outcome, r.rows))
+                .collect()
+        };
+        assert_eq!(outcomes(&cluster), outcomes(&alone), "{call}");
+    }
+    // The same entries, with the same rows.
+    let entries =
+        "SELECT function, key, namespace, rows FROM nuthatch.caches ORDER BY key, namespace";
+    let listed = text_rows(&alone.query(entries).await.unwrap());
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    assert_eq!(text_rows(&cluster.query(entries).await.unwrap()), listed);
+
+    // A session that runs alone plans as one process does.
+    let query = README_CALLS[1];
+    assert!(analyzed(&cluster, query).await.contains("DistributedExec"));
+    cluster.reports();
+    cluster
+        .query("SET nuthatch.distributed = false")
+        .await
+        .unwrap();
+    assert!(!analyzed(&cluster, query).await.contains("DistributedExec"));
+}

@@ -22,7 +22,7 @@ use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, UInt64
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result};
-use datafusion::execution::context::SessionState;
+use datafusion::execution::context::{SessionConfig, SessionState};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::EquivalenceProperties;
@@ -41,19 +41,30 @@ use object_store::path::Path;
 /// Spreads a physical plan over workers: what a cluster does with a plan
 /// it is handed.
 pub trait Spread: Send + Sync + fmt::Debug {
-    /// `plan`, cut into stages for the workers; as it is when it is too
-    /// small to be worth them.
+    /// `plan`, cut into stages for the workers; `None` when it stays in
+    /// this process (too small to be worth stages, an operator that cannot
+    /// travel, a session that runs alone).
     fn spread<'a>(
         &'a self,
         plan: Arc<dyn ExecutionPlan>,
         state: &'a SessionState,
-    ) -> BoxFuture<'a, Result<Arc<dyn ExecutionPlan>>>;
+    ) -> BoxFuture<'a, Result<Option<Arc<dyn ExecutionPlan>>>>;
 }
 
 /// In a session's configuration: misses are written in parallel, spread
 /// by this (module docs).
 #[derive(Debug, Clone)]
 pub struct ParallelWrites(pub Arc<dyn Spread>);
+
+/// Whether the plans that serve calls in a session of `config` may be sent
+/// to workers (it coordinates a cluster). Such a plan must hold every step
+/// it relies on: a stored entry's scan is made portable
+/// ([`nuthatch_backends::files::PortableScans`]: files and byte ranges, no row selections of this
+/// process, which would stay behind) and the window is clipped with a
+/// filter.
+pub fn may_travel(config: &SessionConfig) -> bool {
+    config.get_extension::<ParallelWrites>().is_some()
+}
 
 /// Where the parts go: the entry's path in a store the runtime knows by
 /// URL, in a format, with the time column whose range each part reports.

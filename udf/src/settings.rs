@@ -41,6 +41,9 @@ extensions_options! {
         /// Replace rolling windows per series by nuthatch's own operator
         /// (`RollingWindowExec` in plans); `false` leaves them DataFusion's.
         pub rolling_windows: bool, default = true
+        /// Run this session's queries across the workers the project
+        /// lists (`[distributed] workers`); `false` runs them here alone.
+        pub distributed: bool, default = true
     }
 }
 

@@ -118,6 +118,9 @@ impl FileFormatSource for ParquetFormat {
         let [file] = files else {
             return Ok(None);
         };
+        if files::PortableScans::wanted(session) {
+            return Ok(None);
+        }
         if partitions < 2 && bounds.is_none() {
             return Ok(None);
         }

@@ -51,6 +51,7 @@ use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::{collect, ExecutionPlan, ExecutionPlanProperties, PhysicalExpr};
 use nuthatch_backends::coverage::Coverage;
 use nuthatch_backends::fidelity::Change;
+use nuthatch_backends::files::PortableScans;
 use nuthatch_backends::{Backend, WriteMode, Written};
 use nuthatch_catalog::{
     CacheMode, Claim, Entry, EntryId, Error, Followed, Found, Memoized, Outcome, Overwrite, Phase,
@@ -602,10 +603,11 @@ impl Resolver<'_> {
         }
         let plan = match source {
             Source::Entry(entry) => {
-                let session = scan_session(self.state, shape.partitions);
+                let travels = crate::parallel::may_travel(self.state.config());
+                let session = scan_session(self.state, shape.partitions, travels);
                 // An entry that reads only the rows within the window needs
                 // neither the clip nor the time column it would read.
-                let exact = clips_itself(entry.provider.as_ref(), shape)?;
+                let exact = !travels && clips_itself(entry.provider.as_ref(), shape)?;
                 let projection = if exact {
                     shape.output_projection()
                 } else {
@@ -726,14 +728,25 @@ fn project(input: Arc<dyn ExecutionPlan>, indices: &[usize]) -> Result<Arc<dyn E
 
 /// The session an entry is scanned in: with one target partition when the
 /// call serves one (a plan asked it for one ordered stream), so that a
-/// sorted file is read front to back instead of in ranges merged again.
-fn scan_session(state: &SessionState, partitions: usize) -> Cow<'_, SessionState> {
-    if partitions != 1 || state.config().target_partitions() == 1 {
+/// sorted file is read front to back instead of in ranges merged again;
+/// asking for a scan that can be sent to workers when it may be.
+fn scan_session(state: &SessionState, partitions: usize, portable: bool) -> Cow<'_, SessionState> {
+    let one = partitions == 1 && state.config().target_partitions() != 1;
+    if !one && !portable {
         return Cow::Borrowed(state);
     }
-    let mut one = state.clone();
-    one.config_mut().options_mut().execution.target_partitions = 1;
-    Cow::Owned(one)
+    let mut session = state.clone();
+    if one {
+        session
+            .config_mut()
+            .options_mut()
+            .execution
+            .target_partitions = 1;
+    }
+    if portable {
+        session.config_mut().set_extension(Arc::new(PortableScans));
+    }
+    Cow::Owned(session)
 }
 
 /// Whether `provider` keeps only the rows within the call's window itself

@@ -112,7 +112,20 @@ impl Resolver<'_> {
             restores: call.recompute,
             ..WriteOptions::default()
         };
-        let ran: std::sync::Mutex<Option<Arc<dyn ExecutionPlan>>> = Default::default();
+        let at = tier.entry_location(&**backend, &id.key, id.namespace.as_deref());
+        let target = PartsTarget {
+            backend: Arc::clone(backend),
+            store_url: at.store_url,
+            path: at.path,
+            time_column,
+        };
+        let writers = Arc::new(PartWriterExec::new(local, target));
+        let plan = Arc::new(CoalescePartitionsExec::new(writers));
+        let Some(spread) = writes.0.spread(plan, &state).await.map_err(&failed)? else {
+            tracing::debug!(key = %id.key, "a miss written by the coordinator: its compute stays here");
+            return Ok(None);
+        };
+        let run = Arc::clone(&spread);
         let (written, entry) = call
             .catalog
             .store_parts(
@@ -121,24 +134,10 @@ impl Resolver<'_> {
                 backend,
                 &options,
                 call.function.schema(),
-                |at| async {
-                    let target = PartsTarget {
-                        backend: Arc::clone(backend),
-                        store_url: at.store_url,
-                        path: at.path,
-                        time_column,
-                    };
-                    let writers = Arc::new(PartWriterExec::new(local, target));
-                    let plan = Arc::new(CoalescePartitionsExec::new(writers));
-                    let spread = writes.0.spread(plan, &state).await?;
-                    *ran.lock().expect("plan slot") = Some(Arc::clone(&spread));
-                    let rows = collect(spread, state.task_ctx()).await?;
-                    parts_written(&rows)
-                },
+                |_| async { parts_written(&collect(run, state.task_ctx()).await?) },
             )
             .await?;
-        let plan = ran.lock().expect("plan slot").take();
-        let plan = plan.expect("the write ran its plan");
+        let plan = spread;
         tracing::info!(key = %id.key, parts = written.parts, rows = written.rows, "stored by the workers, as parts");
         Ok(Some((entry, plan, written)))
     }
