@@ -147,8 +147,20 @@ impl Catalog {
             }
         };
         tracing::debug!(key = %id.key, tier = tier.name(), rows = written.rows, bytes = written.bytes, "stored entry");
-        let entry = self
-            .open_data(tier, id, backend, row, schema)
+        let entry = self.open_stored(tier, id, backend, row, schema).await?;
+        Ok((written, entry))
+    }
+
+    /// The entry just committed as `row`, opened to be read as `schema`.
+    pub(crate) async fn open_stored(
+        &self,
+        tier: &Tier,
+        id: &EntryId,
+        backend: &Arc<dyn Backend>,
+        row: MetadataRow,
+        schema: &SchemaRef,
+    ) -> Result<Entry> {
+        self.open_data(tier, id, backend, row, schema)
             .await?
             .ok_or_else(|| {
                 let vanished = "the data vanished right after it was stored";
@@ -158,8 +170,7 @@ impl Catalog {
                     tier,
                     DataFusionError::Execution(vanished.into()),
                 )
-            })?;
-        Ok((written, entry))
+            })
     }
 
     /// The metadata row of `id` on `tier` for `backend`, if it is a valid

@@ -104,18 +104,7 @@ impl Catalog {
         let row = self.commit_written_parts(&target, &parts).await?;
         tracing::debug!(key = %id.key, tier = tier.name(), parts = parts.len(), "stored entry written as parts");
         let written = summed(&parts);
-        let entry = self
-            .open_data(tier, id, backend, row, schema)
-            .await?
-            .ok_or_else(|| {
-                let vanished = "the data vanished right after it was stored";
-                self.backend_error(
-                    backend.name(),
-                    id,
-                    tier,
-                    DataFusionError::Execution(vanished.into()),
-                )
-            })?;
+        let entry = self.open_stored(tier, id, backend, row, schema).await?;
         Ok((written, entry))
     }
 
