@@ -172,6 +172,11 @@ elif scenario == "roundtrip":
                 "hit": seen["hit"],
                 "calls": changes,
             }
+elif scenario == "statements":
+    # One session: each statement in turn; the rows of the last.
+    with connect() as conn, conn.cursor() as cur:
+        for sql in options["sql"].split(";;"):
+            out["rows"] = rows(cur, sql)
 elif scenario == "auth":
     try:
         with connect() as conn, conn.cursor() as cur:

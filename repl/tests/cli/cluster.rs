@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use crate::{command, nuthatch, project, stderr, stdout};
 
 /// A worker process, stopped when dropped.
-struct Worker {
+pub(crate) struct Worker {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     /// Its log, line by line, as it comes.
     log: std::sync::mpsc::Receiver<String>,
 }
@@ -46,7 +46,7 @@ impl Worker {
 
 /// Starts `nuthatch worker` in `dir` on a free loopback port and reads the
 /// URL it prints.
-fn worker(dir: &Path) -> Worker {
+pub(crate) fn worker(dir: &Path) -> Worker {
     worker_with(dir, &[], &[])
 }
 
@@ -84,7 +84,7 @@ fn worker_with(dir: &Path, flags: &[&str], vars: &[(&str, &str)]) -> Worker {
 /// Writes a Parquet dataset of `rows` rows (`id`, a group `grp` of 7, a
 /// value `v`) under `dir/obs` with the binary, and returns the statement
 /// that makes it a table.
-fn dataset(dir: &Path, rows: u64) -> String {
+pub(crate) fn dataset(dir: &Path, rows: u64) -> String {
     let data = dir.join("obs");
     let write = format!(
         "COPY (SELECT value AS id, 'g' || CAST(value % 7 AS VARCHAR) AS grp, \
@@ -103,9 +103,9 @@ fn dataset(dir: &Path, rows: u64) -> String {
 
 /// Splits scans into a task per worker however small the files are (the
 /// default is a task per 16 MiB); only a coordinator has the setting.
-const SPLIT: &str = "SET distributed.file_scan_config_bytes_per_partition = 1;";
+pub(crate) const SPLIT: &str = "SET distributed.file_scan_config_bytes_per_partition = 1;";
 
-const QUERY: &str = "SELECT o.grp, count(*) AS n, sum(o.v) AS total \
+pub(crate) const QUERY: &str = "SELECT o.grp, count(*) AS n, sum(o.v) AS total \
      FROM obs o JOIN obs p ON o.id = p.id + 1 WHERE p.v > 500 GROUP BY o.grp ORDER BY o.grp";
 
 #[test]

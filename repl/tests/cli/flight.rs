@@ -379,3 +379,41 @@ fn the_notebook_example_runs() {
         "{seen}"
     );
 }
+
+#[test]
+#[ignore = "needs the Python ADBC client: run bash scripts/test"]
+fn the_server_coordinates_the_workers_for_its_clients() {
+    use crate::cluster::{dataset, worker, QUERY, SPLIT};
+    let dir = project("");
+    let table = dataset(dir.path(), 200_000);
+    let alone = nuthatch(dir.path(), &["-c", &table, "-c", QUERY]);
+    assert!(alone.status.success(), "{}", stderr(&alone));
+    let workers = [worker(dir.path()), worker(dir.path())];
+    let urls = format!("{},{}", workers[0].url, workers[1].url);
+    let vars = [("NUTHATCH_DISTRIBUTED_WORKERS", urls.as_str())];
+    let server = Server::start_with(dir.path(), None, &[], &vars);
+    let session = |last: &str| {
+        let statements = [
+            table.trim_end_matches(';'),
+            SPLIT.trim_end_matches(';'),
+            last,
+        ];
+        server.client_with("statements", &[format!("sql={}", statements.join(";;"))])
+    };
+    // The client's rows are one process's, and its plan has stages.
+    let seen = session(QUERY);
+    let expected: Vec<String> = stdout(&alone)
+        .lines()
+        .filter(|l| l.starts_with("| g") && !l.starts_with("| grp"))
+        .map(|l| l.split('|').nth(2).unwrap().trim().to_string())
+        .collect();
+    assert_eq!(expected.len(), 7);
+    for n in &expected {
+        assert!(seen.contains(&format!("\"n\": {n}")), "{n} in {seen}");
+    }
+    let plan = session(&format!("EXPLAIN ANALYZE {QUERY}"));
+    assert!(
+        plan.contains("DistributedExec") && plan.contains("Stage 1"),
+        "{plan}"
+    );
+}
