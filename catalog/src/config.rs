@@ -36,6 +36,7 @@ use nuthatch_backends::Backends;
 use crate::error::{Error, Result};
 use crate::memory::DEFAULT_MEMOIZE_LIMIT;
 
+mod access;
 mod distributed;
 mod server;
 pub use distributed::DistributedConfig;

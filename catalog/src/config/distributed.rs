@@ -9,6 +9,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use super::access;
+
 /// The cluster's settings; all optional.
 #[derive(Clone, Default, PartialEq)]
 pub struct DistributedConfig {
@@ -57,13 +59,11 @@ impl DistributedConfig {
             };
             match key.as_str() {
                 "workers" => self.workers = workers(value)?,
-                // An empty token (an unset variable in a deployment
-                // template) means none, not a token anyone can send.
                 "token" => {
                     let text = value
                         .as_str()
                         .ok_or("'distributed.token' must be a string")?;
-                    self.token = Some(text.trim().to_string()).filter(|t| !t.is_empty());
+                    self.token = access::token(text);
                 }
                 "tls_ca" => self.tls_ca = Some(path()?),
                 "tls_cert" => self.tls_cert = Some(path()?),
@@ -86,24 +86,18 @@ impl DistributedConfig {
         if !self.workers.is_empty() {
             rows.push(("distributed.workers".into(), self.workers.join(", ")));
         }
-        if let Some(token) = &self.token {
-            let shown = if show_secrets {
-                token.clone()
-            } else {
-                "***".into()
-            };
-            rows.push(("distributed.token".into(), shown));
-        }
-        let paths = [
+        let files = [
             ("tls_ca", &self.tls_ca),
             ("tls_cert", &self.tls_cert),
             ("tls_key", &self.tls_key),
         ];
-        for (key, path) in paths {
-            if let Some(path) = path {
-                rows.push((format!("distributed.{key}"), path.display().to_string()));
-            }
-        }
+        access::describe(
+            "distributed",
+            self.token.as_ref(),
+            &files,
+            show_secrets,
+            rows,
+        );
     }
 }
 

@@ -9,6 +9,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::access;
+
 /// The server's settings; all optional.
 #[derive(Clone, Default, PartialEq)]
 pub struct ServerConfig {
@@ -50,9 +52,7 @@ impl ServerConfig {
                 .ok_or_else(|| format!("'server.{key}' must be a string"))?;
             match key.as_str() {
                 "addr" => self.addr = Some(text.to_string()),
-                // An empty token (an unset variable in a deployment
-                // template) means none, not a token anyone can send.
-                "token" => self.token = Some(text.trim().to_string()).filter(|t| !t.is_empty()),
+                "token" => self.token = access::token(text),
                 "tls_cert" => self.tls_cert = Some(base.join(text)),
                 "tls_key" => self.tls_key = Some(base.join(text)),
                 "session_idle" => self.session_idle = Some(duration(text)?),
@@ -73,22 +73,11 @@ impl ServerConfig {
         if let Some(addr) = &self.addr {
             rows.push(("server.addr".into(), addr.clone()));
         }
-        if let Some(token) = &self.token {
-            let shown = if show_secrets {
-                token.clone()
-            } else {
-                "***".into()
-            };
-            rows.push(("server.token".into(), shown));
-        }
         if let Some(idle) = self.session_idle {
             rows.push(("server.session_idle".into(), format!("{}s", idle.as_secs())));
         }
-        for (key, path) in [("tls_cert", &self.tls_cert), ("tls_key", &self.tls_key)] {
-            if let Some(path) = path {
-                rows.push((format!("server.{key}"), path.display().to_string()));
-            }
-        }
+        let files = [("tls_cert", &self.tls_cert), ("tls_key", &self.tls_key)];
+        access::describe("server", self.token.as_ref(), &files, show_secrets, rows);
     }
 }
 
