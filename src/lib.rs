@@ -36,12 +36,13 @@ pub use nuthatch_backends::{
 };
 pub use nuthatch_catalog::{
     CacheKey, CacheMode, CallReport, Catalog, Config, EntryId, Error, Found, KeyValue, MemoryTier,
-    MetadataRow, Outcome, Overwrite, Phase, Policy, Running, Tier, TierConfig, TierRole, cache_key,
+    MetadataRow, OnStale, Outcome, Overwrite, Phase, Policy, Running, Staleness, Tier, TierConfig,
+    TierRole, cache_key,
 };
 pub use nuthatch_udf::{
     Args, CachedFunction, CachedFunctionBuilder, Computed, CoverageKind, DisableIf, Engine,
-    FunctionOptions, NuthatchOptions, OverwritePrompt, ParamType, Select, Session, Value,
-    split_statements,
+    FunctionOptions, NuthatchOptions, OverwritePrompt, ParamType, RefreshAction, RefreshStep,
+    Select, Session, Value, split_statements,
 };
 
 /// The workspace crates, for what the re-exports above leave out.

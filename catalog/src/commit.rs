@@ -43,6 +43,7 @@ use nuthatch_backends::{Backend, Commit, Location, Part, WriteMode, WriteOptions
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 
+use crate::lineage::{Input, Lineage, Provenance};
 use crate::lock::EntryLock;
 use crate::metastore::{self, data_path, metadata_dir, metadata_path, CONFIRMED};
 use crate::{Catalog, Entry, EntryId, Error, MetadataRow, Recorded, Result, Tier};
@@ -58,6 +59,8 @@ pub(crate) struct Target<'a> {
     pub(crate) at: Location,
     /// The columns written ([`columns_of`]).
     pub(crate) columns: Vec<String>,
+    /// What the row records of where the rows came from.
+    pub(crate) provenance: &'a Provenance,
 }
 
 impl Catalog {
@@ -65,7 +68,9 @@ impl Catalog {
     /// module docs say. The result is computed while it is written: an
     /// error of the stream is a [`Error::ComputeFailed`], and it leaves
     /// nothing stored. Returns what was written and the new entry, opened
-    /// to be read as `schema`.
+    /// to be read as `schema`. The row records `provenance`, its lineage
+    /// as it stands once the stream has ended.
+    #[allow(clippy::too_many_arguments)]
     pub async fn store(
         &self,
         tier: &Tier,
@@ -73,6 +78,7 @@ impl Catalog {
         backend: &Arc<dyn Backend>,
         data: SendableRecordBatchStream,
         options: &WriteOptions,
+        provenance: &Provenance,
         schema: &SchemaRef,
     ) -> Result<(Written, Entry)> {
         self.check_writable(tier, id)?;
@@ -114,6 +120,7 @@ impl Catalog {
             path: data_path(&id.key, id.namespace.as_deref(), backend.extension()),
             at: tier.entry_location(&**backend, &id.key, id.namespace.as_deref()),
             columns: columns_of(&data.schema()),
+            provenance,
         };
         let (written, range) = match self.write_data(&target, data).await {
             Ok(done) => done,
@@ -486,9 +493,36 @@ impl Target<'_> {
                 provisional,
                 parts,
                 columns: Some(self.columns.clone()),
+                fingerprint: self.provenance.fingerprint.clone(),
+                arguments: self.provenance.arguments.clone(),
+                lineage: amended_lineage(stored, self.provenance.lineage()),
             },
         }
     }
+}
+
+/// The lineage of an entry whose stored rows (`stored`) a write amends
+/// with rows computed from `added`: every input of either, an entry read
+/// by both at its earlier stamp, since rows computed from it are still
+/// there.
+fn amended_lineage(stored: Option<&Recorded>, added: Lineage) -> Lineage {
+    let (Some(Lineage::Recorded(before)), Lineage::Recorded(mut inputs)) =
+        (stored.map(|s| &s.lineage), added.clone())
+    else {
+        return added;
+    };
+    for old in before {
+        let same = inputs.iter().position(|new| match (new, old) {
+            (Input::Entry(a), Input::Entry(b)) => a.same_entry(b),
+            (Input::File(a), Input::File(b)) => a.url == b.url,
+            _ => false,
+        });
+        match same {
+            Some(at) => inputs[at] = old.clone(),
+            None => inputs.push(old.clone()),
+        }
+    }
+    Lineage::Recorded(inputs)
 }
 
 /// What an entry covers after a merge added the rows `options` describe

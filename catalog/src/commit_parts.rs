@@ -21,6 +21,7 @@ use nuthatch_backends::{Backend, Location, Part, WriteOptions, Written};
 use object_store::ObjectStoreExt;
 
 use crate::commit::{Target, TimeRange};
+use crate::lineage::Provenance;
 use crate::lock::EntryLock;
 use crate::metastore::{data_path, metadata_dir, metadata_path};
 use crate::{Catalog, Entry, EntryId, Error, Result, Tier};
@@ -41,13 +42,16 @@ impl Catalog {
     /// write under the location it is handed (module docs). `options` are
     /// the write's as for [`Catalog::store`]; they must ask for parts, and
     /// replace the entry. Returns what was written, summed over the parts,
-    /// and the new entry, opened to be read as `schema`.
+    /// and the new entry, opened to be read as `schema`; the record notes
+    /// `provenance`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn store_parts<F, W>(
         &self,
         tier: &Tier,
         id: &EntryId,
         backend: &Arc<dyn Backend>,
         options: &WriteOptions,
+        provenance: &Provenance,
         schema: &SchemaRef,
         write: F,
     ) -> Result<(Written, Entry)>
@@ -79,6 +83,7 @@ impl Catalog {
             path: data_path(&id.key, id.namespace.as_deref(), backend.extension()),
             at: tier.entry_location(&**backend, &id.key, id.namespace.as_deref()),
             columns: crate::columns_of(schema),
+            provenance,
         };
         backend
             .delete(&target.at)

@@ -144,6 +144,19 @@ pub enum Error {
         reason: String,
     },
 
+    /// A stale entry found by a call whose policy is `on_stale = 'error'`.
+    #[error(
+        "{function}: entry {key} on the {tier} tier is stale: {because}. Call with \
+         on_stale => 'recompute' to compute it again (or 'serve' to read it as it is), or run \
+         `nuthatch refresh {function}`"
+    )]
+    Stale {
+        function: String,
+        key: String,
+        tier: String,
+        because: String,
+    },
+
     /// A stored timeseries entry does not cover the whole window of a call
     /// whose mode does not compute.
     #[error("{entry} covers {covered}, and the call also asks for {missing}, which {reason}")]

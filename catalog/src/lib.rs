@@ -22,12 +22,14 @@ pub mod error;
 pub mod import;
 pub mod inflight;
 pub mod key;
+pub mod lineage;
 pub mod listing;
 pub mod lock;
 pub mod memory;
 pub mod metastore;
 pub mod mode;
 pub mod report;
+pub mod stale;
 pub mod system;
 pub mod tier;
 
@@ -49,11 +51,13 @@ pub use error::{Error, Result};
 pub use import::Imported;
 pub use inflight::{Claim, Followed, InFlight};
 pub use key::{cache_key, CacheKey, KeyValue};
+pub use lineage::{Input, InputEntry, Lineage, Provenance, Reads};
 pub use listing::{Listed, ListedKind, ListingStats};
 pub use memory::{Memoized, MemoryTier};
 pub use metastore::{MetadataRow, Recorded};
 pub use mode::{CacheMode, Overwrite, Policy};
 pub use report::{CallReport, Outcome, Phase, ReportLog, Running};
+pub use stale::{Cause, Definitions, Fingerprint, Judge, OnStale, Staleness};
 pub use system::SystemSchema;
 pub use tier::{Tier, TierRole};
 
@@ -100,6 +104,8 @@ pub struct Catalog {
     /// Metadata rows decoded by listings.
     row_memo: listing::RowMemo,
     listing_stats: listing::ListingStats,
+    /// The functions' current fingerprints, for staleness ([`stale`]).
+    definitions: std::sync::OnceLock<Arc<dyn stale::Definitions>>,
 }
 
 impl Catalog {
@@ -143,6 +149,7 @@ impl Catalog {
             root_writable: tokio::sync::OnceCell::new(),
             row_memo: Default::default(),
             listing_stats: Default::default(),
+            definitions: Default::default(),
         }))
     }
 

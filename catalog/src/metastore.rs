@@ -27,6 +27,8 @@ use nuthatch_backends::coverage::Coverage;
 use nuthatch_backends::Part;
 
 use crate::key::CacheKey;
+use crate::lineage::{decode_arguments, encode_arguments, Lineage};
+use crate::stale::Fingerprint;
 
 pub const METASTORE_DIR: &str = "nuthatch_metadata.nut";
 /// Python's metastore creates this marker when it first opens a store, and
@@ -134,6 +136,14 @@ pub struct Recorded {
     /// The columns the data was written with, as `name: type`, one per
     /// line in the row; what adds to the entry later must have the same.
     pub columns: Option<Vec<String>>,
+    /// The fingerprint of the definition that computed the entry
+    /// ([`crate::stale::Fingerprint`]): the column `fingerprint` holds the
+    /// whole, `fingerprint_parts` what it is made of.
+    pub fingerprint: Option<Fingerprint>,
+    /// The arguments the compute was handed, as `(name, SQL literal)`.
+    pub arguments: Option<Vec<(String, String)>>,
+    /// The inputs the compute read.
+    pub lineage: Lineage,
 }
 
 impl MetadataRow {
@@ -173,6 +183,10 @@ impl MetadataRow {
             text("provisional", true),
             text("parts", true),
             text("columns", true),
+            text("fingerprint", true),
+            text("fingerprint_parts", true),
+            text("arguments", true),
+            text("lineage", true),
         ]))
     }
 
@@ -227,6 +241,18 @@ impl MetadataRow {
                         .map(|c| c.join("\n"))
                         .as_deref(),
                 ),
+                text(self.recorded.fingerprint.as_ref().map(|f| f.whole.as_str())),
+                text(
+                    (self.recorded.fingerprint.as_ref())
+                        .map(Fingerprint::encode_parts)
+                        .as_deref(),
+                ),
+                text(
+                    (self.recorded.arguments.as_deref())
+                        .map(encode_arguments)
+                        .as_deref(),
+                ),
+                text(self.recorded.lineage.encode().as_deref()),
             ],
         )?;
         let mut buffer = Vec::new();
@@ -318,6 +344,12 @@ impl MetadataRow {
                 .map_err(|e| format!("column 'parts': {e}"))?,
             columns: optional_text("columns")?
                 .map(|text| text.lines().map(str::to_string).collect()),
+            fingerprint: optional_text("fingerprint")?.map(|whole| {
+                let parts = optional_text("fingerprint_parts").ok().flatten();
+                Fingerprint::decode(whole, parts.as_deref())
+            }),
+            arguments: optional_text("arguments")?.and_then(|text| decode_arguments(&text)),
+            lineage: Lineage::decode(optional_text("lineage")?.as_deref()),
         };
         let last_modified = match batch.column_by_name("last_modified") {
             Some(column) => {
@@ -498,6 +530,13 @@ mod tests {
                 coverage: Some(Coverage::decode("..1577836800000000;1577923200000000..").unwrap()),
                 provisional: Some(Coverage::decode("1577923200000000..").unwrap()),
                 columns: Some(vec!["time: Timestamp(ns)".into(), "value: Float64".into()]),
+                fingerprint: Some(Fingerprint {
+                    whole: "1:abc".into(),
+                    own: "1:def".into(),
+                    calls: vec![("g".into(), "1:123".into())],
+                }),
+                arguments: Some(vec![("days".into(), "7".into())]),
+                lineage: Lineage::Recorded(Vec::new()),
                 parts: Some(vec![
                     Part {
                         name: "part-1.parquet".into(),

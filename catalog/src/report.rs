@@ -107,6 +107,9 @@ pub struct CallReport {
     /// Values the backend stored other than as computed (see
     /// [`nuthatch_backends::fidelity`]).
     pub changes: Vec<Change>,
+    /// Why the entry served is stale, when the call served it anyway
+    /// ([`crate::stale`]).
+    pub stale: Option<String>,
     pub elapsed: Duration,
 }
 
@@ -171,6 +174,9 @@ impl fmt::Display for CallReport {
         write!(f, " in {:.3}s", self.elapsed.as_secs_f64())?;
         if let Some(changes) = changes_text(&self.changes) {
             write!(f, " WARNING stored changed: {changes}")?;
+        }
+        if let Some(because) = &self.stale {
+            write!(f, " STALE: {because}")?;
         }
         Ok(())
     }

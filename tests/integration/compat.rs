@@ -77,10 +77,24 @@ async fn entries_are_written_in_pythons_layout_with_its_metadata_row() {
             "coverage",
             "provisional",
             "parts",
-            "columns"
+            "columns",
+            // Provenance, for staleness and refresh.
+            "fingerprint",
+            "fingerprint_parts",
+            "arguments",
+            "lineage"
         ]
     );
     assert_eq!(text(&row, "time_column").as_deref(), Some("time"));
+    assert!(text(&row, "fingerprint").unwrap().starts_with("1:"));
+    assert_eq!(
+        text(&row, "arguments").as_deref(),
+        Some(
+            "end_time\tTIMESTAMP '2020-01-02T00:00:00'\nscale\t2.0\nstart_time\t\
+             TIMESTAMP '2020-01-01T00:00:00'\nstation\t'south'"
+        )
+    );
+    assert_eq!(text(&row, "lineage").as_deref(), Some("nuthatch-lineage 1"));
     assert_eq!(text(&row, "sort_order").as_deref(), Some("time"));
     assert_eq!(text(&row, "rows").as_deref(), Some("1440"));
     assert_eq!(text(&row, "cache_key").as_deref(), Some("series/2.0_south"));

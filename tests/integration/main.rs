@@ -30,6 +30,7 @@ mod roundtrip;
 #[cfg(feature = "sql")]
 mod sql;
 mod sql_functions;
+mod stale;
 mod stores;
 mod system;
 mod through;

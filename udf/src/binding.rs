@@ -92,6 +92,8 @@ pub struct CallOptions {
     /// Refuse to store values the backend would change (the function's
     /// `exact` for this call).
     pub exact: Option<bool>,
+    /// What this call does with a stale entry.
+    pub on_stale: Option<nuthatch_catalog::OnStale>,
 }
 
 /// A call with every parameter bound.
@@ -213,6 +215,10 @@ fn apply_option(
         "settle" => match coerce(function, arg, ParamType::String, scalar)? {
             Value::String(text) => options.settle = Some(parse_settle(function, &text)?),
             _ => options.settle = None,
+        },
+        "on_stale" => match coerce(function, arg, ParamType::String, scalar)? {
+            Value::String(text) => options.on_stale = Some(text.parse()?),
+            _ => options.on_stale = None,
         },
         _ => unreachable!("only reserved names reach here"),
     }

@@ -18,7 +18,8 @@ use datafusion::logical_expr::Expr;
 use nuthatch_backends::coverage::Span;
 use nuthatch_backends::{Backend, WriteMode};
 use nuthatch_catalog::{
-    cache_key, CacheMode, Catalog, EntryId, Error, KeyValue, ReportLog, Tier, TierRole,
+    cache_key, CacheMode, Catalog, EntryId, Error, KeyValue, OnStale, Reads, ReportLog, Tier,
+    TierRole,
 };
 
 use crate::args::Args;
@@ -74,6 +75,12 @@ pub struct Call {
     pub stack: Arc<CallStack>,
     /// Where this call's report goes: its session's log.
     pub reports: Arc<ReportLog>,
+    /// What the on_stale policy is for this call: the call's, else the
+    /// function's, else the session's.
+    pub on_stale: OnStale,
+    /// The entries and files this call's compute reads, noted as its body
+    /// runs: the lineage its entry records.
+    pub reads: Arc<Reads>,
 }
 
 impl Call {
@@ -108,6 +115,7 @@ impl Call {
                     .unwrap_or(settings.retry_null_cache);
                 let inherited = Inherited {
                     cache_mode: options.cache_mode,
+                    on_stale: options.on_stale,
                     retry_null_cache: retry,
                     recompute: options.recompute.passed_down(),
                     memoize: own_memoize.passed_down(),
@@ -193,6 +201,10 @@ impl Call {
         let settle = bound.options.settle.or(function.settle());
         let compact = bound.options.compact;
         let exact = bound.options.exact.unwrap_or(function.exact());
+        let on_stale = (inherited.on_stale)
+            .or(bound.options.on_stale)
+            .or(function.options().on_stale)
+            .unwrap_or(settings.on_stale);
         if bound.options.settle.is_some() && !function.covers_windows() {
             return Err(DataFusionError::Plan(format!(
                 "{name}: settle marks recent ranges of a growing timeseries entry as \
@@ -227,6 +239,8 @@ impl Call {
             inherited,
             stack,
             reports: reports_of(config),
+            on_stale,
+            reads: Arc::default(),
         };
         call.stack.check(&call.frame())?;
         Ok(call)
@@ -239,6 +253,7 @@ impl Call {
             key: self.id.key.clone(),
             namespace: self.id.namespace.clone(),
             inherited: self.inherited.clone(),
+            reads: Arc::clone(&self.reads),
         }
     }
 

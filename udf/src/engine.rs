@@ -77,11 +77,14 @@ impl Engine {
         }
         let runtime = runtime.build_arc()?;
         catalog.register_stores(&runtime);
+        // Staleness compares entries with the definitions registered here.
+        let registry: Arc<Registry> = Arc::default();
+        catalog.set_definitions(Arc::clone(&registry) as _);
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 config: config.clone(),
                 catalog,
-                registry: Arc::default(),
+                registry,
                 runtime,
                 session_hook: RwLock::new(None),
             }),

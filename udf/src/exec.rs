@@ -432,6 +432,7 @@ impl Tracker {
             bytes_scanned: scanned.then_some(bytes),
             spilled_bytes: spilled,
             changes: written.map(|w| w.changes.clone()).unwrap_or_default(),
+            stale: prepared.stale.clone(),
             elapsed: prepared.started.elapsed(),
         });
     }

@@ -131,6 +131,11 @@ pub struct CachedFunction {
     pub(crate) body: Body,
     /// The definitions file a SQL function came from.
     pub(crate) source: Option<PathBuf>,
+    /// The definition's own fingerprint ([`crate::fingerprint`]).
+    pub(crate) own_fingerprint: String,
+    /// The relations a SQL body reads from, by name: the cached
+    /// functions among them count in the fingerprint.
+    pub(crate) calls: Vec<String>,
 }
 
 impl CachedFunction {
@@ -446,6 +451,24 @@ impl CachedFunctionBuilder {
         self
     }
 
+    /// Says what identifies a Rust body's code, for its fingerprint: the
+    /// code itself has no text nuthatch can hash, so without this only
+    /// the `version` and the declaration (parameters, columns, options)
+    /// tell one definition from another. Change it (a hash of the source,
+    /// a release number) whenever the body computes something else, and
+    /// entries computed before report stale.
+    pub fn fingerprint(mut self, text: impl Into<String>) -> Self {
+        self.options.fingerprint = Some(text.into());
+        self
+    }
+
+    /// What calls do with a stale entry unless the call or the session
+    /// says otherwise (default: serve it, and say it is stale).
+    pub fn on_stale(mut self, policy: nuthatch_catalog::OnStale) -> Self {
+        self.options.on_stale = Some(policy);
+        self
+    }
+
     /// Makes a miss an error instead of a compute.
     pub fn fail_if_no_cache(mut self) -> Self {
         self.options.fail_if_no_cache = true;
@@ -637,6 +660,17 @@ impl CachedFunctionBuilder {
                 .map(|f| f.as_ref().clone().with_nullable(true))
                 .collect::<Vec<_>>(),
         ));
+        let own_fingerprint = crate::fingerprint::own(
+            &self.params,
+            &options,
+            &schema,
+            &body,
+            options.fingerprint.as_deref(),
+        );
+        let calls = match &body {
+            Body::Sql(body) => body.called(),
+            Body::Rust(_) => Vec::new(),
+        };
         Ok(CachedFunction {
             name,
             params: self.params,
@@ -645,6 +679,8 @@ impl CachedFunctionBuilder {
             schema,
             body,
             source: None,
+            own_fingerprint,
+            calls,
         })
     }
 }

@@ -28,11 +28,14 @@ pub mod compute;
 pub mod definition;
 pub mod engine;
 pub mod exec;
+pub mod fingerprint;
 pub mod function;
 pub mod grid;
+pub mod lineage;
 pub mod options;
 pub mod parallel;
 pub mod planner;
+pub mod refresh;
 pub mod registry;
 pub mod resolve;
 pub mod rolling;
@@ -53,6 +56,7 @@ pub use function::{
     Body, CachedFunction, CachedFunctionBuilder, Computed, CoverageKind, DisableIf, Param,
 };
 pub use options::FunctionOptions;
+pub use refresh::{RefreshAction, RefreshStatement, RefreshStep};
 pub use script::split_statements;
 pub use session::{NamedTable, Session};
 pub use settings::{CallFrame, CallStack, Inherited, NuthatchOptions, OverwritePrompt};

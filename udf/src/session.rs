@@ -5,8 +5,9 @@
 //! settings, its own report log, and one table function per cached
 //! function. Settings changed with `SET` and the reports of its calls are
 //! its own; functions, entries and the memory limit are the engine's.
-//! [`Session::sql`] understands `CREATE CACHED FUNCTION` on top of
-//! everything DataFusion understands.
+//! [`Session::sql`] understands `CREATE CACHED FUNCTION` and `[EXPLAIN]
+//! REFRESH STALE` ([`crate::refresh`]) on top of everything DataFusion
+//! understands.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +26,7 @@ use crate::definition::CreateCachedFunction;
 use crate::engine::Engine;
 use crate::function::CachedFunction;
 use crate::planner::NamedArgumentPlanner;
+use crate::refresh::RefreshStatement;
 use crate::rolling::with_rolling_windows;
 use crate::script::split_statements;
 use crate::settings::{NuthatchOptions, OverwritePrompt, Prompter};
@@ -213,6 +215,9 @@ impl Session {
     /// once and yields an empty result (no columns, no rows).
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
         self.refresh_functions();
+        if let Some(refresh) = RefreshStatement::parse(sql)? {
+            return self.refresh_statement(refresh).await;
+        }
         if let Some(definition) = CreateCachedFunction::parse(sql)? {
             let name = definition.name.clone();
             if !definition.or_replace && self.engine.function(&name).is_some() {

@@ -44,6 +44,10 @@ extensions_options! {
         /// Run this session's queries across the workers the project
         /// lists (`[distributed] workers`); `false` runs them here alone.
         pub distributed: bool, default = true
+        /// What calls do with a stale entry unless the call or its
+        /// function says: serve, warn (serve and report it), recompute or
+        /// error.
+        pub on_stale: nuthatch_catalog::OnStale, default = nuthatch_catalog::OnStale::Warn
     }
 }
 
@@ -66,6 +70,10 @@ impl NuthatchOptions {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Inherited {
     pub cache_mode: Option<CacheMode>,
+    /// The top call's explicit `on_stale`, which wins over a nested
+    /// call's own: asking to recompute what is stale asks it of the
+    /// inputs too.
+    pub on_stale: Option<nuthatch_catalog::OnStale>,
     pub retry_null_cache: bool,
     pub recompute: Select,
     pub memoize: Select,
@@ -79,13 +87,26 @@ impl ConfigExtension for NuthatchOptions {
 pub const MAX_DEPTH: usize = 64;
 
 /// One cached call whose body is running.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct CallFrame {
     pub function: String,
     pub key: CacheKey,
     pub namespace: Option<String>,
     /// What the calls of this body inherit.
     pub inherited: Inherited,
+    /// Where the calls of this body note the entries they read, for the
+    /// lineage of what the body computes.
+    pub reads: Arc<nuthatch_catalog::Reads>,
+}
+
+/// Frames are the same call whatever they have read so far.
+impl PartialEq for CallFrame {
+    fn eq(&self, other: &Self) -> bool {
+        self.function == other.function
+            && self.key == other.key
+            && self.namespace == other.namespace
+            && self.inherited == other.inherited
+    }
 }
 
 impl CallFrame {

@@ -49,6 +49,11 @@ impl SqlBody {
         self.query.to_string()
     }
 
+    /// The relations the body reads from, by name, lower-case.
+    pub fn called(&self) -> Vec<String> {
+        crate::fingerprint::called(&self.query)
+    }
+
     /// The body with every `$param` replaced by its argument.
     pub fn instantiate(&self, args: &Args) -> Result<Query> {
         let literals: BTreeMap<String, String> = args

@@ -7,6 +7,11 @@
 //! column needs them: `count(*)`, or a query of `tier`, `role`,
 //! `function`, `backend` and `is_null`, is one LIST per tier.
 //!
+//! `stale` and `stale_because` judge each entry ([`crate::stale`]): they
+//! read the rows of the entries' inputs, once each, and only when a query
+//! asks for them; `WHERE stale` is pushed into the listing, which then
+//! returns stale entries only.
+//!
 //! `DELETE FROM nuthatch.caches WHERE ...` selects rows the same way and
 //! removes those entries ([`super::delete`]).
 
@@ -27,6 +32,7 @@ use futures::FutureExt;
 use super::{allowed_values, lazy_scan, restricts};
 use crate::listing::Listed;
 use crate::memory::MemoryEntry;
+use crate::stale::Staleness;
 use crate::tier::TierRole;
 use crate::Catalog;
 
@@ -84,6 +90,10 @@ pub struct Selection {
     pub functions: Option<BTreeSet<String>>,
     /// Whether metadata rows must be read.
     pub rows: bool,
+    /// Whether entries must be judged stale or not ([`crate::stale`]).
+    pub judges: bool,
+    /// Only stale entries are wanted (`WHERE stale`).
+    pub only_stale: bool,
 }
 
 impl Selection {
@@ -93,7 +103,16 @@ impl Selection {
             roles: allowed_values(filters, "role"),
             functions: allowed_values(filters, "function"),
             rows,
+            judges: filters.iter().any(mentions_staleness),
+            only_stale: filters.iter().any(wants_stale),
         }
+    }
+
+    /// Judges staleness too (a query of `stale` or `stale_because`).
+    pub fn judging(mut self, judges: bool) -> Selection {
+        self.judges |= judges;
+        self.rows |= self.judges;
+        self
     }
 
     fn wants(&self, tier: &str, role: &str) -> bool {
@@ -153,12 +172,15 @@ pub fn caches_schema() -> SchemaRef {
         text("provisional", true),
         Field::new("parts", DataType::Int64, true),
         text("problem", true),
+        text("fingerprint", true),
+        Field::new("stale", DataType::Boolean, true),
+        text("stale_because", true),
     ]))
 }
 
 /// Lists what `selection` asks for: the LISTs of every tier and function
 /// at once, then the metadata rows if asked, then the memory tier.
-pub async fn list_rows(catalog: &Catalog, selection: &Selection) -> Result<Vec<CacheRow>> {
+pub async fn list_rows(catalog: &Catalog, selection: &Selection) -> Result<Vec<Listing>> {
     let functions: Vec<Option<String>> = match &selection.functions {
         Some(names) => names.iter().cloned().map(Some).collect(),
         None => vec![None],
@@ -180,11 +202,18 @@ pub async fn list_rows(catalog: &Catalog, selection: &Selection) -> Result<Vec<C
     if selection.rows {
         catalog.read_rows(&mut listed).await?;
     }
-    let mut rows: Vec<CacheRow> = listed
-        .into_iter()
-        .map(|l| CacheRow::Stored(Box::new(l)))
+    let verdicts = match selection.judges {
+        true => judge_all(catalog, &listed).await,
+        false => vec![None; listed.len()],
+    };
+    let mut rows: Vec<Listing> = (listed.into_iter().zip(verdicts))
+        .map(|(l, staleness)| Listing {
+            row: CacheRow::Stored(Box::new(l)),
+            staleness,
+        })
+        .filter(|l| !selection.only_stale || l.staleness.as_ref().is_some_and(|s| s.is_stale()))
         .collect();
-    if selection.wants(MEMORY, MEMORY) {
+    if selection.wants(MEMORY, MEMORY) && !selection.only_stale {
         rows.extend(
             catalog
                 .memory()
@@ -197,14 +226,66 @@ pub async fn list_rows(catalog: &Catalog, selection: &Selection) -> Result<Vec<C
                         .as_ref()
                         .is_none_or(|f| f.contains(function))
                 })
-                .map(CacheRow::Memoized),
+                .map(|entry| Listing {
+                    row: CacheRow::Memoized(entry),
+                    staleness: None,
+                }),
         );
     }
     Ok(rows)
 }
 
+/// A row of the table with, when asked, whether its entry is stale.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    pub row: CacheRow,
+    pub staleness: Option<Staleness>,
+}
+
+/// The staleness of each listed entry, judged together so that an input
+/// many entries read is read once; null markers and rows that did not
+/// read have none.
+async fn judge_all(catalog: &Catalog, listed: &[Listed]) -> Vec<Option<Staleness>> {
+    let judge = catalog.judge();
+    let mut verdicts = Vec::with_capacity(listed.len());
+    for entry in listed {
+        verdicts.push(match entry.metadata() {
+            Some(row) => Some(judge.staleness(&entry.tier, row).await),
+            None => None,
+        });
+    }
+    verdicts
+}
+
+/// Does `filter` read `stale` or `stale_because`?
+fn mentions_staleness(filter: &Expr) -> bool {
+    filter
+        .column_refs()
+        .iter()
+        .any(|c| c.name == "stale" || c.name == "stale_because")
+}
+
+/// Is `filter` `stale` or `stale = true`, which keeps stale entries only?
+fn wants_stale(filter: &Expr) -> bool {
+    let is_stale = |e: &Expr| matches!(e, Expr::Column(c) if c.name == "stale");
+    match filter {
+        Expr::Column(_) => is_stale(filter),
+        Expr::BinaryExpr(b) if b.op == datafusion::logical_expr::Operator::Eq => {
+            let truth = |e: &Expr| {
+                matches!(
+                    e,
+                    Expr::Literal(datafusion::common::ScalarValue::Boolean(Some(true)), _)
+                )
+            };
+            (is_stale(&b.left) && truth(&b.right)) || (is_stale(&b.right) && truth(&b.left))
+        }
+        Expr::IsTrue(inner) => is_stale(inner),
+        _ => false,
+    }
+}
+
 /// The rows as a batch of [`caches_schema`].
-pub fn rows_batch(rows: &[CacheRow]) -> Result<RecordBatch> {
+pub fn rows_batch(listings: &[Listing]) -> Result<RecordBatch> {
     let mut tier = Vec::new();
     let mut role = Vec::new();
     let mut function = Vec::new();
@@ -227,8 +308,13 @@ pub fn rows_batch(rows: &[CacheRow]) -> Result<RecordBatch> {
     let mut provisional = Vec::new();
     let mut parts = Vec::new();
     let mut problem = Vec::new();
-    for row in rows {
-        match row {
+    let mut fingerprint = Vec::new();
+    let mut stale = Vec::new();
+    let mut stale_because = Vec::new();
+    for listing in listings {
+        stale.push(listing.staleness.as_ref().and_then(Staleness::flag));
+        stale_because.push(listing.staleness.as_ref().and_then(Staleness::because));
+        match &listing.row {
             CacheRow::Stored(listed) => {
                 let (k, ns) = listed.key();
                 let meta = listed.metadata();
@@ -265,6 +351,9 @@ pub fn rows_batch(rows: &[CacheRow]) -> Result<RecordBatch> {
                 coverage.push(meta.and_then(|m| shown(&m.recorded.coverage)));
                 provisional.push(meta.and_then(|m| shown(&m.recorded.provisional)));
                 parts.push(meta.and_then(|m| m.recorded.parts.as_ref().map(|p| p.len() as i64)));
+                fingerprint.push(
+                    meta.and_then(|m| m.recorded.fingerprint.as_ref().map(|f| f.whole.clone())),
+                );
                 problem.push(
                     listed
                         .corruption()
@@ -293,6 +382,7 @@ pub fn rows_batch(rows: &[CacheRow]) -> Result<RecordBatch> {
                     &mut coverage,
                     &mut provisional,
                     &mut problem,
+                    &mut fingerprint,
                 ] {
                     column.push(None);
                 }
@@ -336,6 +426,9 @@ pub fn rows_batch(rows: &[CacheRow]) -> Result<RecordBatch> {
             text(provisional),
             Arc::new(Int64Array::from(parts)),
             text(problem),
+            text(fingerprint),
+            Arc::new(BooleanArray::from(stale)),
+            text(stale_because),
         ],
     )?)
 }
@@ -362,6 +455,7 @@ impl TableProvider for CachesTable {
                 if ["tier", "role", "function"]
                     .iter()
                     .any(|column| restricts(filter, column))
+                    || wants_stale(filter)
                 {
                     TableProviderFilterPushDown::Inexact
                 } else {
@@ -383,7 +477,13 @@ impl TableProvider for CachesTable {
                 .iter()
                 .any(|&i| !PATH_COLUMNS.contains(&self.schema.field(i).name().as_str()))
         });
-        let selection = Arc::new(Selection::from_filters(filters, needs_rows));
+        let judges = projection.is_none_or(|columns| {
+            columns.iter().any(|&i| {
+                let name = self.schema.field(i).name();
+                name == "stale" || name == "stale_because"
+            })
+        });
+        let selection = Arc::new(Selection::from_filters(filters, needs_rows).judging(judges));
         let catalog = Arc::clone(&self.catalog);
         lazy_scan(
             state,

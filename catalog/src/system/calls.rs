@@ -46,6 +46,7 @@ pub fn calls_table(reports: Arc<ReportLog>) -> LazyTable {
         count("spilled_bytes"),
         Field::new("elapsed_ms", DataType::Float64, false),
         text("changes", true),
+        text("stale", true),
     ]));
     let produced = Arc::clone(&schema);
     LazyTable::new(schema, move || {
@@ -100,6 +101,7 @@ fn calls_batch(schema: SchemaRef, reports: &ReportLog) -> Result<RecordBatch> {
                     .map(|(_, r)| r.elapsed.as_secs_f64() * 1000.0),
             )),
             text(&|r| crate::report::changes_text(&r.changes)),
+            text(&|r| r.stale.clone()),
         ],
     )?)
 }

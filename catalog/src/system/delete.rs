@@ -77,7 +77,7 @@ pub async fn plan_delete(
         .into_iter()
         .enumerate()
         .filter(|(i, _)| mask.as_ref().is_none_or(|m| m.is_valid(*i) && m.value(*i)))
-        .map(|(_, row)| row)
+        .map(|(_, listing)| listing.row)
         .collect();
     let (entries, kept): (Vec<CacheRow>, Vec<CacheRow>) =
         selected.into_iter().partition(CacheRow::is_deletable);

@@ -3,6 +3,7 @@
 //! Like DataFusion's `information_schema`, the schema is a
 //! [`SchemaProvider`] whose tables are computed when they are scanned, never
 //! stored: [`caches`] lists the entries of every tier (and takes `DELETE`),
+//! [`lineage`] what each entry was computed from,
 //! [`tiers`] the tiers themselves, [`calls`] the cached calls of the session
 //! that asks. Front ends add tables this crate cannot fill, such as the
 //! registered functions, with [`SystemSchema::with_table`].
@@ -13,6 +14,7 @@
 pub mod caches;
 pub mod calls;
 pub mod delete;
+pub mod lineage;
 pub mod tiers;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -57,6 +59,10 @@ impl SystemSchema {
         tables.insert(
             "caches".into(),
             Arc::new(CachesTable::new(Arc::clone(&catalog))),
+        );
+        tables.insert(
+            "lineage".into(),
+            Arc::new(lineage::LineageTable::new(Arc::clone(&catalog))),
         );
         tables.insert("tiers".into(), Arc::new(tiers_table(catalog)));
         tables.insert("calls".into(), Arc::new(calls_table(reports)));

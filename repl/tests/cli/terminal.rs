@@ -191,7 +191,7 @@ fn statements_commands_and_tab_completion_at_the_prompt() {
     let text = screen.wait_for("nuthatch.tiers");
     assert!(text.contains("| hourly             | cached function | (start_time TIMESTAMP, end_time TIMESTAMP, step BIGINT DEFAULT 1) version a |"), "{text}");
     assert!(
-        text.contains("| nuthatch.caches    | system table    | 22 columns"),
+        text.contains("| nuthatch.caches    | system table    | 25 columns"),
         "{text}"
     );
 

@@ -24,6 +24,8 @@ use std::time::Duration;
 use datafusion::common::{plan_err, Result};
 use datafusion::sql::sqlparser::ast::Expr as SqlExpr;
 
+use nuthatch_catalog::OnStale;
+
 use crate::function::{CachedFunction, DisableIf};
 use crate::grid::Grid;
 use crate::timeseries::CoverageKind;
@@ -61,6 +63,11 @@ pub struct FunctionOptions {
     pub upsert_keys: Vec<String>,
     /// The order entries keep and calls declare.
     pub order_by: Vec<String>,
+    /// What a call does with a stale entry; `None` takes the session's.
+    pub on_stale: Option<OnStale>,
+    /// What a Rust body's author says identifies its code, for its
+    /// fingerprint ([`crate::fingerprint`]).
+    pub fingerprint: Option<String>,
 }
 
 impl Default for FunctionOptions {
@@ -82,6 +89,8 @@ impl Default for FunctionOptions {
             grid: Grid::default(),
             upsert_keys: Vec::new(),
             order_by: Vec::new(),
+            on_stale: None,
+            fingerprint: None,
         }
     }
 }
@@ -247,6 +256,16 @@ pub static OPTIONS: &[OptionSpec] = &[
             Ok(())
         }),
         shown: Some(Shown::Text(|f| f.settle().map(spell_duration))),
+    },
+    OptionSpec {
+        name: "on_stale",
+        scope: Scope::Both,
+        takes: "serve, warn, recompute or error",
+        parse: Some(|o, f, v| {
+            o.on_stale = Some(sql::text(f, "on_stale", v)?.parse()?);
+            Ok(())
+        }),
+        shown: Some(Shown::Text(|f| f.options().on_stale.map(|p| p.to_string()))),
     },
     OptionSpec {
         name: "exact",
@@ -456,7 +475,7 @@ mod tests {
             }
         }
         assert!(failures.is_empty(), "{failures:?}");
-        assert_eq!(reserved_arguments().count(), 14);
+        assert_eq!(reserved_arguments().count(), 15);
     }
 
     #[test]

@@ -320,6 +320,9 @@ impl Resolver<'_> {
             window: false,
             based_on: Some(entry.metadata.last_modified),
             replaces: Vec::new(),
+            // Compacted rows are the entry's own: it keeps its record's
+            // provenance.
+            copied_from: Some(Resolver::kept_provenance(&entry)),
         };
         let plan = self.stored_frame(&entry)?.create_physical_plan().await?;
         let (entry, _, _) = self

@@ -54,8 +54,8 @@ use nuthatch_backends::fidelity::Change;
 use nuthatch_backends::files::PortableScans;
 use nuthatch_backends::{Backend, WriteMode, Written};
 use nuthatch_catalog::{
-    CacheMode, Claim, Entry, EntryId, Error, Followed, Found, Memoized, Outcome, Overwrite, Phase,
-    Policy, Running, Tier, TierRole,
+    CacheMode, Claim, Entry, EntryId, Error, Followed, Found, Input, InputEntry, Lineage, Memoized,
+    OnStale, Outcome, Overwrite, Phase, Policy, Provenance, Running, Staleness, Tier, TierRole,
 };
 
 use crate::call::Call;
@@ -123,6 +123,9 @@ pub(crate) struct Prepared {
     /// For an extension: the time computed because the entry did not
     /// cover it.
     pub computed_ranges: Option<Coverage>,
+    /// Why the entry served is stale, when it is and the call serves it
+    /// anyway (`on_stale = 'warn'`).
+    pub stale: Option<String>,
 }
 
 /// Resolves `call` as its mode's policy says.
@@ -145,6 +148,8 @@ pub(crate) async fn prepare(
         policy: mode.policy(),
         started,
         running: &running,
+        recompute: call.recompute,
+        replaces_stale: false,
     };
     resolver.run().await
 }
@@ -158,6 +163,12 @@ struct Resolver<'a> {
     started: Instant,
     /// What a progress display sees of this call.
     running: &'a Running,
+    /// The call computes again whatever is stored: it says so
+    /// (`recompute`), or what is stored is stale and its policy recomputes.
+    recompute: bool,
+    /// What is stored is stale and the call's policy replaces it: a mode
+    /// that asks before replacing an entry need not ask.
+    replaces_stale: bool,
 }
 
 /// Where the rows a call serves come from.
@@ -186,7 +197,7 @@ impl Resolver<'_> {
             return self.merge_into().await;
         }
         self.check_compact()?;
-        if call.memoize && !call.recompute {
+        if call.memoize && !self.recompute {
             if let Some(id) = &call.local_id {
                 if let Some(memoized) = call.catalog.memory().get(id) {
                     return self
@@ -195,24 +206,117 @@ impl Resolver<'_> {
                 }
             }
         }
-        if !call.recompute {
+        if !self.recompute {
             match self.read_tiers().await? {
                 Some(Found::Null(tier)) => {
                     return self.serve_null(Outcome::NullHit, Some(tier.name().to_string()))
                 }
                 Some(Found::Entry(entry)) => {
-                    if let Some(missing) = self.uncovered(&entry) {
-                        return self.extend(*entry, missing).await;
-                    }
-                    if self.compaction_due(&entry) {
-                        return self.compact_found(*entry).await;
-                    }
-                    return self.serve_found(*entry).await;
+                    let stale = match self.stale_because(&entry).await? {
+                        Some(_) if call.on_stale == OnStale::Recompute => {
+                            return self.recomputing().miss().await;
+                        }
+                        stale => stale,
+                    };
+                    let mut prepared = self.serve_any(*entry).await?;
+                    prepared.stale = stale;
+                    return Ok(prepared);
                 }
                 None => {}
             }
         }
         self.miss().await
+    }
+
+    /// Serves an entry found on a tier: extended if it lacks time the
+    /// call asks for, compacted if due, else as it is.
+    async fn serve_any(&self, entry: Entry) -> Result<Prepared> {
+        if let Some(missing) = self.uncovered(&entry) {
+            return self.extend(entry, missing).await;
+        }
+        if self.compaction_due(&entry) {
+            return self.compact_found(entry).await;
+        }
+        self.serve_found(entry).await
+    }
+
+    /// Why `entry` is stale, if it is and the call's policy asks
+    /// (`on_stale` other than `serve`); an error under `on_stale = 'error'`.
+    async fn stale_because(&self, entry: &Entry) -> Result<Option<String>> {
+        let call = self.call;
+        if call.on_stale == OnStale::Serve {
+            return Ok(None);
+        }
+        let judged = call
+            .catalog
+            .judge()
+            .staleness(&entry.tier, &entry.metadata)
+            .await;
+        let Staleness::Stale(_) = &judged else {
+            return Ok(None);
+        };
+        let because = judged.because().unwrap_or_default();
+        if call.on_stale == OnStale::Error {
+            return Err(Error::Stale {
+                function: call.function.name().to_string(),
+                key: call.id.key.display().to_string(),
+                tier: entry.tier.name().to_string(),
+                because,
+            }
+            .into());
+        }
+        tracing::warn!(function = call.function.name(), key = %call.id.key, "serving a stale entry: {because}");
+        Ok(Some(because))
+    }
+
+    /// This resolver, computing again whatever is stored.
+    fn recomputing(&self) -> Resolver<'_> {
+        Resolver {
+            recompute: true,
+            replaces_stale: true,
+            ..*self
+        }
+    }
+
+    /// What an entry this call computes records of where it came from:
+    /// the function's fingerprint now, the arguments the body is handed,
+    /// and what the body reads as it runs.
+    pub(super) fn provenance(&self) -> Provenance {
+        let call = self.call;
+        let arguments = (call.body_args().iter())
+            .map(|(name, value)| (name.clone(), value.sql_literal()))
+            .collect();
+        Provenance {
+            fingerprint: call.catalog.current_fingerprint(call.function.name()),
+            arguments: Some(arguments),
+            reads: Some(Arc::clone(&call.reads)),
+            copied: None,
+        }
+    }
+
+    /// What `entry` rewritten in place (compacted) records: what its
+    /// record says.
+    pub(super) fn kept_provenance(entry: &Entry) -> Provenance {
+        let row = &entry.metadata;
+        Provenance {
+            fingerprint: row.recorded.fingerprint.clone(),
+            arguments: row.recorded.arguments.clone(),
+            reads: None,
+            copied: Some(row.recorded.lineage.clone()),
+        }
+    }
+
+    /// What a copy of `entry` records: its fingerprint and arguments, and
+    /// the entry itself as its one input, so the copy is stale when the
+    /// entry is written again or is stale.
+    pub(super) fn copy_provenance(entry: &Entry) -> Provenance {
+        let row = &entry.metadata;
+        Provenance {
+            fingerprint: row.recorded.fingerprint.clone(),
+            arguments: row.recorded.arguments.clone(),
+            reads: None,
+            copied: Some(Lineage::Recorded(vec![read_input(entry)])),
+        }
     }
 
     /// The tiers the mode reads, in order, for this call.
@@ -272,7 +376,10 @@ impl Resolver<'_> {
                 .is_none()
         {
             let raw = entry.provider.scan(self.state, None, &[], None).await?;
-            let keep = Keep::all(entry.metadata.recorded.coverage.clone());
+            let keep = Keep {
+                copied_from: Some(Resolver::copy_provenance(&entry)),
+                ..Keep::all(entry.metadata.recorded.coverage.clone())
+            };
             self.store_plan(
                 catalog.root(),
                 &call.id,
@@ -299,13 +406,17 @@ impl Resolver<'_> {
                     .provider
                     .scan(self.state, None, &self.shape.window_exprs, None)
                     .await?;
+                let keep = Keep {
+                    copied_from: Some(Resolver::copy_provenance(&entry)),
+                    ..self.keep_window()
+                };
                 let (local, _, _) = self
                     .store_plan(
                         catalog.local(),
                         local_id,
                         &storage,
                         scan,
-                        self.keep_window(),
+                        keep,
                         WriteMode::Replace,
                     )
                     .await?;
@@ -339,8 +450,9 @@ impl Resolver<'_> {
         let backend = call.write_backend();
         // Fail before computing, not after, when nothing could be stored.
         catalog.check_writable(tier, id)?;
-        let may_exist = decide::may_exist(call.recompute, call.storage_backend.is_some());
+        let may_exist = decide::may_exist(self.recompute, call.storage_backend.is_some());
         if policy.overwrite == Overwrite::Ask
+            && !self.replaces_stale
             && may_exist
             // An entry that does not open (corrupt) would be overwritten too.
             && catalog
@@ -483,7 +595,7 @@ impl Resolver<'_> {
             .read_tiers_list()
             .iter()
             .any(|t| t.name() == tier.name());
-        if !call.recompute && was_read {
+        if !self.recompute && was_read {
             // Another session or process may have stored it meanwhile.
             if let Some(entry) = call.catalog.find_on(tier, id, backend, schema).await? {
                 return Ok(Led::Found(entry));
@@ -601,6 +713,9 @@ impl Resolver<'_> {
             prepared.data_version = data_version;
             return Ok(prepared);
         }
+        if let Source::Entry(entry) = &source {
+            note_read(self.call, entry);
+        }
         let plan = match source {
             Source::Entry(entry) => {
                 let travels = crate::parallel::may_travel(self.state.config());
@@ -642,6 +757,7 @@ impl Resolver<'_> {
             storing: false,
             data_version,
             computed_ranges: None,
+            stale: None,
         })
     }
 
@@ -671,6 +787,7 @@ impl Resolver<'_> {
             storing: false,
             data_version: None,
             computed_ranges: None,
+            stale: None,
         })
     }
 
@@ -689,7 +806,34 @@ impl Resolver<'_> {
             storing: false,
             data_version: None,
             computed_ranges: None,
+            stale: None,
         })
+    }
+}
+
+/// `entry` as the input of whatever reads it.
+pub(crate) fn read_input(entry: &Entry) -> Input {
+    let row = &entry.metadata;
+    let function = row
+        .cache_key
+        .split_once('/')
+        .map_or(row.cache_key.as_str(), |(f, _)| f);
+    Input::Entry(InputEntry {
+        function: function.to_string(),
+        key: row.cache_key.clone(),
+        namespace: row.namespace.clone(),
+        tier: entry.tier.name().to_string(),
+        backend: row.backend.clone(),
+        version: row.version.clone(),
+        committed: row.last_modified,
+    })
+}
+
+/// Notes that `call` served `entry`, in the lineage of the call whose
+/// body made it, if any.
+pub(crate) fn note_read(call: &Call, entry: &Entry) {
+    if let Some(caller) = call.stack.caller() {
+        caller.reads.note(read_input(entry));
     }
 }
 

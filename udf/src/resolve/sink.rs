@@ -32,10 +32,11 @@ use datafusion::physical_plan::{
 use futures::TryStreamExt;
 use nuthatch_backends::coverage::Coverage;
 use nuthatch_backends::{Backend, WriteMode, WriteOptions, Written};
-use nuthatch_catalog::{Catalog, Entry, EntryId, Error, Tier};
+use nuthatch_catalog::{Catalog, Entry, EntryId, Error, Provenance, Tier};
 
 use super::order::{in_stored_order, Rewrite};
 use super::{ascending, Resolver};
+use crate::lineage::note_files;
 use crate::timeseries::provisional;
 
 /// Where and how one computed result is stored.
@@ -45,6 +46,7 @@ pub(crate) struct EntrySink {
     id: EntryId,
     backend: Arc<dyn Backend>,
     options: WriteOptions,
+    provenance: Provenance,
     /// The function's declared schema, which the stored entry opens with.
     entry_schema: SchemaRef,
     /// What arrives: the compute plan's schema.
@@ -90,7 +92,7 @@ impl EntrySink {
         tier: Tier,
         id: EntryId,
         backend: Arc<dyn Backend>,
-        options: WriteOptions,
+        (options, provenance): (WriteOptions, Provenance),
         entry_schema: SchemaRef,
         input_schema: SchemaRef,
         rewrite: Option<Arc<Rewrite>>,
@@ -101,6 +103,7 @@ impl EntrySink {
             id,
             backend,
             options,
+            provenance,
             entry_schema,
             input_schema,
             rewrite,
@@ -117,6 +120,7 @@ impl EntrySink {
                 &self.backend,
                 data,
                 &self.options,
+                &self.provenance,
                 &self.entry_schema,
             )
             .await
@@ -228,6 +232,9 @@ pub(crate) struct Keep {
     pub(crate) based_on: Option<f64>,
     /// Parts a new part takes the place of ([`WriteOptions::replaces`]).
     pub(crate) replaces: Vec<String>,
+    /// The rows are a copy of an entry: what its record says of where
+    /// they came from, instead of this call's compute.
+    pub(crate) copied_from: Option<Provenance>,
 }
 
 impl Keep {
@@ -387,14 +394,21 @@ impl Resolver<'_> {
             based_on: keep.based_on,
             replaces: keep.replaces.clone(),
             exact: call.exact,
-            restores: call.recompute,
+            restores: self.recompute,
+        };
+        let provenance = match &keep.copied_from {
+            Some(copied) => copied.clone(),
+            None => {
+                note_files(&plan, &call.reads);
+                self.provenance()
+            }
         };
         let sink = Arc::new(EntrySink::new(
             Arc::clone(&call.catalog),
             tier.clone(),
             id.clone(),
             Arc::clone(backend),
-            options,
+            (options, provenance),
             Arc::clone(call.function.schema()),
             plan.schema(),
             rewrite,

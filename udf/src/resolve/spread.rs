@@ -96,6 +96,7 @@ impl Resolver<'_> {
             .await
             .map_err(&failed)?;
         let mut local = self.clipped(id, local, &keep)?;
+        crate::lineage::note_files(&local, &call.reads);
         let time_column = call.function.timeseries().map(str::to_string);
         if let Some(column) = &time_column {
             let by_time = ascending(std::slice::from_ref(column), &local.schema())
@@ -109,7 +110,7 @@ impl Resolver<'_> {
             covers: keep.covers.clone(),
             provisional: keep.provisional.clone(),
             parts: true,
-            restores: call.recompute,
+            restores: self.recompute,
             ..WriteOptions::default()
         };
         let at = tier.entry_location(&**backend, &id.key, id.namespace.as_deref());
@@ -133,6 +134,7 @@ impl Resolver<'_> {
                 id,
                 backend,
                 &options,
+                &self.provenance(),
                 call.function.schema(),
                 |_| async { parts_written(&collect(run, state.task_ctx()).await?) },
             )

@@ -178,11 +178,17 @@ impl Resolver<'_> {
         let background = self.call.reports.background.begin();
         let cancelled = background.cancelled();
         let context = self.state.task_ctx();
+        // The entry is noted as read once it is committed, before the
+        // caller's rows end: the caller's own commit comes after.
+        let caller_reads = (self.call.stack.caller()).map(|frame| Arc::clone(&frame.reads));
         tokio::spawn(async move {
             let _counted = background;
             tokio::select! {
                 stored = write.run(context) => match stored {
-                    Ok(_) => {
+                    Ok((_, entry)) => {
+                        if let Some(reads) = caller_reads {
+                            reads.note(super::read_input(&entry));
+                        }
                         lead.finish(Ok(()));
                         let _ = committed.send(Ok(()));
                     }
@@ -209,6 +215,7 @@ impl Resolver<'_> {
             storing: true,
             data_version: None,
             computed_ranges: None,
+            stale: None,
         }
     }
 }
