@@ -1,4 +1,5 @@
-//! The management commands: `list`, `delete`, `import`, `print-config`.
+//! The management commands: `list`, `delete`, `import`, `refresh`,
+//! `print-config`.
 //!
 //! Each is a thin layer over the `nuthatch` system tables: its options
 //! become a `WHERE` on `nuthatch.caches` (values quoted, never spliced),
@@ -16,7 +17,7 @@ use clap::{Args as ClapArgs, Subcommand};
 use datafusion::error::{DataFusionError, Result};
 use futures::StreamExt;
 use nuthatch::crates::catalog::{Imported, Listed};
-use nuthatch::{Config, Session};
+use nuthatch::{Config, RefreshAction, RefreshStep, Session};
 
 use crate::print::{print_batches, PrintOptions};
 use crate::Args;
@@ -57,6 +58,16 @@ pub enum Command {
         /// Import without asking.
         #[arg(short, long)]
         yes: bool,
+    },
+    /// Compute stale entries again, inputs first, each once (entries on
+    /// mirrors are listed, never written).
+    Refresh {
+        /// Only the stale entries of these functions (and the stale
+        /// entries they read); all stale entries when none are named.
+        functions: Vec<String>,
+        /// List what would be computed again, and why, and stop.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Print the configuration, secrets masked.
     PrintConfig {
@@ -271,6 +282,9 @@ pub async fn run(
             let from = source.expect("configure names the source tier of an import");
             import(session, select, from, *dry_run, *yes, args, out).await?;
         }
+        Command::Refresh { functions, dry_run } => {
+            refresh(session, functions, *dry_run, out).await?;
+        }
         Command::PrintConfig {
             location,
             backend,
@@ -298,6 +312,53 @@ pub async fn run(
         }
         Command::Serve(serve) => crate::serve::run(session, serve).await?,
         Command::Worker(worker) => crate::worker::run(session, worker).await?,
+    }
+    Ok(())
+}
+
+/// `nuthatch refresh`: the plan, then (unless a dry run) each step with a
+/// progress line on stderr, as it starts and as it ends.
+async fn refresh(
+    session: &Session,
+    functions: &[String],
+    dry_run: bool,
+    out: &mut impl Write,
+) -> Result<()> {
+    let steps = session.plan_refresh(functions).await?;
+    if steps.is_empty() {
+        writeln!(out, "Nothing is stale.")?;
+        return Ok(());
+    }
+    writeln!(out, "{} stale, inputs first:", entries(steps.len()))?;
+    for (at, step) in steps.iter().enumerate() {
+        writeln!(out, "{:>3}. {}: {}", at + 1, step.describe(), step.because)?;
+        match &step.action {
+            RefreshAction::Recompute { sql } => writeln!(out, "     {sql}")?,
+            RefreshAction::Skip { why } => writeln!(out, "     skipped: {why}")?,
+        }
+    }
+    if dry_run {
+        writeln!(out, "Dry run: nothing was computed.")?;
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    // Progress goes to stderr, as it goes; the summary to the output.
+    let mut progress = |at: usize, of: usize, step: &RefreshStep, done: Option<&str>| match done {
+        None => eprintln!("refresh {at}/{of}: {} ...", step.describe()),
+        Some(report) => eprintln!("refresh {at}/{of}: {report}"),
+    };
+    let outcomes = session.run_refresh(&steps, &mut progress).await?;
+    let done = outcomes.iter().filter(|o| o.is_some()).count();
+    let skipped = outcomes.len() - done;
+    write!(
+        out,
+        "Refreshed {} in {:.1}s",
+        entries(done),
+        started.elapsed().as_secs_f64()
+    )?;
+    match skipped {
+        0 => writeln!(out, ".")?,
+        n => writeln!(out, "; {} skipped.", entries(n))?,
     }
     Ok(())
 }

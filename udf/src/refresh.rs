@@ -218,19 +218,21 @@ impl Session {
         }
     }
 
-    /// Runs `steps` in order, calling `progress` before each with its
-    /// number; returns each step's outcome (`None` for a skipped one). A
-    /// step that fails stops the refresh, naming it; what was refreshed
-    /// before stays refreshed.
+    /// Runs `steps` in order, calling `progress` with each step's number
+    /// as it starts (`None`) and as it ends (its outcome, or `skipped`);
+    /// returns each step's outcome (`None` for a skipped one). A step that
+    /// fails stops the refresh, naming it; what was refreshed before stays
+    /// refreshed.
     pub async fn run_refresh(
         &self,
         steps: &[RefreshStep],
-        progress: &mut (dyn FnMut(usize, usize, &RefreshStep) + Send),
+        progress: &mut (dyn FnMut(usize, usize, &RefreshStep, Option<&str>) + Send),
     ) -> Result<Vec<Option<String>>> {
         let mut outcomes = Vec::new();
         for (at, step) in steps.iter().enumerate() {
-            progress(at + 1, steps.len(), step);
+            progress(at + 1, steps.len(), step, None);
             let RefreshAction::Recompute { sql } = &step.action else {
+                progress(at + 1, steps.len(), step, Some("skipped"));
                 outcomes.push(None);
                 continue;
             };
@@ -247,10 +249,12 @@ impl Session {
                     at
                 )));
             }
-            let outcome = (reports.iter().rev())
-                .find(|r| r.function == step.function)
-                .map(|r| r.outcome.name().to_string());
-            outcomes.push(outcome);
+            let report = (reports.iter().rev()).find(|r| r.function == step.function);
+            let line = report.map_or_else(|| "done".to_string(), |r| r.to_string());
+            progress(at + 1, steps.len(), step, Some(&line));
+            outcomes.push(Some(
+                report.map_or_else(|| "done".to_string(), |r| r.outcome.name().to_string()),
+            ));
         }
         Ok(outcomes)
     }
@@ -262,8 +266,10 @@ impl Session {
         let outcomes = match statement.explain {
             true => vec![None; steps.len()],
             false => {
-                let mut log = |at: usize, of: usize, step: &RefreshStep| {
-                    tracing::info!("refresh {at}/{of}: {}", step.describe());
+                let mut log = |at: usize, of: usize, step: &RefreshStep, done: Option<&str>| {
+                    if let Some(done) = done {
+                        tracing::info!("refresh {at}/{of}: {}: {done}", step.describe());
+                    }
                 };
                 self.run_refresh(&steps, &mut log).await?
             }

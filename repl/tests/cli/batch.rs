@@ -760,3 +760,89 @@ fn a_value_stored_changed_is_said_on_the_call_line_and_exact_refuses_it() {
     let out = stdout(&output);
     assert!(out.contains("nuthatch: odd: hit root sql odd/"), "{out}");
 }
+
+#[test]
+fn editing_my_first_cache_makes_agg_and_clip_stale_and_refresh_recomputes_each_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test");
+    let readme = Path::new(&manifest_dir).join("../examples/readme_functions.sql");
+    let functions = std::fs::read_to_string(readme).unwrap();
+    std::fs::write(dir.path().join("functions.sql"), &functions).unwrap();
+    std::fs::write(
+        dir.path().join("nuthatch.toml"),
+        "[nuthatch]\ndefinitions = [\"functions.sql\"]\n",
+    )
+    .unwrap();
+    let weekly = "SELECT count(*) FROM agg_and_clip('2013-01-01', '2014-01-01', agg_days => 7)";
+    let output = nuthatch(dir.path(), &["-c", weekly]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = nuthatch(dir.path(), &["refresh"]);
+    assert_eq!(stdout(&output), "Nothing is stale.\n");
+
+    // A different body for my_first_cache, without a new version.
+    let edited = functions.replace("- 8.0 + 3.0", "- 8.5 + 3.0");
+    assert_ne!(edited, functions);
+    std::fs::write(dir.path().join("functions.sql"), edited).unwrap();
+    let output = nuthatch(dir.path(), &["-c", weekly]);
+    let out = stdout(&output);
+    assert!(
+        out.contains(
+            "nuthatch: agg_and_clip: hit root parquet agg_and_clip/7 rows=1939800 \
+             row_groups=30/60"
+        ) && out.contains(
+            " STALE: input my_first_cache() is stale: the definition of my_first_cache changed\n"
+        ),
+        "{out}"
+    );
+
+    let output = nuthatch(dir.path(), &["refresh", "agg_and_clip", "--dry-run"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    let steps: Vec<&str> = out.lines().filter(|l| l.starts_with("  ")).collect();
+    assert_eq!(
+        steps[0],
+        "  1. my_first_cache() on root: the definition of my_first_cache changed"
+    );
+    assert_eq!(
+        steps[2],
+        "  2. agg_and_clip/7 on root: input my_first_cache() is stale: the definition of \
+         my_first_cache changed"
+    );
+    assert!(out.ends_with("Dry run: nothing was computed.\n"), "{out}");
+
+    let output = nuthatch(dir.path(), &["refresh", "agg_and_clip"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("Refreshed 2 entries in "),
+        "{}",
+        stdout(&output)
+    );
+    let progress: Vec<String> = (stderr(&output).lines())
+        .filter(|l| l.starts_with("refresh ") && !l.ends_with(" ..."))
+        .map(|l| l.split(" rows=").next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        progress,
+        [
+            "refresh 1/2: my_first_cache: computed root parquet my_first_cache/",
+            "refresh 2/2: agg_and_clip: computed root parquet agg_and_clip/7",
+        ]
+    );
+    let output = nuthatch(dir.path(), &["-c", weekly]);
+    let out = stdout(&output);
+    assert!(
+        out.contains("nuthatch: agg_and_clip: hit root parquet agg_and_clip/7")
+            && !out.contains("STALE"),
+        "{out}"
+    );
+    let output = nuthatch(dir.path(), &["refresh", "my_first_cash"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains(
+            "there is no cached function named my_first_cash; defined are: agg_and_clip, \
+             my_first_cache"
+        ),
+        "{}",
+        stderr(&output)
+    );
+}
