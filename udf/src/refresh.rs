@@ -65,6 +65,10 @@ impl RefreshStep {
     }
 }
 
+/// Told of each step of a refresh: its number, how many there are, the
+/// step, and `None` as it starts or how it ended.
+pub type RefreshProgress<'a> = dyn FnMut(usize, usize, &RefreshStep, Option<&str>) + Send + 'a;
+
 /// A parsed `[EXPLAIN] REFRESH STALE [function, ...]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RefreshStatement {
@@ -226,7 +230,7 @@ impl Session {
     pub async fn run_refresh(
         &self,
         steps: &[RefreshStep],
-        progress: &mut (dyn FnMut(usize, usize, &RefreshStep, Option<&str>) + Send),
+        progress: &mut RefreshProgress<'_>,
     ) -> Result<Vec<Option<String>>> {
         let mut outcomes = Vec::new();
         for (at, step) in steps.iter().enumerate() {
