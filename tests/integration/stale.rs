@@ -311,3 +311,62 @@ async fn a_rust_body_is_told_apart_by_the_fingerprint_its_author_gives() {
         "{error}"
     );
 }
+
+/// Writes a Parquet file of one reading into `folder`.
+async fn write(f: &Fixture, folder: &std::path::Path, name: &str, value: i64) {
+    let path = folder.join(name);
+    let sql = format!(
+        "COPY (SELECT CAST({value} AS BIGINT) AS reading) TO '{}' STORED AS PARQUET",
+        path.display()
+    );
+    f.query(&sql).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_the_body_read_that_changes_or_gains_a_neighbour_makes_the_entry_stale() {
+    let f = Fixture::new();
+    let data = f.dir.path().join("observations");
+    std::fs::create_dir_all(&data).unwrap();
+    write(&f, &data, "a.parquet", 1).await;
+    f.query(&format!(
+        "CREATE EXTERNAL TABLE observations STORED AS PARQUET LOCATION '{}/'",
+        data.display()
+    ))
+    .await
+    .unwrap();
+    f.query("CREATE CACHED FUNCTION totals() AS SELECT sum(reading) AS total FROM observations")
+        .await
+        .unwrap();
+    assert_eq!(f.int("SELECT total FROM totals()").await, 1);
+    let edges = rows(
+        &f,
+        "SELECT input_kind, input_url, input_bytes > 0 FROM nuthatch.lineage",
+    )
+    .await;
+    let a = format!("file://{}", data.join("a.parquet").display());
+    assert_eq!(
+        edges,
+        vec![vec!["file".to_string(), a.clone(), "true".into()]]
+    );
+    assert_eq!(staleness(&f).await[0][1], "false");
+
+    write(&f, &data, "b.parquet", 2).await;
+    let b = format!("file://{}", data.join("b.parquet").display());
+    assert_eq!(
+        staleness(&f).await[0][2],
+        format!("input file {b} appeared beside the files it read, after it was computed")
+    );
+    let refreshed = rows(&f, "REFRESH STALE totals").await;
+    assert_eq!(refreshed.len(), 1, "{refreshed:?}");
+    assert_eq!(f.int("SELECT total FROM totals()").await, 3);
+    assert_eq!(staleness(&f).await[0][1], "false");
+
+    // The same name, other contents.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    write(&f, &data, "a.parquet", 10).await;
+    let because = &staleness(&f).await[0][2];
+    assert!(
+        because.starts_with(&format!("input file {a} changed at ")),
+        "{because}"
+    );
+}

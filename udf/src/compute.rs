@@ -5,6 +5,9 @@
 //! runtime (so its memory limit). Calls of other cached functions from the
 //! body are planned there and know their caller.
 //!
+//! A body plans with the files its tables hold now: the runtime's
+//! remembered file listings are dropped first (see `forget_listings`).
+//!
 //! Whatever the body returns becomes one [`DataFrame`] in the declared
 //! schema (columns picked by name and cast), never collected: the caller
 //! streams it into a backend or straight into the query.
@@ -47,6 +50,7 @@ pub async fn body_frame_with(
     parent: &SessionState,
 ) -> Result<Option<DataFrame>> {
     let function = &call.function;
+    forget_listings(parent);
     let ctx = child_session(call, parent);
     let computed = match function.body() {
         Body::Rust(body) => body(ctx.clone(), args).await?,
@@ -73,6 +77,17 @@ pub async fn body_frame_with(
         }
     };
     frame.map(Some)
+}
+
+/// Drops the file listings the runtime remembers. DataFusion keeps the
+/// files of a listed table for the life of the runtime, so a body that
+/// reads a dataset growing by a file a day would, in a long-running
+/// process, compute from the files of the first day; a compute lists
+/// afresh instead (its cost is small beside a compute's).
+fn forget_listings(state: &SessionState) {
+    if let Some(listings) = state.runtime_env().cache_manager.get_list_files_cache() {
+        listings.clear();
+    }
 }
 
 fn missing(function: &CachedFunction, have: &Schema, want: &str) -> DataFusionError {

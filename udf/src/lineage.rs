@@ -27,7 +27,9 @@ pub fn note_files(plan: &std::sync::Arc<dyn ExecutionPlan>, reads: &Reads) {
     }
     if let Some(scan) = plan.downcast_ref::<DataSourceExec>() {
         if let Some(files) = scan.data_source().downcast_ref::<FileScanConfig>() {
-            let store = files.object_store_url.as_str().trim_end_matches('/');
+            // `file:///` or `s3://bucket/`: the location follows the slash.
+            let store = files.object_store_url.as_str();
+            let store = store.strip_suffix('/').unwrap_or(store);
             for file in files.file_groups.iter().flat_map(|group| group.files()) {
                 let meta = &file.object_meta;
                 reads.note(Input::File(nuthatch_catalog::lineage::InputFile {

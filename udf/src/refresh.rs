@@ -149,6 +149,7 @@ impl Session {
         let catalog = self.engine().catalog();
         let selection = Selection {
             only_stale: true,
+            files: Some(self.context().runtime_env()),
             ..Selection::default().judging(true)
         };
         let mut stale: BTreeMap<String, Stale> = BTreeMap::new();

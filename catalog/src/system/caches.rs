@@ -94,6 +94,8 @@ pub struct Selection {
     pub judges: bool,
     /// Only stale entries are wanted (`WHERE stale`).
     pub only_stale: bool,
+    /// Where judging finds the files entries read (the session's stores).
+    pub files: Option<Arc<datafusion::execution::runtime_env::RuntimeEnv>>,
 }
 
 impl Selection {
@@ -105,6 +107,7 @@ impl Selection {
             rows,
             judges: filters.iter().any(mentions_staleness),
             only_stale: filters.iter().any(wants_stale),
+            files: None,
         }
     }
 
@@ -203,7 +206,7 @@ pub async fn list_rows(catalog: &Catalog, selection: &Selection) -> Result<Vec<L
         catalog.read_rows(&mut listed).await?;
     }
     let verdicts = match selection.judges {
-        true => judge_all(catalog, &listed).await,
+        true => judge_all(catalog, &listed, selection.files.clone()).await,
         false => vec![None; listed.len()],
     };
     let mut rows: Vec<Listing> = (listed.into_iter().zip(verdicts))
@@ -245,8 +248,15 @@ pub struct Listing {
 /// The staleness of each listed entry, judged together so that an input
 /// many entries read is read once; null markers and rows that did not
 /// read have none.
-async fn judge_all(catalog: &Catalog, listed: &[Listed]) -> Vec<Option<Staleness>> {
-    let judge = catalog.judge();
+async fn judge_all(
+    catalog: &Catalog,
+    listed: &[Listed],
+    files: Option<Arc<datafusion::execution::runtime_env::RuntimeEnv>>,
+) -> Vec<Option<Staleness>> {
+    let mut judge = catalog.judge();
+    if let Some(runtime) = files {
+        judge = judge.with_files(runtime);
+    }
     let mut verdicts = Vec::with_capacity(listed.len());
     for entry in listed {
         verdicts.push(match entry.metadata() {
@@ -483,7 +493,9 @@ impl TableProvider for CachesTable {
                 name == "stale" || name == "stale_because"
             })
         });
-        let selection = Arc::new(Selection::from_filters(filters, needs_rows).judging(judges));
+        let mut selection = Selection::from_filters(filters, needs_rows).judging(judges);
+        selection.files = Some(state.runtime_env().clone());
+        let selection = Arc::new(selection);
         let catalog = Arc::clone(&self.catalog);
         lazy_scan(
             state,

@@ -56,7 +56,9 @@ pub async fn plan_delete(
     state: &dyn Session,
     filters: Vec<Expr>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
-    let rows = list_rows(catalog, &Selection::from_filters(&filters, true)).await?;
+    let mut selection = Selection::from_filters(&filters, true);
+    selection.files = Some(state.runtime_env().clone());
+    let rows = list_rows(catalog, &selection).await?;
     let batch = rows_batch(&rows)?;
     let schema = DFSchema::try_from(caches_schema())?;
     let mut mask: Option<BooleanArray> = None;

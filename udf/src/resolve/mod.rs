@@ -247,9 +247,8 @@ impl Resolver<'_> {
         if call.on_stale == OnStale::Serve {
             return Ok(None);
         }
-        let judged = call
-            .catalog
-            .judge()
+        let judge = call.catalog.judge();
+        let judged = (judge.with_files(Arc::clone(self.state.runtime_env())))
             .staleness(&entry.tier, &entry.metadata)
             .await;
         let Staleness::Stale(_) = &judged else {

@@ -19,11 +19,17 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+use datafusion::execution::runtime_env::RuntimeEnv;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
+mod files;
+mod policy;
+
+pub use policy::OnStale;
+
 use crate::key::CacheKey;
-use crate::lineage::{Input, InputEntry, Lineage};
+use crate::lineage::{Input, InputEntry, InputFile, Lineage};
 use crate::{Catalog, EntryId, MetadataRow, Tier};
 
 /// What the engine knows of the functions' definitions now.
@@ -116,13 +122,18 @@ pub enum Cause {
     InputGone { input: String },
     /// An input entry is itself stale.
     InputStale { input: String, causes: Vec<Cause> },
+    /// A file the compute read changed, went, or has a new neighbour the
+    /// same scan would read.
+    FileChanged { url: String, how: String },
 }
 
 impl Cause {
     /// The input the cause is about, `None` for the entry's own definition.
     pub fn input(&self) -> Option<&str> {
         match self {
-            Cause::DefinitionChanged { .. } | Cause::CalleeChanged { .. } => None,
+            Cause::DefinitionChanged { .. }
+            | Cause::CalleeChanged { .. }
+            | Cause::FileChanged { .. } => None,
             Cause::InputRewritten { input, .. }
             | Cause::InputGone { input }
             | Cause::InputStale { input, .. } => Some(input),
@@ -149,6 +160,7 @@ impl fmt::Display for Cause {
                 write!(f, "input {input} recomputed at {at}")
             }
             Cause::InputGone { input } => write!(f, "input {input} is no longer stored"),
+            Cause::FileChanged { url, how } => write!(f, "input file {url} {how}"),
             Cause::InputStale { input, causes } => {
                 write!(f, "input {input} is stale: {}", joined(causes))
             }
@@ -193,6 +205,9 @@ pub fn entry_name(key: &str, namespace: Option<&str>) -> String {
 pub struct Judge<'a> {
     catalog: &'a Catalog,
     memo: Mutex<HashMap<String, Staleness>>,
+    /// Where the files entries read are looked up; without it, files are
+    /// not checked and an entry that read some is unknown.
+    files: Option<files::Files>,
 }
 
 impl Catalog {
@@ -207,6 +222,7 @@ impl Catalog {
         Judge {
             catalog: self,
             memo: Mutex::default(),
+            files: None,
         }
     }
 
@@ -222,6 +238,13 @@ impl Catalog {
 }
 
 impl Judge<'_> {
+    /// Checks the files entries read too, in the stores `runtime` knows
+    /// (one LIST per folder of them).
+    pub fn with_files(mut self, runtime: Arc<RuntimeEnv>) -> Self {
+        self.files = Some(files::Files::new(runtime));
+        self
+    }
+
     /// Whether the entry whose row is `row`, on `tier`, is stale.
     pub async fn staleness(&self, tier: &Tier, row: &MetadataRow) -> Staleness {
         self.judge(tier, row, Vec::new()).await
@@ -299,6 +322,22 @@ impl Judge<'_> {
                         Err(why) => unknown = Some(why),
                     }
                 }
+                let read: Vec<&InputFile> = (inputs.iter())
+                    .filter_map(|input| match input {
+                        Input::File(file) => Some(file),
+                        Input::Entry(_) => None,
+                    })
+                    .collect();
+                match (&self.files, read.is_empty()) {
+                    (_, true) => {}
+                    (None, false) => {
+                        unknown = Some("the files it read were not checked here".to_string())
+                    }
+                    (Some(files), false) => match files.changes(&read, row.last_modified).await {
+                        Ok(changed) => causes.extend(changed),
+                        Err(why) => unknown = Some(why),
+                    },
+                }
             }
         }
         // A callee whose changed definition shows as a stale input is
@@ -370,74 +409,5 @@ impl Judge<'_> {
             })),
             Staleness::Unknown(why) => Err(format!("input {name}: {why}")),
         }
-    }
-}
-
-/// What a call does with a stale entry it finds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OnStale {
-    /// Serves it without judging (costs nothing).
-    Serve,
-    /// Serves it, and the call's report says it is stale and why.
-    #[default]
-    Warn,
-    /// Computes it again, as `recompute => true` would.
-    Recompute,
-    /// Fails, naming the causes.
-    Error,
-}
-
-impl OnStale {
-    pub const ALL: [OnStale; 4] = [
-        OnStale::Serve,
-        OnStale::Warn,
-        OnStale::Recompute,
-        OnStale::Error,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            OnStale::Serve => "serve",
-            OnStale::Warn => "warn",
-            OnStale::Recompute => "recompute",
-            OnStale::Error => "error",
-        }
-    }
-}
-
-impl fmt::Display for OnStale {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for OnStale {
-    type Err = datafusion::common::DataFusionError;
-
-    fn from_str(text: &str) -> datafusion::common::Result<Self> {
-        OnStale::ALL
-            .into_iter()
-            .find(|policy| policy.name().eq_ignore_ascii_case(text.trim()))
-            .ok_or_else(|| {
-                datafusion::common::DataFusionError::Plan(format!(
-                    "invalid on_stale '{text}': use one of serve, warn, recompute, error"
-                ))
-            })
-    }
-}
-
-impl datafusion::common::config::ConfigField for OnStale {
-    fn visit<V: datafusion::common::config::Visit>(
-        &self,
-        v: &mut V,
-        key: &str,
-        description: &'static str,
-    ) {
-        v.some(key, self, description)
-    }
-
-    fn set(&mut self, _key: &str, value: &str) -> datafusion::common::Result<()> {
-        *self = value.parse()?;
-        Ok(())
     }
 }
