@@ -28,6 +28,9 @@ pub struct Memoized {
     pub bytes: usize,
     /// When the result was kept.
     pub kept_at: chrono::DateTime<chrono::Utc>,
+    /// The stored entry the rows were read from, if any: what a body that
+    /// reads them read, for its lineage.
+    pub source: Option<crate::lineage::Input>,
 }
 
 impl Memoized {
@@ -39,7 +42,14 @@ impl Memoized {
             batches: Arc::new(batches),
             bytes,
             kept_at: chrono::Utc::now(),
+            source: None,
         }
+    }
+
+    /// The result, read from the stored entry `source`.
+    pub fn read_from(mut self, source: Option<crate::lineage::Input>) -> Self {
+        self.source = source;
+        self
     }
 }
 

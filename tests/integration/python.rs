@@ -151,6 +151,23 @@ async fn entries_written_by_python_nuthatch_are_hits() {
     let report = f.report();
     assert_outcome(&report, Outcome::Hit);
     assert_eq!(report.key, "series/1.0_west");
+    // Python records no fingerprint or lineage: whether it is stale is
+    // unknown, which is neither an error nor a warning.
+    assert_eq!(report.stale, None);
+    let staleness = text_rows(
+        &f.query("SELECT DISTINCT stale, stale_because FROM nuthatch.caches")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        staleness,
+        vec![vec![
+            "NULL".to_string(),
+            "unknown: no fingerprint recorded (written by Python nuthatch or an earlier \
+             release)"
+                .into()
+        ]]
+    );
 
     // A pandas frame written with backend='parquet': a single file, clipped
     // to an exact window here.

@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, RecordBatch, StringArray};
+use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema};
 use nuthatch::{CachedFunction, Outcome, ParamType, RefreshAction};
 
 use crate::support::Fixture;
+use crate::system::text_rows;
 
 const BASE: &str = "CREATE OR REPLACE CACHED FUNCTION base()
     AS SELECT * FROM (VALUES (1, 10.0), (2, 20.0)) AS t(k, v)";
@@ -24,29 +25,9 @@ const DERIVED: &str = "CREATE OR REPLACE CACHED FUNCTION derived(n BIGINT)
     WITH (cache_args = (n))
     AS SELECT k, v * $n AS v FROM base()";
 
-/// Every cell of every row as text (NULL as "NULL").
+/// Every cell of every row of `sql`'s result as text (NULL as "NULL").
 async fn rows(f: &Fixture, sql: &str) -> Vec<Vec<String>> {
-    let batches = f.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let mut rows = Vec::new();
-    for batch in &batches {
-        let columns: Vec<StringArray> = (batch.columns().iter())
-            .map(|c| {
-                let text = arrow::compute::cast(c, &DataType::Utf8).unwrap();
-                text.as_any().downcast_ref::<StringArray>().unwrap().clone()
-            })
-            .collect();
-        for i in 0..batch.num_rows() {
-            rows.push(
-                (columns.iter())
-                    .map(|c| match c.is_valid(i) {
-                        true => c.value(i).to_string(),
-                        false => "NULL".to_string(),
-                    })
-                    .collect(),
-            );
-        }
-    }
-    rows
+    text_rows(&f.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")))
 }
 
 async fn staleness(f: &Fixture) -> Vec<Vec<String>> {

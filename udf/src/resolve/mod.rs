@@ -686,6 +686,9 @@ impl Resolver<'_> {
             Source::Entry(entry) => entry.metadata.recorded.data_version,
             Source::Unstored(_) => None,
         };
+        if let Source::Entry(entry) = &source {
+            note_read(self.call, entry);
+        }
         if let (true, Some(id)) = (self.call.memoize, &self.call.local_id) {
             let whole = match &source {
                 Source::Entry(entry) => {
@@ -702,7 +705,11 @@ impl Resolver<'_> {
             };
             let batches = collect(Arc::clone(&clipped), self.state.task_ctx()).await?;
             let schema = clipped.schema();
-            let memoized = Memoized::new(schema, batches);
+            let source_entry = match &source {
+                Source::Entry(entry) => Some(read_input(entry)),
+                Source::Unstored(_) => None,
+            };
+            let memoized = Memoized::new(schema, batches).read_from(source_entry);
             self.call.catalog.memory().insert(id, memoized.clone());
             let mut prepared = self
                 .serve_memory(memoized, outcome, tier, copied_to)
@@ -711,9 +718,6 @@ impl Resolver<'_> {
             prepared.backend = backend;
             prepared.data_version = data_version;
             return Ok(prepared);
-        }
-        if let Source::Entry(entry) = &source {
-            note_read(self.call, entry);
         }
         let plan = match source {
             Source::Entry(entry) => {
@@ -768,6 +772,10 @@ impl Resolver<'_> {
         copied_to: Option<String>,
     ) -> Result<Prepared> {
         let shape = self.shape;
+        // Rows kept in memory come from an entry the caller read.
+        if let (Some(source), Some(caller)) = (&memoized.source, self.call.stack.caller()) {
+            caller.reads.note(source.clone());
+        }
         let batches = memoized.batches.as_ref().clone();
         let table = MemTable::try_new(memoized.schema, vec![batches])?;
         let projection = shape.scan_indices.as_ref();
