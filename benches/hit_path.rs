@@ -7,6 +7,10 @@
 //! 3. The same month from each tier: a root hit (the two-year entry, pruned
 //!    to the month), a local-tier hit (the month's own clipped copy) and a
 //!    memoized recall, as ratios to the root hit.
+//! 4. The root hit of that month judged for staleness (`on_stale` left at
+//!    `warn`: the entry's fingerprint compared, its input's row read and
+//!    judged in turn) against the same hit served unjudged (`on_stale =>
+//!    'serve'`) (target: within 10%).
 //!
 //! Run with `cargo bench --bench hit_path`.
 
@@ -139,5 +143,34 @@ async fn main() -> Result<()> {
             time.as_secs_f64() / root_time.as_secs_f64()
         );
     }
+
+    // 4. Staleness checking on a hit, against none: alternated, so that
+    // both see the same state of the disk's cache.
+    let unjudged_sql = month("on_stale => 'serve'");
+    let mut judged = Vec::new();
+    let mut unjudged = Vec::new();
+    for _ in 0..3 * RUNS {
+        let started = Instant::now();
+        count_rows(nuthatch.sql(month_sql).await?).await?;
+        judged.push(started.elapsed());
+        let started = Instant::now();
+        count_rows(nuthatch.sql(&unjudged_sql).await?).await?;
+        unjudged.push(started.elapsed());
+    }
+    let reports = nuthatch.take_reports();
+    assert!(
+        reports.iter().all(|r| r.stale.is_none()),
+        "nothing is stale"
+    );
+    judged.sort();
+    unjudged.sort();
+    let (judged, unjudged) = (judged[judged.len() / 2], unjudged[unjudged.len() / 2]);
+    println!("one month, judged for staleness against served unjudged:");
+    println!(
+        "  judged {:>6.2} ms   unjudged {:>6.2} ms   ratio {:>6.3}  (target <= 1.10)",
+        judged.as_secs_f64() * 1e3,
+        unjudged.as_secs_f64() * 1e3,
+        judged.as_secs_f64() / unjudged.as_secs_f64()
+    );
     Ok(())
 }

@@ -94,6 +94,8 @@ mod docs {
     struct Configuration;
     #[doc = include_str!("../docs/catalog.md")]
     struct Catalog;
+    #[doc = include_str!("../docs/staleness.md")]
+    struct Staleness;
     #[doc = include_str!("../docs/binary.md")]
     struct Binary;
     #[doc = include_str!("../docs/embedding.md")]

@@ -6,7 +6,8 @@
 //! identical computes ([`inflight`]), call reports ([`report`]), writes that outlive
 //! their query ([`background`]) and its
 //! errors ([`error`]), and the memory tier of memoized results
-//! ([`memory`]). [`Catalog`] ties them together: [`Catalog::lookup`] finds a
+//! ([`memory`]), what entries were computed from ([`lineage`]) and whether
+//! that still holds ([`stale`]). [`Catalog`] ties them together: [`Catalog::lookup`] finds a
 //! null marker or a valid entry on one tier, across backends;
 //! [`Catalog::store`] is the one place the write protocol lives
 //! ([`commit`], with the entry lock of [`lock`]). Which

@@ -351,3 +351,29 @@ async fn a_file_the_body_read_that_changes_or_gains_a_neighbour_makes_the_entry_
         "{because}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_of_a_lineage_that_loops_is_refused_naming_the_loop() {
+    let f = Fixture::new();
+    f.query("CREATE CACHED FUNCTION b() AS SELECT 1 AS x")
+        .await
+        .unwrap();
+    f.query("CREATE CACHED FUNCTION a() AS SELECT x FROM b()")
+        .await
+        .unwrap();
+    f.query("SELECT * FROM a()").await.unwrap();
+    // b now reads a, which read the b before it: each entry's lineage
+    // names the other.
+    f.query("CREATE OR REPLACE CACHED FUNCTION b() AS SELECT x + 1 AS x FROM a()")
+        .await
+        .unwrap();
+    f.query("SELECT * FROM b(recompute => true, cache_mode => 'overwrite')")
+        .await
+        .unwrap();
+    let error = f.error("EXPLAIN REFRESH STALE").await;
+    assert!(
+        error.contains("the lineage of these entries is a cycle (")
+            && error.contains("a() -> b() -> a()") | error.contains("b() -> a() -> b()"),
+        "{error}"
+    );
+}

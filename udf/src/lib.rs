@@ -19,7 +19,9 @@
 //! sql_body, function, options, definition, binding, registry,
 //! planner, settings, timeseries, call, compute, resolve, exec,
 //! table_function, script, system_tables, engine, session; parallel (misses
-//! written as parts by a cluster's workers).
+//! written as parts by a cluster's workers); fingerprint (what a definition
+//! is, for staleness), lineage (what a compute read) and refresh (computing
+//! stale entries again).
 
 pub mod args;
 pub mod binding;

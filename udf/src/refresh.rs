@@ -298,7 +298,8 @@ fn visit(
         return Ok(());
     }
     let entry = &stale[id];
-    let name = entry.listed.key().0;
+    let (key, namespace) = entry.listed.key();
+    let name = nuthatch_catalog::stale::entry_name(&key, namespace.as_deref());
     if path.contains(&name) {
         path.push(name);
         return plan_err!(

@@ -55,7 +55,8 @@ use nuthatch_backends::files::PortableScans;
 use nuthatch_backends::{Backend, WriteMode, Written};
 use nuthatch_catalog::{
     CacheMode, Claim, Entry, EntryId, Error, Followed, Found, Input, InputEntry, Lineage, Memoized,
-    OnStale, Outcome, Overwrite, Phase, Policy, Provenance, Running, Staleness, Tier, TierRole,
+    MetadataRow, OnStale, Outcome, Overwrite, Phase, Policy, Provenance, Running, Staleness, Tier,
+    TierRole,
 };
 
 use crate::call::Call;
@@ -211,17 +212,7 @@ impl Resolver<'_> {
                 Some(Found::Null(tier)) => {
                     return self.serve_null(Outcome::NullHit, Some(tier.name().to_string()))
                 }
-                Some(Found::Entry(entry)) => {
-                    let stale = match self.stale_because(&entry).await? {
-                        Some(_) if call.on_stale == OnStale::Recompute => {
-                            return self.recomputing().miss().await;
-                        }
-                        stale => stale,
-                    };
-                    let mut prepared = self.serve_any(*entry).await?;
-                    prepared.stale = stale;
-                    return Ok(prepared);
-                }
+                Some(Found::Entry(entry)) => return self.serve_judged(*entry).await,
                 None => {}
             }
         }
@@ -240,16 +231,38 @@ impl Resolver<'_> {
         self.serve_found(entry).await
     }
 
-    /// Why `entry` is stale, if it is and the call's policy asks
-    /// (`on_stale` other than `serve`); an error under `on_stale = 'error'`.
-    async fn stale_because(&self, entry: &Entry) -> Result<Option<String>> {
+    /// Serves an entry found on a tier as the call's `on_stale` says: a
+    /// policy that may not serve it stale judges it first; the default,
+    /// which serves it and reports why it is stale, judges it while the
+    /// entry is opened, so the judging costs the hit little time.
+    async fn serve_judged(&self, entry: Entry) -> Result<Prepared> {
         let call = self.call;
-        if call.on_stale == OnStale::Serve {
-            return Ok(None);
+        match call.on_stale {
+            OnStale::Serve => self.serve_any(entry).await,
+            OnStale::Recompute | OnStale::Error => {
+                match self.stale_because(&entry.tier, &entry.metadata).await? {
+                    Some(_) => self.recomputing().miss().await,
+                    None => self.serve_any(entry).await,
+                }
+            }
+            OnStale::Warn => {
+                let (tier, row) = (entry.tier.clone(), entry.metadata.clone());
+                let (stale, prepared) =
+                    futures::join!(self.stale_because(&tier, &row), self.serve_any(entry));
+                let mut prepared = prepared?;
+                prepared.stale = stale?;
+                Ok(prepared)
+            }
         }
+    }
+
+    /// Why the entry whose row is `row` is stale, if it is; an error under
+    /// `on_stale = 'error'`.
+    async fn stale_because(&self, tier: &Tier, row: &MetadataRow) -> Result<Option<String>> {
+        let call = self.call;
         let judge = call.catalog.judge();
         let judged = (judge.with_files(Arc::clone(self.state.runtime_env())))
-            .staleness(&entry.tier, &entry.metadata)
+            .staleness(tier, row)
             .await;
         let Staleness::Stale(_) = &judged else {
             return Ok(None);
@@ -259,7 +272,7 @@ impl Resolver<'_> {
             return Err(Error::Stale {
                 function: call.function.name().to_string(),
                 key: call.id.key.display().to_string(),
-                tier: entry.tier.name().to_string(),
+                tier: tier.name().to_string(),
                 because,
             }
             .into());
