@@ -377,3 +377,57 @@ async fn a_refresh_of_a_lineage_that_loops_is_refused_naming_the_loop() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_entries_on_a_mirror_are_judged_there_and_listed_never_refreshed() {
+    // Another team's store, filled by its own engine.
+    let team = Fixture::new();
+    team.query(BASE).await.unwrap();
+    team.query(DERIVED).await.unwrap();
+    team.query("SELECT * FROM derived(2)").await.unwrap();
+    let mirror = team.root().display().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::with_config(dir, |root| {
+        crate::tiers::with_mirrors(root, &[("team", mirror)])
+    });
+    f.query(BASE).await.unwrap();
+    f.query(DERIVED).await.unwrap();
+    let on_mirror = "SELECT key, stale, stale_because FROM nuthatch.caches \
+                     WHERE tier = 'team' ORDER BY key";
+    assert_eq!(
+        rows(&f, on_mirror).await,
+        vec![
+            vec!["base/".to_string(), "false".into(), "NULL".into()],
+            vec!["derived/2".to_string(), "false".into(), "NULL".into()],
+        ],
+        "the mirror's entries read their inputs on the mirror"
+    );
+
+    f.query(BASE_EDITED).await.unwrap();
+    let stale: Vec<String> = (rows(&f, on_mirror).await.iter())
+        .map(|r| r[2].clone())
+        .collect();
+    assert_eq!(
+        stale,
+        [
+            "the definition of base changed",
+            "input base() is stale: the definition of base changed"
+        ]
+    );
+    let steps = f.nuthatch.plan_refresh(&[]).await.unwrap();
+    let skipped: Vec<(&str, &str, bool)> = (steps.iter())
+        .map(|s| {
+            let mirror =
+                matches!(&s.action, RefreshAction::Skip { why } if why.contains("on a mirror"));
+            (s.key.as_str(), s.tier.as_str(), mirror)
+        })
+        .collect();
+    assert_eq!(
+        skipped,
+        [("base/", "team", true), ("derived/2", "team", true)]
+    );
+    let before = crate::support::files_under(&team.root());
+    let done = rows(&f, "REFRESH STALE").await;
+    assert!(done.iter().all(|r| r[6].starts_with("skip: ")), "{done:?}");
+    assert_eq!(crate::support::files_under(&team.root()), before);
+}

@@ -310,14 +310,16 @@ fn visit(
     }
     path.push(name);
     if let Lineage::Recorded(inputs) = &entry.row.recorded.lineage {
+        let reader = &entry.listed.tier;
         for input in inputs {
             let Input::Entry(input) = input else { continue };
-            let input_id = identity(
-                &input.tier,
-                &input.key,
-                input.namespace.as_deref(),
-                &input.backend,
-            );
+            // As staleness reads it: "root" of an entry on a mirror is
+            // that mirror.
+            let tier = match (reader.role(), input.tier.as_str()) {
+                (TierRole::Mirror, "root") => reader.name(),
+                _ => input.tier.as_str(),
+            };
+            let input_id = identity(tier, &input.key, input.namespace.as_deref(), &input.backend);
             if stale.contains_key(&input_id) {
                 visit(&input_id, stale, path, done, order)?;
             }

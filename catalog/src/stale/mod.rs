@@ -30,7 +30,7 @@ pub use policy::OnStale;
 
 use crate::key::CacheKey;
 use crate::lineage::{Input, InputEntry, InputFile, Lineage};
-use crate::{Catalog, EntryId, MetadataRow, Tier};
+use crate::{Catalog, EntryId, MetadataRow, Tier, TierRole};
 
 /// What the engine knows of the functions' definitions now.
 pub trait Definitions: Send + Sync + fmt::Debug {
@@ -268,7 +268,7 @@ impl Judge<'_> {
             if let Some(known) = self.memo.lock().expect("memo").get(&memo_key) {
                 return known.clone();
             }
-            let verdict = self.judged(row, path).await;
+            let verdict = self.judged(tier, row, path).await;
             self.memo
                 .lock()
                 .expect("memo")
@@ -278,7 +278,7 @@ impl Judge<'_> {
         .boxed()
     }
 
-    async fn judged(&self, row: &MetadataRow, mut path: Vec<String>) -> Staleness {
+    async fn judged(&self, tier: &Tier, row: &MetadataRow, mut path: Vec<String>) -> Staleness {
         let function = row
             .cache_key
             .split_once('/')
@@ -316,7 +316,7 @@ impl Judge<'_> {
             Lineage::Recorded(inputs) => {
                 for input in inputs {
                     let Input::Entry(input) = input else { continue };
-                    match self.input(input, &path).await {
+                    match self.input(tier, input, &path).await {
                         Ok(Some(cause)) => causes.push(cause),
                         Ok(None) => {}
                         Err(why) => unknown = Some(why),
@@ -365,7 +365,12 @@ impl Judge<'_> {
 
     /// Why `input` makes its reader stale, if it does; `Err` when that
     /// cannot be told.
-    async fn input(&self, input: &InputEntry, path: &[String]) -> Result<Option<Cause>, String> {
+    async fn input(
+        &self,
+        reader: &Tier,
+        input: &InputEntry,
+        path: &[String],
+    ) -> Result<Option<Cause>, String> {
         let name = entry_name(&input.key, input.namespace.as_deref());
         if path.contains(&name) {
             let mut cycle = path.to_vec();
@@ -375,7 +380,14 @@ impl Judge<'_> {
                 cycle.join(" -> ")
             ));
         }
-        let Some(tier) = self.catalog.tier_named(&input.tier) else {
+        // An entry on a mirror was written where that store is root: its
+        // inputs on "root" are on the same store, the mirror.
+        let on_reader = reader.role() == TierRole::Mirror && input.tier == "root";
+        let tier = match on_reader {
+            true => Some(reader),
+            false => self.catalog.tier_named(&input.tier),
+        };
+        let Some(tier) = tier else {
             return Err(format!(
                 "input {name} was read from tier '{}', which is not configured here",
                 input.tier
