@@ -10,7 +10,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::support::{Fixture, assert_outcome};
 
-fn read_parquet(path: &std::path::Path) -> RecordBatch {
+pub(crate) fn read_parquet(path: &std::path::Path) -> RecordBatch {
     let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .unwrap()

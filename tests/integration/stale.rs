@@ -431,3 +431,56 @@ async fn stale_entries_on_a_mirror_are_judged_there_and_listed_never_refreshed()
     assert!(done.iter().all(|r| r[6].starts_with("skip: ")), "{done:?}");
     assert_eq!(crate::support::files_under(&team.root()), before);
 }
+
+/// Replaces the text column `column` of the metadata row at `path`.
+fn rewrite_row(path: &std::path::Path, column: &str, value: &str) {
+    let row = crate::compat::read_parquet(path);
+    let index = row.schema().index_of(column).unwrap();
+    let mut columns = row.columns().to_vec();
+    columns[index] = Arc::new(arrow::array::StringArray::from(vec![value]));
+    let row = RecordBatch::try_new(row.schema(), columns).unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, row.schema(), None).unwrap();
+    writer.write(&row).unwrap();
+    writer.close().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_of_a_later_release_is_named_and_unknown_never_an_error() {
+    let f = Fixture::new();
+    f.query(BASE).await.unwrap();
+    f.query(DERIVED).await.unwrap();
+    f.query("SELECT * FROM derived(2)").await.unwrap();
+    f.query("SELECT * FROM derived(3)").await.unwrap();
+    let row = |n: u8| {
+        f.root()
+            .join(format!("nuthatch_metadata.nut/derived/{n}/parquet.parquet"))
+    };
+    rewrite_row(&row(2), "fingerprint", "9:from-a-later-release");
+    rewrite_row(&row(3), "lineage", "nuthatch-lineage 7\nsomething new");
+    assert_eq!(
+        rows(&f, "SELECT key, stale, stale_because FROM nuthatch.caches WHERE function = 'derived' ORDER BY key").await,
+        vec![
+            vec![
+                "derived/2".to_string(),
+                "NULL".into(),
+                "unknown: its fingerprint '9:from-a-later-release' is of a scheme this build does \
+                 not compute"
+                    .into()
+            ],
+            vec![
+                "derived/3".to_string(),
+                "NULL".into(),
+                "unknown: its lineage is in a format this build does not read \
+                 ('nuthatch-lineage 7')"
+                    .into()
+            ],
+        ]
+    );
+    f.reports();
+    f.query("SELECT * FROM derived(2, on_stale => 'error')")
+        .await
+        .unwrap();
+    let report = f.report();
+    assert_eq!((report.outcome, report.stale), (Outcome::Hit, None));
+}

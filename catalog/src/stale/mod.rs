@@ -168,6 +168,11 @@ impl fmt::Display for Cause {
     }
 }
 
+/// The scheme a fingerprint is written in: what precedes its `:`.
+fn scheme(fingerprint: &str) -> &str {
+    fingerprint.split_once(':').map_or("", |(scheme, _)| scheme)
+}
+
 /// The callees whose fingerprints differ between `was` and `now` (or that
 /// one of them calls and the other does not).
 fn changed_callees(was: &Fingerprint, now: &Fingerprint) -> Vec<String> {
@@ -297,6 +302,12 @@ impl Judge<'_> {
                 )
             }
             (Some(_), None) => unknown = Some(format!("{function} is not defined here")),
+            (Some(was), Some(now)) if scheme(&was.whole) != scheme(&now.whole) => {
+                unknown = Some(format!(
+                    "its fingerprint '{}' is of a scheme this build does not compute",
+                    was.whole
+                ))
+            }
             (Some(was), Some(now)) if was.whole != now.whole => {
                 callees = changed_callees(was, &now);
                 if was.own != now.own || callees.is_empty() {
