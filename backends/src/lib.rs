@@ -40,6 +40,8 @@ pub mod parquet;
 pub mod sorted;
 #[cfg(feature = "sql")]
 pub mod sql;
+#[cfg(feature = "terracotta")]
+pub mod terracotta;
 #[cfg(feature = "zarr")]
 pub mod zarr;
 

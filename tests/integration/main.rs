@@ -33,6 +33,8 @@ mod sql_functions;
 mod stale;
 mod stores;
 mod system;
+#[cfg(feature = "terracotta")]
+mod terracotta;
 mod through;
 mod tiers;
 #[cfg(feature = "zarr")]
