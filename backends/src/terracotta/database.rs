@@ -1,0 +1,347 @@
+//! The Terracotta database: the tables Terracotta 0.8 keeps (`terracotta`
+//! with its version, `key_names`, `datasets`, `metadata`), created when
+//! missing as Terracotta creates them, with the one key Python nuthatch
+//! registers datasets under (`key`).
+//!
+//! Rows go in one transaction per write, so a write killed before it
+//! commits registers nothing, and come out by exact key (Python's delete
+//! removes every key that starts with the entry's, which can take another
+//! entry's datasets with it).
+//!
+//! Terracotta's columns are kept as it writes them, including its naming:
+//! `bounds_north` holds the west bound, `bounds_east` the south,
+//! `bounds_south` the east and `bounds_west` the north (it reads them back
+//! in the same order, so its server and Python see the right box).
+
+use datafusion::common::{DataFusionError, Result};
+// Statements are put together from this module's constants only; every
+// value is bound.
+use sqlx::{AssertSqlSafe, Postgres, Sqlite, Transaction};
+
+use super::metadata::Metadata;
+use crate::sql::database::Pools;
+
+/// The version Terracotta stamps a database with; Terracotta 0.8 opens any
+/// `0.8.x`, and Python nuthatch 0.4.11 installs 0.8.6.
+pub const VERSION: &str = "0.8.6";
+
+/// One dataset to register: its key, the path Terracotta opens, and its
+/// metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    pub key: String,
+    pub path: String,
+    pub metadata: Metadata,
+}
+
+/// The tables, for PostgreSQL and for SQLite (Terracotta's key lengths
+/// for one key: 682 and 256).
+fn schema(postgres: bool) -> [String; 4] {
+    let (key, float, bytes) = match postgres {
+        true => ("VARCHAR(682)", "FLOAT(8)", "BYTEA"),
+        false => ("VARCHAR(256)", "FLOAT", "BLOB"),
+    };
+    [
+        "CREATE TABLE IF NOT EXISTS terracotta (version VARCHAR(255) NOT NULL, PRIMARY KEY (version))"
+            .to_string(),
+        format!(
+            "CREATE TABLE IF NOT EXISTS key_names (key_name {key} NOT NULL, description \
+             VARCHAR(8000), idx INTEGER, PRIMARY KEY (key_name), UNIQUE (idx))"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS datasets (key {key} NOT NULL, path VARCHAR(8000), \
+             PRIMARY KEY (key))"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS metadata (key {key} NOT NULL, bounds_north {float}, \
+             bounds_east {float}, bounds_south {float}, bounds_west {float}, convex_hull TEXT, \
+             valid_percentage {float}, min {float}, max {float}, mean {float}, stdev {float}, \
+             percentiles {bytes}, metadata TEXT, PRIMARY KEY (key))"
+        ),
+    ]
+}
+
+/// The error of a statement that failed while `doing` something.
+fn failed(doing: &str) -> impl Fn(sqlx::Error) -> DataFusionError + '_ {
+    move |e| DataFusionError::Execution(format!("the Terracotta database, {doing}: {e}"))
+}
+
+/// Checks that `version` is one Terracotta 0.8 opens.
+fn check_version(version: Option<String>) -> Result<()> {
+    match version {
+        Some(v) if !v.starts_with("0.8.") => Err(DataFusionError::Execution(format!(
+            "the Terracotta database is of version {v}, and this build writes Terracotta 0.8 \
+             databases (the release Python nuthatch 0.4.11 installs); point the tier's \
+             terracotta settings at another database"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Creates Terracotta's tables and rows where they are missing, and
+/// refuses a database of another Terracotta release.
+pub async fn prepare(pools: &Pools) -> Result<()> {
+    match pools {
+        Pools::Postgres { write, .. } => {
+            let mut tx = write.begin().await.map_err(failed("starting"))?;
+            for statement in schema(true) {
+                sqlx::query(AssertSqlSafe(statement))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(failed("creating its tables"))?;
+            }
+            let version: Option<String> = sqlx::query_scalar("SELECT version FROM terracotta")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(failed("reading its version"))?;
+            check_version(version.clone())?;
+            if version.is_none() {
+                sqlx::query("INSERT INTO terracotta (version) VALUES ($1)")
+                    .bind(VERSION)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(failed("stamping its version"))?;
+                sqlx::query(
+                    "INSERT INTO key_names (key_name, description, idx) VALUES ('key', '', 0)",
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("naming its key"))?;
+            }
+            tx.commit().await.map_err(failed("committing its tables"))
+        }
+        Pools::Sqlite { write, .. } => {
+            let mut tx = write.begin().await.map_err(failed("starting"))?;
+            for statement in schema(false) {
+                sqlx::query(AssertSqlSafe(statement))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(failed("creating its tables"))?;
+            }
+            let version: Option<String> = sqlx::query_scalar("SELECT version FROM terracotta")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(failed("reading its version"))?;
+            check_version(version.clone())?;
+            if version.is_none() {
+                sqlx::query("INSERT INTO terracotta (version) VALUES (?)")
+                    .bind(VERSION)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(failed("stamping its version"))?;
+                sqlx::query(
+                    "INSERT INTO key_names (key_name, description, idx) VALUES ('key', '', 0)",
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("naming its key"))?;
+            }
+            tx.commit().await.map_err(failed("committing its tables"))
+        }
+    }
+}
+
+/// The 99 percentiles as Terracotta stores them: little-endian float32.
+fn percentile_bytes(metadata: &Metadata) -> Vec<u8> {
+    (metadata.percentiles.iter())
+        .flat_map(|p| (*p as f32).to_le_bytes())
+        .collect()
+}
+
+/// Registers `datasets`, and removes the datasets of `replaced` keys, in
+/// one transaction.
+pub async fn register(pools: &Pools, datasets: &[Dataset], replaced: &[String]) -> Result<()> {
+    match pools {
+        Pools::Postgres { write, .. } => {
+            let mut tx = write.begin().await.map_err(failed("starting"))?;
+            for key in replaced.iter().chain(datasets.iter().map(|d| &d.key)) {
+                remove_pg(&mut tx, key).await?;
+            }
+            for dataset in datasets {
+                insert_pg(&mut tx, dataset).await?;
+            }
+            tx.commit().await.map_err(failed("committing the datasets"))
+        }
+        Pools::Sqlite { write, .. } => {
+            let mut tx = write.begin().await.map_err(failed("starting"))?;
+            for key in replaced.iter().chain(datasets.iter().map(|d| &d.key)) {
+                remove_sqlite(&mut tx, key).await?;
+            }
+            for dataset in datasets {
+                insert_sqlite(&mut tx, dataset).await?;
+            }
+            tx.commit().await.map_err(failed("committing the datasets"))
+        }
+    }
+}
+
+const INSERT_METADATA: &str = "INSERT INTO metadata (key, bounds_north, bounds_east, \
+    bounds_south, bounds_west, convex_hull, valid_percentage, min, max, mean, stdev, \
+    percentiles, metadata) VALUES ";
+
+async fn insert_pg(tx: &mut Transaction<'_, Postgres>, dataset: &Dataset) -> Result<()> {
+    let m = &dataset.metadata;
+    sqlx::query("INSERT INTO datasets (key, path) VALUES ($1, $2)")
+        .bind(&dataset.key)
+        .bind(&dataset.path)
+        .execute(&mut **tx)
+        .await
+        .map_err(failed("registering a dataset"))?;
+    // PostgreSQL's FLOAT(8) is a real: the values go as float32.
+    sqlx::query(AssertSqlSafe(format!(
+        "{INSERT_METADATA}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, '{{}}')"
+    )))
+    .bind(&dataset.key)
+    .bind(m.bounds[0] as f32)
+    .bind(m.bounds[1] as f32)
+    .bind(m.bounds[2] as f32)
+    .bind(m.bounds[3] as f32)
+    .bind(&m.convex_hull)
+    .bind(m.valid_percentage as f32)
+    .bind(m.min as f32)
+    .bind(m.max as f32)
+    .bind(m.mean as f32)
+    .bind(m.stdev as f32)
+    .bind(percentile_bytes(m))
+    .execute(&mut **tx)
+    .await
+    .map_err(failed("recording a dataset's metadata"))?;
+    Ok(())
+}
+
+async fn insert_sqlite(tx: &mut Transaction<'_, Sqlite>, dataset: &Dataset) -> Result<()> {
+    let m = &dataset.metadata;
+    sqlx::query("INSERT INTO datasets (key, path) VALUES (?, ?)")
+        .bind(&dataset.key)
+        .bind(&dataset.path)
+        .execute(&mut **tx)
+        .await
+        .map_err(failed("registering a dataset"))?;
+    sqlx::query(AssertSqlSafe(format!(
+        "{INSERT_METADATA}(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '{{}}')"
+    )))
+    .bind(&dataset.key)
+    .bind(m.bounds[0])
+    .bind(m.bounds[1])
+    .bind(m.bounds[2])
+    .bind(m.bounds[3])
+    .bind(&m.convex_hull)
+    .bind(m.valid_percentage)
+    .bind(m.min)
+    .bind(m.max)
+    .bind(m.mean)
+    .bind(m.stdev)
+    .bind(percentile_bytes(m))
+    .execute(&mut **tx)
+    .await
+    .map_err(failed("recording a dataset's metadata"))?;
+    Ok(())
+}
+
+async fn remove_pg(tx: &mut Transaction<'_, Postgres>, key: &str) -> Result<()> {
+    for table in ["datasets", "metadata"] {
+        sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE key = $1")))
+            .bind(key)
+            .execute(&mut **tx)
+            .await
+            .map_err(failed("removing a dataset"))?;
+    }
+    Ok(())
+}
+
+async fn remove_sqlite(tx: &mut Transaction<'_, Sqlite>, key: &str) -> Result<()> {
+    for table in ["datasets", "metadata"] {
+        sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE key = ?")))
+            .bind(key)
+            .execute(&mut **tx)
+            .await
+            .map_err(failed("removing a dataset"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+    fn metadata(offset: f64) -> Metadata {
+        Metadata {
+            bounds: [-30.5 + offset, -60.0, 30.0, 59.5],
+            convex_hull: "{\"type\": \"Polygon\", \"coordinates\": []}".into(),
+            valid_percentage: 97.5,
+            min: 1.0,
+            max: 9.0,
+            mean: 5.0,
+            stdev: 2.0,
+            percentiles: (1..100).map(|p| p as f64 / 10.0).collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn tables_are_terracottas_and_rows_go_by_exact_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("terracotta.sqlite"))
+            .create_if_missing(true);
+        let pool = SqlitePoolOptions::new()
+            .connect_with(options)
+            .await
+            .unwrap();
+        let pools = Pools::Sqlite {
+            read: pool.clone(),
+            write: pool.clone(),
+        };
+        prepare(&pools).await.unwrap();
+        prepare(&pools).await.unwrap();
+        let version: String = sqlx::query_scalar("SELECT version FROM terracotta")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(version, "0.8.6");
+        let dataset = |key: &str, offset: f64| Dataset {
+            key: key.into(),
+            path: format!("/store/{key}.tif"),
+            metadata: metadata(offset),
+        };
+        register(&pools, &[dataset("f_a", 0.0), dataset("f_a1", 1.0)], &[])
+            .await
+            .unwrap();
+        // Terracotta's naming: the west bound in bounds_north.
+        let (west, percentiles): (f64, Vec<u8>) =
+            sqlx::query_as("SELECT bounds_north, percentiles FROM metadata WHERE key = 'f_a'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(west, -30.5);
+        assert_eq!(percentiles.len(), 99 * 4);
+        assert_eq!(
+            f32::from_le_bytes(percentiles[..4].try_into().unwrap()),
+            0.1
+        );
+        // A new write of f_a replaces its rows and leaves f_a1's alone.
+        register(&pools, &[dataset("f_a", 2.0)], &[]).await.unwrap();
+        let keys: Vec<(String, f64)> =
+            sqlx::query_as("SELECT key, bounds_north FROM metadata ORDER BY key")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            keys,
+            [("f_a".to_string(), -28.5), ("f_a1".to_string(), -29.5)]
+        );
+        register(&pools, &[], &["f_a".to_string()]).await.unwrap();
+        let left: Vec<String> = sqlx::query_scalar("SELECT key FROM datasets")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(left, ["f_a1"]);
+
+        sqlx::query("UPDATE terracotta SET version = '0.10.1'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let error = prepare(&pools).await.unwrap_err().to_string();
+        assert!(error.contains("is of version 0.10.1"), "{error}");
+    }
+}
