@@ -2,7 +2,7 @@
 //! that decides what its entries hold, so an entry can tell that the
 //! definition that computed it is not the current one.
 //!
-//! A function's own part ([`own`]) is fixed when it is built:
+//! A function's own part (`own`) is fixed when it is built:
 //!
 //! - a SQL body as parsed, printed back from its syntax tree, so comments,
 //!   whitespace and the spelling of keywords do not count;

@@ -19,7 +19,7 @@
 //! asks first fail before computing, naming the mode that overwrites.
 //!
 //! What a found entry is judged by (`on_stale`) and what a stored one
-//! records of where it came from is [`judged`]'s.
+//! records of where it came from is `judged`'s.
 //!
 //! Calls that merge into the stored entry (`upsert`, `replace_window`)
 //! read nothing first: they compute and merge ([`merge`]).
