@@ -37,6 +37,7 @@ pub mod fidelity;
 pub mod files;
 pub mod once;
 pub mod parquet;
+pub mod python;
 pub mod sorted;
 #[cfg(feature = "sql")]
 pub mod sql;

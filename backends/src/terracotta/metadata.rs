@@ -12,6 +12,7 @@ use datafusion::common::{DataFusionError, Result};
 
 use super::cog::Raster;
 use super::mercator::{latitude_of, longitude_of};
+use crate::python::python_float;
 
 /// What Terracotta records of one dataset.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,33 +174,6 @@ fn hull_json(ring: &[(f64, f64)]) -> String {
         "{{\"type\": \"Polygon\", \"coordinates\": [[{}]]}}",
         points.join(", ")
     )
-}
-
-/// A float as Python's `repr` writes it: the shortest text that reads
-/// back the same, with `.0` on whole numbers and an exponent below 1e-4
-/// and from 1e16.
-pub fn python_float(value: f64) -> String {
-    if value.is_nan() {
-        return "NaN".into();
-    }
-    if value.is_infinite() {
-        return if value > 0.0 { "Infinity" } else { "-Infinity" }.into();
-    }
-    let magnitude = value.abs();
-    if magnitude != 0.0 && !(1e-4..1e16).contains(&magnitude) {
-        // Rust's shortest exponent form, in Python's spelling (e-05, e+16).
-        let text = format!("{value:e}");
-        let (mantissa, exponent) = text.split_once('e').expect("an exponent");
-        let exponent: i32 = exponent.parse().expect("an integer exponent");
-        let sign = if exponent < 0 { '-' } else { '+' };
-        return format!("{mantissa}e{sign}{:02}", exponent.abs());
-    }
-    let text = format!("{value}");
-    if text.contains('.') {
-        text
-    } else {
-        format!("{text}.0")
-    }
 }
 
 #[cfg(test)]
