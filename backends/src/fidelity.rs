@@ -47,6 +47,9 @@ pub enum Loss {
     /// Dates and times outside the years 1 to 9999, which the format
     /// cannot store at all: always refused, never changed.
     BeyondYears,
+    /// Values resampled onto another grid (Terracotta's Web Mercator):
+    /// every value may change.
+    Resampled,
 }
 
 impl Loss {
@@ -62,6 +65,7 @@ impl Loss {
             Loss::NullAsFalse => "nulls stored as false".into(),
             Loss::TimeOfDay => "time of day dropped from dates".into(),
             Loss::BeyondYears => "dates or times outside the years 1 to 9999".into(),
+            Loss::Resampled => "resampled onto the Web Mercator grid".into(),
         }
     }
 
@@ -83,6 +87,7 @@ impl Loss {
                 _ => 0,
             },
             Loss::BeyondYears => beyond_years(column),
+            Loss::Resampled => column.len() - column.null_count(),
             Loss::TimeOfDay => match column.data_type() {
                 DataType::Date64 => valid(column.as_primitive::<Date64Type>(), |ms| {
                     ms.rem_euclid(86_400_000) != 0

@@ -502,6 +502,8 @@ impl Backends {
             Arc::new(delta::DeltaBackend),
             #[cfg(feature = "sql")]
             Arc::new(sql::SqlBackend::default()),
+            #[cfg(feature = "terracotta")]
+            Arc::new(terracotta::TerracottaBackend::default()),
         ])
     }
 
@@ -512,7 +514,11 @@ impl Backends {
     pub fn not_built(name: &str) -> Option<&'static str> {
         match name {
             "basic" => Some("as a pickle (the basic backend)"),
-            "terracotta" => Some("as map tiles (the terracotta backend)"),
+            #[cfg(not(feature = "terracotta"))]
+            "terracotta" => Some(
+                "as map tiles (the terracotta backend; this build lacks nuthatch's `terracotta` \
+                 feature)",
+            ),
             #[cfg(not(feature = "zarr"))]
             "zarr" => Some("with its zarr backend (this build lacks nuthatch's `zarr` feature)"),
             #[cfg(not(feature = "delta"))]

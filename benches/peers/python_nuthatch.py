@@ -3,8 +3,7 @@
     python python_nuthatch.py WORKDIR [--repeats N] [--warmup N]
                                       [--paths zarr,parquet,delta] [--keep] [--verbose]
 
-Runs inside the venv that scripts/peers makes (PYTHONPATH must hold
-tests/python/stubs). Every repeat and every path gets a fresh cache root under
+Runs inside the venv that scripts/peers makes. Every repeat and every path gets a fresh cache root under
 WORKDIR; the steps then run in order, each timed in-process from the call to
 the end of the reductions that examples/readme.sql computes (rows, first and
 last time, mean air); one untimed pass per path comes first (--warmup). Each

@@ -484,8 +484,7 @@ fn python(args: &[&str], root: &Path) -> String {
         .arg(dir.join("nuthatch_store.py"))
         .args(args.iter().take(1))
         .arg(root)
-        .args(args.iter().skip(1))
-        .env("PYTHONPATH", dir.join("stubs"));
+        .args(args.iter().skip(1));
     let output = command.output().expect("python runs");
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
     assert!(

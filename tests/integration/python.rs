@@ -35,10 +35,7 @@ fn python_at_home(args: &[&str], home: Option<&Path>) -> String {
     );
     let dir = python_dir();
     let mut command = Command::new(&interpreter);
-    command
-        .arg(dir.join("nuthatch_store.py"))
-        .args(args)
-        .env("PYTHONPATH", dir.join("stubs"));
+    command.arg(dir.join("nuthatch_store.py")).args(args);
     if let Some(home) = home {
         command.env("HOME", home);
     }

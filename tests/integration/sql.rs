@@ -213,15 +213,15 @@ async fn an_unreachable_database_is_named_without_its_password() {
 }
 
 /// The PostgreSQL server scripts/test started.
-struct Pg {
-    port: String,
-    database: String,
-    writer: (String, String),
+pub(crate) struct Pg {
+    pub(crate) port: String,
+    pub(crate) database: String,
+    pub(crate) writer: (String, String),
     reader: (String, String),
     admin: (String, String),
 }
 
-fn pg() -> Pg {
+pub(crate) fn pg() -> Pg {
     let var = |name: &str| {
         std::env::var(format!("NUTHATCH_TEST_PG_{name}")).unwrap_or_else(|_| {
             panic!(
@@ -241,7 +241,7 @@ fn pg() -> Pg {
 impl Pg {
     /// A root whose sql entries go to the server, read as `user` and
     /// written as `writer` when given.
-    fn fixture(
+    pub(crate) fn fixture(
         &self,
         user: &(String, String),
         writer: Option<&(String, String)>,
@@ -273,7 +273,7 @@ impl Pg {
         })
     }
 
-    async fn admin(&self) -> sqlx::PgPool {
+    pub(crate) async fn admin(&self) -> sqlx::PgPool {
         let options = sqlx::postgres::PgConnectOptions::new()
             .host("127.0.0.1")
             .port(self.port.parse().unwrap())
@@ -510,10 +510,6 @@ fn python_sql(args: &[&str], root: &Path, pg: &Pg) -> String {
         .arg(args[0])
         .arg(root)
         .args(&args[1..])
-        .env(
-            "PYTHONPATH",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/stubs"),
-        )
         .env("NUTHATCH_ROOT_SQL_DRIVER", "postgresql+psycopg2")
         .env("NUTHATCH_ROOT_SQL_HOST", "127.0.0.1")
         .env("NUTHATCH_ROOT_SQL_PORT", &pg.port)

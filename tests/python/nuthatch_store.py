@@ -23,6 +23,17 @@
     python nuthatch_store.py read-sql ROOT STATION SCALE START END
         As `read`, for a SQL entry (backend='sql').
 
+    python nuthatch_store.py write-terracotta ROOT
+        Caches `grid(1)` with backend='terracotta': an xarray Dataset over
+        (time, lat, lon), four six-hourly steps of `air` on a 2.5 degree grid
+        (lat 15..75, lon -160..-30), which nuthatch reprojects and registers
+        in the Terracotta database that NUTHATCH_ROOT_TERRACOTTA_* name.
+
+    python nuthatch_store.py read-terracotta ROOT DAYS
+        Reads `grid(DAYS)` in read_only_strict mode; nuthatch's terracotta
+        backend returns each dataset's Terracotta metadata: prints `result
+        COUNT` and `dataset KEY MIN MAX` for each.
+
     python nuthatch_store.py write-basic ROOT
         Caches `counts(3)`, whose result is a Python list, so nuthatch
         stores it with its basic backend: a pickle.
@@ -83,6 +94,27 @@ def define_series(kind, backend="parquet", factor=1.0):
     return series
 
 
+def define_grid(kind):
+    import xarray as xr
+    from nuthatch import cache
+
+    @cache(cache_args=["days"], version="1", backend="terracotta")
+    def grid(days=1):
+        if kind == "read":
+            raise RuntimeError("the entry should have been read, not computed")
+        times = pd.date_range("2013-01-01", periods=4 * days, freq="6h").values.astype("datetime64[ns]")
+        lat = np.arange(15.0, 75.1, 2.5)
+        lon = np.arange(-160.0, -29.9, 2.5)
+        step = np.arange(len(times), dtype="float64")[:, None, None]
+        air = 250.0 + step + lat[None, :, None] * 0.5 + lon[None, None, :] * 0.1
+        return xr.Dataset(
+            {"air": (("time", "lat", "lon"), air.astype("float32"))},
+            coords={"time": times, "lat": lat, "lon": lon},
+        )
+
+    return grid
+
+
 def main():
     command, root = sys.argv[1], sys.argv[2]
     os.environ["NUTHATCH_ROOT_FILESYSTEM"] = root
@@ -102,6 +134,17 @@ def main():
         return
     if command == "write-sql":
         define_series("pandas", "sql")(None, None, station="sql1", scale=1.0)
+        return
+    if command == "write-terracotta":
+        define_grid("write")(1)
+        return
+    if command == "read-terracotta":
+        datasets = define_grid("read")(int(sys.argv[3]), cache_mode="read_only_strict")
+        print(f"result {len(datasets)}")
+        for dataset in datasets:
+            for key, metadata in dataset.items():
+                low, high = metadata["range"]
+                print(f"dataset {key} {low!r} {high!r}")
         return
     if command == "write-basic":
         from nuthatch import cache

@@ -174,7 +174,23 @@ impl Databases {
     /// The database `at`'s settings name. Pools open lazily: nothing is
     /// contacted until a query runs.
     pub fn get(&self, at: &Location) -> Result<Database> {
-        let target = target(at)?;
+        let settings = at.settings.get::<SqlSettings>();
+        self.open(settings, at.folder.as_ref(), "sql", SQLITE_FILE)
+    }
+
+    /// The database `settings` name (the defaults when `None`) for the
+    /// format `backend`, whose section messages name: with no driver, the
+    /// SQLite file `file` in `folder`, the tier's local folder. Formats
+    /// other than `sql` that keep rows in the tier's database (Terracotta)
+    /// reach it through this.
+    pub fn open(
+        &self,
+        settings: Option<&SqlSettings>,
+        folder: Option<&PathBuf>,
+        backend: &str,
+        file: &str,
+    ) -> Result<Database> {
+        let target = target(settings, folder, backend, file)?;
         let mut open = self.open.lock().expect("database pools");
         if let Some(database) = open.get(&target) {
             return Ok(database.clone());
@@ -256,14 +272,19 @@ impl SqlSettings {
     }
 }
 
-/// The database `at`'s settings name.
-fn target(at: &Location) -> Result<Target> {
+/// The database `settings` name; with no driver, `file` in `folder`.
+fn target(
+    settings: Option<&SqlSettings>,
+    folder: Option<&PathBuf>,
+    backend: &str,
+    file: &str,
+) -> Result<Target> {
     let config = |text: String| DataFusionError::Configuration(text);
     let default = SqlSettings {
         pool_size: DEFAULT_POOL_SIZE,
         ..SqlSettings::default()
     };
-    let settings = at.settings.get::<SqlSettings>().unwrap_or(&default);
+    let settings = settings.unwrap_or(&default);
     let sqlite_file = |file: PathBuf| Target {
         driver: Driver::Sqlite,
         host: String::new(),
@@ -277,25 +298,24 @@ fn target(at: &Location) -> Result<Target> {
     };
     match settings.driver.as_deref() {
         None => {
-            let folder = at.folder.as_ref().ok_or_else(|| {
-                config(
-                    "the sql backend needs a database on this tier: set driver, host, port, \
-                     database, username and password in its sql section (as in \
-                     [tool.nuthatch.root.sql]); a SQLite file is made only beside a tier that \
-                     is a local folder"
-                        .to_string(),
-                )
+            let folder = folder.ok_or_else(|| {
+                config(format!(
+                    "the {backend} backend needs a database on this tier: set driver, host, \
+                     port, database, username and password in its {backend} section (as in \
+                     [tool.nuthatch.root.{backend}]); a SQLite file is made only beside a tier \
+                     that is a local folder"
+                ))
             })?;
             let folder = std::path::absolute(folder)
                 .map_err(|e| config(format!("{}: {e}", folder.display())))?;
-            Ok(sqlite_file(folder.join(SQLITE_FILE)))
+            Ok(sqlite_file(folder.join(file)))
         }
         Some(d) if d.starts_with("sqlite") => {
             let file = settings
                 .database
                 .clone()
                 .map(PathBuf::from)
-                .or_else(|| at.folder.as_ref().map(|f| f.join(SQLITE_FILE)));
+                .or_else(|| folder.map(|f| f.join(file)));
             let file = file.ok_or_else(|| {
                 config("driver sqlite needs database = <file of the SQLite database>".to_string())
             })?;
@@ -314,7 +334,7 @@ fn target(at: &Location) -> Result<Target> {
                 .collect();
             if !missing.is_empty() {
                 return Err(config(format!(
-                    "the {d} database of this tier needs {} in its sql settings",
+                    "the {d} database of this tier needs {} in its {backend} settings",
                     missing.join(", ")
                 )));
             }
@@ -331,7 +351,7 @@ fn target(at: &Location) -> Result<Target> {
             })
         }
         Some(other) => Err(config(format!(
-            "driver {other} is not supported by the sql backend; use postgresql or sqlite"
+            "driver {other} is not supported by the {backend} backend; use postgresql or sqlite"
         ))),
     }
 }

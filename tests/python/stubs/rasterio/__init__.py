@@ -1,1 +1,0 @@
-"""Stand-in: see ../README.md."""

@@ -1,5 +1,0 @@
-"""Stand-in: see ../README.md."""
-
-
-class Resampling:
-    pass
