@@ -453,6 +453,14 @@ pub trait Backend: Debug + Send + Sync {
         Vec::new()
     }
 
+    /// Makes data just copied byte for byte into `at` (an import from
+    /// another tier) the format's own there: registers what the format
+    /// keeps beside the store (Terracotta's datasets). Nothing for formats
+    /// whose objects are the whole entry.
+    async fn adopt(&self, _at: &Location) -> Result<()> {
+        Ok(())
+    }
+
     /// Removes the parts of the entry at `at` that `keep` does not name:
     /// those a write replaced, and those a killed write left. Nothing for
     /// formats without parts.

@@ -127,6 +127,10 @@ impl Catalog {
                 listed.tier.name()
             )));
         }
+        backend
+            .adopt(&into)
+            .await
+            .map_err(|e| self.backend_error(backend.name(), &id, to, e))?;
 
         self.ensure_marker(to).await?;
         let mut row = row;

@@ -500,3 +500,57 @@ async fn python_terracotta_entries_read_here_and_ours_read_in_python() {
         .collect();
     assert_eq!(grid, [Outcome::Hit]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_copy_is_the_same_map_registered_beside_the_local_tier() {
+    let f = grid_fixture().await;
+    let summary = "SELECT count(*) AS n, count(air) AS valid, sum(air) AS total, min(lat) AS south, \
+                   max(lon) AS east FROM maps(1";
+    let root = crate::system::text_rows(&f.query(&format!("{summary})")).await.unwrap());
+    // `local` stores what it reads from root in the local tier: the rows
+    // read back from Web Mercator, which reproject onto the same pixels.
+    let local = crate::system::text_rows(
+        &f.query(&format!("{summary}, cache_mode => 'local')"))
+            .await
+            .unwrap(),
+    );
+    let strict = crate::system::text_rows(
+        &f.query(&format!("{summary}, cache_mode => 'local_strict')"))
+            .await
+            .unwrap(),
+    );
+    // The same pixels and values; a float32 latitude read back places the
+    // grid to within a few metres.
+    for copy in [&local, &strict] {
+        assert_eq!(copy[0][..3], root[0][..3]);
+        for column in 3..5 {
+            let (a, b): (f64, f64) = (
+                copy[0][column].parse().unwrap(),
+                root[0][column].parse().unwrap(),
+            );
+            assert!((a - b).abs() < 1e-3, "{copy:?} against {root:?}");
+        }
+    }
+    let files = crate::support::files_under(&f.local());
+    let copies: Vec<&String> = files.iter().filter(|p| p.ends_with(".tif")).collect();
+    assert_eq!(copies.len(), 4, "{files:?}");
+    let (datasets, _) = registered(&f.local().join("terracotta.sqlite")).await;
+    assert_eq!(datasets.len(), 4);
+    assert!(
+        datasets[0].1.starts_with(
+            &std::path::absolute(f.local())
+                .unwrap()
+                .display()
+                .to_string()
+        )
+    );
+    assert_eq!(
+        datasets.iter().map(|d| d.0.clone()).collect::<Vec<_>>(),
+        registered(&f.root().join("terracotta.sqlite"))
+            .await
+            .0
+            .iter()
+            .map(|d| d.0.clone())
+            .collect::<Vec<_>>()
+    );
+}

@@ -100,18 +100,38 @@ pub struct Grid {
     pub bands: Vec<Band>,
 }
 
-/// An evenly spaced axis: its first centre and its step (signed).
+/// An evenly spaced axis: its first centre and its step (signed), in
+/// degrees, or for a latitude axis that is evenly spaced on Web Mercator
+/// instead (rows a Terracotta entry was read back as), in metres.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Axis {
     first: f64,
     step: f64,
     len: usize,
+    mercator: bool,
 }
 
+/// How far a step may stray from the first, as a share of it: a
+/// thousandth of a cell, more than a float32 coordinate's rounding.
+const STEP_TOLERANCE: f64 = 1e-3;
+
 impl Axis {
-    /// `centres` as an axis, if they are evenly spaced (to a millionth of
-    /// the step); the error names the column and where the spacing breaks.
+    /// `centres` as an axis, if they are evenly spaced; the error names the
+    /// column and where the spacing breaks.
     fn of(column: &str, centres: &[f64]) -> Result<Axis> {
+        Axis::spaced(column, centres, false)
+    }
+
+    /// Latitudes as an axis: evenly spaced in degrees, or else on Web
+    /// Mercator, which a grid already in its projection is.
+    fn of_latitudes(centres: &[f64]) -> Result<Axis> {
+        Axis::spaced("latitude", centres, false).or_else(|in_degrees| {
+            let metres: Vec<f64> = centres.iter().map(|&lat| y_of(lat)).collect();
+            Axis::spaced("latitude", &metres, true).map_err(|_| in_degrees)
+        })
+    }
+
+    fn spaced(column: &str, centres: &[f64], mercator: bool) -> Result<Axis> {
         let irregular = |why: String| {
             DataFusionError::Execution(format!(
                 "the {column} column is not a regular grid axis: {why}; terracotta entries need \
@@ -126,7 +146,7 @@ impl Axis {
             return Err(irregular("its values do not change".into()));
         }
         for (i, window) in centres.windows(2).enumerate() {
-            if ((window[1] - window[0]) - step).abs() > step.abs() * 1e-6 {
+            if ((window[1] - window[0]) - step).abs() > step.abs() * STEP_TOLERANCE {
                 return Err(irregular(format!(
                     "{} follows {} where a step of {step} was expected (at position {})",
                     window[1],
@@ -139,19 +159,25 @@ impl Axis {
             first: centres[0],
             step,
             len: centres.len(),
+            mercator,
         })
     }
 
-    /// The fractional index of `value` on the axis.
+    /// The fractional index of `value` (degrees) on the axis.
     fn index(&self, value: f64) -> f64 {
+        let value = if self.mercator { y_of(value) } else { value };
         (value - self.first) / self.step
     }
 
-    /// The lowest and highest cell edges.
+    /// The lowest and highest cell edges, in degrees.
     fn edges(&self) -> (f64, f64) {
         let last = self.first + self.step * (self.len - 1) as f64;
         let half = self.step.abs() / 2.0;
-        (self.first.min(last) - half, self.first.max(last) + half)
+        let (low, high) = (self.first.min(last) - half, self.first.max(last) + half);
+        match self.mercator {
+            true => (latitude_of(low), latitude_of(high)),
+            false => (low, high),
+        }
     }
 }
 
@@ -182,7 +208,7 @@ impl Grid {
 
     /// The grid on Web Mercator, sampled with `resampling`.
     pub fn reproject(&self, resampling: Resampling) -> Result<Raster> {
-        let latitudes = Axis::of("latitude", &self.latitudes)?;
+        let latitudes = Axis::of_latitudes(&self.latitudes)?;
         let longitudes = Axis::of("longitude", &self.longitudes)?;
         let (west, east) = longitudes.edges();
         let (south, north) = latitudes.edges();
@@ -355,6 +381,30 @@ mod tests {
                 values,
             }],
         }
+    }
+
+    #[test]
+    fn a_grid_read_back_from_web_mercator_reprojects_to_itself() {
+        let latitudes = (0..25).map(|i| 75.0 - 2.5 * i as f64).collect();
+        let longitudes = (0..53).map(|i| -160.0 + 2.5 * i as f64).collect();
+        let first = grid(latitudes, longitudes)
+            .reproject(Resampling::Nearest)
+            .unwrap();
+        // The pixel centres, in degrees, as float32 columns would hold them.
+        let centre = |i: usize, from: f64, step: f64| from + (i as f64 + 0.5) * step;
+        let back = Grid {
+            latitudes: (0..first.height)
+                .map(|r| latitude_of(centre(r, first.top, -first.pixel_height)) as f32 as f64)
+                .collect(),
+            longitudes: (0..first.width)
+                .map(|c| longitude_of(centre(c, first.left, first.pixel_width)) as f32 as f64)
+                .collect(),
+            bands: first.bands.clone(),
+        };
+        let again = back.reproject(Resampling::Nearest).unwrap();
+        assert_eq!((again.width, again.height), (first.width, first.height));
+        assert!((again.top - first.top).abs() < 1.0 && (again.left - first.left).abs() < 1.0);
+        assert_eq!(again.bands, first.bands);
     }
 
     #[test]

@@ -278,6 +278,30 @@ impl Backend for TerracottaBackend {
         write::write(at, &settings, &database, data, options).await
     }
 
+    /// Registers the datasets of files an import copied here, with the
+    /// metadata computed from the files as written.
+    async fn adopt(&self, at: &Location) -> Result<()> {
+        let settings = Self::settings(at);
+        let database = self.database(at, &settings)?;
+        let mut datasets = Vec::new();
+        for file in write::stored_files(at).await? {
+            let path = at.path.clone().join(file.as_str());
+            let bytes = (at.store.get(&path).await)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?
+                .bytes()
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let raster = tiff::read(&bytes, path.as_ref())?;
+            datasets.push(database::Dataset {
+                key: write::dataset_key(at, &file),
+                path: settings.registered(at, &file),
+                metadata: metadata::Metadata::of(&raster)?,
+            });
+        }
+        database::prepare(&database.pools).await?;
+        database::register(&database.pools, &datasets, &[]).await
+    }
+
     /// Removes the entry's datasets from the database, then its files.
     async fn delete(&self, at: &Location) -> Result<()> {
         let files = write::stored_files(at).await?;
