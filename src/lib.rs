@@ -31,8 +31,8 @@ pub mod demo;
 
 pub use nuthatch_backends::coverage::{Coverage, Span};
 pub use nuthatch_backends::{
-    Backend, Backends, Commit, Layout, Location, Section, TierSettings, WriteMode, WriteOptions,
-    WriteProgress, Written,
+    Backend, Backends, Commit, Layout, Location, Section, SystemTable, TierSettings, WriteMode,
+    WriteOptions, WriteProgress, Written,
 };
 pub use nuthatch_catalog::{
     CacheKey, CacheMode, CallReport, Catalog, Config, EntryId, Error, Found, KeyValue, MemoryTier,

@@ -35,6 +35,7 @@ pub mod coverage;
 pub mod delta;
 pub mod fidelity;
 pub mod files;
+pub mod files_read;
 pub mod once;
 pub mod parquet;
 pub mod python;
@@ -88,6 +89,10 @@ pub struct Location {
     /// The local folder the store is rooted at, when it is one; formats
     /// that need a file of their own beside the tier (SQLite) put it there.
     pub folder: Option<PathBuf>,
+    /// Where the tier is, as configured and without credentials
+    /// (`s3://bucket/caches`), for formats that record where their files
+    /// are for others to open (Terracotta's datasets).
+    pub root: Option<String>,
     /// The columns the entry's rows were written in ascending order of
     /// (nulls last), as its metadata records; formats that read rows back
     /// in the order they were written declare it to DataFusion.
@@ -120,6 +125,7 @@ impl Location {
             namespace: None,
             settings: TierSettings::default(),
             folder: None,
+            root: None,
             sort_order: Vec::new(),
             parts: None,
             time_column: None,
@@ -453,6 +459,15 @@ pub trait Backend: Debug + Send + Sync {
         Vec::new()
     }
 
+    /// A table of the format's own in the `nuthatch` schema
+    /// (`nuthatch.<name>`), over what it keeps beside the entries of each
+    /// of `tiers`: a tier's name and the location of its root for this
+    /// format. Terracotta lists its datasets; most formats have none.
+    fn system_table(&self, tiers: Vec<(String, Location)>) -> Option<SystemTable> {
+        let _ = tiers;
+        None
+    }
+
     /// Makes data just copied byte for byte into `at` (an import from
     /// another tier) the format's own there: registers what the format
     /// keeps beside the store (Terracotta's datasets). Nothing for formats
@@ -488,6 +503,9 @@ pub trait Backend: Debug + Send + Sync {
     /// Removes the entry's data; removing nothing is not an error.
     async fn delete(&self, at: &Location) -> Result<()>;
 }
+
+/// A format's table in the `nuthatch` schema ([`Backend::system_table`]).
+pub type SystemTable = (&'static str, Arc<dyn TableProvider>);
 
 /// The formats an engine can read and write, by name.
 #[derive(Debug, Clone)]

@@ -191,6 +191,7 @@ impl Tier {
             .cloned()
             .unwrap_or_default();
         at.folder = store.folder.clone();
+        at.root = Some(self.location.clone());
         at
     }
 

@@ -12,7 +12,7 @@
 //!   the stored ones before delta-rs sees it, and the rows are cast back
 //!   after;
 //! - it counts the files the scan reads against the version's total, as
-//!   the metric `files_pruned` of a thin [`DeltaFilesExec`] (the call
+//!   the metric `files_pruned` of a thin [`FilesReadExec`] (the call
 //!   report's `files=r/t`).
 
 use std::fmt;
@@ -25,17 +25,14 @@ use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{BinaryExpr, Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_expr::expressions::{CastExpr, Column};
-use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use datafusion::physical_plan::projection::ProjectionExec;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, PhysicalExpr, PlanProperties,
-};
+use datafusion::physical_plan::{ExecutionPlan, PhysicalExpr};
 use deltalake::DeltaTable;
 
 use super::delta_error;
+use crate::files_read::FilesReadExec;
 
 /// One version of a Delta table, served as the entry's table.
 #[derive(Debug)]
@@ -139,7 +136,7 @@ impl TableProvider for DeltaEntry {
             .await?;
         let read = files_in(&plan);
         let plan = cast_to_declared(plan, &self.schema, &declared)?;
-        Ok(Arc::new(DeltaFilesExec::new(plan, read, self.files)))
+        Ok(Arc::new(FilesReadExec::new(plan, read, self.files)))
     }
 }
 
@@ -228,85 +225,4 @@ fn cast_to_declared(
         })
         .collect::<Vec<_>>();
     Ok(Arc::new(ProjectionExec::try_new(exprs, plan)?))
-}
-
-/// Passes its input through and reports how many of the version's files
-/// the scan below reads (`files_pruned`: matched = read).
-#[derive(Debug)]
-pub struct DeltaFilesExec {
-    input: Arc<dyn ExecutionPlan>,
-    read: usize,
-    total: usize,
-    metrics: ExecutionPlanMetricsSet,
-}
-
-impl DeltaFilesExec {
-    fn new(input: Arc<dyn ExecutionPlan>, read: usize, total: usize) -> Self {
-        let metrics = ExecutionPlanMetricsSet::new();
-        let pruning = MetricBuilder::new(&metrics).pruning_metrics("files_pruned", 0);
-        pruning.add_matched(read);
-        pruning.add_pruned(total.saturating_sub(read));
-        DeltaFilesExec {
-            input,
-            read,
-            total,
-            metrics,
-        }
-    }
-}
-
-impl DisplayAs for DeltaFilesExec {
-    fn fmt_as(&self, _: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "DeltaFilesExec: files={}/{}", self.read, self.total)
-    }
-}
-
-impl ExecutionPlan for DeltaFilesExec {
-    fn name(&self) -> &str {
-        "DeltaFilesExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        self.input.properties()
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        match (children.pop(), children.is_empty()) {
-            (Some(input), true) => Ok(Arc::new(DeltaFilesExec {
-                input,
-                read: self.read,
-                total: self.total,
-                metrics: self.metrics.clone(),
-            })),
-            _ => Err(DataFusionError::Internal(
-                "DeltaFilesExec has one child".into(),
-            )),
-        }
-    }
-
-    fn execute(
-        &self,
-        partition: usize,
-        context: Arc<TaskContext>,
-    ) -> Result<SendableRecordBatchStream> {
-        self.input.execute(partition, context)
-    }
-
-    fn metrics(&self) -> Option<MetricsSet> {
-        Some(self.metrics.clone_inner())
-    }
 }

@@ -79,6 +79,12 @@ impl fmt::Debug for Database {
 }
 
 impl Database {
+    /// The SQLite file, for a SQLite database: whether it exists tells a
+    /// reader that must not create it whether there is anything to read.
+    pub fn sqlite_file(&self) -> Option<&str> {
+        self.shown.strip_prefix("sqlite:")
+    }
+
     pub fn dialect(&self) -> Dialect {
         match self.pools {
             Pools::Postgres { .. } => Dialect::Postgres,

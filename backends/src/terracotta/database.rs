@@ -260,6 +260,97 @@ async fn remove_sqlite(tx: &mut Transaction<'_, Sqlite>, key: &str) -> Result<()
     Ok(())
 }
 
+/// One registered dataset as read back: its key, path and metadata (none
+/// when Terracotta has yet to compute it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registered {
+    pub key: String,
+    pub path: Option<String>,
+    /// West, south, east, north.
+    pub bounds: Option<[f64; 4]>,
+    pub valid_percentage: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub mean: Option<f64>,
+    pub stdev: Option<f64>,
+}
+
+/// The datasets and their metadata, by key (TC's bounds columns read back
+/// in its order); none when the database has no Terracotta tables.
+const LIST: &str = "SELECT d.key, d.path, m.bounds_north, m.bounds_east, m.bounds_south, \
+    m.bounds_west, m.valid_percentage, m.min, m.max, m.mean, m.stdev FROM datasets d \
+    LEFT JOIN metadata m ON m.key = d.key ORDER BY d.key";
+
+type Row<F> = (
+    String,
+    Option<String>,
+    Option<F>,
+    Option<F>,
+    Option<F>,
+    Option<F>,
+    Option<F>,
+    Option<F>,
+    Option<F>,
+    Option<F>,
+    Option<F>,
+);
+
+fn registered<F: Into<f64>>(row: Row<F>) -> Registered {
+    let wide = |v: Option<F>| v.map(Into::into);
+    let (key, path, west, south, east, north, valid, min, max, mean, stdev) = row;
+    let bounds = match (wide(west), wide(south), wide(east), wide(north)) {
+        (Some(w), Some(s), Some(e), Some(n)) => Some([w, s, e, n]),
+        _ => None,
+    };
+    Registered {
+        key,
+        path,
+        bounds,
+        valid_percentage: wide(valid),
+        min: wide(min),
+        max: wide(max),
+        mean: wide(mean),
+        stdev: wide(stdev),
+    }
+}
+
+/// Every dataset registered in the database.
+pub async fn datasets(pools: &Pools) -> Result<Vec<Registered>> {
+    match pools {
+        Pools::Postgres { read, .. } => {
+            let exists: bool = sqlx::query_scalar("SELECT to_regclass('datasets') IS NOT NULL")
+                .fetch_one(read)
+                .await
+                .map_err(failed("looking for its tables"))?;
+            if !exists {
+                return Ok(Vec::new());
+            }
+            // PostgreSQL's FLOAT(8) is a real.
+            let rows: Vec<Row<f32>> = sqlx::query_as(LIST)
+                .fetch_all(read)
+                .await
+                .map_err(failed("listing its datasets"))?;
+            Ok(rows.into_iter().map(registered).collect())
+        }
+        Pools::Sqlite { read, .. } => {
+            let exists: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'datasets'",
+            )
+            .fetch_one(read)
+            .await
+            .map_err(failed("looking for its tables"))?;
+            if exists == 0 {
+                return Ok(Vec::new());
+            }
+            let rows: Vec<Row<f64>> = sqlx::query_as(LIST)
+                .fetch_all(read)
+                .await
+                .map_err(failed("listing its datasets"))?;
+            Ok(rows.into_iter().map(registered).collect())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

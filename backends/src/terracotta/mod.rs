@@ -25,7 +25,8 @@
 //! latitude/longitude grid onto Web Mercator, [`cog`] writes a raster as a
 //! COG and [`tiff`] reads one back, [`metadata`] computes what Terracotta
 //! records of a dataset, and [`database`] keeps Terracotta's tables.
-//! [`write`] and [`read`] are the backend's two directions.
+//! [`write`] and [`read`] are the backend's two directions, and
+//! [`datasets`] lists every tier's datasets as `nuthatch.terracotta`.
 //!
 //! Where this differs from Python nuthatch 0.4.11, deliberately: the Web
 //! Mercator grid keeps the source's resolution (GDAL's suggested grid,
@@ -37,6 +38,7 @@
 
 pub mod cog;
 pub mod database;
+pub mod datasets;
 pub mod mercator;
 pub mod metadata;
 pub mod read;
@@ -54,7 +56,9 @@ use object_store::ObjectStoreExt;
 
 use crate::fidelity::Loss;
 use crate::sql::database::{Database, Databases, SqlSettings};
-use crate::{Backend, Commit, Layout, Location, Section, TierSettings, WriteOptions, Written};
+use crate::{
+    Backend, Commit, Layout, Location, Section, SystemTable, TierSettings, WriteOptions, Written,
+};
 use mercator::Resampling;
 
 /// The SQLite file of a local tier's Terracotta database.
@@ -67,7 +71,7 @@ const TIME_FREE_FILE: &str = "_";
 /// at, as the `sql` backend does.
 #[derive(Debug, Default)]
 pub struct TerracottaBackend {
-    databases: Databases,
+    databases: Arc<Databases>,
 }
 
 /// The backend's settings on one tier.
@@ -101,7 +105,8 @@ impl TerracottaSettings {
 
     /// The path registered for `file` of the entry at `at`: under
     /// `override_path` when set, else where the file is (the local file's
-    /// absolute path, or the store's URL).
+    /// absolute path, or under the tier's URL, `s3://bucket/caches/...`, as
+    /// Python registers it).
     fn registered(&self, at: &Location, file: &str) -> String {
         match (&self.override_path, &at.folder) {
             (Some(root), _) => format!("{}/{}/{file}", root.trim_end_matches('/'), at.path),
@@ -111,7 +116,10 @@ impl TerracottaSettings {
                 .join(file)
                 .display()
                 .to_string(),
-            (None, None) => format!("{}{}/{file}", at.store_url.as_str(), at.path),
+            (None, None) => {
+                let root = at.root.clone().unwrap_or_else(|| at.store_url.to_string());
+                format!("{}/{}/{file}", root.trim_end_matches('/'), at.path)
+            }
         }
     }
 }
@@ -183,7 +191,15 @@ impl TerracottaBackend {
     }
 
     fn database(&self, at: &Location, settings: &TerracottaSettings) -> Result<Database> {
-        self.databases.open(
+        Self::open_database(&self.databases, at, settings)
+    }
+
+    fn open_database(
+        databases: &Databases,
+        at: &Location,
+        settings: &TerracottaSettings,
+    ) -> Result<Database> {
+        databases.open(
             Some(&settings.database),
             at.folder.as_ref(),
             "terracotta",
@@ -278,6 +294,11 @@ impl Backend for TerracottaBackend {
         write::write(at, &settings, &database, data, options).await
     }
 
+    fn system_table(&self, tiers: Vec<(String, Location)>) -> Option<SystemTable> {
+        let table = datasets::DatasetsTable::new(tiers, Arc::clone(&self.databases));
+        Some((datasets::NAME, Arc::new(table)))
+    }
+
     /// Registers the datasets of files an import copied here, with the
     /// metadata computed from the files as written.
     async fn adopt(&self, at: &Location) -> Result<()> {
@@ -320,5 +341,47 @@ impl Backend for TerracottaBackend {
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::datasource::object_store::ObjectStoreUrl;
+    use object_store::memory::InMemory;
+
+    #[test]
+    fn datasets_are_registered_where_a_server_finds_their_files() {
+        let mut at = Location::new(
+            Arc::new(InMemory::new()),
+            ObjectStoreUrl::parse("s3://team-bucket").unwrap(),
+            object_store::path::Path::from("trial/maps/7.terracotta"),
+        );
+        at.key = "maps/7".into();
+        at.root = Some("s3://team-bucket/caches/".into());
+        let settings = TerracottaSettings::default();
+        let file = "2013-07-01T00:00:00.000000000.tif";
+        assert_eq!(
+            settings.registered(&at, file),
+            format!("s3://team-bucket/caches/trial/maps/7.terracotta/{file}")
+        );
+        let mounted = TerracottaSettings {
+            override_path: Some("/mnt/caches/".into()),
+            ..TerracottaSettings::default()
+        };
+        assert_eq!(
+            mounted.registered(&at, file),
+            format!("/mnt/caches/trial/maps/7.terracotta/{file}")
+        );
+        at.folder = Some("/data/caches".into());
+        assert_eq!(
+            settings.registered(&at, file),
+            format!("/data/caches/trial/maps/7.terracotta/{file}")
+        );
+        assert_eq!(
+            write::dataset_key(&at, file),
+            "maps_7_2013-07-01T00:00:00.000000000"
+        );
+        assert_eq!(write::dataset_key(&at, "_.tif"), "maps_7");
     }
 }

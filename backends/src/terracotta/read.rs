@@ -6,8 +6,9 @@
 //! resampled ones (NaN, the files' nodata, reads as null). Each time step
 //! is a file named after its time, so a scan whose filters bound the time
 //! column opens only the files inside the window; the filters themselves
-//! are applied again above the scan. Files are read in time order, spread
-//! over the session's partitions.
+//! are applied again above the scan, and how many files it opens is the
+//! call report's `files=r/t`. Files are read in time order, spread over the
+//! session's partitions.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -33,6 +34,7 @@ use super::cog::Raster;
 use super::mercator::{latitude_of, longitude_of};
 use super::{tiff, Dimensions};
 use crate::coverage::{window_of, Span};
+use crate::files_read::FilesReadExec;
 use crate::Location;
 
 /// One time step's file, with its time (nanoseconds since the epoch for a
@@ -180,14 +182,19 @@ impl TableProvider for TerracottaTable {
                 }) as Arc<dyn PartitionStream>
             })
             .collect();
-        Ok(Arc::new(StreamingTableExec::try_new(
+        let scan = Arc::new(StreamingTableExec::try_new(
             Arc::clone(&self.schema),
             partitions,
             projection,
             [],
             false,
             limit,
-        )?))
+        )?);
+        Ok(Arc::new(FilesReadExec::new(
+            scan,
+            steps.len(),
+            self.steps.len(),
+        )))
     }
 }
 

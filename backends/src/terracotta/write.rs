@@ -4,9 +4,10 @@
 //! The rows arrive sorted by the grid's dimensions, outermost first, so a
 //! time step's rows come together: they are gathered into a [`Grid`]
 //! (cells placed by their coordinates, so the order within a step and
-//! missing cells do not matter), put onto Web Mercator, encoded and
-//! uploaded while the next step's rows are read. Only one step is held at
-//! a time, so a long series streams.
+//! missing cells do not matter), then put onto Web Mercator and encoded on
+//! a blocking thread while the next step's rows are gathered, and uploaded
+//! once that step is complete. At most two steps are held at a time, so a
+//! long series streams.
 //!
 //! What Terracotta sees changes last: the files go up first (each file one
 //! put, which object stores make visible whole), then one transaction
@@ -16,6 +17,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
@@ -52,6 +54,23 @@ struct Progress {
     bytes: u64,
 }
 
+/// A step reprojected and encoded: its file's name, and the file and its
+/// metadata, or `None` when it has no valid pixel.
+type Encoded = (String, Option<(Vec<u8>, Metadata)>);
+
+/// The steps of one write: each is encoded on a blocking thread while the
+/// next one's rows are gathered, and uploaded once that one is complete.
+struct Steps<'a> {
+    at: &'a Location,
+    settings: &'a TerracottaSettings,
+    schema: SchemaRef,
+    dimensions: &'a Dimensions,
+    bands: &'a [usize],
+    sample: Sample,
+    progress: Progress,
+    encoding: Option<tokio::task::JoinHandle<Result<Encoded>>>,
+}
+
 /// Writes `data`, sorted by `dimensions`, as the entry at `at`.
 pub(super) async fn write(
     at: &Location,
@@ -73,10 +92,19 @@ pub(super) async fn write(
         false => Sample::F64,
     };
     let stored = stored_files(at).await?;
-    let mut progress = Progress {
-        datasets: Vec::new(),
-        files: BTreeSet::new(),
-        bytes: 0,
+    let mut steps = Steps {
+        at,
+        settings,
+        schema: Arc::clone(&schema),
+        dimensions: &dimensions,
+        bands: &bands,
+        sample,
+        progress: Progress {
+            datasets: Vec::new(),
+            files: BTreeSet::new(),
+            bytes: 0,
+        },
+        encoding: None,
     };
     let mut step = Step::default();
     let mut rows = 0u64;
@@ -93,20 +121,9 @@ pub(super) async fn write(
         while from < batch.num_rows() {
             let time = columns.time(from);
             if step.time != time && !step.latitudes.is_empty() {
-                let done = std::mem::take(&mut step);
-                store_step(
-                    at,
-                    settings,
-                    &schema,
-                    &dimensions,
-                    &bands,
-                    sample,
-                    done,
-                    &mut progress,
-                )
-                .await?;
+                steps.push(std::mem::take(&mut step)).await?;
                 if let Some(counter) = &options.progress {
-                    counter.bytes.store(progress.bytes, Ordering::Relaxed);
+                    counter.bytes.store(steps.progress.bytes, Ordering::Relaxed);
                 }
             }
             step.time = time;
@@ -116,18 +133,9 @@ pub(super) async fn write(
         }
     }
     if !step.latitudes.is_empty() {
-        store_step(
-            at,
-            settings,
-            &schema,
-            &dimensions,
-            &bands,
-            sample,
-            step,
-            &mut progress,
-        )
-        .await?;
+        steps.push(step).await?;
     }
+    let progress = steps.finish().await?;
     if progress.datasets.is_empty() {
         return Err(DataFusionError::Execution(
             "every time step of the grid is empty (all NaN) on Web Mercator, so there is \
@@ -335,61 +343,68 @@ pub(super) fn time_text(data_type: &DataType, value: i64) -> String {
     }
 }
 
-/// Reprojects, encodes and uploads one step, unless it is empty on Web
-/// Mercator (as Python nuthatch, which logs and skips such a step).
-#[allow(clippy::too_many_arguments)]
-async fn store_step(
-    at: &Location,
-    settings: &TerracottaSettings,
-    schema: &SchemaRef,
-    dimensions: &Dimensions,
-    bands: &[usize],
-    sample: Sample,
-    step: Step,
-    progress: &mut Progress,
-) -> Result<()> {
-    let names: Vec<String> = bands
-        .iter()
-        .map(|&b| schema.field(b).name().clone())
-        .collect();
-    let resampling = settings.resampling;
-    let encoded = tokio::task::spawn_blocking(move || -> Result<Option<(Vec<u8>, Metadata)>> {
-        let grid = gather(step.latitudes, step.longitudes, step.values, names)?;
-        let raster = grid.wrapped().reproject(resampling)?;
-        if raster.bands[0].values.iter().all(|v| v.is_nan()) {
-            return Ok(None);
+impl Steps<'_> {
+    /// Starts encoding `step`, once the step before it is stored.
+    async fn push(&mut self, step: Step) -> Result<()> {
+        if let Some(encoding) = self.encoding.take() {
+            self.store(encoding).await?;
         }
-        let metadata = Metadata::of(&raster)?;
-        Ok(Some((cog::write(&raster, sample), metadata)))
-    })
-    .await
-    .map_err(|e| DataFusionError::External(Box::new(e)))??;
-    let file = match (&dimensions.time, step.time) {
-        (Some(name), Some(time)) => {
-            format!(
-                "{}.tif",
-                time_text(schema.field_with_name(name)?.data_type(), time)
-            )
+        let file = match (&self.dimensions.time, step.time) {
+            (Some(name), Some(time)) => {
+                let data_type = self.schema.field_with_name(name)?.data_type();
+                format!("{}.tif", time_text(data_type, time))
+            }
+            _ => format!("{TIME_FREE_FILE}.tif"),
+        };
+        let names: Vec<String> = (self.bands.iter())
+            .map(|&b| self.schema.field(b).name().clone())
+            .collect();
+        let (resampling, sample) = (self.settings.resampling, self.sample);
+        self.encoding = Some(tokio::task::spawn_blocking(move || {
+            let grid = gather(step.latitudes, step.longitudes, step.values, names)?;
+            let raster = grid.wrapped().reproject(resampling)?;
+            if raster.bands[0].values.iter().all(|v| v.is_nan()) {
+                return Ok((file, None));
+            }
+            let metadata = Metadata::of(&raster)?;
+            Ok((file, Some((cog::write(&raster, sample), metadata))))
+        }));
+        Ok(())
+    }
+
+    /// Stores the last step, and hands back what the write did.
+    async fn finish(mut self) -> Result<Progress> {
+        if let Some(encoding) = self.encoding.take() {
+            self.store(encoding).await?;
         }
-        _ => format!("{TIME_FREE_FILE}.tif"),
-    };
-    let Some((bytes, metadata)) = encoded else {
-        tracing::warn!(key = %at.key, %file, "skipping a time step with no valid data on Web Mercator");
-        return Ok(());
-    };
-    progress.bytes += bytes.len() as u64;
-    let path: Path = at.path.clone().join(file.as_str());
-    at.store
-        .put(&path, PutPayload::from(bytes))
-        .await
-        .map_err(|e| DataFusionError::External(Box::new(e)))?;
-    progress.datasets.push(Dataset {
-        key: dataset_key(at, &file),
-        path: settings.registered(at, &file),
-        metadata,
-    });
-    progress.files.insert(file);
-    Ok(())
+        Ok(self.progress)
+    }
+
+    /// Uploads an encoded step, unless it is empty on Web Mercator (as
+    /// Python nuthatch, which logs and skips such a step).
+    async fn store(&mut self, encoding: tokio::task::JoinHandle<Result<Encoded>>) -> Result<()> {
+        let (file, encoded) = encoding
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))??;
+        let at = self.at;
+        let Some((bytes, metadata)) = encoded else {
+            tracing::warn!(key = %at.key, %file, "skipping a time step with no valid data on Web Mercator");
+            return Ok(());
+        };
+        self.progress.bytes += bytes.len() as u64;
+        let path: Path = at.path.clone().join(file.as_str());
+        at.store
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        self.progress.datasets.push(Dataset {
+            key: dataset_key(at, &file),
+            path: self.settings.registered(at, &file),
+            metadata,
+        });
+        self.progress.files.insert(file);
+        Ok(())
+    }
 }
 
 /// A step's rows as a grid: the distinct latitudes and longitudes, each

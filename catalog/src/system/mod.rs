@@ -5,7 +5,8 @@
 //! stored: [`caches`] lists the entries of every tier (and takes `DELETE`),
 //! [`lineage`] what each entry was computed from,
 //! [`tiers`] the tiers themselves, [`calls`] the cached calls of the session
-//! that asks. Front ends add tables this crate cannot fill, such as the
+//! that asks; a format may add one of its own
+//! (`nuthatch_backends::Backend::system_table`: `nuthatch.terracotta`). Front ends add tables this crate cannot fill, such as the
 //! registered functions, with [`SystemSchema::with_table`].
 //!
 //! A table's rows are produced by a [`Lazy`] partition: the listing starts
@@ -64,6 +65,18 @@ impl SystemSchema {
             "lineage".into(),
             Arc::new(lineage::LineageTable::new(Arc::clone(&catalog))),
         );
+        // Formats' own tables, over every tier (the root path of each).
+        for backend in catalog.backends().iter() {
+            let tiers = (catalog.tiers())
+                .map(|tier| {
+                    let at = tier.data_location(&**backend, object_store::path::Path::from(""));
+                    (tier.name().to_string(), at)
+                })
+                .collect();
+            if let Some((name, table)) = backend.system_table(tiers) {
+                tables.insert(name.to_string(), table);
+            }
+        }
         tables.insert("tiers".into(), Arc::new(tiers_table(catalog)));
         tables.insert("calls".into(), Arc::new(calls_table(reports)));
         SystemSchema { tables }

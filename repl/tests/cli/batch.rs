@@ -846,3 +846,82 @@ fn editing_my_first_cache_makes_agg_and_clip_stale_and_refresh_recomputes_each_o
         stderr(&output)
     );
 }
+
+#[test]
+fn the_readme_map_is_written_listed_imported_and_read_with_its_datasets() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path();
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test");
+    let examples = Path::new(&manifest_dir).join("../examples");
+    let functions = examples.join("readme_functions.sql");
+    let map = examples.join("map.sql");
+    std::fs::write(
+        project.join("nuthatch.toml"),
+        format!(
+            "[nuthatch]\ndefinitions = [{:?}, {:?}]\n",
+            functions.display().to_string(),
+            map.display().to_string()
+        ),
+    )
+    .unwrap();
+    // The team computes the map into its store; the project imports it.
+    let team = project.join("team");
+    let team_root = team.display().to_string();
+    let made = nuthatch(
+        project,
+        &[
+            "--root",
+            &team_root,
+            "-c",
+            "SELECT count(*) FROM air_map(7)",
+        ],
+    );
+    assert!(made.status.success(), "{}", stderr(&made));
+    assert!(
+        stdout(&made).contains("air_map: computed root terracotta air_map/7 rows="),
+        "{}",
+        stdout(&made)
+    );
+    assert!(team.join("terracotta.sqlite").is_file());
+    let imported = nuthatch(
+        project,
+        &["import", "air_map", "--from", &team_root, "--yes"],
+    );
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    assert!(
+        stdout(&imported).contains("Imported 1 entry into root (0 already there)."),
+        "{}",
+        stdout(&imported)
+    );
+    // Imported with its datasets, registered where the project's copies are.
+    let datasets = nuthatch(
+        project,
+        &[
+            "--format",
+            "csv",
+            "-c",
+            "SELECT count(*) AS datasets, count(DISTINCT key) AS keys, \
+             min(starts_with(path, '/')) AS absolute, min(strpos(path, 'team') = 0) AS ours \
+             FROM nuthatch.terracotta WHERE tier = 'root'",
+        ],
+    );
+    assert!(datasets.status.success(), "{}", stderr(&datasets));
+    assert_eq!(
+        stdout(&datasets),
+        "datasets,keys,absolute,ours\n124,124,true,true\n",
+        "31 days of four steps"
+    );
+    let hit = nuthatch(
+        project,
+        &[
+            "-c",
+            "SELECT count(*) FROM air_map(7) WHERE time < TIMESTAMP '2013-07-02'",
+        ],
+    );
+    assert!(
+        stdout(&hit).contains("air_map: hit root terracotta air_map/7")
+            && stdout(&hit).contains("files=4/124"),
+        "{}",
+        stdout(&hit)
+    );
+}

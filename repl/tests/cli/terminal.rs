@@ -189,9 +189,9 @@ fn statements_commands_and_tab_completion_at_the_prompt() {
 
     screen.enter("\\d");
     let text = screen.wait_for("nuthatch.tiers");
-    assert!(text.contains("| hourly             | cached function | (start_time TIMESTAMP, end_time TIMESTAMP, step BIGINT DEFAULT 1) version a |"), "{text}");
+    assert!(text.contains("| hourly              | cached function | (start_time TIMESTAMP, end_time TIMESTAMP, step BIGINT DEFAULT 1) version a |"), "{text}");
     assert!(
-        text.contains("| nuthatch.caches    | system table    | 25 columns"),
+        text.contains("| nuthatch.caches     | system table    | 25 columns"),
         "{text}"
     );
 
