@@ -8,40 +8,19 @@ use nuthatch::Outcome;
 use nuthatch::crates::backends::terracotta::cog::{self, Band, Raster, Sample};
 use nuthatch::crates::backends::terracotta::mercator::{Grid, Resampling};
 
-/// What `tests/python/cog_check.py` says of the file at `path`, as its
-/// lines split on spaces, with the `pixel` lines of `cells`.
-fn check(path: &Path, cells: &[(usize, usize)]) -> Vec<Vec<String>> {
-    let interpreter = std::env::var("NUTHATCH_TEST_PYTHON")
-        .expect("NUTHATCH_TEST_PYTHON is unset: run `bash scripts/test`, which installs rio-cogeo");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/cog_check.py");
-    let mut command = Command::new(&interpreter);
-    command.arg(script).arg(path);
-    for (row, column) in cells {
-        command.arg(row.to_string()).arg(column.to_string());
-    }
-    let output = command.output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-        .lines()
-        .map(|l| l.split(' ').map(str::to_string).collect())
-        .collect()
-}
-
-/// What `tests/python/terracotta_serve.py` says of `key` in `database`.
-fn serve(database: &Path, key: &str) -> Vec<Vec<String>> {
+/// What the script `tests/python/<script>` prints when run with `args`
+/// in the test venv, as its lines split on spaces.
+fn python_lines(script: &str, args: &[String]) -> Vec<Vec<String>> {
     let interpreter = std::env::var("NUTHATCH_TEST_PYTHON").expect(
-        "NUTHATCH_TEST_PYTHON is unset: run `bash scripts/test`, which installs terracotta",
+        "NUTHATCH_TEST_PYTHON is unset: run `bash scripts/test`, which installs rio-cogeo and \
+         terracotta",
     );
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/terracotta_serve.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
     let output = Command::new(&interpreter)
         .arg(script)
-        .arg(database)
-        .arg(key)
+        .args(args)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -54,6 +33,24 @@ fn serve(database: &Path, key: &str) -> Vec<Vec<String>> {
         .lines()
         .map(|l| l.split(' ').map(str::to_string).collect())
         .collect()
+}
+
+/// What `tests/python/cog_check.py` says of the file at `path`, with the
+/// `pixel` lines of `cells`.
+fn check(path: &Path, cells: &[(usize, usize)]) -> Vec<Vec<String>> {
+    let mut args = vec![path.display().to_string()];
+    for (row, column) in cells {
+        args.extend([row.to_string(), column.to_string()]);
+    }
+    python_lines("cog_check.py", &args)
+}
+
+/// What `tests/python/terracotta_serve.py` says of `key` in `database`.
+fn serve(database: &Path, key: &str) -> Vec<Vec<String>> {
+    python_lines(
+        "terracotta_serve.py",
+        &[database.display().to_string(), key.to_string()],
+    )
 }
 
 fn line<'a>(lines: &'a [Vec<String>], first: &str) -> &'a [String] {
