@@ -32,24 +32,25 @@ cur = conn.cursor()
 cur.execute((Path(__file__).parent / "readme_functions.sql").read_text())
 
 
-def query(sql):
-    """Runs `sql`; returns a Polars frame and the seconds it took."""
+def query(sql, parameters=None):
+    """Runs `sql` with `parameters` bound to its `?`s; returns a Polars
+    frame and the seconds it took."""
     started = time.perf_counter()
-    cur.execute(sql)
+    cur.execute(sql, parameters)
     frame = pl.from_arrow(cur.fetch_arrow_table())
     return frame, time.perf_counter() - started
 
 
-# %% The README calls. The first computes (and caches my_first_cache()
-# with it), the second is the same entry clipped to five months, the third
-# a new key.
+# %% The README calls, their arguments as bound parameters (values, never
+# SQL text). The first computes (and caches my_first_cache() with it), the
+# second is the same entry clipped to five months, the third a new key.
 calls = [
-    ("daily means, 2013", "agg_and_clip('2013-01-01', '2014-01-01', agg_days => 1)"),
-    ("the same, Jan-May", "agg_and_clip('2013-01-01', '2013-06-01', agg_days => 1)"),
-    ("weekly means, 2013", "agg_and_clip('2013-01-01', '2014-01-01', agg_days => 7)"),
+    ("daily means, 2013", ("2013-01-01", "2014-01-01", 1)),
+    ("the same, Jan-May", ("2013-01-01", "2013-06-01", 1)),
+    ("weekly means, 2013", ("2013-01-01", "2014-01-01", 7)),
 ]
-for label, call in calls:
-    frame, took = query(f"SELECT * FROM {call}")
+for label, arguments in calls:
+    frame, took = query("SELECT * FROM agg_and_clip(?, ?, agg_days => ?)", arguments)
     print(f"{label:20} {frame.height:>9,} rows  {took:6.2f}s")
 
 # %% Filters and aggregates run on the server, next to the data: only the

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arrow::array::RecordBatch;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
 use nuthatch_udf::{Engine, Session};
@@ -51,11 +52,30 @@ pub enum Planned {
     Query(LogicalPlan),
     /// DDL, `SET`, `CREATE CACHED FUNCTION`: run at each execution.
     Command(String),
+    /// A statement with placeholders, parsed once and planned at each
+    /// execution with the values bound to it (see [`crate::params`]).
+    Bound(datafusion::sql::parser::Statement),
 }
 
 pub struct Prepared {
     pub client: Arc<Client>,
     pub planned: Planned,
+    /// The parameter values the client last sent, one row per execution.
+    pub parameters: Mutex<Option<RecordBatch>>,
+}
+
+impl Prepared {
+    pub fn new(client: Arc<Client>, planned: Planned) -> Prepared {
+        Prepared {
+            client,
+            planned,
+            parameters: Mutex::new(None),
+        }
+    }
+
+    pub fn parameters(&self) -> Option<RecordBatch> {
+        self.parameters.lock().expect("parameters poisoned").clone()
+    }
 }
 
 /// A result waiting for its DoGet.

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
@@ -20,14 +21,14 @@ use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
     ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetDbSchemas,
     CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
-    CommandStatementQuery, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
-    TicketStatementQuery,
+    CommandPreparedStatementUpdate, CommandStatementQuery, DoPutPreparedStatementResult,
+    ProstMessageExt, SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
     Action, FlightDescriptor, FlightEndpoint, FlightInfo, IpcMessage, SchemaAsIpc, Ticket,
 };
 use datafusion::dataframe::DataFrame;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::execute_stream;
 use futures::{Stream, StreamExt, TryStreamExt};
 use nuthatch_udf::definition::CreateCachedFunction;
@@ -37,6 +38,7 @@ use tonic::{Request, Response, Status};
 
 use crate::clients::{Client, Clients, Found, Pending, Planned, Prepared, HANDLE_ID_LEN};
 use crate::metadata;
+use crate::params;
 use crate::status::{arrow_status, to_status};
 
 type DoGetStream = <FlightSqlServer as FlightService>::DoGetStream;
@@ -98,7 +100,15 @@ impl FlightSqlServer {
             return Ok(Planned::Command(sql.to_string()));
         }
         let state = client.session.context().state();
-        let plan = state.create_logical_plan(sql).await.map_err(to_status)?;
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state.sql_to_statement(sql, &dialect).map_err(to_status)?;
+        if !params::placeholders(&statement).is_empty() {
+            return Ok(Planned::Bound(statement));
+        }
+        let plan = state
+            .statement_to_plan(statement)
+            .await
+            .map_err(to_status)?;
         Ok(match plan {
             LogicalPlan::Ddl(_)
             | LogicalPlan::Statement(_)
@@ -121,10 +131,7 @@ impl FlightSqlServer {
             })?;
         tracing::debug!("preparing again a statement whose session ended");
         let planned = Self::plan(&found.client, sql).await?;
-        let prepared = Prepared {
-            client: Arc::clone(&found.client),
-            planned,
-        };
+        let prepared = Prepared::new(Arc::clone(&found.client), planned);
         Ok(self.clients.keep(handle, prepared))
     }
 
@@ -134,6 +141,7 @@ impl FlightSqlServer {
         &self,
         client: Arc<Client>,
         planned: &Planned,
+        parameters: Option<RecordBatch>,
         descriptor: FlightDescriptor,
     ) -> Result<FlightInfo, Status> {
         // Reports of earlier statements are in the session's history
@@ -151,6 +159,9 @@ impl FlightSqlServer {
                 session.sql(&last).await.map_err(to_status)?
             }
             Planned::Query(plan) => DataFrame::new(session.context().state(), plan.clone()),
+            Planned::Bound(statement) => {
+                Self::run_bound(&client, statement, parameters.as_ref()).await?
+            }
         };
         let plan = frame.create_physical_plan().await.map_err(to_status)?;
         let announced = announced_schema(plan.schema());
@@ -160,6 +171,88 @@ impl FlightSqlServer {
             created: std::time::Instant::now(),
         });
         flight_info(&announced, ticket, descriptor)
+    }
+}
+
+impl FlightSqlServer {
+    /// Keeps the parameter values a client sends (a DoPut) with the
+    /// prepared statement `handle`, for its executions.
+    async fn bind(
+        &self,
+        handle: &[u8],
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<Arc<Prepared>, Status> {
+        let found = self.client(&request)?;
+        let prepared = match self.clients.prepared(handle) {
+            Some(prepared) => prepared,
+            None => self.prepare_again(&found, handle.to_vec()).await?,
+        };
+        let data = request
+            .into_inner()
+            .map_err(|status| FlightError::Tonic(Box::new(status)));
+        let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(data)
+            .try_collect()
+            .await
+            .map_err(Status::from)?;
+        let parameters = match batches.first() {
+            Some(first) => Some(
+                arrow::compute::concat_batches(&first.schema(), &batches).map_err(arrow_status)?,
+            ),
+            None => None,
+        };
+        *prepared.parameters.lock().expect("parameters poisoned") = parameters;
+        Ok(prepared)
+    }
+
+    /// Plans `statement` once per row of `parameters`, with that row's
+    /// values bound: commands run in turn (the last one answers), queries
+    /// answer with their rows one after another.
+    async fn run_bound(
+        client: &Client,
+        statement: &datafusion::sql::parser::Statement,
+        parameters: Option<&RecordBatch>,
+    ) -> Result<DataFrame, Status> {
+        let wanted = params::placeholders(statement).len();
+        let Some(parameters) = parameters.filter(|p| p.num_rows() > 0) else {
+            return Err(Status::invalid_argument(format!(
+                "the statement has {wanted} placeholder(s) and no values were bound: pass them \
+                 with the statement (cur.execute(sql, (start, end, 7)))"
+            )));
+        };
+        let state = client.session.context().state();
+        let mut answer: Option<LogicalPlan> = None;
+        for row in 0..parameters.num_rows() {
+            let bound = params::bind(statement, parameters, row)?;
+            let plan = state.statement_to_plan(bound).await.map_err(to_status)?;
+            answer = Some(match (answer, plan) {
+                (
+                    _,
+                    command @ (LogicalPlan::Ddl(_)
+                    | LogicalPlan::Dml(_)
+                    | LogicalPlan::Statement(_)),
+                ) => {
+                    let frame = client.session.context().execute_logical_plan(command).await;
+                    let frame = frame.map_err(to_status)?;
+                    let batches = frame.collect().await.map_err(to_status)?;
+                    let table = datafusion::datasource::MemTable::try_new(
+                        batches
+                            .first()
+                            .map_or_else(|| Arc::new(Schema::empty()), |b| b.schema()),
+                        vec![batches],
+                    )
+                    .map_err(to_status)?;
+                    let frame = client.session.context().read_table(Arc::new(table));
+                    frame.map_err(to_status)?.into_unoptimized_plan()
+                }
+                (None, query) => query,
+                (Some(earlier), query) => LogicalPlanBuilder::from(earlier)
+                    .union(query)
+                    .and_then(|b| b.build())
+                    .map_err(to_status)?,
+            });
+        }
+        let plan = answer.expect("at least one row");
+        Ok(DataFrame::new(state, plan))
     }
 }
 
@@ -310,7 +403,12 @@ impl FlightSqlService for FlightSqlServer {
         let found = self.client(&request)?;
         let planned = Self::plan(&found.client, &query.query).await?;
         let info = self
-            .execute(Arc::clone(&found.client), &planned, request.into_inner())
+            .execute(
+                Arc::clone(&found.client),
+                &planned,
+                None,
+                request.into_inner(),
+            )
             .await?;
         Ok(respond(&found, info))
     }
@@ -330,6 +428,7 @@ impl FlightSqlService for FlightSqlServer {
             .execute(
                 Arc::clone(&prepared.client),
                 &prepared.planned,
+                prepared.parameters(),
                 request.into_inner(),
             )
             .await?;
@@ -362,19 +461,16 @@ impl FlightSqlService for FlightSqlServer {
         let planned = Self::plan(&found.client, &query.query).await?;
         let schema = match &planned {
             Planned::Query(plan) => announced_schema(Arc::new(plan.schema().as_arrow().clone())),
-            Planned::Command(_) => Arc::new(Schema::empty()),
+            // Known once values are bound and the statement planned.
+            Planned::Command(_) | Planned::Bound(_) => Arc::new(Schema::empty()),
         };
         let options = IpcWriteOptions::default();
         let IpcMessage(dataset_schema) = SchemaAsIpc::new(&schema, &options)
             .try_into()
             .map_err(arrow_status)?;
-        let handle = self.clients.prepare(
-            Prepared {
-                client: found.client,
-                planned,
-            },
-            &query.query,
-        );
+        let handle = self
+            .clients
+            .prepare(Prepared::new(found.client, planned), &query.query);
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle.into(),
             dataset_schema,
@@ -384,15 +480,36 @@ impl FlightSqlService for FlightSqlServer {
 
     async fn do_put_prepared_statement_query(
         &self,
-        _query: CommandPreparedStatementQuery,
-        _request: Request<PeekableFlightDataStream>,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
-        // Cached-call arguments are constants planned into the call, so a
-        // placeholder has nothing to stand for yet.
-        Err(Status::unimplemented(
-            "nuthatch does not take bound parameters: write the values into the SQL \
-             (cur.execute(\"SELECT * FROM f('2013-01-01', n => 7)\"))",
-        ))
+        let handle = query.prepared_statement_handle;
+        self.bind(&handle, request).await?;
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(handle),
+        })
+    }
+
+    /// `executemany` of a statement that changes something: each row of
+    /// values runs it once. What it changed is not counted (-1).
+    async fn do_put_prepared_statement_update(
+        &self,
+        query: CommandPreparedStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let prepared = self.bind(&query.prepared_statement_handle, request).await?;
+        let planned = match &prepared.planned {
+            Planned::Bound(statement) => statement,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "this statement has no placeholders to bind values to",
+                ))
+            }
+        };
+        let parameters = prepared.parameters();
+        let frame = Self::run_bound(&prepared.client, planned, parameters.as_ref()).await?;
+        frame.collect().await.map_err(to_status)?;
+        Ok(-1)
     }
 
     async fn do_action_close_prepared_statement(
