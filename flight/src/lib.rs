@@ -21,7 +21,7 @@
 //!   (DDL, `SET`, `CREATE CACHED FUNCTION`) run when executed, not when
 //!   prepared. Results stream; a client that goes away drops the stream and
 //!   so cancels the query.
-//! - **Parameters** ([`params`]): a statement with `?` or `$n` placeholders
+//! - **Parameters** ([`nuthatch_udf::params`]): a statement with `?` or `$n` placeholders
 //!   is parsed when prepared and planned at each execution, with the values
 //!   the client bound (a DoPut) put into the parsed statement as literals;
 //!   a cached call's arguments must be known to plan the call, which
@@ -33,7 +33,6 @@
 
 pub mod clients;
 pub mod metadata;
-pub mod params;
 pub mod service;
 pub mod status;
 

@@ -32,13 +32,12 @@ use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::execute_stream;
 use futures::{Stream, StreamExt, TryStreamExt};
 use nuthatch_udf::definition::CreateCachedFunction;
-use nuthatch_udf::{split_statements, Engine};
+use nuthatch_udf::{params, split_statements, Engine};
 use prost::Message;
 use tonic::{Request, Response, Status};
 
 use crate::clients::{Client, Clients, Found, Pending, Planned, Prepared, HANDLE_ID_LEN};
 use crate::metadata;
-use crate::params;
 use crate::status::{arrow_status, to_status};
 
 type DoGetStream = <FlightSqlServer as FlightService>::DoGetStream;
@@ -222,7 +221,8 @@ impl FlightSqlServer {
         let state = client.session.context().state();
         let mut answer: Option<LogicalPlan> = None;
         for row in 0..parameters.num_rows() {
-            let bound = params::bind(statement, parameters, row)?;
+            let values = params::row(parameters.columns(), row).map_err(to_status)?;
+            let bound = params::bind(statement, &values).map_err(to_status)?;
             let plan = state.statement_to_plan(bound).await.map_err(to_status)?;
             answer = Some(match (answer, plan) {
                 (

@@ -190,3 +190,43 @@ async fn an_embedding_program_installs_nuthatch_into_its_own_context() {
     );
     assert!(!f.files().contains(&"series/1.0_mine.parquet".to_string()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bound_values_are_arguments_and_never_sql() {
+    use datafusion::common::ScalarValue;
+    let f = Fixture::new();
+    let call = "SELECT count(*) AS n FROM series(?, ?, station => ?)";
+    let count = |values: Vec<ScalarValue>| {
+        let f = &f;
+        async move {
+            let frame = f.nuthatch.sql_with_params(call, &values).await?;
+            let rows = crate::system::text_rows(&frame.collect().await?);
+            Ok::<String, datafusion::error::DataFusionError>(rows[0][0].clone())
+        }
+    };
+    let day = |station: &str| {
+        vec![
+            ScalarValue::from("2020-01-02"),
+            ScalarValue::TimestampMicrosecond(Some(1_578_009_600_000_000), None),
+            ScalarValue::from(station),
+        ]
+    };
+    // 2020-01-02 to 2020-01-03T00:00 inclusive: 25 hours.
+    assert_eq!(count(day("north")).await.unwrap(), "25");
+    assert_outcome(&f.report(), Outcome::Computed);
+    // A hostile station is one more key, stored and listed as given.
+    let hostile = "x'); DELETE FROM nuthatch.caches; --";
+    assert_eq!(count(day(hostile)).await.unwrap(), "25");
+    let keys = f
+        .int("SELECT count(*) FROM nuthatch.caches WHERE function = 'series'")
+        .await;
+    assert_eq!(keys, 2);
+    let error = count(day("north")[..2].to_vec())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("has 3 parameter(s) and 2 value(s) were given"),
+        "{error}"
+    );
+}

@@ -36,6 +36,7 @@ pub mod grid;
 pub mod lineage;
 pub mod options;
 pub mod parallel;
+pub mod params;
 pub mod planner;
 pub mod refresh;
 pub mod registry;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::execution::SessionStateBuilder;
@@ -236,6 +236,37 @@ impl Session {
             return Ok(DataFrame::new(self.ctx.state(), nothing));
         }
         self.ctx.sql(sql).await
+    }
+
+    /// Plans `sql` with `values` bound to its `?` (in order) or `$n`
+    /// placeholders, anywhere a literal may stand, a cached call's
+    /// arguments included. Each value becomes a literal of the parsed
+    /// statement, never SQL text, so a value holding quotes stays a value
+    /// ([`crate::params`]).
+    ///
+    /// ```no_run
+    /// # async fn run(session: &nuthatch_udf::Session) -> datafusion::error::Result<()> {
+    /// use datafusion::common::ScalarValue;
+    /// let frame = session
+    ///     .sql_with_params(
+    ///         "SELECT * FROM agg_and_clip(?, ?, agg_days => ?)",
+    ///         &[
+    ///             ScalarValue::from("2013-01-01"),
+    ///             ScalarValue::from("2014-01-01"),
+    ///             ScalarValue::from(7i64),
+    ///         ],
+    ///     )
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn sql_with_params(&self, sql: &str, values: &[ScalarValue]) -> Result<DataFrame> {
+        self.refresh_functions();
+        let state = self.ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state.sql_to_statement(sql, &dialect)?;
+        let bound = crate::params::bind(&statement, values)?;
+        let plan = state.statement_to_plan(bound).await?;
+        self.ctx.execute_logical_plan(plan).await
     }
 
     /// Runs every statement of a script (e.g. a project's definitions file),

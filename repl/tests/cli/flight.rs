@@ -154,7 +154,7 @@ fn bound_parameters_are_values_from_the_dbapi_pandas_and_polars() {
         r#""left": [{"key": "hourly/2"}]"#.to_string(),
         r#""pandas": 48"#.to_string(),
         r#""polars": 48"#.to_string(),
-        "has 3 parameter(s) and 1 value(s) were sent".to_string(),
+        "has 3 parameter(s) and 1 value(s) were given".to_string(),
     ] {
         assert!(seen.contains(&expected), "{expected} in {seen}");
     }

@@ -1,6 +1,6 @@
 //! Bound parameters: a statement's `?` or `$1` placeholders, and the values
-//! a client sends for them (a DoPut of a parameter batch, one row per
-//! execution).
+//! for them, from a Rust caller ([`crate::Session::sql_with_params`]) or a
+//! Flight SQL client (a parameter batch, one row per execution).
 //!
 //! A cached call's arguments pick the entry, so they must be known when
 //! the call is planned: DataFusion's own binding (`with_param_values`)
@@ -15,12 +15,11 @@
 
 use std::ops::ControlFlow;
 
-use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::sql::parser::Statement;
 use datafusion::sql::sqlparser::ast::{visit_expressions, visit_expressions_mut, Expr, Value};
-use tonic::Status;
 
 /// The placeholders of `statement`, in the order they are written.
 pub fn placeholders(statement: &Statement) -> Vec<String> {
@@ -38,9 +37,9 @@ pub fn placeholders(statement: &Statement) -> Vec<String> {
     found
 }
 
-/// `statement` with its placeholders replaced by row `row` of `params`:
-/// `?` take the columns in order, `$n` the n-th column.
-pub fn bind(statement: &Statement, params: &RecordBatch, row: usize) -> Result<Statement, Status> {
+/// `statement` with its placeholders replaced by `values`: `?` take them
+/// in order, `$n` the n-th.
+pub fn bind(statement: &Statement, values: &[ScalarValue]) -> Result<Statement> {
     let wanted = placeholders(statement);
     let numbered = wanted.iter().any(|p| p.starts_with('$'));
     let count = match numbered {
@@ -51,11 +50,11 @@ pub fn bind(statement: &Statement, params: &RecordBatch, row: usize) -> Result<S
             .map_or(0, |i| i + 1),
         false => wanted.len(),
     };
-    if count != params.num_columns() {
-        return Err(Status::invalid_argument(format!(
-            "the statement has {count} parameter(s) and {} value(s) were sent for each \
-             execution; send one value per placeholder",
-            params.num_columns()
+    if count != values.len() {
+        return Err(DataFusionError::Plan(format!(
+            "the statement has {count} parameter(s) and {} value(s) were given; give one \
+             value per placeholder",
+            values.len()
         )));
     }
     let mut bound = statement.clone();
@@ -78,7 +77,7 @@ pub fn bind(statement: &Statement, params: &RecordBatch, row: usize) -> Result<S
                 next - 1
             }
         };
-        match literal(params.column(index).as_ref(), row) {
+        match literal(&values[index]) {
             Ok(literal) => {
                 value.value = literal;
                 ControlFlow::Continue(())
@@ -90,7 +89,7 @@ pub fn bind(statement: &Statement, params: &RecordBatch, row: usize) -> Result<S
         }
     });
     match failed {
-        Some(why) => Err(Status::invalid_argument(why)),
+        Some(why) => Err(DataFusionError::Plan(why)),
         None => Ok(bound),
     }
 }
@@ -101,50 +100,57 @@ fn index_of(placeholder: &str) -> Option<usize> {
     n.checked_sub(1)
 }
 
-/// Row `row` of `column` as a literal.
-fn literal(column: &dyn Array, row: usize) -> Result<Value, String> {
-    if column.is_null(row) {
+/// `value` as a literal of the syntax tree.
+fn literal(value: &ScalarValue) -> Result<Value, String> {
+    if value.is_null() {
         return Ok(Value::Null);
     }
     let text = || -> Result<String, String> {
+        let array = value.to_array().map_err(|e| e.to_string())?;
         let options = FormatOptions::default();
-        let formatter = ArrayFormatter::try_new(column, &options).map_err(|e| e.to_string())?;
-        Ok(formatter.value(row).to_string())
+        let formatter = ArrayFormatter::try_new(&array, &options).map_err(|e| e.to_string())?;
+        Ok(formatter.value(0).to_string())
     };
-    match column.data_type() {
-        DataType::Boolean => Ok(Value::Boolean(column.as_boolean().value(row))),
-        DataType::Utf8 => Ok(Value::SingleQuotedString(
-            column.as_string::<i32>().value(row).into(),
-        )),
-        DataType::LargeUtf8 => Ok(Value::SingleQuotedString(
-            column.as_string::<i64>().value(row).into(),
-        )),
-        DataType::Utf8View => Ok(Value::SingleQuotedString(
-            column.as_string_view().value(row).into(),
-        )),
-        t if t.is_integer() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)) => {
-            Ok(Value::Number(text()?, false))
-        }
-        t if t.is_floating() => {
-            let number = text()?;
-            match number.parse::<f64>() {
-                Ok(v) if v.is_finite() => Ok(Value::Number(number, false)),
-                _ => Err(format!("{number} is not a finite number")),
+    match value {
+        ScalarValue::Boolean(Some(b)) => Ok(Value::Boolean(*b)),
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => Ok(Value::SingleQuotedString(s.clone())),
+        v => match v.data_type() {
+            t if t.is_integer()
+                || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)) =>
+            {
+                Ok(Value::Number(text()?, false))
             }
-        }
-        t if t.is_temporal() => Ok(Value::SingleQuotedString(text()?)),
-        other => Err(format!(
-            "values of type {other} cannot be bound; send text, a number, a boolean, a date or \
-             a timestamp"
-        )),
+            t if t.is_floating() => {
+                let number = text()?;
+                match number.parse::<f64>() {
+                    Ok(v) if v.is_finite() => Ok(Value::Number(number, false)),
+                    _ => Err(format!("{number} is not a finite number")),
+                }
+            }
+            t if t.is_temporal() => Ok(Value::SingleQuotedString(text()?)),
+            other => Err(format!(
+                "values of type {other} cannot be bound; give text, a number, a boolean, a date \
+                 or a timestamp"
+            )),
+        },
     }
+}
+
+/// Row `row` of a parameter batch's columns, as values.
+pub fn row(columns: &[arrow::array::ArrayRef], row: usize) -> Result<Vec<ScalarValue>> {
+    columns
+        .iter()
+        .map(|column| ScalarValue::try_from_array(column, row))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
+    use arrow::array::{Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
     use datafusion::config::Dialect;
     use datafusion::prelude::SessionContext;
 
@@ -172,7 +178,7 @@ mod tests {
             ),
         ])
         .unwrap();
-        let bound = bind(&statement, &params, 0).unwrap();
+        let bound = bind(&statement, &row(params.columns(), 0).unwrap()).unwrap();
         assert!(placeholders(&bound).is_empty());
         let shown = bound.to_string();
         assert!(
@@ -184,10 +190,10 @@ mod tests {
             shown.contains("label = 'x''); DROP TABLE t; --'"),
             "{shown}"
         );
-        let error = bind(&statement, &params.project(&[0, 1]).unwrap(), 0).unwrap_err();
+        let error = bind(&statement, &row(&params.columns()[..2], 0).unwrap()).unwrap_err();
         assert!(
             error
-                .message()
+                .to_string()
                 .contains("has 4 parameter(s) and 2 value(s)"),
             "{error}"
         );
@@ -196,13 +202,9 @@ mod tests {
     #[test]
     fn numbered_placeholders_take_their_column() {
         let statement = parse("SELECT $2, $1, $2");
-        let params = RecordBatch::try_from_iter([
-            ("a", Arc::new(Int64Array::from(vec![1])) as _),
-            ("b", Arc::new(Int64Array::from(vec![2])) as _),
-        ])
-        .unwrap();
+        let values = [ScalarValue::Int64(Some(1)), ScalarValue::Int64(Some(2))];
         assert_eq!(
-            bind(&statement, &params, 0).unwrap().to_string(),
+            bind(&statement, &values).unwrap().to_string(),
             "SELECT 2, 1, 2"
         );
     }
