@@ -31,6 +31,8 @@ pub const DEFAULT_IDLE: Duration = Duration::from_secs(24 * 3600);
 pub struct Client {
     pub session: Session,
     pub last_used: Mutex<Instant>,
+    /// A short name for logs; not the token, which is a secret.
+    pub id: String,
 }
 
 impl Client {
@@ -146,12 +148,13 @@ impl Clients {
         let client = Arc::new(Client {
             session: engine.session(),
             last_used: Mutex::new(Instant::now()),
+            id: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
         });
         self.sessions
             .lock()
             .expect("sessions poisoned")
             .insert(token.clone(), Arc::clone(&client));
-        tracing::info!(sessions = self.count(), "new client session");
+        tracing::info!(session = %client.id, sessions = self.count(), "new client session");
         Ok(Found {
             client,
             new_token: Some(token),
@@ -185,8 +188,8 @@ impl Clients {
     }
 
     /// Ends the sessions (and their prepared statements) idle for longer
-    /// than the limit.
-    fn end_idle(&self) {
+    /// than the limit: when a client arrives, and on the server's timer.
+    pub fn end_idle(&self) {
         let live = |client: &Client| client.idle() < self.idle;
         let ended = {
             let mut sessions = self.sessions.lock().expect("sessions poisoned");

@@ -12,8 +12,8 @@
 //!   which the ADBC driver sends back from then on. Each token is one
 //!   nuthatch [`Session`](nuthatch_udf::Session) of the shared engine: its
 //!   own `SET nuthatch.*` and call reports, the engine's catalog and
-//!   in-flight computes. Sessions idle too long end when the next client
-//!   arrives. With a server token configured, a client must
+//!   in-flight computes. Sessions idle too long end on a timer (and when a
+//!   client arrives). With a server token configured, a client must
 //!   present it first; it is compared in constant time and never logged.
 //! - **Statements** ([`service`]): a prepared statement is planned once,
 //!   when prepared; each execution makes one physical plan, whose schema is

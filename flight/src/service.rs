@@ -54,10 +54,9 @@ impl FlightSqlServer {
     /// a session.
     pub fn new(engine: Engine, options: &crate::ServeOptions) -> FlightSqlServer {
         let idle = options.session_idle.unwrap_or(crate::clients::DEFAULT_IDLE);
-        FlightSqlServer {
-            engine,
-            clients: Arc::new(Clients::new(options.token.clone(), idle)),
-        }
+        let clients = Arc::new(Clients::new(options.token.clone(), idle));
+        sweep_idle(Arc::downgrade(&clients), idle);
+        FlightSqlServer { engine, clients }
     }
 
     fn client<T>(&self, request: &Request<T>) -> Result<Found, Status> {
@@ -256,6 +255,30 @@ impl FlightSqlServer {
     }
 }
 
+/// Ends idle sessions on a timer (a quarter of the limit, between a second
+/// and a minute), so a server nobody calls lets go of them too; the timer
+/// stops with the server.
+fn sweep_idle(clients: std::sync::Weak<Clients>, idle: std::time::Duration) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let every = (idle / 4).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(60),
+    );
+    runtime.spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            match clients.upgrade() {
+                Some(clients) => clients.end_idle(),
+                None => break,
+            }
+        }
+    });
+}
+
 /// The schema the encoder sends for results of `schema` (dictionaries
 /// hydrated).
 fn announced_schema(schema: SchemaRef) -> SchemaRef {
@@ -311,10 +334,15 @@ fn encode(
 /// A result stream that says so when it is dropped before its end: the
 /// client went away, and the query (a compute too) stops with it, as do
 /// the writes of misses it was served while they were stored.
+/// It also logs one line per query when the stream ends: the session's
+/// short name, rows, time and how it ended (never the statement's values).
 struct Watched<S> {
     inner: S,
     batches: usize,
+    rows: usize,
     ended: bool,
+    failed: bool,
+    started: std::time::Instant,
     client: Arc<Client>,
 }
 
@@ -323,13 +351,19 @@ impl<S> Watched<S> {
         Watched {
             inner,
             batches: 0,
+            rows: 0,
             ended: false,
+            failed: false,
+            started: std::time::Instant::now(),
             client,
         }
     }
 }
 
-impl<S: Stream + Unpin> Stream for Watched<S> {
+impl<S> Stream for Watched<S>
+where
+    S: Stream<Item = datafusion::error::Result<RecordBatch>> + Unpin,
+{
     type Item = S::Item;
 
     fn poll_next(
@@ -338,7 +372,11 @@ impl<S: Stream + Unpin> Stream for Watched<S> {
     ) -> std::task::Poll<Option<S::Item>> {
         let next = self.inner.poll_next_unpin(cx);
         match &next {
-            std::task::Poll::Ready(Some(_)) => self.batches += 1,
+            std::task::Poll::Ready(Some(Ok(batch))) => {
+                self.batches += 1;
+                self.rows += batch.num_rows();
+            }
+            std::task::Poll::Ready(Some(Err(_))) => self.failed = true,
             std::task::Poll::Ready(None) => self.ended = true,
             std::task::Poll::Pending => {}
         }
@@ -348,11 +386,19 @@ impl<S: Stream + Unpin> Stream for Watched<S> {
 
 impl<S> Drop for Watched<S> {
     fn drop(&mut self) {
+        let outcome = match (self.ended, self.failed) {
+            (_, true) => "failed",
+            (true, false) => "done",
+            (false, false) => "cancelled: the client went away",
+        };
+        tracing::info!(
+            session = %self.client.id,
+            rows = self.rows,
+            batches = self.batches,
+            ms = self.started.elapsed().as_millis() as u64,
+            "query {outcome}"
+        );
         if !self.ended {
-            tracing::info!(
-                batches_sent = self.batches,
-                "the client went away; its query is cancelled"
-            );
             self.client.session.cancel_writes();
         }
     }
