@@ -1,5 +1,5 @@
 //! The prompt's backslash commands, after datafusion-cli's and psql's:
-//! `\q`, `\?`, `\d [name]`, `\i file`, `\pset`, `\timing`, `\quiet`, and
+//! `\q`, `\?`, `\h [topic]`, `\d [name]`, `\i file`, `\pset`, `\timing`, `\quiet`, and
 //! nuthatch's own `\functions` and `\caches [function]`. They work in `-c`,
 //! `-f` and rc files too, on lines of their own.
 
@@ -30,6 +30,8 @@ pub enum Flow {
 pub enum Command {
     Quit,
     Help,
+    /// `\h [topic]`: help on nuthatch's SQL.
+    SqlHelp(Option<String>),
     /// `\d`: everything a query can name; `\d name`: one of them.
     Describe(Option<String>),
     Include(PathBuf),
@@ -45,6 +47,7 @@ const HELP: &str = "\
 Commands (on a line of their own; SQL statements end with ;):
   \\q                    quit (or Ctrl-D)
   \\?                    this help
+  \\h [TOPIC]            help on nuthatch's SQL: create, call, set, tables, refresh
   \\d                    list tables, cached functions and system tables
   \\d NAME               describe a table, or a cached function (signature,
                         cache_args, version, backend, body)
@@ -75,6 +78,7 @@ impl Command {
         Ok(match name {
             "\\q" | "\\quit" => Command::Quit,
             "\\?" | "\\help" => Command::Help,
+            "\\h" => Command::SqlHelp(arg),
             "\\d" => Command::Describe(arg),
             "\\i" => match arg {
                 Some(file) => Command::Include(PathBuf::from(file)),
@@ -110,6 +114,10 @@ pub async fn run(shell: &mut Shell<'_>, command: Command) -> Result<Flow> {
     match command {
         Command::Quit => return Ok(Flow::Quit),
         Command::Help => println!("{HELP}"),
+        Command::SqlHelp(topic) => match crate::topics::help(topic.as_deref()) {
+            Ok(text) => println!("{text}"),
+            Err(message) => return Err(usage(&message)),
+        },
         Command::Describe(None) => {
             let batch = everything(shell.session).await?;
             print_batches(&[batch], &shell.options, &mut std::io::stdout())?;

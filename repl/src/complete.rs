@@ -15,13 +15,16 @@
 //!   functions (with their opening parenthesis) and the columns of the
 //!   tables the statement names;
 //! - after a backslash: the prompt's commands, and for `\d`, `\caches` the
-//!   names they take.
+//!   names they take;
+//! - in `SET`: the `nuthatch.` settings, then a setting's values.
 
 use std::collections::BTreeSet;
 
+use datafusion::common::config::ExtensionOptions;
 use datafusion::sql::sqlparser::keywords::ALL_KEYWORDS;
 use nuthatch::crates::udf::options::{is_reserved, reserved_arguments};
-use nuthatch::CacheMode;
+use nuthatch::crates::udf::settings::NuthatchOptions;
+use nuthatch::{CacheMode, OnStale};
 
 /// Reserved options that take `true` or `false`.
 const FLAG_OPTIONS: [&str; 5] = [
@@ -63,9 +66,10 @@ impl Candidate {
 }
 
 /// Commands of the prompt, for completion after a backslash.
-pub const COMMANDS: [&str; 9] = [
+pub const COMMANDS: [&str; 10] = [
     "\\q",
     "\\?",
+    "\\h",
     "\\d",
     "\\i",
     "\\pset",
@@ -83,6 +87,8 @@ pub fn candidates(names: &Names, line: &str) -> (usize, Vec<Candidate>) {
     let before = &line[..start];
     let found = if line.trim_start().starts_with('\\') {
         command_candidates(names, before, word)
+    } else if let Some(found) = setting_candidates(before, word) {
+        found
     } else if let Some(option) = option_before(before) {
         option_values(names, &option, word)
     } else if let Some(((name, params), list_start)) = enclosing_call(names, before) {
@@ -160,6 +166,50 @@ fn option_values(names: &Names, option: &str, word: &str) -> Vec<Candidate> {
         flag if FLAG_OPTIONS.contains(&flag) => matching(["true", "false"], word),
         _ => Vec::new(),
     }
+}
+
+/// In a `SET` statement: the `nuthatch.` settings after `SET`, and a
+/// setting's values after `SET nuthatch.<name> =` (or `TO`). `None` when
+/// the line is not a `SET`.
+fn setting_candidates(before: &str, word: &str) -> Option<Vec<Candidate>> {
+    let mut words = before.split_whitespace();
+    if !words.next()?.eq_ignore_ascii_case("set") {
+        return None;
+    }
+    let settings = NuthatchOptions::default().entries();
+    let Some(setting) = words.next() else {
+        let names = settings.iter().map(|e| format!("nuthatch.{}", e.key));
+        return Some(
+            names
+                .filter(|name| starts_with_ignoring_case(name, word))
+                .map(Candidate::same)
+                .collect(),
+        );
+    };
+    let assigns = words
+        .next()
+        .is_some_and(|w| w == "=" || w.eq_ignore_ascii_case("to"));
+    let key = setting.to_ascii_lowercase();
+    let key = key.strip_prefix("nuthatch.")?;
+    if !assigns || words.next().is_some() {
+        return Some(Vec::new());
+    }
+    let entry = settings.iter().find(|e| e.key == key)?;
+    let prefix = word.trim_start_matches('\'');
+    let quoted = |values: Vec<&str>| -> Vec<Candidate> {
+        (values.into_iter())
+            .filter(|v| starts_with_ignoring_case(v, prefix))
+            .map(|v| Candidate::same(format!("'{v}'")))
+            .collect()
+    };
+    Some(match key {
+        "cache_mode" => quoted(CacheMode::ALL.iter().map(|m| m.name()).collect()),
+        "on_stale" => quoted(OnStale::ALL.iter().map(|p| p.name()).collect()),
+        _ if matches!(entry.value.as_deref(), Some("true" | "false")) => {
+            matching(["true", "false"], word)
+        }
+        _ => Vec::new(),
+    })
 }
 
 /// The cached function whose argument list the cursor is in, and where
@@ -349,6 +399,7 @@ fn command_candidates(names: &Names, before: &str, word: &str) -> Vec<Candidate>
             }
         }
         "\\timing" | "\\quiet" => matching(["on", "off"], word),
+        "\\h" => matching(crate::topics::NAMES, word),
         _ => Vec::new(),
     }
 }
@@ -445,5 +496,29 @@ mod tests {
         assert_eq!(replacements("\\d agg"), ["agg_and_clip"]);
         assert_eq!(replacements("\\pset format n"), ["nd-json"]);
         assert_eq!(replacements("\\caches a"), ["agg_and_clip"]);
+        assert_eq!(replacements("\\h c"), ["call", "create"]);
+    }
+
+    #[test]
+    fn set_offers_the_nuthatch_settings_then_their_values() {
+        let settings = replacements("SET nuthatch.");
+        assert!(
+            settings.contains(&"nuthatch.cache_mode".to_string()),
+            "{settings:?}"
+        );
+        assert!(
+            settings.contains(&"nuthatch.on_stale".to_string()),
+            "{settings:?}"
+        );
+        assert_eq!(replacements("set nuthatch.on_s"), ["nuthatch.on_stale"]);
+        assert_eq!(
+            replacements("SET nuthatch.cache_mode = 'local_s"),
+            ["'local_strict'", "'local_sync'"]
+        );
+        assert_eq!(
+            replacements("SET nuthatch.on_stale TO "),
+            ["'error'", "'recompute'", "'serve'", "'warn'"]
+        );
+        assert_eq!(replacements("SET nuthatch.memoize = t"), ["true"]);
     }
 }

@@ -27,6 +27,7 @@ pub mod print;
 pub mod progress;
 pub mod serve;
 pub mod shell;
+pub mod topics;
 pub mod worker;
 
 use std::io::Read;

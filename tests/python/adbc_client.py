@@ -96,6 +96,23 @@ elif scenario == "hold":
     with connect() as conn, conn.cursor() as cur:
         cur.execute("SELECT * FROM slow(1, size => 5000000000)")
         cur.fetch_arrow_table()
+elif scenario == "cancel":
+    # Cancels a query far too big to finish from another thread, as a
+    # notebook's interrupt does; the connection stays usable.
+    with connect() as conn, conn.cursor() as cur:
+        def cancel_soon():
+            time.sleep(float(options.get("after", "2")))
+            cur.adbc_cancel()
+
+        threading.Thread(target=cancel_soon).start()
+        try:
+            cur.execute("SELECT * FROM slow(2, size => 5000000000)")
+            cur.fetch_arrow_table()
+            out["cancelled"] = None
+        except Exception as e:
+            out["cancelled"] = type(e).__name__
+        out["after"] = rows(cur, "SELECT 1 AS one")
+        out["stored"] = rows(cur, "SELECT count(*) AS n FROM nuthatch.caches WHERE function = 'slow'")
 elif scenario == "after_kill":
     # The same entry, small: a compute still running for the killed
     # client would be followed (and its five billion rows read).

@@ -135,6 +135,21 @@ impl Drop for Server {
 
 #[test]
 #[ignore = "needs the Python ADBC client: run bash scripts/test"]
+fn a_client_cancel_stops_the_query_and_stores_nothing() {
+    let dir = project(
+        "CREATE CACHED FUNCTION slow(n BIGINT, size BIGINT) WITH (cache_args = (n))
+         AS SELECT value AS v FROM generate_series(1, $size);",
+    );
+    let server = Server::start(dir.path(), None);
+    let seen = server.client_with("cancel", &["after=2".into()]);
+    assert!(!seen.contains(r#""cancelled": null"#), "{seen}");
+    assert!(seen.contains(r#""after": [{"one": 1}]"#), "{seen}");
+    assert!(seen.contains(r#""stored": [{"n": 0}]"#), "{seen}");
+    server.wait_for_log(&["query cancelled: the client went away"]);
+}
+
+#[test]
+#[ignore = "needs the Python ADBC client: run bash scripts/test"]
 fn bound_parameters_are_values_from_the_dbapi_pandas_and_polars() {
     let dir = project("");
     let server = Server::start(dir.path(), None);

@@ -247,6 +247,20 @@ fn statements_commands_and_tab_completion_at_the_prompt() {
     assert!(text.contains("'local_overwrite'"), "{text}");
     screen.press("C-c");
 
+    // SET completes the nuthatch settings, then a setting's values; \h
+    // explains them.
+    screen.type_text("SET nuthatch.on_s");
+    screen.press("Tab");
+    screen.type_text(" = 'rec");
+    screen.press("Tab");
+    screen.line_becomes("nuthatch> SET nuthatch.on_stale = 'recompute'");
+    screen.enter(";");
+    screen.enter("\\h set");
+    let text = screen.wait_for("nuthatch.on_stale");
+    assert!(text.contains("nuthatch.cache_mode"), "{text}");
+    screen.enter("\\h create");
+    screen.wait_for("chunk_by_arg");
+
     screen.enter("\\functions");
     let text = screen.wait_for("| timeseries |");
     assert!(text.contains("| hourly | start_time TIMESTAMP, end_time TIMESTAMP, step BIGINT DEFAULT 1 | [step]     | a       |"), "{text}");
