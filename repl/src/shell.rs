@@ -27,6 +27,27 @@ use crate::progress::{self, ProgressLine};
 /// What a statement cancelled with Ctrl-C ends with.
 pub const CANCELLED: &str = "Cancelled (Ctrl-C); calls that had not finished stored nothing.";
 
+/// Runs `work` (planning a statement, resolving its calls, a command's
+/// listing) so that, at the prompt, Ctrl-C abandons it: the future is
+/// dropped, the session's writes are cancelled, and the prompt comes back.
+async fn interruptible<T>(
+    interactive: bool,
+    session: &Session,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    if !interactive {
+        return work.await;
+    }
+    tokio::select! {
+        biased;
+        _ = tokio::signal::ctrl_c() => {
+            session.cancel_writes();
+            Err(DataFusionError::Execution(CANCELLED.into()))
+        }
+        done = work => done,
+    }
+}
+
 /// The text to print for an error: a cancel as it is, anything else as
 /// `Error: ...` with the fix.
 pub fn error_text(error: &DataFusionError) -> String {
@@ -132,14 +153,17 @@ impl<'a> Shell<'a> {
 
     async fn run_command(&mut self, line: &str) -> Result<Flow> {
         let command = commands::Command::parse(line)?;
-        commands::run(self, command).await
+        let (interactive, session) = (self.terminal.is_some(), self.session);
+        interruptible(interactive, session, commands::run(self, command)).await
     }
 
     /// Runs every statement of `sql` in order.
     pub async fn run_sql(&mut self, sql: &str) -> Result<()> {
         for statement in nuthatch::split_statements(sql)? {
             let started = Instant::now();
-            let ran = match self.session.sql(&statement).await {
+            let interactive = self.terminal.is_some();
+            let planned = interruptible(interactive, self.session, self.session.sql(&statement));
+            let ran = match planned.await {
                 Ok(frame) => self.print_frame(frame, started).await,
                 Err(e) => Err(e),
             };
@@ -156,11 +180,13 @@ impl<'a> Shell<'a> {
     /// Executes `frame` and prints its rows as they come, then the calls'
     /// reports and the footer.
     pub async fn print_frame(&mut self, frame: DataFrame, started: Instant) -> Result<()> {
-        let mut stream = frame.execute_stream().await?;
+        let interactive = self.terminal.is_some();
+        // Making the physical plan resolves the cached calls, which may
+        // compute and store an entry before the first row.
+        let mut stream = interruptible(interactive, self.session, frame.execute_stream()).await?;
         let mut output = Output::new(self.options.clone(), stream.schema());
         let mut line = ProgressLine::default();
         let mut tick = tokio::time::interval(progress::TICK);
-        let interactive = self.terminal.is_some();
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
         loop {
