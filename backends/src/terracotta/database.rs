@@ -16,7 +16,7 @@
 use datafusion::common::{DataFusionError, Result};
 // Statements are put together from this module's constants only; every
 // value is bound.
-use sqlx::{AssertSqlSafe, Postgres, Sqlite, Transaction};
+use sqlx::AssertSqlSafe;
 
 use super::metadata::Metadata;
 use crate::sql::database::Pools;
@@ -66,6 +66,47 @@ fn failed(doing: &str) -> impl Fn(sqlx::Error) -> DataFusionError + '_ {
     move |e| DataFusionError::Execution(format!("the Terracotta database, {doing}: {e}"))
 }
 
+/// Runs `$body` in one transaction of the write pool, committed after it,
+/// for either engine: the body is written once and compiled for each
+/// (`$postgres` says which, for its placeholders and float widths).
+macro_rules! in_transaction {
+    ($pools:expr, $doing:expr, |$tx:ident, $postgres:ident| $body:block) => {
+        match $pools {
+            Pools::Postgres { write, .. } => {
+                let $postgres = true;
+                let mut $tx = write.begin().await.map_err(failed("starting"))?;
+                $body
+                $tx.commit().await.map_err(failed($doing))
+            }
+            Pools::Sqlite { write, .. } => {
+                let $postgres = false;
+                let mut $tx = write.begin().await.map_err(failed("starting"))?;
+                $body
+                $tx.commit().await.map_err(failed($doing))
+            }
+        }
+    };
+}
+
+/// `statement` with its `?` placeholders numbered (`$1`, ...) for
+/// PostgreSQL.
+fn placeholders(statement: &str, postgres: bool) -> AssertSqlSafe<String> {
+    if !postgres {
+        return AssertSqlSafe(statement.to_string());
+    }
+    let mut numbered = String::with_capacity(statement.len() + 16);
+    let mut n = 0;
+    for c in statement.chars() {
+        if c == '?' {
+            n += 1;
+            numbered.push_str(&format!("${n}"));
+        } else {
+            numbered.push(c);
+        }
+    }
+    AssertSqlSafe(numbered)
+}
+
 /// Checks that `version` is one Terracotta 0.8 opens.
 fn check_version(version: Option<String>) -> Result<()> {
     match version {
@@ -81,64 +122,31 @@ fn check_version(version: Option<String>) -> Result<()> {
 /// Creates Terracotta's tables and rows where they are missing, and
 /// refuses a database of another Terracotta release.
 pub async fn prepare(pools: &Pools) -> Result<()> {
-    match pools {
-        Pools::Postgres { write, .. } => {
-            let mut tx = write.begin().await.map_err(failed("starting"))?;
-            for statement in schema(true) {
-                sqlx::query(AssertSqlSafe(statement))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(failed("creating its tables"))?;
-            }
-            let version: Option<String> = sqlx::query_scalar("SELECT version FROM terracotta")
-                .fetch_optional(&mut *tx)
+    in_transaction!(pools, "committing its tables", |tx, postgres| {
+        for statement in schema(postgres) {
+            sqlx::query(AssertSqlSafe(statement))
+                .execute(&mut *tx)
                 .await
-                .map_err(failed("reading its version"))?;
-            check_version(version.clone())?;
-            if version.is_none() {
-                sqlx::query("INSERT INTO terracotta (version) VALUES ($1)")
-                    .bind(VERSION)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(failed("stamping its version"))?;
-                sqlx::query(
-                    "INSERT INTO key_names (key_name, description, idx) VALUES ('key', '', 0)",
-                )
+                .map_err(failed("creating its tables"))?;
+        }
+        let version: Option<String> = sqlx::query_scalar("SELECT version FROM terracotta")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(failed("reading its version"))?;
+        check_version(version.clone())?;
+        if version.is_none() {
+            let stamp = "INSERT INTO terracotta (version) VALUES (?)";
+            sqlx::query(placeholders(stamp, postgres))
+                .bind(VERSION)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("stamping its version"))?;
+            sqlx::query("INSERT INTO key_names (key_name, description, idx) VALUES ('key', '', 0)")
                 .execute(&mut *tx)
                 .await
                 .map_err(failed("naming its key"))?;
-            }
-            tx.commit().await.map_err(failed("committing its tables"))
         }
-        Pools::Sqlite { write, .. } => {
-            let mut tx = write.begin().await.map_err(failed("starting"))?;
-            for statement in schema(false) {
-                sqlx::query(AssertSqlSafe(statement))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(failed("creating its tables"))?;
-            }
-            let version: Option<String> = sqlx::query_scalar("SELECT version FROM terracotta")
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(failed("reading its version"))?;
-            check_version(version.clone())?;
-            if version.is_none() {
-                sqlx::query("INSERT INTO terracotta (version) VALUES (?)")
-                    .bind(VERSION)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(failed("stamping its version"))?;
-                sqlx::query(
-                    "INSERT INTO key_names (key_name, description, idx) VALUES ('key', '', 0)",
-                )
-                .execute(&mut *tx)
-                .await
-                .map_err(failed("naming its key"))?;
-            }
-            tx.commit().await.map_err(failed("committing its tables"))
-        }
-    }
+    })
 }
 
 /// The 99 percentiles as Terracotta stores them: little-endian float32.
@@ -151,113 +159,60 @@ fn percentile_bytes(metadata: &Metadata) -> Vec<u8> {
 /// Registers `datasets`, and removes the datasets of `replaced` keys, in
 /// one transaction.
 pub async fn register(pools: &Pools, datasets: &[Dataset], replaced: &[String]) -> Result<()> {
-    match pools {
-        Pools::Postgres { write, .. } => {
-            let mut tx = write.begin().await.map_err(failed("starting"))?;
-            for key in replaced.iter().chain(datasets.iter().map(|d| &d.key)) {
-                remove_pg(&mut tx, key).await?;
+    in_transaction!(pools, "committing the datasets", |tx, postgres| {
+        for key in replaced.iter().chain(datasets.iter().map(|d| &d.key)) {
+            for table in ["datasets", "metadata"] {
+                let remove = format!("DELETE FROM {table} WHERE key = ?");
+                sqlx::query(placeholders(&remove, postgres))
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(failed("removing a dataset"))?;
             }
-            for dataset in datasets {
-                insert_pg(&mut tx, dataset).await?;
-            }
-            tx.commit().await.map_err(failed("committing the datasets"))
         }
-        Pools::Sqlite { write, .. } => {
-            let mut tx = write.begin().await.map_err(failed("starting"))?;
-            for key in replaced.iter().chain(datasets.iter().map(|d| &d.key)) {
-                remove_sqlite(&mut tx, key).await?;
+        for dataset in datasets {
+            let register = "INSERT INTO datasets (key, path) VALUES (?, ?)";
+            sqlx::query(placeholders(register, postgres))
+                .bind(&dataset.key)
+                .bind(&dataset.path)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("registering a dataset"))?;
+            let m = &dataset.metadata;
+            let numbers = [
+                m.bounds[0],
+                m.bounds[1],
+                m.bounds[2],
+                m.bounds[3],
+                m.valid_percentage,
+                m.min,
+                m.max,
+                m.mean,
+                m.stdev,
+            ];
+            let record = format!(
+                "INSERT INTO metadata (key, convex_hull, percentiles, metadata, bounds_north, \
+                 bounds_east, bounds_south, bounds_west, valid_percentage, min, max, mean, \
+                 stdev) VALUES (?, ?, ?, '{{}}'{})",
+                ", ?".repeat(numbers.len())
+            );
+            let mut query = sqlx::query(placeholders(&record, postgres))
+                .bind(&dataset.key)
+                .bind(&m.convex_hull)
+                .bind(percentile_bytes(m));
+            for number in numbers {
+                // PostgreSQL's FLOAT(8) is a real: its values go as float32.
+                query = match postgres {
+                    true => query.bind(number as f32),
+                    false => query.bind(number),
+                };
             }
-            for dataset in datasets {
-                insert_sqlite(&mut tx, dataset).await?;
-            }
-            tx.commit().await.map_err(failed("committing the datasets"))
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("recording a dataset's metadata"))?;
         }
-    }
-}
-
-const INSERT_METADATA: &str = "INSERT INTO metadata (key, bounds_north, bounds_east, \
-    bounds_south, bounds_west, convex_hull, valid_percentage, min, max, mean, stdev, \
-    percentiles, metadata) VALUES ";
-
-async fn insert_pg(tx: &mut Transaction<'_, Postgres>, dataset: &Dataset) -> Result<()> {
-    let m = &dataset.metadata;
-    sqlx::query("INSERT INTO datasets (key, path) VALUES ($1, $2)")
-        .bind(&dataset.key)
-        .bind(&dataset.path)
-        .execute(&mut **tx)
-        .await
-        .map_err(failed("registering a dataset"))?;
-    // PostgreSQL's FLOAT(8) is a real: the values go as float32.
-    sqlx::query(AssertSqlSafe(format!(
-        "{INSERT_METADATA}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, '{{}}')"
-    )))
-    .bind(&dataset.key)
-    .bind(m.bounds[0] as f32)
-    .bind(m.bounds[1] as f32)
-    .bind(m.bounds[2] as f32)
-    .bind(m.bounds[3] as f32)
-    .bind(&m.convex_hull)
-    .bind(m.valid_percentage as f32)
-    .bind(m.min as f32)
-    .bind(m.max as f32)
-    .bind(m.mean as f32)
-    .bind(m.stdev as f32)
-    .bind(percentile_bytes(m))
-    .execute(&mut **tx)
-    .await
-    .map_err(failed("recording a dataset's metadata"))?;
-    Ok(())
-}
-
-async fn insert_sqlite(tx: &mut Transaction<'_, Sqlite>, dataset: &Dataset) -> Result<()> {
-    let m = &dataset.metadata;
-    sqlx::query("INSERT INTO datasets (key, path) VALUES (?, ?)")
-        .bind(&dataset.key)
-        .bind(&dataset.path)
-        .execute(&mut **tx)
-        .await
-        .map_err(failed("registering a dataset"))?;
-    sqlx::query(AssertSqlSafe(format!(
-        "{INSERT_METADATA}(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '{{}}')"
-    )))
-    .bind(&dataset.key)
-    .bind(m.bounds[0])
-    .bind(m.bounds[1])
-    .bind(m.bounds[2])
-    .bind(m.bounds[3])
-    .bind(&m.convex_hull)
-    .bind(m.valid_percentage)
-    .bind(m.min)
-    .bind(m.max)
-    .bind(m.mean)
-    .bind(m.stdev)
-    .bind(percentile_bytes(m))
-    .execute(&mut **tx)
-    .await
-    .map_err(failed("recording a dataset's metadata"))?;
-    Ok(())
-}
-
-async fn remove_pg(tx: &mut Transaction<'_, Postgres>, key: &str) -> Result<()> {
-    for table in ["datasets", "metadata"] {
-        sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE key = $1")))
-            .bind(key)
-            .execute(&mut **tx)
-            .await
-            .map_err(failed("removing a dataset"))?;
-    }
-    Ok(())
-}
-
-async fn remove_sqlite(tx: &mut Transaction<'_, Sqlite>, key: &str) -> Result<()> {
-    for table in ["datasets", "metadata"] {
-        sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE key = ?")))
-            .bind(key)
-            .execute(&mut **tx)
-            .await
-            .map_err(failed("removing a dataset"))?;
-    }
-    Ok(())
+    })
 }
 
 /// One registered dataset as read back: its key, path and metadata (none
