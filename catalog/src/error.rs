@@ -180,6 +180,29 @@ pub enum Error {
         waited: u64,
     },
 
+    /// Calls wait for each other in a cycle (A's body waits for B, whose
+    /// body waits for A), across sessions or processes.
+    #[error(
+        "calls wait for each other in a cycle: {cycle}; this call fails so that the others can \
+         go on. A body that calls another cached function should not be called by it, even \
+         with other arguments; compute one of them first"
+    )]
+    Deadlock { cycle: String },
+
+    /// Another process has been computing the entry for longer than
+    /// `lease_wait`.
+    #[error(
+        "{entry} is being computed by {holder} on the {tier} tier, and this call waited {waited}s \
+         for it; wait longer with SET nuthatch.lease_wait = '2h', or compute anyway with SET \
+         nuthatch.on_lease_wait = 'compute'"
+    )]
+    LeaseWait {
+        entry: String,
+        tier: String,
+        holder: String,
+        waited: u64,
+    },
+
     /// An entry changed while a write to it was under way, so the write was
     /// dropped rather than lose or double rows.
     #[error(
@@ -236,6 +259,20 @@ fn python_storage(backend: &str) -> String {
 }
 
 impl Error {
+    /// Whether `error` is, or was caused by, a call that gave way to break
+    /// a cycle of waits ([`Error::Deadlock`]), however many computes it
+    /// failed on its way out.
+    pub fn is_deadlock(error: &DataFusionError) -> bool {
+        let mut current = error;
+        loop {
+            match Error::find(current) {
+                Some(Error::Deadlock { .. }) => return true,
+                Some(Error::ComputeFailed { source, .. }) => current = source,
+                _ => return false,
+            }
+        }
+    }
+
     /// The catalog error inside a DataFusion error, however deeply it was
     /// wrapped on its way through plans and streams.
     pub fn find(error: &DataFusionError) -> Option<&Error> {

@@ -23,6 +23,7 @@ pub mod error;
 pub mod import;
 pub mod inflight;
 pub mod key;
+pub mod lease;
 pub mod lineage;
 pub mod listing;
 pub mod lock;
@@ -52,6 +53,7 @@ pub use error::{Error, Result};
 pub use import::Imported;
 pub use inflight::{Claim, Followed, InFlight};
 pub use key::{cache_key, CacheKey, KeyValue};
+pub use lease::{LeaseOptions, OnLeaseWait};
 pub use lineage::{Input, InputEntry, Lineage, Provenance, Reads};
 pub use listing::{Listed, ListedKind, ListingStats};
 pub use memory::{Memoized, MemoryTier};
@@ -201,6 +203,16 @@ impl Catalog {
     }
 
     /// The entries being computed in this process.
+    /// The store and path of a lease named by its URL (a `waits_for`),
+    /// when it is on one of these tiers.
+    pub fn lease_at(&self, url: &str) -> Option<(Arc<dyn object_store::ObjectStore>, Path)> {
+        self.tiers().find_map(|tier| {
+            let rest = url.strip_prefix(tier.url().trim_end_matches('/'))?;
+            let path = rest.strip_prefix('/')?;
+            Some((Arc::clone(tier.store()), Path::from(path)))
+        })
+    }
+
     pub fn inflight(&self) -> &Arc<InFlight> {
         &self.inflight
     }

@@ -110,6 +110,9 @@ pub struct CallReport {
     /// Why the entry served is stale, when the call served it anyway
     /// ([`crate::stale`]).
     pub stale: Option<String>,
+    /// The other process whose compute of the entry this call waited for
+    /// (its lease), and how long.
+    pub waited: Option<crate::lease::Waited>,
     pub elapsed: Duration,
 }
 
@@ -171,6 +174,10 @@ impl fmt::Display for CallReport {
                 self.spilled_bytes as f64 / (1 << 20) as f64
             )?;
         }
+        if let Some(waited) = &self.waited {
+            let seconds = waited.waited.as_secs_f64();
+            write!(f, " waited={seconds:.3}s for {}", waited.holder)?;
+        }
         write!(f, " in {:.3}s", self.elapsed.as_secs_f64())?;
         if let Some(changes) = changes_text(&self.changes) {
             write!(f, " WARNING stored changed: {changes}")?;
@@ -215,14 +222,17 @@ pub enum Phase {
     Copying,
     /// Serving rows to the query.
     Reading,
+    /// Waiting for another process that computes the entry (its lease).
+    Waiting,
 }
 
 impl Phase {
-    const ALL: [Phase; 4] = [
+    const ALL: [Phase; 5] = [
         Phase::LookingUp,
         Phase::Computing,
         Phase::Copying,
         Phase::Reading,
+        Phase::Waiting,
     ];
 
     pub fn name(self) -> &'static str {
@@ -231,6 +241,7 @@ impl Phase {
             Phase::Computing => "computing",
             Phase::Copying => "copying",
             Phase::Reading => "reading",
+            Phase::Waiting => "waiting for another process",
         }
     }
 }
@@ -248,6 +259,8 @@ pub struct Running {
     pub written: Arc<WriteProgress>,
     /// Rows served to the query.
     pub served: AtomicU64,
+    /// The holder of the lease this call waits or waited for.
+    pub waited: Mutex<Option<crate::lease::Waited>>,
 }
 
 impl Running {
@@ -298,6 +311,7 @@ impl ReportLog {
             finished: AtomicBool::new(false),
             written: Arc::default(),
             served: AtomicU64::new(0),
+            waited: Mutex::new(None),
         });
         let mut list = self.running.lock().expect("report log poisoned");
         list.retain(|call| call.strong_count() > 0);

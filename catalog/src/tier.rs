@@ -410,7 +410,10 @@ fn local_store(
     // A folder lists in directory order; readers of Delta logs need key
     // order, which object stores give.
     let store: Arc<dyn ObjectStore> = if path.is_dir() {
-        Arc::new(LocalFileSystem::new_with_prefix(path).map_err(|e| e.to_string())?)
+        // Deleting an entry's last file removes the folders it leaves
+        // empty (up to the tier's own folder), as object stores have none.
+        let folder = LocalFileSystem::new_with_prefix(path).map_err(|e| e.to_string())?;
+        Arc::new(folder.with_automatic_cleanup(true))
     } else {
         let absolute = std::path::absolute(path).map_err(|e| e.to_string())?;
         let prefix = ObjectPath::from_absolute_path(&absolute).map_err(|e| e.to_string())?;

@@ -58,7 +58,12 @@ pub fn describe(running: &[Arc<Running>], elapsed: Duration) -> String {
     let busy = running
         .iter()
         .rev()
-        .find(|call| matches!(call.phase(), Phase::Computing | Phase::Copying))
+        .find(|call| {
+            matches!(
+                call.phase(),
+                Phase::Computing | Phase::Copying | Phase::Waiting
+            )
+        })
         .or_else(|| running.last());
     let Some(call) = busy else {
         return format!("running · {}", seconds(elapsed));
@@ -80,6 +85,12 @@ pub fn describe(running: &[Arc<Running>], elapsed: Duration) -> String {
         Phase::Reading => {
             let rows = call.served.load(std::sync::atomic::Ordering::Relaxed);
             text.push_str(&format!(" · {} rows", thousands(rows)));
+        }
+        Phase::Waiting => {
+            let waited = call.waited.lock().expect("running call poisoned");
+            if let Some(waited) = waited.as_ref() {
+                text.push_str(&format!(" {}", waited.holder));
+            }
         }
         Phase::LookingUp => {}
     }

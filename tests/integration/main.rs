@@ -17,6 +17,7 @@ mod engine;
 mod errors;
 mod examples;
 mod fidelity;
+mod leases;
 mod order;
 mod outside;
 mod parts;

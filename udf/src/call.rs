@@ -81,6 +81,9 @@ pub struct Call {
     /// The entries and files this call's compute reads, noted as its body
     /// runs: the lineage its entry records.
     pub reads: Arc<Reads>,
+    /// The in-flight key of the entry this call leads the compute of, once
+    /// it does: the calls inside its body wait on its behalf.
+    pub leading: Arc<std::sync::OnceLock<String>>,
 }
 
 impl Call {
@@ -241,6 +244,7 @@ impl Call {
             reports: reports_of(config),
             on_stale,
             reads: Arc::default(),
+            leading: Arc::default(),
         };
         call.stack.check(&call.frame())?;
         Ok(call)
@@ -254,6 +258,7 @@ impl Call {
             namespace: self.id.namespace.clone(),
             inherited: self.inherited.clone(),
             reads: Arc::clone(&self.reads),
+            leading: Arc::clone(&self.leading),
         }
     }
 

@@ -433,6 +433,13 @@ impl Tracker {
             spilled_bytes: spilled,
             changes: written.map(|w| w.changes.clone()).unwrap_or_default(),
             stale: prepared.stale.clone(),
+            waited: self.running.get().and_then(|running| {
+                running
+                    .waited
+                    .lock()
+                    .expect("running call poisoned")
+                    .clone()
+            }),
             elapsed: prepared.started.elapsed(),
         });
     }

@@ -17,11 +17,14 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use datafusion::common::config::ConfigExtension;
 use datafusion::common::extensions_options;
 use datafusion::execution::context::SessionConfig;
-use nuthatch_catalog::{CacheKey, CacheMode, Error, ReportLog};
+
+use nuthatch_catalog::lease::{LeaseOptions, Period};
+use nuthatch_catalog::{CacheKey, CacheMode, Error, OnLeaseWait, ReportLog};
 
 use crate::binding::Select;
 
@@ -48,6 +51,14 @@ extensions_options! {
         /// function says: serve, warn (serve and report it), recompute or
         /// error.
         pub on_stale: nuthatch_catalog::OnStale, default = nuthatch_catalog::OnStale::Warn
+        /// How long a miss waits for another process computing the same
+        /// entry (it holds the entry's lease) before on_lease_wait.
+        pub lease_wait: Period, default = Period(Duration::from_secs(3600))
+        /// After lease_wait: fail naming the other process, or compute anyway.
+        pub on_lease_wait: OnLeaseWait, default = OnLeaseWait::Fail
+        /// How long this process's leases live unrenewed: a process that
+        /// dies holding one holds up others this long.
+        pub lease_ttl: Period, default = Period(Duration::from_secs(30))
     }
 }
 
@@ -60,6 +71,15 @@ impl NuthatchOptions {
             .get::<NuthatchOptions>()
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// How this session's calls take and wait for leases.
+    pub fn leases(&self) -> LeaseOptions {
+        LeaseOptions {
+            ttl: self.lease_ttl.0,
+            wait: self.lease_wait.0,
+            on_wait: self.on_lease_wait,
+        }
     }
 }
 
@@ -97,6 +117,8 @@ pub struct CallFrame {
     /// Where the calls of this body note the entries they read, for the
     /// lineage of what the body computes.
     pub reads: Arc<nuthatch_catalog::Reads>,
+    /// The in-flight key of the entry this call leads, if it does.
+    pub leading: Arc<std::sync::OnceLock<String>>,
 }
 
 /// Frames are the same call whatever they have read so far.
@@ -139,6 +161,15 @@ impl CallStack {
 
     pub fn frames(&self) -> &[CallFrame] {
         &self.frames
+    }
+
+    /// The entries the calls around this one lead: what a wait here holds
+    /// up.
+    pub fn leading(&self) -> Vec<String> {
+        self.frames
+            .iter()
+            .filter_map(|frame| frame.leading.get().cloned())
+            .collect()
     }
 
     /// The innermost running call: the caller of a call planned now.

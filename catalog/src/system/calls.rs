@@ -47,6 +47,8 @@ pub fn calls_table(reports: Arc<ReportLog>) -> LazyTable {
         Field::new("elapsed_ms", DataType::Float64, false),
         text("changes", true),
         text("stale", true),
+        text("waited_for", true),
+        Field::new("waited_ms", DataType::Float64, true),
     ]));
     let produced = Arc::clone(&schema);
     LazyTable::new(schema, move || {
@@ -102,6 +104,10 @@ fn calls_batch(schema: SchemaRef, reports: &ReportLog) -> Result<RecordBatch> {
             )),
             text(&|r| crate::report::changes_text(&r.changes)),
             text(&|r| r.stale.clone()),
+            text(&|r| r.waited.as_ref().map(|w| w.holder.clone())),
+            Arc::new(Float64Array::from_iter(history.iter().map(|(_, r)| {
+                r.waited.as_ref().map(|w| w.waited.as_secs_f64() * 1000.0)
+            }))),
         ],
     )?)
 }

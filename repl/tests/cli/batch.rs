@@ -263,9 +263,13 @@ fn a_compute_killed_midway_leaves_no_entry() {
     started.args(["-c", slow, "-c", "SELECT * FROM slow();"]);
     kill_after_log(started, "info", "computing", 1);
 
+    // The killed compute's lease stays: the next call takes it over.
     let left = files_under(&dir.path().join(".nuthatch"));
     assert!(
-        left.iter().all(|f| f == "nuthatch_metadata.nut/exists.nut"),
+        left.iter().all(|f| {
+            f == "nuthatch_metadata.nut/exists.nut"
+                || f == "nuthatch_metadata.nut/slow/parquet.lease"
+        }),
         "nothing of the entry is on the store: {left:?}"
     );
     let again = nuthatch(
@@ -354,8 +358,10 @@ fn a_write_killed_midway_leaves_nothing_visible_and_the_next_write_tidies_up() {
     let root = dir.path().join(".nuthatch");
     let left = files_under(&root);
     assert!(
-        left.iter().all(|f| f.starts_with("noise/.parquet#")),
-        "at most a staged upload, which no reader sees: {left:?}"
+        left.iter().all(|f| {
+            f.starts_with("noise/.parquet#") || f == "nuthatch_metadata.nut/noise/parquet.lease"
+        }),
+        "at most a staged upload, which no reader sees, and the lease: {left:?}"
     );
     strict_read_says_no_entry(command(dir.path()));
 
@@ -372,7 +378,7 @@ fn a_write_killed_midway_leaves_nothing_visible_and_the_next_write_tidies_up() {
             "nuthatch_metadata.nut/exists.nut",
             "nuthatch_metadata.nut/noise/parquet.parquet",
         ],
-        "what the killed write staged is gone"
+        "what the killed write staged is gone, and its lease was taken over and released"
     );
 }
 
@@ -401,8 +407,9 @@ fn a_multipart_upload_killed_midway_is_never_visible_on_s3() {
     };
     kill_during_the_write(on_s3(dir.path()));
     strict_read_says_no_entry(on_s3(dir.path()));
-    // What the bucket holds: no object of the entry, and the upload the kill
-    // interrupted, incomplete and so invisible.
+    // What the bucket holds: no object of the entry (only the killed
+    // writer's lease, which the next call takes over), and the upload the
+    // kill interrupted, incomplete and so invisible.
     let python = std::env::var("NUTHATCH_TEST_PYTHON").expect("run by bash scripts/test");
     let listing = Command::new(python)
         .args([
@@ -425,7 +432,8 @@ fn a_multipart_upload_killed_midway_is_never_visible_on_s3() {
         "{}",
         String::from_utf8_lossy(&listing.stderr)
     );
-    assert!(listed.contains("objects []"), "{listed}");
+    let lease = format!("objects ['{prefix}/nuthatch_metadata.nut/noise/parquet.lease']");
+    assert!(listed.contains(&lease), "{listed}");
     assert!(
         listed.contains(&format!("uploads ['{prefix}/noise/.parquet']")),
         "{listed}"

@@ -180,8 +180,8 @@ impl Resolver<'_> {
         let (tier, backend) = (found.tier.clone(), Arc::clone(&found.backend));
         let inflight_key = call.inflight_key(&tier, &call.id, backend.as_ref());
         let mut waited = false;
-        let lead = loop {
-            match call.catalog.inflight().claim(&inflight_key) {
+        let mut lead = loop {
+            match self.claim(&inflight_key, &call.id)? {
                 Claim::Lead(lead) => break lead,
                 Claim::Follow(follow) => {
                     waited = true;
@@ -189,6 +189,17 @@ impl Resolver<'_> {
                 }
             }
         };
+        match self
+            .lease(&mut lead, &tier, &call.id, backend.as_ref())
+            .await
+        {
+            Ok(leased_after_wait) => waited |= leased_after_wait,
+            Err(error) => {
+                let error = Arc::new(error);
+                lead.finish(Err(Arc::clone(&error))).await;
+                return Err(DataFusionError::Shared(error));
+            }
+        }
         let found = (!waited).then_some(found);
         let mut extended = self.extend_entry(&tier, &backend, found).await;
         // Another process committed to the entry first: look again, and
@@ -206,11 +217,11 @@ impl Resolver<'_> {
             Ok(extension) => extension,
             Err(error) => {
                 let error = Arc::new(error);
-                lead.finish(Err(Arc::clone(&error)));
+                lead.finish(Err(Arc::clone(&error))).await;
                 return Err(DataFusionError::Shared(error));
             }
         };
-        lead.finish(Ok(()));
+        lead.finish(Ok(())).await;
         let (entry, added, missing) = match extension {
             Extension::Covered(entry) => return self.serve_entry(entry, Outcome::Hit).await,
             Extension::Stored {

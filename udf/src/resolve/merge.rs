@@ -62,14 +62,19 @@ impl Resolver<'_> {
         // One merge into an entry at a time in this process: a rewrite that
         // raced another would lose its rows.
         let inflight_key = call.inflight_key(tier, id, backend.as_ref());
-        let lead = loop {
-            match catalog.inflight().claim(&inflight_key) {
+        let mut lead = loop {
+            match self.claim(&inflight_key, id)? {
                 Claim::Lead(lead) => break lead,
                 Claim::Follow(follow) => {
                     let _ = follow.wait().await;
                 }
             }
         };
+        if let Err(error) = self.lease(&mut lead, tier, id, backend.as_ref()).await {
+            let error = Arc::new(error);
+            lead.finish(Err(Arc::clone(&error))).await;
+            return Err(DataFusionError::Shared(error));
+        }
         let merged = async {
             tracing::info!(function, key = %id.key, tier = tier.name(), mode = what, "computing");
             self.running.set_phase(Phase::Computing);
@@ -139,7 +144,7 @@ impl Resolver<'_> {
         let tier_name = Some(tier.name().to_string());
         match merged {
             Ok(Some((entry, compute, written))) => {
-                lead.finish(Ok(()));
+                lead.finish(Ok(())).await;
                 let mut prepared = self
                     .serve(
                         Source::Entry(Box::new(entry)),
@@ -153,12 +158,12 @@ impl Resolver<'_> {
                 Ok(prepared)
             }
             Ok(None) => {
-                lead.finish(Ok(()));
+                lead.finish(Ok(())).await;
                 self.serve_null(Outcome::ComputedNull, None)
             }
             Err(error) => {
                 let error = Arc::new(error);
-                lead.finish(Err(Arc::clone(&error)));
+                lead.finish(Err(Arc::clone(&error))).await;
                 Err(DataFusionError::Shared(error))
             }
         }

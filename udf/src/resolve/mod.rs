@@ -27,6 +27,7 @@
 mod decide;
 mod extend;
 mod judged;
+mod lease;
 mod merge;
 mod order;
 mod passing;
@@ -397,7 +398,7 @@ impl Resolver<'_> {
         }
         let inflight_key = call.inflight_key(tier, id, backend.as_ref());
         loop {
-            match catalog.inflight().claim(&inflight_key) {
+            match self.claim(&inflight_key, id)? {
                 Claim::Follow(follow) => {
                     tracing::debug!(key = %id.key, "waiting for an identical compute");
                     match follow.wait().await {
@@ -416,16 +417,22 @@ impl Resolver<'_> {
                                 None => {}
                             }
                         }
+                        // A leader that gave way to break a cycle of waits
+                        // left the entry to be computed: claim it again.
+                        Followed::Failed(error) if Error::is_deadlock(&error) => {}
                         Followed::Failed(error) => return Err(DataFusionError::Shared(error)),
                         Followed::Abandoned => {}
                     }
                 }
-                Claim::Lead(lead) => {
-                    let led = self.lead_compute(tier, id, &backend).await;
+                Claim::Lead(mut lead) => {
+                    let led = match self.lease(&mut lead, tier, id, backend.as_ref()).await {
+                        Ok(_) => self.lead_compute(tier, id, &backend).await,
+                        Err(error) => Err(error),
+                    };
                     let tier_name = Some(tier.name().to_string());
                     return match led {
                         Ok(Led::Stored(entry, compute, changes)) => {
-                            lead.finish(Ok(()));
+                            lead.finish(Ok(())).await;
                             let source = Source::Entry(Box::new(entry));
                             let outcome = Outcome::Computed;
                             let served =
@@ -443,16 +450,16 @@ impl Resolver<'_> {
                             Ok(self.store_in_background(storing, lead, backend.name(), tier_name))
                         }
                         Ok(Led::Found(entry)) => {
-                            lead.finish(Ok(()));
+                            lead.finish(Ok(())).await;
                             self.serve_stored(entry).await
                         }
                         Ok(Led::Null) => {
-                            lead.finish(Ok(()));
+                            lead.finish(Ok(())).await;
                             self.serve_null(Outcome::ComputedNull, tier_name)
                         }
                         Err(error) => {
                             let error = Arc::new(error);
-                            lead.finish(Err(Arc::clone(&error)));
+                            lead.finish(Err(Arc::clone(&error))).await;
                             Err(DataFusionError::Shared(error))
                         }
                     };

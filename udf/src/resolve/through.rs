@@ -189,12 +189,12 @@ impl Resolver<'_> {
                         if let Some(reads) = caller_reads {
                             reads.note(super::read_input(&entry));
                         }
-                        lead.finish(Ok(()));
+                        lead.finish(Ok(())).await;
                         let _ = committed.send(Ok(()));
                     }
                     Err(error) => {
                         let error = Arc::new(error);
-                        lead.finish(Err(Arc::clone(&error)));
+                        lead.finish(Err(Arc::clone(&error))).await;
                         let _ = committed.send(Err(DataFusionError::Shared(error)));
                     }
                 },
