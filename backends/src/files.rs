@@ -463,7 +463,7 @@ const PREFETCH_ROWS: usize = 2 * 64 * 1024;
 pub fn prefetch(mut data: SendableRecordBatchStream) -> SendableRecordBatchStream {
     let schema = data.schema();
     let room = Arc::new(tokio::sync::Semaphore::new(PREFETCH_ROWS));
-    let (to, mut from) = tokio::sync::mpsc::unbounded_channel();
+    let (to, from) = tokio::sync::mpsc::unbounded_channel();
     let task = SpawnedTask::spawn(async move {
         while let Some(batch) = data.next().await {
             // A batch larger than the room takes all of it.
@@ -480,11 +480,18 @@ pub fn prefetch(mut data: SendableRecordBatchStream) -> SendableRecordBatchStrea
             tokio::task::consume_budget().await;
         }
     });
-    let stream = futures::stream::poll_fn(move |cx| {
-        let _reading = &task;
-        // The room a batch took is free again once it is handed over.
-        from.poll_recv(cx)
-            .map(|next| next.map(|(batch, _taken)| batch))
+    let stream = futures::stream::unfold((from, Some(task)), |(mut from, task)| async move {
+        match from.recv().await {
+            // The room a batch took is free again once it is handed over.
+            Some((batch, _taken)) => Some((batch, (from, task))),
+            // The task ended: it ends on its own when `data` does, and
+            // otherwise panicked, which must not read as the end of the
+            // rows (a short entry). Joining it passes the panic on.
+            None => match task?.join_unwind().await {
+                Ok(()) => None,
+                Err(e) => Some((Err(DataFusionError::External(Box::new(e))), (from, None))),
+            },
+        }
     });
     Box::pin(RecordBatchStreamAdapter::new(schema, stream))
 }

@@ -143,7 +143,7 @@ impl std::str::FromStr for Period {
             _ => 0,
         };
         match number.parse::<u64>() {
-            Ok(n) if scale > 0 && n > 0 => Ok(Period(Duration::from_millis(n * scale))),
+            Ok(n) if scale > 0 => Ok(Period(Duration::from_millis(n * scale))),
             _ => Err(format!(
                 "a duration such as 500ms, 30s, 10m, 2h or 1d is expected, got '{text}'"
             )),

@@ -17,10 +17,11 @@ async fn main() {
         ["extend", root, window] => extend(root, window, false).await,
         ["extend-endlessly", root, window] => extend(root, window, true).await,
         ["overwrite-endlessly", root] => overwrite_endlessly(root).await,
+        ["ping-pong", root, first] => ping_pong(root, first).await,
         _ => {
             eprintln!(
                 "usage: test_child extend ROOT WINDOW | extend-endlessly ROOT WINDOW | \
-                 overwrite-endlessly ROOT"
+                 overwrite-endlessly ROOT | ping-pong ROOT ping|pong"
             );
             std::process::exit(2);
         }
@@ -53,4 +54,26 @@ async fn overwrite_endlessly(root: &str) {
         .collect()
         .await;
     unreachable!("the body never ends");
+}
+
+/// Calls `first(1, 1)` (`ping` or `pong`), whose body calls the other
+/// after a pause, and prints `ok` or `failed: <error>`.
+async fn ping_pong(root: &str, first: &str) {
+    let engine = Engine::new(&Config::with_root(root)).unwrap();
+    let session = engine.session();
+    session
+        .register(bodies::ping_pong("ping", "pong", 1500))
+        .unwrap();
+    session
+        .register(bodies::ping_pong("pong", "ping", 1500))
+        .unwrap();
+    let sql = format!("SELECT * FROM {first}(1, 1)");
+    let result = match session.sql(&sql).await {
+        Ok(frame) => frame.collect().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => println!("ok"),
+        Err(e) => println!("failed: {e}"),
+    }
 }

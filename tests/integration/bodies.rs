@@ -146,3 +146,30 @@ pub fn endless(forever: bool) -> CachedFunction {
         .build()
         .unwrap()
 }
+
+/// `name(n, depth)` keyed by `n` alone: its body waits `pause_ms`, then
+/// calls `other(n, depth - 1)` while `depth` is above zero. Called
+/// one after the other, `ping(1, 1)` and `pong(1, 1)` are fine; at once,
+/// each body waits for the entry the other leads.
+pub fn ping_pong(name: &'static str, other: &'static str, pause_ms: u64) -> CachedFunction {
+    let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+    CachedFunction::builder(name)
+        .param("n", ParamType::Int)
+        .param("depth", ParamType::Int)
+        .cache_args(["n"])
+        .returns(schema)
+        .compute(move |ctx, args| async move {
+            tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+            let n = args.i64("n")?;
+            let depth = args.i64("depth")?;
+            match depth {
+                0 => ctx.sql(&format!("SELECT CAST({n} AS BIGINT) AS n")).await,
+                _ => {
+                    let sql = format!("SELECT n FROM {other}({n}, {})", depth - 1);
+                    ctx.sql(&sql).await
+                }
+            }
+        })
+        .build()
+        .unwrap()
+}

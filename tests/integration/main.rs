@@ -17,7 +17,6 @@ mod engine;
 mod errors;
 mod examples;
 mod fidelity;
-mod leases;
 mod order;
 mod outside;
 mod parts;
@@ -26,6 +25,7 @@ mod polars_frames;
 mod pushdown;
 mod python;
 mod readme;
+mod reliability;
 mod rolling;
 mod roundtrip;
 #[cfg(feature = "sql")]

@@ -357,3 +357,20 @@ impl Session {
         self.reports.drain()
     }
 }
+
+impl Drop for Session {
+    /// A program that ends without [`Session::finish_writes`] would lose
+    /// the writes its queries left running when its runtime stops; the
+    /// session waits for them here (`nuthatch.finish_writes_within`), and
+    /// names each one it gives up on.
+    fn drop(&mut self) {
+        let background = &self.reports.background;
+        if background.writing() == 0 {
+            return;
+        }
+        let within = NuthatchOptions::of(self.ctx.state_ref().read().config())
+            .finish_writes_within
+            .0;
+        background.finish_blocking(within, "the session was dropped");
+    }
+}

@@ -59,6 +59,10 @@ extensions_options! {
         /// How long this process's leases live unrenewed: a process that
         /// dies holding one holds up others this long.
         pub lease_ttl: Period, default = Period(Duration::from_secs(30))
+        /// How long dropping the session waits for the writes its queries
+        /// left running; writes still running then are abandoned, each
+        /// logged by its entry ('0s' abandons them at once).
+        pub finish_writes_within: Period, default = Period(Duration::from_secs(600))
     }
 }
 
@@ -76,7 +80,8 @@ impl NuthatchOptions {
     /// How this session's calls take and wait for leases.
     pub fn leases(&self) -> LeaseOptions {
         LeaseOptions {
-            ttl: self.lease_ttl.0,
+            // A renewal every third of it must be possible.
+            ttl: self.lease_ttl.0.max(Duration::from_millis(300)),
             wait: self.lease_wait.0,
             on_wait: self.on_lease_wait,
         }

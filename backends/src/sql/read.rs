@@ -17,6 +17,7 @@ use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::runtime::SpawnedTask;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::TableType;
@@ -358,7 +359,7 @@ impl ExecutionPlan for SqlScan {
             fetched,
         };
         let count_only = self.count_only;
-        tokio::spawn(async move {
+        let task = SpawnedTask::spawn(async move {
             let failed = if count_only {
                 query.count(&sender).await
             } else {
@@ -368,8 +369,20 @@ impl ExecutionPlan for SqlScan {
                 let _ = sender.send(Err(e)).await;
             }
         });
-        let stream = futures::stream::unfold(receiver, |mut receiver| async move {
-            receiver.recv().await.map(|item| (item, receiver))
+        let stream = futures::stream::unfold((receiver, Some(task)), |(mut receiver, task)| {
+            async move {
+                match receiver.recv().await {
+                    Some(item) => Some((item, (receiver, task))),
+                    // A fetch that panicked must not read as the last row.
+                    None => match task?.join_unwind().await {
+                        Ok(()) => None,
+                        Err(e) => Some((
+                            Err(DataFusionError::External(Box::new(e))),
+                            (receiver, None),
+                        )),
+                    },
+                }
+            }
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             Arc::clone(&self.schema),

@@ -171,6 +171,13 @@ impl Passing {
             while self.held[p].is_empty() && !self.ended[p] {
                 let Some(arrived) = self.arriving[p].recv().await else {
                     self.ended[p] = true;
+                    // Ended on its own when its input did; otherwise it
+                    // panicked, and joining it passes the panic on rather
+                    // than end the partition short.
+                    if let Some(task) = self.tasks[p].take() {
+                        let joined = task.join_unwind().await;
+                        joined.map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    }
                     break;
                 };
                 let Arrived { batch, in_order } = arrived?;

@@ -175,7 +175,8 @@ impl Resolver<'_> {
             committed,
         } = storing;
         let compute = Arc::clone(&write.plan);
-        let background = self.call.reports.background.begin();
+        let entry = format!("{}: {}", self.call.function.name(), write.key);
+        let background = self.call.reports.background.begin(&entry);
         let cancelled = background.cancelled();
         let context = self.state.task_ctx();
         // The entry is noted as read once it is committed, before the
@@ -183,8 +184,13 @@ impl Resolver<'_> {
         let caller_reads = (self.call.stack.caller()).map(|frame| Arc::clone(&frame.reads));
         tokio::spawn(async move {
             let _counted = background;
+            // A panic in the body or the backend fails the write with its
+            // message, rather than reaching the query as a cancellation.
+            let run = std::panic::AssertUnwindSafe(write.run(context))
+                .catch_unwind()
+                .map(|ran| ran.unwrap_or_else(|panic| Err(panicked(&write.key, panic))));
             tokio::select! {
-                stored = write.run(context) => match stored {
+                stored = run => match stored {
                     Ok((_, entry)) => {
                         if let Some(reads) = caller_reads {
                             reads.note(super::read_input(&entry));
@@ -218,6 +224,16 @@ impl Resolver<'_> {
             stale: None,
         }
     }
+}
+
+/// The error of a write of `key` that panicked with `panic`.
+fn panicked(key: &str, panic: Box<dyn std::any::Any + Send>) -> DataFusionError {
+    let message = (panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_string());
+    DataFusionError::Execution(format!(
+        "computing {key} panicked: {message}; nothing was stored"
+    ))
 }
 
 /// How the write ended, as every partition of the query awaits it.

@@ -1,16 +1,17 @@
-//! One compute per entry across sessions and processes: a second process
-//! waits for the first's compute and reads it, a killed holder's lease is
-//! taken over, `lease_wait` ends a wait as the session says, and calls
-//! that would wait for each other in a cycle fail one of them.
+//! Nothing computed twice, nothing lost silently: a second process waits
+//! for the first's compute and reads it, a killed holder's lease is taken
+//! over, `lease_wait` ends a wait as the session says, calls that would
+//! wait for each other in a cycle fail one of them, a session dropped with
+//! writes under way finishes them, and a write that panics says so.
 
 use std::io::BufRead;
-use std::sync::Arc;
+
+use futures::StreamExt;
 use std::time::Duration;
 
-use arrow::datatypes::{DataType, Field, Schema};
-use nuthatch::{CachedFunction, Outcome, ParamType};
+use nuthatch::Outcome;
 
-use crate::bodies::slow;
+use crate::bodies::{ping_pong, slow};
 use crate::coverage::rows;
 use crate::support::{Fixture, assert_outcome, example_binary};
 
@@ -147,41 +148,14 @@ async fn lease_wait_fails_naming_the_holder_or_computes_anyway() {
     holder.wait().unwrap();
 }
 
-/// `name(n, depth)` keyed by `n` alone: its body waits a little, then
-/// calls `other(n, depth - 1)` while `depth` is above zero. Called
-/// one after the other, `ping(1, 1)` and `pong(1, 1)` are fine; at once,
-/// each body waits for the entry the other leads.
-fn ping_pong(name: &'static str, other: &'static str) -> CachedFunction {
-    let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
-    CachedFunction::builder(name)
-        .param("n", ParamType::Int)
-        .param("depth", ParamType::Int)
-        .cache_args(["n"])
-        .returns(schema)
-        .compute(move |ctx, args| async move {
-            tokio::time::sleep(Duration::from_millis(400)).await;
-            let n = args.i64("n")?;
-            let depth = args.i64("depth")?;
-            match depth {
-                0 => ctx.sql(&format!("SELECT CAST({n} AS BIGINT) AS n")).await,
-                _ => {
-                    let sql = format!("SELECT n FROM {other}({n}, {})", depth - 1);
-                    ctx.sql(&sql).await
-                }
-            }
-        })
-        .build()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_waiting_for_each_other_fail_one_and_name_the_cycle() {
     let f = Fixture::new();
     let first = f.engine.session();
     let second = f.engine.session();
     for session in [&first, &second, &f.nuthatch] {
-        session.register(ping_pong("ping", "pong")).unwrap();
-        session.register(ping_pong("pong", "ping")).unwrap();
+        session.register(ping_pong("ping", "pong", 400)).unwrap();
+        session.register(ping_pong("pong", "ping", 400)).unwrap();
     }
     let run = |session: nuthatch::Session, sql: &'static str| async move {
         let result = match session.sql(sql).await {
@@ -209,4 +183,108 @@ async fn calls_waiting_for_each_other_fail_one_and_name_the_cycle() {
     // The call that went on computed the other entry itself.
     assert_eq!(f.int("SELECT count(*) FROM ping(1, 0)").await, 1);
     assert_eq!(f.int("SELECT count(*) FROM pong(1, 0)").await, 1);
+}
+
+#[test]
+fn processes_waiting_for_each_other_fail_one_and_name_the_cycle() {
+    let f = Fixture::new();
+    let root = f.root().display().to_string();
+    let start = |first: &str| {
+        std::process::Command::new(example_binary("test_child"))
+            .args(["ping-pong", &root, first])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (ping, pong) = (start("ping"), start("pong"));
+    let said: Vec<String> = [ping, pong]
+        .into_iter()
+        .map(|process| {
+            let output = process.wait_with_output().unwrap();
+            String::from_utf8_lossy(&output.stdout).to_string()
+        })
+        .collect();
+    let failed: Vec<&String> = said.iter().filter(|s| s.starts_with("failed")).collect();
+    assert_eq!(failed.len(), 1, "{said:?}");
+    // Both see the cycle; the one whose lease sorts first gives way.
+    assert!(said[0].starts_with("failed"), "{said:?}");
+    assert!(
+        said[0].contains("calls wait for each other in a cycle: ping: ping/n_1 -> pong: pong/n_1 -> ping: ping/n_1"),
+        "{said:?}"
+    );
+    assert!(said[1].starts_with("ok"), "{said:?}");
+    assert!(
+        !f.files().iter().any(|file| file.ends_with(".lease")),
+        "{:?}",
+        f.files()
+    );
+}
+
+/// `boom()`: a body whose stream panics after its first batch, when
+/// `panics`; otherwise three batches of `series_rows`.
+fn boom(panics: bool) -> nuthatch::CachedFunction {
+    nuthatch::CachedFunction::builder("boom")
+        .returns(crate::bodies::series_schema())
+        .compute(move |_ctx, _args| async move {
+            let batches = futures::stream::iter(0..3).map(move |i| {
+                if panics && i == 1 {
+                    panic!("the body hit a bug");
+                }
+                crate::bodies::series_rows(vec![i * 3_600_000_000_000], "s", 1.0)
+            });
+            let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                crate::bodies::series_schema(),
+                batches,
+            );
+            Ok(nuthatch::Computed::Stream(Box::pin(stream)))
+        })
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_panics_fails_with_the_panic_and_stores_nothing() {
+    let f = Fixture::new();
+    f.nuthatch.register(boom(true)).unwrap();
+    let error = f.error("SELECT count(*) FROM boom()").await;
+    assert!(error.contains("the body hit a bug"), "{error}");
+    assert!(!error.contains("cancelled"), "{error}");
+    assert!(
+        !f.files().iter().any(|file| file.contains("boom")),
+        "{:?}",
+        f.files()
+    );
+    // Fixed, the next call computes and stores it.
+    f.nuthatch.register(boom(false)).unwrap();
+    assert_eq!(f.int("SELECT count(*) FROM boom()").await, 3);
+    let last = f.reports().pop().unwrap();
+    assert_outcome(&last, Outcome::Computed);
+    assert_eq!(last.rows, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_dropped_with_writes_under_way_finishes_them() {
+    let f = Fixture::new();
+    let session = f.engine.session();
+    session.register(slow(0, false)).unwrap();
+    session
+        .sql("CREATE CACHED FUNCTION big() AS SELECT value AS id FROM generate_series(1, 3000000)")
+        .await
+        .unwrap();
+    // The query stops after one batch; the write goes on in the background.
+    let mut stream = session
+        .sql("SELECT * FROM big() LIMIT 1")
+        .await
+        .unwrap()
+        .execute_stream()
+        .await
+        .unwrap();
+    let _ = stream.next().await.unwrap().unwrap();
+    drop(stream);
+    drop(session);
+    // Dropping the session waited for the write: the entry is there.
+    assert!(f.root().join("big/.parquet").is_file(), "{:?}", f.files());
+    assert_eq!(f.int("SELECT count(*) FROM big()").await, 3_000_000);
+    assert_outcome(&f.report(), Outcome::Hit);
 }
