@@ -476,6 +476,20 @@ pub trait Backend: Debug + Send + Sync {
         Ok(())
     }
 
+    /// The files of the entry at `at` that no version of it references any
+    /// more and that have not changed for `older_than` (a versioned
+    /// format's superseded files, a killed write's files), as paths under
+    /// the store; removed unless `dry_run`. Formats whose entry is exactly
+    /// its objects have none.
+    async fn vacuum(
+        &self,
+        _at: &Location,
+        _older_than: std::time::Duration,
+        _dry_run: bool,
+    ) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     /// Removes the parts of the entry at `at` that `keep` does not name:
     /// those a write replaced, and those a killed write left. Nothing for
     /// formats without parts.

@@ -242,6 +242,15 @@ fn holder_is_gone(holder: &str) -> bool {
         && !proc.join(pid).exists()
 }
 
+/// Whether the lease at `path` belongs to a process of this machine that
+/// is gone (for vacuum: such a lease is dead whatever its age).
+pub async fn held_by_the_dead(store: &dyn ObjectStore, path: &Path) -> bool {
+    match read(store, path).await {
+        Some((content, _)) => holder_is_gone(&content.holder),
+        None => false,
+    }
+}
+
 /// A held lease, renewed in the background until released or dropped.
 #[derive(Debug)]
 pub struct Lease {

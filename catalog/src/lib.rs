@@ -34,6 +34,7 @@ pub mod report;
 pub mod stale;
 pub mod system;
 pub mod tier;
+pub mod vacuum;
 
 use std::sync::Arc;
 
@@ -63,6 +64,7 @@ pub use report::{CallReport, Outcome, Phase, ReportLog, Running};
 pub use stale::{Cause, Definitions, Fingerprint, Judge, OnStale, Staleness};
 pub use system::SystemSchema;
 pub use tier::{Tier, TierRole};
+pub use vacuum::{Leftover, Swept, VacuumOptions};
 
 use metastore::{metadata_dir, metadata_path, null_path, write_check_path, EXISTS_MARKER};
 

@@ -183,7 +183,7 @@ impl RowMemo {
 
 /// Reads a metastore path (relative to the tier) as an entry or a null
 /// marker; `None` for the metastore's own files and anything foreign.
-fn parse(relative: &str) -> Option<(String, ListedKind, String, Option<String>)> {
+pub(crate) fn parse(relative: &str) -> Option<(String, ListedKind, String, Option<String>)> {
     let mut parts: Vec<&str> = relative.split('/').collect();
     let file = parts.pop()?;
     if parts.first().is_none_or(|first| *first == "write_check") {

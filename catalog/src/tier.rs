@@ -35,6 +35,7 @@ use crate::config::TierConfig;
 use crate::error::{Error, Result};
 use crate::key::CacheKey;
 use crate::metastore::data_path;
+use crate::vacuum::S3Uploads;
 
 /// A staged part untouched this long was left by a write that died: a live
 /// one writes to it at least every upload piece.
@@ -89,6 +90,8 @@ struct Store {
     url: ObjectStoreUrl,
     /// The folder, when the store is a local one.
     folder: Option<std::path::PathBuf>,
+    /// Its incomplete uploads, when it is on S3 (for vacuum).
+    uploads: Option<Arc<crate::vacuum::S3Uploads>>,
 }
 
 /// An opened tier.
@@ -172,6 +175,16 @@ impl Tier {
     }
 
     /// Mirrors always are; local and root when configured so.
+    /// The folder of the tier's main store, when it is a local one.
+    pub fn folder(&self) -> Option<&std::path::Path> {
+        self.main.folder.as_deref()
+    }
+
+    /// The incomplete uploads of the tier's main store, when it is on S3.
+    pub(crate) fn uploads(&self) -> Option<&Arc<S3Uploads>> {
+        self.main.uploads.as_ref()
+    }
+
     pub fn is_read_only(&self) -> bool {
         self.read_only
     }
@@ -325,6 +338,7 @@ fn open_store(role: TierRole, name: &str, config: &TierConfig) -> Result<Store> 
     };
     let create = role == TierRole::Root;
     let mut folder = None;
+    let mut uploads = None;
     let store: Arc<dyn ObjectStore> = match Url::parse(&config.filesystem) {
         Ok(url) if url.scheme() == "file" => {
             let path = url
@@ -334,7 +348,8 @@ fn open_store(role: TierRole, name: &str, config: &TierConfig) -> Result<Store> 
             local_store(&path, create).map_err(unreachable)?
         }
         Ok(url) if matches!(url.scheme(), "s3" | "s3a") => {
-            let (store, prefix) = s3_store(&url, config).map_err(unreachable)?;
+            let (store, prefix, s3) = s3_store(&url, config).map_err(unreachable)?;
+            uploads = Some(s3);
             if prefix.as_ref().is_empty() {
                 store
             } else {
@@ -363,8 +378,16 @@ fn open_store(role: TierRole, name: &str, config: &TierConfig) -> Result<Store> 
         stable_hash(&[name, &location])
     ))
     .map_err(|e| unreachable(e.to_string()))?;
-    Ok(Store { store, url, folder })
+    Ok(Store {
+        store,
+        url,
+        folder,
+        uploads,
+    })
 }
+
+/// An S3 store, the tier's folder in its bucket, and its uploads.
+type S3Store = (Arc<dyn ObjectStore>, ObjectPath, Arc<S3Uploads>);
 
 /// An S3 (or S3-compatible) store: credentials and region from the `AWS_*`
 /// environment, then the tier's options, whose names must be ones
@@ -372,10 +395,7 @@ fn open_store(role: TierRole, name: &str, config: &TierConfig) -> Result<Store> 
 /// `region`, `allow_http`, ...), so a misspelt option is an error rather than
 /// silently ignored. Retries are bounded so an unreachable endpoint fails in
 /// seconds, not minutes.
-fn s3_store(
-    url: &Url,
-    config: &TierConfig,
-) -> std::result::Result<(Arc<dyn ObjectStore>, ObjectPath), String> {
+fn s3_store(url: &Url, config: &TierConfig) -> std::result::Result<S3Store, String> {
     let mut builder = AmazonS3Builder::from_env().with_url(url.as_str());
     for (name, value) in &config.options {
         let key: AmazonS3ConfigKey = name.to_ascii_lowercase().parse().map_err(|_| {
@@ -388,13 +408,13 @@ fn s3_store(
         retry_timeout: Duration::from_secs(20),
         backoff: BackoffConfig::default(),
     };
-    let store = builder
-        .with_retry(retry)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let builder = builder.with_retry(retry);
+    let store = Arc::new(builder.clone().build().map_err(|e| e.to_string())?);
     let prefix =
         ObjectPath::parse(url.path().trim_start_matches('/')).map_err(|e| e.to_string())?;
-    Ok((Arc::new(store), prefix))
+    let bucket = url.host_str().unwrap_or_default();
+    let uploads = S3Uploads::new(&builder, Arc::clone(&store), bucket, prefix.clone());
+    Ok((store, prefix, Arc::new(uploads)))
 }
 
 /// A folder as a store. With `create` the folder is made now; without, a

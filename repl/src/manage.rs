@@ -1,5 +1,5 @@
 //! The management commands: `list`, `delete`, `import`, `refresh`,
-//! `print-config`.
+//! `vacuum`, `print-config`.
 //!
 //! Each is a thin layer over the `nuthatch` system tables: its options
 //! become a `WHERE` on `nuthatch.caches` (values quoted, never spliced),
@@ -68,6 +68,21 @@ pub enum Command {
         /// List what would be computed again, and why, and stop.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Remove what killed and superseded writes left on root and local:
+    /// incomplete uploads, staged files, dead leases, unreferenced Delta
+    /// files, empty folders; data without metadata is listed (removed with
+    /// --orphans). Mirrors are never touched.
+    Vacuum {
+        /// List what would be removed and stop.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also remove data that has no metadata.
+        #[arg(long)]
+        orphans: bool,
+        /// Only what has not changed for this long (30m, 24h, 7d).
+        #[arg(long, default_value = "24h")]
+        older_than: String,
     },
     /// Print the configuration, secrets masked.
     PrintConfig {
@@ -284,6 +299,24 @@ pub async fn run(
         }
         Command::Refresh { functions, dry_run } => {
             refresh(session, functions, *dry_run, out).await?;
+        }
+        Command::Vacuum {
+            dry_run,
+            orphans,
+            older_than,
+        } => {
+            let sql = format!(
+                "{}VACUUM{} OLDER THAN {}",
+                if *dry_run { "EXPLAIN " } else { "" },
+                if *orphans { " ORPHANS" } else { "" },
+                quote(older_than)
+            );
+            let found = query(session, &sql).await?;
+            if count(&found) == 0 {
+                writeln!(out, "Nothing to remove.")?;
+                return Ok(());
+            }
+            print_batches(&found, &PrintOptions::from_args(args), out)?;
         }
         Command::PrintConfig {
             location,

@@ -288,3 +288,165 @@ async fn a_session_dropped_with_writes_under_way_finishes_them() {
     assert_eq!(f.int("SELECT count(*) FROM big()").await, 3_000_000);
     assert_outcome(&f.report(), Outcome::Hit);
 }
+
+/// Sets the modification time of the file or folder at `path` to a day ago.
+fn age(path: &std::path::Path) {
+    let day_ago = std::time::SystemTime::now() - Duration::from_secs(86_400 + 60);
+    let file = std::fs::File::open(path).unwrap();
+    file.set_modified(day_ago).unwrap();
+}
+
+/// `(kind, path, action)` of what a vacuum statement found (columns
+/// tier, kind, path, bytes, modified, action), sorted.
+async fn vacuumed(f: &Fixture, sql: &str) -> Vec<[String; 3]> {
+    let mut found: Vec<[String; 3]> = rows(f, sql)
+        .await
+        .into_iter()
+        .map(|row| [row[1].clone(), row[2].clone(), row[5].clone()])
+        .collect();
+    found.sort();
+    found
+}
+
+/// The files under `f`'s root whose path starts with `prefix`.
+fn files_starting(f: &Fixture, prefix: &str) -> Vec<String> {
+    f.files()
+        .into_iter()
+        .filter(|file| file.starts_with(prefix))
+        .collect()
+}
+
+#[cfg(feature = "delta")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vacuum_removes_what_killed_and_superseded_writes_left_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = dir.path().join("mirror");
+    let f = Fixture::with_config(dir, |root| {
+        let mut config = nuthatch::Config::with_root(root.display().to_string());
+        config.mirrors = vec![(
+            "mirror-team".into(),
+            nuthatch::TierConfig::new(mirror.display().to_string()),
+        )];
+        config
+    });
+    f.nuthatch.register(slow(0, false)).unwrap();
+    f.nuthatch.register(crate::bodies::endless(false)).unwrap();
+    // A Delta entry overwritten twice, then by a process killed before it
+    // could commit: superseded files, files no version has, a dead lease.
+    for _ in 0..3 {
+        f.query("SELECT count(*) FROM endless(recompute => true, cache_mode => 'overwrite')")
+            .await
+            .unwrap();
+    }
+    let before = files_starting(&f, "endless/").len();
+    let mut killed = std::process::Command::new(example_binary("test_child"))
+        .args(["overwrite-endlessly", &f.root().display().to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while files_starting(&f, "endless/").len() <= before + 1 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    // An entry whose metadata is gone (its data is an orphan), a staged
+    // file, an empty folder.
+    f.int("SELECT count(*) FROM series(NULL, NULL)").await;
+    let root = f.root();
+    let data = files_starting(&f, "series/").remove(0);
+    std::fs::remove_dir_all(root.join("nuthatch_metadata.nut/series")).unwrap();
+    age(&root.join(&data));
+    std::fs::write(root.join("series/other.parquet#7"), b"half a write").unwrap();
+    age(&root.join("series/other.parquet#7"));
+    std::fs::create_dir_all(root.join("left/empty")).unwrap();
+    age(&root.join("left/empty"));
+    // A live holder's lease, and what it writes, are never touched.
+    let mut live = holding_child(&f, "'2020-08-01', '2020-08-01'");
+    // The mirror's orphan is not ours to list.
+    std::fs::create_dir_all(mirror.join("g")).unwrap();
+    std::fs::write(mirror.join("g/1.parquet"), b"theirs").unwrap();
+
+    let explained = vacuumed(&f, "EXPLAIN VACUUM").await;
+    let expected = |kind: &str, path: &str, action: &str| {
+        [kind.to_string(), path.to_string(), action.to_string()]
+    };
+    assert!(explained.contains(&expected("data without metadata", &data, "would remove")));
+    assert!(explained.contains(&expected(
+        "dead lease",
+        "nuthatch_metadata.nut/endless/delta.lease",
+        "would remove"
+    )));
+    assert!(explained.contains(&expected(
+        "staged file",
+        "series/other.parquet#7",
+        "would remove"
+    )));
+    assert!(explained.contains(&expected("empty folder", "left/empty", "would remove")));
+    // Superseded Delta files are younger than a day: not yet.
+    assert!(
+        !explained
+            .iter()
+            .any(|[kind, ..]| kind == "unreferenced file"),
+        "{explained:?}"
+    );
+    assert!(
+        root.join("series/other.parquet#7").exists(),
+        "a dry run removes nothing"
+    );
+
+    let swept = vacuumed(&f, "VACUUM OLDER THAN '0s'").await;
+    let unreferenced: Vec<&String> = (swept.iter())
+        .filter(|[kind, ..]| kind == "unreferenced file")
+        .map(|[_, path, _]| path)
+        .collect();
+    assert!(unreferenced.len() >= 3, "{swept:?}");
+    assert!(
+        unreferenced
+            .iter()
+            .all(|path| path.starts_with("endless/.delta/")),
+        "{swept:?}"
+    );
+    for [kind, path, action] in &swept {
+        let kept = kind == "data without metadata";
+        let said = if kept {
+            "kept: VACUUM ORPHANS removes it"
+        } else {
+            "removed"
+        };
+        assert_eq!(action, said, "{kind} {path}");
+        assert!(
+            !path.starts_with("slow") && !path.contains("/slow/"),
+            "{path}"
+        );
+        assert!(!path.starts_with("g/"), "{path}");
+    }
+    assert!(!root.join("series/other.parquet#7").exists());
+    assert!(!root.join("left").exists());
+    assert!(root.join(&data).exists());
+    // The live lease holds: a call still waits for its holder.
+    f.query("SET nuthatch.lease_wait = '1s'").await.unwrap();
+    let error = f
+        .error("SELECT count(*) FROM slow('2020-08-01', '2020-08-01')")
+        .await;
+    assert!(
+        error.contains(&format!(":{} on the root tier", live.id())),
+        "{error}"
+    );
+    // The overwritten entry still reads, at its last version.
+    assert_eq!(f.int("SELECT count(*) FROM endless()").await, 100_000);
+    assert_outcome(&f.reports().pop().unwrap(), Outcome::Hit);
+
+    let orphans = vacuumed(&f, "VACUUM ORPHANS OLDER THAN '0s'").await;
+    assert!(
+        orphans.contains(&expected("data without metadata", &data, "removed")),
+        "{orphans:?}"
+    );
+    assert!(!root.join(&data).exists());
+    assert!(
+        mirror.join("g/1.parquet").exists(),
+        "mirrors are never touched"
+    );
+    live.kill().unwrap();
+    live.wait().unwrap();
+}

@@ -49,6 +49,7 @@ pub mod sql_body;
 pub mod system_tables;
 pub mod table_function;
 pub mod timeseries;
+pub mod vacuum;
 pub mod value;
 
 pub use args::Args;

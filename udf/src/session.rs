@@ -5,9 +5,9 @@
 //! settings, its own report log, and one table function per cached
 //! function. Settings changed with `SET` and the reports of its calls are
 //! its own; functions, entries and the memory limit are the engine's.
-//! [`Session::sql`] understands `CREATE CACHED FUNCTION` and `[EXPLAIN]
-//! REFRESH STALE` ([`crate::refresh`]) on top of everything DataFusion
-//! understands.
+//! [`Session::sql`] understands `CREATE CACHED FUNCTION`, `[EXPLAIN]
+//! REFRESH STALE` ([`crate::refresh`]) and `[EXPLAIN] VACUUM`
+//! ([`crate::vacuum`]) on top of everything DataFusion understands.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +32,7 @@ use crate::script::split_statements;
 use crate::settings::{NuthatchOptions, OverwritePrompt, Prompter};
 use crate::system_tables::functions_table;
 use crate::table_function::CachedTableFunction;
+use crate::vacuum::VacuumStatement;
 
 /// A table of a session's catalogs.
 pub struct NamedTable {
@@ -217,6 +218,9 @@ impl Session {
         self.refresh_functions();
         if let Some(refresh) = RefreshStatement::parse(sql)? {
             return self.refresh_statement(refresh).await;
+        }
+        if let Some(vacuum) = VacuumStatement::parse(sql)? {
+            return self.vacuum_statement(vacuum).await;
         }
         if let Some(definition) = CreateCachedFunction::parse(sql)? {
             let name = definition.name.clone();

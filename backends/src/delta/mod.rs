@@ -225,6 +225,32 @@ impl Backend for DeltaBackend {
         write::write(at, data, options).await
     }
 
+    /// Delta's own vacuum, in its full mode: files no version of the log
+    /// adds, whether a later commit removed them or a killed write never
+    /// committed them, once untouched for `older_than`.
+    async fn vacuum(
+        &self,
+        at: &Location,
+        older_than: std::time::Duration,
+        dry_run: bool,
+    ) -> Result<Vec<String>> {
+        let (table, exists) = table(at).await?;
+        if !exists {
+            return Ok(Vec::new());
+        }
+        let retention = chrono::Duration::from_std(older_than)
+            .map_err(|e| DataFusionError::Plan(format!("the retention {older_than:?}: {e}")))?;
+        let (_, metrics) = table
+            .vacuum()
+            .with_mode(deltalake::operations::vacuum::VacuumMode::Full)
+            .with_retention_period(retention)
+            .with_enforce_retention_duration(false)
+            .with_dry_run(dry_run)
+            .await
+            .map_err(|e| delta_error("vacuuming", e))?;
+        Ok(metrics.files_deleted)
+    }
+
     async fn delete(&self, at: &Location) -> Result<()> {
         let store: &dyn ObjectStore = at.store.as_ref();
         let prefix = at.path.clone();

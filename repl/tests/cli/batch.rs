@@ -412,18 +412,7 @@ fn a_multipart_upload_killed_midway_is_never_visible_on_s3() {
     // kill interrupted, incomplete and so invisible.
     let python = std::env::var("NUTHATCH_TEST_PYTHON").expect("run by bash scripts/test");
     let listing = Command::new(python)
-        .args([
-            "-c",
-            "import sys, boto3\n\
-             s3 = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id='testing', \
-                               aws_secret_access_key='testing', region_name='us-east-1')\n\
-             objects = s3.list_objects_v2(Bucket='nuthatch-test', Prefix=sys.argv[2]).get('Contents', [])\n\
-             uploads = s3.list_multipart_uploads(Bucket='nuthatch-test', Prefix=sys.argv[2]).get('Uploads', [])\n\
-             print('objects', sorted(o['Key'] for o in objects))\n\
-             print('uploads', sorted(u['Key'] for u in uploads))",
-            &endpoint,
-            &prefix,
-        ])
+        .args(["-c", LIST_BUCKET, &endpoint, &prefix])
         .output()
         .unwrap();
     let listed = String::from_utf8_lossy(&listing.stdout).to_string();
@@ -438,7 +427,52 @@ fn a_multipart_upload_killed_midway_is_never_visible_on_s3() {
         listed.contains(&format!("uploads ['{prefix}/noise/.parquet']")),
         "{listed}"
     );
+
+    // Vacuum lists the upload and the dead lease, then aborts and removes
+    // them: the bucket holds nothing of the killed write.
+    let dry = on_s3(dir.path())
+        .args(["vacuum", "--dry-run", "--older-than", "0s"])
+        .output()
+        .unwrap();
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    let said = stdout(&dry);
+    assert!(
+        said.contains("incomplete upload") && said.contains("noise/.parquet"),
+        "{said}"
+    );
+    assert!(
+        said.contains("dead lease") && said.contains("would remove"),
+        "{said}"
+    );
+    let done = on_s3(dir.path())
+        .args(["vacuum", "--older-than", "0s"])
+        .output()
+        .unwrap();
+    assert!(done.status.success(), "{}", stderr(&done));
+    assert_eq!(
+        stdout(&done).matches("| removed").count(),
+        2,
+        "{}",
+        stdout(&done)
+    );
+    assert!(!stderr(&done).contains("testing"), "no secret in the log");
+    let listing = Command::new(std::env::var("NUTHATCH_TEST_PYTHON").unwrap())
+        .args(["-c", LIST_BUCKET, &endpoint, &prefix])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listing.stdout).to_string();
+    assert!(listed.contains("objects []\nuploads []"), "{listed}");
 }
+
+/// Prints the objects and incomplete uploads under a prefix of the test
+/// bucket: `python -c LIST_BUCKET <endpoint> <prefix>`.
+const LIST_BUCKET: &str = "import sys, boto3\n\
+     s3 = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id='testing', \
+                       aws_secret_access_key='testing', region_name='us-east-1')\n\
+     objects = s3.list_objects_v2(Bucket='nuthatch-test', Prefix=sys.argv[2]).get('Contents', [])\n\
+     uploads = s3.list_multipart_uploads(Bucket='nuthatch-test', Prefix=sys.argv[2]).get('Uploads', [])\n\
+     print('objects', sorted(o['Key'] for o in objects))\n\
+     print('uploads', sorted(u['Key'] for u in uploads))";
 
 /// `nuthatch` in `dir` with the `team` folder as a read-only mirror.
 fn with_mirror(dir: &Path, team: &Path, args: &[&str]) -> Output {
