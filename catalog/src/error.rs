@@ -180,6 +180,20 @@ pub enum Error {
         waited: u64,
     },
 
+    /// A stored entry's data could not be read: the store failed while the
+    /// entry was scanned, after its retries.
+    #[error(
+        "reading entry {entry} from the {tier} tier at {location} failed: {detail}. The store \
+         did not answer after its retries (max_retries and retry_timeout in the tier's \
+         filesystem_options); run the query again once it does"
+    )]
+    ReadFailed {
+        entry: String,
+        tier: String,
+        location: String,
+        detail: String,
+    },
+
     /// Calls wait for each other in a cycle (A's body waits for B, whose
     /// body waits for A), across sessions or processes.
     #[error(

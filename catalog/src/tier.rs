@@ -397,17 +397,24 @@ type S3Store = (Arc<dyn ObjectStore>, ObjectPath, Arc<S3Uploads>);
 /// seconds, not minutes.
 fn s3_store(url: &Url, config: &TierConfig) -> std::result::Result<S3Store, String> {
     let mut builder = AmazonS3Builder::from_env().with_url(url.as_str());
-    for (name, value) in &config.options {
-        let key: AmazonS3ConfigKey = name.to_ascii_lowercase().parse().map_err(|_| {
-            format!("'{name}' is not an s3 option (see object_store's AmazonS3ConfigKey)")
-        })?;
-        builder = builder.with_config(key, value);
-    }
-    let retry = RetryConfig {
+    let mut retry = RetryConfig {
         max_retries: 3,
         retry_timeout: Duration::from_secs(20),
         backoff: BackoffConfig::default(),
     };
+    for (name, value) in &config.options {
+        let name = name.to_ascii_lowercase();
+        if retry_option(&mut retry, &name, value)? {
+            continue;
+        }
+        let key: AmazonS3ConfigKey = name.parse().map_err(|_| {
+            format!(
+                "'{name}' is not an s3 option (see object_store's AmazonS3ConfigKey, or \
+                 max_retries, retry_timeout, backoff_initial, backoff_max)"
+            )
+        })?;
+        builder = builder.with_config(key, value);
+    }
     let builder = builder.with_retry(retry);
     let store = Arc::new(builder.clone().build().map_err(|e| e.to_string())?);
     let prefix =
@@ -415,6 +422,34 @@ fn s3_store(url: &Url, config: &TierConfig) -> std::result::Result<S3Store, Stri
     let bucket = url.host_str().unwrap_or_default();
     let uploads = S3Uploads::new(&builder, Arc::clone(&store), bucket, prefix.clone());
     Ok((store, prefix, Arc::new(uploads)))
+}
+
+/// Sets `retry` from the option `name`, if it is one of object_store's
+/// retry settings, which it does not take as options: how many times a
+/// failed request (a 5xx answer, a reset connection, a timeout) is tried
+/// again, for how long at most, and the backoff between tries.
+fn retry_option(
+    retry: &mut RetryConfig,
+    name: &str,
+    value: &str,
+) -> std::result::Result<bool, String> {
+    let period = || -> std::result::Result<Duration, String> {
+        let period: crate::lease::Period = value.parse().map_err(|e| format!("'{name}': {e}"))?;
+        Ok(period.0)
+    };
+    match name {
+        "max_retries" => {
+            retry.max_retries = value
+                .trim()
+                .parse()
+                .map_err(|_| format!("'max_retries' takes a number of retries, got '{value}'"))?
+        }
+        "retry_timeout" => retry.retry_timeout = period()?,
+        "backoff_initial" => retry.backoff.init_backoff = period()?,
+        "backoff_max" => retry.backoff.max_backoff = period()?,
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 /// A folder as a store. With `create` the folder is made now; without, a

@@ -16,6 +16,7 @@ mod encodings;
 mod engine;
 mod errors;
 mod examples;
+mod faults;
 mod fidelity;
 mod order;
 mod outside;

@@ -267,10 +267,16 @@ impl ExecutionPlan for CachedCallExec {
         let prepared = self.prepared();
         let tracker = Arc::clone(&self.tracker);
         let output_rows = MetricBuilder::new(&self.metrics).output_rows(partition);
+        let call = Arc::clone(&self.call);
         let stream = futures::stream::once(async move {
             let prepared = prepared.await.map_err(DataFusionError::Shared)?;
             tracker.prepared.get_or_init(|| Arc::clone(&prepared));
-            prepared.plan.execute(partition, context)
+            let rows = prepared.plan.execute(partition, context)?;
+            let read_from = prepared.tier.clone();
+            Ok::<_, DataFusionError>(rows.map_err(move |e| match &read_from {
+                Some(tier) => read_failed(&call, tier, e),
+                None => e,
+            }))
         })
         .try_flatten();
         let counted = Counted {
@@ -289,6 +295,39 @@ impl ExecutionPlan for CachedCallExec {
     fn metrics(&self) -> Option<MetricsSet> {
         Some(self.metrics.clone_inner())
     }
+}
+
+/// `error`, met while reading `call`'s entry on the tier named `tier`,
+/// naming the entry and the tier when the store failed (a scan's object
+/// store error says neither).
+pub(crate) fn read_failed(call: &Call, tier: &str, error: DataFusionError) -> DataFusionError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    let mut from_store = false;
+    while let Some(at) = source {
+        if at.downcast_ref::<object_store::Error>().is_some() {
+            from_store = true;
+            break;
+        }
+        source = match at.downcast_ref::<DataFusionError>() {
+            Some(DataFusionError::ObjectStore(e)) => Some(e.as_ref()),
+            Some(DataFusionError::External(e)) => Some(e.as_ref()),
+            Some(DataFusionError::Shared(e)) => Some(e.as_ref()),
+            Some(DataFusionError::Context(_, e)) => Some(e.as_ref()),
+            _ => at.source(),
+        };
+    }
+    let Some(found) = call.catalog.tiers().find(|t| t.name() == tier) else {
+        return error;
+    };
+    if !from_store {
+        return error;
+    }
+    DataFusionError::External(Box::new(nuthatch_catalog::Error::ReadFailed {
+        entry: format!("{}: {}", call.function.name(), call.id.key.display()),
+        tier: tier.to_string(),
+        location: found.url().to_string(),
+        detail: error.to_string(),
+    }))
 }
 
 fn collect_metrics(plan: &Arc<dyn ExecutionPlan>, sink: &mut dyn FnMut(&Arc<Metric>)) {

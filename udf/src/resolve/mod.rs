@@ -663,7 +663,8 @@ impl Resolver<'_> {
                         &shape.filters,
                         shape.limit,
                     )
-                    .await?;
+                    .await
+                    .map_err(|e| crate::exec::read_failed(self.call, entry.tier.name(), e))?;
                 if exact {
                     scan
                 } else {
