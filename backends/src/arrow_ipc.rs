@@ -84,6 +84,11 @@ impl Backend for ArrowBackend {
         "arrow"
     }
 
+    /// The object (or the transaction) appears whole at the end.
+    fn publishes_late(&self) -> bool {
+        true
+    }
+
     async fn open(
         &self,
         at: &Location,
@@ -101,8 +106,7 @@ impl Backend for ArrowBackend {
         let (target, part) = files::write_target(at, options, self.extension()).await?;
         let writer = FileWriter::try_new(Vec::new(), &data.schema())?;
         let encoder = IpcEncoder { writer, batches: 0 };
-        let written =
-            files::write_encoded(&target, data, encoder, options.progress.as_deref()).await?;
+        let written = files::write_encoded(&target, data, encoder, options).await?;
         files::place_part(at, &target, part.as_deref()).await?;
         Ok(Written { part, ..written })
     }

@@ -32,7 +32,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::bounds::Bounds;
 use crate::coverage::{window_of, Coverage};
-use crate::{Location, Part, WriteMode, WriteOptions, WriteProgress, Written};
+use crate::{Location, Part, WriteMode, WriteOptions, Written};
 
 /// Finds the files of the entry at `path`: the object itself, or the part
 /// files ending in `.<extension>` under it when it is a directory (what dask
@@ -518,8 +518,9 @@ pub async fn write_encoded(
     at: &Location,
     data: SendableRecordBatchStream,
     mut encoder: impl Encoder,
-    progress: Option<&WriteProgress>,
+    options: &WriteOptions,
 ) -> Result<Written> {
+    let progress = options.progress.as_deref();
     let mut upload = Upload::new(at);
     let mut data = prefetch(data);
     let mut rows = 0u64;
@@ -541,6 +542,7 @@ pub async fn write_encoded(
         }
         let parts = encoder.finish()?;
         upload.put(Bytes::from(encoder.take())).await?;
+        crate::before_publish(options).await?;
         Ok(parts)
     }
     .await;

@@ -312,6 +312,39 @@ pub struct WriteOptions {
     /// still holds the old data. Only then is the record read first, so a
     /// first miss costs no extra read.
     pub restores: bool,
+    /// Called right before the new data becomes visible, by formats that
+    /// say so ([`Backend::publishes_late`]): the catalog hides the entry's
+    /// old record then, rather than before the compute, so the old entry
+    /// stays readable for as long as the new one is computed and encoded.
+    pub before_publish: Option<BeforePublish>,
+}
+
+/// What a write runs right before its data becomes visible
+/// ([`WriteOptions::before_publish`]); its error fails the write, which
+/// then publishes nothing.
+#[derive(Clone)]
+pub struct BeforePublish(
+    pub Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<()>> + Send + Sync>,
+);
+
+impl BeforePublish {
+    pub async fn run(&self) -> Result<()> {
+        (self.0)().await
+    }
+}
+
+impl std::fmt::Debug for BeforePublish {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BeforePublish")
+    }
+}
+
+/// Runs `options`' [`WriteOptions::before_publish`], if any.
+pub async fn before_publish(options: &WriteOptions) -> Result<()> {
+    match &options.before_publish {
+        Some(hook) => hook.run().await,
+        None => Ok(()),
+    }
 }
 
 /// How far a write has got. Counters only grow; readers poll them.
@@ -404,6 +437,15 @@ pub trait Backend: Debug + Send + Sync {
     /// How a write becomes visible.
     fn commit(&self) -> Commit {
         Commit::Atomic
+    }
+
+    /// Whether `write` runs [`WriteOptions::before_publish`] right before
+    /// its data becomes visible (an [`Commit::Atomic`] format whose last
+    /// step publishes everything at once). Those that do keep the entry
+    /// they replace readable while they compute and encode; the others
+    /// hide it before they start.
+    fn publishes_late(&self) -> bool {
+        false
     }
 
     /// Whether [`Backend::write`] applies [`WriteMode::Upsert`] and

@@ -2,9 +2,16 @@
 //! see whole or not at all, and how an entry grows.
 //!
 //! [`Catalog::store`] is the one place it lives. A write that replaces an
-//! entry hides the old one first (its metadata row goes, unless the format
-//! keeps old versions readable), the backend writes the data, visible at
-//! once when complete, and the new metadata row is put last. When a
+//! entry hides the old one (its metadata row goes, unless the format keeps
+//! old versions readable), the backend writes the data, visible at once
+//! when complete, and the new metadata row is put last. The data path is
+//! Python's and fixed, so the old row cannot stay while the new data
+//! appears; a format that publishes its data in one step at the end
+//! ([`Backend::publishes_late`]) has the old row removed right before that
+//! step ([`WriteOptions::before_publish`]), so the old entry stays readable
+//! while the new one is computed and encoded, and only a process killed in
+//! the moment between publishing and the new row leaves no entry. Other
+//! formats hide it before they start. When a
 //! recompute's write fails ([`WriteOptions::restores`]), a format that
 //! replaces its data at once ([`Commit::Atomic`]) still holds the old data,
 //! and its row is put back. A write that
@@ -102,16 +109,37 @@ impl Catalog {
             true => (self.valid_metadata(tier, id, backend.name()).await).unwrap_or(None),
             false => None,
         };
+        // The old record (and a null marker) go before the new data is
+        // visible: at once, or, for a format that publishes at the end,
+        // only then, so the old entry reads while the new one is computed.
+        let mut hiding = vec![];
         if !keeps_record {
-            match tier.store().delete(&meta_path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(Catalog::unwritable(tier, &meta_path, e)),
-            }
+            hiding.push(meta_path.clone());
         }
         // An entry that is there to amend has no null marker.
         if !amends {
-            self.delete_null(tier, id).await?;
+            self.check_writable(tier, id)?;
+            hiding.push(metastore::null_path(&id.key, id.namespace.as_deref()));
         }
+        let late = backend.publishes_late() && !hiding.is_empty();
+        let late_options;
+        let options = match late {
+            true => {
+                let mut with_hook = options.clone();
+                with_hook.before_publish = Some(hide_before_publish(tier, hiding));
+                late_options = with_hook;
+                &late_options
+            }
+            false => {
+                for path in &hiding {
+                    match tier.store().delete(path).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(Catalog::unwritable(tier, path, e)),
+                    }
+                }
+                options
+            }
+        };
         let target = Target {
             tier,
             id,
@@ -592,4 +620,31 @@ impl TimeRange {
         };
         self.widen(arrow::compute::min(micros), arrow::compute::max(micros));
     }
+}
+
+/// Removes `paths` (an entry's old record and null marker) from `tier`
+/// when the write's data is about to appear ([`WriteOptions::before_publish`]).
+fn hide_before_publish(tier: &Tier, paths: Vec<Path>) -> nuthatch_backends::BeforePublish {
+    let store = std::sync::Arc::clone(tier.store());
+    let (name, location) = (tier.name().to_string(), tier.url().to_string());
+    nuthatch_backends::BeforePublish(Arc::new(move || {
+        let (store, paths) = (Arc::clone(&store), paths.clone());
+        let (name, location) = (name.clone(), location.clone());
+        Box::pin(async move {
+            for path in &paths {
+                match store.delete(path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => {
+                        return Err(DataFusionError::External(Box::new(Error::Unwritable {
+                            tier: name,
+                            location,
+                            what: path.to_string(),
+                            detail: e.to_string(),
+                        })))
+                    }
+                }
+            }
+            Ok(())
+        })
+    }))
 }

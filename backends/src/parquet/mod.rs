@@ -516,7 +516,8 @@ async fn write_row_groups(
         }
         assembly.file.finish()?;
         let bytes = std::mem::take(assembly.file.inner_mut());
-        assembly.upload.put(Bytes::from(bytes)).await
+        assembly.upload.put(Bytes::from(bytes)).await?;
+        crate::before_publish(options).await
     }
     .await;
     let Assembly {
@@ -548,6 +549,11 @@ impl Backend for ParquetBackend {
 
     fn extension(&self) -> &'static str {
         "parquet"
+    }
+
+    /// The object (or the transaction) appears whole at the end.
+    fn publishes_late(&self) -> bool {
+        true
     }
 
     async fn open(

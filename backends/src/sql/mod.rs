@@ -62,6 +62,11 @@ impl Backend for SqlBackend {
         "sql"
     }
 
+    /// The object (or the transaction) appears whole at the end.
+    fn publishes_late(&self) -> bool {
+        true
+    }
+
     fn setting_names(&self) -> &'static [&'static str] {
         &database::SqlSettings::NAMES
     }

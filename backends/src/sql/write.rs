@@ -233,6 +233,7 @@ async fn replace(database: &Database, names: &[TableName], mut input: Input) -> 
             for statement in finish {
                 run!(tx, statement);
             }
+            crate::before_publish(&input.options).await?;
             if let Err(e) = tx.commit().await {
                 return Err(failed(database, &doing, e).await);
             }
@@ -251,6 +252,7 @@ async fn replace(database: &Database, names: &[TableName], mut input: Input) -> 
             for statement in finish {
                 run!(tx, statement);
             }
+            crate::before_publish(&input.options).await?;
             if let Err(e) = tx.commit().await {
                 return Err(failed(database, &doing, e).await);
             }

@@ -1,11 +1,12 @@
 //! The `nuthatch` binary, run as a user runs it, in a fresh project folder:
 //! with arguments and pipes ([`batch`]), in a real terminal driven
 //! through tmux ([`terminal`]), as a Flight SQL server for the real
-//! Python ADBC client ([`flight`]), and as workers of a cluster
-//! ([`cluster`]).
+//! Python ADBC client ([`flight`]), as workers of a cluster
+//! ([`cluster`]), and killed at random moments of its writes ([`crash`]).
 
 mod batch;
 mod cluster;
+mod crash;
 mod flight;
 mod terminal;
 

@@ -395,6 +395,7 @@ impl Resolver<'_> {
             replaces: keep.replaces.clone(),
             exact: call.exact,
             restores: self.recompute,
+            before_publish: None,
         };
         let provenance = match &keep.copied_from {
             Some(copied) => copied.clone(),
