@@ -570,3 +570,158 @@ async fn python_sql_entries_read_here_and_ours_read_in_python() {
         "{read}"
     );
 }
+
+/// A PostgreSQL cluster of one test's own, started with the suite's
+/// script, which the test may stop and start again without disturbing the
+/// suite's shared server; removed when dropped.
+struct PrivatePg {
+    pg: Pg,
+    data: String,
+    bin: String,
+}
+
+impl PrivatePg {
+    fn start() -> PrivatePg {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postgres.sh");
+        let logs = tempfile::tempdir().unwrap();
+        let output = Command::new("bash")
+            .args([
+                "-c",
+                "source \"$1\" && start_postgres \"$2\" >/dev/null && \
+                 printf 'PG_DATA=%s\\nPG_BIN=%s\\n' \"$pg_data\" \"$pg_bin\" && \
+                 env | grep '^NUTHATCH_TEST_PG_'",
+                "private-pg",
+                script,
+                &logs.path().display().to_string(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let text = String::from_utf8_lossy(&output.stdout).to_string();
+        let var = |name: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("{name} in {text}"))
+                .to_string()
+        };
+        let user = |role: &str| {
+            (
+                var(&format!("NUTHATCH_TEST_PG_{role}")),
+                var(&format!("NUTHATCH_TEST_PG_{role}_PASSWORD")),
+            )
+        };
+        PrivatePg {
+            pg: Pg {
+                port: var("NUTHATCH_TEST_PG_PORT"),
+                database: var("NUTHATCH_TEST_PG_DATABASE"),
+                writer: user("WRITER"),
+                reader: user("READER"),
+                admin: user("ADMIN"),
+            },
+            data: var("PG_DATA"),
+            bin: var("PG_BIN"),
+        }
+    }
+
+    /// `pg_ctl` with `args`, as the cluster's owner.
+    fn pg_ctl(&self, args: &[&str]) {
+        let pg_ctl = format!("{}/pg_ctl", self.bin);
+        let mut command = match unsafe { libc::geteuid() } {
+            0 => {
+                let mut runuser = Command::new("runuser");
+                runuser.args(["-u", "nuthatch-pg", "--", &pg_ctl]);
+                runuser
+            }
+            _ => Command::new(&pg_ctl),
+        };
+        let cluster = format!("{}/cluster", self.data);
+        let status = command.args(["-D", &cluster]).args(args).output().unwrap();
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+    }
+
+    /// Stops the server at once, as a crash or a restart would.
+    fn stop(&self) {
+        self.pg_ctl(&["-m", "immediate", "stop"]);
+    }
+
+    fn start_again(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=60",
+            self.pg.port, self.data
+        );
+        let log = format!("{}/server.log", self.data);
+        self.pg_ctl(&["-l", &log, "-w", "-o", &options, "start"]);
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        let cluster = format!("{}/cluster", self.data);
+        let pg_ctl = format!("{}/pg_ctl", self.bin);
+        let _ = match unsafe { libc::geteuid() } {
+            0 => Command::new("runuser")
+                .args([
+                    "-u",
+                    "nuthatch-pg",
+                    "--",
+                    &pg_ctl,
+                    "-D",
+                    &cluster,
+                    "-m",
+                    "immediate",
+                    "stop",
+                ])
+                .output(),
+            _ => Command::new(&pg_ctl)
+                .args(["-D", &cluster, "-m", "immediate", "stop"])
+                .output(),
+        };
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run `bash scripts/test`"]
+async fn a_database_stopped_mid_write_fails_the_call_keeps_the_entry_and_recovers() {
+    let private = PrivatePg::start();
+    let pg = &private.pg;
+    let f = pg.fixture(&pg.writer, None, &[]);
+    f.nuthatch.register(stream_of("flowing")).unwrap();
+    let stored = "SELECT count(*) FROM flowing(NULL, NULL, rows => 5000)";
+    assert_eq!(f.int(stored).await, 5000);
+    f.reports();
+    // An endless recompute of the same entry, and the server stopped under it.
+    let session = f.engine.session();
+    let writing = tokio::spawn(async move {
+        let sql = "SELECT count(*) FROM flowing(NULL, NULL, rows => -1, recompute => true, \
+                   cache_mode => 'overwrite')";
+        session.sql(sql).await?.collect().await
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !writing.is_finished(),
+        "the write runs until the server stops"
+    );
+    private.stop();
+    let error = writing.await.unwrap().unwrap_err().to_string();
+    assert!(error.contains("on the root tier"), "{error}");
+    assert!(error.contains("sql"), "{error}");
+    assert!(!error.contains(&pg.writer.1), "no password: {error}");
+    // Back up, the entry is the one stored before, whole, and the next
+    // write goes through.
+    private.start_again();
+    assert_eq!(f.int(stored).await, 5000);
+    assert_outcome(&f.report(), Outcome::Hit);
+    let again = "SELECT count(*) FROM flowing(NULL, NULL, rows => 7000, recompute => true, \
+                 cache_mode => 'overwrite')";
+    assert_eq!(f.int(again).await, 7000);
+    assert_outcome(&f.reports().pop().unwrap(), Outcome::Computed);
+}
