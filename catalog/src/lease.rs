@@ -468,7 +468,10 @@ pub async fn take<'a>(
         if since.elapsed() > other.ttl || holder_is_gone(&other.holder) {
             if take_over(store.as_ref(), &path, &etag, &other).await {
                 watched = None;
+                continue;
             }
+            // Another waiter is taking over: wait as for a live holder.
+            tokio::time::sleep(pause).await;
             continue;
         }
         if let Some(cycle) = cycle_through(&url, &other, &mine, read_lease).await {
@@ -525,12 +528,27 @@ async fn read(store: &dyn ObjectStore, path: &Path) -> Option<(Content, String)>
 async fn take_over(store: &dyn ObjectStore, path: &Path, etag: &str, dead: &Content) -> bool {
     let marker = Path::from(format!("{path}.{}", marker_name(etag)));
     let create = PutOptions::from(PutMode::Create);
-    if store
-        .put_opts(&marker, PutPayload::new(), create)
-        .await
-        .is_err()
-    {
-        return false;
+    let mine = PutPayload::from(this_process().into_bytes());
+    match store.put_opts(&marker, mine, create).await {
+        Ok(_) => {}
+        Err(object_store::Error::AlreadyExists { .. }) => {
+            // Another waiter is taking over, or died doing it: a marker
+            // whose maker is gone, or that outlived any takeover, goes, and
+            // the next round tries again.
+            if let Ok(got) = store.get(&marker).await {
+                let age = chrono::Utc::now() - got.meta.last_modified;
+                let maker = got.bytes().await.unwrap_or_default();
+                let stale = age
+                    .to_std()
+                    .is_ok_and(|age| age > dead.ttl.max(MARKER_LIFE));
+                if holder_is_gone(&String::from_utf8_lossy(&maker)) || stale {
+                    tracing::warn!(marker = %marker, "removing a takeover marker left by a process that died");
+                    let _ = store.delete(&marker).await;
+                }
+            }
+            return false;
+        }
+        Err(_) => return false,
     }
     let still_dead = matches!(read(store, path).await, Some((_, now)) if now == etag);
     if still_dead {
@@ -544,6 +562,10 @@ async fn take_over(store: &dyn ObjectStore, path: &Path, etag: &str, dead: &Cont
     let _ = store.delete(&marker).await;
     still_dead
 }
+
+/// A takeover takes milliseconds; a marker older than this (or than the
+/// lease's ttl) was left by a waiter that died taking over.
+const MARKER_LIFE: Duration = Duration::from_secs(60);
 
 /// An ETag as a file name.
 fn marker_name(etag: &str) -> String {
@@ -598,6 +620,54 @@ async fn cycle_through(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_takeover_left_halfway_by_a_dead_waiter_does_not_block_the_next() {
+        use crate::config::TierConfig;
+        use crate::tier::TierRole;
+        let backends = nuthatch_backends::Backends::builtin();
+        let config = TierConfig::new("memory://");
+        let tier = Tier::open(TierRole::Root, "root", &config, &backends).unwrap();
+        let store = tier.store();
+        let path = Path::from("nuthatch_metadata.nut/f/parquet.lease");
+        // A holder, and a waiter that died while taking over from it: both
+        // processes of this machine that no longer run.
+        let this = this_process();
+        let dead = format!("{}:999999999", this.rsplit_once(':').unwrap().0);
+        let lease = Content {
+            holder: dead.clone(),
+            entry: "f: f/".into(),
+            ttl: Duration::from_secs(30),
+            waits_for: None,
+        };
+        store.put(&path, lease.encode()).await.unwrap();
+        let etag = store.head(&path).await.unwrap().e_tag.unwrap();
+        let marker = Path::from(format!("{path}.{}", marker_name(&etag)));
+        store
+            .put(&marker, PutPayload::from(dead.into_bytes()))
+            .await
+            .unwrap();
+        let request = LeaseRequest {
+            tier: &tier,
+            path,
+            entry: "f: f/".into(),
+            options: LeaseOptions {
+                wait: Duration::from_secs(5),
+                ..LeaseOptions::default()
+            },
+            mine: Vec::new(),
+        };
+        let taking = take(request, &|_| None, &|_| {});
+        let taken = tokio::time::timeout(Duration::from_secs(10), taking)
+            .await
+            .expect("the dead waiter's marker does not block the takeover")
+            .unwrap();
+        let Taken::Held(held, Some(waited)) = taken else {
+            panic!("the lease is taken over, after meeting the dead holder")
+        };
+        assert!(waited.holder.ends_with(":999999999"));
+        held.release().await;
+    }
 
     #[test]
     fn content_round_trips() {
