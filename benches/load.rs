@@ -16,7 +16,6 @@
 //! Run with `cargo bench --features flight --bench load`.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -85,6 +84,7 @@ fn load_miss(runs: Arc<Mutex<BTreeMap<i64, usize>>>) -> Result<CachedFunction> {
     let returned = Arc::clone(&schema);
     CachedFunction::builder("load_miss")
         .param("k", ParamType::Int)
+        .cache_args(["k"])
         .returns(schema)
         .compute(move |_ctx, args| {
             let (runs, schema) = (Arc::clone(&runs), Arc::clone(&returned));
