@@ -113,12 +113,25 @@ pub struct CallReport {
     /// The other process whose compute of the entry this call waited for
     /// (its lease), and how long.
     pub waited: Option<crate::lease::Waited>,
+    /// The error that ended the call's rows, when it failed after it was
+    /// resolved (a compute that failed while stored); nothing was stored.
+    pub failed: Option<String>,
     pub elapsed: Duration,
+}
+
+impl CallReport {
+    /// How the call was served, or `failed`.
+    pub fn outcome_name(&self) -> &'static str {
+        match self.failed {
+            Some(_) => "failed",
+            None => self.outcome.name(),
+        }
+    }
 }
 
 impl fmt::Display for CallReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.function, self.outcome.name())?;
+        write!(f, "{}: {}", self.function, self.outcome_name())?;
         if let Some(tier) = &self.tier {
             write!(f, " {tier}")?;
         }
@@ -184,6 +197,10 @@ impl fmt::Display for CallReport {
         }
         if let Some(because) = &self.stale {
             write!(f, " STALE: {because}")?;
+        }
+        if let Some(error) = &self.failed {
+            let first = error.lines().next().unwrap_or_default();
+            write!(f, " ERROR: {first}")?;
         }
         Ok(())
     }

@@ -250,6 +250,15 @@ async fn a_write_that_panics_fails_with_the_panic_and_stores_nothing() {
     let error = f.error("SELECT count(*) FROM boom()").await;
     assert!(error.contains("the body hit a bug"), "{error}");
     assert!(!error.contains("cancelled"), "{error}");
+    // Its report, and nuthatch.calls, say it failed and why.
+    let seen = rows(
+        &f,
+        "SELECT outcome, error FROM nuthatch.calls WHERE function = 'boom'",
+    )
+    .await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0][0], "failed");
+    assert!(seen[0][1].contains("the body hit a bug"), "{seen:?}");
     assert!(
         !f.files().iter().any(|file| file.contains("boom")),
         "{:?}",

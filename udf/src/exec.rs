@@ -351,6 +351,8 @@ struct Tracker {
     prepared: OnceLock<Arc<Prepared>>,
     /// The call as progress displays see it, from its first partition on.
     running: OnceLock<Arc<Running>>,
+    /// The first error its rows met, if any: the call failed.
+    failed: OnceLock<String>,
 }
 
 impl Tracker {
@@ -362,6 +364,7 @@ impl Tracker {
             rows: AtomicUsize::new(0),
             prepared: OnceLock::new(),
             running: OnceLock::new(),
+            failed: OnceLock::new(),
         }
     }
 
@@ -472,6 +475,7 @@ impl Tracker {
             spilled_bytes: spilled,
             changes: written.map(|w| w.changes.clone()).unwrap_or_default(),
             stale: prepared.stale.clone(),
+            failed: self.failed.get().cloned(),
             waited: self.running.get().and_then(|running| {
                 running
                     .waited
@@ -514,6 +518,9 @@ impl Stream for Counted {
                         .served
                         .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
                 }
+            }
+            Poll::Ready(Some(Err(error))) => {
+                let _ = self.tracker.failed.set(error.to_string());
             }
             Poll::Ready(None) if !self.finished => {
                 self.finished = true;

@@ -258,7 +258,7 @@ impl Session {
             let line = report.map_or_else(|| "done".to_string(), |r| r.to_string());
             progress(at + 1, steps.len(), step, Some(&line));
             outcomes.push(Some(
-                report.map_or_else(|| "done".to_string(), |r| r.outcome.name().to_string()),
+                report.map_or_else(|| "done".to_string(), |r| r.outcome_name().to_string()),
             ));
         }
         Ok(outcomes)

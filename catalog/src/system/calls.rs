@@ -49,6 +49,7 @@ pub fn calls_table(reports: Arc<ReportLog>) -> LazyTable {
         text("stale", true),
         text("waited_for", true),
         Field::new("waited_ms", DataType::Float64, true),
+        text("error", true),
     ]));
     let produced = Arc::clone(&schema);
     LazyTable::new(schema, move || {
@@ -78,7 +79,7 @@ fn calls_batch(schema: SchemaRef, reports: &ReportLog) -> Result<RecordBatch> {
             text(&|r| Some(r.function.clone())),
             text(&|r| Some(r.key.clone())),
             text(&|r| r.namespace.clone()),
-            text(&|r| Some(r.outcome.name().to_string())),
+            text(&|r| Some(r.outcome_name().to_string())),
             text(&|r| r.tier.clone()),
             text(&|r| r.copied_to.clone()),
             text(&|r| Some(r.backend.clone())),
@@ -108,6 +109,7 @@ fn calls_batch(schema: SchemaRef, reports: &ReportLog) -> Result<RecordBatch> {
             Arc::new(Float64Array::from_iter(history.iter().map(|(_, r)| {
                 r.waited.as_ref().map(|w| w.waited.as_secs_f64() * 1000.0)
             }))),
+            text(&|r| r.failed.clone()),
         ],
     )?)
 }
