@@ -58,35 +58,19 @@ impl std::fmt::Display for OnLeaseWait {
 }
 
 impl std::str::FromStr for OnLeaseWait {
-    type Err = String;
-    fn from_str(text: &str) -> std::result::Result<Self, String> {
+    type Err = datafusion::common::DataFusionError;
+    fn from_str(text: &str) -> datafusion::common::Result<Self> {
         match text.trim().to_ascii_lowercase().as_str() {
             "fail" => Ok(OnLeaseWait::Fail),
             "compute" => Ok(OnLeaseWait::Compute),
-            other => Err(format!(
+            other => Err(datafusion::common::DataFusionError::Configuration(format!(
                 "on_lease_wait is 'fail' or 'compute', got '{other}'"
-            )),
+            ))),
         }
     }
 }
 
-impl datafusion::common::config::ConfigField for OnLeaseWait {
-    fn visit<V: datafusion::common::config::Visit>(
-        &self,
-        v: &mut V,
-        key: &str,
-        description: &'static str,
-    ) {
-        v.some(key, self, description)
-    }
-
-    fn set(&mut self, _key: &str, value: &str) -> datafusion::common::Result<()> {
-        *self = value
-            .parse()
-            .map_err(datafusion::common::DataFusionError::Configuration)?;
-        Ok(())
-    }
-}
+text_setting!(OnLeaseWait);
 
 /// How a call takes and waits for leases: the session's settings.
 #[derive(Debug, Clone, Copy)]
@@ -127,8 +111,8 @@ impl std::fmt::Display for Period {
 }
 
 impl std::str::FromStr for Period {
-    type Err = String;
-    fn from_str(text: &str) -> std::result::Result<Self, String> {
+    type Err = datafusion::common::DataFusionError;
+    fn from_str(text: &str) -> datafusion::common::Result<Self> {
         let text = text.trim();
         let at = text
             .find(|c: char| !c.is_ascii_digit())
@@ -144,30 +128,14 @@ impl std::str::FromStr for Period {
         };
         match number.parse::<u64>() {
             Ok(n) if scale > 0 => Ok(Period(Duration::from_millis(n * scale))),
-            _ => Err(format!(
+            _ => Err(datafusion::common::DataFusionError::Configuration(format!(
                 "a duration such as 500ms, 30s, 10m, 2h or 1d is expected, got '{text}'"
-            )),
+            ))),
         }
     }
 }
 
-impl datafusion::common::config::ConfigField for Period {
-    fn visit<V: datafusion::common::config::Visit>(
-        &self,
-        v: &mut V,
-        key: &str,
-        description: &'static str,
-    ) {
-        v.some(key, self, description)
-    }
-
-    fn set(&mut self, key: &str, value: &str) -> datafusion::common::Result<()> {
-        *self = value.parse().map_err(|e| {
-            datafusion::common::DataFusionError::Configuration(format!("{key}: {e}"))
-        })?;
-        Ok(())
-    }
-}
+text_setting!(Period);
 
 /// What a lease object says.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -15,6 +15,29 @@
 //! caller. The catalog knows nothing about SQL functions, and nothing about
 //! storage formats beyond the [`nuthatch_backends::Backend`] trait.
 
+/// Makes a type that parses from text (its `FromStr` error a
+/// `DataFusionError`) a DataFusion session setting, checked when set:
+/// `SET nuthatch.cache_mode = 'overwrite'`.
+macro_rules! text_setting {
+    ($setting:ty) => {
+        impl datafusion::common::config::ConfigField for $setting {
+            fn visit<V: datafusion::common::config::Visit>(
+                &self,
+                v: &mut V,
+                key: &str,
+                description: &'static str,
+            ) {
+                v.some(key, self, description)
+            }
+
+            fn set(&mut self, _key: &str, value: &str) -> datafusion::common::Result<()> {
+                *self = value.parse()?;
+                Ok(())
+            }
+        }
+    };
+}
+
 pub mod background;
 mod commit;
 mod commit_parts;

@@ -12,7 +12,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use datafusion::common::config::{ConfigField, Visit};
 use datafusion::common::{DataFusionError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -135,18 +134,7 @@ pub struct Policy {
     pub fail_if_no_cache: bool,
 }
 
-/// Lets the mode be a DataFusion session setting (`SET nuthatch.cache_mode
-/// = 'overwrite'`), checked when it is set.
-impl ConfigField for CacheMode {
-    fn visit<V: Visit>(&self, v: &mut V, key: &str, description: &'static str) {
-        v.some(key, self, description)
-    }
-
-    fn set(&mut self, _key: &str, value: &str) -> Result<()> {
-        *self = value.parse()?;
-        Ok(())
-    }
-}
+text_setting!(CacheMode);
 
 impl fmt::Display for CacheMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -434,7 +434,8 @@ fn retry_option(
     value: &str,
 ) -> std::result::Result<bool, String> {
     let period = || -> std::result::Result<Duration, String> {
-        let period: crate::lease::Period = value.parse().map_err(|e| format!("'{name}': {e}"))?;
+        let period: crate::lease::Period =
+            (value.parse()).map_err(|e: DataFusionError| format!("'{name}': {}", e.message()))?;
         Ok(period.0)
     };
     match name {

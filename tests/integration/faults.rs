@@ -16,7 +16,7 @@ use nuthatch::{Config, Engine, Outcome, Session, TierConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::support::{assert_outcome, series};
+use crate::support::{assert_outcome, count_in, series};
 
 const SECRET: &str = "f4ult-s3cr3t";
 
@@ -228,16 +228,6 @@ fn session(config: &Config) -> Session {
     session
 }
 
-async fn count(session: &Session, sql: &str) -> datafusion::error::Result<i64> {
-    let batches = session.sql(sql).await?.collect().await?;
-    let column = arrow::compute::cast(batches[0].column(0), &arrow::datatypes::DataType::Int64)?;
-    Ok(column
-        .as_any()
-        .downcast_ref::<arrow::array::Int64Array>()
-        .unwrap()
-        .value(0))
-}
-
 fn endpoint() -> String {
     std::env::var("NUTHATCH_TEST_S3_ENDPOINT").expect("run by bash scripts/test")
 }
@@ -259,7 +249,7 @@ async fn transient_s3_faults_are_retried_and_reads_and_writes_succeed() {
     proxy.inject("PUT", &data(&folder), 0, 2, Fault::Unavailable);
     proxy.inject("PUT", "parquet.parquet", 0, 1, Fault::Reset);
     let writer = session(&config);
-    assert_eq!(count(&writer, sql).await.unwrap(), 48);
+    assert_eq!(count_in(&writer, sql).await.unwrap(), 48);
     assert_outcome(&writer.take_reports()[0], Outcome::Computed);
     assert_eq!(proxy.injected(), 3, "every fault was met and retried");
 
@@ -267,7 +257,7 @@ async fn transient_s3_faults_are_retried_and_reads_and_writes_succeed() {
     proxy.clear();
     proxy.inject("GET", &data(&folder), 0, 2, Fault::Reset);
     let reader = session(&config);
-    assert_eq!(count(&reader, sql).await.unwrap(), 48);
+    assert_eq!(count_in(&reader, sql).await.unwrap(), 48);
     assert_outcome(&reader.take_reports()[0], Outcome::Hit);
     assert_eq!(proxy.injected(), 5);
 }
@@ -281,7 +271,7 @@ async fn lasting_s3_faults_fail_naming_the_tier_and_leave_nothing_visible() {
     let sql = "SELECT count(*) FROM series('2020-01-01', '2020-01-02', station => 'lasting')";
     proxy.inject("PUT", &data(&folder), 0, usize::MAX, Fault::Unavailable);
     let writer = session(&config);
-    let error = count(&writer, sql).await.unwrap_err().to_string();
+    let error = count_in(&writer, sql).await.unwrap_err().to_string();
     assert!(
         error.contains(&format!("root tier at s3://nuthatch-test/{folder}")),
         "{error}"
@@ -290,19 +280,22 @@ async fn lasting_s3_faults_fail_naming_the_tier_and_leave_nothing_visible() {
     // Nothing is visible: a strict read finds no entry.
     proxy.clear();
     let strict = sql.replace("'lasting')", "'lasting', cache_mode => 'read_only_strict')");
-    let error = count(&session(&config), &strict)
+    let error = count_in(&session(&config), &strict)
         .await
         .unwrap_err()
         .to_string();
     assert!(error.contains("no cache entry"), "{error}");
     // The fault gone, the next call computes and stores.
-    assert_eq!(count(&writer, sql).await.unwrap(), 48);
+    assert_eq!(count_in(&writer, sql).await.unwrap(), 48);
     assert_outcome(&writer.take_reports().pop().unwrap(), Outcome::Computed);
 
     // A store that stops answering reads fails the read, naming the tier;
     // a store that answers too slowly times out.
     proxy.inject("GET", &data(&folder), 0, usize::MAX, Fault::Reset);
-    let error = count(&session(&config), sql).await.unwrap_err().to_string();
+    let error = count_in(&session(&config), sql)
+        .await
+        .unwrap_err()
+        .to_string();
     let named = format!(
         "reading entry series: series/scale_1.0/station_lasting from the root tier at s3://nuthatch-test/{folder} failed"
     );
@@ -320,7 +313,7 @@ async fn lasting_s3_faults_fail_naming_the_tier_and_leave_nothing_visible() {
         Fault::Delay(Duration::from_secs(5)),
     );
     let started = std::time::Instant::now();
-    let error = count(&session(&impatient), sql)
+    let error = count_in(&session(&impatient), sql)
         .await
         .unwrap_err()
         .to_string();
@@ -331,5 +324,5 @@ async fn lasting_s3_faults_fail_naming_the_tier_and_leave_nothing_visible() {
         started.elapsed()
     );
     proxy.clear();
-    assert_eq!(count(&session(&config), sql).await.unwrap(), 48);
+    assert_eq!(count_in(&session(&config), sql).await.unwrap(), 48);
 }

@@ -97,7 +97,7 @@ async fn parts_of(f: &Fixture, function: &str) -> String {
 
 /// Starts the child process calling `slow` over `window` on `f`'s root
 /// (endlessly: its body streams until the process is killed).
-fn child(f: &Fixture, window: &str, endless: bool) -> std::process::Child {
+pub(crate) fn child(f: &Fixture, window: &str, endless: bool) -> std::process::Child {
     let mode = if endless {
         "extend-endlessly"
     } else {

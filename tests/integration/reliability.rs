@@ -13,23 +13,8 @@ use nuthatch::Outcome;
 
 use crate::bodies::{ping_pong, slow};
 use crate::coverage::rows;
+use crate::parts::child;
 use crate::support::{Fixture, assert_outcome, example_binary};
-
-/// The child process calling `slow` over `window` on `f`'s root; with
-/// `endless` its body streams until it is killed.
-fn child(f: &Fixture, window: &str, endless: bool) -> std::process::Child {
-    let mode = if endless {
-        "extend-endlessly"
-    } else {
-        "extend"
-    };
-    std::process::Command::new(example_binary("test_child"))
-        .args([mode, &f.root().display().to_string(), window])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
-}
 
 /// Waits for a lease file of `function` to appear under the root.
 fn wait_for_lease(f: &Fixture, function: &str) {

@@ -12,21 +12,11 @@ use nuthatch::{Config, Engine, Outcome, Session, TierConfig};
 use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 
-use crate::support::{assert_outcome, series};
+use crate::support::{assert_outcome, count_in, series};
 
 /// A secret that must never show up anywhere.
 const SECRET: &str = "s3cr3t-never-printed";
 const BUCKET: &str = "nuthatch-test";
-
-async fn count(nuthatch: &Session, sql: &str) -> datafusion::error::Result<i64> {
-    let batches = nuthatch.sql(sql).await?.collect().await?;
-    let column = arrow::compute::cast(batches[0].column(0), &arrow::datatypes::DataType::Int64)?;
-    Ok(column
-        .as_any()
-        .downcast_ref::<arrow::array::Int64Array>()
-        .unwrap()
-        .value(0))
-}
 
 fn session(config: &Config) -> Session {
     let nuthatch = Engine::new(config).unwrap().session();
@@ -38,9 +28,9 @@ fn session(config: &Config) -> Session {
 async fn a_memory_root_caches_within_the_session() {
     let nuthatch = session(&Config::with_root("memory://"));
     let sql = "SELECT count(*) FROM series('2020-01-01', '2020-01-01')";
-    assert_eq!(count(&nuthatch, sql).await.unwrap(), 24);
+    assert_eq!(count_in(&nuthatch, sql).await.unwrap(), 24);
     assert_outcome(&nuthatch.take_reports()[0], Outcome::Computed);
-    assert_eq!(count(&nuthatch, sql).await.unwrap(), 24);
+    assert_eq!(count_in(&nuthatch, sql).await.unwrap(), 24);
     assert_outcome(&nuthatch.take_reports()[0], Outcome::Hit);
 }
 
@@ -50,7 +40,7 @@ async fn a_file_url_root_is_a_local_folder() {
     let url = format!("file://{}/cache", dir.path().display());
     let nuthatch = session(&Config::with_root(url));
     assert_eq!(
-        count(&nuthatch, "SELECT count(*) FROM series(NULL, NULL)")
+        count_in(&nuthatch, "SELECT count(*) FROM series(NULL, NULL)")
             .await
             .unwrap(),
         1440
@@ -95,11 +85,11 @@ async fn an_s3_root_stores_entries_in_the_bucket_layout() {
     let config = s3_config(BUCKET, &endpoint);
     let sql = "SELECT count(*) FROM series('2020-01-01', '2020-01-02', station => 's3')";
     let first = session(&config);
-    assert_eq!(count(&first, sql).await.unwrap(), 48);
+    assert_eq!(count_in(&first, sql).await.unwrap(), 48);
     assert_outcome(&first.take_reports()[0], Outcome::Computed);
     // A new session (another user, another day) hits the same entry.
     let second = session(&config);
-    assert_eq!(count(&second, sql).await.unwrap(), 48);
+    assert_eq!(count_in(&second, sql).await.unwrap(), 48);
     let report = second.take_reports().remove(0);
     assert_outcome(&report, Outcome::Hit);
     assert!(!format!("{report:?}").contains(SECRET));
@@ -141,14 +131,14 @@ async fn a_growing_entry_on_s3_adds_a_part_per_range_under_a_lock() {
     let nuthatch = session(&s3_config(BUCKET, &endpoint));
     nuthatch.sql(GROWS).await.unwrap();
     let window = "SELECT count(*), count(DISTINCT time) FROM grows('2020-01-05', '2020-01-25')";
-    count(
+    count_in(
         &nuthatch,
         "SELECT count(*) FROM grows('2020-01-10', '2020-01-20')",
     )
     .await
     .unwrap();
     nuthatch.take_reports();
-    assert_eq!(count(&nuthatch, window).await.unwrap(), 21 * 24);
+    assert_eq!(count_in(&nuthatch, window).await.unwrap(), 21 * 24);
     let report = nuthatch
         .take_reports()
         .into_iter()
@@ -197,16 +187,16 @@ async fn delta_entries_version_and_upsert_on_s3() {
         )
     };
     let first = session(&config);
-    assert_eq!(count(&first, &call("")).await.unwrap(), 48);
+    assert_eq!(count_in(&first, &call("")).await.unwrap(), 48);
     let report = first.take_reports().remove(0);
     assert_outcome(&report, Outcome::Computed);
     assert_eq!(report.data_version, Some(0));
     let overwrite = ", recompute => true, cache_mode => 'overwrite'";
-    assert_eq!(count(&first, &call(overwrite)).await.unwrap(), 48);
+    assert_eq!(count_in(&first, &call(overwrite)).await.unwrap(), 48);
     assert_eq!(first.take_reports()[0].data_version, Some(1));
     // Another session reads the recorded version.
     let second = session(&config);
-    assert_eq!(count(&second, &call("")).await.unwrap(), 48);
+    assert_eq!(count_in(&second, &call("")).await.unwrap(), 48);
     let report = second.take_reports().remove(0);
     assert_outcome(&report, Outcome::Hit);
     assert_eq!(report.data_version, Some(1));
@@ -236,7 +226,7 @@ async fn the_catalog_of_an_s3_root_is_listed_and_deleted_from_in_the_bucket() {
     let nuthatch = session(&config);
     for station in ["kept", "dropped"] {
         let sql = format!("SELECT count(*) FROM series(NULL, NULL, station => '{station}')");
-        assert_eq!(count(&nuthatch, &sql).await.unwrap(), 1440);
+        assert_eq!(count_in(&nuthatch, &sql).await.unwrap(), 1440);
     }
     let listed = crate::system::text_rows(
         &nuthatch
@@ -282,7 +272,7 @@ async fn the_catalog_of_an_s3_root_is_listed_and_deleted_from_in_the_bucket() {
         "{shown}"
     );
     assert_eq!(
-        count(
+        count_in(
             &nuthatch,
             "DELETE FROM nuthatch.caches WHERE key = 'series/1.0_dropped'"
         )
@@ -314,7 +304,7 @@ async fn s3_failures_name_the_tier_and_never_the_secret() {
     let endpoint = endpoint();
     // A bucket that does not exist: the write fails, clearly, nothing is committed.
     let missing = session(&s3_config("no-such-bucket", &endpoint));
-    let error = count(&missing, "SELECT count(*) FROM series(NULL, NULL)")
+    let error = count_in(&missing, "SELECT count(*) FROM series(NULL, NULL)")
         .await
         .unwrap_err()
         .to_string();
@@ -329,7 +319,7 @@ async fn s3_failures_name_the_tier_and_never_the_secret() {
     drop(closed);
     let started = std::time::Instant::now();
     let unreachable = session(&s3_config(BUCKET, &format!("http://127.0.0.1:{port}")));
-    let error = count(&unreachable, "SELECT count(*) FROM series(NULL, NULL)")
+    let error = count_in(&unreachable, "SELECT count(*) FROM series(NULL, NULL)")
         .await
         .unwrap_err()
         .to_string();
@@ -408,7 +398,7 @@ async fn a_mirror_with_read_only_credentials_is_read_and_never_written() {
     let writer = session(&team);
     let day =
         |options: &str| format!("SELECT count(*) FROM series('2020-01-01', '2020-01-02'{options})");
-    assert_eq!(count(&writer, &day("")).await.unwrap(), 48);
+    assert_eq!(count_in(&writer, &day("")).await.unwrap(), 48);
     let before = iam_objects().await;
     assert!(
         before
@@ -422,7 +412,7 @@ async fn a_mirror_with_read_only_credentials_is_read_and_never_written() {
     ours.local = TierConfig::new(dir.path().join("local").display().to_string());
     ours.mirrors = vec![("mirror-team-b".into(), iam_tier("team-b/caches", false))];
     let reader = session(&ours);
-    assert_eq!(count(&reader, &day("")).await.unwrap(), 48);
+    assert_eq!(count_in(&reader, &day("")).await.unwrap(), 48);
     let report = reader.take_reports().remove(0);
     assert_eq!(
         (report.outcome, report.tier.as_deref()),
@@ -430,14 +420,16 @@ async fn a_mirror_with_read_only_credentials_is_read_and_never_written() {
     );
     // Local modes copy to local; misses are computed into our root.
     assert_eq!(
-        count(&reader, &day(", cache_mode => 'local'"))
+        count_in(&reader, &day(", cache_mode => 'local'"))
             .await
             .unwrap(),
         48
     );
     assert_eq!(reader.take_reports()[0].copied_to.as_deref(), Some("local"));
     assert_eq!(
-        count(&reader, &day(", station => 'ours'")).await.unwrap(),
+        count_in(&reader, &day(", station => 'ours'"))
+            .await
+            .unwrap(),
         48
     );
     assert_outcome(&reader.take_reports()[0], Outcome::Computed);
@@ -451,13 +443,13 @@ async fn a_mirror_with_read_only_credentials_is_read_and_never_written() {
     read_only_root.root = iam_tier("team-b/caches", false);
     read_only_root.local = TierConfig::new(dir.path().join("local2").display().to_string());
     let strict = session(&read_only_root);
-    assert_eq!(count(&strict, &day("")).await.unwrap(), 48);
-    let error = count(&strict, &day(", station => 'new'"))
+    assert_eq!(count_in(&strict, &day("")).await.unwrap(), 48);
+    let error = count_in(&strict, &day(", station => 'new'"))
         .await
         .unwrap_err()
         .to_string();
     assert!(error.contains("read_only_strict"), "{error}");
-    let error = count(&strict, &day(", station => 'new', cache_mode => 'write'"))
+    let error = count_in(&strict, &day(", station => 'new', cache_mode => 'write'"))
         .await
         .unwrap_err()
         .to_string();
@@ -482,7 +474,7 @@ async fn two_tiers_root_on_s3_local_on_disk_and_a_mirror_folder() {
             "SELECT count(*) FROM series('2020-01-01', '2020-01-02', station => '{station}'{options})"
         )
     };
-    assert_eq!(count(&team, &sql("mirrored", "")).await.unwrap(), 48);
+    assert_eq!(count_in(&team, &sql("mirrored", "")).await.unwrap(), 48);
 
     let mut config = s3_config(BUCKET, &endpoint);
     config.root = TierConfig::new(format!("s3://{BUCKET}/two-tier"))
@@ -502,13 +494,13 @@ async fn two_tiers_root_on_s3_local_on_disk_and_a_mirror_folder() {
         (r.outcome, r.tier, r.copied_to)
     };
     // Computed into root on S3 (write), then copied to local (local).
-    assert_eq!(count(&first, &sql("s3two", "")).await.unwrap(), 48);
+    assert_eq!(count_in(&first, &sql("s3two", "")).await.unwrap(), 48);
     assert_eq!(
         outcome(&first),
         (Outcome::Computed, Some("root".into()), None)
     );
     assert_eq!(
-        count(&first, &sql("s3two", ", cache_mode => 'local'"))
+        count_in(&first, &sql("s3two", ", cache_mode => 'local'"))
             .await
             .unwrap(),
         48
@@ -518,21 +510,21 @@ async fn two_tiers_root_on_s3_local_on_disk_and_a_mirror_folder() {
         (Outcome::Hit, Some("root".into()), Some("local".into()))
     );
     assert_eq!(
-        count(&first, &sql("s3two", ", cache_mode => 'local'"))
+        count_in(&first, &sql("s3two", ", cache_mode => 'local'"))
             .await
             .unwrap(),
         48
     );
     assert_eq!(outcome(&first), (Outcome::Hit, Some("local".into()), None));
     // The mirror folder serves what neither tier has.
-    assert_eq!(count(&first, &sql("mirrored", "")).await.unwrap(), 48);
+    assert_eq!(count_in(&first, &sql("mirrored", "")).await.unwrap(), 48);
     assert_eq!(outcome(&first), (Outcome::Hit, Some("mirror".into()), None));
     // A second engine with a fresh local tier hits root on S3.
     let mut other = config.clone();
     other.local = TierConfig::new(dir.path().join("local-2").display().to_string());
     let second = session(&other);
     assert_eq!(
-        count(&second, &sql("s3two", ", cache_mode => 'local_api'"))
+        count_in(&second, &sql("s3two", ", cache_mode => 'local_api'"))
             .await
             .unwrap(),
         48

@@ -331,3 +331,14 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
     let profile = exe.parent().and_then(|deps| deps.parent()).unwrap();
     profile.join("examples").join(name)
 }
+
+/// The first column of the first row of `sql` in `session`, as a number.
+pub async fn count_in(session: &nuthatch::Session, sql: &str) -> datafusion::error::Result<i64> {
+    let batches = session.sql(sql).await?.collect().await?;
+    let column = arrow::compute::cast(batches[0].column(0), &arrow::datatypes::DataType::Int64)?;
+    Ok(column
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap()
+        .value(0))
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::common::{plan_err, Result};
+use datafusion::common::{plan_err, DataFusionError, Result};
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::MemTable;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
@@ -57,8 +57,8 @@ impl VacuumStatement {
                             "VACUUM OLDER THAN takes a quoted duration, such as OLDER THAN '7d'"
                         );
                     };
-                    let period: Period = text.parse().map_err(|e: String| {
-                        datafusion::error::DataFusionError::Plan(format!("VACUUM OLDER THAN: {e}"))
+                    let period: Period = text.parse().map_err(|e: DataFusionError| {
+                        DataFusionError::Plan(format!("VACUUM OLDER THAN: {}", e.message()))
                     })?;
                     options.older_than = period.0;
                 }

@@ -55,18 +55,4 @@ impl std::str::FromStr for OnStale {
     }
 }
 
-impl datafusion::common::config::ConfigField for OnStale {
-    fn visit<V: datafusion::common::config::Visit>(
-        &self,
-        v: &mut V,
-        key: &str,
-        description: &'static str,
-    ) {
-        v.some(key, self, description)
-    }
-
-    fn set(&mut self, _key: &str, value: &str) -> datafusion::common::Result<()> {
-        *self = value.parse()?;
-        Ok(())
-    }
-}
+text_setting!(OnStale);
