@@ -239,6 +239,7 @@ fn statements_commands_and_tab_completion_at_the_prompt() {
     screen.enter(");");
     let text = screen.wait_for("nuthatch: hourly: computed root parquet hourly/2 rows=48");
     assert!(text.contains("| 48 |"), "{text}");
+    screen.line_becomes("nuthatch>");
 
     // Two Tabs list what fits: the modes.
     screen.type_text("SELECT * FROM hourly(cache_mode => ");
@@ -247,6 +248,8 @@ fn statements_commands_and_tab_completion_at_the_prompt() {
     let text = screen.wait_for("'read_only_strict'");
     assert!(text.contains("'local_overwrite'"), "{text}");
     screen.press("C-c");
+    // Keys typed before the fresh prompt is drawn are the terminal's to drop.
+    screen.line_becomes("nuthatch>");
 
     // SET completes the nuthatch settings, then a setting's values; \h
     // explains them.
