@@ -62,10 +62,10 @@ async fn ping_pong(root: &str, first: &str) {
     let engine = Engine::new(&Config::with_root(root)).unwrap();
     let session = engine.session();
     session
-        .register(bodies::ping_pong("ping", "pong", 1500))
+        .register(bodies::ping_pong("ping", "pong", 3000))
         .unwrap();
     session
-        .register(bodies::ping_pong("pong", "ping", 1500))
+        .register(bodies::ping_pong("pong", "ping", 3000))
         .unwrap();
     let sql = format!("SELECT * FROM {first}(1, 1)");
     let result = match session.sql(&sql).await {

@@ -50,11 +50,11 @@ fn holding_child(f: &Fixture, window: &str) -> std::process::Child {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_process_waits_for_the_first_compute_and_reads_it() {
     let f = Fixture::new();
-    f.nuthatch.register(slow(2500, false)).unwrap();
+    f.nuthatch.register(slow(4000, false)).unwrap();
     let window = "'2020-03-01', '2020-03-02'";
     let sql = format!("SELECT count(*) FROM slow({window})");
     let session = f.engine.session();
-    session.register(slow(2500, false)).unwrap();
+    session.register(slow(4000, false)).unwrap();
     let first = tokio::spawn(async move {
         let n = session.sql(&sql).await.unwrap().collect().await.unwrap();
         (n, session.take_reports())
