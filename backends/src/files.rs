@@ -25,14 +25,14 @@ use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{ExecutionPlan, PhysicalExpr};
 use futures::{StreamExt, TryStreamExt};
-use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
-use tokio::io::AsyncWriteExt;
 
 use crate::bounds::Bounds;
 use crate::coverage::{window_of, Coverage};
 use crate::{Location, Part, WriteMode, WriteOptions, Written};
+
+pub use crate::upload::{Upload, UPLOAD_CHUNK};
 
 /// Finds the files of the entry at `path`: the object itself, or the part
 /// files ending in `.<extension>` under it when it is a directory (what dask
@@ -521,7 +521,7 @@ pub async fn write_encoded(
     options: &WriteOptions,
 ) -> Result<Written> {
     let progress = options.progress.as_deref();
-    let mut upload = Upload::new(at);
+    let mut upload = Upload::start(at, options).await?;
     let mut data = prefetch(data);
     let mut rows = 0u64;
     let encoded: Result<u64> = async {
@@ -536,13 +536,12 @@ pub async fn write_encoded(
                 upload.put(Bytes::from(encoder.take())).await?;
             }
             if let Some(progress) = progress {
-                let encoded = upload.bytes + encoder.buffered() as u64;
+                let encoded = upload.bytes() + encoder.buffered() as u64;
                 progress.bytes.store(encoded, Ordering::Relaxed);
             }
         }
         let parts = encoder.finish()?;
         upload.put(Bytes::from(encoder.take())).await?;
-        crate::before_publish(options).await?;
         Ok(parts)
     }
     .await;
@@ -584,63 +583,6 @@ pub async fn open_entry<F: FileFormatSource>(
         }
     }
     Ok(Some(Arc::new(FileEntry::new(format, at, found, schema))))
-}
-
-/// Bytes handed to the store in one piece; also the size of a multipart
-/// upload's parts.
-pub const UPLOAD_CHUNK: usize = 10 * 1024 * 1024;
-
-/// One new object being uploaded. Small objects go up in a single put,
-/// larger ones as a multipart upload; a local folder stages the file under
-/// a temporary name and renames it into place. Either way the object
-/// appears when [`Upload::finish`] returns, and [`Upload::abort`] (or an
-/// error) leaves nothing visible.
-pub struct Upload {
-    writer: BufWriter,
-    path: Path,
-    bytes: u64,
-}
-
-impl Upload {
-    pub fn new(at: &Location) -> Upload {
-        Upload {
-            writer: BufWriter::with_capacity(Arc::clone(&at.store), at.path.clone(), UPLOAD_CHUNK),
-            path: at.path.clone(),
-            bytes: 0,
-        }
-    }
-
-    /// Bytes handed over so far.
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
-    pub async fn put(&mut self, bytes: Bytes) -> Result<()> {
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        self.bytes += bytes.len() as u64;
-        tracing::debug!(path = %self.path, bytes = self.bytes, "uploading");
-        self.writer
-            .put(bytes)
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))
-    }
-
-    /// Completes the upload; returns the bytes stored.
-    pub async fn finish(mut self) -> Result<u64> {
-        self.writer.shutdown().await.map_err(|e| {
-            DataFusionError::Execution(format!("completing the upload of {}: {e}", self.path))
-        })?;
-        Ok(self.bytes)
-    }
-
-    /// Abandons the upload; nothing becomes visible.
-    pub async fn abort(mut self) {
-        if let Err(e) = self.writer.abort().await {
-            tracing::warn!(path = %self.path, "aborting an upload failed: {e}");
-        }
-    }
 }
 
 #[cfg(test)]

@@ -44,6 +44,7 @@ pub mod sorted;
 pub mod sql;
 #[cfg(feature = "terracotta")]
 pub mod terracotta;
+pub mod upload;
 #[cfg(feature = "zarr")]
 pub mod zarr;
 

@@ -121,7 +121,9 @@ impl Catalog {
             self.check_writable(tier, id)?;
             hiding.push(metastore::null_path(&id.key, id.namespace.as_deref()));
         }
-        let late = backend.publishes_late() && !hiding.is_empty();
+        // Only a replacement has an old entry to keep readable; a first
+        // write hides nothing that is there, and publishes the cheapest way.
+        let late = backend.publishes_late() && options.restores && !hiding.is_empty();
         let late_options;
         let options = match late {
             true => {

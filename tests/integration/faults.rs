@@ -260,6 +260,19 @@ async fn transient_s3_faults_are_retried_and_reads_and_writes_succeed() {
     assert_eq!(count_in(&reader, sql).await.unwrap(), 48);
     assert_outcome(&reader.take_reports()[0], Outcome::Hit);
     assert_eq!(proxy.injected(), 5);
+
+    // A recompute uploads its data as a multipart upload and completes it
+    // last: a 503 on the completion is retried too.
+    proxy.clear();
+    proxy.inject("POST", "uploadId=", 0, 1, Fault::Unavailable);
+    let again = sql.replace(
+        "'retried')",
+        "'retried', recompute => true, cache_mode => 'overwrite')",
+    );
+    assert_eq!(count_in(&writer, &again).await.unwrap(), 48);
+    assert_outcome(&writer.take_reports().pop().unwrap(), Outcome::Computed);
+    assert_eq!(proxy.injected(), 6, "the completion met its fault");
+    assert_eq!(count_in(&session(&config), sql).await.unwrap(), 48);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -467,7 +467,7 @@ async fn write_row_groups(
     let factory = Arc::new(factory);
     let mut assembly = Assembly {
         file,
-        upload: Upload::new(at),
+        upload: Upload::start(at, options).await?,
         row_groups: 0,
         encode_time: Duration::ZERO,
     };
@@ -516,8 +516,7 @@ async fn write_row_groups(
         }
         assembly.file.finish()?;
         let bytes = std::mem::take(assembly.file.inner_mut());
-        assembly.upload.put(Bytes::from(bytes)).await?;
-        crate::before_publish(options).await
+        assembly.upload.put(Bytes::from(bytes)).await
     }
     .await;
     let Assembly {
