@@ -180,6 +180,31 @@ async fn sqlite_beside_a_local_root_holds_entries_as_tables() {
         .unwrap()
         .get(0);
     assert_eq!(tables, 2, "the entry's table and the hostile one");
+
+    // A replacement measures its table inside its transaction: the size
+    // recorded is the table's.
+    let again = sql.replace(
+        "backend => 'sql')",
+        "backend => 'sql', recompute => true, cache_mode => 'overwrite')",
+    );
+    assert_eq!(f.int(&again).await, 1440);
+    let sizes = crate::coverage::rows(
+        &f,
+        "SELECT bytes FROM nuthatch.caches WHERE backend = 'sql' AND function = 'series'",
+    )
+    .await;
+    let size: i64 = sizes[0][0].parse().unwrap();
+    let hostile_table = "SELECT sum(pgsize) FROM dbstat WHERE name <> 'obs/' AND name IN \
+                         (SELECT name FROM sqlite_master WHERE type = 'table')";
+    let pages: i64 = sqlx::query(hostile_table)
+        .fetch_one(&db)
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        size > 0 && size == pages,
+        "recorded {size}, the table has {pages}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -100,13 +100,14 @@ pub async fn write(
         }
         // A merge into nothing is a first write.
         _ => {
-            let loaded = replace(database, &names, input).await?;
+            let (loaded, bytes) = replace(database, &names, input).await?;
             (
                 names[0].clone(),
                 Counts {
                     loaded,
                     updated: None,
                     inserted: None,
+                    bytes,
                 },
             )
         }
@@ -114,7 +115,10 @@ pub async fn write(
     // A replace loaded every row the table holds; only a merge needs the
     // database to count what its rows joined.
     let merged = rows.updated.is_some() || rows.inserted.is_some();
-    let (total, bytes) = measure(database, &table, merged).await;
+    let (total, bytes) = match rows.bytes {
+        Some(bytes) if !merged => (None, bytes),
+        _ => measure(database, &table, merged).await,
+    };
     Ok(Written {
         rows: total.unwrap_or(rows.loaded),
         bytes,
@@ -128,11 +132,13 @@ pub async fn write(
     })
 }
 
-/// What a write loaded and changed.
+/// What a write loaded and changed, and the table's size when the write
+/// measured it itself.
 struct Counts {
     loaded: u64,
     updated: Option<u64>,
     inserted: Option<u64>,
+    bytes: Option<u64>,
 }
 
 enum Merge<'a> {
@@ -186,8 +192,15 @@ async fn failed(database: &Database, doing: &str, e: sqlx::Error) -> DataFusionE
     DataFusionError::Execution(format!("{error}; the entry was not changed"))
 }
 
-/// Replaces the entry's table; rows loaded.
-async fn replace(database: &Database, names: &[TableName], mut input: Input) -> Result<u64> {
+/// Replaces the entry's table; rows loaded, and the table's size, taken
+/// inside the transaction so that nothing is left to ask once it commits
+/// (the old entry's record is gone from that moment until the new one is
+/// written; see `WriteOptions::before_publish`).
+async fn replace(
+    database: &Database,
+    names: &[TableName],
+    mut input: Input,
+) -> Result<(u64, Option<u64>)> {
     let target = &names[0];
     let staging = target.sibling(staging_name());
     let doing = format!("writing {target}");
@@ -233,11 +246,17 @@ async fn replace(database: &Database, names: &[TableName], mut input: Input) -> 
             for statement in finish {
                 run!(tx, statement);
             }
+            let bytes = sqlx::query("SELECT pg_total_relation_size(to_regclass($1))")
+                .bind(target.quoted())
+                .fetch_one(&mut *tx)
+                .await
+                .ok()
+                .and_then(|r| r.try_get::<Option<i64>, _>(0).ok().flatten());
             crate::before_publish(&input.options).await?;
             if let Err(e) = tx.commit().await {
                 return Err(failed(database, &doing, e).await);
             }
-            loaded
+            (loaded, bytes)
         }
         Pools::Sqlite { write, .. } => {
             let mut tx = match write.begin().await {
@@ -252,15 +271,21 @@ async fn replace(database: &Database, names: &[TableName], mut input: Input) -> 
             for statement in finish {
                 run!(tx, statement);
             }
+            let bytes = sqlx::query("SELECT sum(pgsize) FROM dbstat WHERE name = ?1")
+                .bind(&target.table)
+                .fetch_one(&mut *tx)
+                .await
+                .ok()
+                .and_then(|r| r.try_get::<Option<i64>, _>(0).ok().flatten());
             crate::before_publish(&input.options).await?;
             if let Err(e) = tx.commit().await {
                 return Err(failed(database, &doing, e).await);
             }
-            loaded
+            (loaded, bytes)
         }
     };
-    tracing::debug!(table = %target, rows = loaded, "wrote sql entry");
-    Ok(loaded)
+    tracing::debug!(table = %target, rows = loaded.0, "wrote sql entry");
+    Ok((loaded.0, loaded.1.map(|b| b as u64)))
 }
 
 /// Merges the input into the stored table.
@@ -536,6 +561,7 @@ impl<'a> Statements<'a> {
             loaded,
             updated: None,
             inserted: None,
+            bytes: None,
         };
         if let Some(sql) = &self.updated {
             let updated = self.count(conn, sql).await?;
