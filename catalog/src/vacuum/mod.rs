@@ -27,6 +27,7 @@
 mod uploads;
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -227,6 +228,22 @@ impl Catalog {
             .collect()
     }
 
+    /// The backend of a listed entry and where its data is on `tier`, when
+    /// it is an entry of one of this build's backends.
+    fn located(
+        &self,
+        tier: &Tier,
+        listed: &Listed,
+    ) -> Option<(
+        Arc<dyn nuthatch_backends::Backend>,
+        nuthatch_backends::Location,
+    )> {
+        let backend = self.backends.get(listed.backend()?)?;
+        let key = CacheKey::stored(&listed.path_key).ok()?;
+        let at = tier.entry_location(&**backend, &key, listed.path_namespace.as_deref());
+        Some((Arc::clone(backend), at))
+    }
+
     /// The data path of the entry whose lease is at `lease` (a path under
     /// the metastore), if it names one of this build's backends.
     fn leased_data(&self, tier: &Tier, lease: &str) -> Option<String> {
@@ -256,13 +273,9 @@ impl Catalog {
         let sizes: BTreeMap<&str, &ObjectMeta> =
             objects.iter().map(|m| (m.location.as_ref(), m)).collect();
         for listed in listed {
-            let Some(backend) = listed.backend().and_then(|name| self.backends.get(name)) else {
+            let Some((backend, at)) = self.located(tier, listed) else {
                 continue;
             };
-            let Ok(key) = CacheKey::stored(&listed.path_key) else {
-                continue;
-            };
-            let at = tier.entry_location(&**backend, &key, listed.path_namespace.as_deref());
             if busy.contains(at.path.as_ref()) {
                 continue;
             }
@@ -302,15 +315,9 @@ impl Catalog {
         let extensions = self.extensions();
         let mut known = HashSet::new();
         for listed in listed {
-            let Some(backend) = listed.backend().and_then(|name| self.backends.get(name)) else {
-                continue;
-            };
-            let Ok(key) = CacheKey::stored(&listed.path_key) else {
-                continue;
-            };
-            let ns = listed.path_namespace.as_deref();
-            let at = tier.entry_location(&**backend, &key, ns);
-            known.insert(at.path.to_string());
+            if let Some((_, at)) = self.located(tier, listed) {
+                known.insert(at.path.to_string());
+            }
         }
         // Each orphan, with its size and when any of it last changed.
         let mut groups: BTreeMap<String, (u64, DateTime<Utc>)> = BTreeMap::new();
