@@ -73,6 +73,7 @@ async fn fill(store: Arc<dyn ObjectStore>, location: &str, entries: usize) -> Re
                         bytes: Some(25),
                         ..Recorded::default()
                     },
+                    replacing: None,
                 };
                 let meta = Path::from(format!("nuthatch_metadata.nut/{key}/parquet.parquet"));
                 store.put(&meta, PutPayload::from(row.encode()?)).await?;

@@ -115,6 +115,10 @@ impl Backend for ArrowBackend {
         files::delete(at).await
     }
 
+    async fn stamp(&self, at: &Location) -> Result<Option<String>> {
+        files::stamp(at).await
+    }
+
     fn exact_rows(&self) -> bool {
         true
     }

@@ -187,6 +187,19 @@ pub async fn remove_parts(at: &Location, keep: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The stamp of an entry stored as one object ([`crate::Backend::stamp`]):
+/// its ETag, or where the store keeps none, its modification time and
+/// size. A directory of parts, or nothing, has none.
+pub async fn stamp(at: &Location) -> Result<Option<String>> {
+    match at.store.head(&at.path).await {
+        Ok(meta) => Ok(Some(meta.e_tag.unwrap_or_else(|| {
+            format!("{}-{}", meta.last_modified.timestamp_micros(), meta.size)
+        }))),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(DataFusionError::External(Box::new(e))),
+    }
+}
+
 /// Removes an entry's data, a file or a directory of parts. An object
 /// store answers the delete of a directory's path as done, so its parts
 /// are listed whatever the delete says.
@@ -547,7 +560,7 @@ pub async fn write_encoded(
     .await;
     match encoded {
         Ok(parts) => {
-            let bytes = upload.finish().await?;
+            let bytes = upload.finish(rows).await?;
             Ok(Written {
                 rows,
                 bytes,

@@ -314,24 +314,36 @@ pub struct WriteOptions {
     /// first miss costs no extra read.
     pub restores: bool,
     /// Called right before the new data becomes visible, by formats that
-    /// say so ([`Backend::publishes_late`]): the catalog hides the entry's
-    /// old record then, rather than before the compute, so the old entry
-    /// stays readable for as long as the new one is computed and encoded.
+    /// say so ([`Backend::publishes_late`]): the catalog puts the pending
+    /// record of what is about to appear then, rather than hiding the old
+    /// entry before the compute, so the old entry stays readable for as
+    /// long as the new one is computed and encoded.
     pub before_publish: Option<BeforePublish>,
 }
 
 /// What a write runs right before its data becomes visible
-/// ([`WriteOptions::before_publish`]); its error fails the write, which
-/// then publishes nothing.
+/// ([`WriteOptions::before_publish`]), told what is about to appear; its
+/// error fails the write, which then publishes nothing.
 #[derive(Clone)]
 pub struct BeforePublish(
-    pub Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<()>> + Send + Sync>,
+    pub Arc<dyn Fn(Published) -> futures::future::BoxFuture<'static, Result<()>> + Send + Sync>,
 );
 
 impl BeforePublish {
-    pub async fn run(&self) -> Result<()> {
-        (self.0)().await
+    pub async fn run(&self, published: Published) -> Result<()> {
+        (self.0)(published).await
     }
+}
+
+/// What a write is about to publish, as [`Written`] will say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub rows: u64,
+    pub bytes: Option<u64>,
+    /// Where the new data already sits whole, for a format that publishes
+    /// by copying it into place (Zarr): readers are sent there until the
+    /// write is confirmed ([`Backend::discard_staged`]).
+    pub staged: Option<Path>,
 }
 
 impl std::fmt::Debug for BeforePublish {
@@ -341,9 +353,9 @@ impl std::fmt::Debug for BeforePublish {
 }
 
 /// Runs `options`' [`WriteOptions::before_publish`], if any.
-pub async fn before_publish(options: &WriteOptions) -> Result<()> {
+pub async fn before_publish(options: &WriteOptions, published: Published) -> Result<()> {
     match &options.before_publish {
-        Some(hook) => hook.run().await,
+        Some(hook) => hook.run(published).await,
         None => Ok(()),
     }
 }
@@ -396,9 +408,12 @@ pub struct Written {
 /// formats also make the data visible atomically (object stores give this
 /// for a single put and for a completed multipart upload; a local folder
 /// for a rename), so a reader sees the previous data or the new data.
-/// Formats made of many objects (Zarr) cannot: they rely on the catalog,
-/// which removes an entry's metadata before its data is written and puts
-/// it back after, so no reader is directed to a half-written store.
+/// Formats made of many objects cannot: Zarr writes a replacement whole
+/// beside the entry and copies it into place after the catalog's pending
+/// record has sent readers to it ([`Published::staged`]); Terracotta relies
+/// on the catalog removing the entry's metadata before its data is written
+/// and putting it back after, so no reader is directed to a half-written
+/// store.
 /// Versioned formats (Delta) commit atomically to their own log; see
 /// [`Commit`].
 #[async_trait]
@@ -441,12 +456,32 @@ pub trait Backend: Debug + Send + Sync {
     }
 
     /// Whether `write` runs [`WriteOptions::before_publish`] right before
-    /// its data becomes visible (an [`Commit::Atomic`] format whose last
-    /// step publishes everything at once). Those that do keep the entry
-    /// they replace readable while they compute and encode; the others
-    /// hide it before they start.
+    /// its data becomes visible: a format whose last step publishes
+    /// everything at once (saying so by its [`Backend::stamp`]), or one
+    /// that copies a whole staged copy into place ([`Published::staged`]).
+    /// Those that do keep the entry they replace readable while they
+    /// compute and encode; the others hide it before they start.
     fn publishes_late(&self) -> bool {
         false
+    }
+
+    /// What identifies the data stored at `at` as it is now, changing
+    /// whenever a write replaces it (an object's ETag, a table's
+    /// generation); `None` when nothing is there or the format keeps no
+    /// such mark. A format that publishes late says: the catalog compares
+    /// the stamps before and after a write to tell, after a crash between
+    /// publishing the data and its record, which of the two the data is.
+    async fn stamp(&self, at: &Location) -> Result<Option<String>> {
+        let _ = at;
+        Ok(None)
+    }
+
+    /// Removes what replacements of the entry at `at` staged
+    /// ([`Published::staged`]): called once the catalog has confirmed the
+    /// entry's new record, when no record points there any more.
+    async fn discard_staged(&self, at: &Location) -> Result<()> {
+        let _ = at;
+        Ok(())
     }
 
     /// Whether [`Backend::write`] applies [`WriteMode::Upsert`] and

@@ -125,10 +125,10 @@ impl Upload {
         }
     }
 
-    /// Completes the upload; returns the bytes stored. A staged upload
-    /// sends its last part and waits for every part, runs the write's
-    /// before-publish step, and only then completes.
-    pub async fn finish(self) -> Result<u64> {
+    /// Completes the upload of a file holding `rows`; returns the bytes
+    /// stored. A staged upload sends its last part and waits for every
+    /// part, runs the write's before-publish step, and only then completes.
+    pub async fn finish(self, rows: u64) -> Result<u64> {
         let Upload { sink, path, bytes } = self;
         match sink {
             Sink::Buffered(mut writer) => {
@@ -151,7 +151,13 @@ impl Upload {
                     for part in in_flight {
                         part.await.map_err(|e| failed("uploading", &path, e))?;
                     }
-                    hook.run().await
+                    let bytes = Some(bytes);
+                    hook.run(crate::Published {
+                        rows,
+                        bytes,
+                        staged: None,
+                    })
+                    .await
                 }
                 .await;
                 if let Err(e) = staged {

@@ -1,20 +1,26 @@
 //! The write protocol: how a computed result becomes an entry that readers
 //! see whole or not at all, and how an entry grows.
 //!
-//! [`Catalog::store`] is the one place it lives. A write that replaces an
-//! entry hides the old one (its metadata row goes, unless the format keeps
-//! old versions readable), the backend writes the data, visible at once
-//! when complete, and the new metadata row is put last. The data path is
-//! Python's and fixed, so the old row cannot stay while the new data
-//! appears; a format that publishes its data in one step at the end
-//! ([`Backend::publishes_late`]) has the old row removed right before that
-//! step ([`WriteOptions::before_publish`]), so the old entry stays readable
-//! while the new one is computed and encoded, and only a process killed in
-//! the moment between publishing and the new row leaves no entry. Other
-//! formats hide it before they start. When a
-//! recompute's write fails ([`WriteOptions::restores`]), a format that
-//! replaces its data at once ([`Commit::Atomic`]) still holds the old data,
-//! and its row is put back. A write that
+//! [`Catalog::store`] is the one place it lives. A first write puts the
+//! data, visible at once when complete, then the metadata row. A write
+//! that replaces an entry keeps the old one readable throughout when the
+//! format publishes its data in one step at the end
+//! ([`Backend::publishes_late`]): right before that step
+//! ([`WriteOptions::before_publish`]) a *pending* row takes the old row's
+//! place, describing the new data and carrying the old row with the stamp
+//! of the data it vouches for ([`Backend::stamp`], [`Replacing`]); the
+//! data is published, and the row confirmed. A process killed in between
+//! leaves the pending row, which readers settle (`Catalog::settled`): the
+//! data still bears the old stamp, so the old row is the entry, or it
+//! bears another, so the new one is. A format that publishes by copying a
+//! staged copy into place (Zarr) names the copy instead, and readers read
+//! it until the row is confirmed. So a replacement leaves the old entry or
+//! the new one, never none. The data path is Python's and fixed, which is
+//! why two rows cannot simply be switched; Python reads only confirmed
+//! rows, so to Python a pending entry is missing. Formats that write in
+//! place (Terracotta) have the old row removed before they start. A
+//! replacement that fails ([`WriteOptions::restores`]) before anything was
+//! published leaves the old data, and its row is put back. A write that
 //! amends an entry ([`WriteOptions::amends`]) keeps the old row throughout:
 //! the old row stays true of the new data, since the new data only adds
 //! rows outside the time the old row covers, or replaces rows (what a
@@ -52,7 +58,7 @@ use object_store::{ObjectStoreExt, PutPayload};
 
 use crate::lineage::{Input, Lineage, Provenance};
 use crate::lock::EntryLock;
-use crate::metastore::{self, data_path, metadata_dir, metadata_path, CONFIRMED};
+use crate::metastore::{self, data_path, metadata_dir, metadata_path, Replacing, CONFIRMED};
 use crate::{Catalog, Entry, EntryId, Error, MetadataRow, Recorded, Result, Tier};
 
 /// Where one write goes, and what it is to record.
@@ -104,7 +110,8 @@ impl Catalog {
         // when the write fails (the body's error, a value refused): its row
         // is put back then, so a failed replacement loses nothing.
         // (A row that does not read, corrupt, is not worth restoring.)
-        let restores = options.restores && backend.commit() == Commit::Atomic;
+        let restores =
+            options.restores && (backend.commit() == Commit::Atomic || backend.publishes_late());
         let hidden = match !keeps_record && restores {
             true => (self.valid_metadata(tier, id, backend.name()).await).unwrap_or(None),
             false => None,
@@ -124,11 +131,28 @@ impl Catalog {
         // Only a replacement has an old entry to keep readable; a first
         // write hides nothing that is there, and publishes the cheapest way.
         let late = backend.publishes_late() && options.restores && !hiding.is_empty();
+        let at = tier.entry_location(&**backend, &id.key, id.namespace.as_deref());
+        // An entry of one object or table, replaced, keeps a record
+        // throughout: right before the new data is published, a pending
+        // record naming the old one and its data's stamp takes its place.
+        let replacing = match (late && !options.parts, &hidden) {
+            (true, Some(previous)) => Some(Replacing {
+                stamp: (backend.stamp(&at).await)
+                    .map_err(|e| self.backend_error(backend.name(), id, tier, e))?,
+                previous: Box::new(previous.clone()),
+                staged: None,
+            }),
+            _ => None,
+        };
+        let (requests_to, mut requests) = tokio::sync::mpsc::unbounded_channel();
         let late_options;
         let options = match late {
             true => {
                 let mut with_hook = options.clone();
-                with_hook.before_publish = Some(hide_before_publish(tier, hiding));
+                with_hook.before_publish = Some(match &replacing {
+                    Some(_) => ask_before_publish(requests_to),
+                    None => hide_before_publish(tier, hiding.clone()),
+                });
                 late_options = with_hook;
                 &late_options
             }
@@ -148,14 +172,31 @@ impl Catalog {
             backend,
             options,
             path: data_path(&id.key, id.namespace.as_deref(), backend.extension()),
-            at: tier.entry_location(&**backend, &id.key, id.namespace.as_deref()),
+            at,
             columns: columns_of(&data.schema()),
             provenance,
         };
-        let (written, range) = match self.write_data(&target, data).await {
+        let mut pending_put = false;
+        let publishing = replacing.clone().map(|replacing| Publishing {
+            requests: &mut requests,
+            replacing,
+            hiding: hiding.into_iter().filter(|p| *p != meta_path).collect(),
+            put: &mut pending_put,
+        });
+        let (written, range) = match self.write_data(&target, data, publishing).await {
             Ok(done) => done,
             Err(error) => {
-                if let Some(row) = hidden {
+                // Once a pending record is put, it settles to the old entry
+                // or the new by itself; it is replaced by the old record only
+                // while the data is surely untouched.
+                let untouched = match (pending_put, &replacing) {
+                    (false, _) => true,
+                    (true, Some(replacing)) => {
+                        (backend.stamp(&target.at).await).is_ok_and(|s| s == replacing.stamp)
+                    }
+                    (true, None) => false,
+                };
+                if let Some(row) = hidden.filter(|_| untouched) {
                     if let Err(e) = self.put_row(&target, &row).await {
                         tracing::warn!(key = %id.key, "could not restore the entry's record: {e}");
                     }
@@ -183,6 +224,11 @@ impl Catalog {
                 row
             }
         };
+        if late {
+            if let Err(e) = backend.discard_staged(&target.at).await {
+                tracing::warn!(key = %id.key, "could not remove the staged copy: {e}");
+            }
+        }
         tracing::debug!(key = %id.key, tier = tier.name(), rows = written.rows, bytes = written.bytes, "stored entry");
         let entry = self.open_stored(tier, id, backend, row, schema).await?;
         Ok((written, entry))
@@ -230,6 +276,7 @@ impl Catalog {
         &self,
         target: &Target<'_>,
         data: SendableRecordBatchStream,
+        publishing: Option<Publishing<'_>>,
     ) -> Result<(Written, TimeRange)> {
         let (tier, id, backend, options) = (target.tier, target.id, target.backend, target.options);
         // Errors of the stream are the compute's; keep them apart from the
@@ -271,7 +318,15 @@ impl Catalog {
         // This process holds the entry's in-flight claim, so no write of it
         // here is staged; what is staged is a killed process's.
         tier.sweep_staged(backend.name(), &target.path);
-        match backend.write(&target.at, data, options).await {
+        let write = backend.write(&target.at, data, options);
+        let outcome = match publishing {
+            None => write.await,
+            Some(publishing) => {
+                let range = || *range.lock().expect("time range");
+                self.write_pending(target, write, publishing, range).await
+            }
+        };
+        match outcome {
             Ok(mut written) => {
                 let range = std::mem::take(&mut *range.lock().expect("time range"));
                 written.changes = fidelity.changes();
@@ -308,6 +363,56 @@ impl Catalog {
                     },
                     None => self.backend_error(backend.name(), id, tier, source),
                 })
+            }
+        }
+    }
+
+    /// Runs `write`, answering its request to publish
+    /// ([`ask_before_publish`]) with the pending record of what it is
+    /// about to publish, over the time range seen so far (`range`).
+    async fn write_pending(
+        &self,
+        target: &Target<'_>,
+        write: impl std::future::Future<Output = datafusion::common::Result<Written>>,
+        publishing: Publishing<'_>,
+        range: impl Fn() -> TimeRange,
+    ) -> datafusion::common::Result<Written> {
+        let Publishing {
+            requests,
+            mut replacing,
+            hiding,
+            put,
+        } = publishing;
+        let mut write = std::pin::pin!(write);
+        loop {
+            tokio::select! {
+                outcome = &mut write => return outcome,
+                Some((published, reply)) = requests.recv() => {
+                    let written = Written {
+                        rows: published.rows,
+                        bytes: published.bytes.unwrap_or_default(),
+                        ..Written::default()
+                    };
+                    let mut row = target.row(&written, None, range());
+                    row.recorded.bytes = published.bytes.map(|b| b as i64);
+                    row.state = metastore::PENDING.to_string();
+                    replacing.staged = published.staged.as_ref().map(|p| p.to_string());
+                    row.replacing = Some(replacing.clone());
+                    *put = true;
+                    let put = async {
+                        self.put_row(target, &row).await?;
+                        // A null marker goes once the pending record holds
+                        // the entry.
+                        for path in &hiding {
+                            match target.tier.store().delete(path).await {
+                                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                                Err(e) => return Err(Catalog::unwritable(target.tier, path, e)),
+                            }
+                        }
+                        Ok(())
+                    };
+                    let _ = reply.send(put.await);
+                }
             }
         }
     }
@@ -505,6 +610,7 @@ impl Target<'_> {
             commit_hash: metastore::current_commit_hash(),
             user: metastore::current_user(),
             path: format!("{}/{}", tier.url().trim_end_matches('/'), self.path),
+            replacing: None,
             recorded: Recorded {
                 rows,
                 bytes: sum(|r| r.bytes, written.bytes),
@@ -624,12 +730,49 @@ impl TimeRange {
     }
 }
 
+/// What a replacement's write is to do right before it publishes
+/// ([`Catalog::write_pending`]).
+struct Publishing<'a> {
+    /// The write's requests to publish ([`ask_before_publish`]).
+    requests: &'a mut tokio::sync::mpsc::UnboundedReceiver<PublishRequest>,
+    replacing: Replacing,
+    /// The null marker, which goes once the pending record is put.
+    hiding: Vec<Path>,
+    /// Set once the pending record may have been put.
+    put: &'a mut bool,
+}
+
+/// A write about to publish, and where its go-ahead is to be sent.
+type PublishRequest = (
+    nuthatch_backends::Published,
+    tokio::sync::oneshot::Sender<Result<()>>,
+);
+
+/// Hands the write's request to publish to the store that began it, which
+/// puts the pending record, and waits for its answer.
+fn ask_before_publish(
+    requests: tokio::sync::mpsc::UnboundedSender<PublishRequest>,
+) -> nuthatch_backends::BeforePublish {
+    nuthatch_backends::BeforePublish(Arc::new(move |published| {
+        let requests = requests.clone();
+        Box::pin(async move {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let gone = || DataFusionError::Execution("the write's commit ended early".into());
+            requests.send((published, reply)).map_err(|_| gone())?;
+            match answer.await {
+                Ok(put) => put.map_err(|e| DataFusionError::External(Box::new(e))),
+                Err(_) => Err(gone()),
+            }
+        })
+    }))
+}
+
 /// Removes `paths` (an entry's old record and null marker) from `tier`
 /// when the write's data is about to appear ([`WriteOptions::before_publish`]).
 fn hide_before_publish(tier: &Tier, paths: Vec<Path>) -> nuthatch_backends::BeforePublish {
     let store = std::sync::Arc::clone(tier.store());
     let (name, location) = (tier.name().to_string(), tier.url().to_string());
-    nuthatch_backends::BeforePublish(Arc::new(move || {
+    nuthatch_backends::BeforePublish(Arc::new(move |_| {
         let (store, paths) = (Arc::clone(&store), paths.clone());
         let (name, location) = (name.clone(), location.clone());
         Box::pin(async move {

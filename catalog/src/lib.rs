@@ -65,7 +65,7 @@ use arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
 use datafusion::common::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnv;
-use nuthatch_backends::{Backend, Backends, Commit};
+use nuthatch_backends::{Backend, Backends, Commit, Location};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 
@@ -81,7 +81,7 @@ pub use lease::{LeaseOptions, OnLeaseWait};
 pub use lineage::{Input, InputEntry, Lineage, Provenance, Reads};
 pub use listing::{Listed, ListedKind, ListingStats};
 pub use memory::{Memoized, MemoryTier};
-pub use metastore::{MetadataRow, Recorded};
+pub use metastore::{MetadataRow, Recorded, Replacing};
 pub use mode::{CacheMode, Overwrite, Policy};
 pub use report::{CallReport, Outcome, Phase, ReportLog, Running};
 pub use stale::{Cause, Definitions, Fingerprint, Judge, OnStale, Staleness};
@@ -89,7 +89,9 @@ pub use system::SystemSchema;
 pub use tier::{Tier, TierRole};
 pub use vacuum::{Leftover, Swept, VacuumOptions};
 
-use metastore::{metadata_dir, metadata_path, null_path, write_check_path, EXISTS_MARKER};
+use metastore::{
+    metadata_dir, metadata_path, null_path, write_check_path, CONFIRMED, EXISTS_MARKER,
+};
 
 /// Which entry a call refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -399,14 +401,50 @@ impl Catalog {
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(tier.unreachable(&format!("reading {path}"), e)),
         };
-        MetadataRow::decode(bytes)
-            .map(Some)
-            .map_err(|reason| Error::CorruptMetadata {
-                key: id.key.to_string(),
-                location: tier.url().trim_end_matches('/').to_string(),
-                path: path.to_string(),
-                reason: reason.to_string(),
-            })
+        let row = MetadataRow::decode(bytes).map_err(|reason| Error::CorruptMetadata {
+            key: id.key.to_string(),
+            location: tier.url().trim_end_matches('/').to_string(),
+            path: path.to_string(),
+            reason: reason.to_string(),
+        })?;
+        self.settled(tier, row).await.map(Some)
+    }
+
+    /// The record that holds the entry `row` is about: `row` itself,
+    /// unless it is pending ([`metastore::Replacing`]); then the entry's
+    /// data, by its stamp, tells whether it is still the previous record's
+    /// or already the pending one's, which is then as good as confirmed.
+    pub(crate) async fn settled(&self, tier: &Tier, row: MetadataRow) -> Result<MetadataRow> {
+        let (Some(replacing), true) = (&row.replacing, row.state == metastore::PENDING) else {
+            return Ok(row);
+        };
+        let (Some(backend), Ok(key)) = (
+            self.backends.get(&row.backend),
+            CacheKey::stored(&row.cache_key),
+        ) else {
+            return Ok(row);
+        };
+        let at = tier.entry_location(&**backend, &key, row.namespace.as_deref());
+        let stamp = backend.stamp(&at).await.map_err(|source| Error::Backend {
+            backend: row.backend.clone(),
+            key: row.cache_key.clone(),
+            tier: tier.name().to_string(),
+            location: tier.url().to_string(),
+            source: Box::new(source),
+        })?;
+        let published = stamp != replacing.stamp;
+        tracing::debug!(key = %row.cache_key, published, "settling a pending record");
+        // A staged copy is whole before the record is put, so it is the
+        // entry whatever the copy into place has reached.
+        let staged = replacing.staged.is_some();
+        Ok(match published || staged {
+            false => (*replacing.previous).clone(),
+            true => MetadataRow {
+                state: CONFIRMED.to_string(),
+                replacing: row.replacing.clone().filter(|_| staged),
+                ..row
+            },
+        })
     }
 
     /// The valid entry `id` has on `tier` in `backend`, null markers aside.
@@ -447,10 +485,23 @@ impl Catalog {
         at.parts = metadata.recorded.parts.clone();
         at.time_column = metadata.recorded.time_column.clone();
         at.committed = Some(metadata.last_modified as i64);
-        let opened = backend
-            .open(&at, Arc::clone(schema))
-            .await
-            .map_err(|source| self.backend_error(backend.name(), id, tier, source))?;
+        let open = |at: Location| async move {
+            (backend.open(&at, Arc::clone(schema)).await)
+                .map_err(|source| self.backend_error(backend.name(), id, tier, source))
+        };
+        // A staged copy is gone only once the copy into place is confirmed.
+        let opened = match metadata.staged() {
+            Some(staged) => match open(Location {
+                path: staged,
+                ..at.clone()
+            })
+            .await?
+            {
+                Some(provider) => Some(provider),
+                None => open(at).await?,
+            },
+            None => open(at).await?,
+        };
         match opened {
             Some(provider) => Ok(Some(Entry {
                 tier: tier.clone(),

@@ -343,6 +343,15 @@ impl Catalog {
                 }
             });
         }
+        // A pending record is settled each time it is read, never
+        // remembered: its data may be published meanwhile.
+        for entry in listed.iter_mut() {
+            let Some(Ok(row)) = &entry.row else { continue };
+            if row.state == crate::metastore::PENDING {
+                let settled = self.settled(&entry.tier, (**row).clone()).await?;
+                entry.row = Some(Ok(Arc::new(settled)));
+            }
+        }
         Ok(())
     }
 

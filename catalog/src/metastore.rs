@@ -13,7 +13,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    Array, BinaryArray, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
 };
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
@@ -35,6 +36,10 @@ pub const METASTORE_DIR: &str = "nuthatch_metadata.nut";
 /// fails on read-only stores that lack it; writing it keeps those readers happy.
 pub const EXISTS_MARKER: &str = "nuthatch_metadata.nut/exists.nut";
 pub const CONFIRMED: &str = "confirmed";
+/// The state of a record put right before the data it vouches for is
+/// published ([`Replacing`]). Python reads only confirmed rows, so to
+/// Python the entry is missing until the write confirms it.
+pub const PENDING: &str = "pending";
 
 /// The folder holding an entry's metadata rows, one per backend.
 pub fn metadata_dir(key: &CacheKey, namespace: Option<&str>) -> Path {
@@ -97,6 +102,36 @@ pub struct MetadataRow {
     pub path: String,
     /// What this implementation records beyond Python's columns.
     pub recorded: Recorded,
+    /// For a [`PENDING`] record: the entry it replaces.
+    pub replacing: Option<Replacing>,
+}
+
+/// What a pending record replaces: the entry's previous record, and the
+/// stamp of the data that record vouches for
+/// ([`nuthatch_backends::Backend::stamp`]). While the data still bears
+/// that stamp, the previous record is the entry; once it bears another,
+/// the pending one is. So a process killed between publishing the data
+/// and confirming its record leaves the old entry or the new one, never
+/// none and never a record of other data.
+///
+/// A format that publishes by copying a staged copy into place (Zarr)
+/// names where that copy is (`staged`): readers read it until the write
+/// confirms the record, whatever the copy into place has reached.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replacing {
+    pub stamp: Option<String>,
+    pub previous: Box<MetadataRow>,
+    /// The staged copy's path within the tier.
+    pub staged: Option<String>,
+}
+
+impl MetadataRow {
+    /// Where the data of this record is read when not at the entry's own
+    /// path: the staged copy of a pending record ([`Replacing::staged`]).
+    pub fn staged(&self) -> Option<Path> {
+        let replacing = self.replacing.as_ref()?;
+        replacing.staged.as_deref().map(Path::from)
+    }
 }
 
 /// Facts about an entry recorded when it is written, so that listing the
@@ -187,10 +222,17 @@ impl MetadataRow {
             text("fingerprint_parts", true),
             text("arguments", true),
             text("lineage", true),
+            text("replaces_stamp", true),
+            text("replaces_staged", true),
+            Field::new("replaces", DataType::Binary, true),
         ]))
     }
 
     pub fn encode(&self) -> Result<Bytes> {
+        let previous = match &self.replacing {
+            Some(replacing) => Some(replacing.previous.encode()?),
+            None => None,
+        };
         let text = |v: Option<&str>| Arc::new(StringArray::from(vec![v])) as Arc<dyn Array>;
         let batch = RecordBatch::try_new(
             MetadataRow::schema(),
@@ -253,6 +295,9 @@ impl MetadataRow {
                         .as_deref(),
                 ),
                 text(self.recorded.lineage.encode().as_deref()),
+                text(self.replacing.as_ref().and_then(|r| r.stamp.as_deref())),
+                text(self.replacing.as_ref().and_then(|r| r.staged.as_deref())),
+                Arc::new(BinaryArray::from(vec![previous.as_deref()])),
             ],
         )?;
         let mut buffer = Vec::new();
@@ -377,8 +422,36 @@ impl MetadataRow {
             user: text("user")?.unwrap_or_default(),
             path: text("path")?.unwrap_or_default(),
             recorded,
+            replacing: match batch.column_by_name("replaces") {
+                Some(column) => replaced(
+                    column,
+                    optional_text("replaces_stamp")?,
+                    optional_text("replaces_staged")?,
+                )?,
+                None => None,
+            },
         })
     }
+}
+
+/// The previous record a pending row holds (the column `replaces`).
+fn replaced(
+    column: &Arc<dyn Array>,
+    stamp: Option<String>,
+    staged: Option<String>,
+) -> std::result::Result<Option<Replacing>, String> {
+    let bytes = cast(column, &DataType::Binary).map_err(|e| format!("column 'replaces': {e}"))?;
+    let bytes = (bytes.as_any().downcast_ref::<BinaryArray>()).expect("cast to Binary");
+    if !bytes.is_valid(0) {
+        return Ok(None);
+    }
+    let previous = MetadataRow::decode_row(Bytes::copy_from_slice(bytes.value(0)))
+        .map_err(|e| format!("column 'replaces': {e}"))?;
+    Ok(Some(Replacing {
+        stamp,
+        previous: Box::new(previous),
+        staged,
+    }))
 }
 
 /// One line a part: its name, its coverage and its rows, tab-separated;
@@ -550,9 +623,24 @@ mod tests {
                     },
                 ]),
             },
+            replacing: None,
         };
         assert_eq!(MetadataRow::decode(row.encode().unwrap()).unwrap(), row);
         assert!(row.is_valid_for(Some("0.1.0")) && !row.is_valid_for(None));
+        let pending = MetadataRow {
+            state: PENDING.into(),
+            replacing: Some(Replacing {
+                stamp: Some("\"etag-1\"".into()),
+                previous: Box::new(row.clone()),
+                staged: Some("f/1.zarr.next/1".into()),
+            }),
+            ..row.clone()
+        };
+        assert_eq!(
+            MetadataRow::decode(pending.encode().unwrap()).unwrap(),
+            pending
+        );
+        assert!(!pending.is_valid_for(Some("0.1.0")));
         assert!(MetadataRow::decode(Bytes::from_static(b"not parquet")).is_err());
     }
 }

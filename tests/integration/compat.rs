@@ -82,7 +82,11 @@ async fn entries_are_written_in_pythons_layout_with_its_metadata_row() {
             "fingerprint",
             "fingerprint_parts",
             "arguments",
-            "lineage"
+            "lineage",
+            // What a pending row replaces; null in a confirmed one.
+            "replaces_stamp",
+            "replaces_staged",
+            "replaces",
         ]
     );
     assert_eq!(text(&row, "time_column").as_deref(), Some("time"));

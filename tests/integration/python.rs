@@ -234,6 +234,33 @@ async fn entries_written_here_are_hits_for_python_nuthatch() {
         .0,
         48
     );
+    // A record a killed replacement left pending is no entry to Python: its
+    // strict read misses rather than read data the record may not describe.
+    let record = root.join("nuthatch_metadata.nut/series/2.0_south/parquet.parquet");
+    let confirmed = nuthatch::MetadataRow::decode(std::fs::read(&record).unwrap().into()).unwrap();
+    let pending = nuthatch::MetadataRow {
+        state: "pending".into(),
+        replacing: Some(nuthatch::crates::catalog::Replacing {
+            stamp: None,
+            previous: Box::new(confirmed.clone()),
+            staged: None,
+        }),
+        ..confirmed
+    };
+    std::fs::write(&record, pending.encode().unwrap()).unwrap();
+    let interpreter = std::env::var("NUTHATCH_TEST_PYTHON").unwrap();
+    let root_text = root.display().to_string();
+    let strict = Command::new(&interpreter)
+        .arg(python_dir().join("nuthatch_store.py"))
+        .args(["read", &root_text, "south", "2", "", ""])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&strict.stderr);
+    assert!(
+        !strict.status.success() && said.contains("cache doesn't exist"),
+        "Python read a pending entry: {}{said}",
+        String::from_utf8_lossy(&strict.stdout)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use std::io::BufRead;
 use futures::StreamExt;
 use std::time::Duration;
 
-use nuthatch::Outcome;
+use nuthatch::{MetadataRow, Outcome};
 
 use crate::bodies::{ping_pong, slow};
 use crate::coverage::rows;
@@ -443,4 +443,156 @@ async fn vacuum_removes_what_killed_and_superseded_writes_left_and_nothing_else(
     );
     live.kill().unwrap();
     live.wait().unwrap();
+}
+
+/// The record of `function`'s entry `t` stored with `backend` under `f`'s
+/// root, and where it is.
+fn record(f: &Fixture, function: &str, backend: &str) -> (std::path::PathBuf, MetadataRow) {
+    let path = f.root().join(format!(
+        "nuthatch_metadata.nut/{function}/t/{backend}.parquet"
+    ));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{e}: {:?}", f.files()));
+    (path, MetadataRow::decode(bytes.into()).unwrap())
+}
+
+/// `state, rows` of `function`'s entry in `nuthatch.caches`, and `count(*),
+/// min(v), max(v)` read from it.
+async fn as_read(f: &Fixture, function: &str) -> (Vec<String>, Vec<String>) {
+    let listed = rows(
+        f,
+        &format!("SELECT state, rows FROM nuthatch.caches WHERE function = '{function}'"),
+    )
+    .await;
+    let read = rows(
+        f,
+        &format!(
+            "SELECT count(*), min(v), max(v) FROM {function}('t', 0, cache_mode => 'read_only_strict')"
+        ),
+    )
+    .await;
+    (listed[0].clone(), read[0].clone())
+}
+
+/// A replacement puts a pending record right before it publishes; a
+/// process killed then leaves it. It reads as the old entry while the data
+/// still bears the old data's stamp, and as the new entry once it does not
+/// (Parquet). A Zarr replacement's pending record reads the staged copy,
+/// whatever the copy into place reached; vacuum leaves that copy while a
+/// record reads it, and the next replacement removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_killed_before_its_record_is_confirmed_reads_as_the_old_entry_or_the_new() {
+    use nuthatch::crates::catalog::metastore::{PENDING, Replacing};
+    let f = Fixture::new();
+    let catalog = std::sync::Arc::clone(f.engine.catalog());
+    let key = nuthatch::CacheKey::stored("replaced_parquet/t").unwrap();
+    for backend in ["parquet", "zarr"] {
+        let function = format!("replaced_{backend}");
+        let dimensions = if backend == "zarr" {
+            ", dimensions = (id)"
+        } else {
+            ""
+        };
+        f.query(&format!(
+            "CREATE CACHED FUNCTION {function}(tag VARCHAR, v BIGINT) \
+             WITH (cache_args = (tag), backend = '{backend}'{dimensions}) \
+             AS SELECT value AS id, $v AS v FROM generate_series(1, $v * 10)"
+        ))
+        .await
+        .unwrap();
+        let write = |v: u64| {
+            format!(
+                "SELECT count(*) FROM {function}('t', {v}, recompute => true, cache_mode => 'overwrite')"
+            )
+        };
+        f.query(&write(1)).await.unwrap();
+        let (path, old) = record(&f, &function, backend);
+        f.query(&write(2)).await.unwrap();
+        let (_, new) = record(&f, &function, backend);
+        let pending = |replacing: Replacing| MetadataRow {
+            state: PENDING.into(),
+            replacing: Some(replacing),
+            ..new.clone()
+        };
+        let put = |row: MetadataRow| std::fs::write(&path, row.encode().unwrap()).unwrap();
+        let text = |values: &[&str]| values.iter().map(|v| v.to_string()).collect::<Vec<_>>();
+        if backend == "parquet" {
+            let store = catalog.backend("parquet").unwrap();
+            let at = catalog.root().entry_location(&**store, &key, None);
+            let stamp = store.stamp(&at).await.unwrap();
+            assert!(stamp.is_some());
+            // Killed before publishing: the data bears the stamp the old
+            // record vouches for (here the new data's, to tell them apart).
+            put(pending(Replacing {
+                stamp: stamp.clone(),
+                previous: Box::new(old.clone()),
+                staged: None,
+            }));
+            let (listed, _) = as_read(&f, &function).await;
+            assert_eq!(listed, text(&["confirmed", "10"]), "the old record holds");
+            // Killed after publishing: the data bears another stamp.
+            put(pending(Replacing {
+                stamp: Some("\"the old data\"".into()),
+                previous: Box::new(old.clone()),
+                staged: None,
+            }));
+            let (listed, read) = as_read(&f, &function).await;
+            assert_eq!(listed, text(&["confirmed", "20"]), "the new record holds");
+            assert_eq!(read, text(&["20", "2", "2"]));
+            continue;
+        }
+        // Zarr, killed while copying version 3 into place: the staged copy
+        // is whole, the store in place is not.
+        f.query(&write(3)).await.unwrap();
+        let (_, third) = record(&f, &function, backend);
+        let root = f.root();
+        let (data, staged) = (
+            root.join(format!("{function}/t.zarr")),
+            format!("{function}/t.zarr.next/killed"),
+        );
+        copy_folder(&data, &root.join(&staged));
+        std::fs::remove_dir_all(data.join("v")).unwrap();
+        put(MetadataRow {
+            state: PENDING.into(),
+            replacing: Some(Replacing {
+                stamp: None,
+                previous: Box::new(new.clone()),
+                staged: Some(staged.clone()),
+            }),
+            ..third
+        });
+        let (listed, read) = as_read(&f, &function).await;
+        assert_eq!(listed, text(&["confirmed", "30"]));
+        assert_eq!(read, text(&["30", "3", "3"]));
+        // A staged copy no record reads is a killed write's; this one stays.
+        let unread = root.join(format!("{function}/t.zarr.next/unread"));
+        copy_folder(&root.join(&staged), &unread);
+        let swept = vacuumed(&f, "VACUUM OLDER THAN '0s'").await;
+        let staged_swept: Vec<&String> = (swept.iter())
+            .filter(|[kind, ..]| kind == "staged file")
+            .map(|[_, path, _]| path)
+            .collect();
+        assert_eq!(
+            staged_swept,
+            [&format!("{function}/t.zarr.next/unread")],
+            "{swept:?}"
+        );
+        assert!(root.join(&staged).exists() && !unread.exists());
+        // The next replacement confirms, and the staged copies go.
+        f.query(&write(4)).await.unwrap();
+        assert_eq!(as_read(&f, &function).await.1, text(&["40", "4", "4"]));
+        assert!(!root.join(format!("{function}/t.zarr.next")).exists());
+    }
+}
+
+fn copy_folder(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        match entry.file_type().unwrap().is_dir() {
+            true => copy_folder(&entry.path(), &target),
+            false => {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
 }

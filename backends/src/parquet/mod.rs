@@ -528,7 +528,7 @@ async fn write_row_groups(
     match encoded {
         Ok(()) => Ok(Written {
             rows,
-            bytes: upload.finish().await?,
+            bytes: upload.finish(rows).await?,
             parts: row_groups,
             encode_time: Some(encode_time),
             ..Written::default()
@@ -577,6 +577,10 @@ impl Backend for ParquetBackend {
 
     async fn delete(&self, at: &Location) -> Result<()> {
         files::delete(at).await
+    }
+
+    async fn stamp(&self, at: &Location) -> Result<Option<String>> {
+        files::stamp(at).await
     }
 
     fn exact_rows(&self) -> bool {

@@ -135,4 +135,9 @@ impl Backend for SqlBackend {
         let database = self.databases.get(at)?;
         write::delete(&database, at).await
     }
+
+    async fn stamp(&self, at: &Location) -> Result<Option<String>> {
+        let database = self.databases.get(at)?;
+        read::stamp(&database, at).await
+    }
 }

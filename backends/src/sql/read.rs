@@ -61,6 +61,40 @@ pub async fn find(database: &Database, at: &Location) -> Result<Option<StoredTab
     Ok(None)
 }
 
+/// The stamp of the entry's table ([`crate::Backend::stamp`]), if it has
+/// one: every replacement creates a new table, which PostgreSQL gives a
+/// new oid and SQLite keeps with the definition its writer marked with
+/// the name it was staged under.
+pub async fn stamp(database: &Database, at: &Location) -> Result<Option<String>> {
+    for name in table_names(database, at)? {
+        let doing = format!("looking up the table {name}");
+        let stamp: Option<String> = match &database.pools {
+            Pools::Postgres { read, .. } => {
+                let query = "SELECT to_regclass($1)::oid::text";
+                match sqlx::query(query).bind(name.quoted()).fetch_one(read).await {
+                    Ok(row) => row.get(0),
+                    Err(e) => return Err(database.error(&doing, e).await),
+                }
+            }
+            Pools::Sqlite { read, .. } => {
+                let query = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1";
+                match sqlx::query(query)
+                    .bind(&name.table)
+                    .fetch_optional(read)
+                    .await
+                {
+                    Ok(row) => row.map(|r| r.get(0)),
+                    Err(e) => return Err(database.error(&doing, e).await),
+                }
+            }
+        };
+        if stamp.is_some() {
+            return Ok(stamp);
+        }
+    }
+    Ok(None)
+}
+
 /// The columns of the table `name`, if it exists.
 pub async fn describe(database: &Database, name: &TableName) -> Result<Option<StoredTable>> {
     let doing = format!("looking up the table {name}");

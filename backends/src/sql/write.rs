@@ -173,7 +173,17 @@ fn create_table(table: &str, input: &Input, dialect: Dialect, temporary: bool) -
     } else {
         ""
     };
-    format!("CREATE {temp}TABLE {table} ({}){tail}", columns.join(", "))
+    // A table that becomes an entry is marked with the name it was staged
+    // under, which no other table ever had: SQLite keeps the comment in
+    // the definition it stores, the table's stamp (`read::stamp`).
+    let mark = match temporary {
+        true => String::new(),
+        false => format!(" /* nuthatch {} */", table.replace("*/", "")),
+    };
+    format!(
+        "CREATE {temp}TABLE {table} ({}{mark}){tail}",
+        columns.join(", ")
+    )
 }
 
 fn column_list(schema: &Schema) -> String {
@@ -252,7 +262,12 @@ async fn replace(
                 .await
                 .ok()
                 .and_then(|r| r.try_get::<Option<i64>, _>(0).ok().flatten());
-            crate::before_publish(&input.options).await?;
+            let published = crate::Published {
+                rows: loaded,
+                bytes: bytes.map(|b| b as u64),
+                staged: None,
+            };
+            crate::before_publish(&input.options, published).await?;
             if let Err(e) = tx.commit().await {
                 return Err(failed(database, &doing, e).await);
             }
@@ -277,7 +292,12 @@ async fn replace(
                 .await
                 .ok()
                 .and_then(|r| r.try_get::<Option<i64>, _>(0).ok().flatten());
-            crate::before_publish(&input.options).await?;
+            let published = crate::Published {
+                rows: loaded,
+                bytes: bytes.map(|b| b as u64),
+                staged: None,
+            };
+            crate::before_publish(&input.options, published).await?;
             if let Err(e) = tx.commit().await {
                 return Err(failed(database, &doing, e).await);
             }

@@ -11,11 +11,17 @@
 //! - [`cf`] decodes and encodes time, packing and sentinels as xarray does.
 //!
 //! A store is many objects, so unlike the single-file formats its write is
-//! not atomic by itself: the old store is cleared first, the chunks go up,
-//! and the root `zarr.json` last. What makes the entry appear whole is the
-//! catalog's protocol around every backend's write: the old metadata row is
-//! removed before, and the new one is put after this write returns. A
-//! failed write removes what it wrote.
+//! not atomic by itself: the chunks go up, and the root `zarr.json` last. A
+//! first write goes straight to the entry's path; the catalog puts its
+//! record after. A replacement is written whole beside the entry first
+//! (`<key>.zarr.next/<copy>/`), the catalog's pending record then sends
+//! readers there, and only then is the store in place cleared and the
+//! staged one copied in (hard links on a local folder, server-side copies
+//! on S3; Python's readers need the store at its own path). The staged
+//! copy goes once the record is confirmed. So a replacement killed at any
+//! moment leaves the old store readable, or the new one; copying rather
+//! than writing in place costs a second pass over the objects, no
+//! re-encoding. A failed write removes what it wrote.
 //!
 //! A grid grows in place along its first dimension ([`WriteMode::Append`],
 //! for rows from an instant on: after the time the entry covers, or over a
@@ -141,53 +147,118 @@ impl Backend for ZarrBackend {
         if options.mode == WriteMode::Append {
             return grow(at, data, options).await;
         }
-        let mut grid = write::GridWriter::new(
-            storage(at),
-            Arc::clone(&at.store),
-            at.path.clone(),
-            data.schema(),
-            options,
-        )?;
-        write::clear(&at.store, &at.path).await?;
-        let written = feed(&mut grid, Vec::new(), data).await;
-        let finished = match written {
-            Ok(()) => grid.finish().await,
-            Err(e) => Err(e),
-        };
-        let (rows, chunks) = match finished {
-            Ok(counts) => counts,
-            Err(e) => {
-                // Nothing vouches for a half-written store; remove it.
-                if let Err(cleanup) = write::clear(&at.store, &at.path).await {
-                    tracing::warn!(path = %at.path, "removing a failed Zarr write: {cleanup}");
-                }
-                return Err(e);
-            }
-        };
-        let bytes = at
-            .store
-            .list(Some(&at.path))
-            .try_fold(0u64, |sum, meta| {
-                futures::future::ready(Ok(sum + meta.size))
-            })
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        if let Some(progress) = &options.progress {
-            progress
-                .bytes
-                .store(bytes, std::sync::atomic::Ordering::Relaxed);
+        match &options.before_publish {
+            Some(hook) => replace_staged(at, data, options, hook).await,
+            None => write_whole(at, data, options).await,
         }
-        Ok(Written {
-            rows,
-            bytes,
-            parts: chunks,
-            ..Written::default()
-        })
+    }
+
+    /// Publishing copies the staged store into place.
+    fn publishes_late(&self) -> bool {
+        true
+    }
+
+    async fn discard_staged(&self, at: &Location) -> Result<()> {
+        write::clear(&at.store, &staged_folder(&at.path)).await
     }
 
     async fn delete(&self, at: &Location) -> Result<()> {
         write::clear(&at.store, &at.path).await
     }
+}
+
+/// Where replacements of the entry at `path` are staged, each in a folder
+/// of its own ([`replace_staged`]).
+pub fn staged_folder(path: &object_store::path::Path) -> object_store::path::Path {
+    object_store::path::Path::from(format!("{path}.next"))
+}
+
+/// Replaces the entry at `at` without its old store going while the new
+/// one is computed: the new store is written whole under
+/// [`staged_folder`], the write's before-publish step is told where (the
+/// catalog's pending record then points readers there), and only then is
+/// the old store cleared and the staged one copied into place. The staged
+/// copy stays until the catalog has confirmed the new record
+/// ([`Backend::discard_staged`]).
+async fn replace_staged(
+    at: &Location,
+    data: SendableRecordBatchStream,
+    options: &WriteOptions,
+    hook: &crate::BeforePublish,
+) -> Result<Written> {
+    static STAGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = STAGED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("{nanos:x}-{:x}-{n}", std::process::id());
+    let staged = Location {
+        path: staged_folder(&at.path).join(name.as_str()),
+        ..at.clone()
+    };
+    let written = write_whole(&staged, data, options).await?;
+    let published = crate::Published {
+        rows: written.rows,
+        bytes: Some(written.bytes),
+        staged: Some(staged.path.clone()),
+    };
+    if let Err(e) = hook.run(published).await {
+        let _ = write::clear(&at.store, &staged.path).await;
+        return Err(e);
+    }
+    write::clear(&at.store, &at.path).await?;
+    write::copy_store(&at.store, &staged.path, &at.path).await?;
+    Ok(written)
+}
+
+/// Writes `data` as the whole store at `at`, clearing what is there.
+async fn write_whole(
+    at: &Location,
+    data: SendableRecordBatchStream,
+    options: &WriteOptions,
+) -> Result<Written> {
+    let mut grid = write::GridWriter::new(
+        storage(at),
+        Arc::clone(&at.store),
+        at.path.clone(),
+        data.schema(),
+        options,
+    )?;
+    write::clear(&at.store, &at.path).await?;
+    let written = feed(&mut grid, Vec::new(), data).await;
+    let finished = match written {
+        Ok(()) => grid.finish().await,
+        Err(e) => Err(e),
+    };
+    let (rows, chunks) = match finished {
+        Ok(counts) => counts,
+        Err(e) => {
+            // Nothing vouches for a half-written store; remove it.
+            if let Err(cleanup) = write::clear(&at.store, &at.path).await {
+                tracing::warn!(path = %at.path, "removing a failed Zarr write: {cleanup}");
+            }
+            return Err(e);
+        }
+    };
+    let bytes = at
+        .store
+        .list(Some(&at.path))
+        .try_fold(0u64, |sum, meta| {
+            futures::future::ready(Ok(sum + meta.size))
+        })
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    if let Some(progress) = &options.progress {
+        progress
+            .bytes
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+    Ok(Written {
+        rows,
+        bytes,
+        parts: chunks,
+        ..Written::default()
+    })
 }
 
 /// Pushes `first`, then `data`, into `grid`.

@@ -687,3 +687,37 @@ async fn join_one(running: &mut tokio::task::JoinSet<Result<()>>) -> Result<()> 
         None => Ok(()),
     }
 }
+
+/// Copies the store at `from` to `to`, object by object (hard links on a
+/// local folder, server-side copies on S3), the root `zarr.json` last.
+pub async fn copy_store(store: &Arc<dyn ObjectStore>, from: &Path, to: &Path) -> Result<()> {
+    let listed: Vec<Path> = store
+        .list(Some(from))
+        .map_ok(|meta| meta.location)
+        .try_collect()
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let root = from.clone().join("zarr.json");
+    let target = |path: &Path| -> Path {
+        let relative = path.prefix_match(from).into_iter().flatten();
+        relative.fold(to.clone(), |at, part| at.join(part.as_ref()))
+    };
+    let mut running = tokio::task::JoinSet::new();
+    for path in listed.iter().filter(|p| **p != root) {
+        if running.len() >= UPLOADS {
+            join_one(&mut running).await?;
+        }
+        let (store, path, to) = (Arc::clone(store), path.clone(), target(path));
+        running.spawn(async move {
+            (store.copy(&path, &to).await).map_err(|e| DataFusionError::External(Box::new(e)))
+        });
+    }
+    while !running.is_empty() {
+        join_one(&mut running).await?;
+    }
+    if listed.contains(&root) {
+        (store.copy(&root, &target(&root)).await)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    }
+    Ok(())
+}

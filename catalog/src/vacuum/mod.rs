@@ -9,6 +9,8 @@
 //! - staged files (`<name>#<n>`) of a local folder, which a killed write
 //!   never renamed into place, and the folders they and deletions left
 //!   empty;
+//! - staged copies of replacements (`<entry>.next/<copy>/`, Zarr) that no
+//!   pending record reads from;
 //! - leases and commit locks of processes that died holding them;
 //! - files of versioned entries (Delta) that no version references;
 //! - data with no metadata row (an entry whose metadata was removed, or a
@@ -174,10 +176,16 @@ impl Catalog {
         let listed = self.list(tier, None).await?;
         (self.unreferenced(tier, options, &listed, &busy, &objects, &mut found)).await?;
         found.extend(self.orphans(tier, &listed, &objects, options.older_than, idle));
+        let staged = self.staged_copies(tier, &listed, &objects).await?;
+        found.extend(staged.into_iter().filter(|s| {
+            s.modified
+                .is_some_and(|modified| idle(modified, options.older_than))
+        }));
         let extensions = self.extensions();
         found.retain(|item| {
-            let entry = entry_of(&item.path, &extensions);
-            !entry.is_some_and(|entry| busy.contains(&entry))
+            // A staged copy is its entry's.
+            let data = (item.path.split_once(".next/")).map_or(item.path.as_str(), |(at, _)| at);
+            !entry_of(data, &extensions).is_some_and(|entry| busy.contains(&entry))
         });
         if let Some(uploads) = tier.uploads() {
             let listed = uploads.list().await.map_err(|e| {
@@ -242,6 +250,60 @@ impl Catalog {
         let key = CacheKey::stored(&listed.path_key).ok()?;
         let at = tier.entry_location(&**backend, &key, listed.path_namespace.as_deref());
         Some((Arc::clone(backend), at))
+    }
+
+    /// Staged copies of replacements (`<entry>.next/<copy>/…`, see
+    /// [`nuthatch_backends::Published::staged`]) that no record reads
+    /// from: a killed write's. Only the records of entries with such
+    /// copies are read.
+    async fn staged_copies(
+        &self,
+        tier: &Tier,
+        listed: &[Listed],
+        objects: &[ObjectMeta],
+    ) -> Result<Vec<Swept>> {
+        let extensions = self.extensions();
+        let mut groups: BTreeMap<String, (u64, DateTime<Utc>)> = BTreeMap::new();
+        for meta in objects {
+            let path = meta.location.as_ref();
+            let Some((data, rest)) = path.split_once(".next/") else {
+                continue;
+            };
+            if entry_of(data, &extensions).as_deref() != Some(data) {
+                continue;
+            }
+            let copy = rest.split('/').next().unwrap_or_default();
+            let group =
+                (groups.entry(format!("{data}.next/{copy}"))).or_insert((0, meta.last_modified));
+            group.0 += meta.size;
+            group.1 = group.1.max(meta.last_modified);
+        }
+        let entries: HashSet<&str> = (groups.keys())
+            .filter_map(|staged| staged.split_once(".next/").map(|(data, _)| data))
+            .collect();
+        let mut owners: Vec<Listed> = (listed.iter())
+            .filter(|l| {
+                self.located(tier, l)
+                    .is_some_and(|(_, at)| entries.contains(at.path.as_ref()))
+            })
+            .cloned()
+            .collect();
+        self.read_rows(&mut owners).await?;
+        let read: HashSet<String> = (owners.iter())
+            .filter_map(|l| l.metadata()?.staged())
+            .map(|p| p.to_string())
+            .collect();
+        Ok((groups.into_iter())
+            .filter(|(path, _)| !read.contains(path))
+            .map(|(path, (bytes, modified))| Swept {
+                tier: tier.name().to_string(),
+                kind: Leftover::Staged,
+                path,
+                bytes: Some(bytes),
+                modified: Some(modified),
+                removed: false,
+            })
+            .collect())
     }
 
     /// The data path of the entry whose lease is at `lease` (a path under

@@ -659,6 +659,7 @@ fn a_delete_killed_midway_leaves_every_entry_whole_or_gone() {
             user: "test".into(),
             path: format!("{}/hourly/{step}.parquet", root.display()),
             recorded: Default::default(),
+            replacing: None,
         };
         let meta = root.join(format!("nuthatch_metadata.nut/hourly/{step}"));
         std::fs::create_dir_all(&meta).unwrap();
