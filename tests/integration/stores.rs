@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use nuthatch::{Config, Engine, Outcome, Session, TierConfig};
-use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::support::{assert_outcome, count_in, series};
 
@@ -215,6 +215,68 @@ async fn delta_entries_version_and_upsert_on_s3() {
         2,
         "{log:?}"
     );
+}
+
+/// Replacements on S3 publish the way a kill cannot break: Parquet as a
+/// completed multipart upload behind a pending record, Zarr as a staged
+/// copy copied into place server-side; each ends confirmed, whole, with
+/// nothing staged left in the bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs an S3 server: run bash scripts/test"]
+async fn replacements_on_s3_end_confirmed_whole_and_leave_nothing_staged() {
+    let endpoint = endpoint();
+    let config = s3_config(BUCKET, &endpoint);
+    let nuthatch = session(&config);
+    let bucket = test_bucket(&endpoint);
+    for backend in ["parquet", "zarr"] {
+        let function = format!("replaced_on_s3_{backend}");
+        let dimensions = if backend == "zarr" {
+            ", dimensions = (id)"
+        } else {
+            ""
+        };
+        nuthatch
+            .sql(&format!(
+                "CREATE CACHED FUNCTION {function}(tag VARCHAR, v BIGINT) \
+                 WITH (cache_args = (tag), backend = '{backend}'{dimensions}) \
+                 AS SELECT value AS id, $v AS v FROM generate_series(1, 1000)"
+            ))
+            .await
+            .unwrap();
+        for v in 1..=3 {
+            let write = format!(
+                "SELECT count(*) FROM {function}('t', {v}, recompute => true, \
+                 cache_mode => 'overwrite')"
+            );
+            count_in(&nuthatch, &write).await.unwrap();
+            let read = format!(
+                "SELECT count(*) FROM {function}('t', 0, cache_mode => 'read_only_strict') \
+                 WHERE v = {v}"
+            );
+            assert_eq!(
+                count_in(&nuthatch, &read).await.unwrap(),
+                1000,
+                "{backend} v{v}"
+            );
+        }
+        let keys: Vec<String> = bucket
+            .list(Some(&format!("team/caches/{function}").into()))
+            .map_ok(|meta| meta.location.to_string())
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(!keys.iter().any(|k| k.contains(".next")), "{keys:?}");
+        let record = format!("team/caches/nuthatch_metadata.nut/{function}/t/{backend}.parquet");
+        let bytes = bucket
+            .get(&record.into())
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let row = nuthatch::MetadataRow::decode(bytes).unwrap();
+        assert_eq!((row.state.as_str(), row.replacing), ("confirmed", None));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
