@@ -206,8 +206,10 @@ async fn replace_staged(
         let _ = write::clear(&at.store, &staged.path).await;
         return Err(e);
     }
+    let started = std::time::Instant::now();
     write::clear(&at.store, &at.path).await?;
     write::copy_store(&at.store, &staged.path, &at.path).await?;
+    tracing::debug!(path = %at.path, chunks = written.parts, elapsed = ?started.elapsed(), "copied the staged store into place");
     Ok(written)
 }
 

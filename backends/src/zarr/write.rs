@@ -654,24 +654,60 @@ async fn coordinate_array(storage: &Storage, name: &str, values: &ArrayRef) -> R
 /// Removes everything under `prefix` (an old store: stale chunks of a
 /// larger grid must not survive a rewrite).
 pub async fn clear(store: &Arc<dyn ObjectStore>, prefix: &Path) -> Result<()> {
-    let listed: Vec<Path> = store
-        .list(Some(prefix))
-        .map_ok(|meta| meta.location)
-        .try_collect()
-        .await
-        .map_err(|e| DataFusionError::External(Box::new(e)))?;
-    let mut running = tokio::task::JoinSet::new();
-    for path in listed {
-        if running.len() >= UPLOADS {
-            join_one(&mut running).await?;
-        }
+    let listed = objects_under(store, prefix).await?;
+    each_object(listed, |path| {
         let store = Arc::clone(store);
-        running.spawn(async move {
+        async move {
             match store.delete(&path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
                 Err(e) => Err(DataFusionError::External(Box::new(e))),
             }
-        });
+        }
+    })
+    .await
+}
+
+/// Copies the store at `from` to `to`, object by object (hard links on a
+/// local folder, server-side copies on S3), the root `zarr.json` last.
+pub async fn copy_store(store: &Arc<dyn ObjectStore>, from: &Path, to: &Path) -> Result<()> {
+    let listed = objects_under(store, from).await?;
+    let root = from.clone().join("zarr.json");
+    let copy = |path: Path| {
+        let relative = path.prefix_match(from).into_iter().flatten();
+        let target = relative.fold(to.clone(), |at, part| at.join(part.as_ref()));
+        let store = Arc::clone(store);
+        async move {
+            (store.copy(&path, &target).await).map_err(|e| DataFusionError::External(Box::new(e)))
+        }
+    };
+    let (roots, chunks): (Vec<Path>, Vec<Path>) = listed.into_iter().partition(|p| *p == root);
+    each_object(chunks, copy).await?;
+    each_object(roots, copy).await
+}
+
+/// Every object under `prefix`.
+async fn objects_under(store: &Arc<dyn ObjectStore>, prefix: &Path) -> Result<Vec<Path>> {
+    store
+        .list(Some(prefix))
+        .map_ok(|meta| meta.location)
+        .try_collect()
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))
+}
+
+/// Runs `each` on every path, [`UPLOADS`] at a time, stopping at the
+/// first error.
+async fn each_object<F, Fut>(paths: Vec<Path>, each: F) -> Result<()>
+where
+    F: Fn(Path) -> Fut,
+    Fut: std::future::Future<Output = Result<()>> + Send + 'static,
+{
+    let mut running = tokio::task::JoinSet::new();
+    for path in paths {
+        if running.len() >= UPLOADS {
+            join_one(&mut running).await?;
+        }
+        running.spawn(each(path));
     }
     while !running.is_empty() {
         join_one(&mut running).await?;
@@ -686,38 +722,4 @@ async fn join_one(running: &mut tokio::task::JoinSet<Result<()>>) -> Result<()> 
         Some(Err(e)) => Err(DataFusionError::External(Box::new(e))),
         None => Ok(()),
     }
-}
-
-/// Copies the store at `from` to `to`, object by object (hard links on a
-/// local folder, server-side copies on S3), the root `zarr.json` last.
-pub async fn copy_store(store: &Arc<dyn ObjectStore>, from: &Path, to: &Path) -> Result<()> {
-    let listed: Vec<Path> = store
-        .list(Some(from))
-        .map_ok(|meta| meta.location)
-        .try_collect()
-        .await
-        .map_err(|e| DataFusionError::External(Box::new(e)))?;
-    let root = from.clone().join("zarr.json");
-    let target = |path: &Path| -> Path {
-        let relative = path.prefix_match(from).into_iter().flatten();
-        relative.fold(to.clone(), |at, part| at.join(part.as_ref()))
-    };
-    let mut running = tokio::task::JoinSet::new();
-    for path in listed.iter().filter(|p| **p != root) {
-        if running.len() >= UPLOADS {
-            join_one(&mut running).await?;
-        }
-        let (store, path, to) = (Arc::clone(store), path.clone(), target(path));
-        running.spawn(async move {
-            (store.copy(&path, &to).await).map_err(|e| DataFusionError::External(Box::new(e)))
-        });
-    }
-    while !running.is_empty() {
-        join_one(&mut running).await?;
-    }
-    if listed.contains(&root) {
-        (store.copy(&root, &target(&root)).await)
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-    }
-    Ok(())
 }

@@ -263,7 +263,7 @@ impl Catalog {
         objects: &[ObjectMeta],
     ) -> Result<Vec<Swept>> {
         let extensions = self.extensions();
-        let mut groups: BTreeMap<String, (u64, DateTime<Utc>)> = BTreeMap::new();
+        let mut groups = Groups::default();
         for meta in objects {
             let path = meta.location.as_ref();
             let Some((data, rest)) = path.split_once(".next/") else {
@@ -273,12 +273,9 @@ impl Catalog {
                 continue;
             }
             let copy = rest.split('/').next().unwrap_or_default();
-            let group =
-                (groups.entry(format!("{data}.next/{copy}"))).or_insert((0, meta.last_modified));
-            group.0 += meta.size;
-            group.1 = group.1.max(meta.last_modified);
+            groups.add(format!("{data}.next/{copy}"), meta);
         }
-        let entries: HashSet<&str> = (groups.keys())
+        let entries: HashSet<&str> = (groups.0.keys())
             .filter_map(|staged| staged.split_once(".next/").map(|(data, _)| data))
             .collect();
         let mut owners: Vec<Listed> = (listed.iter())
@@ -293,17 +290,8 @@ impl Catalog {
             .filter_map(|l| l.metadata()?.staged())
             .map(|p| p.to_string())
             .collect();
-        Ok((groups.into_iter())
-            .filter(|(path, _)| !read.contains(path))
-            .map(|(path, (bytes, modified))| Swept {
-                tier: tier.name().to_string(),
-                kind: Leftover::Staged,
-                path,
-                bytes: Some(bytes),
-                modified: Some(modified),
-                removed: false,
-            })
-            .collect())
+        groups.0.retain(|path, _| !read.contains(path));
+        Ok(groups.swept(tier, Leftover::Staged))
     }
 
     /// The data path of the entry whose lease is at `lease` (a path under
@@ -382,7 +370,7 @@ impl Catalog {
             }
         }
         // Each orphan, with its size and when any of it last changed.
-        let mut groups: BTreeMap<String, (u64, DateTime<Utc>)> = BTreeMap::new();
+        let mut groups = Groups::default();
         for meta in objects {
             let path = meta.location.as_ref();
             if path.starts_with(METASTORE_DIR) {
@@ -394,16 +382,32 @@ impl Catalog {
             if known.contains(&entry) {
                 continue;
             }
-            let group = groups.entry(entry).or_insert((0, meta.last_modified));
-            group.0 += meta.size;
-            group.1 = group.1.max(meta.last_modified);
+            groups.add(entry, meta);
         }
         groups
-            .into_iter()
-            .filter(|(_, (_, modified))| idle(*modified, older_than))
+            .0
+            .retain(|_, (_, modified)| idle(*modified, older_than));
+        groups.swept(tier, Leftover::Orphan)
+    }
+}
+
+/// Objects summed by the leftover they make up (an entry's data, a staged
+/// copy): their bytes, and when any of them last changed.
+#[derive(Default)]
+struct Groups(BTreeMap<String, (u64, DateTime<Utc>)>);
+
+impl Groups {
+    fn add(&mut self, group: String, meta: &ObjectMeta) {
+        let sum = self.0.entry(group).or_insert((0, meta.last_modified));
+        sum.0 += meta.size;
+        sum.1 = sum.1.max(meta.last_modified);
+    }
+
+    fn swept(self, tier: &Tier, kind: Leftover) -> Vec<Swept> {
+        (self.0.into_iter())
             .map(|(path, (bytes, modified))| Swept {
                 tier: tier.name().to_string(),
-                kind: Leftover::Orphan,
+                kind,
                 path,
                 bytes: Some(bytes),
                 modified: Some(modified),
