@@ -617,7 +617,7 @@ impl Backends {
             #[cfg(feature = "zarr")]
             Arc::new(zarr::ZarrBackend),
             #[cfg(feature = "delta")]
-            Arc::new(delta::DeltaBackend),
+            Arc::new(delta::DeltaBackend::default()),
             #[cfg(feature = "sql")]
             Arc::new(sql::SqlBackend::default()),
             #[cfg(feature = "terracotta")]

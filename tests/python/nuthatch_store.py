@@ -10,7 +10,8 @@
         pandas frames: station 'delta1' once, and station 'delta2' twice
         (the second call overwrites, so its table has two log versions and
         the first version's file stays, marked removed). The overwrite's
-        values are scaled by 10.
+        values are scaled by 10. Station 'delta3''s table is then rewritten
+        by deltalake partitioned by station.
 
     python nuthatch_store.py read-delta ROOT STATION SCALE START END
         As `read`, for a Delta entry (backend='delta').
@@ -131,6 +132,16 @@ def main():
         define_series("pandas", "delta", factor=10.0)(
             None, None, station="delta2", scale=1.0, recompute=True, cache_mode="overwrite"
         )
+        # delta3's table rewritten by deltalake itself, partitioned by
+        # station: its files no longer hold that column.
+        define_series("pandas", "delta")(None, None, station="delta3", scale=1.0)
+        import shutil
+
+        from deltalake import write_deltalake
+
+        table = os.path.join(root, "series", "1.0_delta3.delta")
+        shutil.rmtree(table)
+        write_deltalake(table, frame("delta3", 1.0), partition_by=["station"])
         return
     if command == "write-sql":
         define_series("pandas", "sql")(None, None, station="sql1", scale=1.0)

@@ -12,12 +12,16 @@
 //! metadata leaves a version no metadata vouches for, which readers do not
 //! see (they open the recorded version).
 //!
-//! - [`read`] opens a version and serves it through delta-rs' own table
-//!   provider, whose filters skip files by their statistics, and counts the
-//!   files the scan reads.
+//! - [`read`] opens a version and serves its files through the Parquet
+//!   backend's scan (delta-rs' own provider for tables whose files alone do
+//!   not hold them), skipping files by their statistics, and counts the
+//!   files the scan reads. A version a record names never changes, so the
+//!   backend keeps the last ones it opened ([`DeltaBackend`]) and a second
+//!   read of one replays no log.
 //! - [`write`] streams a result into a new version: a whole replacement, a
 //!   merge by key columns (upsert), or the replacement of the rows in a
-//!   time window; then removes files older versions no longer need.
+//!   time window, with the encodings a Parquet entry of the same rows
+//!   would have; then removes files older versions no longer need.
 //!
 //! delta-rs finds a table's store by URL scheme. Tier stores are registered
 //! in DataFusion under `nuthatch://<tier>-<n>/`, so the table at `key.delta`
@@ -53,8 +57,55 @@ pub use read::DeltaEntry;
 /// The URL scheme tiers are registered under (see `catalog::tier`).
 const SCHEME: &str = "nuthatch";
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DeltaBackend;
+/// The backend. It keeps the versions it opened last: a version its
+/// record vouches for never changes, so reading it again replays no log.
+#[derive(Debug, Default)]
+pub struct DeltaBackend {
+    opened: std::sync::Mutex<std::collections::VecDeque<(Opened, DeltaTable)>>,
+}
+
+/// Versions kept open ([`DeltaBackend`]).
+const KEPT_OPEN: usize = 32;
+
+/// A version as an entry's record names it: the table, its version, and
+/// when the record was committed, which tells a table removed and written
+/// again from the one before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Opened {
+    url: String,
+    version: u64,
+    committed: Option<i64>,
+}
+
+impl DeltaBackend {
+    /// The table at `at`, loaded at its recorded version, or the latest
+    /// when none is recorded (Python's entries), which is never kept.
+    async fn open_version(&self, at: &Location) -> Result<Option<DeltaTable>> {
+        let Some(version) = at.version else {
+            return load(at).await;
+        };
+        let key = Opened {
+            url: table_url(at)?.to_string(),
+            version,
+            committed: at.committed,
+        };
+        let found = (self.opened.lock().expect("opened versions").iter())
+            .find(|(opened, _)| *opened == key)
+            .map(|(_, table)| table.clone());
+        if found.is_some() {
+            return Ok(found);
+        }
+        let Some(table) = load(at).await? else {
+            return Ok(None);
+        };
+        let mut kept = self.opened.lock().expect("opened versions");
+        if kept.len() >= KEPT_OPEN {
+            kept.pop_front();
+        }
+        kept.push_back((key, table.clone()));
+        Ok(Some(table))
+    }
+}
 
 /// Gives delta-rs the tier's store for `nuthatch://` tables, rooted at the
 /// table's own path.
@@ -207,12 +258,12 @@ impl Backend for DeltaBackend {
         at: &Location,
         schema: SchemaRef,
     ) -> Result<Option<Arc<dyn TableProvider>>> {
-        let Some(table) = load(at).await? else {
+        let Some(table) = self.open_version(at).await? else {
             return Ok(None);
         };
         let location = format!("{}{}", at.store_url.as_str(), at.path);
         Ok(Some(Arc::new(
-            DeltaEntry::open(table, schema, location).await?,
+            DeltaEntry::open(table, at, schema, location).await?,
         )))
     }
 

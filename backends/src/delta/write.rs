@@ -103,7 +103,8 @@ pub async fn write(
     };
     let (mut table, exists) = table(&latest).await?;
     let data = in_stored_types(data)?;
-    let properties = crate::parquet::properties(&data.schema(), options, &[])?;
+    // The encodings a Parquet entry of the same rows would have.
+    let (properties, data) = crate::parquet::sampled_properties(data, options).await?;
     let mut updated = None;
     let mut inserted = None;
     table = match (&options.mode, exists) {

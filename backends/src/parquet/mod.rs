@@ -33,6 +33,7 @@ use datafusion::datasource::physical_plan::parquet::{
 };
 use datafusion::datasource::physical_plan::{FileGroup, FileSource, ParquetSource};
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::PhysicalExpr;
 use futures::StreamExt;
 use object_store::{ObjectMeta, ObjectStore};
@@ -63,6 +64,17 @@ pub struct ParquetBackend;
 
 #[derive(Debug, Clone, Copy)]
 struct ParquetFormat;
+
+/// `files`, Parquet files of the entry at `at` (in the order and with the
+/// times of `at.parts`), read as one table of `schema`: how formats built
+/// of Parquet files (Delta) read through this one's scan.
+pub(crate) fn read_files(
+    at: &Location,
+    files: Vec<ObjectMeta>,
+    schema: SchemaRef,
+) -> Arc<dyn TableProvider> {
+    Arc::new(files::FileEntry::new(ParquetFormat, at, files, schema))
+}
 
 #[async_trait]
 impl FileFormatSource for ParquetFormat {
@@ -190,6 +202,29 @@ pub(crate) fn properties(
         );
     }
     Ok(encodings(builder, schema, options, head)?.build())
+}
+
+/// The properties to write `data` with, the encodings chosen from its
+/// first rows, and `data` again from its start.
+pub(crate) async fn sampled_properties(
+    mut data: SendableRecordBatchStream,
+    options: &WriteOptions,
+) -> Result<(WriterProperties, SendableRecordBatchStream)> {
+    let schema = data.schema();
+    let mut head = Vec::new();
+    while !sampled(&head) {
+        match data.next().await.transpose()? {
+            Some(batch) if batch.num_rows() == 0 => continue,
+            Some(batch) => head.push(batch),
+            None => break,
+        }
+    }
+    let properties = properties(&schema, options, &head)?;
+    let again = futures::stream::iter(head.into_iter().map(Ok)).chain(data);
+    Ok((
+        properties,
+        Box::pin(RecordBatchStreamAdapter::new(schema, again)),
+    ))
 }
 
 /// Non-null values per column that the encodings are chosen from.
@@ -450,18 +485,7 @@ async fn write_row_groups(
 ) -> Result<Written> {
     let schema = data.schema();
     let progress = options.progress.as_deref();
-    let mut data = files::prefetch(data);
-    // The first rows choose the encodings.
-    let mut head = Vec::new();
-    while !sampled(&head) {
-        match data.next().await.transpose()? {
-            Some(batch) if batch.num_rows() == 0 => continue,
-            Some(batch) => head.push(batch),
-            None => break,
-        }
-    }
-    let properties = properties(&schema, options, &head)?;
-    let mut data = futures::stream::iter(head.into_iter().map(Ok)).chain(data);
+    let (properties, mut data) = sampled_properties(files::prefetch(data), options).await?;
     let (file, factory) = ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(properties))?
         .into_serialized_writer()?;
     let factory = Arc::new(factory);
