@@ -471,6 +471,9 @@ pub trait Backend: Debug + Send + Sync {
     /// such mark. A format that publishes late says: the catalog compares
     /// the stamps before and after a write to tell, after a crash between
     /// publishing the data and its record, which of the two the data is.
+    /// A format that publishes late in one step and keeps no stamp has the
+    /// old record hidden right before it publishes instead, so a crash
+    /// then leaves no entry.
     async fn stamp(&self, at: &Location) -> Result<Option<String>> {
         let _ = at;
         Ok(None)

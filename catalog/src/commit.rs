@@ -398,9 +398,17 @@ impl Catalog {
                     row.state = metastore::PENDING.to_string();
                     replacing.staged = published.staged.as_ref().map(|p| p.to_string());
                     row.replacing = Some(replacing.clone());
-                    *put = true;
+                    // Without a stamp of the old data, or a staged copy, a
+                    // pending record could not be settled: the old record
+                    // is hidden instead (a format of another crate that
+                    // publishes late but keeps no stamps).
+                    let settles = replacing.stamp.is_some() || replacing.staged.is_some();
+                    *put = settles;
                     let put = async {
-                        self.put_row(target, &row).await?;
+                        match settles {
+                            true => self.put_row(target, &row).await?,
+                            false => self.hide_row(target).await?,
+                        }
                         // A null marker goes once the pending record holds
                         // the entry.
                         for path in &hiding {
@@ -414,6 +422,16 @@ impl Catalog {
                     let _ = reply.send(put.await);
                 }
             }
+        }
+    }
+
+    /// Removes the record of the entry `target` writes.
+    async fn hide_row(&self, target: &Target<'_>) -> Result<()> {
+        let id = target.id;
+        let path = metadata_path(&id.key, id.namespace.as_deref(), target.backend.name());
+        match target.tier.store().delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Catalog::unwritable(target.tier, &path, e)),
         }
     }
 

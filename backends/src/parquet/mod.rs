@@ -68,6 +68,7 @@ struct ParquetFormat;
 /// `files`, Parquet files of the entry at `at` (in the order and with the
 /// times of `at.parts`), read as one table of `schema`: how formats built
 /// of Parquet files (Delta) read through this one's scan.
+#[cfg(feature = "delta")]
 pub(crate) fn read_files(
     at: &Location,
     files: Vec<ObjectMeta>,
