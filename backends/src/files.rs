@@ -265,9 +265,21 @@ pub struct FileEntry<F> {
     /// so that a scan skips files outside its window unopened.
     covers: Vec<Option<Coverage>>,
     time_column: Option<String>,
+    /// The column every file's rows ascend by, when known of several files
+    /// ([`FileEntry::ascending_within_files`]): a scan then reads each
+    /// file within a window's bounds, though it declares no order.
+    ascending: Option<String>,
 }
 
 impl<F: FileFormatSource> FileEntry<F> {
+    /// Says that every file's rows ascend by `column` (each was written
+    /// sorted), so that a scan reads only the rows of each within a
+    /// window's bounds. The window is still applied above the scan.
+    pub fn ascending_within_files(mut self, column: Option<String>) -> Self {
+        self.ascending = column;
+        self
+    }
+
     pub fn new(format: F, at: &Location, files: Vec<ObjectMeta>, schema: SchemaRef) -> Self {
         // Only a single file is known to be in order: parts of a directory
         // may interleave.
@@ -290,6 +302,7 @@ impl<F: FileFormatSource> FileEntry<F> {
             sort_order,
             covers,
             time_column: at.time_column.clone(),
+            ascending: None,
         }
     }
 
@@ -389,9 +402,12 @@ impl<F: FileFormatSource> TableProvider for FileEntry<F> {
         let store = session.runtime_env().object_store(&self.store_url)?;
         let partitions = session.config().target_partitions().max(1);
         let files = self.files_for(filters);
-        let bounds = self
-            .bounded_column()
-            .and_then(|column| Bounds::from_filters(column, &self.schema, filters));
+        let ascending = (self.bounded_column()).or(self
+            .ascending
+            .as_deref()
+            .filter(|_| self.format.reads_within_bounds()));
+        let bounds =
+            ascending.and_then(|column| Bounds::from_filters(column, &self.schema, filters));
         let groups = match self
             .format
             .groups(session, &store, &files, partitions, bounds.as_ref())

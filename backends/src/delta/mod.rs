@@ -21,7 +21,9 @@
 //! - [`write`] streams a result into a new version: a whole replacement, a
 //!   merge by key columns (upsert), or the replacement of the rows in a
 //!   time window, with the encodings a Parquet entry of the same rows
-//!   would have; then removes files older versions no longer need.
+//!   would have, by one writer in the order the rows come, so that each
+//!   file is sorted as its metadata says; then removes files older
+//!   versions no longer need.
 //!
 //! delta-rs finds a table's store by URL scheme. Tier stores are registered
 //! in DataFusion under `nuthatch://<tier>-<n>/`, so the table at `key.delta`

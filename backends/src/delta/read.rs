@@ -4,8 +4,11 @@
 //! reader features: what this crate and Python's `deltalake` write) is
 //! read by this crate's Parquet scan over the files the log lists, each
 //! with the time its rows lie in from the log's statistics, so a time
-//! window skips the files outside it before any is opened, and the scan
-//! prunes row groups and pages as it does for a Parquet entry. Other
+//! window skips the files outside it before any is opened. A version this
+//! crate wrote whole has files each sorted by time and marked so
+//! ([`crate::parquet::ROWS_ASCEND`]); those are read only within the
+//! window's rows, as a Parquet entry's row groups are, and the others are
+//! pruned by row group and page. Other
 //! tables are read by delta-rs' table provider, which turns each filter
 //! into a predicate over the files' statistics in the log. Around either,
 //! [`DeltaEntry`] does two things a plain scan cannot know about:
@@ -266,16 +269,16 @@ fn parquet_files(snapshot: &DeltaTableState, at: &Location) -> Option<Arc<dyn Ta
             version: None,
         });
     }
+    // A version written whole by this crate records the order its files'
+    // rows each keep (a merge records none).
+    let ascending = at.sort_order.first().cloned();
     let at = Location {
         parts: Some(parts),
         sort_order: Vec::new(),
         ..at.clone()
     };
-    Some(crate::parquet::read_files(
-        &at,
-        files,
-        snapshot.snapshot().arrow_schema(),
-    ))
+    let schema = snapshot.snapshot().arrow_schema();
+    Some(crate::parquet::read_files(&at, files, schema, ascending))
 }
 
 /// A time the log's statistics hold (`2013-01-01 00:00:00` for a time

@@ -34,7 +34,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::SessionContext;
-use deltalake::delta_datafusion::DeltaColumn;
+use deltalake::delta_datafusion::{DeltaColumn, DeltaSessionContext};
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
@@ -44,6 +44,7 @@ use parquet::file::properties::WriterProperties;
 use super::read::cast_literals;
 use super::{delta_error, table};
 use crate::fidelity::coarsen;
+use crate::parquet::ROWS_ASCEND;
 use crate::{Location, Section, WriteMode, WriteOptions, Written};
 
 /// Files roll over at about this many bytes. Small enough that a time
@@ -89,6 +90,39 @@ impl DeltaSettings {
     }
 }
 
+/// A delta-rs session that writes the rows in the order they come: its
+/// writer takes batches from every partition of the input as they arrive,
+/// so split into several the rows of a file would interleave, and a file
+/// would not be sorted as its metadata says. The input is one stream
+/// whatever the split, so nothing runs slower.
+fn in_order() -> Result<Arc<dyn datafusion::catalog::Session>> {
+    let one = [(
+        "datafusion.execution.target_partitions".to_string(),
+        "1".to_string(),
+    )];
+    let session = DeltaSessionContext::new_with_session_overrides(&one.into_iter().collect())
+        .map_err(|e| delta_error("configuring the write of", e))?;
+    Ok(Arc::new(session.state()))
+}
+
+/// `properties`, with each file marked as holding its rows in ascending
+/// order of the result's leading sort column ([`ROWS_ASCEND`]), which a
+/// write in order ([`in_order`]) keeps. Files of merges are not marked,
+/// nor were those earlier builds wrote (their rows interleave), so those
+/// are read whole.
+fn rows_ascend(properties: WriterProperties, options: &WriteOptions) -> WriterProperties {
+    let Some(column) = options.order.first() else {
+        return properties;
+    };
+    let mark = parquet::file::metadata::KeyValue::new(ROWS_ASCEND.to_string(), column.clone());
+    let mut marks = properties.key_value_metadata().cloned().unwrap_or_default();
+    marks.push(mark);
+    properties
+        .into_builder()
+        .set_key_value_metadata(Some(marks))
+        .build()
+}
+
 /// Writes `data` into the table at `at` as `options.mode` says.
 pub async fn write(
     at: &Location,
@@ -129,8 +163,9 @@ pub async fn write(
             let mut builder = table
                 .write(Vec::<RecordBatch>::new())
                 .with_input_plan(plan)
+                .with_session_state(in_order()?)
                 .with_save_mode(SaveMode::Overwrite)
-                .with_writer_properties(properties)
+                .with_writer_properties(rows_ascend(properties, options))
                 .with_target_file_size(NonZeroU64::new(TARGET_FILE_BYTES));
             match mode {
                 WriteMode::ReplaceWhere { predicate } if exists => {

@@ -40,7 +40,7 @@ use object_store::{ObjectMeta, ObjectStore};
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding};
-use parquet::file::metadata::SortingColumn;
+use parquet::file::metadata::{ParquetMetaData, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
@@ -67,14 +67,17 @@ struct ParquetFormat;
 
 /// `files`, Parquet files of the entry at `at` (in the order and with the
 /// times of `at.parts`), read as one table of `schema`: how formats built
-/// of Parquet files (Delta) read through this one's scan.
+/// of Parquet files (Delta) read through this one's scan. Each file's rows
+/// ascend by `ascending`, when given.
 #[cfg(feature = "delta")]
 pub(crate) fn read_files(
     at: &Location,
     files: Vec<ObjectMeta>,
     schema: SchemaRef,
+    ascending: Option<String>,
 ) -> Arc<dyn TableProvider> {
-    Arc::new(files::FileEntry::new(ParquetFormat, at, files, schema))
+    let entry = files::FileEntry::new(ParquetFormat, at, files, schema);
+    Arc::new(entry.ascending_within_files(ascending))
 }
 
 #[async_trait]
@@ -128,12 +131,17 @@ impl FileFormatSource for ParquetFormat {
         partitions: usize,
         bounds: Option<&Bounds>,
     ) -> Result<Option<Vec<FileGroup>>> {
-        let [file] = files else {
-            return Ok(None);
-        };
         if files::PortableScans::wanted(session) {
             return Ok(None);
         }
+        let [file] = files else {
+            return match bounds {
+                Some(bounds) => Ok(Some(
+                    within_files(session, store, files, partitions, bounds).await?,
+                )),
+                None => Ok(None),
+            };
+        };
         if partitions < 2 && bounds.is_none() {
             return Ok(None);
         }
@@ -163,6 +171,71 @@ impl FileFormatSource for ParquetFormat {
             .collect();
         Ok(Some(groups))
     }
+}
+
+/// Several files, each sorted, read within `bounds`: each file's row
+/// groups that meet them, with only their rows within them, dealt out to
+/// the partitions in turn across the files.
+async fn within_files(
+    session: &dyn Session,
+    store: &Arc<dyn ObjectStore>,
+    files: &[ObjectMeta],
+    partitions: usize,
+    bounds: &Bounds,
+) -> Result<Vec<FileGroup>> {
+    let cache = session
+        .runtime_env()
+        .cache_manager
+        .get_file_metadata_cache();
+    let partitions = partitions.max(1);
+    let mut plans: Vec<Vec<PartitionedFile>> = vec![Vec::new(); partitions];
+    let mut next = 0;
+    for file in files {
+        let metadata = DFParquetMetadata::new(store.as_ref(), file)
+            .with_file_metadata_cache(Some(Arc::clone(&cache)))
+            .fetch_metadata()
+            .await?;
+        let row_groups = metadata.num_row_groups();
+        let accesses = match says_rows_ascend(&metadata, &bounds.column) {
+            true => rows::within(store, file, &metadata, bounds).await?,
+            false => vec![RowGroupAccess::Scan; row_groups],
+        };
+        let mut per_partition = vec![ParquetAccessPlan::new_none(row_groups); partitions];
+        let mut used = vec![false; partitions];
+        for (row_group, access) in accesses.into_iter().enumerate() {
+            if matches!(access, RowGroupAccess::Skip) {
+                continue;
+            }
+            per_partition[next].set(row_group, access);
+            used[next] = true;
+            next = (next + 1) % partitions;
+        }
+        for (partition, plan) in per_partition.into_iter().enumerate() {
+            if used[partition] {
+                let part = PartitionedFile::new_from_meta(file.clone()).with_extension(plan);
+                plans[partition].push(part);
+            }
+        }
+    }
+    Ok(plans
+        .into_iter()
+        .filter(|files| !files.is_empty())
+        .map(FileGroup::new)
+        .collect())
+}
+
+/// The key of a file's metadata naming the column its rows ascend by, in
+/// files of several that a scan may read within a window's bounds (a Delta
+/// version's, written in order). Files without it are read whole, the
+/// window applied after.
+pub const ROWS_ASCEND: &str = "nuthatch.rows_ascend";
+
+/// Whether the file whose metadata is `metadata` says its rows ascend by
+/// `column` ([`ROWS_ASCEND`]).
+fn says_rows_ascend(metadata: &ParquetMetaData, column: &str) -> bool {
+    let marks = metadata.file_metadata().key_value_metadata();
+    (marks.into_iter().flatten())
+        .any(|mark| mark.key == ROWS_ASCEND && mark.value.as_deref() == Some(column))
 }
 
 /// The writer settings: statistics per row group, per page for the sort
