@@ -262,12 +262,7 @@ async fn replace(
                 .await
                 .ok()
                 .and_then(|r| r.try_get::<Option<i64>, _>(0).ok().flatten());
-            let published = crate::Published {
-                rows: loaded,
-                bytes: bytes.map(|b| b as u64),
-                staged: None,
-            };
-            crate::before_publish(&input.options, published).await?;
+            before_commit(&input.options, loaded, bytes).await?;
             if let Err(e) = tx.commit().await {
                 return Err(failed(database, &doing, e).await);
             }
@@ -292,12 +287,7 @@ async fn replace(
                 .await
                 .ok()
                 .and_then(|r| r.try_get::<Option<i64>, _>(0).ok().flatten());
-            let published = crate::Published {
-                rows: loaded,
-                bytes: bytes.map(|b| b as u64),
-                staged: None,
-            };
-            crate::before_publish(&input.options, published).await?;
+            before_commit(&input.options, loaded, bytes).await?;
             if let Err(e) = tx.commit().await {
                 return Err(failed(database, &doing, e).await);
             }
@@ -306,6 +296,18 @@ async fn replace(
     };
     tracing::debug!(table = %target, rows = loaded.0, "wrote sql entry");
     Ok((loaded.0, loaded.1.map(|b| b as u64)))
+}
+
+/// Runs the write's step before its data is published
+/// ([`crate::WriteOptions::before_publish`]): a table of `rows` taking
+/// `bytes`, about to be committed.
+async fn before_commit(options: &WriteOptions, rows: u64, bytes: Option<i64>) -> Result<()> {
+    let published = crate::Published {
+        rows,
+        bytes: bytes.map(|b| b as u64),
+        staged: None,
+    };
+    crate::before_publish(options, published).await
 }
 
 /// Merges the input into the stored table.
