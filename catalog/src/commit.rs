@@ -189,12 +189,14 @@ impl Catalog {
                 // Once a pending record is put, it settles to the old entry
                 // or the new by itself; it is replaced by the old record only
                 // while the data is surely untouched.
+                // (A format without stamps, Zarr, may have cleared the data
+                // in place: its pending record reads the staged copy.)
                 let untouched = match (pending_put, &replacing) {
                     (false, _) => true,
-                    (true, Some(replacing)) => {
+                    (true, Some(replacing)) if replacing.stamp.is_some() => {
                         (backend.stamp(&target.at).await).is_ok_and(|s| s == replacing.stamp)
                     }
-                    (true, None) => false,
+                    (true, _) => false,
                 };
                 if let Some(row) = hidden.filter(|_| untouched) {
                     if let Err(e) = self.put_row(&target, &row).await {

@@ -339,3 +339,55 @@ async fn lasting_s3_faults_fail_naming_the_tier_and_leave_nothing_visible() {
     proxy.clear();
     assert_eq!(count_in(&session(&config), sql).await.unwrap(), 48);
 }
+
+/// A Zarr replacement whose copy into place fails for good, the store in
+/// place half copied: the call fails, and the entry reads as the new
+/// version from its staged copy, whole, until the next replacement
+/// succeeds and removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs an S3 server: run bash scripts/test"]
+async fn a_zarr_replacement_failing_mid_copy_leaves_a_whole_entry() {
+    let proxy = FaultProxy::start(&endpoint()).await;
+    let folder = format!("midcopy-{}", std::process::id());
+    let config = through(&proxy, &folder, 1);
+    let writer = session(&config);
+    let define = "CREATE CACHED FUNCTION grid_copy(tag VARCHAR, v BIGINT) \
+                  WITH (cache_args = (tag), backend = 'zarr', dimensions = (id)) \
+                  AS SELECT value AS id, $v AS v FROM generate_series(1, 300000)";
+    writer.sql(define).await.unwrap();
+    let write = |v: u64| {
+        format!(
+            "SELECT count(*) FROM grid_copy('t', {v}, recompute => true, cache_mode => 'overwrite')"
+        )
+    };
+    let read = "SELECT count(*), min(v), max(v) FROM grid_copy('t', 0, \
+                cache_mode => 'read_only_strict')";
+    let versions = |batches: Vec<arrow::array::RecordBatch>| -> Vec<String> {
+        let rows = arrow::util::pretty::pretty_format_batches(&batches).unwrap();
+        let line = rows.to_string().lines().nth(3).unwrap().to_string();
+        line.split('|')
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect()
+    };
+    count_in(&writer, &write(1)).await.unwrap();
+    // The copies into place are puts to the store's own path; the first
+    // two go through.
+    proxy.inject(
+        "PUT",
+        "grid_copy/t.zarr/",
+        2,
+        usize::MAX,
+        Fault::Unavailable,
+    );
+    let error = count_in(&writer, &write(2)).await.unwrap_err().to_string();
+    assert!(error.contains("root tier"), "{error}");
+    proxy.clear();
+    let reader = session(&config);
+    reader.sql(define).await.unwrap();
+    let held = reader.sql(read).await.unwrap().collect().await.unwrap();
+    assert_eq!(versions(held), ["300000", "2", "2"]);
+    count_in(&writer, &write(3)).await.unwrap();
+    let held = reader.sql(read).await.unwrap().collect().await.unwrap();
+    assert_eq!(versions(held), ["300000", "3", "3"]);
+}
