@@ -235,12 +235,17 @@ async fn a_write_that_panics_fails_with_the_panic_and_stores_nothing() {
     let error = f.error("SELECT count(*) FROM boom()").await;
     assert!(error.contains("the body hit a bug"), "{error}");
     assert!(!error.contains("cancelled"), "{error}");
-    // Its report, and nuthatch.calls, say it failed and why.
-    let seen = rows(
-        &f,
-        "SELECT outcome, error FROM nuthatch.calls WHERE function = 'boom'",
-    )
-    .await;
+    // Its report, and nuthatch.calls, say it failed and why. The report is
+    // made when the call's plan is dropped, which the error can outrun.
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        let sql = "SELECT outcome, error FROM nuthatch.calls WHERE function = 'boom'";
+        seen = rows(&f, sql).await;
+        if !seen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0][0], "failed");
     assert!(seen[0][1].contains("the body hit a bug"), "{seen:?}");
