@@ -401,6 +401,23 @@ pub struct Written {
     pub changes: Vec<fidelity::Change>,
 }
 
+impl Written {
+    /// A whole entry of `rows` in `bytes` and `parts` stored, as a format
+    /// that measures its bytes once the write is done reports it; the
+    /// write's progress takes the bytes too.
+    pub fn whole(options: &WriteOptions, rows: u64, bytes: u64, parts: u64) -> Written {
+        if let Some(progress) = &options.progress {
+            progress.bytes.store(bytes, Ordering::Relaxed);
+        }
+        Written {
+            rows,
+            bytes,
+            parts,
+            ..Written::default()
+        }
+    }
+}
+
 /// A storage format.
 ///
 /// Contract for [`Backend::write`]: a write that fails, or whose input

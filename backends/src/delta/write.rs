@@ -190,21 +190,11 @@ pub async fn write(
         bytes += file.size() as u64;
         files += 1;
     }
-    if let Some(progress) = &options.progress {
-        progress
-            .bytes
-            .store(bytes, std::sync::atomic::Ordering::Relaxed);
-    }
     Ok(Written {
-        rows,
-        bytes,
-        parts: files,
         version: table.version(),
         updated,
         inserted,
-        encode_time: None,
-        part: None,
-        changes: Vec::new(),
+        ..Written::whole(options, rows, bytes, files)
     })
 }
 

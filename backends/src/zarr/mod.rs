@@ -250,17 +250,7 @@ async fn write_whole(
         })
         .await
         .map_err(|e| DataFusionError::External(Box::new(e)))?;
-    if let Some(progress) = &options.progress {
-        progress
-            .bytes
-            .store(bytes, std::sync::atomic::Ordering::Relaxed);
-    }
-    Ok(Written {
-        rows,
-        bytes,
-        parts: chunks,
-        ..Written::default()
-    })
+    Ok(Written::whole(options, rows, bytes, chunks))
 }
 
 /// Pushes `first`, then `data`, into `grid`.
