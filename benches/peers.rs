@@ -17,12 +17,17 @@
 //! `NUTHATCH_PEERS_EXPLAIN=1` it first prints `EXPLAIN ANALYZE` of each
 //! step (where a miss spends its time, in this optimised build).
 
+#[allow(dead_code)] // sizes and times: the format benches
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use datafusion::error::{DataFusionError, Result};
 use nuthatch::{Config, Engine, Outcome, Session};
+
+use common::peer;
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
@@ -150,27 +155,6 @@ async fn our_steps(keep: &Path) -> Result<Steps> {
 struct Steps {
     wall: BTreeMap<&'static str, Duration>,
     cpu: BTreeMap<&'static str, f64>,
-}
-
-/// Runs a peer script with the peers' Python; its JSON, or why not.
-fn peer(script: &str, args: &[String]) -> std::result::Result<serde_json::Value, String> {
-    let python = std::env::var("NUTHATCH_PEERS_PYTHON")
-        .map_err(|_| "NUTHATCH_PEERS_PYTHON is not set: run through `bash scripts/peers`")?;
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("benches/peers")
-        .join(script);
-    let output = std::process::Command::new(python)
-        .arg(path)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{script}: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "{script} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    serde_json::from_slice(&output.stdout).map_err(|e| format!("{script}: {e}"))
 }
 
 fn seconds(value: &serde_json::Value) -> Option<Duration> {

@@ -1,4 +1,5 @@
-//! What the format benchmarks share: milliseconds and sizes on disk.
+//! What the benchmarks share: milliseconds, sizes on disk, and running
+//! a peer's Python script.
 
 use std::path::Path;
 use std::time::Duration;
@@ -18,4 +19,27 @@ pub fn size_under(path: &Path) -> u64 {
     std::fs::read_dir(path)
         .map(|d| d.flatten().map(|e| size_under(&e.path())).sum())
         .unwrap_or(0)
+}
+
+/// Runs a script of `benches/peers` with the peers' Python (`bash
+/// scripts/peers` sets it up); the JSON it prints, or why not.
+#[allow(dead_code)] // only the benches with peers in Python run scripts
+pub fn peer(script: &str, args: &[String]) -> Result<serde_json::Value, String> {
+    let python = std::env::var("NUTHATCH_PEERS_PYTHON")
+        .map_err(|_| "NUTHATCH_PEERS_PYTHON is not set: run through `bash scripts/peers`")?;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("benches/peers")
+        .join(script);
+    let output = std::process::Command::new(python)
+        .arg(path)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{script}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{script} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    serde_json::from_slice(&output.stdout).map_err(|e| format!("{script}: {e}"))
 }

@@ -512,10 +512,10 @@ async fn postgres_holds_entries_as_tables_safely() {
     let killed = count(
         &admin,
         "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE application_name = 'nuthatch' AND query LIKE 'SELECT%killed_pg%') AS k",
+         WHERE application_name = 'nuthatch' AND query LIKE 'COPY (SELECT%killed_pg%') AS k",
     )
     .await;
-    assert_eq!(killed, 1);
+    assert_eq!(killed, 1, "the read is one COPY");
     let mut failure = None;
     while let Some(batch) = stream.next().await {
         if let Err(e) = batch {
@@ -525,6 +525,22 @@ async fn postgres_holds_entries_as_tables_safely() {
     }
     let err = failure.expect("the read fails");
     assert!(err.contains("lost") || err.contains("terminat"), "{err}");
+    drop(stream);
+
+    // A read dropped after its first batch leaves the rest of its COPY
+    // unread; its connection is closed rather than handed back, and the
+    // next reads get every row.
+    for _ in 0..3 {
+        let frame = f
+            .nuthatch
+            .sql("SELECT * FROM killed_pg(NULL, NULL)")
+            .await
+            .unwrap();
+        let mut stream = frame.execute_stream().await.unwrap();
+        stream.next().await.unwrap().unwrap();
+    }
+    let rows = f.int("SELECT count(time) FROM killed_pg(NULL, NULL)").await;
+    assert_eq!(rows, 400_000);
 }
 
 fn python_sql(args: &[&str], root: &Path, pg: &Pg) -> String {

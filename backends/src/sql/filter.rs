@@ -4,8 +4,9 @@
 //! DataFusion's unparser writes an expression back as SQL text with its
 //! literals inlined; here literals never enter the text at all. Each one
 //! becomes a `$n` (PostgreSQL) or `?n` (SQLite) placeholder and travels as
-//! a typed parameter, so no value, whatever characters it holds, can change
-//! the statement; the only names written are quoted identifiers of columns
+//! a typed parameter (for PostgreSQL's `COPY`, which takes none, a bound
+//! session setting read back by the statement), so no value, whatever
+//! characters it holds, can change the statement; the only names written are quoted identifiers of columns
 //! the table has. Working node by node also tells exactly which filters the
 //! database evaluates as DataFusion would: those are pushed and marked
 //! exact (so a `LIMIT` can go down too), the rest are left to DataFusion.
@@ -96,6 +97,9 @@ pub struct Translator<'a> {
     /// provider shows.
     columns: &'a HashMap<String, ColumnInfo>,
     params: Vec<Param>,
+    /// Values are read back from session settings rather than bound
+    /// (PostgreSQL's `COPY`, which binds nothing; see `super::copy`).
+    by_setting: bool,
 }
 
 impl<'a> Translator<'a> {
@@ -104,6 +108,18 @@ impl<'a> Translator<'a> {
             dialect,
             columns,
             params: Vec::new(),
+            by_setting: false,
+        }
+    }
+
+    /// A translator for a PostgreSQL `COPY` statement: each value becomes
+    /// a read of the session setting it is put in before the statement
+    /// runs; a value with no setting form keeps its `$n`, which tells the
+    /// reader to fetch with bound parameters instead.
+    pub fn for_copy(columns: &'a HashMap<String, ColumnInfo>) -> Self {
+        Translator {
+            by_setting: true,
+            ..Translator::new(Dialect::Postgres, columns)
         }
     }
 
@@ -126,6 +142,11 @@ impl<'a> Translator<'a> {
     fn placeholder(&mut self, param: Param) -> String {
         self.params.push(param);
         let n = self.params.len();
+        if self.by_setting {
+            if let Some((_, read_back)) = super::copy::setting(n, &self.params[n - 1]) {
+                return read_back;
+            }
+        }
         match self.dialect {
             Dialect::Postgres => format!("${n}"),
             Dialect::Sqlite => format!("?{n}"),

@@ -17,14 +17,20 @@
 //! - [`filter`] turns DataFusion filters into SQL whose values are all
 //!   bound parameters.
 //! - [`types`] maps columns between Arrow and SQL.
+//! - `copy` encodes and decodes PostgreSQL's binary `COPY` format, the
+//!   path of loads and of reads.
+//! - `lite` drives SQLite through its C API for bulk reads and loads, on
+//!   a connection of the same pools.
 //!
 //! Writes are [`Commit::Atomic`]: the transaction makes the new table
 //! visible at once. They are also merges ([`Backend::merges`]), and the
 //! data is not objects in the tier's store, so entries cannot be imported
 //! byte for byte.
 
+mod copy;
 pub mod database;
 pub mod filter;
+mod lite;
 pub mod read;
 pub mod types;
 pub mod write;

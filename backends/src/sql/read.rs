@@ -6,7 +6,10 @@
 //! exactly (see [`super::filter`]) and, when every filter went down, the
 //! limit; [`SqlScan`] runs it on a pooled read connection and streams the
 //! rows back in batches of the session's batch size, counting them in the
-//! `rows_fetched` metric. A query that reads no column (`count(*)`) asks
+//! `rows_fetched` metric. Rows are decoded straight into Arrow builders:
+//! PostgreSQL's as a binary `COPY` of the statement (`super::copy`), with
+//! a bound fetch only for values that have no setting form, and SQLite's
+//! by stepping the statement through its C API (`super::lite`). A query that reads no column (`count(*)`) asks
 //! the database for the count alone.
 
 use std::collections::HashMap;
@@ -35,11 +38,13 @@ use datafusion::physical_plan::{
 use futures::TryStreamExt;
 use sqlx::postgres::PgArguments;
 use sqlx::sqlite::SqliteArguments;
-use sqlx::{Arguments, AssertSqlSafe, Row};
+use sqlx::{Arguments, AssertSqlSafe, Executor, PgConnection, Row, SqliteConnection};
 use tokio::sync::mpsc;
 
+use super::copy::{self, CopyOut};
 use super::database::{quote, table_names, Database, Dialect, Pools, TableName};
 use super::filter::{ColumnInfo, Param, Translator};
+use super::lite::Statement;
 use super::types::{to_declared, Builder, Wire};
 use crate::Location;
 
@@ -242,6 +247,17 @@ impl TableProvider for SqlTable {
             }
         }
         let params = translator.into_params();
+        // The same conditions for a COPY, values read from settings.
+        let copy_conditions: Vec<String> = match dialect {
+            Dialect::Postgres => {
+                let mut translator = Translator::for_copy(&self.filterable);
+                filters
+                    .iter()
+                    .filter_map(|f| translator.translate(f))
+                    .collect()
+            }
+            Dialect::Sqlite => Vec::new(),
+        };
         let mut wires = Vec::with_capacity(indices.len());
         let mut selected = Vec::with_capacity(indices.len());
         for i in &indices {
@@ -257,22 +273,36 @@ impl TableProvider for SqlTable {
                 }
             }
         }
-        let mut from = format!("FROM {}", self.table.quoted());
-        if !conditions.is_empty() {
-            from.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
-        }
-        if let (Some(limit), true) = (limit, all_pushed) {
-            from.push_str(&format!(" LIMIT {limit}"));
-        }
+        let from = |conditions: &[String]| {
+            let mut from = format!("FROM {}", self.table.quoted());
+            if !conditions.is_empty() {
+                from.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
+            }
+            if let (Some(limit), true) = (limit, all_pushed) {
+                from.push_str(&format!(" LIMIT {limit}"));
+            }
+            from
+        };
         let count_only = selected.is_empty();
-        let sql = if count_only {
-            format!("SELECT count(*) FROM (SELECT 1 {from}) AS counted")
+        let (sql, copy) = if count_only {
+            let from = from(&conditions);
+            (
+                format!("SELECT count(*) FROM (SELECT 1 {from}) AS counted"),
+                None,
+            )
         } else {
-            format!("SELECT {} {from}", selected.join(", "))
+            let selected = selected.join(", ");
+            let copy = (dialect == Dialect::Postgres).then(|| {
+                format!(
+                    "COPY (SELECT {selected} {}) TO STDOUT (FORMAT binary)",
+                    from(&copy_conditions)
+                )
+            });
+            (format!("SELECT {selected} {}", from(&conditions)), copy)
         };
         Ok(Arc::new(SqlScan::new(
             self.database.clone(),
-            sql,
+            Statements { sql, copy },
             params,
             wires,
             schema,
@@ -282,10 +312,19 @@ impl TableProvider for SqlTable {
     }
 }
 
+/// The statement of a scan, and for PostgreSQL the same rows as a binary
+/// `COPY`, the faster path when every value has a setting form.
+#[derive(Debug, Clone)]
+pub struct Statements {
+    pub sql: String,
+    pub copy: Option<String>,
+}
+
 /// Runs one `SELECT` and streams its rows as batches.
 pub struct SqlScan {
     database: Database,
     sql: String,
+    copy: Option<String>,
     params: Vec<Param>,
     wires: Vec<Wire>,
     schema: SchemaRef,
@@ -304,7 +343,7 @@ impl fmt::Debug for SqlScan {
 impl SqlScan {
     fn new(
         database: Database,
-        sql: String,
+        Statements { sql, copy }: Statements,
         params: Vec<Param>,
         wires: Vec<Wire>,
         schema: SchemaRef,
@@ -320,6 +359,7 @@ impl SqlScan {
         SqlScan {
             database,
             sql,
+            copy,
             params,
             wires,
             schema,
@@ -386,6 +426,7 @@ impl ExecutionPlan for SqlScan {
         let query = Query {
             database: self.database.clone(),
             sql: self.sql.clone(),
+            copy: self.copy.clone(),
             params: self.params.clone(),
             wires: self.wires.clone(),
             schema: Arc::clone(&self.schema),
@@ -435,6 +476,7 @@ type Sender = mpsc::Sender<Result<RecordBatch>>;
 struct Query {
     database: Database,
     sql: String,
+    copy: Option<String>,
     params: Vec<Param>,
     wires: Vec<Wire>,
     schema: SchemaRef,
@@ -515,6 +557,15 @@ impl Query {
                     Ok(conn) => conn,
                     Err(e) => return Err(self.database.error(doing, e).await),
                 };
+                if let (Some(copy), Some(settings)) = (&self.copy, self.settings()) {
+                    let copied = self.rows_copy(&mut conn, copy, settings, sender).await;
+                    // A COPY left unfinished would have to be read to its
+                    // end before the connection could serve again.
+                    if !matches!(copied, Ok(true)) {
+                        conn.close_on_drop();
+                    }
+                    return copied.map(|_| ());
+                }
                 let query =
                     sqlx::query_with(AssertSqlSafe(self.sql.clone()), pg_arguments(&self.params)?);
                 drain!(query.fetch(&mut *conn), push_postgres);
@@ -524,11 +575,7 @@ impl Query {
                     Ok(conn) => conn,
                     Err(e) => return Err(self.database.error(doing, e).await),
                 };
-                let query = sqlx::query_with(
-                    AssertSqlSafe(self.sql.clone()),
-                    sqlite_arguments(&self.params)?,
-                );
-                drain!(query.fetch(&mut *conn), push_sqlite);
+                return self.rows_sqlite(&mut conn, sender).await;
             }
         }
         if rows_in_batch > 0 {
@@ -536,6 +583,136 @@ impl Query {
             let _ = sender.send(self.batch(&mut builders)).await;
         }
         Ok(())
+    }
+
+    /// The text of every parameter as a setting, when all have one.
+    fn settings(&self) -> Option<Vec<String>> {
+        let texts = self.params.iter().enumerate();
+        texts
+            .map(|(i, param)| copy::setting(i + 1, param).map(|(text, _)| text))
+            .collect()
+    }
+
+    /// Streams the rows by binary `COPY` ([`super::copy`]), after putting
+    /// the parameters in the settings the statement reads; whether the
+    /// stream was read to its end.
+    async fn rows_copy(
+        &self,
+        conn: &mut PgConnection,
+        statement: &str,
+        settings: Vec<String>,
+        sender: &Sender,
+    ) -> Result<bool> {
+        let doing = "reading";
+        // The settings are local to a transaction around the COPY: they end
+        // with it, and a pooler that hands out connections per transaction
+        // keeps them and the COPY on one server connection.
+        let in_transaction = !settings.is_empty();
+        if in_transaction {
+            if let Err(e) = conn.execute("BEGIN READ ONLY").await {
+                return Err(self.database.error(doing, e).await);
+            }
+            let calls: Vec<String> = (1..=settings.len())
+                .map(|n| format!("set_config('{}', ${n}, true)", copy::setting_name(n)))
+                .collect();
+            let mut query = sqlx::query(AssertSqlSafe(format!("SELECT {}", calls.join(", "))));
+            for text in settings {
+                query = query.bind(text);
+            }
+            if let Err(e) = query.execute(&mut *conn).await {
+                return Err(self.database.error(doing, e).await);
+            }
+        }
+        let mut builders: Vec<Builder> = self
+            .wires
+            .iter()
+            .map(|w| Builder::new(*w, self.batch_size))
+            .collect();
+        let mut decoder = CopyOut::default();
+        let mut stream = match conn.copy_out_raw(statement).await {
+            Ok(stream) => stream,
+            Err(e) => return Err(self.database.error(doing, e).await),
+        };
+        let mut rows = 0;
+        loop {
+            let piece = match stream.try_next().await {
+                Ok(Some(piece)) => piece,
+                Ok(None) => break,
+                Err(e) => return Err(self.database.error(doing, e).await),
+            };
+            rows += decoder.feed(&piece, &mut builders).map_err(|e| {
+                DataFusionError::Execution(format!("reading from {}: {e}", self.database.shown))
+            })?;
+            if rows >= self.batch_size {
+                self.fetched.add(rows);
+                rows = 0;
+                if sender.send(self.batch(&mut builders)).await.is_err() {
+                    return Ok(false);
+                }
+            }
+        }
+        if !decoder.finished {
+            return Err(DataFusionError::Execution(format!(
+                "reading from {}: the rows ended without COPY's trailer",
+                self.database.shown
+            )));
+        }
+        drop(stream);
+        if in_transaction {
+            if let Err(e) = conn.execute("COMMIT").await {
+                return Err(self.database.error(doing, e).await);
+            }
+        }
+        if rows > 0 {
+            self.fetched.add(rows);
+            let _ = sender.send(self.batch(&mut builders)).await;
+        }
+        Ok(true)
+    }
+
+    /// Streams the rows of a SQLite table through its C API
+    /// ([`super::lite`]), decoding each value straight into its builder.
+    async fn rows_sqlite(&self, conn: &mut SqliteConnection, sender: &Sender) -> Result<()> {
+        let shown = &self.database.shown;
+        let failed = |why: String| DataFusionError::Execution(format!("reading in {shown}: {why}"));
+        let mut handle = match conn.lock_handle().await {
+            Ok(handle) => handle,
+            Err(e) => return Err(self.database.error("reading", e).await),
+        };
+        let mut statement = Statement::prepare(&mut handle, &self.sql).map_err(failed)?;
+        for (i, param) in self.params.iter().enumerate() {
+            statement.bind_param(i + 1, param).map_err(failed)?;
+        }
+        let mut builders: Vec<Builder> = self
+            .wires
+            .iter()
+            .map(|w| Builder::new(*w, self.batch_size))
+            .collect();
+        loop {
+            let mut rows = 0;
+            while rows < self.batch_size && statement.step().map_err(failed)? {
+                for (i, builder) in builders.iter_mut().enumerate() {
+                    statement.append(builder, i).map_err(|e| {
+                        DataFusionError::Execution(format!(
+                            "reading column {} of {shown}: {e}",
+                            self.schema.field(i).name(),
+                        ))
+                    })?;
+                }
+                rows += 1;
+            }
+            if rows > 0 {
+                self.fetched.add(rows);
+                if sender.send(self.batch(&mut builders)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            // A short batch was the last: stepping past the end would run
+            // the statement again.
+            if rows < self.batch_size {
+                return Ok(());
+            }
+        }
     }
 
     /// The rows decoded so far as a batch of the declared types.

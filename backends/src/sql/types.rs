@@ -25,8 +25,7 @@ use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use datafusion::common::{DataFusionError, Result};
 use sqlx::postgres::PgRow;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Decode, Row, Sqlite, ValueRef};
+use sqlx::Row;
 
 use super::database::Dialect;
 
@@ -291,58 +290,7 @@ impl Builder {
         Ok(())
     }
 
-    /// Appends column `i` of a SQLite row, converting the stored value to
-    /// this wire's type as SQLite does.
-    pub fn push_sqlite(
-        &mut self,
-        row: &SqliteRow,
-        i: usize,
-    ) -> std::result::Result<(), sqlx::Error> {
-        self.sqlite_value(row, i)
-            .map_err(|why| sqlx::Error::Decode(why.into()))
-    }
-
-    fn sqlite_value(&mut self, row: &SqliteRow, i: usize) -> std::result::Result<(), String> {
-        let value = row.try_get_raw(i).map_err(|e| e.to_string())?;
-        if value.is_null() {
-            self.push_null();
-            return Ok(());
-        }
-        let text = |value| -> std::result::Result<String, String> {
-            <String as Decode<Sqlite>>::decode(value).map_err(|e| e.to_string())
-        };
-        match self {
-            Builder::Bool(b) => b.append_value(
-                <i64 as Decode<Sqlite>>::decode(value).map_err(|e| e.to_string())? != 0,
-            ),
-            Builder::Int64(b) => {
-                b.append_value(<i64 as Decode<Sqlite>>::decode(value).map_err(|e| e.to_string())?)
-            }
-            Builder::Float64(b) => {
-                b.append_value(<f64 as Decode<Sqlite>>::decode(value).map_err(|e| e.to_string())?)
-            }
-            Builder::Text(b) => b.append_value(text(value)?),
-            Builder::Bytes(b) => b.append_value(
-                <Vec<u8> as Decode<Sqlite>>::decode(value).map_err(|e| e.to_string())?,
-            ),
-            Builder::Date(b) => {
-                let text = text(value)?;
-                let date = NaiveDate::parse_from_str(text.trim(), SQLITE_DATE)
-                    .map_err(|_| format!("'{text}' is not a date (YYYY-MM-DD)"))?;
-                b.append_value(days(date));
-            }
-            Builder::Timestamp(b) | Builder::TimestampUtc(b) => {
-                let text = text(value)?;
-                b.append_value(parse_sqlite_timestamp(&text)?);
-            }
-            Builder::Int16(_) | Builder::Int32(_) | Builder::Float32(_) => {
-                unreachable!("SQLite columns are read as 64-bit numbers")
-            }
-        }
-        Ok(())
-    }
-
-    fn push_null(&mut self) {
+    pub fn push_null(&mut self) {
         match self {
             Builder::Bool(b) => b.append_null(),
             Builder::Int16(b) => b.append_null(),
@@ -375,23 +323,27 @@ impl Builder {
     }
 }
 
-/// Reads a SQLite timestamp: SQLAlchemy's `2013-01-01 06:00:00.000000`,
-/// with or without fractions, a `T`, or a zone offset (taken to UTC).
-fn parse_sqlite_timestamp(text: &str) -> std::result::Result<i64, String> {
-    let trimmed = text.trim();
-    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d"] {
+/// Reads a SQLite timestamp: SQLAlchemy's `2013-01-01 06:00:00.000000`
+/// (every row this backend writes, read without chrono, as it is read
+/// millions of times per table), or with other fraction digits, a `T`, a
+/// zone offset (taken to UTC), or a date alone.
+pub fn parse_sqlite_timestamp(text: &[u8]) -> std::result::Result<i64, String> {
+    if let Some(micros) = fixed_timestamp(text) {
+        return Ok(micros);
+    }
+    let shown = String::from_utf8_lossy(text);
+    let trimmed = shown.trim();
+    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
         if let Ok(t) = NaiveDateTime::parse_from_str(trimmed, format) {
             return Ok(t.and_utc().timestamp_micros());
         }
-        if format == "%Y-%m-%d" {
-            if let Ok(d) = NaiveDate::parse_from_str(trimmed, format) {
-                return Ok(d
-                    .and_hms_opt(0, 0, 0)
-                    .expect("midnight")
-                    .and_utc()
-                    .timestamp_micros());
-            }
-        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(trimmed, SQLITE_DATE) {
+        return Ok(d
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight")
+            .and_utc()
+            .timestamp_micros());
     }
     for format in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%.f%:z"] {
         if let Ok(t) = DateTime::parse_from_str(trimmed, format) {
@@ -399,12 +351,157 @@ fn parse_sqlite_timestamp(text: &str) -> std::result::Result<i64, String> {
         }
     }
     Err(format!(
-        "'{text}' is not a timestamp (YYYY-MM-DD HH:MM:SS[.ffffff])"
+        "'{shown}' is not a timestamp (YYYY-MM-DD HH:MM:SS[.ffffff])"
     ))
+}
+
+/// Reads a SQLite date, `YYYY-MM-DD`, as days since 1970-01-01.
+pub fn parse_sqlite_date(text: &[u8]) -> std::result::Result<i32, String> {
+    if let Some(days) = fixed_date(text) {
+        return Ok(days as i32);
+    }
+    let shown = String::from_utf8_lossy(text);
+    NaiveDate::parse_from_str(shown.trim(), SQLITE_DATE)
+        .map(days)
+        .map_err(|_| format!("'{shown}' is not a date (YYYY-MM-DD)"))
+}
+
+/// `YYYY-MM-DD HH:MM:SS` with a `.ffffff` or not, as microseconds; `None`
+/// for any other form or an impossible date or time.
+fn fixed_timestamp(text: &[u8]) -> Option<i64> {
+    let fraction = match text.len() {
+        19 => 0,
+        26 if text[19] == b'.' => number(&text[20..26])?,
+        _ => return None,
+    };
+    let days = fixed_date(&text[..10])?;
+    if !matches!(text[10], b' ' | b'T') || text[13] != b':' || text[16] != b':' {
+        return None;
+    }
+    let (hour, minute, second) = (
+        number(&text[11..13])?,
+        number(&text[14..16])?,
+        number(&text[17..19])?,
+    );
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second;
+    Some(seconds * 1_000_000 + fraction)
+}
+
+/// `YYYY-MM-DD` as days since 1970-01-01.
+fn fixed_date(text: &[u8]) -> Option<i64> {
+    if text.len() != 10 || text[4] != b'-' || text[7] != b'-' {
+        return None;
+    }
+    let (year, month, day) = (
+        number(&text[..4])?,
+        number(&text[5..7])?,
+        number(&text[8..10])?,
+    );
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if day == 0 || day > month_days {
+        return None;
+    }
+    Some(days_from_civil(year, month, day))
+}
+
+/// ASCII digits as a number; `None` if any byte is not a digit.
+fn number(digits: &[u8]) -> Option<i64> {
+    digits.iter().try_fold(0i64, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0'))
+    })
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// The date of a day since 1970-01-01: year, month, day (the inverse of
+/// [`days_from_civil`]).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let days = days + 719_468;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Writes `value` as `out.len()` zero-padded digits.
+fn put_digits(out: &mut [u8], mut value: i64) {
+    for slot in out.iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
+/// Writes a day as `YYYY-MM-DD` into the start of `out`; its length, or
+/// an error for years SQLite's text cannot hold in order.
+pub fn write_sqlite_date(days: i32, out: &mut [u8; 26]) -> std::result::Result<usize, String> {
+    let (year, month, day) = civil_from_days(i64::from(days));
+    if !(0..=9999).contains(&year) {
+        return Err(format!("the year {year} is outside 0 to 9999"));
+    }
+    put_digits(&mut out[..4], year);
+    out[4] = b'-';
+    put_digits(&mut out[5..7], month);
+    out[7] = b'-';
+    put_digits(&mut out[8..10], day);
+    Ok(10)
+}
+
+/// Writes a wire timestamp as SQLite's text (`SQLITE_TIMESTAMP`, 26
+/// bytes) without chrono, as it runs for every row loaded.
+pub fn write_sqlite_timestamp(micros: i64, out: &mut [u8; 26]) -> std::result::Result<(), String> {
+    let days = micros.div_euclid(86_400_000_000);
+    let within = micros.rem_euclid(86_400_000_000);
+    write_sqlite_date(
+        i32::try_from(days).map_err(|_| "a timestamp beyond any date")?,
+        out,
+    )?;
+    let seconds = within / 1_000_000;
+    out[10] = b' ';
+    put_digits(&mut out[11..13], seconds / 3_600);
+    out[13] = b':';
+    put_digits(&mut out[14..16], seconds / 60 % 60);
+    out[16] = b':';
+    put_digits(&mut out[17..19], seconds % 60);
+    out[19] = b'.';
+    put_digits(&mut out[20..26], within % 1_000_000);
+    Ok(())
 }
 
 /// A wire timestamp value as SQLite's text.
 pub fn sqlite_timestamp(micros: i64) -> String {
+    let mut out = [0u8; 26];
+    if write_sqlite_timestamp(micros, &mut out).is_ok() {
+        return String::from_utf8_lossy(&out).into_owned();
+    }
     DateTime::<Utc>::from_timestamp_micros(micros)
         .map(|t| t.naive_utc().format(SQLITE_TIMESTAMP).to_string())
         .unwrap_or_default()
@@ -427,12 +524,54 @@ mod tests {
         let late = sqlite_timestamp(1_357_016_400_000_001);
         assert_eq!(early, "2013-01-01 05:00:00.000000");
         assert!(early < late);
-        assert_eq!(parse_sqlite_timestamp(&late), Ok(1_357_016_400_000_001));
         assert_eq!(
-            parse_sqlite_timestamp("2013-01-01T05:00:00+01:00"),
+            parse_sqlite_timestamp(late.as_bytes()),
+            Ok(1_357_016_400_000_001)
+        );
+        assert_eq!(
+            parse_sqlite_timestamp(b"2013-01-01T05:00:00+01:00"),
             Ok(1_357_012_800_000_000)
         );
-        assert!(parse_sqlite_timestamp("yesterday").is_err());
+        assert_eq!(
+            parse_sqlite_timestamp(b"2013-01-01 05:00:00.5"),
+            Ok(1_357_016_400_500_000)
+        );
+        assert!(parse_sqlite_timestamp(b"yesterday").is_err());
+        assert!(parse_sqlite_timestamp(b"2013-02-29 00:00:00").is_err());
+        assert!(parse_sqlite_date(b"2012-02-30").is_err());
+    }
+
+    /// The hand-written text forms agree with chrono's, both ways, across
+    /// the years SQLite holds, leap days, and times before 1970.
+    #[test]
+    fn fast_sqlite_times_match_chrono() {
+        let mut out = [0u8; 26];
+        let first = NaiveDate::from_ymd_opt(1, 1, 1).unwrap();
+        let last = NaiveDate::from_ymd_opt(9999, 12, 31).unwrap();
+        let mut day = first;
+        while day <= last {
+            let days = days(day);
+            let length = write_sqlite_date(days, &mut out).unwrap();
+            let text = day.format(SQLITE_DATE).to_string();
+            assert_eq!(&out[..length], text.as_bytes());
+            assert_eq!(parse_sqlite_date(text.as_bytes()), Ok(days));
+            day += chrono::Duration::days(1);
+        }
+        for micros in [
+            -62_135_596_800_000_000,
+            -1,
+            0,
+            951_782_400_123_456,
+            1_357_016_400_000_001,
+            253_402_300_799_999_999,
+        ] {
+            write_sqlite_timestamp(micros, &mut out).unwrap();
+            let chrono = DateTime::<Utc>::from_timestamp_micros(micros).unwrap();
+            let text = chrono.naive_utc().format(SQLITE_TIMESTAMP).to_string();
+            assert_eq!(std::str::from_utf8(&out).unwrap(), text);
+            assert_eq!(parse_sqlite_timestamp(&out), Ok(micros));
+        }
+        assert!(write_sqlite_timestamp(253_402_300_800_000_000, &mut out).is_err());
     }
 
     #[test]

@@ -16,41 +16,28 @@
 //!   inserted.
 //!
 //! Rows reach PostgreSQL by `COPY ... FROM STDIN` in its binary format,
-//! which needs no escaping and keeps every value exact; SQLite gets
-//! multi-row `INSERT`s with every value bound. A timeseries entry gets an
+//! which needs no escaping and keeps every value exact; SQLite gets one
+//! prepared `INSERT` stepped per row through its C API, every value bound. A timeseries entry gets an
 //! index on its time column, so a window read finds its rows without
 //! scanning the table.
 
-use arrow::array::{
-    Array, AsArray, BinaryArray, BooleanArray, Date32Array, Float32Array, Float64Array, Int16Array,
-    Int32Array, Int64Array, StringArray, TimestampMicrosecondArray,
-};
-use arrow::datatypes::{DataType, Schema, SchemaRef};
-use arrow::record_batch::RecordBatch;
+use arrow::datatypes::{Schema, SchemaRef};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::SendableRecordBatchStream;
 use futures::StreamExt;
-use sqlx::sqlite::SqliteArguments;
-use sqlx::{Arguments, AssertSqlSafe, Executor, PgConnection, Row, SqliteConnection};
+use sqlx::{AssertSqlSafe, Executor, PgConnection, Row, SqliteConnection};
 use std::sync::atomic::Ordering;
 
+use super::copy;
 use super::database::{md5_hex, quote, table_names, Database, Dialect, Pools, TableName};
 use super::filter::{ColumnInfo, Translator};
+use super::lite::Statement;
 use super::read::{describe, find, pg_arguments, sqlite_arguments, StoredTable};
-use super::types::{sqlite_date, sqlite_timestamp, to_wire, wire_schema, wires, Wire};
+use super::types::{to_wire, wire_schema, wires, Wire};
 use crate::{Location, WriteMode, WriteOptions, Written};
-
-/// SQLite binds at most 32766 values per statement; rows per `INSERT`
-/// stay well under that and under a size that keeps statements cheap.
-const SQLITE_ROWS_PER_INSERT: usize = 500;
-const SQLITE_MAX_VALUES: usize = 32_000;
 
 /// PostgreSQL's binary COPY is sent in pieces of about this size.
 const COPY_CHUNK: usize = 1 << 20;
-
-/// Days and microseconds from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
-const PG_EPOCH_DAYS: i32 = 10_957;
-const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 /// The rows of a write, with what the database needs to create tables for
 /// them.
@@ -680,9 +667,7 @@ async fn copy_in(
         Err(e) => return Err(failed(database, &doing, e).await),
     };
     let mut buffer = Vec::with_capacity(COPY_CHUNK + (COPY_CHUNK >> 2));
-    buffer.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
-    buffer.extend_from_slice(&0i32.to_be_bytes());
-    buffer.extend_from_slice(&0i32.to_be_bytes());
+    buffer.extend_from_slice(copy::HEADER);
     let mut rows = 0u64;
     while let Some(batch) = input.data.next().await {
         let batch = batch.and_then(|b| to_wire(&b, &input.wires, &input.wire_schema));
@@ -693,7 +678,7 @@ async fn copy_in(
                 return Err(e);
             }
         };
-        encode_copy_rows(&batch, &mut buffer);
+        copy::encode_rows(&batch, &mut buffer);
         rows += batch.num_rows() as u64;
         if buffer.len() >= COPY_CHUNK {
             if let Some(progress) = &input.options.progress {
@@ -707,7 +692,7 @@ async fn copy_in(
             buffer.clear();
         }
     }
-    buffer.extend_from_slice(&(-1i16).to_be_bytes());
+    buffer.extend_from_slice(&copy::TRAILER);
     if let Err(e) = copy.send(buffer.as_slice()).await {
         return Err(failed(database, &doing, e).await);
     }
@@ -717,75 +702,9 @@ async fn copy_in(
     Ok(rows)
 }
 
-/// Appends a wire-typed batch as rows of PostgreSQL's binary COPY format:
-/// per row the field count, then per field its length (-1 for NULL) and
-/// its bytes in network order.
-fn encode_copy_rows(batch: &RecordBatch, out: &mut Vec<u8>) {
-    let fields = batch.num_columns() as i16;
-    for row in 0..batch.num_rows() {
-        out.extend_from_slice(&fields.to_be_bytes());
-        for column in batch.columns() {
-            if column.is_null(row) {
-                out.extend_from_slice(&(-1i32).to_be_bytes());
-                continue;
-            }
-            let mut field = |bytes: &[u8]| {
-                out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
-                out.extend_from_slice(bytes);
-            };
-            match column.data_type() {
-                DataType::Boolean => field(&[column.as_boolean().value(row) as u8]),
-                DataType::Int16 => field(
-                    &column
-                        .as_primitive::<arrow::datatypes::Int16Type>()
-                        .value(row)
-                        .to_be_bytes(),
-                ),
-                DataType::Int32 => field(
-                    &column
-                        .as_primitive::<arrow::datatypes::Int32Type>()
-                        .value(row)
-                        .to_be_bytes(),
-                ),
-                DataType::Int64 => field(
-                    &column
-                        .as_primitive::<arrow::datatypes::Int64Type>()
-                        .value(row)
-                        .to_be_bytes(),
-                ),
-                DataType::Float32 => field(
-                    &column
-                        .as_primitive::<arrow::datatypes::Float32Type>()
-                        .value(row)
-                        .to_be_bytes(),
-                ),
-                DataType::Float64 => field(
-                    &column
-                        .as_primitive::<arrow::datatypes::Float64Type>()
-                        .value(row)
-                        .to_be_bytes(),
-                ),
-                DataType::Utf8 => field(column.as_string::<i32>().value(row).as_bytes()),
-                DataType::Binary => field(column.as_binary::<i32>().value(row)),
-                DataType::Date32 => {
-                    let days = column
-                        .as_primitive::<arrow::datatypes::Date32Type>()
-                        .value(row);
-                    field(&(days - PG_EPOCH_DAYS).to_be_bytes())
-                }
-                DataType::Timestamp(_, _) => {
-                    let micros = column
-                        .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
-                        .value(row);
-                    field(&(micros - PG_EPOCH_MICROS).to_be_bytes())
-                }
-                other => unreachable!("{other} is not a wire type"),
-            }
-        }
-    }
-}
-
-/// Streams the input into `table` by multi-row INSERTs; rows loaded.
+/// Streams the input into `table` through SQLite's C API
+/// ([`super::lite`]): one prepared `INSERT` of a row, bound straight from
+/// the Arrow arrays and stepped per row, inside the caller's transaction.
 async fn insert_sqlite(
     database: &Database,
     conn: &mut SqliteConnection,
@@ -793,42 +712,26 @@ async fn insert_sqlite(
     input: &mut Input,
 ) -> Result<u64> {
     let doing = format!("loading rows into {table}");
-    let width = input.schema.fields().len();
-    let per_statement = SQLITE_ROWS_PER_INSERT.min((SQLITE_MAX_VALUES / width).max(1));
-    let columns = column_list(&input.schema);
-    let row_marks = format!("({})", vec!["?"; width].join(", "));
-    let statement = |rows: usize| {
-        format!(
-            "INSERT INTO {table} ({columns}) VALUES {}",
-            vec![row_marks.as_str(); rows].join(", ")
-        )
+    let failed = |why: String| {
+        DataFusionError::Execution(format!(
+            "{doing} in {}: {why}; the entry was not changed",
+            database.shown
+        ))
     };
-    let full = statement(per_statement);
+    let marks = vec!["?"; input.schema.fields().len()].join(", ");
+    let sql = format!(
+        "INSERT INTO {table} ({}) VALUES ({marks})",
+        column_list(&input.schema)
+    );
+    let mut handle = match conn.lock_handle().await {
+        Ok(handle) => handle,
+        Err(e) => return Err(self::failed(database, &doing, e).await),
+    };
+    let mut statement = Statement::prepare(&mut handle, &sql).map_err(failed)?;
     let mut rows = 0u64;
     while let Some(batch) = input.data.next().await {
         let batch = batch.and_then(|b| to_wire(&b, &input.wires, &input.wire_schema))?;
-        let mut start = 0;
-        while start < batch.num_rows() {
-            let take = per_statement.min(batch.num_rows() - start);
-            let mut args = SqliteArguments::default();
-            for row in start..start + take {
-                for column in batch.columns() {
-                    bind_sqlite(&mut args, column.as_ref(), row)?;
-                }
-            }
-            let sql = if take == per_statement {
-                full.clone()
-            } else {
-                statement(take)
-            };
-            if let Err(e) = sqlx::query_with(AssertSqlSafe(sql), args)
-                .execute(&mut *conn)
-                .await
-            {
-                return Err(failed(database, &doing, e).await);
-            }
-            start += take;
-        }
+        statement.insert_rows(&batch).map_err(failed)?;
         rows += batch.num_rows() as u64;
         if let Some(progress) = &input.options.progress {
             let bytes = batch.get_array_memory_size() as u64;
@@ -836,37 +739,6 @@ async fn insert_sqlite(
         }
     }
     Ok(rows)
-}
-
-/// Binds one value of a wire-typed column.
-fn bind_sqlite(args: &mut SqliteArguments, column: &dyn Array, row: usize) -> Result<()> {
-    let bound = if column.is_null(row) {
-        args.add(None::<i64>)
-    } else {
-        match column.data_type() {
-            DataType::Boolean => args.add(downcast::<BooleanArray>(column).value(row) as i64),
-            DataType::Int16 => args.add(downcast::<Int16Array>(column).value(row) as i64),
-            DataType::Int32 => args.add(downcast::<Int32Array>(column).value(row) as i64),
-            DataType::Int64 => args.add(downcast::<Int64Array>(column).value(row)),
-            DataType::Float32 => args.add(downcast::<Float32Array>(column).value(row) as f64),
-            DataType::Float64 => args.add(downcast::<Float64Array>(column).value(row)),
-            DataType::Utf8 => args.add(downcast::<StringArray>(column).value(row).to_string()),
-            DataType::Binary => args.add(downcast::<BinaryArray>(column).value(row).to_vec()),
-            DataType::Date32 => args.add(sqlite_date(downcast::<Date32Array>(column).value(row))),
-            DataType::Timestamp(_, _) => args.add(sqlite_timestamp(
-                downcast::<TimestampMicrosecondArray>(column).value(row),
-            )),
-            other => unreachable!("{other} is not a wire type"),
-        }
-    };
-    bound.map_err(|e| DataFusionError::Execution(format!("binding a value: {e}")))
-}
-
-fn downcast<T: 'static>(column: &dyn Array) -> &T {
-    column
-        .as_any()
-        .downcast_ref::<T>()
-        .expect("a wire-typed column")
 }
 
 /// Drops the entry's table under every name it may have.
@@ -886,38 +758,4 @@ pub async fn delete(database: &Database, at: &Location) -> Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use arrow::array::ArrayRef;
-    use std::sync::Arc;
-
-    #[test]
-    fn copy_rows_follow_the_binary_format() {
-        let schema = Arc::new(Schema::new(vec![
-            arrow::datatypes::Field::new("n", DataType::Int32, true),
-            arrow::datatypes::Field::new("s", DataType::Utf8, true),
-        ]));
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(Int32Array::from(vec![Some(7), None])),
-            Arc::new(StringArray::from(vec![Some("ab"), Some("")])),
-        ];
-        let batch = RecordBatch::try_new(schema, columns).unwrap();
-        let mut out = Vec::new();
-        encode_copy_rows(&batch, &mut out);
-        let expected: Vec<u8> = [
-            &2i16.to_be_bytes()[..],
-            &4i32.to_be_bytes(),
-            &7i32.to_be_bytes(),
-            &2i32.to_be_bytes(),
-            b"ab",
-            &2i16.to_be_bytes(),
-            &(-1i32).to_be_bytes(),
-            &0i32.to_be_bytes(),
-        ]
-        .concat();
-        assert_eq!(out, expected);
-    }
 }

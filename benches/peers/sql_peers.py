@@ -1,0 +1,141 @@
+"""The SQL backend's peers, for `cargo bench --features sql --bench sql`:
+the Arrow-native readers and bulk loaders of SQLite and PostgreSQL,
+reading and loading the same table the bench stored.
+
+    python sql_peers.py RUNS SQLITE_FILE PG_URI PARQUET MONTH_START MONTH_END
+
+RUNS reads of each kind per peer; SQLITE_FILE is the tier's SQLite
+database and PG_URI a PostgreSQL connection string ('-' when PostgreSQL is
+not measured). The entry's table is the one whose name starts with
+`bench_grid_sql`. PARQUET holds the same rows, which each ADBC driver
+ingests into a new table (the rows are in memory before the clock starts).
+Prints one JSON object: {database: {peer: {full, month, ingest}}} in
+milliseconds, medians of the runs.
+"""
+
+import json
+import statistics
+import sys
+import time
+
+import adbc_driver_postgresql.dbapi
+import adbc_driver_sqlite.dbapi
+import connectorx
+import pyarrow.parquet
+
+
+def median_ms(runs, action):
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        action()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def table_name(connection, query):
+    with connection.cursor() as cursor:
+        cursor.execute(query)
+        row = cursor.fetchone()
+    if row is None:
+        sys.exit("no table named bench_grid_sql* was found")
+    return row[0]
+
+
+def adbc_read(connect, query):
+    def read():
+        with connect() as connection, connection.cursor() as cursor:
+            cursor.execute(query)
+            table = cursor.fetch_arrow_table()
+            assert table.num_rows > 0
+    return read
+
+
+def adbc_ingest(connect, rows):
+    def ingest():
+        with connect() as connection:
+            with connection.cursor() as cursor:
+                cursor.adbc_ingest("peer_ingest", rows, mode="replace")
+            connection.commit()
+    return ingest
+
+
+def connectorx_read(uri, query):
+    def read():
+        table = connectorx.read_sql(uri, query, return_type="arrow")
+        assert table.num_rows > 0
+    return read
+
+
+def measure(runs, readers, ingest):
+    result = {}
+    for peer, (full, month) in readers.items():
+        result[peer] = {
+            "full": median_ms(runs, full),
+            "month": median_ms(runs, month),
+        }
+    if ingest is not None:
+        name, action = ingest
+        result.setdefault(name, {})["ingest"] = median_ms(max(1, runs // 2), action)
+    return result
+
+
+def main():
+    runs, sqlite_file, pg_uri, parquet, start, end = sys.argv[1:7]
+    runs = int(runs)
+    rows = pyarrow.parquet.read_table(parquet)
+    results = {}
+
+    sqlite_connect = lambda: adbc_driver_sqlite.dbapi.connect(sqlite_file)
+    with sqlite_connect() as connection:
+        table = table_name(
+            connection,
+            "SELECT name FROM sqlite_master WHERE type = 'table' "
+            "AND name LIKE 'bench_grid_sql%' ORDER BY name LIMIT 1",
+        )
+    full = f'SELECT time, lat, lon, air FROM "{table}"'
+    # The bench stores SQLite times as fixed-width text, which compares in
+    # time order.
+    month = f"{full} WHERE time >= '{start}.000000' AND time <= '{end}.000000'"
+    uri = f"sqlite://{sqlite_file}"
+    results["SQLite"] = measure(
+        runs,
+        {
+            "adbc_driver_sqlite": (
+                adbc_read(sqlite_connect, full),
+                adbc_read(sqlite_connect, month),
+            ),
+            "connectorx": (connectorx_read(uri, full), connectorx_read(uri, month)),
+        },
+        ("adbc_driver_sqlite", adbc_ingest(sqlite_connect, rows)),
+    )
+
+    if pg_uri != "-":
+        pg_connect = lambda: adbc_driver_postgresql.dbapi.connect(pg_uri)
+        with pg_connect() as connection:
+            schema, table = table_name(
+                connection,
+                "SELECT table_schema || '.' || table_name FROM information_schema.tables "
+                "WHERE table_name LIKE 'bench_grid_sql%' ORDER BY 1 LIMIT 1",
+            ).split(".", 1)
+        full = f'SELECT time, lat, lon, air FROM "{schema}"."{table}"'
+        month = f"{full} WHERE time >= '{start}' AND time <= '{end}'"
+        results["PostgreSQL"] = measure(
+            runs,
+            {
+                "adbc_driver_postgresql": (
+                    adbc_read(pg_connect, full),
+                    adbc_read(pg_connect, month),
+                ),
+                "connectorx": (
+                    connectorx_read(pg_uri, full),
+                    connectorx_read(pg_uri, month),
+                ),
+            },
+            ("adbc_driver_postgresql", adbc_ingest(pg_connect, rows)),
+        )
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
