@@ -15,7 +15,8 @@
 //! a sub-select PostgreSQL evaluates once per statement, so an index on the
 //! time column still serves the window.
 
-use arrow::array::{Array, AsArray};
+use arrow::array::{Array, AsArray, BinaryArray, BooleanArray, StringArray};
+use arrow::buffer::NullBuffer;
 use arrow::datatypes::{
     DataType, Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,
     TimestampMicrosecondType,
@@ -80,53 +81,78 @@ pub fn setting_name(n: usize) -> String {
 /// field count, then per field its length (-1 for NULL) and its bytes in
 /// network order.
 pub fn encode_rows(batch: &RecordBatch, out: &mut Vec<u8>) {
-    let fields = batch.num_columns() as i16;
+    // Each column's values are looked up once per batch, not per value:
+    // the loop below runs for every value of a load.
+    let columns: Vec<(Values, Option<&NullBuffer>)> = batch
+        .columns()
+        .iter()
+        .map(|c| (Values::of(c.as_ref()), c.nulls()))
+        .collect();
+    let fields = (batch.num_columns() as i16).to_be_bytes();
     for row in 0..batch.num_rows() {
-        out.extend_from_slice(&fields.to_be_bytes());
-        for column in batch.columns() {
-            if column.is_null(row) {
+        out.extend_from_slice(&fields);
+        for (values, nulls) in &columns {
+            if nulls.is_some_and(|n| n.is_null(row)) {
                 out.extend_from_slice(&(-1i32).to_be_bytes());
-                continue;
+            } else {
+                values.encode(row, out);
             }
-            let mut field = |bytes: &[u8]| {
-                out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
-                out.extend_from_slice(bytes);
-            };
-            match column.data_type() {
-                DataType::Boolean => field(&[column.as_boolean().value(row) as u8]),
-                DataType::Int16 => {
-                    field(&column.as_primitive::<Int16Type>().value(row).to_be_bytes())
-                }
-                DataType::Int32 => {
-                    field(&column.as_primitive::<Int32Type>().value(row).to_be_bytes())
-                }
-                DataType::Int64 => {
-                    field(&column.as_primitive::<Int64Type>().value(row).to_be_bytes())
-                }
-                DataType::Float32 => field(
-                    &column
-                        .as_primitive::<Float32Type>()
-                        .value(row)
-                        .to_be_bytes(),
-                ),
-                DataType::Float64 => field(
-                    &column
-                        .as_primitive::<Float64Type>()
-                        .value(row)
-                        .to_be_bytes(),
-                ),
-                DataType::Utf8 => field(column.as_string::<i32>().value(row).as_bytes()),
-                DataType::Binary => field(column.as_binary::<i32>().value(row)),
-                DataType::Date32 => {
-                    let days = column.as_primitive::<Date32Type>().value(row);
-                    field(&(days - PG_EPOCH_DAYS).to_be_bytes())
-                }
-                DataType::Timestamp(_, _) => {
-                    let micros = column.as_primitive::<TimestampMicrosecondType>().value(row);
-                    field(&(micros - PG_EPOCH_MICROS).to_be_bytes())
-                }
-                other => unreachable!("{other} is not a wire type"),
+        }
+    }
+}
+
+/// A wire-typed column's values, by type.
+enum Values<'a> {
+    Bool(&'a BooleanArray),
+    Int16(&'a [i16]),
+    Int32(&'a [i32]),
+    Int64(&'a [i64]),
+    Float32(&'a [f32]),
+    Float64(&'a [f64]),
+    Text(&'a StringArray),
+    Bytes(&'a BinaryArray),
+    /// Days since 1970-01-01.
+    Date(&'a [i32]),
+    /// Microseconds since 1970-01-01.
+    Timestamp(&'a [i64]),
+}
+
+impl<'a> Values<'a> {
+    fn of(column: &'a dyn Array) -> Values<'a> {
+        match column.data_type() {
+            DataType::Boolean => Values::Bool(column.as_boolean()),
+            DataType::Int16 => Values::Int16(column.as_primitive::<Int16Type>().values()),
+            DataType::Int32 => Values::Int32(column.as_primitive::<Int32Type>().values()),
+            DataType::Int64 => Values::Int64(column.as_primitive::<Int64Type>().values()),
+            DataType::Float32 => Values::Float32(column.as_primitive::<Float32Type>().values()),
+            DataType::Float64 => Values::Float64(column.as_primitive::<Float64Type>().values()),
+            DataType::Utf8 => Values::Text(column.as_string::<i32>()),
+            DataType::Binary => Values::Bytes(column.as_binary::<i32>()),
+            DataType::Date32 => Values::Date(column.as_primitive::<Date32Type>().values()),
+            DataType::Timestamp(_, _) => {
+                Values::Timestamp(column.as_primitive::<TimestampMicrosecondType>().values())
             }
+            other => unreachable!("{other} is not a wire type"),
+        }
+    }
+
+    /// Appends the field of `row`: its length, then its bytes.
+    fn encode(&self, row: usize, out: &mut Vec<u8>) {
+        fn field(out: &mut Vec<u8>, bytes: &[u8]) {
+            out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+            out.extend_from_slice(bytes);
+        }
+        match self {
+            Values::Bool(v) => field(out, &[v.value(row) as u8]),
+            Values::Int16(v) => field(out, &v[row].to_be_bytes()),
+            Values::Int32(v) => field(out, &v[row].to_be_bytes()),
+            Values::Int64(v) => field(out, &v[row].to_be_bytes()),
+            Values::Float32(v) => field(out, &v[row].to_be_bytes()),
+            Values::Float64(v) => field(out, &v[row].to_be_bytes()),
+            Values::Text(v) => field(out, v.value(row).as_bytes()),
+            Values::Bytes(v) => field(out, v.value(row)),
+            Values::Date(v) => field(out, &(v[row] - PG_EPOCH_DAYS).to_be_bytes()),
+            Values::Timestamp(v) => field(out, &(v[row] - PG_EPOCH_MICROS).to_be_bytes()),
         }
     }
 }
