@@ -118,8 +118,10 @@ async fn main() -> Result<()> {
             config.set("root.sql.username", &var("WRITER"))?;
             config.set_secret("root.sql.password", &var("WRITER_PASSWORD"))?;
             engines.push(("PostgreSQL", Engine::new(&config)?));
-            let (user, password, db) = (var("WRITER"), var("WRITER_PASSWORD"), var("DATABASE"));
-            format!("postgresql://{user}:{password}@127.0.0.1:{port}/{db}")
+            // The peers read the password from the environment they
+            // inherit, never from an argument or a message.
+            let (user, db) = (var("WRITER"), var("DATABASE"));
+            format!("postgresql://{user}@127.0.0.1:{port}/{db}")
         }
         Err(_) => {
             println!("(NUTHATCH_TEST_PG_* unset: SQLite only)\n");

@@ -5,8 +5,10 @@ reading and loading the same table the bench stored.
     python sql_peers.py RUNS SQLITE_FILE PG_URI PARQUET MONTH_START MONTH_END
 
 RUNS reads of each kind per peer; SQLITE_FILE is the tier's SQLite
-database and PG_URI a PostgreSQL connection string ('-' when PostgreSQL is
-not measured). The entry's table is the one whose name starts with
+database and PG_URI a PostgreSQL connection string without its password
+('-' when PostgreSQL is not measured); the password comes from the
+environment (NUTHATCH_TEST_PG_WRITER_PASSWORD), and any error this script
+shows has it removed. The entry's table is the one whose name starts with
 `bench_grid_sql`. PARQUET holds the same rows, which each ADBC driver
 ingests into a new table (the rows are in memory before the clock starts).
 Prints one JSON object: {database: {peer: {full, month, ingest}}} in
@@ -14,6 +16,7 @@ milliseconds, medians of the runs.
 """
 
 import json
+import os
 import statistics
 import sys
 import time
@@ -111,6 +114,9 @@ def main():
     )
 
     if pg_uri != "-":
+        password = os.environ.get("NUTHATCH_TEST_PG_WRITER_PASSWORD", "")
+        user_at = pg_uri.split("://", 1)[1].split("@", 1)[0]
+        pg_uri = pg_uri.replace(f"{user_at}@", f"{user_at}:{password}@", 1)
         pg_connect = lambda: adbc_driver_postgresql.dbapi.connect(pg_uri)
         with pg_connect() as connection:
             schema, table = table_name(
@@ -138,4 +144,9 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    password = os.environ.get("NUTHATCH_TEST_PG_WRITER_PASSWORD", "")
+    try:
+        main()
+    except Exception as error:
+        message = f"{type(error).__name__}: {error}"
+        sys.exit(message.replace(password, "***") if password else message)
