@@ -70,16 +70,20 @@ def connectorx_read(uri, query):
     return read
 
 
-def measure(runs, readers, ingest):
+def measure(runs, driver, connect, cx_uri, full, month, rows):
+    """One database's peers: its ADBC driver and connectorx reading the
+    full table and the month, and the driver's ingest of the rows."""
     result = {}
-    for peer, (full, month) in readers.items():
+    readers = {
+        driver: (adbc_read(connect, full), adbc_read(connect, month)),
+        "connectorx": (connectorx_read(cx_uri, full), connectorx_read(cx_uri, month)),
+    }
+    for peer, (read_full, read_month) in readers.items():
         result[peer] = {
-            "full": median_ms(runs, full),
-            "month": median_ms(runs, month),
+            "full": median_ms(runs, read_full),
+            "month": median_ms(runs, read_month),
         }
-    if ingest is not None:
-        name, action = ingest
-        result.setdefault(name, {})["ingest"] = median_ms(max(1, runs // 2), action)
+    result[driver]["ingest"] = median_ms(max(1, runs // 2), adbc_ingest(connect, rows))
     return result
 
 
@@ -100,17 +104,14 @@ def main():
     # The bench stores SQLite times as fixed-width text, which compares in
     # time order.
     month = f"{full} WHERE time >= '{start}.000000' AND time <= '{end}.000000'"
-    uri = f"sqlite://{sqlite_file}"
     results["SQLite"] = measure(
         runs,
-        {
-            "adbc_driver_sqlite": (
-                adbc_read(sqlite_connect, full),
-                adbc_read(sqlite_connect, month),
-            ),
-            "connectorx": (connectorx_read(uri, full), connectorx_read(uri, month)),
-        },
-        ("adbc_driver_sqlite", adbc_ingest(sqlite_connect, rows)),
+        "adbc_driver_sqlite",
+        sqlite_connect,
+        f"sqlite://{sqlite_file}",
+        full,
+        month,
+        rows,
     )
 
     if pg_uri != "-":
@@ -127,18 +128,7 @@ def main():
         full = f'SELECT time, lat, lon, air FROM "{schema}"."{table}"'
         month = f"{full} WHERE time >= '{start}' AND time <= '{end}'"
         results["PostgreSQL"] = measure(
-            runs,
-            {
-                "adbc_driver_postgresql": (
-                    adbc_read(pg_connect, full),
-                    adbc_read(pg_connect, month),
-                ),
-                "connectorx": (
-                    connectorx_read(pg_uri, full),
-                    connectorx_read(pg_uri, month),
-                ),
-            },
-            ("adbc_driver_postgresql", adbc_ingest(pg_connect, rows)),
+            runs, "adbc_driver_postgresql", pg_connect, pg_uri, full, month, rows
         )
     print(json.dumps(results))
 

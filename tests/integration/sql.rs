@@ -502,13 +502,7 @@ async fn postgres_holds_entries_as_tables_safely() {
         .await
         .unwrap();
     f.reports();
-    let frame = f
-        .nuthatch
-        .sql("SELECT * FROM killed_pg(NULL, NULL)")
-        .await
-        .unwrap();
-    let mut stream = frame.execute_stream().await.unwrap();
-    stream.next().await.unwrap().unwrap();
+    let mut stream = after_first_batch(&f, "SELECT * FROM killed_pg(NULL, NULL)").await;
     let killed = count(
         &admin,
         "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
@@ -531,16 +525,21 @@ async fn postgres_holds_entries_as_tables_safely() {
     // unread; its connection is closed rather than handed back, and the
     // next reads get every row.
     for _ in 0..3 {
-        let frame = f
-            .nuthatch
-            .sql("SELECT * FROM killed_pg(NULL, NULL)")
-            .await
-            .unwrap();
-        let mut stream = frame.execute_stream().await.unwrap();
-        stream.next().await.unwrap().unwrap();
+        drop(after_first_batch(&f, "SELECT * FROM killed_pg(NULL, NULL)").await);
     }
     let rows = f.int("SELECT count(time) FROM killed_pg(NULL, NULL)").await;
     assert_eq!(rows, 400_000);
+}
+
+/// The stream of `sql`'s rows once its first batch has arrived.
+async fn after_first_batch(
+    f: &Fixture,
+    sql: &str,
+) -> datafusion::execution::SendableRecordBatchStream {
+    let frame = f.nuthatch.sql(sql).await.unwrap();
+    let mut stream = frame.execute_stream().await.unwrap();
+    stream.next().await.unwrap().unwrap();
+    stream
 }
 
 fn python_sql(args: &[&str], root: &Path, pg: &Pg) -> String {
