@@ -36,9 +36,10 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PhysicalExpr, PlanProperties,
 };
 use futures::TryStreamExt;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgArguments;
 use sqlx::sqlite::SqliteArguments;
-use sqlx::{Arguments, AssertSqlSafe, Executor, PgConnection, Row, SqliteConnection};
+use sqlx::{Arguments, AssertSqlSafe, Executor, PgConnection, Postgres, Row, SqliteConnection};
 use tokio::sync::mpsc;
 
 use super::copy::{self, CopyOut};
@@ -472,6 +473,31 @@ impl ExecutionPlan for SqlScan {
 
 type Sender = mpsc::Sender<Result<RecordBatch>>;
 
+/// A pooled connection running a `COPY`: closed when dropped unless the
+/// COPY was read to its end, since the rest of an unfinished one would
+/// reach the connection's next user. Dropping covers a read abandoned by
+/// its consumer, whose fetching task is aborted mid-await.
+struct Copying(Option<PoolConnection<Postgres>>);
+
+impl Copying {
+    fn get(&mut self) -> &mut PgConnection {
+        self.0.as_mut().expect("a connection until finished")
+    }
+
+    /// Hands the connection back to its pool.
+    fn finished(mut self) {
+        self.0.take();
+    }
+}
+
+impl Drop for Copying {
+    fn drop(&mut self) {
+        if let Some(mut conn) = self.0.take() {
+            conn.close_on_drop();
+        }
+    }
+}
+
 /// What the fetching task needs.
 struct Query {
     database: Database,
@@ -558,11 +584,10 @@ impl Query {
                     Err(e) => return Err(self.database.error(doing, e).await),
                 };
                 if let (Some(copy), Some(settings)) = (&self.copy, self.settings()) {
-                    let copied = self.rows_copy(&mut conn, copy, settings, sender).await;
-                    // A COPY left unfinished would have to be read to its
-                    // end before the connection could serve again.
-                    if !matches!(copied, Ok(true)) {
-                        conn.close_on_drop();
+                    let mut conn = Copying(Some(conn));
+                    let copied = self.rows_copy(conn.get(), copy, settings, sender).await;
+                    if matches!(copied, Ok(true)) {
+                        conn.finished();
                     }
                     return copied.map(|_| ());
                 }
