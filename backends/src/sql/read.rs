@@ -542,69 +542,70 @@ impl Query {
 
     async fn rows(&self, sender: &Sender) -> Result<()> {
         let doing = "reading";
-        let mut builders: Vec<Builder> = self
-            .wires
-            .iter()
-            .map(|w| Builder::new(*w, self.batch_size))
-            .collect();
-        let mut rows_in_batch = 0;
-        macro_rules! drain {
-            ($stream:expr, $push:ident) => {{
-                let mut stream = $stream;
-                loop {
-                    let row = match stream.try_next().await {
-                        Ok(Some(row)) => row,
-                        Ok(None) => break,
-                        Err(e) => return Err(self.database.error(doing, e).await),
-                    };
-                    for (i, builder) in builders.iter_mut().enumerate() {
-                        builder.$push(&row, i).map_err(|e| {
-                            DataFusionError::Execution(format!(
-                                "reading column {} of {}: {e}",
-                                self.schema.field(i).name(),
-                                self.database.shown
-                            ))
-                        })?;
-                    }
-                    rows_in_batch += 1;
-                    if rows_in_batch == self.batch_size {
-                        self.fetched.add(rows_in_batch);
-                        rows_in_batch = 0;
-                        if sender.send(self.batch(&mut builders)).await.is_err() {
-                            return Ok(());
-                        }
-                    }
-                }
-            }};
-        }
         match &self.database.pools {
             Pools::Postgres { read, .. } => {
-                let mut conn = match read.acquire().await {
+                let conn = match read.acquire().await {
                     Ok(conn) => conn,
                     Err(e) => return Err(self.database.error(doing, e).await),
                 };
-                if let (Some(copy), Some(settings)) = (&self.copy, self.settings()) {
-                    let mut conn = Copying(Some(conn));
-                    let copied = self.rows_copy(conn.get(), copy, settings, sender).await;
-                    if matches!(copied, Ok(true)) {
-                        conn.finished();
-                    }
-                    return copied.map(|_| ());
+                let (Some(copy), Some(settings)) = (&self.copy, self.settings()) else {
+                    let mut conn = conn;
+                    return self.rows_bound(&mut conn, sender).await;
+                };
+                let mut conn = Copying(Some(conn));
+                let copied = self.rows_copy(conn.get(), copy, settings, sender).await;
+                if matches!(copied, Ok(true)) {
+                    conn.finished();
                 }
-                let query =
-                    sqlx::query_with(AssertSqlSafe(self.sql.clone()), pg_arguments(&self.params)?);
-                drain!(query.fetch(&mut *conn), push_postgres);
+                copied.map(|_| ())
             }
             Pools::Sqlite { read, .. } => {
                 let mut conn = match read.acquire().await {
                     Ok(conn) => conn,
                     Err(e) => return Err(self.database.error(doing, e).await),
                 };
-                return self.rows_sqlite(&mut conn, sender).await;
+                self.rows_sqlite(&mut conn, sender).await
             }
         }
-        if rows_in_batch > 0 {
-            self.fetched.add(rows_in_batch);
+    }
+
+    /// Streams PostgreSQL rows fetched with bound parameters, for values
+    /// that have no setting form for a `COPY`.
+    async fn rows_bound(&self, conn: &mut PgConnection, sender: &Sender) -> Result<()> {
+        let mut builders: Vec<Builder> = self
+            .wires
+            .iter()
+            .map(|w| Builder::new(*w, self.batch_size))
+            .collect();
+        let query = sqlx::query_with(AssertSqlSafe(self.sql.clone()), pg_arguments(&self.params)?);
+        let mut stream = query.fetch(conn);
+        let mut rows = 0;
+        loop {
+            let row = match stream.try_next().await {
+                Ok(Some(row)) => row,
+                Ok(None) => break,
+                Err(e) => return Err(self.database.error("reading", e).await),
+            };
+            for (i, builder) in builders.iter_mut().enumerate() {
+                builder.push_postgres(&row, i).map_err(|e| {
+                    DataFusionError::Execution(format!(
+                        "reading column {} of {}: {e}",
+                        self.schema.field(i).name(),
+                        self.database.shown
+                    ))
+                })?;
+            }
+            rows += 1;
+            if rows == self.batch_size {
+                self.fetched.add(rows);
+                rows = 0;
+                if sender.send(self.batch(&mut builders)).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        if rows > 0 {
+            self.fetched.add(rows);
             let _ = sender.send(self.batch(&mut builders)).await;
         }
         Ok(())
