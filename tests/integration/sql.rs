@@ -368,6 +368,55 @@ fn stream_of(name: &str) -> CachedFunction {
         .unwrap()
 }
 
+/// Ten years of hours (many of the time index's page ranges), a month
+/// in the middle replaced and a week upserted: each window read after
+/// them gets exactly its rows, and fetches only them.
+async fn windows_after_merges(f: &Fixture, admin: &sqlx::PgPool, name: &str) {
+    const HOURS: i64 = 3652 * 24;
+    let all = format!("SELECT count(*) FROM {name}('2001-01-01', '2010-12-31T23:00:00')");
+    assert_eq!(f.int(&all).await, 2 * HOURS);
+    f.reports();
+    let index = sqlx::query("SELECT indexdef FROM pg_indexes WHERE tablename = $1")
+        .bind(format!("{name}/"))
+        .fetch_one(admin)
+        .await
+        .unwrap()
+        .get::<String, _>(0);
+    assert!(index.contains("USING brin (\"time\")"), "{index}");
+
+    let june = "('2005-06-01', '2005-06-30T23:00:00'";
+    let replaced =
+        format!("SELECT count(*) FROM {name}{june}, revision => -1, replace_window => true)");
+    assert_eq!(f.int(&replaced).await, 2 * 720);
+    assert_outcome(&f.report(), Outcome::WindowReplaced);
+    let upserted = format!(
+        "SELECT count(*) FROM {name}('2008-01-01', '2008-01-07T23:00:00', revision => 2, upsert => true)"
+    );
+    assert_eq!(f.int(&upserted).await, 2 * 168);
+    let report = f.report();
+    assert_eq!(
+        (report.updated, report.inserted),
+        (Some(336), Some(0)),
+        "{report}"
+    );
+
+    let sum = |window: &str| format!("SELECT CAST(sum(value) AS BIGINT) FROM {name}{window})");
+    assert_eq!(f.int(&sum(june)).await, -1440);
+    assert_eq!(f.report().rows_fetched, Some(1440));
+    let january = "('2008-01-01', '2008-01-31T23:00:00'";
+    assert_eq!(f.int(&sum(january)).await, 2 * 336 + (1488 - 336));
+    assert_eq!(f.report().rows_fetched, Some(1488));
+    let unchanged = 2 * HOURS - 1440 - 336;
+    assert_eq!(
+        revisions(f, name).await,
+        [
+            "-1:1440".to_string(),
+            format!("1:{unchanged}"),
+            "2:336".into()
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: run `bash scripts/test`"]
 async fn postgres_holds_entries_as_tables_safely() {
@@ -379,6 +428,10 @@ async fn postgres_holds_entries_as_tables_safely() {
     f.nuthatch.register(observations("obs_pg", "sql")).unwrap();
     stores_then_pushes_down(&f, "obs_pg").await;
     merges(&f, "obs_pg").await;
+    f.nuthatch
+        .register(observations("obs_years", "sql"))
+        .unwrap();
+    windows_after_merges(&f, &admin, "obs_years").await;
     let sql = format!(
         "SELECT count(*) FROM obs_pg('2020-01-01', '2020-01-01T23:00:00', namespace => '{}')",
         HOSTILE.replace('\'', "''")

@@ -209,14 +209,11 @@ async fn replace(
         };
     }
     let create = create_table(&staging.quoted(), &input, database.dialect(), false);
-    let index = input.options.sorted_by.clone().map(|column| {
-        format!(
-            "CREATE INDEX {} ON {} ({})",
-            quote(&format!("{}_{}", staging.table, "time")),
-            staging.quoted(),
-            quote(&column)
-        )
-    });
+    let index = input
+        .options
+        .sorted_by
+        .as_deref()
+        .map(|column| time_index(&staging, column, database.dialect()));
     let mut finish = Vec::new();
     for old in names {
         finish.push(format!("DROP TABLE IF EXISTS {}", old.quoted()));
@@ -283,6 +280,31 @@ async fn replace(
     };
     tracing::debug!(table = %target, rows = loaded.0, "wrote sql entry");
     Ok((loaded.0, loaded.1.map(|b| b as u64)))
+}
+
+/// The index that serves window reads of a table whose rows arrive sorted
+/// by `column`, built after the load.
+///
+/// PostgreSQL gets a BRIN index: the rows lie in time order on disk, so
+/// each range of pages holds a narrow span of times, and the summary of
+/// those spans builds in about half the time of a B-tree over the same
+/// rows and serves a month's window as fast. Rows merged in later land at
+/// the table's end (or in freed space), which only widens the span of the
+/// ranges they join: a window read may then scan a few more pages, never
+/// miss a row. `autosummarize` lets autovacuum summarize ranges that
+/// appends fill (a range without a summary is always scanned). SQLite has
+/// only B-trees.
+fn time_index(table: &TableName, column: &str, dialect: Dialect) -> String {
+    let name = quote(&format!("{}_time", table.table));
+    let (method, with) = match dialect {
+        Dialect::Postgres => (" USING brin", " WITH (autosummarize = on)"),
+        Dialect::Sqlite => ("", ""),
+    };
+    format!(
+        "CREATE INDEX {name} ON {}{method} ({}){with}",
+        table.quoted(),
+        quote(column)
+    )
 }
 
 /// Runs the write's step before its data is published
