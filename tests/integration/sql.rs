@@ -383,6 +383,16 @@ async fn windows_after_merges(f: &Fixture, admin: &sqlx::PgPool, name: &str) {
         .unwrap()
         .get::<String, _>(0);
     assert!(index.contains("USING brin (\"time\")"), "{index}");
+    // Analyzed in the write: without statistics the planner would not
+    // know the time column's order and would scan the table for a window.
+    let analyzed =
+        sqlx::query("SELECT correlation FROM pg_stats WHERE tablename = $1 AND attname = 'time'")
+            .bind(format!("{name}/"))
+            .fetch_one(admin)
+            .await
+            .unwrap()
+            .get::<f32, _>(0);
+    assert!(analyzed > 0.99, "{analyzed}");
 
     let june = "('2005-06-01', '2005-06-30T23:00:00'";
     let replaced =
