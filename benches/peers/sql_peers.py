@@ -11,8 +11,10 @@ environment (NUTHATCH_TEST_PG_WRITER_PASSWORD), and any error this script
 shows has it removed. The entry's table is the one whose name starts with
 `bench_grid_sql`. PARQUET holds the same rows, which each ADBC driver
 ingests into a new table (the rows are in memory before the clock starts).
-Prints one JSON object: {database: {peer: {full, month, ingest}}} in
-milliseconds, medians of the runs.
+Prints one JSON object: {database: {peer: {full, month, ingest,
+indexed}}} in milliseconds, medians of the runs; `indexed` is the ingest
+followed by the same time index (and, on PostgreSQL, statistics) our
+write builds, in its transaction.
 """
 
 import json
@@ -54,11 +56,16 @@ def adbc_read(connect, query):
     return read
 
 
-def adbc_ingest(connect, rows):
+def adbc_ingest(connect, rows, index=()):
+    """The driver's bulk ingest of the rows into a new table, then the
+    statements of `index` on it (the index our write builds for windows),
+    in one transaction."""
     def ingest():
         with connect() as connection:
             with connection.cursor() as cursor:
                 cursor.adbc_ingest("peer_ingest", rows, mode="replace")
+                for statement in index:
+                    cursor.execute(statement)
             connection.commit()
     return ingest
 
@@ -70,9 +77,10 @@ def connectorx_read(uri, query):
     return read
 
 
-def measure(runs, driver, connect, cx_uri, full, month, rows):
+def measure(runs, driver, connect, cx_uri, full, month, rows, index):
     """One database's peers: its ADBC driver and connectorx reading the
-    full table and the month, and the driver's ingest of the rows."""
+    full table and the month, and the driver's ingest of the rows, alone
+    and followed by the time index our write builds."""
     result = {}
     readers = {
         driver: (adbc_read(connect, full), adbc_read(connect, month)),
@@ -83,7 +91,9 @@ def measure(runs, driver, connect, cx_uri, full, month, rows):
             "full": median_ms(runs, read_full),
             "month": median_ms(runs, read_month),
         }
-    result[driver]["ingest"] = median_ms(max(1, runs // 2), adbc_ingest(connect, rows))
+    ingests = max(1, runs // 2)
+    result[driver]["ingest"] = median_ms(ingests, adbc_ingest(connect, rows))
+    result[driver]["indexed"] = median_ms(ingests, adbc_ingest(connect, rows, index))
     return result
 
 
@@ -112,6 +122,7 @@ def main():
         full,
         month,
         rows,
+        ['CREATE INDEX "peer_ingest_time" ON "peer_ingest" ("time")'],
     )
 
     if pg_uri != "-":
@@ -128,7 +139,19 @@ def main():
         full = f'SELECT time, lat, lon, air FROM "{schema}"."{table}"'
         month = f"{full} WHERE time >= '{start}' AND time <= '{end}'"
         results["PostgreSQL"] = measure(
-            runs, "adbc_driver_postgresql", pg_connect, pg_uri, full, month, rows
+            runs,
+            "adbc_driver_postgresql",
+            pg_connect,
+            pg_uri,
+            full,
+            month,
+            rows,
+            [
+                'CREATE INDEX "peer_ingest_time" ON "peer_ingest" USING brin ("time") '
+                "WITH (autosummarize = on)",
+                "SET LOCAL default_statistics_target = 10",
+                'ANALYZE "peer_ingest"',
+            ],
         )
     print(json.dumps(results))
 
