@@ -79,6 +79,11 @@ pub struct Bounds {
     /// Each upper bound keeps the rows of its prefix; with none, the rows
     /// that are not null.
     pub ends: Vec<Prefix>,
+    /// Whether the rows ascend only in files that say so in their own
+    /// metadata (files of several, whose order an entry's log records but
+    /// a file of another writer may not keep): a format then reads any
+    /// other file whole, and the filters above the scan apply the window.
+    pub marked_files_only: bool,
 }
 
 impl Bounds {
@@ -90,6 +95,7 @@ impl Bounds {
             data_type: schema.field_with_name(column).ok()?.data_type().clone(),
             starts: Vec::new(),
             ends: Vec::new(),
+            marked_files_only: false,
         };
         for filter in filters {
             match comparison(column, schema, filter) {
@@ -99,6 +105,14 @@ impl Bounds {
             }
         }
         (!bounds.starts.is_empty() || !bounds.ends.is_empty()).then_some(bounds)
+    }
+
+    /// These bounds, holding only in files that say their rows ascend.
+    pub fn in_marked_files(self) -> Bounds {
+        Bounds {
+            marked_files_only: true,
+            ..self
+        }
     }
 
     /// Whether `filter` is a comparison these bounds can apply exactly.

@@ -354,6 +354,18 @@ impl<F: FileFormatSource> FileEntry<F> {
         let column = self.sort_order.first()?;
         self.format.reads_within_bounds().then_some(column.as_str())
     }
+
+    /// The bounds a scan with `filters` reads within: over the single
+    /// file's sort column, or over the column each file ascends by, where
+    /// only the files that say so keep it (the entry's record of the order
+    /// is not the files' own).
+    fn bounds(&self, filters: &[Expr]) -> Option<Bounds> {
+        if let Some(column) = self.bounded_column() {
+            return Bounds::from_filters(column, &self.schema, filters);
+        }
+        let column = (self.ascending.as_deref()).filter(|_| self.format.reads_within_bounds())?;
+        Bounds::from_filters(column, &self.schema, filters).map(Bounds::in_marked_files)
+    }
 }
 
 #[async_trait]
@@ -402,12 +414,7 @@ impl<F: FileFormatSource> TableProvider for FileEntry<F> {
         let store = session.runtime_env().object_store(&self.store_url)?;
         let partitions = session.config().target_partitions().max(1);
         let files = self.files_for(filters);
-        let ascending = (self.bounded_column()).or(self
-            .ascending
-            .as_deref()
-            .filter(|_| self.format.reads_within_bounds()));
-        let bounds =
-            ascending.and_then(|column| Bounds::from_filters(column, &self.schema, filters));
+        let bounds = self.bounds(filters);
         let groups = match self
             .format
             .groups(session, &store, &files, partitions, bounds.as_ref())

@@ -155,7 +155,7 @@ impl FileFormatSource for ParquetFormat {
             .await?;
         let row_groups = metadata.num_row_groups();
         let accesses = match bounds {
-            Some(bounds) => rows::within(store, file, &metadata, bounds).await?,
+            Some(bounds) => accesses_within(store, file, &metadata, bounds).await?,
             None if row_groups < 2 => return Ok(None),
             None => vec![RowGroupAccess::Scan; row_groups],
         };
@@ -173,9 +173,10 @@ impl FileFormatSource for ParquetFormat {
     }
 }
 
-/// Several files, each sorted, read within `bounds`: each file's row
-/// groups that meet them, with only their rows within them, dealt out to
-/// the partitions in turn across the files.
+/// Several files read within `bounds`: each file's row groups that meet
+/// them, with only their rows within them where the file says its rows
+/// ascend ([`accesses_within`]), dealt out to the partitions in turn
+/// across the files.
 async fn within_files(
     session: &dyn Session,
     store: &Arc<dyn ObjectStore>,
@@ -196,10 +197,7 @@ async fn within_files(
             .fetch_metadata()
             .await?;
         let row_groups = metadata.num_row_groups();
-        let accesses = match says_rows_ascend(&metadata, &bounds.column) {
-            true => rows::within(store, file, &metadata, bounds).await?,
-            false => vec![RowGroupAccess::Scan; row_groups],
-        };
+        let accesses = accesses_within(store, file, &metadata, bounds).await?;
         let mut per_partition = vec![ParquetAccessPlan::new_none(row_groups); partitions];
         let mut used = vec![false; partitions];
         for (row_group, access) in accesses.into_iter().enumerate() {
@@ -222,6 +220,20 @@ async fn within_files(
         .filter(|files| !files.is_empty())
         .map(FileGroup::new)
         .collect())
+}
+
+/// How each row group of `file` is read within `bounds`: only its rows
+/// within them where the file's rows are known to ascend, whole otherwise.
+async fn accesses_within(
+    store: &Arc<dyn ObjectStore>,
+    file: &ObjectMeta,
+    metadata: &Arc<ParquetMetaData>,
+    bounds: &Bounds,
+) -> Result<Vec<RowGroupAccess>> {
+    if bounds.marked_files_only && !says_rows_ascend(metadata, &bounds.column) {
+        return Ok(vec![RowGroupAccess::Scan; metadata.num_row_groups()]);
+    }
+    rows::within(store, file, metadata, bounds).await
 }
 
 /// The key of a file's metadata naming the column its rows ascend by, in
@@ -693,3 +705,6 @@ impl Backend for ParquetBackend {
         files::remove_parts(at, keep).await
     }
 }
+
+#[cfg(test)]
+mod tests;
