@@ -5,19 +5,19 @@
 //! gets a [`Polars`] handle on its call's session, through which it reads
 //! other cached functions' results (nested calls are recorded and inherit
 //! the caller's mode as any nested call does). A `LazyFrame` is collected
-//! by Polars' streaming engine, off the async runtime; one that scans a
-//! nuthatch query is collected by the in-memory engine, the only one that
-//! runs such scans in Polars 0.55. The result crosses to Arrow without a
+//! by Polars' streaming engine, off the async runtime, its nuthatch scans
+//! fetched first (see `streaming`). The result crosses to Arrow without a
 //! copy and is stored like any other body's.
 
 use std::future::Future;
 
 use datafusion::common::{DataFusionError, Result};
 use nuthatch_udf::{Args, CachedFunctionBuilder, Computed};
-use polars::prelude::{DataFrame, Engine, LazyFrame};
+use polars::prelude::{DataFrame, LazyFrame};
 
 use crate::convert::{from_polars, polars_error};
 use crate::frames::Polars;
+use crate::streaming;
 
 /// What a Polars body may return.
 pub enum PolarsComputed {
@@ -74,21 +74,13 @@ impl PolarsBody for CachedFunctionBuilder {
                     PolarsComputed::Null => return Ok(Computed::Null),
                     PolarsComputed::Frame(frame) => frame,
                     PolarsComputed::Lazy(lazy) => {
-                        let engine = if polars.scanned() {
-                            Engine::InMemory
-                        } else {
-                            Engine::Streaming
-                        };
+                        let scans = polars.scans();
                         // Polars computes on its own threads and blocks
                         // the caller until done: not on a runtime worker.
-                        tokio::task::spawn_blocking(move || {
-                            (*lazy)
-                                .collect_with_engine(engine)
-                                .map(|result| result.unwrap_single())
-                        })
-                        .await
-                        .map_err(|e| DataFusionError::Execution(format!("Polars body: {e}")))?
-                        .map_err(polars_error)?
+                        tokio::task::spawn_blocking(move || streaming::collect(*lazy, &scans))
+                            .await
+                            .map_err(|e| DataFusionError::Execution(format!("Polars body: {e}")))?
+                            .map_err(polars_error)?
                     }
                 };
                 Ok(Computed::Batches(from_polars(frame)?))

@@ -18,8 +18,7 @@
 //! pools belong to it).
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use arrow::datatypes::SchemaRef as ArrowSchemaRef;
 use datafusion::common::{Column as DfColumn, DataFusionError, Result, ScalarValue};
@@ -41,10 +40,10 @@ use crate::sql::PolarsSql;
 #[derive(Clone)]
 pub struct Polars {
     ctx: SessionContext,
-    /// Whether a lazy scan was handed out: Polars' streaming engine cannot
-    /// run such scans (0.55), so a body that used one is collected by the
-    /// in-memory engine.
-    scanned: Arc<AtomicBool>,
+    /// The lazy scans handed out and still alive: Polars' streaming engine
+    /// cannot run them (0.55), so a body's plan gets them fetched first
+    /// (see [`crate::streaming`]).
+    scans: Arc<Mutex<Vec<Weak<QueryScan>>>>,
     /// For a session's handle: registers the functions the engine gained
     /// since, before each query, so a handle kept across registrations
     /// calls them.
@@ -63,7 +62,7 @@ impl Polars {
     pub fn new(ctx: SessionContext) -> Polars {
         Polars {
             ctx,
-            scanned: Arc::new(AtomicBool::new(false)),
+            scans: Arc::default(),
             functions: None,
         }
     }
@@ -108,19 +107,25 @@ impl Polars {
         let frame = self.ctx.sql(sql).await?;
         let arrow: ArrowSchemaRef = Arc::new(frame.schema().as_arrow().clone());
         let schema = Arc::clone(to_polars(&arrow, &[])?.schema());
-        let scan = QueryScan {
+        let scan = Arc::new(QueryScan {
             ctx: self.ctx.clone(),
             sql: sql.to_string(),
             schema: Arc::clone(&schema),
             runtime: Handle::current(),
-        };
-        self.scanned.store(true, Ordering::Relaxed);
+        });
+        {
+            let mut scans = self.scans.lock().unwrap_or_else(|e| e.into_inner());
+            // A session's handle lives long: forget the scans whose frames
+            // are gone.
+            scans.retain(|scan| scan.strong_count() > 0);
+            scans.push(Arc::downgrade(&scan));
+        }
         let args = ScanArgsAnonymous {
             schema: Some(schema),
             name: "NUTHATCH SCAN",
             ..Default::default()
         };
-        LazyFrame::anonymous_scan(Arc::new(scan), args).map_err(polars_error)
+        LazyFrame::anonymous_scan(scan, args).map_err(polars_error)
     }
 
     /// A Polars SQL context in which this session's cached functions can be
@@ -129,13 +134,15 @@ impl Polars {
         PolarsSql::new(self.clone())
     }
 
-    pub(crate) fn scanned(&self) -> bool {
-        self.scanned.load(Ordering::Relaxed)
+    /// The lazy scans this handle made that are still in use.
+    pub(crate) fn scans(&self) -> Vec<Arc<QueryScan>> {
+        let scans = self.scans.lock().unwrap_or_else(|e| e.into_inner());
+        scans.iter().filter_map(Weak::upgrade).collect()
     }
 }
 
 /// A query, scanned by Polars.
-struct QueryScan {
+pub(crate) struct QueryScan {
     ctx: SessionContext,
     sql: String,
     schema: SchemaRef,

@@ -8,7 +8,9 @@
 //! - [`frames`]: [`Polars`], any query of a session (cached calls
 //!   included) as a Polars `DataFrame`, or as a `LazyFrame` whose
 //!   projection and filters reach the cached call's entry.
-//! - [`body`]: cached functions whose body is written in Polars.
+//! - [`body`]: cached functions whose body is written in Polars, collected
+//!   by Polars' streaming engine with their nuthatch scans fetched first
+//!   (`streaming`).
 //! - [`sql`]: Polars SQL in which cached functions are table functions.
 //!
 //! Polars is a large dependency, so it lives here, behind the `polars`
@@ -19,6 +21,7 @@ pub mod body;
 pub mod convert;
 pub mod frames;
 pub mod sql;
+mod streaming;
 
 pub use body::{PolarsBody, PolarsComputed};
 pub use convert::{arrow_schema, from_polars, to_polars};

@@ -225,6 +225,77 @@ async fn a_lazy_scan_pushes_its_filter_into_the_entry() {
     assert!(error.to_string().contains("nope"), "{error}");
 }
 
+/// A week of `ticks()` (from March 1, 2020), without the values that are
+/// multiples of three, counted by `value % 2000`: more groups than Polars'
+/// in-memory engine aggregates in parallel.
+fn week_slots() -> CachedFunction {
+    CachedFunction::builder("week_slots")
+        .returns(Arc::new(Schema::new(vec![
+            Field::new("slot", DataType::Int64, true),
+            Field::new("n", DataType::Int64, true),
+        ])))
+        .compute_polars(|polars, _args| async move {
+            let day = chrono::NaiveDate::from_ymd_opt(2020, 3, 1)
+                .unwrap()
+                .and_hms_opt(0, 0, 0)
+                .unwrap();
+            let ticks = polars.lazy("SELECT * FROM ticks(NULL, NULL)").await?;
+            Ok(ticks
+                .filter(col("time").gt_eq(lit(day)))
+                .filter(col("time").lt(lit(day + chrono::Duration::days(7))))
+                .filter((col("value") % lit(3_i64)).neq(lit(0_i64)))
+                .group_by([(col("value") % lit(2000_i64)).alias("slot")])
+                .agg([col("value").count().cast(PlType::Int64).alias("n")]))
+        })
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polars_body_reads_only_what_its_plan_uses() {
+    let f = Fixture::new();
+    f.nuthatch.register(ticks()).unwrap();
+    f.nuthatch.register(week_slots()).unwrap();
+    let stored = f.int("SELECT count(*) FROM ticks(NULL, NULL)").await;
+    assert_eq!(stored, TICKS);
+    f.reports();
+
+    let slots = f
+        .query("SELECT count(*), sum(n), max(n) FROM week_slots()")
+        .await
+        .unwrap();
+    let first = 60 * 24 * 60;
+    let mut per_slot = std::collections::BTreeMap::<i64, i64>::new();
+    for value in (first..first + 7 * 24 * 60).filter(|v| v % 3 != 0) {
+        *per_slot.entry(value % 2000).or_default() += 1;
+    }
+    let column = |i: usize| {
+        slots[0]
+            .column(i)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .value(0)
+    };
+    assert_eq!(column(0), per_slot.len() as i64);
+    assert_eq!(column(1), per_slot.values().sum::<i64>());
+    assert_eq!(column(2), *per_slot.values().max().unwrap());
+
+    // The body's scan of ticks() read the week, not the entry: the filters
+    // Polars pushed into it reached the stored row groups.
+    let reports = f.reports();
+    let scan = reports.iter().find(|r| r.function == "ticks").unwrap();
+    assert_outcome(scan, Outcome::Hit);
+    let (read, of) = scan.row_groups_read.unwrap();
+    assert!(of >= 4, "the entry has several row groups: {scan}");
+    assert!(read < of, "the week pruned row groups: {scan}");
+    assert!(scan.rows * 10 < TICKS as usize, "{scan}");
+    let body = reports.iter().find(|r| r.function == "week_slots").unwrap();
+    assert_outcome(body, Outcome::Computed);
+    let scans = reports.iter().filter(|r| r.function == "ticks").count();
+    assert_eq!(scans, 1, "the body's plan ran its scan once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polars_sql_joins_two_cached_calls() {
     let f = Fixture::new();
