@@ -43,6 +43,7 @@ mod commit;
 mod commit_parts;
 pub mod config;
 pub mod error;
+mod folder_index;
 pub mod import;
 pub mod inflight;
 pub mod key;
@@ -134,6 +135,7 @@ pub struct Catalog {
     /// Metadata rows decoded by listings.
     row_memo: listing::RowMemo,
     listing_stats: listing::ListingStats,
+    folder_index: folder_index::FolderIndex,
     /// The functions' current fingerprints, for staleness ([`stale`]).
     definitions: std::sync::OnceLock<Arc<dyn stale::Definitions>>,
 }
@@ -179,6 +181,7 @@ impl Catalog {
             root_writable: tokio::sync::OnceCell::new(),
             row_memo: Default::default(),
             listing_stats: Default::default(),
+            folder_index: Default::default(),
             definitions: Default::default(),
         }))
     }

@@ -3,7 +3,9 @@
 //!
 //! Listing is one LIST of the metastore (of one function's folder when the
 //! caller names a function), so its cost grows with the entries listed, not
-//! with the data they hold. The path alone gives the function, the backend
+//! with the data they hold. A listing that needs no metadata row lists a
+//! local tier through [`crate::folder_index`], which lists again only the
+//! folders that changed. The path alone gives the function, the backend
 //! and whether the object is a null marker; anything else needs the
 //! metadata row, read on request, in parallel with a bound, and kept
 //! decoded (checked against the object's size and modification time) so a
@@ -35,9 +37,10 @@ const PARALLEL_READS: usize = 32;
 /// Decoded rows kept at most; past this the memo starts over.
 const MEMO_LIMIT: usize = 500_000;
 
-/// What listings have cost since the catalog opened: LIST calls, objects
-/// they returned, metadata rows read from the store, and rows served from
-/// the decoded-row memo instead.
+/// What listings have cost since the catalog opened: LIST calls (one per
+/// folder a local tier's index listed again), objects they returned,
+/// metadata rows read from the store, and rows served from the decoded-row
+/// memo instead.
 #[derive(Debug, Default)]
 pub struct ListingStats {
     pub lists: AtomicU64,
@@ -71,7 +74,9 @@ pub enum ListedKind {
 /// One entry or null marker found on a tier.
 #[derive(Debug, Clone)]
 pub struct Listed {
-    pub tier: Tier,
+    /// Shared by every entry of one listing: a tier is a dozen strings and
+    /// maps, too many to copy for each of 100,000 entries.
+    pub tier: Arc<Tier>,
     pub function: String,
     pub kind: ListedKind,
     /// The key and namespace as the path reads (see the module docs); the
@@ -230,29 +235,50 @@ impl Catalog {
     /// has none; a mirror that cannot be reached is skipped with a
     /// warning, other tiers' failures are errors.
     pub async fn list(&self, tier: &Tier, function: Option<&str>) -> Result<Vec<Listed>> {
-        crate::skip_unreachable_mirror(tier, self.list_on(tier, function).await)
+        crate::skip_unreachable_mirror(tier, self.list_on(tier, function, false).await)
     }
 
-    /// Every entry and null marker on `tier`; an unreachable tier is an
-    /// error whatever its role.
+    /// [`Catalog::list`] for a caller that needs which entries exist, not
+    /// their rows: on a local tier, from the folders that changed since
+    /// the last such listing ([`crate::folder_index`]). Sizes and times
+    /// may be those of the last listing.
+    pub async fn list_paths(&self, tier: &Tier, function: Option<&str>) -> Result<Vec<Listed>> {
+        crate::skip_unreachable_mirror(tier, self.list_on(tier, function, true).await)
+    }
+
+    /// Every entry and null marker on `tier`, as [`Catalog::list_paths`]
+    /// finds them; an unreachable tier is an error whatever its role.
     pub async fn list_strict(&self, tier: &Tier) -> Result<Vec<Listed>> {
-        self.list_on(tier, None).await
+        self.list_on(tier, None, true).await
     }
 
-    async fn list_on(&self, tier: &Tier, function: Option<&str>) -> Result<Vec<Listed>> {
+    async fn list_on(
+        &self,
+        tier: &Tier,
+        function: Option<&str>,
+        paths_only: bool,
+    ) -> Result<Vec<Listed>> {
         let prefix = match function {
             Some(f) => Path::from(METASTORE_DIR).join(f),
             None => Path::from(METASTORE_DIR),
         };
-        let objects: Vec<_> = match tier.store().list(Some(&prefix)).try_collect().await {
-            Ok(objects) => objects,
-            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+        let listing = match (tier.folder(), paths_only) {
+            (Some(root), true) => {
+                let index = &self.folder_index;
+                index.list(tier.name(), tier.store(), root, &prefix).await
+            }
+            _ => (tier.store().list(Some(&prefix)).try_collect().await).map(|all| (all, 1)),
+        };
+        let (objects, lists): (Vec<_>, u64) = match listing {
+            Ok(listed) => listed,
+            Err(object_store::Error::NotFound { .. }) => (Vec::new(), 1),
             Err(e) => return Err(tier.unreachable(&format!("listing {prefix}"), e)),
         };
-        self.listing_stats.lists.fetch_add(1, Ordering::Relaxed);
+        self.listing_stats.lists.fetch_add(lists, Ordering::Relaxed);
         self.listing_stats
             .objects
             .fetch_add(objects.len() as u64, Ordering::Relaxed);
+        let shared = Arc::new(tier.clone());
         let mut listed: Vec<Listed> = objects
             .into_iter()
             .filter_map(|meta| {
@@ -264,7 +290,7 @@ impl Catalog {
                     .to_string();
                 let (function, kind, path_key, path_namespace) = parse(&relative)?;
                 Some(Listed {
-                    tier: tier.clone(),
+                    tier: Arc::clone(&shared),
                     function,
                     kind,
                     path_key,
