@@ -35,11 +35,10 @@ use polars_plan::plans::{ArenaLpIter, IRPlan, IR};
 use crate::frames::QueryScan;
 
 /// Collects `lazy`, whose plan may hold the scans in `scans` (those the
-/// body's [`crate::Polars`] handle made).
+/// body's [`crate::Polars`] handle made). A scan of another handle, or of
+/// the body's own making, sends the plan to the in-memory engine, which
+/// runs any scan (the streaming engine would stop at it).
 pub(crate) fn collect(lazy: LazyFrame, scans: &[Arc<QueryScan>]) -> PolarsResult<DataFrame> {
-    if scans.is_empty() {
-        return Ok(lazy.collect_with_engine(Engine::Streaming)?.unwrap_single());
-    }
     let mut plan = lazy.clone().with_streaming(true).to_alp_optimized()?;
     let Some(found) = nuthatch_scans(&plan, scans) else {
         return Ok(lazy.collect_with_engine(Engine::InMemory)?.unwrap_single());

@@ -135,8 +135,8 @@ async fn caches_has_a_row_per_entry_per_tier_with_what_was_recorded_at_write_tim
     assert_eq!(f.int("SELECT count(*) FROM nuthatch.caches").await, 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn filters_on_function_and_tier_narrow_the_listing_and_counting_reads_no_metadata() {
+/// A fixture with four entries: three stations' days and `maybe(3)`.
+async fn four_entries() -> Fixture {
     let f = Fixture::new();
     f.nuthatch
         .register(maybe(Arc::default()))
@@ -145,6 +145,12 @@ async fn filters_on_function_and_tier_narrow_the_listing_and_counting_reads_no_m
         f.int(&day_with(&format!("station => '{station}'"))).await;
     }
     f.int("SELECT count(*) FROM maybe(3)").await;
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_on_function_and_tier_narrow_the_listing_and_counting_reads_no_metadata() {
+    let f = four_entries().await;
 
     // count(*) needs no column of the metadata rows: LISTs only (of the
     // folders, on local tiers: see the next test).
@@ -190,14 +196,7 @@ fn age_folders(dir: &std::path::Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counting_lists_again_only_the_folders_that_changed() {
-    let f = Fixture::new();
-    f.nuthatch
-        .register(maybe(Arc::default()))
-        .expect("register maybe");
-    for station in ["north", "south", "east"] {
-        f.int(&day_with(&format!("station => '{station}'"))).await;
-    }
-    f.int("SELECT count(*) FROM maybe(3)").await;
+    let f = four_entries().await;
     let metastore = f.root().join("nuthatch_metadata.nut");
     for tier in [f.root(), f.local()] {
         // A metastore folder that does not exist yet is looked for on
