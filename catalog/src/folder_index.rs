@@ -23,7 +23,7 @@
 //! folder's time, so listings that read metadata rows use a full LIST.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use futures::{FutureExt, StreamExt, TryStreamExt};
@@ -51,10 +51,22 @@ struct Seen {
     folders: Vec<Path>,
 }
 
-/// The folders of local tiers, by tier name and path in the store.
+/// The folders of one tier, by path in the store.
+type Folders = HashMap<Path, Arc<Seen>>;
+
+/// The folders of local tiers, by tier name.
 #[derive(Debug, Default)]
 pub(crate) struct FolderIndex {
-    tiers: Mutex<HashMap<String, HashMap<Path, Arc<Seen>>>>,
+    tiers: Mutex<HashMap<String, Arc<RwLock<Folders>>>>,
+}
+
+/// What one level of folders holds: the objects and subfolders of those
+/// that did not change, and those that did, each with its time.
+#[derive(Default)]
+struct Level {
+    objects: Vec<ObjectMeta>,
+    folders: Vec<Path>,
+    moved: Vec<(Path, Option<SystemTime>)>,
 }
 
 impl FolderIndex {
@@ -68,28 +80,18 @@ impl FolderIndex {
         root: &std::path::Path,
         prefix: &Path,
     ) -> object_store::Result<(Vec<ObjectMeta>, u64)> {
+        let known = self.folders_of(tier);
         let mut objects = Vec::new();
         let mut lists = 0;
         let mut level = vec![prefix.clone()];
         while !level.is_empty() {
             let checked = SystemTime::now();
-            let folders = Arc::new(std::mem::take(&mut level));
-            let times = modification_times(root, &folders).await;
-            let mut next = Vec::new();
-            let mut moved = Vec::new();
-            {
-                let tiers = self.tiers.lock().expect("folder index poisoned");
-                let seen = tiers.get(tier);
-                for (folder, modified) in folders.iter().zip(times) {
-                    match seen.and_then(|seen| trusted(seen.get(folder)?, modified)) {
-                        Some(seen) => {
-                            objects.extend(seen.objects.iter().cloned());
-                            next.extend(seen.folders.iter().cloned());
-                        }
-                        None => moved.push((folder.clone(), modified)),
-                    }
-                }
-            }
+            let Level {
+                objects: unchanged,
+                folders: mut next,
+                moved,
+            } = check_level(root, &known, std::mem::take(&mut level)).await;
+            objects.extend(unchanged);
             let listed: Vec<_> = futures::stream::iter(moved)
                 .map(|(folder, modified)| async move {
                     let listing = store.list_with_delimiter(Some(&folder)).await?;
@@ -99,6 +101,10 @@ impl FolderIndex {
                 .try_collect()
                 .await?;
             lists += listed.len() as u64;
+            let mut known = known.write().expect("folder index poisoned");
+            if known.len() >= FOLDER_LIMIT {
+                known.clear();
+            }
             for (folder, modified, listing) in listed {
                 objects.extend(listing.objects.iter().cloned());
                 next.extend(listing.common_prefixes.iter().cloned());
@@ -117,59 +123,77 @@ impl FolderIndex {
                         .collect(),
                     folders: listing.common_prefixes,
                 };
-                self.remember(tier, folder, seen);
+                known.insert(folder, Arc::new(seen));
             }
             level = next;
         }
         Ok((objects, lists))
     }
 
-    fn remember(&self, tier: &str, folder: Path, seen: Seen) {
+    fn folders_of(&self, tier: &str) -> Arc<RwLock<Folders>> {
         let mut tiers = self.tiers.lock().expect("folder index poisoned");
-        let folders = tiers.entry(tier.to_string()).or_default();
-        if folders.len() >= FOLDER_LIMIT {
-            folders.clear();
-        }
-        folders.insert(folder, Arc::new(seen));
+        Arc::clone(tiers.entry(tier.to_string()).or_default())
     }
+}
+
+/// Stats each of `folders` and takes what `known` holds of those that did
+/// not change, on blocking threads, one share of the folders per core:
+/// a stat costs about a microsecond, and so does reaching a folder's
+/// record in memory, so both are spread over the cores.
+async fn check_level(
+    root: &std::path::Path,
+    known: &Arc<RwLock<Folders>>,
+    folders: Vec<Path>,
+) -> Level {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let share = folders.len().div_ceil(cores).max(1);
+    let folders = Arc::new(folders);
+    let shares = (0..folders.len()).step_by(share).map(|start| {
+        let (root, known) = (root.to_path_buf(), Arc::clone(known));
+        let range = start..(start + share).min(folders.len());
+        let mine = Arc::clone(&folders);
+        let checking = range.clone();
+        let check = tokio::task::spawn_blocking(move || check_share(root, &known, &mine[checking]));
+        check.map(move |level| (range, level))
+    });
+    let mut level = Level::default();
+    for (range, share) in futures::future::join_all(shares).await {
+        match share {
+            Ok(share) => {
+                level.objects.extend(share.objects);
+                level.folders.extend(share.folders);
+                level.moved.extend(share.moved);
+            }
+            // A share whose thread failed is listed again.
+            Err(_) => (level.moved).extend(folders[range].iter().map(|f| (f.clone(), None))),
+        }
+    }
+    level
+}
+
+fn check_share(mut path: std::path::PathBuf, known: &RwLock<Folders>, folders: &[Path]) -> Level {
+    let known = known.read().expect("folder index poisoned");
+    let mut level = Level::default();
+    for folder in folders {
+        // One path buffer for the share, not an allocation per folder.
+        path.push(folder.as_ref());
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        for _ in folder.parts() {
+            path.pop();
+        }
+        match known.get(folder).and_then(|seen| trusted(seen, modified)) {
+            Some(seen) => {
+                level.objects.extend(seen.objects.iter().cloned());
+                level.folders.extend(seen.folders.iter().cloned());
+            }
+            None => level.moved.push((folder.clone(), modified)),
+        }
+    }
+    level
 }
 
 /// The folder as last listed, if its time, `modified`, has not moved since
 /// and had settled then.
 fn trusted(seen: &Arc<Seen>, modified: Option<SystemTime>) -> Option<&Arc<Seen>> {
     (seen.settled && seen.modified.is_some() && seen.modified == modified).then_some(seen)
-}
-
-/// The modification time of each folder (`None` where it cannot be read:
-/// missing, or named so that it is not where the store would put it), on
-/// blocking threads, one share of the folders per core.
-async fn modification_times(
-    root: &std::path::Path,
-    folders: &Arc<Vec<Path>>,
-) -> Vec<Option<SystemTime>> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let share = folders.len().div_ceil(cores).max(1);
-    let stats = (0..folders.len()).step_by(share).map(|start| {
-        let (root, folders) = (root.to_path_buf(), Arc::clone(folders));
-        let range = start..(start + share).min(folders.len());
-        let count = range.len();
-        let stat = tokio::task::spawn_blocking(move || {
-            // One path buffer for the share: a stat costs about a
-            // microsecond, so an allocation per folder would show.
-            let mut path = root;
-            (folders[range].iter())
-                .map(|folder| {
-                    path.push(folder.as_ref());
-                    let time = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-                    for _ in folder.parts() {
-                        path.pop();
-                    }
-                    time
-                })
-                .collect::<Vec<_>>()
-        });
-        // A share whose thread failed leaves its folders untrusted.
-        stat.map(move |times| times.unwrap_or_else(|_| vec![None; count]))
-    });
-    futures::future::join_all(stats).await.concat()
 }
