@@ -181,7 +181,7 @@ impl Catalog {
             root_writable: tokio::sync::OnceCell::new(),
             row_memo: Default::default(),
             listing_stats: Default::default(),
-            folder_index: Default::default(),
+            folder_index: folder_index::FolderIndex::new(listing::is_listed),
             definitions: Default::default(),
         }))
     }

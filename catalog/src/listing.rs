@@ -26,6 +26,7 @@ use object_store::path::Path;
 use object_store::ObjectStoreExt;
 
 use crate::error::{Error, Result};
+use crate::folder_index::Found;
 use crate::key::CacheKey;
 use crate::metastore::{MetadataRow, Unreadable, METASTORE_DIR};
 use crate::tier::Tier;
@@ -43,7 +44,9 @@ const MEMO_LIMIT: usize = 500_000;
 /// memo instead.
 #[derive(Debug, Default)]
 pub struct ListingStats {
+    /// LIST requests, or folders listed one level through the folder index.
     pub lists: AtomicU64,
+    /// Objects the listings found; a count adds the entries it counted.
     pub objects: AtomicU64,
     pub rows_read: AtomicU64,
     pub rows_remembered: AtomicU64,
@@ -188,6 +191,28 @@ impl RowMemo {
 
 /// Reads a metastore path (relative to the tier) as an entry or a null
 /// marker; `None` for the metastore's own files and anything foreign.
+/// The metastore folder of `function`, or the whole metastore.
+fn metastore_prefix(function: Option<&str>) -> Path {
+    match function {
+        Some(f) => Path::from(METASTORE_DIR).join(f),
+        None => Path::from(METASTORE_DIR),
+    }
+}
+
+/// `location` within the metastore folder.
+fn relative(location: &Path) -> Option<&str> {
+    location
+        .as_ref()
+        .strip_prefix(METASTORE_DIR)?
+        .strip_prefix('/')
+}
+
+/// Whether the object at `location` is a listed entry or null marker (what
+/// the folder index counts).
+pub(crate) fn is_listed(location: &Path) -> bool {
+    relative(location).and_then(parse).is_some()
+}
+
 pub(crate) fn parse(relative: &str) -> Option<(String, ListedKind, String, Option<String>)> {
     let mut parts: Vec<&str> = relative.split('/').collect();
     let file = parts.pop()?;
@@ -252,43 +277,44 @@ impl Catalog {
         self.list_on(tier, None, true).await
     }
 
+    /// How many entries and null markers [`Catalog::list_paths`] would
+    /// find: on a local tier, without gathering or parsing the objects of
+    /// the folders that did not change.
+    pub async fn count_paths(&self, tier: &Tier, function: Option<&str>) -> Result<usize> {
+        let Some(root) = tier.folder() else {
+            return Ok(self.list_paths(tier, function).await?.len());
+        };
+        let prefix = metastore_prefix(function);
+        let index = &self.folder_index;
+        let counted = index.count(tier.name(), tier.store(), root, &prefix).await;
+        let found = crate::skip_unreachable_mirror(tier, self.found(tier, &prefix, counted))?;
+        Ok(found.entries)
+    }
+
     async fn list_on(
         &self,
         tier: &Tier,
         function: Option<&str>,
         paths_only: bool,
     ) -> Result<Vec<Listed>> {
-        let prefix = match function {
-            Some(f) => Path::from(METASTORE_DIR).join(f),
-            None => Path::from(METASTORE_DIR),
-        };
+        let prefix = metastore_prefix(function);
         let listing = match (tier.folder(), paths_only) {
             (Some(root), true) => {
                 let index = &self.folder_index;
                 index.list(tier.name(), tier.store(), root, &prefix).await
             }
-            _ => (tier.store().list(Some(&prefix)).try_collect().await).map(|all| (all, 1)),
+            _ => (tier.store().list(Some(&prefix)).try_collect().await).map(|objects| Found {
+                objects,
+                entries: 0,
+                lists: 1,
+            }),
         };
-        let (objects, lists): (Vec<_>, u64) = match listing {
-            Ok(listed) => listed,
-            Err(object_store::Error::NotFound { .. }) => (Vec::new(), 1),
-            Err(e) => return Err(tier.unreachable(&format!("listing {prefix}"), e)),
-        };
-        self.listing_stats.lists.fetch_add(lists, Ordering::Relaxed);
-        self.listing_stats
-            .objects
-            .fetch_add(objects.len() as u64, Ordering::Relaxed);
+        let objects = self.found(tier, &prefix, listing)?.objects;
         let shared = Arc::new(tier.clone());
         let mut listed: Vec<Listed> = objects
             .into_iter()
             .filter_map(|meta| {
-                let relative = meta
-                    .location
-                    .as_ref()
-                    .strip_prefix(METASTORE_DIR)?
-                    .strip_prefix('/')?
-                    .to_string();
-                let (function, kind, path_key, path_namespace) = parse(&relative)?;
+                let (function, kind, path_key, path_namespace) = parse(relative(&meta.location)?)?;
                 Some(Listed {
                     tier: Arc::clone(&shared),
                     function,
@@ -304,6 +330,29 @@ impl Catalog {
             .collect();
         listed.sort_by(|a, b| a.object.as_ref().cmp(b.object.as_ref()));
         Ok(listed)
+    }
+
+    /// What a LIST of `prefix` on `tier` found, counted in the listing
+    /// stats; a prefix that does not exist holds nothing.
+    fn found(
+        &self,
+        tier: &Tier,
+        prefix: &Path,
+        listing: object_store::Result<Found>,
+    ) -> Result<Found> {
+        let found = match listing {
+            Ok(found) => found,
+            Err(object_store::Error::NotFound { .. }) => Found {
+                lists: 1,
+                ..Found::default()
+            },
+            Err(e) => return Err(tier.unreachable(&format!("listing {prefix}"), e)),
+        };
+        let stats = &self.listing_stats;
+        stats.lists.fetch_add(found.lists, Ordering::Relaxed);
+        let objects = found.objects.len().max(found.entries);
+        stats.objects.fetch_add(objects as u64, Ordering::Relaxed);
+        Ok(found)
     }
 
     /// Reads the metadata rows of the listed entries (null markers have

@@ -217,8 +217,10 @@ async fn counting_lists_again_only_the_folders_that_changed() {
     assert_eq!(listing(&f).0 - before.0, 0, "no folder changed");
 
     // What another process writes is counted: a null marker in a
-    // function's folder, and an entry in a new folder inside an entry's.
+    // function's folder, and an entry in a new folder inside an entry's;
+    // a file that is neither, beside them, is not.
     std::fs::write(metastore.join("maybe/7.null"), b"").unwrap();
+    std::fs::write(metastore.join("maybe/notes.txt"), b"not an entry").unwrap();
     let namespaced = metastore.join("maybe/3/elsewhere");
     std::fs::create_dir(&namespaced).unwrap();
     std::fs::write(namespaced.join("parquet.parquet"), b"a row").unwrap();
@@ -231,6 +233,15 @@ async fn counting_lists_again_only_the_folders_that_changed() {
     );
     let nulls = rows(&f, "SELECT function FROM nuthatch.caches WHERE is_null").await;
     assert_eq!(nulls, vec![vec!["maybe".to_string()]]);
+    // The count, taken without building rows, agrees with the rows listed.
+    let listed = rows(&f, "SELECT tier, function FROM nuthatch.caches").await;
+    assert_eq!(listed.len(), 6, "{listed:?}");
+    // Counting again lists nothing, and still counts what the listing
+    // above found (the index keeps each folder's count).
+    assert_eq!(f.int(count).await, 6);
+    let per_function = "SELECT count(*) FROM nuthatch.caches WHERE function = 'maybe'";
+    let maybe = (listed.iter()).filter(|r| r[1] == "maybe").count() as i64;
+    assert_eq!(f.int(per_function).await, maybe);
 
     // A folder's time moves in ticks of its clock, so a change in the tick
     // of the last listing keeps the time that listing saw: it is seen all

@@ -16,8 +16,8 @@
 //!   backend's scan (delta-rs' own provider for tables whose files alone do
 //!   not hold them), skipping files by their statistics, and counts the
 //!   files the scan reads. A version a record names never changes, so the
-//!   backend keeps the last ones it opened ([`DeltaBackend`]) and a second
-//!   read of one replays no log.
+//!   backend keeps the last ones it opened ([`DeltaBackend`]), each with
+//!   the scan of its files, and a second read of one replays no log.
 //! - [`write`] streams a result into a new version: a whole replacement, a
 //!   merge by key columns (upsert), or the replacement of the rows in a
 //!   time window, with the encodings a Parquet entry of the same rows
@@ -31,6 +31,7 @@
 //! for the `nuthatch` scheme hands delta-rs the tier's own store: the same
 //! credentials, retries and folders as every other backend.
 
+mod nanos;
 pub mod read;
 pub mod write;
 
@@ -55,6 +56,7 @@ use crate::fidelity::Loss;
 use crate::{Backend, Commit, Location, Section, TierSettings, WriteOptions, Written};
 
 pub use read::DeltaEntry;
+use read::Version;
 
 /// The URL scheme tiers are registered under (see `catalog::tier`).
 const SCHEME: &str = "nuthatch";
@@ -63,7 +65,7 @@ const SCHEME: &str = "nuthatch";
 /// record vouches for never changes, so reading it again replays no log.
 #[derive(Debug, Default)]
 pub struct DeltaBackend {
-    opened: std::sync::Mutex<std::collections::VecDeque<(Opened, DeltaTable)>>,
+    opened: std::sync::Mutex<std::collections::VecDeque<(Opened, Version)>>,
 }
 
 /// Versions kept open ([`DeltaBackend`]).
@@ -82,9 +84,12 @@ struct Opened {
 impl DeltaBackend {
     /// The table at `at`, loaded at its recorded version, or the latest
     /// when none is recorded (Python's entries), which is never kept.
-    async fn open_version(&self, at: &Location) -> Result<Option<DeltaTable>> {
+    async fn open_version(&self, at: &Location) -> Result<Option<Version>> {
         let Some(version) = at.version else {
-            return load(at).await;
+            return match load(at).await? {
+                Some(table) => Ok(Some(Version::of(&table, at).await?)),
+                None => Ok(None),
+            };
         };
         let key = Opened {
             url: table_url(at)?.to_string(),
@@ -93,19 +98,20 @@ impl DeltaBackend {
         };
         let found = (self.opened.lock().expect("opened versions").iter())
             .find(|(opened, _)| *opened == key)
-            .map(|(_, table)| table.clone());
+            .map(|(_, version)| version.clone());
         if found.is_some() {
             return Ok(found);
         }
         let Some(table) = load(at).await? else {
             return Ok(None);
         };
+        let opened = Version::of(&table, at).await?;
         let mut kept = self.opened.lock().expect("opened versions");
         if kept.len() >= KEPT_OPEN {
             kept.pop_front();
         }
-        kept.push_back((key, table.clone()));
-        Ok(Some(table))
+        kept.push_back((key, opened.clone()));
+        Ok(Some(opened))
     }
 }
 
@@ -260,13 +266,13 @@ impl Backend for DeltaBackend {
         at: &Location,
         schema: SchemaRef,
     ) -> Result<Option<Arc<dyn TableProvider>>> {
-        let Some(table) = self.open_version(at).await? else {
+        let Some(version) = self.open_version(at).await? else {
             return Ok(None);
         };
         let location = format!("{}{}", at.store_url.as_str(), at.path);
-        Ok(Some(Arc::new(
-            DeltaEntry::open(table, at, schema, location).await?,
-        )))
+        Ok(Some(Arc::new(DeltaEntry::open(
+            &version, schema, location,
+        )?)))
     }
 
     async fn write(

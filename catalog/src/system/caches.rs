@@ -185,24 +185,14 @@ pub fn caches_schema() -> SchemaRef {
 /// Lists what `selection` asks for: the LISTs of every tier and function
 /// at once, then the metadata rows if asked, then the memory tier.
 pub async fn list_rows(catalog: &Catalog, selection: &Selection) -> Result<Vec<Listing>> {
-    let functions: Vec<Option<String>> = match &selection.functions {
-        Some(names) => names.iter().cloned().map(Some).collect(),
-        None => vec![None],
-    };
-    let mut lists = Vec::new();
-    for tier in catalog.tiers() {
-        if !selection.wants(tier.name(), tier.role().name()) {
-            continue;
-        }
-        for function in &functions {
-            lists.push(async {
-                match selection.rows {
-                    true => catalog.list(tier, function.as_deref()).await,
-                    false => catalog.list_paths(tier, function.as_deref()).await,
-                }
-            });
-        }
-    }
+    let lists = listings_of(catalog, selection)
+        .into_iter()
+        .map(|(tier, function)| async move {
+            match selection.rows {
+                true => catalog.list(tier, function.as_deref()).await,
+                false => catalog.list_paths(tier, function.as_deref()).await,
+            }
+        });
     let mut listed: Vec<Listed> = futures::future::try_join_all(lists)
         .await?
         .into_iter()
@@ -222,26 +212,65 @@ pub async fn list_rows(catalog: &Catalog, selection: &Selection) -> Result<Vec<L
         })
         .filter(|l| !selection.only_stale || l.staleness.as_ref().is_some_and(|s| s.is_stale()))
         .collect();
-    if selection.wants(MEMORY, MEMORY) && !selection.only_stale {
-        rows.extend(
-            catalog
-                .memory()
-                .list()
-                .into_iter()
-                .filter(|entry| {
-                    let function = entry.key.split('/').next().unwrap_or_default();
-                    selection
-                        .functions
-                        .as_ref()
-                        .is_none_or(|f| f.contains(function))
-                })
-                .map(|entry| Listing {
-                    row: CacheRow::Memoized(entry),
-                    staleness: None,
-                }),
-        );
-    }
+    rows.extend(memoized(catalog, selection).map(|entry| Listing {
+        row: CacheRow::Memoized(entry),
+        staleness: None,
+    }));
     Ok(rows)
+}
+
+/// How many rows [`list_rows`] would return, without building them when
+/// no row is read or judged: a local tier's count then costs each unchanged
+/// folder its `stat` ([`Catalog::count_paths`]).
+async fn count_rows(catalog: &Catalog, selection: &Selection) -> Result<usize> {
+    if selection.rows || selection.judges || selection.only_stale {
+        return Ok(list_rows(catalog, selection).await?.len());
+    }
+    let counts = listings_of(catalog, selection)
+        .into_iter()
+        .map(
+            |(tier, function)| async move { catalog.count_paths(tier, function.as_deref()).await },
+        );
+    let stored: usize = futures::future::try_join_all(counts).await?.iter().sum();
+    Ok(stored + memoized(catalog, selection).count())
+}
+
+/// The listings a selection takes: each tier it wants, for each function
+/// it names (all functions at once when it names none).
+fn listings_of<'a>(
+    catalog: &'a Catalog,
+    selection: &Selection,
+) -> Vec<(&'a crate::tier::Tier, Option<String>)> {
+    let functions: Vec<Option<String>> = match &selection.functions {
+        Some(names) => names.iter().cloned().map(Some).collect(),
+        None => vec![None],
+    };
+    let tiers = catalog
+        .tiers()
+        .filter(|t| selection.wants(t.name(), t.role().name()));
+    tiers
+        .flat_map(|tier| functions.iter().map(move |f| (tier, f.clone())))
+        .collect()
+}
+
+/// The memoized results a selection takes.
+fn memoized<'a>(
+    catalog: &Catalog,
+    selection: &'a Selection,
+) -> impl Iterator<Item = MemoryEntry> + 'a {
+    let wanted = selection.wants(MEMORY, MEMORY) && !selection.only_stale;
+    let entries = if wanted {
+        catalog.memory().list()
+    } else {
+        Vec::new()
+    };
+    entries.into_iter().filter(|entry| {
+        let function = entry.key.split('/').next().unwrap_or_default();
+        selection
+            .functions
+            .as_ref()
+            .is_none_or(|f| f.contains(function))
+    })
 }
 
 /// A row of the table with, when asked, whether its entry is stale.
@@ -544,7 +573,7 @@ async fn count_scan(
         let (catalog, selection) = (Arc::clone(&catalog), Arc::clone(&selection));
         let schema = Arc::clone(&produced);
         async move {
-            let rows = list_rows(&catalog, &selection).await?.len();
+            let rows = count_rows(&catalog, &selection).await?;
             let options = RecordBatchOptions::new().with_row_count(Some(rows));
             Ok(RecordBatch::try_new_with_options(schema, vec![], &options)?)
         }
