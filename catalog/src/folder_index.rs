@@ -23,7 +23,7 @@
 //! folder's time, so listings that read metadata rows use a full LIST.
 //!
 //! Each folder also keeps how many of its objects are entries (by the
-//! predicate the index was made with), so a count ([`FolderIndex::count`])
+//! predicate the index was made with), so a count ([`Gather::Count`])
 //! costs an unchanged folder its `stat` alone: no object is copied and no
 //! path parsed, which were half of a count's time over 100,000 entries.
 
@@ -80,10 +80,19 @@ struct Level {
     moved: Vec<(Path, Option<SystemTime>)>,
 }
 
+/// What a walk gathers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gather {
+    /// Every object, and how many are entries.
+    Objects,
+    /// How many objects are entries, without copying any.
+    Count,
+}
+
 /// What a walk found under a prefix.
 #[derive(Default)]
 pub(crate) struct Found {
-    /// Every object, in no order; empty for a count.
+    /// Every object, in no order; none for [`Gather::Count`].
     pub objects: Vec<ObjectMeta>,
     /// How many objects are entries.
     pub entries: usize,
@@ -100,39 +109,18 @@ impl FolderIndex {
         }
     }
 
-    /// Every object under `prefix` in `store`, whose files are in the
-    /// local folder `root`, as a recursive LIST returns them but in no
-    /// order.
-    pub(crate) async fn list(
+    /// What is under `prefix` in `store`, whose files are in the local
+    /// folder `root`: every object as a recursive LIST returns them but in
+    /// no order, or with [`Gather::Count`] only how many are entries.
+    pub(crate) async fn walk(
         &self,
         tier: &str,
         store: &Arc<dyn ObjectStore>,
         root: &std::path::Path,
         prefix: &Path,
+        gather: Gather,
     ) -> object_store::Result<Found> {
-        self.walk(tier, store, root, prefix, true).await
-    }
-
-    /// How many entries are under `prefix`, as [`FolderIndex::list`] would
-    /// find them, without gathering the objects.
-    pub(crate) async fn count(
-        &self,
-        tier: &str,
-        store: &Arc<dyn ObjectStore>,
-        root: &std::path::Path,
-        prefix: &Path,
-    ) -> object_store::Result<Found> {
-        self.walk(tier, store, root, prefix, false).await
-    }
-
-    async fn walk(
-        &self,
-        tier: &str,
-        store: &Arc<dyn ObjectStore>,
-        root: &std::path::Path,
-        prefix: &Path,
-        gather: bool,
-    ) -> object_store::Result<Found> {
+        let gather = gather == Gather::Objects;
         let known = self.folders_of(tier);
         let mut found = Found::default();
         let mut level = vec![prefix.clone()];

@@ -26,7 +26,7 @@ use object_store::path::Path;
 use object_store::ObjectStoreExt;
 
 use crate::error::{Error, Result};
-use crate::folder_index::Found;
+use crate::folder_index::{Found, Gather};
 use crate::key::CacheKey;
 use crate::metastore::{MetadataRow, Unreadable, METASTORE_DIR};
 use crate::tier::Tier;
@@ -286,7 +286,7 @@ impl Catalog {
         };
         let prefix = metastore_prefix(function);
         let index = &self.folder_index;
-        let counted = index.count(tier.name(), tier.store(), root, &prefix).await;
+        let counted = (index.walk(tier.name(), tier.store(), root, &prefix, Gather::Count)).await;
         let found = crate::skip_unreachable_mirror(tier, self.found(tier, &prefix, counted))?;
         Ok(found.entries)
     }
@@ -301,7 +301,9 @@ impl Catalog {
         let listing = match (tier.folder(), paths_only) {
             (Some(root), true) => {
                 let index = &self.folder_index;
-                index.list(tier.name(), tier.store(), root, &prefix).await
+                index
+                    .walk(tier.name(), tier.store(), root, &prefix, Gather::Objects)
+                    .await
             }
             _ => (tier.store().list(Some(&prefix)).try_collect().await).map(|objects| Found {
                 objects,
