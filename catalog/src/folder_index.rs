@@ -120,7 +120,6 @@ impl FolderIndex {
         prefix: &Path,
         gather: Gather,
     ) -> object_store::Result<Found> {
-        let gather = gather == Gather::Objects;
         let known = self.folders_of(tier);
         let mut found = Found::default();
         let mut level = vec![prefix.clone()];
@@ -152,7 +151,7 @@ impl FolderIndex {
                     .filter(|object| (self.is_entry)(&object.location))
                     .count();
                 found.entries += entries;
-                if gather {
+                if gather == Gather::Objects {
                     found.objects.extend(listing.objects.iter().cloned());
                 }
                 next.extend(listing.common_prefixes.iter().cloned());
@@ -186,7 +185,7 @@ impl FolderIndex {
 }
 
 /// Stats each of `folders` and takes what `known` holds of those that did
-/// not change (their objects too if `gather`), on blocking threads, one
+/// not change (their objects too if gathered), on blocking threads, one
 /// share of the folders per core: a stat costs about a microsecond, and so
 /// does reaching a folder's record in memory, so both are spread over the
 /// cores.
@@ -194,7 +193,7 @@ async fn check_level(
     root: &std::path::Path,
     known: &Arc<RwLock<Folders>>,
     folders: Vec<Path>,
-    gather: bool,
+    gather: Gather,
 ) -> Level {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let share = folders.len().div_ceil(cores).max(1);
@@ -228,7 +227,7 @@ fn check_share(
     mut path: std::path::PathBuf,
     known: &RwLock<Folders>,
     folders: &[Path],
-    gather: bool,
+    gather: Gather,
 ) -> Level {
     let known = known.read().expect("folder index poisoned");
     let mut level = Level::default();
@@ -241,7 +240,7 @@ fn check_share(
         }
         match known.get(folder).and_then(|seen| trusted(seen, modified)) {
             Some(seen) => {
-                if gather {
+                if gather == Gather::Objects {
                     level.objects.extend(seen.objects.iter().cloned());
                 }
                 level.entries += seen.entries;

@@ -189,8 +189,6 @@ impl RowMemo {
     }
 }
 
-/// Reads a metastore path (relative to the tier) as an entry or a null
-/// marker; `None` for the metastore's own files and anything foreign.
 /// The metastore folder of `function`, or the whole metastore.
 fn metastore_prefix(function: Option<&str>) -> Path {
     match function {
@@ -213,6 +211,8 @@ pub(crate) fn is_listed(location: &Path) -> bool {
     relative(location).and_then(parse).is_some()
 }
 
+/// Reads a metastore path (relative to the tier) as an entry or a null
+/// marker; `None` for the metastore's own files and anything foreign.
 pub(crate) fn parse(relative: &str) -> Option<(String, ListedKind, String, Option<String>)> {
     let mut parts: Vec<&str> = relative.split('/').collect();
     let file = parts.pop()?;
