@@ -82,7 +82,7 @@ pub struct Bounds {
     /// Whether the rows ascend only in files that say so in their own
     /// metadata (files of several, whose order an entry's log records but
     /// a file of another writer may not keep): a format then reads any
-    /// other file whole, and the filters above the scan apply the window.
+    /// other file whole, and the scan applies the bounds above it.
     pub marked_files_only: bool,
 }
 

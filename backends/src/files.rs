@@ -22,6 +22,7 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_expr::expressions::col as physical_col;
 use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
+use datafusion::physical_plan::filter::FilterExecBuilder;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{ExecutionPlan, PhysicalExpr};
 use futures::{StreamExt, TryStreamExt};
@@ -232,9 +233,10 @@ pub trait FileFormatSource: fmt::Debug + Send + Sync + 'static {
     }
 
     /// `files` split into at most `partitions` groups, when the format
-    /// knows a better split than byte ranges ([`split_into_groups`]), and
-    /// must when `bounds` are given: the groups then read only the rows
-    /// within them.
+    /// knows a better split than byte ranges ([`split_into_groups`]). With
+    /// `bounds`, the groups say whether they read only the rows within
+    /// them; where they do not (or there are none), the scan applies the
+    /// bounds itself.
     async fn groups(
         &self,
         _session: &dyn Session,
@@ -242,9 +244,19 @@ pub trait FileFormatSource: fmt::Debug + Send + Sync + 'static {
         _files: &[ObjectMeta],
         _partitions: usize,
         _bounds: Option<&Bounds>,
-    ) -> Result<Option<Vec<FileGroup>>> {
+    ) -> Result<Option<Groups>> {
         Ok(None)
     }
+}
+
+/// A format's split of a scan's files ([`FileFormatSource::groups`]).
+#[derive(Debug)]
+pub struct Groups {
+    pub groups: Vec<FileGroup>,
+    /// Whether the groups read only the rows within the bounds the split
+    /// was asked for: false when a file's order could not be trusted and
+    /// it is read whole.
+    pub within_bounds: bool,
 }
 
 /// A stored entry made of files, as a table.
@@ -274,7 +286,8 @@ pub struct FileEntry<F> {
 impl<F: FileFormatSource> FileEntry<F> {
     /// Says that every file's rows ascend by `column` (each was written
     /// sorted), so that a scan reads only the rows of each within a
-    /// window's bounds. The window is still applied above the scan.
+    /// window's bounds, where the file says so too; the scan applies the
+    /// window itself above any file that does not.
     pub fn ascending_within_files(mut self, column: Option<String>) -> Self {
         self.ascending = column;
         self
@@ -348,11 +361,16 @@ impl<F: FileFormatSource> FileEntry<F> {
         &self.files
     }
 
-    /// The column whose comparisons the scan applies exactly: the leading
-    /// sort column, when the format reads within bounds.
+    /// The column whose comparisons with a literal the scan applies
+    /// exactly: the single file's leading sort column, or the column each
+    /// file ascends by, when the format reads within bounds.
     fn bounded_column(&self) -> Option<&str> {
-        let column = self.sort_order.first()?;
-        self.format.reads_within_bounds().then_some(column.as_str())
+        if !self.format.reads_within_bounds() {
+            return None;
+        }
+        (self.sort_order.first())
+            .or(self.ascending.as_ref())
+            .map(String::as_str)
     }
 
     /// The bounds a scan with `filters` reads within: over the single
@@ -360,11 +378,59 @@ impl<F: FileFormatSource> FileEntry<F> {
     /// only the files that say so keep it (the entry's record of the order
     /// is not the files' own).
     fn bounds(&self, filters: &[Expr]) -> Option<Bounds> {
-        if let Some(column) = self.bounded_column() {
-            return Bounds::from_filters(column, &self.schema, filters);
+        let column = self.bounded_column()?;
+        let bounds = Bounds::from_filters(column, &self.schema, filters)?;
+        Some(match self.sort_order.is_empty() {
+            true => bounds.in_marked_files(),
+            false => bounds,
+        })
+    }
+
+    /// `scan`, a scan that did not read only the rows within `bounds`,
+    /// with the comparisons of `filters` that make them applied above it,
+    /// so that what the provider said exact stays exact. The scan reads the
+    /// bounded column for them and no more than `limit` rows pass.
+    fn apply_bounds(
+        &self,
+        session: &dyn Session,
+        scan: Arc<dyn ExecutionPlan>,
+        bounds: &Bounds,
+        filters: &[Expr],
+        projection: Option<&Vec<usize>>,
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let schema = scan.schema();
+        let applied = (filters.iter())
+            .filter(|filter| Bounds::applies(&bounds.column, &self.schema, filter))
+            .cloned();
+        let Some(predicate) = conjunction(applied) else {
+            return Ok(scan);
+        };
+        let predicate = session.create_physical_expr(predicate, &DFSchema::try_from(schema)?)?;
+        let wanted = projection.map_or(self.schema.fields().len(), Vec::len);
+        let filter = FilterExecBuilder::new(predicate, scan)
+            .apply_projection(Some((0..wanted).collect()))?
+            .with_fetch(limit)
+            .build()?;
+        Ok(Arc::new(filter))
+    }
+
+    /// `projection` with the bounded column of `bounds` added at its end
+    /// when it lacks it, so that the bounds can be applied above the scan.
+    fn with_bounded_column(
+        &self,
+        projection: Option<&Vec<usize>>,
+        bounds: &Bounds,
+    ) -> Result<Option<Vec<usize>>> {
+        let Some(projection) = projection else {
+            return Ok(None);
+        };
+        let column = self.schema.index_of(&bounds.column)?;
+        let mut projection = projection.clone();
+        if !projection.contains(&column) {
+            projection.push(column);
         }
-        let column = (self.ascending.as_deref()).filter(|_| self.format.reads_within_bounds())?;
-        Bounds::from_filters(column, &self.schema, filters).map(Bounds::in_marked_files)
+        Ok(Some(projection))
     }
 }
 
@@ -378,9 +444,10 @@ impl<F: FileFormatSource> TableProvider for FileEntry<F> {
         TableType::Base
     }
 
-    /// Comparisons of a single file's leading sort column with a literal
-    /// are exact where the format reads only the rows within them; other
-    /// filters prune where the format can.
+    /// Comparisons of the bounded column ([`FileEntry::bounded_column`])
+    /// with a literal are exact: the format reads only the rows within
+    /// them, or the scan applies them where it could not. Other filters
+    /// prune where the format can.
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],
@@ -415,25 +482,34 @@ impl<F: FileFormatSource> TableProvider for FileEntry<F> {
         let partitions = session.config().target_partitions().max(1);
         let files = self.files_for(filters);
         let bounds = self.bounds(filters);
-        let groups = match self
-            .format
+        let grouped = (self.format)
             .groups(session, &store, &files, partitions, bounds.as_ref())
-            .await?
-        {
-            Some(groups) => groups,
+            .await?;
+        // Bounds the groups do not keep are applied above the scan.
+        let unkept = bounds.filter(|_| !grouped.as_ref().is_some_and(|g| g.within_bounds));
+        let groups = match grouped {
+            Some(grouped) => grouped.groups,
             None => split_into_groups(&files, partitions),
         };
         let source = self
             .format
             .source(session, store, Arc::clone(&self.schema), predicate);
         let ordering = self.ordering();
+        let read = match &unkept {
+            Some(bounds) => self.with_bounded_column(projection, bounds)?,
+            None => projection.cloned(),
+        };
         let config = FileScanConfigBuilder::new(self.store_url.clone(), source)
             .with_file_groups(groups)
-            .with_projection_indices(projection.cloned())?
+            .with_projection_indices(read)?
             .with_output_ordering(ordering.into_iter().collect())
-            .with_limit(limit)
+            .with_limit(limit.filter(|_| unkept.is_none()))
             .build();
-        Ok(DataSourceExec::from_data_source(config))
+        let scan = DataSourceExec::from_data_source(config);
+        match &unkept {
+            Some(bounds) => self.apply_bounds(session, scan, bounds, filters, projection, limit),
+            None => Ok(scan),
+        }
     }
 }
 

@@ -35,7 +35,7 @@ use datafusion::datasource::physical_plan::{FileGroup, FileSource, ParquetSource
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::PhysicalExpr;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectMeta, ObjectStore};
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowWriter;
@@ -46,7 +46,7 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
 use crate::bounds::Bounds;
-use crate::files::{self, FileFormatSource, Upload, UPLOAD_CHUNK};
+use crate::files::{self, FileFormatSource, Groups, Upload, UPLOAD_CHUNK};
 use crate::{Backend, Location, WriteOptions, Written};
 
 /// Rows per row group. Small enough that a one-month window over two years of
@@ -130,7 +130,7 @@ impl FileFormatSource for ParquetFormat {
         files: &[ObjectMeta],
         partitions: usize,
         bounds: Option<&Bounds>,
-    ) -> Result<Option<Vec<FileGroup>>> {
+    ) -> Result<Option<Groups>> {
         if files::PortableScans::wanted(session) {
             return Ok(None);
         }
@@ -154,10 +154,10 @@ impl FileFormatSource for ParquetFormat {
             .fetch_metadata()
             .await?;
         let row_groups = metadata.num_row_groups();
-        let accesses = match bounds {
+        let (accesses, within_bounds) = match bounds {
             Some(bounds) => accesses_within(store, file, &metadata, bounds).await?,
             None if row_groups < 2 => return Ok(None),
-            None => vec![RowGroupAccess::Scan; row_groups],
+            None => (vec![RowGroupAccess::Scan; row_groups], false),
         };
         let groups = (0..partitions.min(row_groups).max(1))
             .map(|partition| {
@@ -169,9 +169,15 @@ impl FileFormatSource for ParquetFormat {
                 FileGroup::new(vec![part])
             })
             .collect();
-        Ok(Some(groups))
+        Ok(Some(Groups {
+            groups,
+            within_bounds,
+        }))
     }
 }
+
+/// Files whose rows [`within_files`] searches for at once.
+const SEARCHES_AT_ONCE: usize = 16;
 
 /// Several files read within `bounds`: each file's row groups that meet
 /// them, with only their rows within them where the file says its rows
@@ -183,21 +189,35 @@ async fn within_files(
     files: &[ObjectMeta],
     partitions: usize,
     bounds: &Bounds,
-) -> Result<Vec<FileGroup>> {
+) -> Result<Groups> {
     let cache = session
         .runtime_env()
         .cache_manager
         .get_file_metadata_cache();
+    // Each file's search for the bounds reads a page or two of it: the
+    // files' searches wait on the store side by side.
+    let searched: Vec<_> = futures::stream::iter(files.iter().cloned())
+        .map(|file| {
+            let cache = Arc::clone(&cache);
+            async move {
+                let metadata = DFParquetMetadata::new(store.as_ref(), &file)
+                    .with_file_metadata_cache(Some(cache))
+                    .fetch_metadata()
+                    .await?;
+                let row_groups = metadata.num_row_groups();
+                let (accesses, within) = accesses_within(store, &file, &metadata, bounds).await?;
+                Ok::<_, DataFusionError>((file, row_groups, accesses, within))
+            }
+        })
+        .buffered(SEARCHES_AT_ONCE)
+        .try_collect()
+        .await?;
     let partitions = partitions.max(1);
     let mut plans: Vec<Vec<PartitionedFile>> = vec![Vec::new(); partitions];
     let mut next = 0;
-    for file in files {
-        let metadata = DFParquetMetadata::new(store.as_ref(), file)
-            .with_file_metadata_cache(Some(Arc::clone(&cache)))
-            .fetch_metadata()
-            .await?;
-        let row_groups = metadata.num_row_groups();
-        let accesses = accesses_within(store, file, &metadata, bounds).await?;
+    let mut all_within = true;
+    for (file, row_groups, accesses, within) in searched {
+        all_within &= within;
         let mut per_partition = vec![ParquetAccessPlan::new_none(row_groups); partitions];
         let mut used = vec![false; partitions];
         for (row_group, access) in accesses.into_iter().enumerate() {
@@ -215,25 +235,29 @@ async fn within_files(
             }
         }
     }
-    Ok(plans
-        .into_iter()
+    let groups = (plans.into_iter())
         .filter(|files| !files.is_empty())
         .map(FileGroup::new)
-        .collect())
+        .collect();
+    Ok(Groups {
+        groups,
+        within_bounds: all_within,
+    })
 }
 
-/// How each row group of `file` is read within `bounds`: only its rows
-/// within them where the file's rows are known to ascend, whole otherwise.
+/// How each row group of `file` is read within `bounds`, and whether only
+/// the rows within them are: so where the file's rows are known to
+/// ascend, whole otherwise.
 async fn accesses_within(
     store: &Arc<dyn ObjectStore>,
     file: &ObjectMeta,
     metadata: &Arc<ParquetMetaData>,
     bounds: &Bounds,
-) -> Result<Vec<RowGroupAccess>> {
+) -> Result<(Vec<RowGroupAccess>, bool)> {
     if bounds.marked_files_only && !says_rows_ascend(metadata, &bounds.column) {
-        return Ok(vec![RowGroupAccess::Scan; metadata.num_row_groups()]);
+        return Ok((vec![RowGroupAccess::Scan; metadata.num_row_groups()], false));
     }
-    rows::within(store, file, metadata, bounds).await
+    Ok((rows::within(store, file, metadata, bounds).await?, true))
 }
 
 /// The key of a file's metadata naming the column its rows ascend by, in
