@@ -10,6 +10,10 @@
 //! 2. Reading the daily entry this engine wrote, against DuckDB reading the
 //!    same file: a five-month window and the whole entry, as `count(*)` and
 //!    `avg(air)`, and materialised as Arrow.
+//! 3. Writing that entry's rows, held in memory, to Parquet with Snappy: a
+//!    cached call's miss over them, against DuckDB's `COPY ... TO` and
+//!    Polars' `write_parquet` of the same rows, with each writer's file
+//!    described (size, row groups, encodings).
 //!
 //! Run it through the script that installs the peers:
 //! `bash scripts/peers cargo bench --workspace --bench peers`.
@@ -195,6 +199,75 @@ async fn reads(session: &Session) -> Result<BTreeMap<&'static str, Duration>> {
     Ok(times)
 }
 
+/// The README query over the daily entry's rows held in memory.
+const OVER_ROWS: &str = "SELECT count(*), min(time), max(time), avg(air) FROM";
+
+/// The rows of the daily entry at `file`, held in memory, written by a
+/// cached call whose body only reads them, and that body alone: medians of
+/// `REPEATS`, each on an empty store, each after a first such miss in the
+/// same session (DuckDB and Polars warm up with a first write too). The
+/// miss also reads its rows back for the query, as every miss serves what
+/// it stored. With `NUTHATCH_PEERS_EXPLAIN` set, the first repeat prints the
+/// `EXPLAIN ANALYZE` of a miss.
+async fn writes(file: &Path, root: &Path) -> Result<(Duration, Duration)> {
+    // One partition, so that the batches come in the file's order.
+    let config = datafusion::prelude::SessionConfig::new().with_target_partitions(1);
+    let ctx = datafusion::prelude::SessionContext::new_with_config(config);
+    let options = datafusion::prelude::ParquetReadOptions::default();
+    let read = ctx
+        .read_parquet(file.display().to_string(), options)
+        .await?;
+    let schema = read.schema().inner().clone();
+    // In time order, as the entry holds them, and known to be: a body's
+    // rows in order are written as they come.
+    let time = datafusion::prelude::col("time").sort(true, false);
+    let rows = datafusion::datasource::MemTable::try_new(schema, vec![read.collect().await?])?
+        .with_sort_order(vec![vec![time]]);
+    let rows = std::sync::Arc::new(rows);
+    let (mut miss, mut alone) = (Vec::new(), Vec::new());
+    for repeat in 0..REPEATS {
+        let session = session(&root.join(format!("write{repeat}"))).await?;
+        session
+            .context()
+            .register_table("daily_rows", rows.clone())?;
+        for name in ["warm_copy", "daily_copy", "explained_copy"] {
+            let define = format!(
+                "CREATE CACHED FUNCTION {name}() WITH (order_by = (time)) \
+                 AS SELECT * FROM daily_rows"
+            );
+            session.sql(&define).await?.collect().await?;
+        }
+        stored_miss(&session, "warm_copy").await?;
+        miss.push(stored_miss(&session, "daily_copy").await?);
+        alone.push(timed(&session, &format!("{OVER_ROWS} daily_rows")).await?);
+        if repeat == 0 && std::env::var_os("NUTHATCH_PEERS_EXPLAIN").is_some() {
+            let sql = format!("EXPLAIN ANALYZE {OVER_ROWS} explained_copy()");
+            println!("== a miss over the daily rows");
+            print_plans(session.sql(&sql).await?.collect().await?)?;
+        }
+    }
+    Ok((median(miss), median(alone)))
+}
+
+/// The time of a first call of `name()`, checked to be computed and then
+/// stored (a second call hits).
+async fn stored_miss(session: &Session, name: &str) -> Result<Duration> {
+    let call = format!("{OVER_ROWS} {name}()");
+    let took = timed(session, &call).await?;
+    session.finish_writes().await;
+    let computed = (session.take_reports().iter())
+        .any(|r| r.function == name && r.outcome == Outcome::Computed);
+    timed(session, &call).await?;
+    let stored =
+        (session.take_reports().iter()).any(|r| r.function == name && r.outcome == Outcome::Hit);
+    if !computed || !stored {
+        return Err(DataFusionError::Execution(format!(
+            "{name}() was not computed and stored"
+        )));
+    }
+    Ok(took)
+}
+
 fn row(name: &str, ours: Duration, peer: Option<(Duration, String)>, target: &str) {
     match peer {
         Some((theirs, path)) => println!(
@@ -257,15 +330,21 @@ async fn explain(root: &Path) -> Result<()> {
             .await?
             .collect()
             .await?;
-        for batch in plans {
-            let plan = batch.column(1);
-            let plan = datafusion::arrow::util::display::ArrayFormatter::try_new(
-                plan.as_ref(),
-                &Default::default(),
-            )?;
-            for row in 0..batch.num_rows() {
-                println!("{}", plan.value(row));
-            }
+        print_plans(plans)?;
+    }
+    Ok(())
+}
+
+/// The plans `EXPLAIN ANALYZE` returned, as text.
+fn print_plans(plans: Vec<datafusion::arrow::array::RecordBatch>) -> Result<()> {
+    for batch in plans {
+        let plan = batch.column(1);
+        let plan = datafusion::arrow::util::display::ArrayFormatter::try_new(
+            plan.as_ref(),
+            &Default::default(),
+        )?;
+        for row in 0..batch.num_rows() {
+            println!("{}", plan.value(row));
         }
     }
     Ok(())
@@ -352,5 +431,61 @@ async fn main() -> Result<()> {
             .and_then(|d| Some((seconds(&d[name])?, "duckdb".to_string())));
         row(name, ours[name], theirs, target);
     }
+
+    // The same daily rows written to Parquet with Snappy by this engine (a
+    // miss over them), by DuckDB's COPY and by Polars.
+    let writes_at = dir.path().join("writes");
+    let (miss, body) = writes(&file, &writes_at).await?;
+    let ours = writes_at.join(format!("write{}/daily_copy/.parquet", REPEATS - 1));
+    let writers = peer(
+        "parquet_writers.py",
+        &[
+            file.display().to_string(),
+            dir.path().join("peer_writes").display().to_string(),
+            "--repeats".into(),
+            REPEATS.to_string(),
+            "--ours".into(),
+            ours.display().to_string(),
+        ],
+    );
+    if let Err(why) = &writers {
+        println!("(DuckDB and Polars writes not run: {why})");
+    }
+    println!(
+        "Writing the daily entry's rows from memory, median of {REPEATS}: ours, theirs, ratio"
+    );
+    let theirs = |name: &str| {
+        let writers = writers.as_ref().ok()?;
+        Some((seconds(&writers[name])?, name.to_string()))
+    };
+    for peer in ["duckdb", "polars"] {
+        row("write", miss, theirs(peer), "(target <= 1.0)");
+    }
+    println!("  (the body alone {:.1} ms)", ms(body));
+    // What a miss adds over DuckDB's COPY of the same rows, as a share of
+    // the COPY: negative when the miss is faster.
+    if let Some((duck, _)) = theirs("duckdb") {
+        let beyond = (miss.as_secs_f64() - duck.as_secs_f64()) / duck.as_secs_f64();
+        println!("  beyond DuckDB's COPY {beyond:>+43.2}   (target <= 0.2)");
+    }
+    if let Ok(writers) = &writers {
+        describe_files(&writers["files"]);
+    }
     Ok(())
+}
+
+/// Each writer's file: its size, row groups and the encodings of each
+/// column, as `parquet_writers.py` read them from the footers.
+fn describe_files(files: &serde_json::Value) {
+    let Some(files) = files.as_object() else {
+        return;
+    };
+    for (writer, file) in files {
+        let mb = file["bytes"].as_f64().unwrap_or(0.0) / 1e6;
+        println!("  {writer}: {mb:.1} MB, {} row groups", file["row_groups"]);
+        for (column, about) in file["columns"].as_object().into_iter().flatten() {
+            let kb = about["bytes"].as_f64().unwrap_or(0.0) / 1e3;
+            println!("    {column:<5} {kb:>8.0} kB {}", about["encodings"]);
+        }
+    }
 }
