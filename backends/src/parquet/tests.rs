@@ -66,6 +66,36 @@ fn file(hours: &[i64], mark: bool) -> Vec<u8> {
 /// files each ascend by time; and whether the plan filters rows above the
 /// entry's scan.
 async fn window(files: &[(&[i64], bool)], window: &str) -> (Vec<i64>, bool) {
+    let ctx = entry(files).await;
+    let sql = format!("SELECT hour FROM entry WHERE {window}");
+    let frame = ctx.sql(&sql).await.unwrap();
+    let plan = frame.create_physical_plan().await.unwrap();
+    let mut filtered = false;
+    plan.apply(|node| {
+        filtered |= node.downcast_ref::<FilterExec>().is_some();
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .unwrap();
+    let batches = collect(plan, ctx.task_ctx()).await.unwrap();
+    let mut hours: Vec<i64> = (batches.iter())
+        .flat_map(|b| b.column(0).as_any().downcast_ref::<Int64Array>().unwrap())
+        .map(Option::unwrap)
+        .collect();
+    hours.sort();
+    (hours, filtered)
+}
+
+/// `SELECT count(*) ... WHERE <window>` over an entry of `files`.
+async fn count(files: &[(&[i64], bool)], window: &str) -> i64 {
+    let ctx = entry(files).await;
+    let sql = format!("SELECT count(*) FROM entry WHERE {window}");
+    let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+    let counts = batches[0].column(0).as_any().downcast_ref::<Int64Array>();
+    counts.unwrap().value(0)
+}
+
+/// A session with the table `entry` of `files` (see [`window`]).
+async fn entry(files: &[(&[i64], bool)]) -> SessionContext {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let mut metas = Vec::new();
     for (i, (hours, mark)) in files.iter().enumerate() {
@@ -81,21 +111,7 @@ async fn window(files: &[(&[i64], bool)], window: &str) -> (Vec<i64>, bool) {
     let ctx = SessionContext::new();
     ctx.register_object_store(url.as_ref(), store);
     ctx.register_table("entry", Arc::new(entry)).unwrap();
-    let sql = format!("SELECT hour FROM entry WHERE {window} ORDER BY hour");
-    let frame = ctx.sql(&sql).await.unwrap();
-    let plan = frame.create_physical_plan().await.unwrap();
-    let mut filtered = false;
-    plan.apply(|node| {
-        filtered |= node.downcast_ref::<FilterExec>().is_some();
-        Ok(TreeNodeRecursion::Continue)
-    })
-    .unwrap();
-    let batches = collect(plan, ctx.task_ctx()).await.unwrap();
-    let hours = (batches.iter())
-        .flat_map(|b| b.column(0).as_any().downcast_ref::<Int64Array>().unwrap())
-        .map(Option::unwrap)
-        .collect();
-    (hours, filtered)
+    ctx
 }
 
 const INSIDE: &str =
@@ -136,6 +152,15 @@ async fn a_window_over_files_some_unmarked_keeps_only_its_rows() {
     let (hours, filtered) = window(&files, INSIDE).await;
     assert_eq!(hours, expected);
     assert!(filtered);
+    // Counting reads no column, and the filter applied in the scan still
+    // needs the time; a limit applies after it.
+    assert_eq!(count(&files, INSIDE).await, 48);
+    let (hours, _) = window(&files, &format!("{INSIDE} LIMIT 5")).await;
+    assert_eq!(hours.len(), 5);
+    assert!(
+        hours.iter().all(|hour| (48..96).contains(hour)),
+        "{hours:?}"
+    );
 
     let marked = [(&early[..], true), (&late[..], true)];
     let (hours, filtered) = window(&marked, "time < TIMESTAMP '1970-01-06 12:00:00'").await;
