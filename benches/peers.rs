@@ -17,6 +17,8 @@
 //!
 //! Run it through the script that installs the peers:
 //! `bash scripts/peers cargo bench --workspace --bench peers`.
+//! `NUTHATCH_PEERS_WRITES_ONLY=1` runs only part 3 (over a first compute's
+//! daily entry), for profiling the write.
 //! Without `NUTHATCH_PEERS_PYTHON` only this engine's side runs. With
 //! `NUTHATCH_PEERS_EXPLAIN=1` it first prints `EXPLAIN ANALYZE` of each
 //! step (where a miss spends its time, in this optimised build).
@@ -353,6 +355,12 @@ fn print_plans(plans: Vec<datafusion::arrow::array::RecordBatch>) -> Result<()> 
 #[tokio::main]
 async fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;
+    if std::env::var_os("NUTHATCH_PEERS_WRITES_ONLY").is_some() {
+        // The daily entry of a first compute, then only the writes.
+        let root = dir.path().join("run0");
+        timed(&session(&root).await?, &query(STEPS[0].1)).await?;
+        return write_comparison(dir.path(), &root.join("agg_and_clip/1.parquet")).await;
+    }
     if std::env::var_os("NUTHATCH_PEERS_EXPLAIN").is_some() {
         explain(&dir.path().join("explain")).await?;
     }
@@ -432,16 +440,20 @@ async fn main() -> Result<()> {
         row(name, ours[name], theirs, target);
     }
 
-    // The same daily rows written to Parquet with Snappy by this engine (a
-    // miss over them), by DuckDB's COPY and by Polars.
-    let writes_at = dir.path().join("writes");
-    let (miss, body) = writes(&file, &writes_at).await?;
+    write_comparison(dir.path(), &file).await
+}
+
+/// The daily rows of the entry at `file` written to Parquet with Snappy by
+/// this engine (a miss over them), by DuckDB's COPY and by Polars.
+async fn write_comparison(dir: &Path, file: &Path) -> Result<()> {
+    let writes_at = dir.join("writes");
+    let (miss, body) = writes(file, &writes_at).await?;
     let ours = writes_at.join(format!("write{}/daily_copy/.parquet", REPEATS - 1));
     let writers = peer(
         "parquet_writers.py",
         &[
             file.display().to_string(),
-            dir.path().join("peer_writes").display().to_string(),
+            dir.join("peer_writes").display().to_string(),
             "--repeats".into(),
             REPEATS.to_string(),
             "--ours".into(),

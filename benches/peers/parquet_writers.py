@@ -6,7 +6,7 @@ peers bench.
 The rows are those of PARQUET_FILE (the README's daily entry), loaded once
 into memory: a DuckDB table (one in-process connection, threads = 2) and a
 Polars DataFrame. Each writer then writes them to a new file in OUT_DIR
-with Snappy, the compression nuthatch writes: DuckDB with
+each time (as a cached entry is always a new file), with Snappy, the compression nuthatch writes: DuckDB with
 `COPY table TO file (FORMAT parquet, COMPRESSION snappy)`, Polars with
 `DataFrame.write_parquet(file, compression="snappy")`. One write each to
 warm up, then N (default 5); the median is reported. Prints one JSON object
@@ -79,15 +79,27 @@ def main():
     if frame.height != rows:
         sys.exit(f"Polars read {frame.height} rows, DuckDB {rows}")
 
-    duck_file = os.path.join(args.out_dir, "duckdb.parquet")
-    polars_file = os.path.join(args.out_dir, "polars.parquet")
-    copy = f"COPY rows TO {sql_string(duck_file)} (FORMAT parquet, COMPRESSION snappy)"
+    # Every write makes a new file, as a cached entry is: on this kind of
+    # machine overwriting a file of the same size is three times faster
+    # than writing a new one, whose pages the kernel must find first.
+    written = {"duckdb": [], "polars": []}
+
+    def new_file(writer):
+        path = os.path.join(args.out_dir, f"{writer}{len(written[writer])}.parquet")
+        written[writer].append(path)
+        return path
+
+    def duckdb_write():
+        path = new_file("duckdb")
+        con.execute(f"COPY rows TO {sql_string(path)} (FORMAT parquet, COMPRESSION snappy)")
+
+    def polars_write():
+        frame.write_parquet(new_file("polars"), compression="snappy")
+
     report = {
-        "duckdb": timed(lambda: con.execute(copy), args.repeats),
-        "polars": timed(
-            lambda: frame.write_parquet(polars_file, compression="snappy"), args.repeats
-        ),
-        "files": {"duckdb": described(duck_file), "polars": described(polars_file)},
+        "duckdb": timed(duckdb_write, args.repeats),
+        "polars": timed(polars_write, args.repeats),
+        "files": {writer: described(paths[-1]) for writer, paths in written.items()},
         "rows": rows,
         "repeats": args.repeats,
         "versions": {
