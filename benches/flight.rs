@@ -17,6 +17,9 @@
 //!
 //! Run with `cargo bench --features flight --bench flight`.
 
+#[allow(dead_code)] // sizes and peers: the other benches
+mod common;
+
 use std::time::{Duration, Instant};
 
 use datafusion::error::{DataFusionError, Result};
@@ -84,17 +87,6 @@ struct Timing {
 struct Cpu {
     client: Duration,
     server: Duration,
-}
-
-/// CPU time this whole process has used.
-fn process_cpu() -> Duration {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `t` is a valid timespec for the call to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
-    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 /// In-process: the session executes the plan and collects every batch.
@@ -165,11 +157,11 @@ async fn encode_only(session: &nuthatch::Session, sql: &str) -> Result<Duration>
 
 /// Over the wire: the Python client in its own process.
 fn over_the_wire(python: &str, uri: &str, sql: &str, driver: &str) -> Result<(Timing, Cpu)> {
-    let used = process_cpu();
+    let used = common::process_cpu();
     let output = std::process::Command::new(python)
         .args(["-c", CLIENT, uri, sql, &RUNS.to_string(), driver])
         .output()?;
-    let server = (process_cpu() - used) / (RUNS as u32 + 1);
+    let server = (common::process_cpu() - used) / (RUNS as u32 + 1);
     if !output.status.success() {
         return Err(DataFusionError::Execution(format!(
             "the ADBC client failed: {}",

@@ -285,13 +285,7 @@ fn row(name: &str, ours: Duration, peer: Option<(Duration, String)>, target: &st
 
 /// CPU time the whole process has used, in milliseconds.
 fn cpu_ms() -> f64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `t` is a valid timespec for the call to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
-    t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6
+    ms(common::process_cpu())
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {

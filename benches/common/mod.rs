@@ -1,11 +1,23 @@
-//! What the benchmarks share: milliseconds, sizes on disk, and running
-//! a peer's Python script.
+//! What the benchmarks share: milliseconds, the process's CPU time, sizes
+//! on disk, and running a peer's Python script.
 
 use std::path::Path;
 use std::time::Duration;
 
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// CPU time this whole process has used so far, every thread of it.
+#[allow(dead_code)] // the benches that report CPU time
+pub fn process_cpu() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec for the call to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 /// Bytes of the file at `path`, or of every file under the folder.
