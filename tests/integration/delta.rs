@@ -115,6 +115,15 @@ async fn a_window_skips_the_files_outside_it() {
     let from_parquet = text_rows(&f.query(&sql("grid_parquet")).await.unwrap());
     f.reports();
     assert_eq!(from_delta, from_parquet);
+    let calls = text_rows(
+        &f.query(
+            "SELECT files_read, files_total, data_version FROM nuthatch.calls \
+             WHERE function = 'grid_delta' ORDER BY finished_at DESC LIMIT 1",
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(calls[0], [read.to_string(), total.to_string(), "0".into()]);
 
     // A window starting half a microsecond after a step leaves that step
     // out, though Delta keeps times to the microsecond: the bound is not
@@ -126,15 +135,15 @@ async fn a_window_skips_the_files_outside_it() {
     f.reports();
     assert_eq!(from_delta, from_parquet);
     assert_eq!(from_delta[0][1], "2013-03-01T06:00:00");
-    let calls = text_rows(
-        &f.query(
-            "SELECT files_read, files_total, data_version FROM nuthatch.calls \
-             WHERE function = 'grid_delta' ORDER BY finished_at DESC LIMIT 1",
-        )
-        .await
-        .unwrap(),
-    );
-    assert_eq!(calls[0], [read.to_string(), total.to_string(), "0".into()]);
+    // And an upper bound half a microsecond past a step keeps that step.
+    let below = "WHERE time >= TIMESTAMP '2013-03-01' \
+                 AND time < TIMESTAMP '2013-03-01T06:00:00.0000005'";
+    let sql = |name: &str| format!("SELECT count(*), max(time) FROM {name}(NULL, NULL) {below}");
+    let from_delta = text_rows(&f.query(&sql("grid_delta")).await.unwrap());
+    let from_parquet = text_rows(&f.query(&sql("grid_parquet")).await.unwrap());
+    f.reports();
+    assert_eq!(from_delta, from_parquet);
+    assert_eq!(from_delta[0][1], "2013-03-01T06:00:00");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -149,9 +149,9 @@ impl TableProvider for DeltaEntry {
         let stored = self.inner.schema();
         filters
             .iter()
-            .map(|&filter| match stored_exactly(filter, &stored) {
-                Some(cast) => Ok(self.inner.supports_filters_pushdown(&[&cast])?[0].clone()),
-                None => Ok(TableProviderFilterPushDown::Inexact),
+            .map(|&filter| match cast_literals(filter.clone(), &stored) {
+                Ok(cast) => Ok(self.inner.supports_filters_pushdown(&[&cast])?[0].clone()),
+                Err(_) => Ok(TableProviderFilterPushDown::Inexact),
             })
             .collect()
     }
@@ -194,7 +194,9 @@ impl fmt::Display for DeltaEntry {
 /// `expr`, with each literal compared to a column cast to that column's
 /// type in `stored`: filters are written against the declared types, and
 /// delta-rs translates them to predicates over the stored ones as they
-/// are. An error when a literal does not cast.
+/// are. An error when a literal does not cast, or does not cast exactly
+/// (the scan then applies that filter above only, and a write's predicate
+/// fails rather than touch other rows).
 pub(crate) fn cast_literals(expr: Expr, stored: &SchemaRef) -> Result<Expr> {
     let cast = expr.transform_up(|expr| {
         let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &expr else {
@@ -211,7 +213,18 @@ pub(crate) fn cast_literals(expr: Expr, stored: &SchemaRef) -> Result<Expr> {
         if literal.data_type() == *field.data_type() {
             return Ok(Transformed::no(expr));
         }
-        let value = Expr::Literal(literal.cast_to(field.data_type())?, None);
+        let stored_value = literal.cast_to(field.data_type())?;
+        // A bound cut to the stored unit (a nanosecond time to Delta's
+        // microseconds) would keep or drop other rows than it says.
+        if stored_value.cast_to(&literal.data_type()).ok().as_ref() != Some(literal) {
+            return Err(DataFusionError::Execution(format!(
+                "{literal} is finer than the {} the Delta table stores {} in; compare with a value \
+                 it holds",
+                field.data_type(),
+                column.name
+            )));
+        }
+        let value = Expr::Literal(stored_value, None);
         let column = Expr::Column(column.clone());
         let (l, r) = if column_left {
             (column, value)
@@ -225,27 +238,6 @@ pub(crate) fn cast_literals(expr: Expr, stored: &SchemaRef) -> Result<Expr> {
         ))))
     })?;
     Ok(cast.data)
-}
-
-/// `filter` with its literals cast to the stored types ([`cast_literals`]),
-/// when each cast back gives the literal again.
-fn stored_exactly(filter: &Expr, stored: &SchemaRef) -> Option<Expr> {
-    let cast = cast_literals(filter.clone(), stored).ok()?;
-    let literals = |expr: &Expr| {
-        let mut found = Vec::new();
-        let _ = expr.apply(|e| {
-            if let Expr::Literal(value, _) = e {
-                found.push(value.clone());
-            }
-            Ok(TreeNodeRecursion::Continue)
-        });
-        found
-    };
-    let (before, after) = (literals(filter), literals(&cast));
-    let same = before.len() == after.len()
-        && (before.iter().zip(&after))
-            .all(|(b, a)| a.cast_to(&b.data_type()).is_ok_and(|back| &back == b));
-    same.then_some(cast)
 }
 
 /// The files the Parquet scans under `plan` will open (a file split into
