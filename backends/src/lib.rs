@@ -36,10 +36,10 @@ pub mod delta;
 pub mod fidelity;
 pub mod files;
 pub mod files_read;
+pub mod folder;
 pub mod once;
 pub mod parquet;
 pub mod python;
-pub mod sorted;
 #[cfg(feature = "sql")]
 pub mod sql;
 #[cfg(feature = "terracotta")]

@@ -16,7 +16,7 @@ use datafusion::common::{DataFusionError, Result};
 use futures::future::BoxFuture;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
-use object_store::{MultipartUpload, ObjectStoreExt, PutPayload};
+use object_store::{MultipartUpload, ObjectStoreExt, PutPayloadMut};
 use std::sync::Arc;
 
 use crate::{BeforePublish, Location, WriteOptions};
@@ -42,7 +42,8 @@ enum Sink {
     /// A multipart upload fed chunk by chunk, published after `hook`.
     Staged {
         upload: Box<dyn MultipartUpload>,
-        chunk: Vec<u8>,
+        /// Bytes not yet sent as a part, kept as handed over (no copy).
+        chunk: PutPayloadMut,
         in_flight: Vec<BoxFuture<'static, object_store::Result<()>>>,
         hook: BeforePublish,
     },
@@ -77,7 +78,7 @@ impl Upload {
         Ok(Upload {
             sink: Sink::Staged {
                 upload,
-                chunk: Vec::new(),
+                chunk: PutPayloadMut::new(),
                 in_flight: Vec::new(),
                 hook,
             },
@@ -91,7 +92,7 @@ impl Upload {
         self.bytes
     }
 
-    pub async fn put(&mut self, bytes: Bytes) -> Result<()> {
+    pub async fn put(&mut self, mut bytes: Bytes) -> Result<()> {
         if bytes.is_empty() {
             return Ok(());
         }
@@ -108,11 +109,17 @@ impl Upload {
                 in_flight,
                 ..
             } => {
-                chunk.extend_from_slice(&bytes);
-                while chunk.len() >= UPLOAD_CHUNK {
-                    let rest = chunk.split_off(UPLOAD_CHUNK);
-                    let part = std::mem::replace(chunk, rest);
-                    in_flight.push(upload.put_part(PutPayload::from(part)));
+                // Parts of exactly UPLOAD_CHUNK bytes, as some stores
+                // require every part but the last to be the same size.
+                while !bytes.is_empty() {
+                    let room = UPLOAD_CHUNK - chunk.content_length();
+                    if bytes.len() < room {
+                        chunk.push(bytes);
+                        break;
+                    }
+                    chunk.push(bytes.split_to(room));
+                    let part = std::mem::take(chunk).freeze();
+                    in_flight.push(upload.put_part(part));
                     if in_flight.len() >= PARTS_IN_FLIGHT {
                         let first = in_flight.remove(0);
                         first
@@ -146,7 +153,7 @@ impl Upload {
             } => {
                 let staged = async {
                     if !chunk.is_empty() || bytes == 0 {
-                        in_flight.push(upload.put_part(PutPayload::from(chunk)));
+                        in_flight.push(upload.put_part(chunk.freeze()));
                     }
                     for part in in_flight {
                         part.await.map_err(|e| failed("uploading", &path, e))?;
@@ -180,5 +187,57 @@ impl Upload {
         if let Err(e) = aborted {
             tracing::warn!(path = %self.path, "aborting an upload failed: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BeforePublish, Location, Published};
+    use datafusion::execution::object_store::ObjectStoreUrl;
+    use object_store::memory::InMemory;
+    use object_store::ObjectStore;
+    use std::sync::Mutex;
+
+    #[tokio::test]
+    async fn a_staged_upload_sends_its_bytes_in_order_across_parts() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let url = ObjectStoreUrl::parse("memory://").unwrap();
+        let at = Location::new(Arc::clone(&store), url, Path::from("entry.parquet"));
+        let published = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&published);
+        let hook = BeforePublish(Arc::new(move |p: Published| {
+            seen.lock().unwrap().push(p);
+            Box::pin(async { Ok(()) })
+        }));
+        let options = WriteOptions {
+            before_publish: Some(hook),
+            ..WriteOptions::default()
+        };
+        // Pieces that straddle the part boundaries, one of them a whole
+        // part and more; the bytes count up so that a misplaced piece shows.
+        let sizes = [7 << 20, 7 << 20, 100, 12 << 20];
+        let total: usize = sizes.iter().sum();
+        let all: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
+        let mut upload = Upload::start(&at, &options).await.unwrap();
+        let mut start = 0;
+        for size in sizes {
+            let piece = Bytes::copy_from_slice(&all[start..start + size]);
+            upload.put(piece).await.unwrap();
+            start += size;
+        }
+        assert!(store.head(&at.path).await.is_err(), "visible before finish");
+        assert_eq!(upload.finish(7).await.unwrap(), total as u64);
+        let stored = store.get(&at.path).await.unwrap().bytes().await.unwrap();
+        assert!(stored == all, "the stored bytes differ from those put");
+        let published = published.lock().unwrap().clone();
+        assert_eq!(
+            published,
+            [Published {
+                rows: 7,
+                bytes: Some(total as u64),
+                staged: None
+            }]
+        );
     }
 }

@@ -28,7 +28,7 @@ use object_store::ObjectStore;
 use object_store::{BackoffConfig, RetryConfig};
 use url::Url;
 
-use nuthatch_backends::sorted::SortedListing;
+use nuthatch_backends::folder::FolderStore;
 use nuthatch_backends::{Backend, Backends, Location, Section, TierSettings};
 
 use crate::config::TierConfig;
@@ -463,8 +463,8 @@ fn local_store(
         std::fs::create_dir_all(path)
             .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     }
-    // A folder lists in directory order; readers of Delta logs need key
-    // order, which object stores give.
+    // Listed in key order, as buckets are, and written in pieces that the
+    // page cache takes quickly (see `FolderStore`).
     let store: Arc<dyn ObjectStore> = if path.is_dir() {
         // Deleting an entry's last file removes the folders it leaves
         // empty (up to the tier's own folder), as object stores have none.
@@ -475,7 +475,7 @@ fn local_store(
         let prefix = ObjectPath::from_absolute_path(&absolute).map_err(|e| e.to_string())?;
         Arc::new(PrefixStore::new(LocalFileSystem::new(), prefix))
     };
-    Ok(Arc::new(SortedListing::new(store)))
+    Ok(Arc::new(FolderStore::new(store)))
 }
 
 /// How a location is spelt in `NUTHATCH_<LOCATION>_...` variables.
