@@ -11,9 +11,10 @@
 //!    same file: a five-month window and the whole entry, as `count(*)` and
 //!    `avg(air)`, and materialised as Arrow.
 //! 3. Writing that entry's rows, held in memory, to Parquet with Snappy: a
-//!    cached call's miss over them, against DuckDB's `COPY ... TO` and
-//!    Polars' `write_parquet` of the same rows, with each writer's file
-//!    described (size, row groups, encodings).
+//!    cached call's miss over them, under a query that only counts its
+//!    rows (with its CPU time) and under the README query, against DuckDB's
+//!    `COPY ... TO` and Polars' `write_parquet` of the same rows, with each
+//!    writer's file described (size, row groups, encodings).
 //!
 //! Run it through the script that installs the peers:
 //! `bash scripts/peers cargo bench --workspace --bench peers`.
