@@ -12,14 +12,14 @@
 //!   Sorting holds one listing in memory.
 //! - **Writes in pieces of at most [`WRITE_PIECE`].** `LocalFileSystem`
 //!   writes each `Bytes` of a payload with one `write` call, and our
-//!   writers hand over 10 MiB at a time (a multipart part). On Linux a
-//!   write that covers a whole 2 MiB-aligned stretch of a new file lets the
-//!   kernel back it with one large page-cache folio, and finding such a
-//!   block of free memory is at times ten times slower than copying into
-//!   small pages: on the machine of docs/benchmarks.md, a 10 MiB write to a
-//!   new file took 3-4 ms in some minutes and 40-60 ms in others, while 1
-//!   MiB writes in between took 3-4 ms throughout. The pieces are slices
-//!   of the same buffers, so nothing is copied, and a bucket's upload is
+//!   writers hand over 10 MiB at a time (a multipart part). On the
+//!   machine of docs/benchmarks.md, writes of 2 MiB or more into a new
+//!   file took 40-60 ms per 10 MiB in some minutes and 3-4 ms in others,
+//!   while 1 MiB writes taking turns with them took 3-4 ms throughout. The
+//!   likely cause: a write covering a whole 2 MiB-aligned stretch lets
+//!   Linux back it with one large page-cache folio, and finding such a
+//!   block of free memory is at times slow. The pieces are slices of the
+//!   same buffers, so nothing is copied, and a bucket's upload is
 //!   unchanged (this store is only used for folders).
 
 use std::fmt;
