@@ -3,8 +3,12 @@
 //!
 //! Writing streams: batches are cut into row groups of [`ROW_GROUP_ROWS`]
 //! as they arrive (the caller sorts upstream, in the plan, where sorting
-//! can spill), and row groups are encoded side by side, one per core, on
-//! blocking threads, then appended to the file in order and uploaded. So
+//! can spill), and row groups are encoded side by side on blocking threads,
+//! two per core in flight, then appended to the file in order and
+//! uploaded. Two per core, not one: with one, a core sat idle each time a
+//! row group finished, until the writer had appended it and handed out the
+//! next (the peers bench's writes-only run took 0.93 of the time over six
+//! runs in turn; docs/benchmarks.md). So
 //! the compute that feeds the write and the encoding share the cores, and
 //! memory holds a few row groups whatever the result's size. Row groups carry
 //! page statistics and are Snappy-compressed, as pandas writes them: on the
@@ -605,7 +609,8 @@ async fn write_row_groups(
         row_groups: 0,
         encode_time: Duration::ZERO,
     };
-    let in_flight = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+    // Two per core: see the module docs.
+    let in_flight = 2 * std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
     let mut rows = 0u64;
     let encoded: Result<()> = async {
         let mut pending: VecDeque<EncodedRowGroup> = VecDeque::new();
