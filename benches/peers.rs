@@ -212,7 +212,8 @@ const COUNT_ROWS: &str = "SELECT count(*) FROM";
 struct Writes {
     /// A miss whose query counts its rows: the write itself.
     counted: Duration,
-    /// The process's CPU time over that miss, in milliseconds.
+    /// The process's CPU time over that miss, in milliseconds, and over
+    /// the hit that checks it was stored (a `count(*)` the footer answers).
     counted_cpu: f64,
     /// A miss under the README query, which also aggregates the rows.
     queried: Duration,
