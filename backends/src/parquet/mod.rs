@@ -61,7 +61,10 @@ pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 /// Rows per data page; the page index lets a scan skip pages inside a group.
 const PAGE_ROWS: usize = 8 * 1024;
 
+mod extremes;
 mod rows;
+
+use extremes::Extremes;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ParquetBackend;
@@ -529,30 +532,48 @@ fn plain_packs(column: &ArrayRef, distinct: usize) -> bool {
 /// One row group's rows, encoded into column chunks on a blocking thread.
 type EncodedRowGroup = tokio::task::JoinHandle<Result<(Vec<ArrowColumnChunk>, Duration)>>;
 
+/// Encodes `batches` as row group `index`. The columns marked in
+/// `extremes_here` get their statistics from [`extremes::Extremes`].
 fn encode_row_group(
     factory: Arc<ArrowRowGroupWriterFactory>,
     index: usize,
     schema: SchemaRef,
+    extremes_here: Arc<[bool]>,
     batches: Vec<RecordBatch>,
 ) -> EncodedRowGroup {
     tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let mut writers = factory.create_column_writers(index)?;
+        // Per field: its first leaf's writer, and its statistics when they
+        // are computed here (such a field is a single leaf).
+        let mut extremes: Vec<(usize, Option<Extremes>)> = Vec::new();
         for batch in &batches {
-            let mut next = writers.iter_mut();
-            for (field, column) in schema.fields().iter().zip(batch.columns()) {
-                for leaf in compute_leaves(field, column)? {
-                    let writer = next.next().ok_or_else(|| {
+            let mut leaf = 0;
+            for (i, (field, column)) in schema.fields().iter().zip(batch.columns()).enumerate() {
+                if extremes.len() == i {
+                    extremes.push((leaf, extremes_here[i].then(Extremes::default)));
+                }
+                if let Some(extremes) = &mut extremes[i].1 {
+                    extremes.add(column);
+                }
+                for values in compute_leaves(field, column)? {
+                    let writer = writers.get_mut(leaf).ok_or_else(|| {
                         DataFusionError::Internal("more leaves than column writers".into())
                     })?;
-                    writer.write(&leaf)?;
+                    writer.write(&values)?;
+                    leaf += 1;
                 }
             }
         }
-        let chunks = writers
+        let mut chunks = writers
             .into_iter()
             .map(|writer| Ok(writer.close()?))
-            .collect::<Result<_>>()?;
+            .collect::<Result<Vec<_>>>()?;
+        for (leaf, extremes) in extremes {
+            if let Some(extremes) = extremes {
+                extremes.into_chunk(&mut chunks[leaf])?;
+            }
+        }
         Ok((chunks, started.elapsed()))
     })
 }
@@ -600,6 +621,8 @@ async fn write_row_groups(
     let schema = data.schema();
     let progress = options.progress.as_deref();
     let (properties, mut data) = sampled_properties(files::prefetch(data), options).await?;
+    let (properties, extremes_here) = extremes::take_over(properties, &schema);
+    let extremes_here: Arc<[bool]> = extremes_here.into();
     let (file, factory) = ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(properties))?
         .into_serialized_writer()?;
     let factory = Arc::new(factory);
@@ -629,6 +652,7 @@ async fn write_row_groups(
                         Arc::clone(&factory),
                         index,
                         Arc::clone(&schema),
+                        Arc::clone(&extremes_here),
                         rows,
                     ));
                     (group_rows, index) = (0, index + 1);
@@ -647,6 +671,7 @@ async fn write_row_groups(
                 Arc::clone(&factory),
                 index,
                 Arc::clone(&schema),
+                Arc::clone(&extremes_here),
                 group,
             ));
         }
