@@ -12,7 +12,11 @@ each time (as a cached entry is always a new file), with Snappy, the compression
 warm up, then N (default 5); the median is reported. Prints one JSON object
 on stdout:
 
-    {"duckdb": s, "polars": s, "files": {...}, "rows": n, "versions": {...}}
+    {"duckdb": s, "polars": s, "cpu": {"duckdb": s, "polars": s},
+     "files": {...}, "rows": n, "versions": {...}}
+
+"cpu" is the median CPU time of the process (all its threads) over a
+write.
 
 "files" describes each writer's file (and FILE, nuthatch's, with --ours):
 its bytes, row groups and each column's encodings, from its footer.
@@ -35,13 +39,16 @@ def sql_string(text):
 
 
 def timed(write, repeats):
+    """The median wall time of `repeats` writes after one to warm up, and
+    the median CPU time of the process (all its threads) over them."""
     write()
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         write()
         times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        cpu.append(time.process_time() - cpu_started)
+    return statistics.median(times), statistics.median(cpu)
 
 
 def described(path):
@@ -96,9 +103,12 @@ def main():
     def polars_write():
         frame.write_parquet(new_file("polars"), compression="snappy")
 
+    duckdb_time, duckdb_cpu = timed(duckdb_write, args.repeats)
+    polars_time, polars_cpu = timed(polars_write, args.repeats)
     report = {
-        "duckdb": timed(duckdb_write, args.repeats),
-        "polars": timed(polars_write, args.repeats),
+        "duckdb": duckdb_time,
+        "polars": polars_time,
+        "cpu": {"duckdb": duckdb_cpu, "polars": polars_cpu},
         "files": {writer: described(paths[-1]) for writer, paths in written.items()},
         "rows": rows,
         "repeats": args.repeats,

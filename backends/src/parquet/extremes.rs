@@ -10,7 +10,7 @@
 //! statistics off and computes the same ones here over the Arrow buffers, in
 //! loops of independent lanes the compiler turns into vector instructions,
 //! then puts them into the chunk's metadata before it is appended
-//! ([`ArrowColumnChunk::close_mut`]). Columns with page statistics (the sort
+//! (`ArrowColumnChunk::close_mut`). Columns with page statistics (the sort
 //! columns) keep arrow-rs', which its page index needs.
 //!
 //! The statistics are the ones arrow-rs writes: nulls and NaN are skipped, a
@@ -22,7 +22,7 @@ use arrow::datatypes::{
     ArrowPrimitiveType, DataType, Date32Type, Float32Type, Float64Type, Int32Type, Int64Type,
     TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
 };
-use parquet::arrow::arrow_writer::ArrowColumnChunk;
+use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::Result;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::statistics::{Statistics, ValueStatistics};
@@ -127,10 +127,9 @@ impl Extremes {
         };
     }
 
-    /// Puts the statistics into the metadata of `chunk`, a chunk of the
+    /// Puts the statistics into the metadata of `close`, a chunk of the
     /// column these were gathered from.
-    pub(super) fn into_chunk(self, chunk: &mut ArrowColumnChunk) -> Result<()> {
-        let close = chunk.close_mut();
+    pub(super) fn into_close(self, close: &mut ColumnCloseResult) -> Result<()> {
         let signed = close.metadata.column_descr().sort_order().is_signed();
         let statistics = self.statistics(signed, physical(&close.metadata));
         close.metadata = close
@@ -344,7 +343,7 @@ mod tests {
         }
         let mut chunk = writers.pop().unwrap().close().unwrap();
         if here {
-            extremes.into_chunk(&mut chunk).unwrap();
+            extremes.into_close(chunk.close_mut()).unwrap();
         }
         let mut row_group = file.next_row_group().unwrap();
         chunk.append_to_row_group(&mut row_group).unwrap();

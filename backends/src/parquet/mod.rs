@@ -22,7 +22,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arrow::array::{Array, ArrayData, ArrayRef, RecordBatch};
 use arrow::datatypes::SchemaRef;
@@ -41,7 +41,6 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::PhysicalExpr;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectMeta, ObjectStore};
-use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding};
 use parquet::file::metadata::{ParquetMetaData, SortingColumn};
@@ -61,10 +60,11 @@ pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 /// Rows per data page; the page index lets a scan skip pages inside a group.
 const PAGE_ROWS: usize = 8 * 1024;
 
+mod encode;
 mod extremes;
 mod rows;
 
-use extremes::Extremes;
+use encode::{encode_row_group, Columns, EncodedRowGroup};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ParquetBackend;
@@ -529,55 +529,6 @@ fn plain_packs(column: &ArrayRef, distinct: usize) -> bool {
         .is_ok_and(|packed| packed.len() <= indices)
 }
 
-/// One row group's rows, encoded into column chunks on a blocking thread.
-type EncodedRowGroup = tokio::task::JoinHandle<Result<(Vec<ArrowColumnChunk>, Duration)>>;
-
-/// Encodes `batches` as row group `index`. The columns marked in
-/// `extremes_here` get their statistics from [`extremes::Extremes`].
-fn encode_row_group(
-    factory: Arc<ArrowRowGroupWriterFactory>,
-    index: usize,
-    schema: SchemaRef,
-    extremes_here: Arc<[bool]>,
-    batches: Vec<RecordBatch>,
-) -> EncodedRowGroup {
-    tokio::task::spawn_blocking(move || {
-        let started = Instant::now();
-        let mut writers = factory.create_column_writers(index)?;
-        // Per field: its first leaf's writer, and its statistics when they
-        // are computed here (such a field is a single leaf).
-        let mut extremes: Vec<(usize, Option<Extremes>)> = Vec::new();
-        for batch in &batches {
-            let mut leaf = 0;
-            for (i, (field, column)) in schema.fields().iter().zip(batch.columns()).enumerate() {
-                if extremes.len() == i {
-                    extremes.push((leaf, extremes_here[i].then(Extremes::default)));
-                }
-                if let Some(extremes) = &mut extremes[i].1 {
-                    extremes.add(column);
-                }
-                for values in compute_leaves(field, column)? {
-                    let writer = writers.get_mut(leaf).ok_or_else(|| {
-                        DataFusionError::Internal("more leaves than column writers".into())
-                    })?;
-                    writer.write(&values)?;
-                    leaf += 1;
-                }
-            }
-        }
-        let mut chunks = writers
-            .into_iter()
-            .map(|writer| Ok(writer.close()?))
-            .collect::<Result<Vec<_>>>()?;
-        for (leaf, extremes) in extremes {
-            if let Some(extremes) = extremes {
-                extremes.into_chunk(&mut chunks[leaf])?;
-            }
-        }
-        Ok((chunks, started.elapsed()))
-    })
-}
-
 /// The file being assembled: encoded row groups are appended in order and
 /// the bytes go up as they accumulate.
 struct Assembly {
@@ -595,7 +546,7 @@ impl Assembly {
         self.encode_time += took;
         let mut row_group = self.file.next_row_group()?;
         for chunk in chunks {
-            chunk.append_to_row_group(&mut row_group)?;
+            chunk.append_to(&mut row_group)?;
         }
         row_group.close()?;
         self.row_groups += 1;
@@ -622,10 +573,15 @@ async fn write_row_groups(
     let progress = options.progress.as_deref();
     let (properties, mut data) = sampled_properties(files::prefetch(data), options).await?;
     let (properties, extremes_here) = extremes::take_over(properties, &schema);
-    let extremes_here: Arc<[bool]> = extremes_here.into();
     let (file, factory) = ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(properties))?
         .into_serialized_writer()?;
-    let factory = Arc::new(factory);
+    let columns = Arc::new(Columns::new(
+        factory,
+        Arc::clone(&schema),
+        file.schema_descr(),
+        Arc::clone(file.properties()),
+        &extremes_here,
+    ));
     let mut assembly = Assembly {
         file,
         upload: Upload::start(at, options).await?,
@@ -648,13 +604,7 @@ async fn write_row_groups(
                 group_rows += take;
                 if group_rows == ROW_GROUP_ROWS {
                     let rows = std::mem::take(&mut group);
-                    pending.push_back(encode_row_group(
-                        Arc::clone(&factory),
-                        index,
-                        Arc::clone(&schema),
-                        Arc::clone(&extremes_here),
-                        rows,
-                    ));
+                    pending.push_back(encode_row_group(Arc::clone(&columns), index, rows));
                     (group_rows, index) = (0, index + 1);
                 }
                 while pending.len() >= in_flight {
@@ -667,13 +617,7 @@ async fn write_row_groups(
             }
         }
         if group_rows > 0 {
-            pending.push_back(encode_row_group(
-                Arc::clone(&factory),
-                index,
-                Arc::clone(&schema),
-                Arc::clone(&extremes_here),
-                group,
-            ));
+            pending.push_back(encode_row_group(Arc::clone(&columns), index, group));
         }
         while let Some(next) = pending.pop_front() {
             assembly.append(next).await?;
