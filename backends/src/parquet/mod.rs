@@ -10,7 +10,9 @@
 //! next (the peers bench's writes-only run took 0.93 of the time over six
 //! runs in turn; docs/benchmarks.md). So
 //! the compute that feeds the write and the encoding share the cores, and
-//! memory holds a few row groups whatever the result's size. Row groups carry
+//! memory holds a few row groups whatever the result's size. How a row
+//! group's columns are encoded, and which go around arrow-rs' Arrow writer,
+//! is in [`encode`]; the statistics computed here, in [`extremes`]. Row groups carry
 //! page statistics and are Snappy-compressed, as pandas writes them: on the
 //! README's entries Snappy decodes about a third faster than zstd for a
 //! quarter more bytes, and entries are read far more often than written.
