@@ -1,4 +1,5 @@
-//! Encoding one row group's columns on a blocking thread.
+//! Encoding one row group's columns, on threads kept for encoding (one per
+//! core; see [`encode_on_own_threads`] for why not tokio's blocking pool).
 //!
 //! Most columns go through arrow-rs' Arrow writer. A top-level integer or
 //! float column without nulls in the row group goes around it: arrow-rs'
@@ -12,7 +13,9 @@
 //! keeps the Arrow writer.
 
 use std::io::Write;
-use std::sync::Arc;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
@@ -22,6 +25,7 @@ use arrow::datatypes::{
 };
 use bytes::Bytes;
 use datafusion::common::{DataFusionError, Result};
+use futures::future::BoxFuture;
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowRowGroupWriterFactory};
 use parquet::column::writer::{get_column_writer, ColumnCloseResult, ColumnWriter};
 use parquet::file::properties::WriterPropertiesPtr;
@@ -92,9 +96,9 @@ impl Chunk {
     }
 }
 
-/// One row group's chunks in leaf order, encoded on a blocking thread, and
-/// how long encoding took.
-pub(super) type EncodedRowGroup = tokio::task::JoinHandle<Result<(Vec<Chunk>, Duration)>>;
+/// One row group's chunks in leaf order, encoded on an encoding thread
+/// ([`encode_on_own_threads`]), and how long encoding took.
+pub(super) type EncodedRowGroup = BoxFuture<'static, Result<(Vec<Chunk>, Duration)>>;
 
 /// Encodes `batches` as row group `index` of the file `columns` describes.
 pub(super) fn encode_row_group(
@@ -102,11 +106,61 @@ pub(super) fn encode_row_group(
     index: usize,
     batches: Vec<RecordBatch>,
 ) -> EncodedRowGroup {
-    tokio::task::spawn_blocking(move || {
+    let (done, encoded) = tokio::sync::oneshot::channel();
+    encode_on_own_threads(Box::new(move || {
         let started = Instant::now();
-        let chunks = encode(&columns, index, &batches)?;
-        Ok((chunks, started.elapsed()))
+        let chunks = catch_unwind(AssertUnwindSafe(|| encode(&columns, index, &batches)));
+        let result = match chunks {
+            Ok(chunks) => chunks.map(|chunks| (chunks, started.elapsed())),
+            Err(_) => Err(internal("the encoding thread panicked")),
+        };
+        let _ = done.send(result);
+    }));
+    Box::pin(async move {
+        encoded
+            .await
+            .map_err(|_| internal("the encoding thread stopped"))?
     })
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Hands `job` to the encoding threads: one per core, started by the first
+/// write and kept for the process, taking jobs in the order given.
+///
+/// Not tokio's blocking pool, where a row group handed out often waited
+/// for its thread until the one before it was done: traces of a miss over
+/// the README's daily rows showed row groups encoded one at a time for
+/// stretches of ten and more, with the other core idle. On threads of
+/// their own, over six whole runs taken in turn with the blocking pool, the
+/// miss took 50 ms against 62 (medians) for the same CPU (docs/benchmarks.md).
+/// A job runs to its end; a panic in it is the job's to catch.
+fn encode_on_own_threads(job: Job) {
+    static ENCODERS: OnceLock<Sender<Job>> = OnceLock::new();
+    let encoders = ENCODERS.get_or_init(|| {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        for i in 0..threads {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name(format!("nuthatch-encode-{i}"))
+                // One thread waits on the queue at a time; the others wait
+                // for the lock, and the next job wakes only the one.
+                .spawn(move || loop {
+                    let next = queue.lock().map(|queue| queue.recv());
+                    match next {
+                        Ok(Ok(job)) => job(),
+                        _ => return,
+                    }
+                })
+                .expect("starting an encoding thread");
+        }
+        jobs
+    });
+    // The receiving threads live as long as the process, so sending fails
+    // only if every one of them is gone, which no job can cause.
+    let _ = encoders.send(job);
 }
 
 fn encode(columns: &Columns, index: usize, batches: &[RecordBatch]) -> Result<Vec<Chunk>> {

@@ -3,19 +3,20 @@
 //!
 //! Writing streams: batches are cut into row groups of [`ROW_GROUP_ROWS`]
 //! as they arrive (the caller sorts upstream, in the plan, where sorting
-//! can spill), and row groups are encoded side by side on blocking threads,
-//! two per core in flight, then appended to the file in order and
+//! can spill), and row groups are encoded side by side on threads kept for
+//! encoding, two per core in flight, then appended to the file in order and
 //! uploaded. Two per core, not one: with one, a core sat idle each time a
 //! row group finished, until the writer had appended it and handed out the
 //! next (the peers bench's writes-only run took 0.93 of the time over six
-//! runs in turn; docs/benchmarks.md). So
-//! the compute that feeds the write and the encoding share the cores, and
-//! memory holds a few row groups whatever the result's size. How a row
-//! group's columns are encoded, and which go around arrow-rs' Arrow writer,
-//! is in [`encode`]; the statistics computed here, in [`extremes`]. Row groups carry
-//! page statistics and are Snappy-compressed, as pandas writes them: on the
-//! README's entries Snappy decodes about a third faster than zstd for a
-//! quarter more bytes, and entries are read far more often than written.
+//! runs in turn; docs/benchmarks.md). So the compute that feeds the write
+//! and the encoding share the cores, and memory holds a few row groups
+//! whatever the result's size. How a row group's columns are encoded, on
+//! which threads, and which columns go around arrow-rs' Arrow writer, is in
+//! [`encode`]; the statistics computed here, in [`extremes`]. Row groups
+//! carry page statistics and are Snappy-compressed, as pandas writes them:
+//! on the README's entries Snappy decodes about a third faster than zstd
+//! for a quarter more bytes, and entries are read far more often than
+//! written.
 //!
 //! Reading: [`files::FileEntry`] scans the files with the time window and
 //! `WHERE` filters as a pruning predicate over row-group and page
@@ -542,9 +543,7 @@ struct Assembly {
 
 impl Assembly {
     async fn append(&mut self, encoding: EncodedRowGroup) -> Result<()> {
-        let (chunks, took) = encoding
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))??;
+        let (chunks, took) = encoding.await?;
         self.encode_time += took;
         let mut row_group = self.file.next_row_group()?;
         for chunk in chunks {
