@@ -263,11 +263,15 @@ trait Lanes: Copy + PartialOrd {
     }
 }
 
-macro_rules! integer_lanes {
-    ($($t:ty),*) => {$(
+// Each type's lanes start at the values nothing is above or below. For
+// floats those are the infinities, and `min` and `max` return the other
+// operand when one is NaN, so NaN never becomes a bound, as in arrow-rs'
+// statistics.
+macro_rules! lanes {
+    ($($t:ty: $high:ident, $low:ident);*) => {$(
         impl Lanes for $t {
-            const HIGH: Self = <$t>::MAX;
-            const LOW: Self = <$t>::MIN;
+            const HIGH: Self = <$t>::$high;
+            const LOW: Self = <$t>::$low;
             fn lesser(a: Self, b: Self) -> Self {
                 a.min(b)
             }
@@ -277,25 +281,7 @@ macro_rules! integer_lanes {
         }
     )*};
 }
-integer_lanes!(i32, i64);
-
-// `min` and `max` of floats return the other operand when one is NaN, so
-// NaN never becomes a bound, as in arrow-rs' statistics.
-macro_rules! float_lanes {
-    ($($t:ty),*) => {$(
-        impl Lanes for $t {
-            const HIGH: Self = <$t>::INFINITY;
-            const LOW: Self = <$t>::NEG_INFINITY;
-            fn lesser(a: Self, b: Self) -> Self {
-                a.min(b)
-            }
-            fn greater(a: Self, b: Self) -> Self {
-                a.max(b)
-            }
-        }
-    )*};
-}
-float_lanes!(f32, f64);
+lanes!(i32: MAX, MIN; i64: MAX, MIN; f32: INFINITY, NEG_INFINITY; f64: INFINITY, NEG_INFINITY);
 
 #[cfg(test)]
 mod tests {
