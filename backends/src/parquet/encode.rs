@@ -289,11 +289,13 @@ fn internal(what: &str) -> DataFusionError {
 mod tests {
     use std::sync::Arc;
 
+    use arrow::array::AsArray;
     use arrow::array::{
         ArrayRef, Date32Array, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch,
         StringArray, StructArray, TimestampNanosecondArray,
     };
     use arrow::compute::concat_batches;
+    use arrow::datatypes::Float64Type;
     use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
     use bytes::Bytes;
     use datafusion::execution::object_store::ObjectStoreUrl;
@@ -345,8 +347,12 @@ mod tests {
                 )) as ArrayRef,
             ),
         ]);
+        // NaN and -0.0 in the row groups written from the buffer: values
+        // stored as they are, bit for bit, and kept out of the bounds.
         let air = rows.clone().map(|i| match i {
             70_000..=70_099 => None,
+            _ if i % 4099 == 7 => Some(f64::NAN),
+            _ if i % 5003 == 11 => Some(-0.0),
             _ => Some(((i * 7919) % 1000) as f64 - 500.0),
         });
         RecordBatch::try_new(
@@ -422,7 +428,16 @@ mod tests {
         writer.close().unwrap();
         let theirs = Bytes::from(theirs);
 
-        assert_eq!(rows(&ours), concat_batches(&schema(), &batches).unwrap());
+        let (stored, computed) = (rows(&ours), concat_batches(&schema(), &batches).unwrap());
+        assert_eq!(stored, computed);
+        let bits = |batch: &RecordBatch| -> Vec<Option<u64>> {
+            let air = batch
+                .column_by_name("air")
+                .unwrap()
+                .as_primitive::<Float64Type>();
+            air.iter().map(|v| v.map(f64::to_bits)).collect()
+        };
+        assert_eq!(bits(&stored), bits(&computed));
         let (ours, theirs) = (metadata(&ours), metadata(&theirs));
         assert_eq!(ours.num_row_groups(), 3);
         assert_eq!(ours.num_row_groups(), theirs.num_row_groups());
