@@ -8,9 +8,10 @@
 //! of the CPU of writing the README's daily rows), where its column writer
 //! takes the Arrow buffer as it is. Such a column's chunk is encoded into
 //! a buffer of its own and spliced into the row group from there; its
-//! statistics are computed here ([`Extremes`]). A column with nulls in the
-//! row group needs the copy (nulls are not stored among the values) and
-//! keeps the Arrow writer.
+//! statistics are computed here ([`Extremes`]). The leading sort column's
+//! pages are written here altogether ([`delta_pages`]) and spliced in the
+//! same way. A column with nulls in the row group needs the copy (nulls are
+//! not stored among the values) and keeps the Arrow writer.
 
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -19,10 +20,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use arrow::datatypes::{
-    DataType, Date32Type, Float32Type, Float64Type, Int32Type, Int64Type, SchemaRef, TimeUnit,
-    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-};
+use arrow::datatypes::{DataType, Date32Type, Float32Type, Float64Type, Int32Type, SchemaRef};
 use bytes::Bytes;
 use datafusion::common::{DataFusionError, Result};
 use futures::future::BoxFuture;
@@ -32,6 +30,7 @@ use parquet::file::properties::WriterPropertiesPtr;
 use parquet::file::writer::{SerializedPageWriter, SerializedRowGroupWriter, TrackedWrite};
 use parquet::schema::types::{ColumnDescPtr, SchemaDescriptor};
 
+use super::delta_pages::{self, i64_values};
 use super::extremes::Extremes;
 
 /// What encoding a row group needs to know of the file.
@@ -44,6 +43,9 @@ pub(super) struct Columns {
     /// Per field: its leaf's descriptor when its statistics are computed
     /// here, and its values can then be written from their Arrow buffer.
     direct: Vec<Option<ColumnDescPtr>>,
+    /// Per field: its leaf's descriptor when its pages are delta-packed
+    /// here ([`delta_pages`]).
+    delta: Vec<Option<ColumnDescPtr>>,
 }
 
 impl Columns {
@@ -63,12 +65,19 @@ impl Columns {
         let direct = (first_leaf.iter().zip(extremes_here))
             .map(|(leaf, here)| here.then(|| parquet.column(*leaf)))
             .collect();
+        let delta = (schema.fields().iter().zip(&first_leaf))
+            .map(|(field, leaf)| {
+                delta_pages::writes_here(field.name(), field.data_type(), &properties)
+                    .then(|| parquet.column(*leaf))
+            })
+            .collect();
         Columns {
             factory,
             schema,
             properties,
             first_leaf,
             direct,
+            delta,
         }
     }
 }
@@ -172,6 +181,13 @@ fn encode(columns: &Columns, index: usize, batches: &[RecordBatch]) -> Result<Ve
     for (i, field) in columns.schema.fields().iter().enumerate() {
         let values: Vec<&ArrayRef> = batches.iter().map(|batch| batch.column(i)).collect();
         let leaf = columns.first_leaf[i];
+        let no_nulls = values.iter().all(|column| column.null_count() == 0);
+        if let (Some(descr), true) = (&columns.delta[i], no_nulls) {
+            let (bytes, close) = delta_pages::write_chunk(descr, &columns.properties, &values)?;
+            writers[leaf] = None;
+            chunks[leaf] = Some(Chunk::Direct { bytes, close });
+            continue;
+        }
         let Some(descr) = &columns.direct[i] else {
             for column in values {
                 for (j, part) in compute_leaves(field, column)?.iter().enumerate() {
@@ -183,7 +199,7 @@ fn encode(columns: &Columns, index: usize, batches: &[RecordBatch]) -> Result<Ve
             }
             continue;
         };
-        if values.iter().all(|column| column.null_count() == 0) {
+        if no_nulls {
             writers[leaf] = None;
             chunks[leaf] = Some(direct(descr, &columns.properties, &values)?);
             continue;
@@ -262,23 +278,6 @@ fn direct(
     extremes.into_close(&mut close)?;
     let bytes = Bytes::from(sink.into_inner()?);
     Ok(Chunk::Direct { bytes, close })
-}
-
-/// The values of a column stored as 64-bit integers, as they are stored.
-fn i64_values(column: &dyn Array) -> Result<&[i64]> {
-    Ok(match column.data_type() {
-        DataType::Int64 => column.as_primitive::<Int64Type>().values(),
-        DataType::Timestamp(TimeUnit::Millisecond, _) => {
-            column.as_primitive::<TimestampMillisecondType>().values()
-        }
-        DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            column.as_primitive::<TimestampMicrosecondType>().values()
-        }
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-            column.as_primitive::<TimestampNanosecondType>().values()
-        }
-        _ => return Err(internal("a column written directly of another type")),
-    })
 }
 
 fn internal(what: &str) -> DataFusionError {

@@ -63,6 +63,7 @@ pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 /// Rows per data page; the page index lets a scan skip pages inside a group.
 const PAGE_ROWS: usize = 8 * 1024;
 
+mod delta_pages;
 mod encode;
 mod extremes;
 mod rows;
