@@ -24,6 +24,7 @@
 //! Calls that merge into the stored entry (`upsert`, `replace_window`)
 //! read nothing first: they compute and merge ([`merge`]).
 
+mod clip;
 mod decide;
 mod extend;
 mod judged;
@@ -49,7 +50,6 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::expressions::{col as physical_col, Column};
 use datafusion::physical_expr::{LexOrdering, Partitioning, PhysicalSortExpr};
 use datafusion::physical_plan::empty::EmptyExec;
-use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
@@ -624,7 +624,7 @@ impl Resolver<'_> {
                 Source::Unstored(plan) => Arc::clone(plan),
             };
             let clipped = match &shape.full_window {
-                Some(window) => Arc::new(FilterExec::try_new(Arc::clone(window), whole)?),
+                Some(window) => clip::within(whole, window)?,
                 None => whole,
             };
             let batches = collect(Arc::clone(&clipped), self.state.task_ctx()).await?;
@@ -828,7 +828,7 @@ fn unstored(plan: Arc<dyn ExecutionPlan>, shape: &ScanShape) -> Result<Arc<dyn E
 fn clip(input: Arc<dyn ExecutionPlan>, shape: &ScanShape) -> Result<Arc<dyn ExecutionPlan>> {
     let mut plan = input;
     if let Some(window) = &shape.window_filter {
-        plan = Arc::new(FilterExec::try_new(Arc::clone(window), plan)?);
+        plan = clip::within(plan, window)?;
     }
     if let Some(indices) = &shape.output_indices {
         plan = project(plan, indices)?;
