@@ -27,7 +27,7 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{
     DataType, Date32Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType,
-    TimestampMillisecondType, TimestampNanosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
 };
 use bytes::Bytes;
 use datafusion::common::{DataFusionError, Result};
@@ -62,7 +62,8 @@ pub(super) fn writes_here(name: &str, data_type: &DataType, properties: &WriterP
 }
 
 /// How values of `data_type` are stored: 32 or 64-bit signed integers,
-/// the Arrow values unchanged.
+/// the Arrow values unchanged (timestamps in seconds too, as plain
+/// integers).
 fn stored_as(data_type: &DataType) -> Option<Width> {
     match data_type {
         DataType::Int32 | DataType::Date32 => Some(Width::Int32),
@@ -114,9 +115,9 @@ fn i32_values(column: &dyn Array) -> &[i32] {
 pub(super) fn i64_values(column: &dyn Array) -> Result<&[i64]> {
     Ok(match column.data_type() {
         DataType::Int64 => column.as_primitive::<Int64Type>().values(),
-        DataType::Timestamp(TimeUnit::Second, _) => column
-            .as_primitive::<arrow::datatypes::TimestampSecondType>()
-            .values(),
+        DataType::Timestamp(TimeUnit::Second, _) => {
+            column.as_primitive::<TimestampSecondType>().values()
+        }
         DataType::Timestamp(TimeUnit::Millisecond, _) => {
             column.as_primitive::<TimestampMillisecondType>().values()
         }
@@ -242,7 +243,10 @@ impl<'a> Chunk<'a> {
     fn write<T: Stored>(mut self, values: &[T]) -> Result<(Bytes, ColumnCloseResult)> {
         let mut sink = TrackedWrite::new(Vec::new());
         let mut pages = SerializedPageWriter::new(&mut sink);
-        let rows = self.properties.data_page_row_count_limit().max(1);
+        // Rows per page as arrow-rs counts them; a page of eight bytes a
+        // value stays within the page size too.
+        let fit = self.properties.data_page_size_limit() / size_of::<T>();
+        let rows = (self.properties.data_page_row_count_limit().min(fit)).max(1);
         let mut bounds: Option<(T, T)> = None;
         let mut last: Option<(T, T)> = None;
         for page in values.chunks(rows) {
@@ -447,6 +451,7 @@ mod tests {
 
     use arrow::array::{
         ArrayRef, Date32Array, Int32Array, Int64Array, RecordBatch, TimestampNanosecondArray,
+        TimestampSecondArray,
     };
     use arrow::compute::concat_batches;
     use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -613,6 +618,16 @@ mod tests {
             )
             .await;
         }
+        // Seconds, stored as plain integers.
+        let seconds =
+            TimestampSecondArray::from_iter_values((0..9_000).map(|i| 1_700_000_000 + i / 7));
+        let seconds_type = DataType::Timestamp(TimeUnit::Second, None);
+        same_as_arrow_rs(
+            Field::new("t", seconds_type, false),
+            Arc::new(seconds),
+            false,
+        )
+        .await;
         // A row group with nulls keeps arrow-rs' writer, whose pages end
         // where its input batches do; the next is written here.
         let holes = Int64Array::from_iter((0..70_001).map(|i| (i != 5).then_some(i)));
