@@ -67,7 +67,8 @@ pub(crate) async fn serve_calls_here(
         let call = node
             .downcast_ref::<CachedCallExec>()
             .expect("collected as a call");
-        let scan = call.resolve().await?;
+        // A window clipped here by batch travels as the filter it stands for.
+        let scan = nuthatch_udf::resolve::as_filters(call.resolve().await?)?;
         if !reads_files_only(&scan)? {
             return Ok(None);
         }

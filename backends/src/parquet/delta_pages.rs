@@ -42,6 +42,8 @@ use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
+use super::extremes::Lanes;
+
 /// Whether a top-level column of `data_type` written with `properties`
 /// gets its pages here: a signed integer column that arrow-rs would
 /// delta-pack with page statistics, without a dictionary, a bloom filter or
@@ -143,10 +145,8 @@ fn concatenated<'a, T: Copy>(parts: &[&'a [T]]) -> Cow<'a, [T]> {
 /// The integer types a chunk is written for, with what differs between
 /// them: deltas wrap at the stored width, and miniblocks hold 32 values of
 /// 32-bit integers and 64 of 64-bit ones, as arrow-rs chooses.
-trait Stored: Copy + Ord + Send {
+trait Stored: Lanes + Ord + Send {
     const MINIBLOCK: usize;
-    const LOWEST: Self;
-    const HIGHEST: Self;
     fn widened(self) -> i64;
     /// `self - before` wrapping at the stored width, widened.
     fn delta(self, before: Self) -> i64;
@@ -156,10 +156,23 @@ trait Stored: Copy + Ord + Send {
     fn statistics(min: Self, max: Self) -> Statistics;
 }
 
+/// What the two widths share: bytes as the column index holds them, and
+/// chunk statistics as arrow-rs writes them for a signed column.
+macro_rules! stored_values {
+    () => {
+        fn le_bytes(self) -> Vec<u8> {
+            self.to_le_bytes().to_vec()
+        }
+        fn statistics(min: Self, max: Self) -> Statistics {
+            ValueStatistics::new(Some(min), Some(max), None, Some(0), false)
+                .with_backwards_compatible_min_max(true)
+                .into()
+        }
+    };
+}
+
 impl Stored for i32 {
     const MINIBLOCK: usize = 32;
-    const LOWEST: Self = i32::MIN;
-    const HIGHEST: Self = i32::MAX;
     fn widened(self) -> i64 {
         self as i64
     }
@@ -169,20 +182,11 @@ impl Stored for i32 {
     fn above(delta: i64, min: i64) -> u64 {
         (delta as i32).wrapping_sub(min as i32) as u32 as u64
     }
-    fn le_bytes(self) -> Vec<u8> {
-        self.to_le_bytes().to_vec()
-    }
-    fn statistics(min: Self, max: Self) -> Statistics {
-        ValueStatistics::new(Some(min), Some(max), None, Some(0), false)
-            .with_backwards_compatible_min_max(true)
-            .into()
-    }
+    stored_values!();
 }
 
 impl Stored for i64 {
     const MINIBLOCK: usize = 64;
-    const LOWEST: Self = i64::MIN;
-    const HIGHEST: Self = i64::MAX;
     fn widened(self) -> i64 {
         self
     }
@@ -192,14 +196,7 @@ impl Stored for i64 {
     fn above(delta: i64, min: i64) -> u64 {
         delta.wrapping_sub(min) as u64
     }
-    fn le_bytes(self) -> Vec<u8> {
-        self.to_le_bytes().to_vec()
-    }
-    fn statistics(min: Self, max: Self) -> Statistics {
-        ValueStatistics::new(Some(min), Some(max), None, Some(0), false)
-            .with_backwards_compatible_min_max(true)
-            .into()
-    }
+    stored_values!();
 }
 
 /// Miniblocks per block, as arrow-rs writes them.
@@ -250,7 +247,7 @@ impl<'a> Chunk<'a> {
         let mut bounds: Option<(T, T)> = None;
         let mut last: Option<(T, T)> = None;
         for page in values.chunks(rows) {
-            let (min, max) = extremes(page);
+            let (min, max) = T::extremes(page).ok_or_else(|| internal("an empty page"))?;
             if let Some((last_min, last_max)) = last {
                 self.ascending &= last_min <= min && last_max <= max;
                 self.descending &= last_min >= min && last_max >= max;
@@ -339,28 +336,6 @@ impl<'a> Chunk<'a> {
             offset_index: Some(self.offsets.build()),
         })
     }
-}
-
-/// The smallest and largest of `values` (not empty), folded in lanes that
-/// the compiler turns into vector instructions.
-fn extremes<T: Stored>(values: &[T]) -> (T, T) {
-    const LANES: usize = 8;
-    let mut low = [T::HIGHEST; LANES];
-    let mut high = [T::LOWEST; LANES];
-    let mut chunks = values.chunks_exact(LANES);
-    for chunk in &mut chunks {
-        for lane in 0..LANES {
-            low[lane] = low[lane].min(chunk[lane]);
-            high[lane] = high[lane].max(chunk[lane]);
-        }
-    }
-    for value in chunks.remainder() {
-        low[0] = low[0].min(*value);
-        high[0] = high[0].max(*value);
-    }
-    let min = low.into_iter().min().unwrap_or(T::HIGHEST);
-    let max = high.into_iter().max().unwrap_or(T::LOWEST);
-    (min, max)
 }
 
 /// Definition levels of `rows` present values (bit width 1): their length,

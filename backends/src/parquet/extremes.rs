@@ -233,7 +233,7 @@ where
 /// Values whose extremes fold in independent lanes: min and max are exact
 /// whatever the order, so eight running minima and maxima give the same
 /// answer as one, and the loop vectorizes.
-trait Lanes: Copy + PartialOrd {
+pub(super) trait Lanes: Copy + PartialOrd {
     /// The value no other is below (above, for `LOW`): what a lane starts at.
     const HIGH: Self;
     const LOW: Self;

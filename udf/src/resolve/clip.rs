@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, BooleanArray, RecordBatch};
 use arrow::compute::{filter_record_batch, SortOptions};
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Operator;
@@ -81,6 +81,20 @@ pub(super) fn within(
     }))
 }
 
+/// `plan` with each [`WindowClipExec`] in it turned back into the
+/// `FilterExec` it stands for: a plan sent to other processes (the
+/// cluster's workers) carries only operators they can decode.
+pub fn as_filters(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    let replaced = plan.transform_up(|node| {
+        let Some(clip) = node.downcast_ref::<WindowClipExec>() else {
+            return Ok(Transformed::no(node));
+        };
+        let filter = FilterExec::try_new(Arc::clone(&clip.window), Arc::clone(&clip.input))?;
+        Ok(Transformed::yes(Arc::new(filter) as Arc<dyn ExecutionPlan>))
+    })?;
+    Ok(replaced.data)
+}
+
 /// The column `bound` compares with a constant (`column < constant` and
 /// the like, through casts), if that is what it is.
 fn bounded_column(bound: &Arc<dyn PhysicalExpr>) -> Option<Column> {
@@ -116,7 +130,7 @@ fn bounded_column(bound: &Arc<dyn PhysicalExpr>) -> Option<Column> {
 
 /// Clips each batch to the window; see the module docs.
 #[derive(Debug)]
-pub(crate) struct WindowClipExec {
+pub struct WindowClipExec {
     input: Arc<dyn ExecutionPlan>,
     /// The whole window, for the batches a bound cuts through.
     window: Arc<dyn PhysicalExpr>,

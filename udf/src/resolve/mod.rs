@@ -66,6 +66,7 @@ use nuthatch_catalog::{
 use crate::call::Call;
 use crate::compute::body_frame;
 use crate::settings::Prompter;
+pub use clip::{as_filters, WindowClipExec};
 use judged::{note_read, read_input};
 pub(crate) use sink::compute_failed;
 use sink::{Keep, WritePlan};
