@@ -16,8 +16,8 @@
 //! column with a constant, which is how the window is planned; for
 //! anything else, or rows not known to be in order, [`within`] keeps
 //! `FilterExec`. A row whose time is null makes an end undecided, and its
-//! batch is filtered: nulls sort last, so only a partition's last batches
-//! can hold them.
+//! batch is filtered: nulls sort at one end of a partition, so only its
+//! first or last batches can hold them.
 
 use std::fmt;
 use std::sync::Arc;
