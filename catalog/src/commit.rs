@@ -59,6 +59,7 @@ use object_store::{ObjectStoreExt, PutPayload};
 use crate::lineage::{Input, Lineage, Provenance};
 use crate::lock::EntryLock;
 use crate::metastore::{self, data_path, metadata_dir, metadata_path, Replacing, CONFIRMED};
+pub(crate) use crate::time_range::TimeRange;
 use crate::{Catalog, Entry, EntryId, Error, MetadataRow, Recorded, Result, Tier};
 
 /// Where one write goes, and what it is to record.
@@ -702,52 +703,11 @@ fn merged_coverage(
     (Some(covered.union(added)), provisional)
 }
 
-/// The smallest and largest value of a result's time column seen so far,
-/// in epoch microseconds.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct TimeRange {
-    pub min: Option<i64>,
-    pub max: Option<i64>,
-}
-
 /// `schema`'s columns as a metadata row records them: `name: type`.
 pub fn columns_of(schema: &arrow::datatypes::Schema) -> Vec<String> {
     (schema.fields().iter())
         .map(|field| format!("{}: {}", field.name(), field.data_type()))
         .collect()
-}
-
-impl TimeRange {
-    pub fn widen(&mut self, low: Option<i64>, high: Option<i64>) {
-        if let Some(low) = low {
-            self.min = Some(self.min.map_or(low, |m| m.min(low)));
-        }
-        if let Some(high) = high {
-            self.max = Some(self.max.map_or(high, |m| m.max(high)));
-        }
-    }
-
-    /// Widens the range by `batch`'s `column`; a column that is missing or
-    /// not temporal leaves it unknown.
-    pub fn note(&mut self, batch: &arrow::array::RecordBatch, column: &str) {
-        use arrow::array::TimestampMicrosecondArray;
-        use arrow::datatypes::{DataType, TimeUnit};
-        let Some(values) = batch.column_by_name(column) else {
-            return;
-        };
-        if !values.data_type().is_temporal() {
-            return;
-        }
-        let Ok(micros) =
-            arrow::compute::cast(values, &DataType::Timestamp(TimeUnit::Microsecond, None))
-        else {
-            return;
-        };
-        let Some(micros) = micros.as_any().downcast_ref::<TimestampMicrosecondArray>() else {
-            return;
-        };
-        self.widen(arrow::compute::min(micros), arrow::compute::max(micros));
-    }
 }
 
 /// What a replacement's write is to do right before it publishes

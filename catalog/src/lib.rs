@@ -58,6 +58,7 @@ pub mod report;
 pub mod stale;
 pub mod system;
 pub mod tier;
+mod time_range;
 pub mod vacuum;
 
 use std::sync::Arc;
@@ -71,7 +72,7 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 
 pub use background::{Background, BackgroundWrite};
-pub use commit::{columns_of, TimeRange};
+pub use commit::columns_of;
 pub use commit_parts::WrittenPart;
 pub use config::{Config, TierConfig};
 pub use error::{Error, Result};
@@ -88,6 +89,7 @@ pub use report::{CallReport, Outcome, Phase, ReportLog, Running};
 pub use stale::{Cause, Definitions, Fingerprint, Judge, OnStale, Staleness};
 pub use system::SystemSchema;
 pub use tier::{Tier, TierRole};
+pub use time_range::TimeRange;
 pub use vacuum::{Leftover, Swept, VacuumOptions};
 
 use metastore::{

@@ -365,6 +365,13 @@ fn delta_pack<T: Stored>(values: &[T], out: &mut Vec<u8>) {
     // Each block's deltas, from the value before it on.
     for start in (0..values.len() - 1).step_by(block) {
         let run = &values[start..values.len().min(start + block + 1)];
+        // Within a run of one value (a time a whole grid shares), every
+        // delta is zero and so is every width: the block is five bytes.
+        if run.iter().all(|value| *value == run[0]) {
+            put_varint(zigzag(0), out);
+            out.resize(out.len() + MINIBLOCKS, 0);
+            continue;
+        }
         for (delta, pair) in deltas.iter_mut().zip(run.windows(2)) {
             *delta = pair[1].delta(pair[0]);
         }
