@@ -59,7 +59,7 @@ use object_store::{ObjectStoreExt, PutPayload};
 use crate::lineage::{Input, Lineage, Provenance};
 use crate::lock::EntryLock;
 use crate::metastore::{self, data_path, metadata_dir, metadata_path, Replacing, CONFIRMED};
-pub(crate) use crate::time_range::TimeRange;
+use crate::time_range::TimeRange;
 use crate::{Catalog, Entry, EntryId, Error, MetadataRow, Recorded, Result, Tier};
 
 /// Where one write goes, and what it is to record.

@@ -20,10 +20,11 @@ use datafusion::common::DataFusionError;
 use nuthatch_backends::{Backend, Location, Part, WriteOptions, Written};
 use object_store::ObjectStoreExt;
 
-use crate::commit::{Target, TimeRange};
+use crate::commit::Target;
 use crate::lineage::Provenance;
 use crate::lock::EntryLock;
 use crate::metastore::{data_path, metadata_dir, metadata_path};
+use crate::time_range::TimeRange;
 use crate::{Catalog, Entry, EntryId, Error, Result, Tier};
 
 /// One part written by another process, under the entry's path.
