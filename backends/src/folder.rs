@@ -21,6 +21,16 @@
 //!   block of free memory is at times slow. The pieces are slices of the
 //!   same buffers, so nothing is copied, and a bucket's upload is
 //!   unchanged (this store is only used for folders).
+//! - **A replaced file let go of off the write's path.** An object put
+//!   over another is a new file renamed over the old one, and on ext4 the
+//!   rename itself frees the old file: its blocks, its pages, and any of
+//!   them still being written back. For a 12 MB entry replaced a moment
+//!   after it was written (a `recompute`), that took 9-19 ms on the
+//!   machine of docs/benchmarks.md, against 0.5 ms while the old file was
+//!   still open. The old file is opened before the rename, so the rename
+//!   only swaps the name, and closed on a blocking thread afterwards;
+//!   readers see exactly what they saw before, the old data until the
+//!   rename and the new after it.
 
 use std::fmt;
 use std::ops::Range;
@@ -30,6 +40,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
@@ -44,11 +55,53 @@ pub const WRITE_PIECE: usize = 1024 * 1024;
 #[derive(Debug)]
 pub struct FolderStore {
     inner: Arc<dyn ObjectStore>,
+    files: Option<Arc<OnDisk>>,
 }
 
 impl FolderStore {
-    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
-        FolderStore { inner }
+    /// `inner` keeps its objects in `folder`.
+    pub fn new(inner: Arc<dyn ObjectStore>, folder: &std::path::Path) -> Self {
+        let files = (std::path::absolute(folder).ok())
+            .and_then(|absolute| Path::from_absolute_path(absolute).ok())
+            .map(|prefix| {
+                Arc::new(OnDisk {
+                    files: LocalFileSystem::new(),
+                    prefix,
+                })
+            });
+        FolderStore { inner, files }
+    }
+
+    /// The file at `location`, opened if it is there, to be let go of
+    /// later ([`let_go`]).
+    fn hold(&self, location: &Path) -> Option<std::fs::File> {
+        let path = self.files.as_ref()?.file(location)?;
+        std::fs::File::open(path).ok()
+    }
+}
+
+/// Where the folder's objects are on disk.
+#[derive(Debug)]
+struct OnDisk {
+    /// Maps object paths to files as the folder's own store does.
+    files: LocalFileSystem,
+    prefix: Path,
+}
+
+impl OnDisk {
+    fn file(&self, location: &Path) -> Option<std::path::PathBuf> {
+        let full: Path = self.prefix.parts().chain(location.parts()).collect();
+        self.files.path_to_filesystem(&full).ok()
+    }
+}
+
+/// Closes a file that was replaced on a blocking thread, where freeing it
+/// holds nothing up (see the module docs).
+fn let_go(held: Option<std::fs::File>) {
+    let Some(file) = held else { return };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn_blocking(move || drop(file))),
+        Err(_) => drop(file),
     }
 }
 
@@ -77,20 +130,27 @@ fn in_pieces(payload: PutPayload) -> PutPayload {
 
 /// A multipart upload into a folder whose parts are written in pieces.
 #[derive(Debug)]
-struct InPieces(Box<dyn MultipartUpload>);
+struct InPieces {
+    upload: Box<dyn MultipartUpload>,
+    store: FolderStore,
+    location: Path,
+}
 
 #[async_trait]
 impl MultipartUpload for InPieces {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        self.0.put_part(in_pieces(data))
+        self.upload.put_part(in_pieces(data))
     }
 
     async fn complete(&mut self) -> Result<PutResult> {
-        self.0.complete().await
+        let held = self.store.hold(&self.location);
+        let completed = self.upload.complete().await;
+        let_go(held);
+        completed
     }
 
     async fn abort(&mut self) -> Result<()> {
-        self.0.abort().await
+        self.upload.abort().await
     }
 }
 
@@ -114,9 +174,13 @@ impl ObjectStore for FolderStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> Result<PutResult> {
-        self.inner
+        let held = self.hold(location);
+        let put = self
+            .inner
             .put_opts(location, in_pieces(payload), opts)
-            .await
+            .await;
+        let_go(held);
+        put
     }
 
     async fn put_multipart_opts(
@@ -125,7 +189,14 @@ impl ObjectStore for FolderStore {
         opts: PutMultipartOptions,
     ) -> Result<Box<dyn MultipartUpload>> {
         let upload = self.inner.put_multipart_opts(location, opts).await?;
-        Ok(Box::new(InPieces(upload)))
+        Ok(Box::new(InPieces {
+            upload,
+            store: FolderStore {
+                inner: Arc::clone(&self.inner),
+                files: self.files.clone(),
+            },
+            location: location.clone(),
+        }))
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
@@ -206,7 +277,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let folder: Arc<dyn ObjectStore> =
             Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
-        let store = FolderStore::new(folder);
+        let store = FolderStore::new(folder, dir.path());
         let (first, second) = (counting(2 * WRITE_PIECE + 7), counting(5 * WRITE_PIECE / 2));
 
         let put = Path::from("entry/put.parquet");
@@ -221,5 +292,29 @@ mod tests {
         upload.complete().await.unwrap();
         let read = store.get(&staged).await.unwrap().bytes().await.unwrap();
         assert_eq!(read, [&first[..], &second[..]].concat());
+    }
+
+    #[tokio::test]
+    async fn the_file_held_through_a_replacement_is_the_one_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder: Arc<dyn ObjectStore> =
+            Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let store = FolderStore::new(folder, dir.path());
+        // A part that object_store spells with an escape.
+        let at = Path::from_iter(["agg_and_clip", "ns=a b%", "7.parquet"]);
+        let (old, new) = (counting(3 * WRITE_PIECE), counting(WRITE_PIECE + 3));
+        store.put(&at, old.clone().into()).await.unwrap();
+
+        let held = store.hold(&at).expect("the stored file, found and opened");
+        let mut upload = store.put_multipart(&at).await.unwrap();
+        upload.put_part(new.clone().into()).await.unwrap();
+        upload.complete().await.unwrap();
+        // The old file, still open, kept its bytes; the name has the new.
+        let mut kept = Vec::new();
+        std::io::Read::read_to_end(&mut &held, &mut kept).unwrap();
+        assert!(kept == old, "the held file is not the replaced one");
+        let read = store.get(&at).await.unwrap().bytes().await.unwrap();
+        assert!(read == new, "the replacement did not take the name");
+        assert!(store.hold(&Path::from("missing.parquet")).is_none());
     }
 }

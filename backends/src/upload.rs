@@ -13,7 +13,6 @@
 
 use bytes::Bytes;
 use datafusion::common::{DataFusionError, Result};
-use futures::future::BoxFuture;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{MultipartUpload, ObjectStoreExt, PutPayloadMut};
@@ -27,6 +26,9 @@ pub const UPLOAD_CHUNK: usize = 10 * 1024 * 1024;
 
 /// Parts of a staged upload on their way at once.
 const PARTS_IN_FLIGHT: usize = 2;
+
+/// Part uploads running on the runtime; dropping the set cancels them.
+type PartsInFlight = tokio::task::JoinSet<object_store::Result<()>>;
 
 /// One new object being uploaded; see the module docs. The object appears
 /// when [`Upload::finish`] returns, and [`Upload::abort`] (or an error)
@@ -44,7 +46,11 @@ enum Sink {
         upload: Box<dyn MultipartUpload>,
         /// Bytes not yet sent as a part, kept as handed over (no copy).
         chunk: PutPayloadMut,
-        in_flight: Vec<BoxFuture<'static, object_store::Result<()>>>,
+        /// Parts already cut, uploading while the next is filled: a part
+        /// is a task of its own, as in object_store's `WriteMultipart`, so
+        /// the last 10 MiB of a file do not all reach the store after its
+        /// last row group is encoded.
+        in_flight: PartsInFlight,
         hook: BeforePublish,
     },
 }
@@ -79,7 +85,7 @@ impl Upload {
             sink: Sink::Staged {
                 upload,
                 chunk: PutPayloadMut::new(),
-                in_flight: Vec::new(),
+                in_flight: PartsInFlight::new(),
                 hook,
             },
             path: at.path.clone(),
@@ -119,12 +125,9 @@ impl Upload {
                     }
                     chunk.push(bytes.split_to(room));
                     let part = std::mem::take(chunk).freeze();
-                    in_flight.push(upload.put_part(part));
-                    if in_flight.len() >= PARTS_IN_FLIGHT {
-                        let first = in_flight.remove(0);
-                        first
-                            .await
-                            .map_err(|e| failed("uploading", &self.path, e))?;
+                    in_flight.spawn(upload.put_part(part));
+                    while in_flight.len() >= PARTS_IN_FLIGHT {
+                        part_uploaded(in_flight, &self.path).await?;
                     }
                 }
                 Ok(())
@@ -153,10 +156,10 @@ impl Upload {
             } => {
                 let staged = async {
                     if !chunk.is_empty() || bytes == 0 {
-                        in_flight.push(upload.put_part(chunk.freeze()));
+                        in_flight.spawn(upload.put_part(chunk.freeze()));
                     }
-                    for part in in_flight {
-                        part.await.map_err(|e| failed("uploading", &path, e))?;
+                    while !in_flight.is_empty() {
+                        part_uploaded(&mut in_flight, &path).await?;
                     }
                     let bytes = Some(bytes);
                     hook.run(crate::Published {
@@ -168,6 +171,7 @@ impl Upload {
                 }
                 .await;
                 if let Err(e) = staged {
+                    in_flight.shutdown().await;
                     let _ = upload.abort().await;
                     return Err(e);
                 }
@@ -179,7 +183,12 @@ impl Upload {
     }
 
     /// Abandons the upload; nothing becomes visible.
-    pub async fn abort(self) {
+    pub async fn abort(mut self) {
+        // Parts still being written would race the removal of what they
+        // write to.
+        if let Sink::Staged { in_flight, .. } = &mut self.sink {
+            in_flight.shutdown().await;
+        }
         let aborted = match self.sink {
             Sink::Buffered(mut writer) => writer.abort().await,
             Sink::Staged { mut upload, .. } => upload.abort().await,
@@ -187,6 +196,15 @@ impl Upload {
         if let Err(e) = aborted {
             tracing::warn!(path = %self.path, "aborting an upload failed: {e}");
         }
+    }
+}
+
+/// Waits for one of the parts `in_flight` to be uploaded.
+async fn part_uploaded(in_flight: &mut PartsInFlight, path: &Path) -> Result<()> {
+    match in_flight.join_next().await {
+        Some(Ok(uploaded)) => uploaded.map_err(|e| failed("uploading", path, e)),
+        Some(Err(e)) => Err(failed("uploading", path, e)),
+        None => Ok(()),
     }
 }
 

@@ -475,7 +475,7 @@ fn local_store(
         let prefix = ObjectPath::from_absolute_path(&absolute).map_err(|e| e.to_string())?;
         Arc::new(PrefixStore::new(LocalFileSystem::new(), prefix))
     };
-    Ok(Arc::new(FolderStore::new(store)))
+    Ok(Arc::new(FolderStore::new(store, path)))
 }
 
 /// How a location is spelt in `NUTHATCH_<LOCATION>_...` variables.
